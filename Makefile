@@ -1,0 +1,50 @@
+# One entry point per job. `make serve` and `make test` are the README's two commands:
+# each installs what it needs first (Python venv, npm packages, Debian's chromium/wrk).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PLAYWRIGHT_BROWSERS_PATH := $(CURDIR)/.playwright
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
+
+.PHONY: install sdk serve test test-fast lint bench apt clean
+
+install: $(VENV)/.installed sdk_js/node_modules/.installed apt
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+sdk_js/node_modules/.installed: sdk_js/package.json
+	cd sdk_js && (npm ci --no-audit --no-fund || npm install --no-audit --no-fund)
+	touch $@
+
+# Debian's chromium for the end-to-end tests, wrk for the benchmark.
+apt:
+	@if ! command -v chromium >/dev/null || ! command -v wrk >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium wrk; \
+	fi
+
+sdk: sdk_js/node_modules/.installed
+	cd sdk_js && npm run --silent build
+
+serve: install sdk
+	$(VENV)/bin/collector serve --demo
+
+test: install sdk
+	$(VENV)/bin/pytest
+
+test-fast: $(VENV)/.installed
+	$(VENV)/bin/pytest -m "not e2e and not slow"
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check collector tests e2e bench
+	$(VENV)/bin/ruff format --check collector tests e2e bench
+	$(VENV)/bin/mypy
+
+bench: install sdk
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) sdk_js/node_modules .playwright
