@@ -1,0 +1,320 @@
+"""The Starlette application: routes, CORS, the error handler. Handlers only wire the
+pipeline's steps together."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from collector import pipeline
+from collector.auth import origin_allowed, request_origin
+from collector.demo_app import find_demo_app
+from collector.enrich import client_ip, parse_networks
+from collector.errors import (
+    CollectorError,
+    FieldError,
+    Forbidden,
+    MethodNotAllowed,
+    NotFound,
+    field_error,
+)
+from collector.models import Event, Kind, Outcome
+from collector.normalize import decode_body, parse_payload
+from collector.ratelimit import RateLimiter
+from collector.settings import Settings
+from collector.store import SQLiteStore, Store
+from collector.timeutil import now_ms
+from collector.writer import Writer
+
+log = logging.getLogger("collector")
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+DEMO_DIR = Path(__file__).resolve().parent / "demo"
+INGEST_PATHS = ("/v1/event", "/v1/events", "/events", "/api/v1/events", "/v1/track")
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class Collector:
+    """Per-process state shared by the handlers."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.cache = pipeline.AppCache(store)
+        self.limiter = RateLimiter(workers=settings.workers)
+        self.trusted = parse_networks(settings.trusted_proxies)
+        self.writer = Writer(
+            store, queue_size=settings.queue_size, commit_batch=settings.commit_batch
+        )
+        self.demo_app_id: str | None = None
+
+
+def _collector(request: Request) -> Collector:
+    collector: Collector = request.app.state.collector
+    return collector
+
+
+def _cors_headers(origin: str | None) -> dict[str, str]:
+    if not origin:
+        return {}
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Expose-Headers": "Retry-After",
+        "Vary": "Origin",
+    }
+
+
+async def ingest(request: Request) -> Response:
+    forced: Kind | None = "identify" if request.url.path == "/v1/identify" else None
+    return await _ingest(request, forced)
+
+
+async def _ingest(request: Request, forced: Kind | None) -> Response:
+    c = _collector(request)
+    headers = request.headers
+    cors: dict[str, str] = {}
+    try:
+        caller = pipeline.server_caller(c.cache, headers.get("authorization"))
+        body = await request.body()
+        data = decode_body(body, headers.get("content-type"))
+        payload = parse_payload(
+            data,
+            source="server" if caller else "browser",
+            forced_kind=forced,
+            body_size=len(body),
+        )
+        peer = request.client.host if request.client else None
+        ip = client_ip(peer, headers.get("x-forwarded-for"), c.trusted)
+        if caller is None:
+            app_id = payload.app_id or request.query_params.get("app_id")
+            caller = pipeline.browser_caller(
+                c.cache, app_id, headers.get("origin"), headers.get("referer")
+            )
+            cors = _cors_headers(caller.origin)
+        pipeline.check_rate(c.limiter, caller.app, ip)
+        events, errors, warnings = pipeline.build_events(
+            payload,
+            caller,
+            store=c.store,
+            peer_ip=ip,
+            header_ua=headers.get("user-agent"),
+            headers=headers,
+            received_at=now_ms(),
+        )
+        outcomes = await _store(c, caller.app.setting("bot_policy"), events)
+    except CollectorError as exc:
+        return _error(exc, cors)
+    if payload.is_batch:
+        status, answer = pipeline.batch_answer(outcomes, errors, warnings)
+    else:
+        try:
+            status, answer = pipeline.single_answer(
+                forced or (events[0].kind if events[0] else "track"),
+                outcomes.get(0),
+                errors.get(0),
+                warnings.get(0),
+            )
+        except CollectorError as exc:
+            return _error(exc, cors)
+        if status == 202 and answer.get("event_id") and forced == "identify" and events[0]:
+            answer["user_id"] = events[0].user_id
+    return JSONResponse(answer, status_code=status, headers=cors)
+
+
+async def _store(c: Collector, bot_policy: str, events: list[Event | None]) -> dict[int, Outcome]:
+    outcomes: dict[int, Outcome] = {}
+    to_write: list[Event] = []
+    indexes: list[int] = []
+    for index, ev in enumerate(events):
+        if ev is None:
+            continue
+        if ev.is_bot and bot_policy == "drop":
+            outcomes[index] = Outcome("discarded", reason=f"bot: {ev.bot_reason}")
+            continue
+        to_write.append(ev)
+        indexes.append(index)
+    if to_write:
+        for index, outcome in zip(indexes, await c.writer.submit(to_write), strict=True):
+            outcomes[index] = outcome
+    return outcomes
+
+
+def _error(exc: CollectorError, cors: dict[str, str] | None = None) -> Response:
+    return JSONResponse(exc.body(), status_code=exc.status, headers={**exc.headers, **(cors or {})})
+
+
+async def preflight(request: Request) -> Response:
+    """CORS preflight, answered only for origins some app (or the named app) allows."""
+    c = _collector(request)
+    caller = request_origin(request.headers.get("origin"), None)
+    app_id = request.query_params.get("app_id")
+    if app_id:
+        app = c.cache.by_id(app_id)
+        origins = app.origins if app else []
+    else:
+        origins = c.cache.all_origins()
+    if caller is None or not origin_allowed(origins, caller):
+        return _error(Forbidden(errors=[field_error("origin", "is not an allowed origin")]))
+    headers = _cors_headers(request.headers["origin"])
+    headers.update(
+        {
+            "Access-Control-Allow-Methods": "POST, OPTIONS",
+            "Access-Control-Allow-Headers": "Content-Type, Authorization",
+            "Access-Control-Max-Age": "86400",
+        }
+    )
+    return Response(status_code=204, headers=headers)
+
+
+class _StaticAsset:
+    """A small file served from memory with an ETag and a precompressed gzip copy."""
+
+    def __init__(self, path: Path, media_type: str, max_age: int) -> None:
+        self.path = path
+        self.media_type = media_type
+        self.max_age = max_age
+        self._loaded: tuple[float, bytes, bytes, str] | None = None
+
+    def _load(self) -> tuple[bytes, bytes, str]:
+        mtime = self.path.stat().st_mtime
+        if self._loaded is None or self._loaded[0] != mtime:
+            raw = self.path.read_bytes()
+            etag = '"' + hashlib.sha256(raw).hexdigest()[:20] + '"'
+            self._loaded = (mtime, raw, gzip.compress(raw, 9, mtime=0), etag)
+        return self._loaded[1], self._loaded[2], self._loaded[3]
+
+    def response(self, request: Request, body: bytes | None = None) -> Response:
+        try:
+            raw, gz, etag = self._load()
+        except FileNotFoundError:
+            return _error(NotFound(f"{self.path.name} is not built (run make sdk)"))
+        headers = {
+            "ETag": etag,
+            "Cache-Control": f"public, max-age={self.max_age}",
+            "Vary": "Accept-Encoding",
+            "Access-Control-Allow-Origin": "*",
+        }
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            headers["Content-Encoding"] = "gzip"
+            return Response(gz, media_type=self.media_type, headers=headers)
+        return Response(raw, media_type=self.media_type, headers=headers)
+
+
+SDK_ASSET = _StaticAsset(STATIC_DIR / "telltale.js", "application/javascript", 3600)
+SDK_MODULE_ASSET = _StaticAsset(STATIC_DIR / "telltale.mjs", "application/javascript", 3600)
+DEMO_JS_ASSET = _StaticAsset(DEMO_DIR / "demo.js", "application/javascript", 60)
+
+
+async def sdk_js(request: Request) -> Response:
+    return SDK_ASSET.response(request)
+
+
+async def sdk_module(request: Request) -> Response:
+    return SDK_MODULE_ASSET.response(request)
+
+
+async def demo_js(request: Request) -> Response:
+    return DEMO_JS_ASSET.response(request)
+
+
+async def demo_page(request: Request) -> Response:
+    c = _collector(request)
+    if not c.settings.demo or c.demo_app_id is None:
+        return _error(NotFound("No demo page: start with `collector serve --demo`"))
+    try:
+        html = (DEMO_DIR / "index.html").read_text()
+    except FileNotFoundError:
+        return _error(NotFound("The demo page is missing"))
+    html = html.replace("{{APP_ID}}", c.demo_app_id).replace("{{SDK_SRC}}", "/sdk.js")
+    return Response(html, media_type="text/html")
+
+
+async def healthz(request: Request) -> Response:
+    c = _collector(request)
+    return JSONResponse({"ok": True, "queue": c.writer.pending})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    errors: list[FieldError] = []
+    if exc.status_code == 404:
+        errors = [field_error("path", f"{request.url.path} is not an endpoint")]
+        return _error(NotFound(errors=errors))
+    if exc.status_code == 405:
+        errors = [field_error("method", f"{request.method} is not allowed here")]
+        return _error(MethodNotAllowed(errors=errors))
+    err = CollectorError(str(exc.detail))
+    err.status = exc.status_code
+    return _error(err)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    # Never a traceback to a client: log it here, answer with the one error shape.
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    err = CollectorError("Internal error")
+    err.status = 500
+    return _error(err)
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> Starlette:
+    """The ASGI app. The store's schema is migrated and the writer started in lifespan."""
+    settings = settings or Settings.from_env()
+    store = store or SQLiteStore(settings.db)
+    collector = Collector(settings, store)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        store.migrate()
+        if settings.demo:
+            demo = find_demo_app(store)
+            collector.demo_app_id = demo.app_id if demo else None
+        await collector.writer.start()
+        try:
+            yield
+        finally:
+            await collector.writer.stop()
+            store.close()
+
+    routes = [Route(path, ingest, methods=["POST"]) for path in (*INGEST_PATHS, "/v1/identify")]
+    routes += [
+        Route(path, preflight, methods=["OPTIONS"]) for path in (*INGEST_PATHS, "/v1/identify")
+    ]
+    routes += [
+        Route("/sdk.js", sdk_js, methods=["GET", "HEAD"]),
+        Route("/telltale.mjs", sdk_module, methods=["GET", "HEAD"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/", demo_page, methods=["GET"]),
+        Route("/demo.js", demo_js, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
+    app.state.collector = collector
+    return app
+
+
+def app_from_env() -> Starlette:
+    """Factory for `uvicorn --factory`: each worker process builds its app from env."""
+    return create_app(Settings.from_env())

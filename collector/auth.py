@@ -1,0 +1,101 @@
+"""Who is speaking: a server with an API key, or a browser on an allowed origin."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def key_from_authorization(header: str | None) -> str | None:
+    """The API key from `Bearer KEY`, `Token KEY` or HTTP Basic with the key as user name."""
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    value = value.strip()
+    scheme = scheme.lower()
+    if scheme in {"bearer", "token"}:
+        # Userpilot's header is `Token KEY`; some clients send `Token token=KEY`.
+        if value.startswith("token="):
+            value = value[len("token=") :].strip('"')
+        return value or None
+    if scheme == "basic":
+        try:
+            decoded = base64.b64decode(value, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        user, _, password = decoded.partition(":")
+        return user or password or None
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class OriginPattern:
+    scheme: str
+    host: str  # lower-case; leading "*." for a wildcard
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> OriginPattern:
+        """`https://example.com`, `https://*.example.com`, `http://localhost:3000`."""
+        parts = urlsplit(text.strip())
+        if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+            raise ValueError(f"not an origin: {text!r} (e.g. https://example.com)")
+        if parts.path not in {"", "/"} or parts.query or parts.fragment:
+            raise ValueError(f"an origin has no path: {text!r}")
+        # urlsplit lower-cases hostname; "*." survives it.
+        netloc_host = parts.netloc.rsplit("@", 1)[-1]
+        wildcard = netloc_host.startswith("*.")
+        host = parts.hostname
+        if wildcard and not host.startswith("*."):
+            host = "*." + host
+        try:
+            port = parts.port or _DEFAULT_PORTS[parts.scheme]
+        except ValueError:
+            raise ValueError(f"bad port in origin: {text!r}") from None
+        return cls(parts.scheme, host, port)
+
+    def matches(self, origin: OriginPattern) -> bool:
+        if origin.scheme != self.scheme or origin.port != self.port:
+            return False
+        if self.host.startswith("*."):
+            # A wildcard covers subdomains at any depth, not the apex itself.
+            return origin.host.endswith(self.host[1:])
+        return origin.host == self.host
+
+
+def request_origin(origin: str | None, referer: str | None) -> OriginPattern | None:
+    """The caller's origin from `Origin`, else from `Referer`; None if neither parses."""
+    for candidate in (origin, referer):
+        if not candidate or candidate == "null":
+            continue
+        parts = urlsplit(candidate)
+        if parts.scheme in _DEFAULT_PORTS and parts.hostname:
+            try:
+                port = parts.port or _DEFAULT_PORTS[parts.scheme]
+            except ValueError:
+                return None
+            return OriginPattern(parts.scheme, parts.hostname, port)
+    return None
+
+
+def origin_allowed(allowed: Iterable[str], caller: OriginPattern) -> bool:
+    for text in allowed:
+        try:
+            if OriginPattern.parse(text).matches(caller):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def normalise_origin(text: str) -> str:
+    """Validate an allowed origin and return it in canonical form (raises ValueError)."""
+    pattern = OriginPattern.parse(text)
+    default = _DEFAULT_PORTS[pattern.scheme]
+    port = "" if pattern.port == default else f":{pattern.port}"
+    return f"{pattern.scheme}://{pattern.host}{port}"

@@ -1,0 +1,542 @@
+"""The `collector` command line: a thin layer over the store and the app.
+
+Stable: scripts and tests rely on these commands and their --json output."""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+import orjson
+
+from collector import __version__
+from collector.auth import normalise_origin
+from collector.models import DEFAULT_APP_SETTINGS, App
+from collector.settings import DEFAULT_DB, Settings, setting_fields
+from collector.store import SQLiteStore
+from collector.timeutil import now_ms, parse_duration_ms, parse_timestamp
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEMO_EVENT = '{"event": "user_signed_up", "user": {"id": "u_1", "traits": {"plan": "pro"}}}'
+
+DEFAULT_RULES: list[dict[str, Any]] = [
+    # Seed 002's standard events: a confirmation counts once per orderId; email opens at
+    # most once per 20 minutes per user (email clients re-open mail constantly).
+    {"event": "confirmation", "dedupe_key": "orderId"},
+    {"event": "email_opened", "throttle_ms": 20 * 60 * 1000},
+]
+
+
+def db_option(func: F) -> F:
+    return click.option(
+        "--db",
+        "db",
+        envvar="COLLECTOR_DB",
+        default=DEFAULT_DB,
+        show_default=True,
+        help="SQLite database file (env: COLLECTOR_DB).",
+    )(func)
+
+
+def open_store(db: str) -> SQLiteStore:
+    store = SQLiteStore(db)
+    store.migrate()
+    return store
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+
+
+def _app_dict(app: App, store: SQLiteStore | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "app_id": app.app_id,
+        "name": app.name,
+        "origins": app.origins,
+        "settings": app.settings,
+        "rules": [
+            {
+                "id": r.id,
+                "event": r.event,
+                "kind": r.kind,
+                "dedupe_key": r.dedupe_key,
+                "throttle_ms": r.throttle_ms,
+            }
+            for r in app.rules
+        ],
+        "created_at": app.created_at,
+    }
+    if store is not None:
+        out["keys"] = store.list_keys(app.app_id)
+    return out
+
+
+def _require_app(store: SQLiteStore, app_id: str) -> App:
+    app = store.get_app(app_id)
+    if app is None:
+        raise click.ClickException(f"no app {app_id!r} (see `collector apps list`)")
+    return app
+
+
+def _origins(values: tuple[str, ...]) -> list[str]:
+    try:
+        return [normalise_origin(v) for v in values]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--origin") from None
+
+
+def app_settings_options(func: F) -> F:
+    """Per-app settings, shared by `apps create` and `apps update`."""
+    options = [
+        click.option(
+            "--bot-policy",
+            type=click.Choice(["flag", "drop"]),
+            help="flag (default): store bots, exclude them from queries; drop: never store them.",
+        ),
+        click.option(
+            "--require-known-user/--allow-unknown-users",
+            default=None,
+            help="Answer 404 to events for users never identified.",
+        ),
+        click.option(
+            "--ip-mode",
+            type=click.Choice(["full", "truncate", "none"]),
+            help="Store the full IP, a truncated one (/24, /48), or none.",
+        ),
+        click.option(
+            "--rate-limit-app",
+            type=int,
+            help="Requests per second for the whole app (0: no limit).",
+        ),
+        click.option(
+            "--rate-limit-ip", type=int, help="Requests per second per client IP (0: no limit)."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _settings_from(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k in DEFAULT_APP_SETTINGS and v is not None}
+
+
+@click.group()
+@click.version_option(__version__, prog_name="collector")
+def main() -> None:
+    """Telltale collector: serve, manage apps and keys, export and delete data."""
+
+
+# serve ------------------------------------------------------------------------------
+
+
+def serve_options(func: F) -> F:
+    """`collector serve` options, generated from the declared settings (settings.py)."""
+    for name, env, help_text, cli_name, multiple in reversed(setting_fields()):
+        if cli_name is None:
+            continue
+        default = getattr(Settings, name, None) if name != "trusted_proxies" else None
+        if isinstance(default, bool):
+            func = click.option(
+                f"{cli_name}/--no-{cli_name[2:]}",
+                name,
+                default=None,
+                help=f"{help_text} [env: {env}]",
+            )(func)
+        elif multiple:
+            func = click.option(cli_name, name, multiple=True, help=f"{help_text} [env: {env}]")(
+                func
+            )
+        else:
+            func = click.option(
+                cli_name,
+                name,
+                type=type(default) if default is not None else str,
+                default=None,
+                help=f"{help_text} [env: {env}; default: {default}]",
+            )(func)
+    return func
+
+
+@main.command()
+@serve_options
+def serve(**options: Any) -> None:
+    """Serve the collector (uvicorn)."""
+    import uvicorn
+
+    if not options.get("trusted_proxies"):
+        options.pop("trusted_proxies", None)
+    try:
+        settings = Settings.from_env(**options)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    store = open_store(settings.db)
+    if settings.demo:
+        from collector.demo_app import ensure_demo_app
+
+        app, key = ensure_demo_app(store, settings)
+        base = f"http://{settings.host}:{settings.port}"
+        click.echo(
+            f"\nTelltale demo app: {app.app_id}\n"
+            f"API key (shown once): {key}\n"
+            f"Demo page (open it, watch the console): {base}/\n"
+            f"Send an event:\n"
+            f"  curl -X POST {base}/v1/event -H 'Authorization: Bearer {key}' "
+            f"-H 'Content-Type: application/json' "
+            f"-d '{DEMO_EVENT}'\n"
+        )
+    store.close()
+    # Workers are separate processes: they read the same settings from the environment.
+    os.environ.update(settings.to_env())
+    uvicorn.run(
+        "collector.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        access_log=False,
+        # X-Forwarded-For is decided in enrich.client_ip from --trusted-proxy, not here.
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+# apps -------------------------------------------------------------------------------
+
+
+@main.group()
+def apps() -> None:
+    """Create, list, show and update apps."""
+
+
+@apps.command("create")
+@click.argument("name")
+@click.option(
+    "--origin",
+    "origins",
+    multiple=True,
+    help="Allowed browser origin (repeatable), e.g. https://*.example.com",
+)
+@app_settings_options
+@click.option(
+    "--no-default-rules",
+    is_flag=True,
+    help="Skip the confirmation/orderId dedupe and email_opened 20m throttle rules.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object (app_id, api_key, ...)."
+)
+@db_option
+def apps_create(
+    name: str,
+    origins: tuple[str, ...],
+    no_default_rules: bool,
+    as_json: bool,
+    db: str,
+    **settings: Any,
+) -> None:
+    """Create an app with its first API key (shown once)."""
+    store = open_store(db)
+    app = store.create_app(name, _origins(origins), _settings_from(**settings))
+    if not no_default_rules:
+        for rule in DEFAULT_RULES:
+            store.add_rule(
+                app.app_id,
+                rule["event"],
+                dedupe_key=rule.get("dedupe_key"),
+                throttle_ms=rule.get("throttle_ms"),
+            )
+    key_id, secret = store.create_key(app.app_id)
+    app = _require_app(store, app.app_id)
+    if as_json:
+        _echo_json({**_app_dict(app), "api_key": secret, "key_id": key_id})
+    else:
+        click.echo(
+            f"app_id:  {app.app_id}\n"
+            f"api_key: {secret}  (shown once; stored hashed)\n"
+            f"key_id:  {key_id}"
+        )
+
+
+@apps.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@db_option
+def apps_list(as_json: bool, db: str) -> None:
+    """List apps."""
+    store = open_store(db)
+    items = store.list_apps()
+    if as_json:
+        _echo_json([_app_dict(a) for a in items])
+        return
+    for app in items:
+        click.echo(f"{app.app_id}\t{app.name}\t{' '.join(app.origins)}")
+
+
+@apps.command("show")
+@click.argument("app_id")
+@click.option("--json", "as_json", is_flag=True)
+@db_option
+def apps_show(app_id: str, as_json: bool, db: str) -> None:
+    """Show an app: origins, settings, rules, keys and discard counts."""
+    store = open_store(db)
+    app = _require_app(store, app_id)
+    out = {**_app_dict(app, store), "discarded": store.discard_counts(app_id)}
+    if as_json:
+        _echo_json(out)
+    else:
+        click.echo(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
+
+
+@apps.command("update")
+@click.argument("app_id")
+@click.option("--name")
+@click.option(
+    "--origin", "origins", multiple=True, help="Replace the allowed origins (repeatable)."
+)
+@click.option("--add-origin", "add_origins", multiple=True, help="Add an allowed origin.")
+@click.option("--remove-origin", "remove_origins", multiple=True, help="Remove an allowed origin.")
+@app_settings_options
+@click.option("--json", "as_json", is_flag=True)
+@db_option
+def apps_update(
+    app_id: str,
+    name: str | None,
+    origins: tuple[str, ...],
+    add_origins: tuple[str, ...],
+    remove_origins: tuple[str, ...],
+    as_json: bool,
+    db: str,
+    **settings: Any,
+) -> None:
+    """Change an app's name, origins or settings."""
+    store = open_store(db)
+    app = _require_app(store, app_id)
+    new_origins: list[str] | None = None
+    if origins or add_origins or remove_origins:
+        current = _origins(origins) if origins else list(app.origins)
+        current += [o for o in _origins(add_origins) if o not in current]
+        removed = set(_origins(remove_origins))
+        new_origins = [o for o in current if o not in removed]
+    app = store.update_app(
+        app_id, name=name, origins=new_origins, settings=_settings_from(**settings) or None
+    )
+    if as_json:
+        _echo_json(_app_dict(app))
+    else:
+        click.echo(f"updated {app.app_id}")
+
+
+# keys -------------------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """Create, list and revoke server API keys."""
+
+
+@keys.command("create")
+@click.argument("app_id")
+@click.option("--json", "as_json", is_flag=True)
+@db_option
+def keys_create(app_id: str, as_json: bool, db: str) -> None:
+    """Create an API key (shown once)."""
+    store = open_store(db)
+    _require_app(store, app_id)
+    key_id, secret = store.create_key(app_id)
+    if as_json:
+        _echo_json({"app_id": app_id, "key_id": key_id, "api_key": secret})
+    else:
+        click.echo(f"key_id:  {key_id}\napi_key: {secret}  (shown once; stored hashed)")
+
+
+@keys.command("list")
+@click.argument("app_id")
+@click.option("--json", "as_json", is_flag=True)
+@db_option
+def keys_list(app_id: str, as_json: bool, db: str) -> None:
+    """List an app's keys (ids and prefixes only)."""
+    store = open_store(db)
+    _require_app(store, app_id)
+    items = store.list_keys(app_id)
+    if as_json:
+        _echo_json(items)
+        return
+    for k in items:
+        state = f"revoked {k['revoked_at']}" if k["revoked_at"] else "active"
+        click.echo(f"{k['key_id']}\t{k['prefix']}…\t{k['created_at']}\t{state}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@db_option
+def keys_revoke(key_id: str, db: str) -> None:
+    """Revoke a key (takes effect within 2 seconds on a running server)."""
+    store = open_store(db)
+    if not store.revoke_key(key_id):
+        raise click.ClickException(f"no active key {key_id!r}")
+    click.echo(f"revoked {key_id}")
+
+
+# rules ------------------------------------------------------------------------------
+
+
+@main.group()
+def rules() -> None:
+    """Per-app event rules: dedupe by a property, throttle per user."""
+
+
+@rules.command("add")
+@click.argument("app_id")
+@click.option("--event", required=True, help="Event name the rule applies to.")
+@click.option("--dedupe-key", help="Discard a second event with the same value of this property.")
+@click.option("--throttle", help="Keep at most one such event per user in this window, e.g. 20m.")
+@click.option("--json", "as_json", is_flag=True)
+@db_option
+def rules_add(
+    app_id: str, event: str, dedupe_key: str | None, throttle: str | None, as_json: bool, db: str
+) -> None:
+    """Add a rule: --dedupe-key PROP or --throttle 20m."""
+    if (dedupe_key is None) == (throttle is None):
+        raise click.UsageError("give exactly one of --dedupe-key and --throttle")
+    throttle_ms = None
+    if throttle is not None:
+        try:
+            throttle_ms = parse_duration_ms(throttle)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--throttle") from None
+    store = open_store(db)
+    _require_app(store, app_id)
+    rule = store.add_rule(app_id, event, dedupe_key=dedupe_key, throttle_ms=throttle_ms)
+    if as_json:
+        _echo_json(
+            {
+                "id": rule.id,
+                "app_id": app_id,
+                "event": event,
+                "kind": rule.kind,
+                "dedupe_key": dedupe_key,
+                "throttle_ms": throttle_ms,
+            }
+        )
+    else:
+        click.echo(f"rule {rule.id}: {event} {rule.kind}")
+
+
+@rules.command("list")
+@click.argument("app_id")
+@db_option
+def rules_list(app_id: str, db: str) -> None:
+    """List an app's rules."""
+    store = open_store(db)
+    for r in _require_app(store, app_id).rules:
+        detail = (
+            f"dedupe by {r.dedupe_key}" if r.kind == "dedupe" else f"throttle {r.throttle_ms} ms"
+        )
+        click.echo(f"{r.id}\t{r.event}\t{detail}")
+
+
+@rules.command("remove")
+@click.argument("app_id")
+@click.argument("rule_id", type=int)
+@db_option
+def rules_remove(app_id: str, rule_id: int, db: str) -> None:
+    """Remove a rule."""
+    store = open_store(db)
+    if not store.remove_rule(app_id, rule_id):
+        raise click.ClickException(f"no rule {rule_id} in {app_id}")
+    click.echo(f"removed rule {rule_id}")
+
+
+# data -------------------------------------------------------------------------------
+
+
+def _time_option(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from None
+
+
+EXPORT_FIELDS = [
+    "id",
+    "message_id",
+    "event",
+    "user_id",
+    "anonymous_id",
+    "timestamp",
+    "received_at",
+    "properties",
+    "context",
+]
+
+
+@main.command()
+@click.argument("app_id")
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
+)
+@click.option("--since", help="ISO 8601 time or epoch ms (inclusive).")
+@click.option("--until", help="ISO 8601 time or epoch ms (exclusive).")
+@db_option
+def export(app_id: str, fmt: str, since: str | None, until: str | None, db: str) -> None:
+    """Export an app's events, oldest first."""
+    store = open_store(db)
+    _require_app(store, app_id)
+    rows = store.export_events(
+        app_id, _time_option(since, "--since"), _time_option(until, "--until")
+    )
+    out = sys.stdout
+    if fmt == "jsonl":
+        for row in rows:
+            out.write(orjson.dumps({k: row[k] for k in EXPORT_FIELDS}).decode() + "\n")
+        return
+    writer = csv.writer(out)
+    writer.writerow(EXPORT_FIELDS)
+    for row in rows:
+        writer.writerow([_csv_cell(row[k]) for k in EXPORT_FIELDS])
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    return "" if value is None else value
+
+
+@main.command()
+@click.argument("app_id")
+@click.option("--older-than", required=True, help="Delete events older than this, e.g. 90d.")
+@db_option
+def purge(app_id: str, older_than: str, db: str) -> None:
+    """Delete an app's events older than a duration."""
+    try:
+        cutoff = now_ms() - parse_duration_ms(older_than)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--older-than") from None
+    store = open_store(db)
+    _require_app(store, app_id)
+    click.echo(f"purged {store.purge(app_id, cutoff)} events")
+
+
+@main.group()
+def users() -> None:
+    """Manage users."""
+
+
+@users.command("delete")
+@click.argument("app_id")
+@click.argument("user_id")
+@db_option
+def users_delete(app_id: str, user_id: str, db: str) -> None:
+    """Delete a user, their events and their linked anonymous ids."""
+    store = open_store(db)
+    _require_app(store, app_id)
+    click.echo(f"deleted user {user_id} and {store.delete_user(app_id, user_id)} events")

@@ -1,0 +1,107 @@
+"""Enrichment: where an event's IP, User-Agent and bot verdict are decided — here only."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+from collector.bots import detect_bot
+from collector.models import IpMode, Source
+from collector.useragent import parse_user_agent
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(cidrs: Sequence[str]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def client_ip(
+    peer: str | None, forwarded_for: str | None, trusted: Sequence[Network]
+) -> str | None:
+    """The socket peer, unless it is a trusted proxy: then the right-most untrusted hop of
+    `X-Forwarded-For` (hops further left could be forged by the client)."""
+    if peer is None or not trusted or not forwarded_for:
+        return peer
+    if not _in(peer, trusted):
+        return peer
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _valid_ip(hop):
+            break
+        if not _in(hop, trusted):
+            return hop
+    return peer
+
+
+def _valid_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _in(ip: str, networks: Sequence[Network]) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(addr in net for net in networks)
+
+
+@lru_cache(maxsize=4096)
+def apply_ip_mode(ip: str | None, mode: IpMode) -> str | None:
+    """`full` keeps the address; `truncate` zeroes the host part (IPv4 /24, IPv6 /48);
+    `none` stores no address at all."""
+    if ip is None or mode == "none":
+        return None
+    if mode == "full":
+        return ip
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    prefix = 24 if addr.version == 4 else 48
+    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False).network_address)
+
+
+def enrich_context(
+    context: dict[str, Any],
+    *,
+    source: Source,
+    ip: str | None,
+    user_agent: str | None,
+    ip_mode: IpMode,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[bool, str | None]:
+    """Fill the enrichment keys of `context` in place; return (is_bot, bot_reason).
+
+    `ip` and `user_agent` are the visitor's: from the socket and headers on the browser
+    path, from the body on the server path (never the posting server's own)."""
+    webdriver = context.pop("webdriver", None) is True
+    parsed = parse_user_agent(user_agent)
+    reason = detect_bot(
+        user_agent,
+        webdriver=webdriver,
+        browser_path=source == "browser",
+        headers=headers,
+    )
+    if reason is None and parsed.is_bot:
+        reason = "crawler"
+    if source == "server" and user_agent is None and not webdriver:
+        # A backend event with no visitor UA says nothing about bots.
+        reason = None
+    context["source"] = source
+    context["ip"] = apply_ip_mode(ip, ip_mode)
+    context["user_agent"] = user_agent
+    context["browser"] = parsed.browser
+    context["browser_version"] = parsed.browser_version
+    context["os"] = parsed.os
+    context["os_version"] = parsed.os_version
+    context["device_type"] = "bot" if reason else parsed.device_type
+    context["is_bot"] = reason is not None
+    context["bot_reason"] = reason
+    return reason is not None, reason

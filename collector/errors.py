@@ -1,0 +1,88 @@
+"""The error hierarchy: each class carries its HTTP status; one handler renders them all.
+
+Every error reaching a client has the same shape:
+``{"success": false, "message": "...", "errors": [{"field": "...", "message": "..."}]}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+
+class FieldError(TypedDict):
+    field: str
+    message: str
+
+
+class CollectorError(Exception):
+    status = 400
+    default_message = "Invalid request"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.message = message or self.default_message
+        self.errors = errors or []
+        self.headers = headers or {}
+        super().__init__(self.message)
+
+    def body(self) -> dict[str, Any]:
+        return {"success": False, "message": self.message, "errors": list(self.errors)}
+
+
+class InvalidRequest(CollectorError):
+    status = 400
+    default_message = "Invalid request"
+
+
+class Unauthorized(CollectorError):
+    status = 401
+    default_message = "Missing or invalid API key"
+
+
+class Forbidden(CollectorError):
+    status = 403
+    default_message = "Origin not allowed for this app"
+
+
+class NotFound(CollectorError):
+    status = 404
+    default_message = "Not found"
+
+
+class MethodNotAllowed(CollectorError):
+    status = 405
+    default_message = "Method not allowed"
+
+
+class PayloadTooLarge(CollectorError):
+    status = 413
+    default_message = "Payload too large"
+
+
+class UnsupportedMediaType(CollectorError):
+    status = 415
+    default_message = "Content-Type must be application/json or text/plain"
+
+
+class _RetryLater(CollectorError):
+    def __init__(self, retry_after: int, message: str | None = None) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+        self.retry_after = retry_after
+
+
+class RateLimited(_RetryLater):
+    status = 429
+    default_message = "Rate limit exceeded"
+
+
+class Unavailable(_RetryLater):
+    status = 503
+    default_message = "Write queue is full, retry later"
+
+
+def field_error(field: str, message: str) -> FieldError:
+    return {"field": field, "message": message}

@@ -1,0 +1,409 @@
+"""Request bodies in, canonical items out.
+
+Every shape the seed APIs document is accepted here and nowhere else: the canonical
+`{"event", "user", ...}`, the `event_name`/`user_id`/`metadata` and `eventKey`/`externalId`
+aliases, batches (`events` or Segment's `batch`), identify calls, and seed 002's
+`{"user": {"email"|"_id"}, "event": {TYPE: {...}}}`. Validation names every problem with
+its field; an invalid item in a batch never blocks its valid neighbours.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from collector.errors import (
+    FieldError,
+    InvalidRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    field_error,
+)
+from collector.models import Kind, Source
+from collector.timeutil import parse_timestamp
+
+MAX_REQUEST_BYTES = 512 * 1024
+MAX_EVENT_BYTES = 32 * 1024
+MAX_BATCH_EVENTS = 2000
+MAX_NAME = 255
+MAX_ID = 255
+MAX_DEPTH = 3  # properties → nested object → nested object
+
+_SNAKE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+# Context keys only enrichment may set: a browser can never claim an IP, a UA or a verdict.
+RESERVED_CONTEXT = frozenset(
+    {
+        "source",
+        "ip",
+        "user_agent",
+        "browser",
+        "browser_version",
+        "os",
+        "os_version",
+        "device_type",
+        "is_bot",
+        "bot_reason",
+        "clock_skew_clamped",
+    }
+)
+
+# Seed 002's standard event types that are not plain names.
+_SEED_TYPE_NAMES = {
+    "email_open": "email_opened",
+    "emailopen": "email_opened",
+    "email_opened": "email_opened",
+    "open": "email_opened",
+}
+
+
+@dataclass(slots=True)
+class Item:
+    """One normalised event or identify call, not yet enriched."""
+
+    kind: Kind
+    name: str
+    user_id: str | None
+    anonymous_id: str | None
+    message_id: str | None
+    timestamp_ms: int | None
+    timestamp_raw: str | None
+    properties: dict[str, Any]
+    traits: dict[str, Any] | None
+    context: dict[str, Any]
+    ip: str | None = None  # server-supplied visitor IP
+    ua: str | None = None  # server-supplied visitor User-Agent
+    warnings: list[FieldError] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Payload:
+    app_id: str | None
+    sent_at_ms: int | None
+    sent_at_raw: str | None
+    is_batch: bool
+    items: list[Item | list[FieldError]]
+    warnings: list[FieldError] = field(default_factory=list)
+
+
+def decode_body(body: bytes, content_type: str | None) -> Any:
+    """JSON from the raw body: 415 for a wrong type, 413 past the size cap, 400 if unparsable."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media not in {"application/json", "text/plain", ""} and not media.endswith("+json"):
+        raise UnsupportedMediaType(
+            errors=[field_error("content-type", f"{media!r} is not application/json or text/plain")]
+        )
+    if len(body) > MAX_REQUEST_BYTES:
+        raise PayloadTooLarge(
+            "Request body exceeds 512 KB",
+            [field_error("body", f"is {len(body)} bytes; the limit is {MAX_REQUEST_BYTES}")],
+        )
+    if not body.strip():
+        raise InvalidRequest("Request body is empty", [field_error("body", "is required")])
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        # orjson's message names the position, never anything internal.
+        raise InvalidRequest(
+            "Request body is not valid JSON", [field_error("body", f"is not valid JSON: {exc}")]
+        ) from None
+
+
+def parse_payload(
+    data: Any, *, source: Source, forced_kind: Kind | None = None, body_size: int = 0
+) -> Payload:
+    """Split a decoded body into envelope fields and normalised items."""
+    if isinstance(data, list):
+        data = {"events": data}
+    if not isinstance(data, dict):
+        raise InvalidRequest(
+            "Request body must be a JSON object", [field_error("body", "must be a JSON object")]
+        )
+    envelope_errors: list[FieldError] = []
+    app_id = data.get("app_id", data.get("appId"))
+    if app_id is not None and not isinstance(app_id, str):
+        envelope_errors.append(field_error("app_id", "must be a string"))
+        app_id = None
+    sent_raw = data.get("sent_at", data.get("sentAt"))
+    sent_ms: int | None = None
+    if sent_raw is not None:
+        try:
+            sent_ms = parse_timestamp(sent_raw)
+        except ValueError as exc:
+            envelope_errors.append(field_error("sent_at", str(exc)))
+    shared_context = data.get("context") if isinstance(data.get("context"), dict) else None
+
+    raw_items: list[Any]
+    batch_key = "events" if "events" in data else "batch" if "batch" in data else None
+    if batch_key is not None:
+        raw_items_value = data[batch_key]
+        if not isinstance(raw_items_value, list):
+            envelope_errors.append(field_error(batch_key, "must be a list of events"))
+            raw_items = []
+        elif not raw_items_value:
+            envelope_errors.append(field_error(batch_key, "must not be empty"))
+            raw_items = []
+        elif len(raw_items_value) > MAX_BATCH_EVENTS:
+            raise PayloadTooLarge(
+                f"A batch holds at most {MAX_BATCH_EVENTS} events",
+                [field_error(batch_key, f"has {len(raw_items_value)} events")],
+            )
+        else:
+            raw_items = raw_items_value
+        is_batch = True
+    else:
+        single = {
+            k: v for k, v in data.items() if k not in {"app_id", "appId", "sent_at", "sentAt"}
+        }
+        raw_items = [single]
+        is_batch = False
+    if envelope_errors:
+        raise InvalidRequest("Invalid request", envelope_errors)
+
+    # Per-event size only needs checking when the whole body could hold an oversized event.
+    check_size = body_size > MAX_EVENT_BYTES
+    items: list[Item | list[FieldError]] = []
+    for raw in raw_items:
+        if check_size and len(orjson.dumps(raw)) > MAX_EVENT_BYTES:
+            items.append([field_error("event", f"is larger than {MAX_EVENT_BYTES} bytes")])
+            continue
+        items.append(
+            normalize_item(
+                raw, source=source, forced_kind=forced_kind, shared_context=shared_context
+            )
+        )
+    return Payload(
+        app_id, sent_ms, sent_raw if isinstance(sent_raw, str) else None, is_batch, items
+    )
+
+
+def normalize_item(
+    raw: Any,
+    *,
+    source: Source,
+    forced_kind: Kind | None = None,
+    shared_context: dict[str, Any] | None = None,
+) -> Item | list[FieldError]:
+    """One event or identify call in any accepted shape → an Item, or its field errors."""
+    if not isinstance(raw, dict):
+        return [field_error("event", "must be a JSON object")]
+    errors: list[FieldError] = []
+    warnings: list[FieldError] = []
+
+    kind: Kind = forced_kind or ("identify" if raw.get("type") == "identify" else "track")
+    name_value: Any = _first(raw, "event", "event_name", "eventKey", "name")
+    properties_value: Any = _first(raw, "properties", "metadata")
+    traits_value: Any = raw.get("traits")
+
+    user_value: Any = _first(raw, "user", "user_id", "userId", "externalId")
+    user_id, user_traits = _user(user_value, errors)
+    if isinstance(user_traits, dict):
+        traits_value = {**user_traits, **(traits_value if isinstance(traits_value, dict) else {})}
+
+    if isinstance(name_value, dict) and kind != "identify":
+        # Seed 002: {"event": {TYPE: {...}}}.
+        seed = _seed_event(name_value, errors)
+        if seed is not None:
+            kind, name_value, seed_props = seed
+            if kind == "identify":
+                traits_value = {**(traits_value or {}), **seed_props}
+            else:
+                properties_value = {**seed_props, **(properties_value or {})}
+
+    name = "identify" if kind == "identify" else _name(name_value, errors, warnings)
+
+    anonymous_id = _optional_id(_first(raw, "anonymous_id", "anonymousId"), "anonymous_id", errors)
+    if user_id is None and anonymous_id is None and not any(e["field"] == "user" for e in errors):
+        if source == "browser":
+            errors.append(field_error("user", "is required (or anonymous_id)"))
+        else:
+            errors.append(field_error("user", "is required"))
+
+    message_id = _optional_id(_first(raw, "message_id", "messageId"), "message_id", errors)
+
+    ts_raw = raw.get("timestamp")
+    ts_ms: int | None = None
+    if ts_raw is not None:
+        try:
+            ts_ms = parse_timestamp(ts_raw)
+        except ValueError as exc:
+            errors.append(field_error("timestamp", str(exc)))
+
+    properties: dict[str, Any] = {}
+    if properties_value is not None:
+        if isinstance(properties_value, dict):
+            _check_values(properties_value, "properties", 1, errors)
+            properties = properties_value
+        else:
+            errors.append(field_error("properties", "must be an object"))
+
+    traits: dict[str, Any] | None = None
+    if traits_value is not None:
+        if isinstance(traits_value, dict):
+            _check_values(traits_value, "traits", 1, errors)
+            traits = traits_value
+        else:
+            errors.append(field_error("traits", "must be an object"))
+
+    context: dict[str, Any] = dict(shared_context) if shared_context else {}
+    ctx_value = raw.get("context")
+    if ctx_value is not None:
+        if isinstance(ctx_value, dict):
+            context.update(ctx_value)
+        else:
+            errors.append(field_error("context", "must be an object"))
+    _check_values(context, "context", 1, errors)
+
+    # Only a server (holding a key) speaks for its visitor's IP and User-Agent.
+    ip = _first(raw, "ip") if "ip" in raw else context.get("ip")
+    ua = _first(raw, "ua", "user_agent", "userAgent") or context.get("user_agent")
+    if source == "browser":
+        if ip is not None or raw.get("ua") is not None:
+            warnings.append(field_error("ip", "ip and ua are ignored on browser requests"))
+        ip = ua = None
+    else:
+        if ip is not None and not isinstance(ip, str):
+            errors.append(field_error("ip", "must be a string"))
+        if ua is not None and not isinstance(ua, str):
+            errors.append(field_error("ua", "must be a string"))
+    for key in RESERVED_CONTEXT.intersection(context):
+        del context[key]
+
+    if errors:
+        return errors
+    return Item(
+        kind=kind,
+        name=name,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        message_id=message_id,
+        timestamp_ms=ts_ms,
+        timestamp_raw=ts_raw if isinstance(ts_raw, str) else None,
+        properties=properties,
+        traits=traits,
+        context=context,
+        ip=ip if isinstance(ip, str) else None,
+        ua=ua if isinstance(ua, str) else None,
+        warnings=warnings,
+    )
+
+
+def _first(raw: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = raw.get(key)
+        if value is not None:
+            return value
+    return None
+
+
+def _name(value: Any, errors: list[FieldError], warnings: list[FieldError]) -> str:
+    if value is None:
+        errors.append(field_error("event", "is required"))
+        return ""
+    if not isinstance(value, str):
+        errors.append(field_error("event", "must be a string"))
+        return ""
+    if not 1 <= len(value) <= MAX_NAME:
+        errors.append(field_error("event", f"must be 1 to {MAX_NAME} characters"))
+        return ""
+    if _CONTROL.search(value):
+        errors.append(field_error("event", "must not contain control characters"))
+        return ""
+    if not _SNAKE.match(value):
+        warnings.append(field_error("event", f"{value!r} is not snake_case (e.g. user_signed_up)"))
+    return value
+
+
+def _user(value: Any, errors: list[FieldError]) -> tuple[str | None, dict[str, Any] | None]:
+    if value is None:
+        return None, None
+    if isinstance(value, dict):
+        traits = value.get("traits")
+        ident = _first(value, "id", "user_id", "userId", "_id", "email")
+        if ident is None:
+            errors.append(field_error("user.id", "is required"))
+            return None, None
+        user_id = _optional_id(ident, "user.id", errors)
+        extra = {k: v for k, v in value.items() if k in {"email"}}
+        if traits is not None and not isinstance(traits, dict):
+            errors.append(field_error("user.traits", "must be an object"))
+            traits = None
+        merged = {**extra, **(traits or {})}
+        return user_id, merged or None
+    return _optional_id(value, "user", errors), None
+
+
+def _optional_id(value: Any, name: str, errors: list[FieldError]) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        errors.append(field_error(name, "must be a string"))
+        return None
+    text = str(value)
+    if not 1 <= len(text) <= MAX_ID:
+        errors.append(field_error(name, f"must be 1 to {MAX_ID} characters"))
+        return None
+    if _CONTROL.search(text):
+        errors.append(field_error(name, "must not contain control characters"))
+        return None
+    return text
+
+
+def _seed_event(
+    value: dict[str, Any], errors: list[FieldError]
+) -> tuple[Kind, str, dict[str, Any]] | None:
+    if len(value) != 1:
+        errors.append(
+            field_error("event", 'must hold exactly one event type, e.g. {"update": {...}}')
+        )
+        return None
+    ((etype, body),) = value.items()
+    if not isinstance(body, dict):
+        errors.append(field_error(f"event.{etype}", "must be an object"))
+        return None
+    if etype in {"update", "login"}:
+        return "identify", "identify", body
+    if etype == "generic":
+        # The seed's own example nests twice: {"generic": {"generic": {...}}}.
+        nested = body.get("generic")
+        props = dict(nested) if isinstance(nested, dict) else dict(body)
+        name = props.pop("event_name", None)
+        if not isinstance(name, str):
+            errors.append(field_error("event.generic.event_name", "is required"))
+            return None
+        return "track", name, props
+    return "track", _SEED_TYPE_NAMES.get(etype.lower(), etype), body
+
+
+def _check_values(value: Any, path: str, depth: int, errors: list[FieldError]) -> None:
+    """Property values: scalars, ISO dates (strings), and lists/objects of them, shallowly."""
+    if isinstance(value, dict):
+        if depth > MAX_DEPTH:
+            errors.append(field_error(path, f"nests deeper than {MAX_DEPTH} levels"))
+            return
+        for key, item in value.items():
+            if not key or len(key) > MAX_NAME or "\x00" in key:
+                errors.append(field_error(path, f"has an invalid key {key[:40]!r}"))
+                continue
+            _check_values(item, f"{path}.{key}", depth + 1, errors)
+    elif isinstance(value, list):
+        if depth > MAX_DEPTH:
+            errors.append(field_error(path, f"nests deeper than {MAX_DEPTH} levels"))
+            return
+        for i, item in enumerate(value):
+            _check_values(item, f"{path}[{i}]", depth + 1, errors)
+    elif isinstance(value, str):
+        if "\x00" in value:
+            errors.append(field_error(path, "must not contain NUL characters"))
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            errors.append(field_error(path, "must be a finite number"))
+    elif value is None or isinstance(value, bool | int):
+        return
+    else:  # pragma: no cover - orjson yields no other types
+        errors.append(field_error(path, "has an unsupported type"))

@@ -1,0 +1,285 @@
+"""Ingestion, step by step: parse → authenticate → limit → enrich → (rules, store).
+
+Each step is a function of plain data; the Starlette handler in app.py only wires them.
+Rules and idempotency run inside the writer's transaction (store/sqlite.py) so they hold
+across worker processes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from collector import ids
+from collector.auth import key_from_authorization, origin_allowed, request_origin
+from collector.enrich import apply_ip_mode, enrich_context
+from collector.errors import (
+    CollectorError,
+    FieldError,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    field_error,
+)
+from collector.models import App, Event, Outcome, Source
+from collector.normalize import Item, Payload
+from collector.ratelimit import RateLimiter
+from collector.store.base import Store
+from collector.timeutil import MAX_FUTURE_MS, iso
+
+_CACHE_TTL = 2.0  # seconds: how long a revoked key or an edited app may still be served
+
+
+class AppCache:
+    """Apps by id and by key hash, re-read from the store every couple of seconds so
+    edits made by the CLI (another process) take effect quickly without a lookup per
+    request."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._by_id: dict[str, tuple[float, App | None]] = {}
+        self._by_key: dict[str, tuple[float, App | None]] = {}
+
+    def by_id(self, app_id: str) -> App | None:
+        hit = self._by_id.get(app_id)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < _CACHE_TTL:
+            return hit[1]
+        app = self.store.get_app(app_id)
+        self._by_id[app_id] = (now, app)
+        return app
+
+    def by_key(self, key: str) -> App | None:
+        key_hash = ids.hash_key(key)
+        hit = self._by_key.get(key_hash)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < _CACHE_TTL:
+            return hit[1]
+        app = self.store.app_for_key(key_hash)
+        if len(self._by_key) > 10_000:
+            self._by_key.clear()
+        self._by_key[key_hash] = (now, app)
+        return app
+
+    def all_origins(self) -> list[str]:
+        return [o for app in self.store.list_apps() for o in app.origins]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    app: App
+    source: Source
+    origin: str | None  # the allowed Origin to echo in CORS headers
+
+
+def server_caller(cache: AppCache, authorization: str | None) -> Caller | None:
+    """A server caller when an Authorization header is present (401 if it is bad)."""
+    if authorization is None:
+        return None
+    key = key_from_authorization(authorization)
+    if key is None:
+        raise Unauthorized(
+            errors=[field_error("authorization", "use Bearer KEY, Token KEY or Basic auth")]
+        )
+    app = cache.by_key(key)
+    if app is None:
+        raise Unauthorized(errors=[field_error("authorization", "unknown or revoked API key")])
+    return Caller(app, "server", None)
+
+
+def browser_caller(
+    cache: AppCache, app_id: str | None, origin: str | None, referer: str | None
+) -> Caller:
+    if not app_id:
+        raise Unauthorized(
+            "Missing credentials",
+            [field_error("app_id", "is required (or an Authorization header with an API key)")],
+        )
+    app = cache.by_id(app_id)
+    if app is None:
+        raise Forbidden("Unknown app", [field_error("app_id", "is not a known app")])
+    caller_origin = request_origin(origin, referer)
+    if caller_origin is None:
+        raise Forbidden(errors=[field_error("origin", "is required (Origin or Referer header)")])
+    if not origin_allowed(app.origins, caller_origin):
+        raise Forbidden(errors=[field_error("origin", "is not an allowed origin for this app")])
+    return Caller(app, "browser", origin or None)
+
+
+def check_rate(limiter: RateLimiter, app: App, ip: str | None) -> None:
+    wait = limiter.check(("app", app.app_id), float(app.setting("rate_limit_app")))
+    if not wait and ip:
+        wait = limiter.check(("ip", app.app_id, ip), float(app.setting("rate_limit_ip")))
+    if wait:
+        raise RateLimited(wait)
+
+
+def build_events(
+    payload: Payload,
+    caller: Caller,
+    *,
+    store: Store,
+    peer_ip: str | None,
+    header_ua: str | None,
+    headers: Mapping[str, str],
+    received_at: int,
+) -> tuple[list[Event | None], dict[int, list[FieldError]], dict[int, list[FieldError]]]:
+    """Enriched events (None where an item is invalid), errors and warnings by index."""
+    app = caller.app
+    errors: dict[int, list[FieldError]] = {}
+    warnings: dict[int, list[FieldError]] = {}
+    events: list[Event | None] = []
+    known_users: set[str] = set()
+    require_known = bool(app.setting("require_known_user"))
+    ip_mode = app.setting("ip_mode")
+    rules_by_event: dict[str, list[Any]] = {}
+    for rule in app.rules:
+        rules_by_event.setdefault(rule.event, []).append(rule)
+
+    for index, item in enumerate(payload.items):
+        if not isinstance(item, Item):
+            errors[index] = item
+            events.append(None)
+            continue
+        item_warnings = list(item.warnings)
+        if item.kind == "identify":
+            if item.user_id is None:
+                errors[index] = [field_error("user", "is required to identify")]
+                events.append(None)
+                continue
+            known_users.add(item.user_id)
+        elif require_known and item.user_id is not None and item.user_id not in known_users:
+            if not store.user_exists(app.app_id, item.user_id):
+                errors[index] = [field_error("user", "is not a known user of this app")]
+                events.append(None)
+                continue
+            known_users.add(item.user_id)
+
+        ts, clamped = corrected_time(item.timestamp_ms, payload.sent_at_ms, received_at)
+        context = item.context
+        if clamped:
+            context["clock_skew_clamped"] = True
+            item_warnings.append(field_error("timestamp", "is more than 23 h ahead; clamped"))
+        if caller.source == "browser":
+            ip, ua = peer_ip, header_ua
+        else:
+            ip, ua = item.ip, item.ua
+        is_bot, reason = enrich_context(
+            context,
+            source=caller.source,
+            ip=ip,
+            user_agent=ua,
+            ip_mode=ip_mode,
+            headers=headers if caller.source == "browser" else None,
+        )
+        events.append(
+            Event(
+                kind=item.kind,
+                name=item.name,
+                app_id=app.app_id,
+                user_id=item.user_id,
+                anonymous_id=item.anonymous_id,
+                message_id=item.message_id,
+                ts=ts,
+                received_at=received_at,
+                timestamp=item.timestamp_raw
+                or (iso(item.timestamp_ms) if item.timestamp_ms is not None else None),
+                sent_at=payload.sent_at_raw,
+                properties=item.properties,
+                context=context,
+                traits=item.traits,
+                id=ids.event_id(ts),
+                is_bot=is_bot,
+                bot_reason=reason,
+                rules=tuple(rules_by_event.get(item.name, ())),
+            )
+        )
+        if item_warnings:
+            warnings[index] = item_warnings
+    return events, errors, warnings
+
+
+def corrected_time(ts: int | None, sent_at: int | None, received_at: int) -> tuple[int, bool]:
+    """The stored event time: client time shifted by the client's clock skew
+    (`received_at − (sent_at − timestamp)`), clamped if still over 23 h ahead."""
+    if ts is None:
+        return received_at, False
+    if sent_at is not None:
+        ts = received_at - (sent_at - ts)
+    if ts > received_at + MAX_FUTURE_MS:
+        return received_at, True
+    return ts, False
+
+
+def batch_answer(
+    outcomes: dict[int, Outcome],
+    errors: dict[int, list[FieldError]],
+    warnings: dict[int, list[FieldError]],
+) -> tuple[int, dict[str, Any]]:
+    accepted = [o.event_id for _, o in sorted(outcomes.items()) if o.status == "accepted"]
+    duplicates = [o.event_id for _, o in sorted(outcomes.items()) if o.status == "duplicate"]
+    discarded = [
+        {"index": i, "reason": o.reason}
+        for i, o in sorted(outcomes.items())
+        if o.status == "discarded"
+    ]
+    body: dict[str, Any] = {
+        "success": not errors,
+        "accepted": accepted,
+        "duplicates": duplicates,
+        "discarded": discarded,
+        "errors": [{"index": i, "errors": e} for i, e in sorted(errors.items())],
+        "warnings": [{"index": i, **w} for i, ws in sorted(warnings.items()) for w in ws],
+    }
+    if errors and not outcomes:
+        body["message"] = "No valid events in the batch"
+        return 400, body
+    body["message"] = f"{len(accepted)} accepted, {len(duplicates)} duplicates, " + (
+        f"{len(discarded)} discarded, {len(errors)} invalid"
+    )
+    return 202, body
+
+
+def single_answer(
+    kind: str,
+    outcome: Outcome | None,
+    errors: list[FieldError] | None,
+    warnings: list[FieldError] | None,
+    *,
+    status_for_errors: type[CollectorError] = InvalidRequest,
+) -> tuple[int, dict[str, Any]]:
+    if errors:
+        if any(e["message"] == "is not a known user of this app" for e in errors):
+            raise NotFound("Unknown user", errors)
+        raise status_for_errors(errors=errors)
+    assert outcome is not None
+    body: dict[str, Any] = {"success": True, "event_id": outcome.event_id}
+    if outcome.status == "accepted":
+        body["message"] = "User identified" if kind == "identify" else "Event tracked successfully"
+    elif outcome.status == "duplicate":
+        body["message"] = "Duplicate message_id: already stored"
+        body["duplicate"] = True
+    else:
+        body["message"] = f"Event discarded: {outcome.reason}"
+        body["discarded"] = True
+        body["reason"] = outcome.reason
+    if warnings:
+        body["warnings"] = warnings
+    return 202, body
+
+
+__all__ = [
+    "AppCache",
+    "Caller",
+    "apply_ip_mode",
+    "batch_answer",
+    "browser_caller",
+    "build_events",
+    "check_rate",
+    "corrected_time",
+    "server_caller",
+    "single_answer",
+]

@@ -1,0 +1,120 @@
+"""Server settings, declared once: name, default, help. Read from `COLLECTOR_*` env vars
+and mirrored as `collector serve` options (see cli.py)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+DEFAULT_DB = "telltale.db"
+
+
+def _meta(help: str, env: str, cli: str | None = None, multiple: bool = False) -> dict[str, Any]:
+    return {"help": help, "env": env, "cli": cli, "multiple": multiple}
+
+
+@dataclass
+class Settings:
+    host: str = field(
+        default="127.0.0.1", metadata=_meta("Interface to bind.", "COLLECTOR_HOST", "--host")
+    )
+    port: int = field(
+        default=8000, metadata=_meta("Port to listen on.", "COLLECTOR_PORT", "--port")
+    )
+    db: str = field(
+        default=DEFAULT_DB,
+        metadata=_meta("SQLite database file.", "COLLECTOR_DB", "--db"),
+    )
+    workers: int = field(
+        default=1, metadata=_meta("Worker processes.", "COLLECTOR_WORKERS", "--workers")
+    )
+    trusted_proxies: tuple[str, ...] = field(
+        default=(),
+        metadata=_meta(
+            "CIDR whose X-Forwarded-For is believed (repeatable; env: comma-separated).",
+            "COLLECTOR_TRUSTED_PROXIES",
+            "--trusted-proxy",
+            multiple=True,
+        ),
+    )
+    queue_size: int = field(
+        default=50_000,
+        metadata=_meta(
+            "Events waiting for the writer before requests get 503.",
+            "COLLECTOR_QUEUE_SIZE",
+            "--queue-size",
+        ),
+    )
+    commit_batch: int = field(
+        default=5_000,
+        metadata=_meta(
+            "Most events written in one group-commit transaction.",
+            "COLLECTOR_COMMIT_BATCH",
+            "--commit-batch",
+        ),
+    )
+    demo: bool = field(
+        default=False,
+        metadata=_meta(
+            "Create a demo app on first run and serve the demo page at /.",
+            "COLLECTOR_DEMO",
+            "--demo",
+        ),
+    )
+    log_level: str = field(
+        default="info", metadata=_meta("Log level.", "COLLECTOR_LOG_LEVEL", "--log-level")
+    )
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then `COLLECTOR_*` variables, then explicit overrides (CLI options)."""
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = source.get(f.metadata["env"])
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(f.default, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        for cidr in self.trusted_proxies:
+            ipaddress.ip_network(cidr, strict=False)
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
+
+    def to_env(self) -> dict[str, str]:
+        """The settings as env vars, so worker processes read the same values."""
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, tuple):
+                out[f.metadata["env"]] = ",".join(value)
+            elif isinstance(value, bool):
+                out[f.metadata["env"]] = "1" if value else "0"
+            else:
+                out[f.metadata["env"]] = str(value)
+        return out
+
+
+def _convert(default: Any, raw: str) -> Any:
+    if isinstance(default, bool):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, tuple):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return raw
+
+
+def setting_fields() -> list[tuple[str, str, str, str | None, bool]]:
+    """(name, env, help, cli option, multiple) for each setting: the CLI and docs use it."""
+    return [
+        (f.name, f.metadata["env"], f.metadata["help"], f.metadata["cli"], f.metadata["multiple"])
+        for f in fields(Settings)
+    ]

@@ -1,0 +1,59 @@
+"""The storage interface: small enough for a second backend (a server database) to
+implement. Handlers and the CLI speak only this; SQL lives in the implementations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+from collector.models import App, Event, Outcome, Rule
+
+
+class Store(Protocol):
+    def migrate(self) -> int:
+        """Apply pending schema migrations; return the schema version."""
+
+    def close(self) -> None: ...
+
+    # Apps, keys and rules.
+    def create_app(self, name: str, origins: Sequence[str], settings: dict[str, Any]) -> App: ...
+    def get_app(self, app_id: str) -> App | None: ...
+    def list_apps(self) -> list[App]: ...
+    def update_app(
+        self,
+        app_id: str,
+        *,
+        name: str | None = None,
+        origins: Sequence[str] | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> App: ...
+    def create_key(self, app_id: str) -> tuple[str, str]:
+        """(key_id, secret); the secret is returned once and stored hashed."""
+
+    def revoke_key(self, key_id: str) -> bool: ...
+    def list_keys(self, app_id: str) -> list[dict[str, Any]]: ...
+    def app_for_key(self, key_hash: str) -> App | None: ...
+    def add_rule(
+        self,
+        app_id: str,
+        event: str,
+        *,
+        dedupe_key: str | None = None,
+        throttle_ms: int | None = None,
+    ) -> Rule: ...
+    def remove_rule(self, app_id: str, rule_id: int) -> bool: ...
+
+    # Ingestion.
+    def write(self, events: Sequence[Event]) -> list[Outcome]:
+        """Store a group of events in one transaction, applying idempotency, rules and
+        identity links; one outcome per event, in order. Nothing is stored on error."""
+
+    def user_exists(self, app_id: str, user_id: str) -> bool: ...
+
+    # Data management.
+    def export_events(
+        self, app_id: str, since_ms: int | None = None, until_ms: int | None = None
+    ) -> Iterator[dict[str, Any]]: ...
+    def purge(self, app_id: str, older_than_ms: int) -> int: ...
+    def delete_user(self, app_id: str, user_id: str) -> int: ...
+    def discard_counts(self, app_id: str) -> dict[str, int]: ...

@@ -1,0 +1,125 @@
+"""Versioned schema migrations. Append only: a released migration never changes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+
+def _initial(db: sqlite_utils.Database) -> None:
+    db.table("apps").create(
+        {"app_id": str, "name": str, "origins": str, "settings": str, "created_at": str},
+        pk="app_id",
+        not_null={"name", "origins", "settings", "created_at"},
+    )
+    db.table("api_keys").create(
+        {
+            "key_id": str,
+            "app_id": str,
+            "key_hash": str,
+            "prefix": str,
+            "created_at": str,
+            "revoked_at": str,
+        },
+        pk="key_id",
+        not_null={"app_id", "key_hash", "created_at"},
+        foreign_keys=[("app_id", "apps", "app_id")],
+    )
+    db.table("api_keys").create_index(["key_hash"], unique=True)
+    db.table("rules").create(
+        {
+            "id": int,
+            "app_id": str,
+            "event": str,
+            "kind": str,
+            "dedupe_key": str,
+            "throttle_ms": int,
+            "created_at": str,
+        },
+        pk="id",
+        not_null={"app_id", "event", "kind", "created_at"},
+        foreign_keys=[("app_id", "apps", "app_id")],
+    )
+    # Events: rowid table (cheap appends); `person` is the resolved identity — the
+    # user id, or "anon:" + anonymous id until that anonymous id is linked to a user.
+    db.executescript(
+        """
+        CREATE TABLE events (
+            id TEXT NOT NULL,
+            app_id TEXT NOT NULL,
+            message_id TEXT,
+            event TEXT NOT NULL,
+            user_id TEXT,
+            anonymous_id TEXT,
+            person TEXT NOT NULL,
+            ts INTEGER NOT NULL,
+            timestamp TEXT,
+            sent_at TEXT,
+            received_at INTEGER NOT NULL,
+            properties TEXT NOT NULL,
+            context TEXT NOT NULL,
+            is_bot INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE UNIQUE INDEX events_message_id ON events(app_id, message_id)
+            WHERE message_id IS NOT NULL;
+        CREATE INDEX events_anonymous_id ON events(app_id, anonymous_id)
+            WHERE anonymous_id IS NOT NULL;
+        CREATE INDEX events_person ON events(app_id, person, event, ts);
+        CREATE INDEX events_event_ts ON events(app_id, event, ts);
+        CREATE INDEX events_ts ON events(app_id, ts);
+
+        CREATE TABLE identifies (
+            id TEXT NOT NULL,
+            app_id TEXT NOT NULL,
+            message_id TEXT,
+            user_id TEXT NOT NULL,
+            anonymous_id TEXT,
+            traits TEXT NOT NULL,
+            ts INTEGER NOT NULL,
+            received_at INTEGER NOT NULL,
+            context TEXT NOT NULL
+        );
+        CREATE UNIQUE INDEX identifies_message_id ON identifies(app_id, message_id)
+            WHERE message_id IS NOT NULL;
+        CREATE INDEX identifies_user ON identifies(app_id, user_id);
+
+        CREATE TABLE users (
+            app_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            traits TEXT NOT NULL DEFAULT '{}',
+            first_seen INTEGER NOT NULL,
+            last_seen INTEGER NOT NULL,
+            PRIMARY KEY (app_id, user_id)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE identities (
+            app_id TEXT NOT NULL,
+            anonymous_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            linked_at INTEGER NOT NULL,
+            PRIMARY KEY (app_id, anonymous_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX identities_user ON identities(app_id, user_id);
+
+        CREATE TABLE rule_state (
+            rule_id INTEGER NOT NULL,
+            key TEXT NOT NULL,
+            last_ts INTEGER NOT NULL,
+            PRIMARY KEY (rule_id, key)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE discards (
+            app_id TEXT NOT NULL,
+            day TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (app_id, day, reason)
+        ) WITHOUT ROWID;
+        """
+    )
+
+
+MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
+    (1, "initial schema", _initial),
+]

@@ -1,0 +1,102 @@
+"""Group commit: requests hand their events to one writer and wait for the commit.
+
+While a transaction is being written, new requests pile up; the next transaction takes
+them all. So one fsync covers many requests, and no request is answered before its
+events are on disk. The queue is bounded: past `queue_size` waiting events a request is
+refused with 503 + Retry-After rather than held in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from collector.errors import Unavailable
+from collector.models import Event, Outcome
+from collector.store.base import Store
+
+log = logging.getLogger("collector.writer")
+
+
+class Writer:
+    def __init__(
+        self, store: Store, *, queue_size: int = 50_000, commit_batch: int = 5_000
+    ) -> None:
+        self.store = store
+        self.queue_size = queue_size
+        self.commit_batch = commit_batch
+        self._pending: deque[tuple[Sequence[Event], asyncio.Future[list[Outcome]]]] = deque()
+        self._pending_events = 0
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        # SQLite connections belong to one thread: every write happens on this one.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="collector-writer")
+
+    @property
+    def pending(self) -> int:
+        return self._pending_events
+
+    async def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name="collector-writer")
+
+    async def submit(self, events: Sequence[Event]) -> list[Outcome]:
+        """Queue events; return their outcomes once committed (raises Unavailable if full)."""
+        if not events:
+            return []
+        if self._closing or self._wake is None:
+            raise Unavailable(1, "Collector is shutting down, retry later")
+        if self._pending_events + len(events) > self.queue_size:
+            raise Unavailable(1)
+        future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
+        self._pending.append((events, future))
+        self._pending_events += len(events)
+        self._wake.set()
+        return await future
+
+    async def stop(self) -> None:
+        """Refuse new work, write everything already queued, then stop."""
+        self._closing = True
+        if self._wake is not None:
+            self._wake.set()
+        if self._task is not None:
+            await self._task
+        self._executor.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            group: list[tuple[Sequence[Event], asyncio.Future[list[Outcome]]]] = []
+            count = 0
+            while self._pending and (
+                not group or count + len(self._pending[0][0]) <= self.commit_batch
+            ):
+                events, future = self._pending.popleft()
+                group.append((events, future))
+                count += len(events)
+            self._pending_events -= count
+            flat = [ev for events, _ in group for ev in events]
+            try:
+                outcomes = await loop.run_in_executor(self._executor, self.store.write, flat)
+            except Exception as exc:  # the store failed: nothing of this group is stored
+                log.exception("group commit of %d events failed", len(flat))
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(Unavailable(1, "Storage error, retry later"))
+                del exc
+                continue
+            start = 0
+            for events, future in group:
+                if not future.done():
+                    future.set_result(outcomes[start : start + len(events)])
+                start += len(events)
