@@ -1,0 +1,478 @@
+// Telltale browser SDK: one instance per page, shared by the script-tag build (script.js)
+// and the ES module (index.js). Nothing here touches `window` at import time, so the ES
+// module can be imported during server-side rendering; every entry point checks `window`.
+
+/* global __VERSION__ */
+var LIBRARY = { name: 'telltale', version: __VERSION__ }
+var PREFIX = 'telltale_'
+var MAX_QUEUE = 500 // events kept in localStorage while undelivered; the oldest go first
+var MAX_EVENT_BYTES = 32000 // the collector refuses an event over 32 KB (413)
+// A request body stays under the 64 KB that browsers allow in flight for sendBeacon and
+// fetch keepalive together (and far under the collector's 512 KB).
+var MAX_BODY_BYTES = 60000
+var MAX_BACKOFF = 60000
+
+// Server-side rendering imports the module without a window; the script-tag build
+// defines __BROWSER__ so these checks compile away.
+/* global __BROWSER__ */
+const SSR = !__BROWSER__ && typeof window == 'undefined'
+
+var options = { batchSize: 10, flushInterval: 1000, autoEvents: true, autoHook: true }
+var url // POST URL; set by init(), sends wait for it
+var queue = [] // undelivered events, oldest first, mirrored in localStorage
+var done = {} // message_ids this page has delivered or given up, never re-adopted
+var beaconed = {} // message_ids handed to sendBeacon since the page was last visible
+var memory = {} // storage fallback when localStorage throws (Safari private mode, sandboxes)
+var sending // the request in flight, if any: one at a time keeps retries in order
+var timer
+var timerAt
+var attempt = 0 // consecutive failed sends, for the backoff
+var retryAt = 0
+var hooked // listeners installed
+var lastUrl
+var referrer
+
+// ---- storage: every access in try/catch, with an in-memory copy as the fallback -------
+
+var get = (key) => {
+  var value
+  try {
+    value = localStorage.getItem(PREFIX + key)
+  } catch (e) {}
+  return value == null ? memory[key] : value
+}
+
+var set = (key, value) => {
+  memory[key] = value
+  try {
+    if (value == null) localStorage.removeItem(PREFIX + key)
+    else localStorage.setItem(PREFIX + key, value)
+  } catch (e) {}
+}
+
+// ---- debug output -------------------------------------------------------------------
+
+var debugging = () => {
+  return !!options.debug || /[?&]telltale_debug=1/.test(location.search) || get('debug') == '1'
+}
+
+var log = (...args) => debugging() && console.log('[telltale]', ...args)
+
+export var warn = (...args) => debugging() && console.warn('[telltale]', ...args)
+
+// Names from the event-naming guide: say what the user did, in snake_case.
+var SNAKE = /^[a-z][a-z0-9]*(_[a-z0-9]+)*$/
+var GENERIC = /^(click(ed)?|tap|event|action|submit|track|test|view|page_?view|(user_)?action(_performed)?)$|(^|_)\d+(_|$)|^page_view_/
+var PII = /mail|passw|pwd|phone|ssn|card|cvv|cvc|iban|birth|address/i
+
+var checkName = (name) => {
+  var snake = SNAKE.test(name)
+  if (!snake || GENERIC.test(name))
+    warn('event name "' + name + '" is ' + (snake ? 'too generic' : 'not snake_case') + ', e.g. user_signed_up')
+}
+
+// ---- ids and event items ------------------------------------------------------------
+
+var uuid = () =>
+  // randomUUID exists only in secure contexts (https, localhost); plain http falls back
+  // to a version 4 UUID from getRandomValues.
+  crypto.randomUUID
+    ? crypto.randomUUID()
+    : ([1e7] + -1e3 + -4e3 + -8e3 + -1e11).replace(/[018]/g, (c) =>
+        (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16),
+      )
+
+export var getAnonymousId = () => {
+  var id = get('id')
+  if (!id) set('id', (id = uuid()))
+  return id
+}
+
+var timezone = () => {
+  try {
+    return Intl.DateTimeFormat().resolvedOptions().timeZone
+  } catch (e) {}
+}
+
+var item = (fields) => {
+  var context = {
+    url: location.href,
+    path: location.pathname,
+    referrer: referrer == null ? document.referrer : referrer,
+    title: document.title,
+    locale: navigator.language,
+    timezone: timezone(),
+    screen: screen.width + 'x' + screen.height,
+    library: LIBRARY,
+  }
+  // Automation says so itself; the collector flags the visitor as a bot.
+  if (navigator.webdriver) context.webdriver = true
+  var user = get('user')
+  if (user) fields.user = user
+  fields.message_id = uuid()
+  fields.timestamp = new Date().toISOString()
+  fields.anonymous_id = getAnonymousId()
+  fields.context = context
+  return fields
+}
+
+var blocked = () => {
+  var n = navigator
+  return (
+    get('optout') == '1' || (options.respectDoNotTrack && (n.doNotTrack == '1' || !!n.globalPrivacyControl))
+  )
+}
+
+var bytes = (s) => {
+  return new Blob([s]).size
+}
+
+var enqueue = (event) => {
+  if (blocked()) return log('not tracking (opted out or Do Not Track)')
+  if (bytes(JSON.stringify(event)) > MAX_EVENT_BYTES) return warn('dropped, over 32 KB:', event.event)
+  queue.push(event)
+  save()
+  log('queued', event.event || event.type, event)
+  schedule()
+}
+
+// ---- the persisted queue ------------------------------------------------------------
+
+var stored = () => {
+  try {
+    return JSON.parse(get('queue')) || []
+  } catch (e) {
+    return []
+  }
+}
+
+// Writes the queue back, first adopting events another tab (or an earlier page) left in
+// storage: a duplicate send is harmless (the collector dedupes by message_id), a lost
+// event is not.
+var save = () => {
+  var have = {}
+  queue.forEach((e) => (have[e.message_id] = 1))
+  // Adopted events go first: they are usually the older ones.
+  queue = stored()
+    .filter((e) => !have[e.message_id] && !done[e.message_id])
+    .concat(queue)
+  var over = queue.length - MAX_QUEUE
+  if (over > 0) {
+    warn('queue full: dropped ' + over + ' oldest events')
+    queue.splice(0, over).forEach(forget)
+  }
+  set('queue', JSON.stringify(queue))
+}
+
+var forget = (e) => {
+  done[e.message_id] = 1
+}
+
+var remove = (batch) => {
+  batch.forEach(forget)
+  queue = queue.filter((e) => {
+    return !done[e.message_id]
+  })
+  save()
+}
+
+// Events not yet handed to a beacon: a beacon'd event waits for the page to be visible
+// again (or the next load) before it is resent with fetch and confirmed.
+var pending = () => {
+  return queue.filter((e) => {
+    return !beaconed[e.message_id]
+  })
+}
+
+// The first events of `list` that fit one request: at most `max` events and
+// MAX_BODY_BYTES, and always at least one.
+var take = (list, max) => {
+  var out = []
+  var size = 200 // the envelope around the events
+  for (var i = 0; i < list.length && out.length < max; i++) {
+    size += bytes(JSON.stringify(list[i])) + 1
+    if (out.length && size > MAX_BODY_BYTES) break
+    out.push(list[i])
+  }
+  return out
+}
+
+var body = (batch) => {
+  return JSON.stringify({ app_id: options.appId, sent_at: new Date().toISOString(), events: batch })
+}
+
+// ---- delivery -----------------------------------------------------------------------
+
+// text/plain keeps this a "simple" request: no CORS preflight. keepalive lets a request
+// outlive the page (the sendBeacon fallback).
+var post = (data, keepalive) =>
+  fetch(url, {
+    method: 'POST',
+    headers: { 'Content-Type': 'text/plain;charset=UTF-8' },
+    body: data,
+    keepalive: keepalive,
+    credentials: 'omit',
+  })
+
+// Sends when a batch is full, else after flushInterval; never before a backoff ends.
+var schedule = () => {
+  if (!url || sending || !pending().length) return
+  var at = Math.max(retryAt, Date.now() + (pending().length >= options.batchSize ? 0 : options.flushInterval))
+  if (timer && timerAt <= at) return
+  clearTimeout(timer)
+  timerAt = at
+  timer = setTimeout(() => {
+    timer = 0
+    send()
+  }, at - Date.now())
+}
+
+var retryAfter = (response) => {
+  var h = response && response.headers && response.headers.get('Retry-After')
+  if (!h) return 0
+  return isNaN(h) ? Date.parse(h) - Date.now() : h * 1000
+}
+
+// One request with the oldest pending events. Resolves true when the collector answered
+// for good (accepted, or refused with a 4xx that a retry cannot fix), false otherwise.
+var send = () => {
+  if (sending) return sending
+  var batch = pending()
+  if (!url || !batch.length || blocked()) return Promise.resolve(false)
+  batch = take(batch, options.batchSize)
+  log('sending ' + batch.length + ' event(s) to ' + url)
+  sending = post(body(batch))
+    .then((response) => {
+      var status = response.status
+      if (status == 408 || status == 429 || status >= 500) throw response
+      attempt = retryAt = 0
+      return response
+        .json()
+        .catch(() => {})
+        .then((answer) => {
+          answer = answer || {}
+          if (status < 300) {
+            log('answer ' + status + ': accepted ' + (answer.accepted || []).length, answer)
+            ;(answer.errors || []).forEach((e) => {
+              warn('event rejected:', batch[e.index] && batch[e.index].event, e.errors)
+            })
+          } else if (status == 403) {
+            warn('origin rejected (403): allow ' + location.origin + ' in the app')
+          } else {
+            warn('answer ' + status + ': dropped ' + batch.length + ' event(s)', answer)
+          }
+          remove(batch)
+          return true
+        })
+    })
+    .catch((failure) => {
+      // Offline, unreachable, 408, 429 or 5xx: the events stay queued and are retried
+      // after a jittered exponential backoff, or when the collector says (Retry-After).
+      var wait = retryAfter(failure) || Math.min(MAX_BACKOFF, 1000 * Math.pow(2, attempt))
+      attempt++
+      retryAt = Date.now() + wait * (1 + Math.random() / 2)
+      warn('send failed (' + (failure.status || failure) + '), retry in ' + Math.round(wait / 1000) + ' s')
+      return false
+    })
+    .then((ok) => {
+      sending = 0
+      schedule() // the rest of the queue, or the retry
+      return ok
+    })
+  return sending
+}
+
+/** Sends everything queued now. Resolves true when the queue is empty, false when a send failed (the events stay queued and are retried). */
+export var flush = () => {
+  if (SSR) return Promise.resolve(false)
+  return send().then((ok) => {
+    return ok && pending().length ? flush() : !pending().length
+  })
+}
+
+// The page is going away (or hidden, which on mobile may be the last chance): hand every
+// pending event to sendBeacon. Beacons give no answer, so the events stay in storage and
+// are sent again on the next load; the collector stores each message_id once.
+var beacon = () => {
+  var list = pending()
+  if (!url || blocked()) return
+  while (list.length) {
+    var batch = take(list, 1e9)
+    var data = body(batch)
+    list = list.slice(batch.length)
+    batch.forEach((e) => {
+      beaconed[e.message_id] = 1
+    })
+    log('beacon ' + batch.length + ' event(s)')
+    if (!(navigator.sendBeacon && navigator.sendBeacon(url, data))) post(data, true).catch(() => {})
+  }
+}
+
+var visible = () => {
+  beaconed = {}
+  schedule()
+}
+
+// ---- automatic events ---------------------------------------------------------------
+
+var pageView = (force) => {
+  var href = location.href
+  if (href == lastUrl && !force) return // replaceState to the same URL, hash+popstate pairs
+  if (lastUrl && href != lastUrl) referrer = lastUrl // an SPA navigation: the previous URL
+  lastUrl = href
+  trackEvent('page_viewed', {
+    url: href,
+    path: location.pathname,
+    title: document.title,
+    referrer: referrer == null ? document.referrer : referrer,
+  })
+}
+
+// After a history call the app updates the title in its own code that follows; read it
+// on the next task. Several calls in one task make one page view for the final URL.
+var navigated = () => {
+  if (options.autoEvents) setTimeout(pageView, 0)
+}
+
+var SENSITIVE_TYPE = /^(password|hidden|submit|button|reset|image|file)$/
+var SENSITIVE_NAME = /card|cvv|cvc|iban|ssn|(^|[^a-z])cc/i
+var IGNORE = '[data-telltale-ignore]'
+
+var formSubmitted = (event) => {
+  var form = event.target
+  if (!options.autoHook || !form || !form.closest || form.closest(IGNORE)) return
+  var fields = []
+  form.querySelectorAll('input,select,textarea').forEach((el) => {
+    var name = el.name || el.id
+    if (
+      name &&
+      fields.indexOf(name) < 0 &&
+      !SENSITIVE_TYPE.test(el.type) &&
+      !/(^|\s)cc-/.test(el.getAttribute('autocomplete')) &&
+      !SENSITIVE_NAME.test(name) &&
+      !el.closest(IGNORE)
+    )
+      fields.push(name)
+  })
+  // getAttribute, not form.id/.action/...: an input named "action" would shadow those.
+  var action = new URL(form.getAttribute('action') || '', location.href)
+  trackEvent('form_submitted', {
+    form_id: form.getAttribute('id'),
+    form_name: form.getAttribute('name'),
+    form_action: action.origin + action.pathname, // no query string: it may carry values
+    form_method: (form.getAttribute('method') || 'get').toLowerCase(),
+    fields: fields,
+  })
+}
+
+var hook = () => {
+  if (hooked) return
+  hooked = 1
+  ;['pushState', 'replaceState'].forEach((name) => {
+    var original = history[name]
+    history[name] = function () {
+      var result = original.apply(this, arguments)
+      navigated()
+      return result
+    }
+  })
+  addEventListener('popstate', navigated)
+  addEventListener('hashchange', navigated)
+  addEventListener('pageshow', (e) => {
+    // Restored from the back/forward cache: no load happened, but it is a page view.
+    if (e.persisted) {
+      visible()
+      if (options.autoEvents) pageView(1)
+    }
+  })
+  // Capture phase on document: runs before the page's own handlers, so a submit that
+  // the page prevents still counts; the SDK never prevents, delays or re-submits it.
+  document.addEventListener('submit', formSubmitted, true)
+  addEventListener('pagehide', beacon)
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState == 'hidden') beacon()
+    else visible()
+  })
+  addEventListener('online', () => {
+    retryAt = 0
+    schedule()
+  })
+}
+
+// ---- public API ---------------------------------------------------------------------
+
+// Merges options, skipping the unset ones so that defaults survive.
+export var configure = (config) => {
+  for (var key in config) if (config[key] != null) options[key] = config[key]
+}
+
+/** Configures the SDK and starts sending. Calling it again updates the options. */
+export var init = (config) => {
+  if (SSR) return
+  configure(config)
+  if (!options.appId) return warn('missing app id: use data-app-id or init({appId})')
+  var endpoint = new URL(options.endpoint || location.origin, location.href).href.replace(/\/+$/, '')
+  url = endpoint + '/v1/events'
+  log('init', options)
+  if (blocked()) clear()
+  save() // adopt what earlier pages left undelivered
+  hook()
+  if (options.autoEvents && lastUrl == null) navigated()
+  schedule()
+}
+
+/** Tracks an event named in snake_case, e.g. trackEvent('plan_upgraded', {plan: 'pro'}). */
+export var trackEvent = (name, properties) => {
+  if (SSR) return
+  if (!name || typeof name != 'string') return warn('trackEvent needs an event name')
+  checkName(name)
+  for (var key in properties) if (PII.test(key)) warn('property "' + key + '" looks like personal data')
+  enqueue(item({ event: name, properties: properties || {} }))
+}
+
+/** Links this visitor's anonymous id to your user id (after login or signup), with optional traits. */
+export var setUserId = (id, traits) => {
+  if (SSR || id == null || id === '') return
+  id = String(id)
+  // Traits given by identify() while anonymous are sent with the first user id.
+  var pendingTraits = JSON.parse(get('traits') || '{}')
+  traits = Object.assign(pendingTraits, traits)
+  var known = get('user') == id
+  set('user', id)
+  set('traits', null)
+  if (!known || Object.keys(traits).length) enqueue(item({ type: 'identify', traits: traits }))
+}
+
+/** Merges traits into the current user; while anonymous they wait for setUserId. */
+export var identify = (traits) => {
+  if (SSR) return
+  if (get('user')) enqueue(item({ type: 'identify', traits: traits || {} }))
+  else set('traits', JSON.stringify(Object.assign(JSON.parse(get('traits') || '{}'), traits)))
+}
+
+/** Forgets the user (logout): the next events carry a new anonymous id and no user. */
+export var reset = () => {
+  if (SSR) return
+  set('user', null)
+  set('traits', null)
+  set('id', uuid())
+}
+
+/** Stops tracking in this browser (remembered in localStorage) and drops the queue. */
+export var optOut = () => {
+  if (SSR) return
+  set('optout', '1')
+  clear()
+}
+
+var clear = () => {
+  queue.forEach(forget)
+  queue = []
+  set('queue', null)
+}
+
+/** Undoes optOut(). */
+export var optIn = () => {
+  if (SSR) return
+  set('optout', null)
+}
