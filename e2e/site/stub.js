@@ -1,0 +1,1 @@
+window.telltale=window.telltale||function(){(telltale.q=telltale.q||[]).push(arguments)};

@@ -1,0 +1,79 @@
+"""The script tag: page views with the parsed browser, the ES module, a first-party
+proxy, pre-load calls."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page
+
+from e2e.conftest import App, Collector, Site, flush, is_ingest, ready
+
+pytestmark = pytest.mark.e2e
+
+
+def test_page_view_stored_with_parsed_browser_and_os(
+    visitor: Page, collector: Collector, site: Site, app: App
+) -> None:
+    visitor.goto(site.url(app, "index.html"))
+    ready(visitor)
+    anonymous_id = visitor.evaluate("telltale.getAnonymousId()")
+
+    (view,) = collector.wait_events(app, "page_viewed")
+
+    assert view["anonymous_id"] == anonymous_id
+    assert view["user_id"] is None
+    assert view["message_id"]
+    ctx = view["context"]
+    assert ctx["source"] == "browser"
+    assert "Chrom" in ctx["browser"]
+    assert ctx["browser_version"]
+    assert ctx["os"] == "Linux"
+    assert ctx["device_type"] == "desktop"
+    assert ctx["is_bot"] is False
+    assert ctx["url"] == site.url(app, "index.html")
+    assert ctx["path"] == f"/a/{app.app_id}/index.html"
+    assert ctx["title"] == "Telltale test home"
+    assert ctx["screen"] == "1280x720"
+    assert ctx["locale"]
+    assert ctx["timezone"]
+    assert ctx["library"]["name"] == "telltale"
+    assert view["properties"]["path"] == ctx["path"]
+    assert view["properties"]["title"] == "Telltale test home"
+
+
+def test_es_module_build(visitor: Page, collector: Collector, site: Site, app: App) -> None:
+    visitor.goto(site.url(app, "module.html"))
+    ready(visitor)
+
+    (loaded,) = collector.wait_events(app, "module_loaded")
+    collector.wait_events(app, "page_viewed")
+    assert loaded["properties"] == {"build": "esm"}
+    assert loaded["context"]["library"]["name"] == "telltale"
+
+
+def test_first_party_proxy_endpoint(
+    visitor: Page, collector: Collector, site: Site, app: App
+) -> None:
+    sent_to: list[str] = []
+    visitor.on("request", lambda r: is_ingest(r.url) and sent_to.append(r.url))
+    visitor.goto(site.url(app, "proxy.html"))
+    ready(visitor)
+    visitor.evaluate("telltale.trackEvent('report_exported', {format: 'csv'})")
+    assert flush(visitor)
+
+    collector.wait_events(app, "report_exported")
+    assert sent_to
+    assert all(url == site.origin + "/stats/v1/events" for url in sent_to)
+
+
+def test_calls_made_before_the_script_loads_are_kept(
+    visitor: Page, collector: Collector, site: Site, app: App
+) -> None:
+    visitor.goto(site.url(app, "preload.html"))
+    ready(visitor)
+    assert visitor.evaluate("window.stubWasActive") is True
+
+    (started,) = collector.wait_events(app, "signup_started")
+    assert started["user_id"] == "u_early"
+    assert started["properties"] == {"step": 1}
+    assert started["anonymous_id"] == visitor.evaluate("telltale.getAnonymousId()")
