@@ -69,18 +69,23 @@ class UnsupportedMediaType(CollectorError):
 
 
 class _RetryLater(CollectorError):
+    field = "request"
+
     def __init__(self, retry_after: int, message: str | None = None) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after)})
+        errors = [field_error(self.field, f"retry after {retry_after} s")]
+        super().__init__(message, errors, headers={"Retry-After": str(retry_after)})
         self.retry_after = retry_after
 
 
 class RateLimited(_RetryLater):
     status = 429
+    field = "rate_limit"
     default_message = "Rate limit exceeded"
 
 
 class Unavailable(_RetryLater):
     status = 503
+    field = "queue"
     default_message = "Write queue is full, retry later"
 
 

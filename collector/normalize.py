@@ -33,6 +33,8 @@ MAX_NAME = 255
 MAX_ID = 255
 MAX_DEPTH = 3  # properties → nested object → nested object
 
+EVENT_TOO_LARGE = f"is larger than {MAX_EVENT_BYTES} bytes"
+
 _SNAKE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -170,7 +172,7 @@ def parse_payload(
     items: list[Item | list[FieldError]] = []
     for raw in raw_items:
         if check_size and len(orjson.dumps(raw)) > MAX_EVENT_BYTES:
-            items.append([field_error("event", f"is larger than {MAX_EVENT_BYTES} bytes")])
+            items.append([field_error("event", EVENT_TOO_LARGE)])
             continue
         items.append(
             normalize_item(

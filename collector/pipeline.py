@@ -15,20 +15,22 @@ from collector import ids
 from collector.auth import key_from_authorization, origin_allowed, request_origin
 from collector.enrich import apply_ip_mode, enrich_context
 from collector.errors import (
-    CollectorError,
     FieldError,
     Forbidden,
     InvalidRequest,
     NotFound,
+    PayloadTooLarge,
     RateLimited,
     Unauthorized,
     field_error,
 )
 from collector.models import App, Event, Outcome, Source
-from collector.normalize import Item, Payload
+from collector.normalize import EVENT_TOO_LARGE, Item, Payload
 from collector.ratelimit import RateLimiter
 from collector.store.base import Store
 from collector.timeutil import MAX_FUTURE_MS, iso
+
+UNKNOWN_USER = "is not a known user of this app"
 
 _CACHE_TTL = 2.0  # seconds: how long a revoked key or an edited app may still be served
 
@@ -153,7 +155,7 @@ def build_events(
             known_users.add(item.user_id)
         elif require_known and item.user_id is not None and item.user_id not in known_users:
             if not store.user_exists(app.app_id, item.user_id):
-                errors[index] = [field_error("user", "is not a known user of this app")]
+                errors[index] = [field_error("user", UNKNOWN_USER)]
                 events.append(None)
                 continue
             known_users.add(item.user_id)
@@ -248,13 +250,15 @@ def single_answer(
     outcome: Outcome | None,
     errors: list[FieldError] | None,
     warnings: list[FieldError] | None,
-    *,
-    status_for_errors: type[CollectorError] = InvalidRequest,
 ) -> tuple[int, dict[str, Any]]:
+    """A single event's answer; its errors raised as the one status that fits them."""
     if errors:
-        if any(e["message"] == "is not a known user of this app" for e in errors):
+        messages = {e["message"] for e in errors}
+        if EVENT_TOO_LARGE in messages:
+            raise PayloadTooLarge("Event exceeds 32 KB", errors)
+        if UNKNOWN_USER in messages:
             raise NotFound("Unknown user", errors)
-        raise status_for_errors(errors=errors)
+        raise InvalidRequest(errors=errors)
     assert outcome is not None
     body: dict[str, Any] = {"success": True, "event_id": outcome.event_id}
     if outcome.status == "accepted":

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from collector.app import create_app
+from collector.models import App
+from collector.settings import Settings
+from collector.store import SQLiteStore
+
+ORIGIN = "https://shop.example.com"
+CHROME_UA = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
+)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "telltale.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[SQLiteStore]:
+    s = SQLiteStore(str(db_path))
+    s.migrate()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def app(store: SQLiteStore) -> App:
+    created = store.create_app("Shop", [ORIGIN, "https://*.example.org"], {"rate_limit_ip": 0})
+    store.add_rule(created.app_id, "confirmation", dedupe_key="orderId")
+    store.add_rule(created.app_id, "email_opened", throttle_ms=20 * 60 * 1000)
+    found = store.get_app(created.app_id)
+    assert found is not None
+    return found
+
+
+@pytest.fixture
+def key(store: SQLiteStore, app: App) -> str:
+    return store.create_key(app.app_id)[1]
+
+
+@pytest.fixture
+def client(db_path: Path, store: SQLiteStore) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(db=str(db_path))), raise_server_exceptions=False) as c:
+        yield c
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def browser(origin: str = ORIGIN, ua: str = CHROME_UA) -> dict[str, str]:
+    return {
+        "Origin": origin,
+        "User-Agent": ua,
+        "Accept-Language": "en-GB,en;q=0.9",
+        "Content-Type": "text/plain;charset=UTF-8",
+    }

@@ -1,0 +1,116 @@
+"""A real collector process on a free port, for integration tests and the benchmark."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def cli(db: str | Path, *args: str) -> str:
+    """Run `collector ARGS --db DB` and return its stdout (raises with its output)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "collector", *args, "--db", str(db)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"collector {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
+
+
+def create_app(db: str | Path, name: str = "test", *extra: str) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(cli(db, "apps", "create", name, "--json", *extra))
+    return out
+
+
+class CollectorProcess:
+    """`collector serve` in its own process group, so a kill -9 takes its workers too."""
+
+    def __init__(self, db: str | Path, *, workers: int = 1, extra: tuple[str, ...] = ()) -> None:
+        self.db = str(db)
+        self.workers = workers
+        self.extra = extra
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.TemporaryFile()
+
+    def start(self, timeout: float = 30.0) -> CollectorProcess:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "collector",
+                "serve",
+                "--port",
+                str(self.port),
+                "--db",
+                self.db,
+                "--workers",
+                str(self.workers),
+                *self.extra,
+            ],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"collector exited early:\n{self.output()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)  # polling for readiness, not waiting a fixed time
+        raise RuntimeError(f"collector did not become ready:\n{self.output()}")
+
+    def output(self) -> str:
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def __enter__(self) -> CollectorProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
