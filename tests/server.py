@@ -55,7 +55,7 @@ class CollectorProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
 
     def start(self, timeout: float = 30.0) -> CollectorProcess:
         self.proc = subprocess.Popen(
@@ -114,3 +114,4 @@ class CollectorProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        self._log.close()
