@@ -122,20 +122,20 @@ async def _ingest(request: Request, forced: Kind | None) -> Response:
         outcomes = await _store(c, caller.app.setting("bot_policy"), events)
     except CollectorError as exc:
         return _error(exc, cors)
-    if payload.is_batch:
-        status, answer = pipeline.batch_answer(outcomes, errors, warnings)
-    else:
-        try:
+    try:
+        if payload.is_batch:
+            status, answer = pipeline.batch_answer(outcomes, errors, warnings)
+        else:
             status, answer = pipeline.single_answer(
                 forced or (events[0].kind if events[0] else "track"),
                 outcomes.get(0),
                 errors.get(0),
                 warnings.get(0),
             )
-        except CollectorError as exc:
-            return _error(exc, cors)
-        if status == 202 and answer.get("event_id") and forced == "identify" and events[0]:
-            answer["user_id"] = events[0].user_id
+    except CollectorError as exc:
+        return _error(exc, cors)
+    if not payload.is_batch and events[0] is not None and events[0].kind == "identify":
+        answer["user_id"] = events[0].user_id
     return JSONResponse(answer, status_code=status, headers=cors)
 
 

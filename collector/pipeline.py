@@ -237,8 +237,15 @@ def batch_answer(
         "warnings": [{"index": i, **w} for i, ws in sorted(warnings.items()) for w in ws],
     }
     if errors and not outcomes:
-        body["message"] = "No valid events in the batch"
-        return 400, body
+        # Nothing valid: the one error shape, each field named by its path in the batch.
+        raise InvalidRequest(
+            "No valid events in the batch",
+            [
+                field_error(f"events[{i}].{e['field']}", e["message"])
+                for i, errs in sorted(errors.items())
+                for e in errs
+            ],
+        )
     body["message"] = f"{len(accepted)} accepted, {len(duplicates)} duplicates, " + (
         f"{len(discarded)} discarded, {len(errors)} invalid"
     )

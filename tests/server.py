@@ -56,6 +56,7 @@ class CollectorProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
+        self._final_output = ""
 
     def start(self, timeout: float = 30.0) -> CollectorProcess:
         self.proc = subprocess.Popen(
@@ -81,6 +82,7 @@ class CollectorProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self._finish()
                 raise RuntimeError(f"collector exited early:\n{self.output()}")
             try:
                 if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
@@ -91,27 +93,34 @@ class CollectorProcess:
         raise RuntimeError(f"collector did not become ready:\n{self.output()}")
 
     def output(self) -> str:
+        if self._log.closed:
+            return self._final_output
         self._log.seek(0)
         return self._log.read().decode(errors="replace")
+
+    def _finish(self) -> None:
+        if not self._log.closed:
+            self._final_output = self.output()
+            self._log.close()
 
     def kill9(self) -> None:
         assert self.proc is not None
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
+        self._finish()
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self._finish()
 
     def __enter__(self) -> CollectorProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-        self._log.close()

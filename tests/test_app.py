@@ -277,7 +277,9 @@ def test_batch_reports_invalid_by_index_and_stores_the_valid(
 def test_batch_with_nothing_valid_is_400(client: TestClient, key: str) -> None:
     r = client.post("/v1/events", json={"events": [{"event": ""}, 5]}, headers=auth(key))
     assert r.status_code == 400
-    assert [e["index"] for e in r.json()["errors"]] == [0, 1]
+    assert_error_shape(r.json(), "events[0].event")
+    assert_error_shape(r.json(), "events[0].user")
+    assert_error_shape(r.json(), "events[1].event")
 
 
 def test_snake_case_warning(client: TestClient, key: str) -> None:

@@ -1,0 +1,223 @@
+"""Against a real `collector serve` process and its SQLite file: concurrency across two
+workers, a kill -9 under load, graceful shutdown, and malformed bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import uuid
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from tests.conftest import CHROME_UA
+from tests.server import CollectorProcess, create_app
+
+pytestmark = pytest.mark.slow
+ORIGIN = "http://site.test:8080"
+
+
+@pytest.fixture
+def served_app(tmp_path: Path) -> dict:
+    db = tmp_path / "t.db"
+    app = create_app(
+        db, "load", "--origin", ORIGIN, "--rate-limit-app", "0", "--rate-limit-ip", "0"
+    )
+    app["db"] = db
+    return app
+
+
+def stored_message_ids(db: Path) -> set[str]:
+    with sqlite3.connect(db) as conn:
+        return {row[0] for row in conn.execute("SELECT message_id FROM events")}
+
+
+async def _send_all(
+    url: str, requests: list[tuple[dict[str, str], bytes]], concurrency: int
+) -> list[httpx.Response]:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(headers: dict[str, str], body: bytes) -> httpx.Response:
+            async with sem:
+                return await client.post("/v1/event", content=body, headers=headers)
+
+        return await asyncio.gather(*(one(h, b) for h, b in requests))
+
+
+def test_2000_concurrent_requests_from_many_clients_store_exactly_2000(served_app: dict) -> None:
+    db = served_app["db"]
+    requests = []
+    for i in range(2000):
+        mid = f"m-{i}"
+        client_ip = f"203.0.113.{i % 250}"
+        if i % 2:
+            headers = {
+                "Authorization": f"Bearer {served_app['api_key']}",
+                "Content-Type": "application/json",
+            }
+            body = {
+                "event": "load_tested",
+                "user": f"u{i % 300}",
+                "message_id": mid,
+                "ip": client_ip,
+            }
+        else:
+            headers = {
+                "Origin": ORIGIN,
+                "User-Agent": CHROME_UA,
+                "Accept-Language": "en",
+                "Content-Type": "text/plain",
+                "X-Forwarded-For": client_ip,
+            }
+            body = {
+                "app_id": served_app["app_id"],
+                "event": "load_tested",
+                "anonymous_id": f"a{i % 300}",
+                "message_id": mid,
+            }
+        requests.append((headers, orjson.dumps(body)))
+    with CollectorProcess(db, workers=2, extra=("--trusted-proxy", "127.0.0.1/32")) as server:
+        responses = asyncio.run(_send_all(server.url, requests, concurrency=200))
+        statuses = [r.status_code for r in responses]
+        assert statuses.count(202) == 2000, {s: statuses.count(s) for s in set(statuses)}
+        assert "Traceback" not in server.output()
+    assert stored_message_ids(db) == {f"m-{i}" for i in range(2000)}
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 2000
+        # X-Forwarded-For was believed because 127.0.0.1 is a trusted proxy.
+        ips = {r[0] for r in conn.execute("SELECT json_extract(context, '$.ip') FROM events")}
+    assert len(ips) == 250 and all(ip.startswith("203.0.113.") for ip in ips)
+
+
+def _load_until(
+    server: CollectorProcess, key: str, acked: list[str], stop: threading.Event
+) -> None:
+    """Post batches until told to stop; record each message id the server acknowledged."""
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        while not stop.is_set():
+            mids = [uuid.uuid4().hex for _ in range(20)]
+            body = {
+                "events": [{"event": "crash_tested", "user": "u", "message_id": m} for m in mids]
+            }
+            try:
+                r = client.post("/v1/events", json=body, headers={"Authorization": f"Bearer {key}"})
+            except httpx.HTTPError:
+                continue  # the server died mid-request: nothing acknowledged
+            if r.status_code == 202:
+                acked.extend(mids)
+
+
+def _run_load(
+    server: CollectorProcess, key: str, until_acked: int
+) -> tuple[list[str], threading.Event, list[threading.Thread]]:
+    acked: list[str] = []
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=_load_until, args=(server, key, acked, stop)) for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    while len(acked) < until_acked and all(t.is_alive() for t in threads):
+        stop.wait(0.01)  # polling the acknowledged count
+    return acked, stop, threads
+
+
+def test_kill_9_under_load_loses_nothing_acknowledged(served_app: dict) -> None:
+    db = served_app["db"]
+    server = CollectorProcess(db, workers=2).start()
+    acked, stop, threads = _run_load(server, served_app["api_key"], until_acked=3000)
+    server.kill9()  # while the load is still running
+    stop.set()
+    for t in threads:
+        t.join()
+    assert len(acked) >= 3000
+    with CollectorProcess(db) as restarted:  # a restart recovers the WAL
+        assert httpx.get(restarted.url + "/healthz").status_code == 200
+    stored = stored_message_ids(db)
+    missing = set(acked) - stored
+    assert not missing, f"{len(missing)} acknowledged events lost"
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_sigterm_drains_the_queue(served_app: dict) -> None:
+    db = served_app["db"]
+    server = CollectorProcess(db, workers=1).start()
+    acked, stop, threads = _run_load(server, served_app["api_key"], until_acked=1000)
+    server.stop()  # graceful: in-flight requests finish, the writer drains
+    stop.set()
+    for t in threads:
+        t.join()
+    assert "Traceback" not in server.output()
+    assert set(acked) <= stored_message_ids(db)
+
+
+MALFORMED: list[tuple[str, bytes, str]] = [
+    ("not json", b"{event: nope}", "application/json"),
+    ("truncated", b'{"event": "a", "user": ', "application/json"),
+    ("trailing garbage", b'{"event": "a", "user": "u"} xyz', "application/json"),
+    ("invalid utf-8", b'{"event": "\xff\xfe", "user": "u"}', "application/json"),
+    ("raw NUL byte", b'{"event": "a\x00b", "user": "u"}', "application/json"),
+    ("escaped NUL", b'{"event": "a\\u0000b", "user": "u"}', "application/json"),
+    (
+        "NUL in key",
+        b'{"event": "a", "user": "u", "properties": {"a\\u0000": 1}}',
+        "application/json",
+    ),
+    ("lone surrogate", b'{"event": "\\ud800", "user": "u"}', "application/json"),
+    ("deep nesting", b"[" * 5000 + b"]" * 5000, "application/json"),
+    (
+        "deep properties",
+        b'{"event": "a", "user": "u", "properties": ' + b'{"a": ' * 200 + b"1" + b"}" * 201,
+        "application/json",
+    ),
+    ("number as body", b"12345", "application/json"),
+    ("null body", b"null", "application/json"),
+    ("event is a list", b'{"event": ["a"], "user": "u"}', "application/json"),
+    ("user is a float", b'{"event": "a", "user": 1.5}', "application/json"),
+    ("properties a string", b'{"event": "a", "user": "u", "properties": "x"}', "application/json"),
+    (
+        "huge string",
+        b'{"event": "a", "user": "u", "properties": {"s": "' + b"x" * 700_000 + b'"}}',
+        "application/json",
+    ),
+    ("huge name", b'{"event": "' + b"e" * 10_000 + b'", "user": "u"}', "application/json"),
+    (
+        "huge number",
+        b'{"event": "a", "user": "u", "properties": {"n": 1' + b"0" * 400 + b"}}",
+        "application/json",
+    ),
+    ("NaN", b'{"event": "a", "user": "u", "properties": {"n": NaN}}', "application/json"),
+    ("batch of junk", b'{"events": [null, 1, "x", []]}', "application/json"),
+    ("events not a list", b'{"events": "x"}', "application/json"),
+    ("timestamp object", b'{"event": "a", "user": "u", "timestamp": {}}', "application/json"),
+    (
+        "timestamp huge",
+        b'{"event": "a", "user": "u", "timestamp": 99999999999999999999}',
+        "application/json",
+    ),
+    ("form body", b"event=a&user=u", "application/x-www-form-urlencoded"),
+    ("multipart", b"--x\r\n", "multipart/form-data; boundary=x"),
+]
+
+
+def test_malformed_bodies_get_4xx_never_500(served_app: dict) -> None:
+    with CollectorProcess(served_app["db"]) as server, httpx.Client(base_url=server.url) as client:
+        for name, body, ctype in MALFORMED:
+            for path, headers in (
+                ("/v1/event", {"Authorization": f"Bearer {served_app['api_key']}"}),
+                (f"/v1/events?app_id={served_app['app_id']}", {"Origin": ORIGIN}),
+            ):
+                r = client.post(path, content=body, headers={**headers, "Content-Type": ctype})
+                assert 400 <= r.status_code < 500, (name, path, r.status_code, r.text[:300])
+                payload = r.json()
+                assert payload["success"] is False, name
+                assert payload["errors"] and all("field" in e for e in payload["errors"]), name
+                assert "Traceback" not in r.text and 'File "' not in r.text, name
+        assert "Traceback" not in server.output()
+    assert stored_message_ids(served_app["db"]) == set()
