@@ -120,6 +120,35 @@ def _initial(db: sqlite_utils.Database) -> None:
     )
 
 
+def _person_event_stats(db: sqlite_utils.Database) -> None:
+    # One row per (person, event, bot flag): what behavioural segments read instead of
+    # scanning events (has done, counts, first/last time). The writer keeps it current
+    # in its own transaction (store/sqlite.py); existing events are backfilled here.
+    # Statements one by one, not executescript: that would commit migrate()'s transaction.
+    for sql in (
+        """
+        CREATE TABLE person_event_stats (
+            app_id TEXT NOT NULL,
+            person TEXT NOT NULL,
+            event TEXT NOT NULL,
+            is_bot INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            first_ts INTEGER NOT NULL,
+            last_ts INTEGER NOT NULL,
+            PRIMARY KEY (app_id, person, event, is_bot)
+        ) WITHOUT ROWID
+        """,
+        # Covers "who did E (since T)": the person column rides along as part of the key.
+        "CREATE INDEX person_event_stats_event "
+        "ON person_event_stats(app_id, event, is_bot, last_ts)",
+        "INSERT INTO person_event_stats (app_id, person, event, is_bot, n, first_ts, last_ts) "
+        "SELECT app_id, person, event, is_bot, COUNT(*), MIN(ts), MAX(ts) FROM events "
+        "GROUP BY app_id, person, event, is_bot",
+    ):
+        db.execute(sql)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "initial schema", _initial),
+    (2, "person_event_stats summary for segment queries", _person_event_stats),
 ]

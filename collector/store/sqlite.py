@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -282,12 +282,21 @@ class SQLiteStore:
 
     def purge(self, app_id: str, older_than_ms: int) -> int:
         with self._tx() as conn:
+            affected = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT DISTINCT person FROM person_event_stats "
+                    "WHERE app_id = ? AND first_ts < ?",
+                    (app_id, older_than_ms),
+                )
+            ]
             cur = conn.execute(
                 "DELETE FROM events WHERE app_id = ? AND ts < ?", (app_id, older_than_ms)
             )
             conn.execute(
                 "DELETE FROM identifies WHERE app_id = ? AND ts < ?", (app_id, older_than_ms)
             )
+            restat_persons(conn, app_id, affected)
         return cur.rowcount
 
     def delete_user(self, app_id: str, user_id: str) -> int:
@@ -300,6 +309,19 @@ class SQLiteStore:
                     (app_id, user_id),
                 )
             ]
+            # Events of a linked anonymous id may belong to another person (a second user
+            # on a shared device): their summaries are rebuilt too.
+            affected = {user_id}
+            for chunk in _chunks(anon_ids):
+                marks = ",".join("?" * len(chunk))
+                affected.update(
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT DISTINCT person FROM events "
+                        f"WHERE app_id = ? AND anonymous_id IN ({marks})",
+                        (app_id, *chunk),
+                    )
+                )
             cur = conn.execute(
                 "DELETE FROM events WHERE app_id = ? AND (user_id = ? OR person = ?)",
                 (app_id, user_id, user_id),
@@ -319,6 +341,7 @@ class SQLiteStore:
                 "DELETE FROM identities WHERE app_id = ? AND user_id = ?", (app_id, user_id)
             )
             conn.execute("DELETE FROM users WHERE app_id = ? AND user_id = ?", (app_id, user_id))
+            restat_persons(conn, app_id, affected)
             conn.execute(
                 "DELETE FROM rule_state WHERE key = ? AND rule_id IN "
                 "(SELECT id FROM rules WHERE app_id = ? AND kind = 'throttle')",
@@ -491,6 +514,8 @@ def _write(conn: sqlite3.Connection, events: Sequence[Event]) -> list[Outcome]:
             "received_at, context) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             identify_rows,
         )
+    if event_rows:
+        add_person_stats(conn, event_rows)
     if users:
         # json_patch merges traits (RFC 7396: a null trait removes it).
         conn.executemany(
@@ -513,6 +538,7 @@ def _write(conn: sqlite3.Connection, events: Sequence[Event]) -> list[Outcome]:
             "AND user_id IS NULL AND person != ?",
             [(user, app, anon, user) for app, anon, user, _ in new_links],
         )
+        _rekey_person_stats(conn, new_links)
     if discards:
         conn.executemany(
             "INSERT INTO discards (app_id, day, reason, n) VALUES (?, ?, ?, ?) "
@@ -520,6 +546,66 @@ def _write(conn: sqlite3.Connection, events: Sequence[Event]) -> list[Outcome]:
             [(a, d, r, n) for (a, d, r), n in discards.items()],
         )
     return outcomes
+
+
+_STATS_COLUMNS = "app_id, person, event, is_bot, n, first_ts, last_ts"
+_STATS_MERGE = (
+    "ON CONFLICT (app_id, person, event, is_bot) DO UPDATE SET n = n + excluded.n, "
+    "first_ts = min(first_ts, excluded.first_ts), last_ts = max(last_ts, excluded.last_ts)"
+)
+
+
+def add_person_stats(conn: sqlite3.Connection, event_rows: Sequence[tuple[Any, ...]]) -> None:
+    """Fold inserted event rows (the INSERT's column order) into person_event_stats.
+    Aggregated here first, so a batch costs one upsert per (person, event), not per event."""
+    groups: dict[tuple[str, str, str, int], list[int]] = {}
+    for row in event_rows:
+        key = (row[1], row[6], row[3], row[13])
+        ts = row[7]
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [1, ts, ts]
+        else:
+            group[0] += 1
+            group[1] = min(group[1], ts)
+            group[2] = max(group[2], ts)
+    conn.executemany(
+        f"INSERT INTO person_event_stats ({_STATS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+        + _STATS_MERGE,
+        [(*key, *group) for key, group in groups.items()],
+    )
+
+
+def _rekey_person_stats(
+    conn: sqlite3.Connection, new_links: Sequence[tuple[str, str, str, int]]
+) -> None:
+    """Newly linked anonymous ids: their summaries move to the user, as their events did."""
+    conn.executemany(
+        f"INSERT INTO person_event_stats ({_STATS_COLUMNS}) "
+        "SELECT app_id, ?, event, is_bot, n, first_ts, last_ts FROM person_event_stats "
+        "WHERE app_id = ? AND person = ? " + _STATS_MERGE,
+        [(user, app, "anon:" + anon) for app, anon, user, _ in new_links],
+    )
+    conn.executemany(
+        "DELETE FROM person_event_stats WHERE app_id = ? AND person = ?",
+        [(app, "anon:" + anon) for app, anon, _, _ in new_links],
+    )
+
+
+def restat_persons(conn: sqlite3.Connection, app_id: str, persons: Iterable[str]) -> None:
+    """Rebuild the persons' person_event_stats rows from their events (after deletes)."""
+    for chunk in _chunks(sorted(persons)):
+        marks = ",".join("?" * len(chunk))
+        conn.execute(
+            f"DELETE FROM person_event_stats WHERE app_id = ? AND person IN ({marks})",
+            (app_id, *chunk),
+        )
+        conn.execute(
+            f"INSERT INTO person_event_stats ({_STATS_COLUMNS}) "
+            "SELECT app_id, person, event, is_bot, COUNT(*), MIN(ts), MAX(ts) FROM events "
+            f"WHERE app_id = ? AND person IN ({marks}) GROUP BY person, event, is_bot",
+            (app_id, *chunk),
+        )
 
 
 def _apply_rules(
