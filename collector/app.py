@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from collector import pipeline
+from collector.api import routes as query_routes
 from collector.auth import origin_allowed, request_origin
 from collector.demo_app import find_demo_app
 from collector.enrich import client_ip, parse_networks
@@ -306,6 +307,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         Route("/", demo_page, methods=["GET"]),
         Route("/demo.js", demo_js, methods=["GET"]),
     ]
+    routes += query_routes()
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

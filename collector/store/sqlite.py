@@ -17,7 +17,10 @@ import orjson
 import sqlite_utils
 
 from collector import ids
+from collector.funnels import FunnelQuery
 from collector.models import DEFAULT_APP_SETTINGS, App, Event, Outcome, Rule
+from collector.segments import SegmentQuery
+from collector.store import queries
 from collector.store.migrations import MIGRATIONS
 from collector.timeutil import iso
 
@@ -354,6 +357,25 @@ class SQLiteStore:
             "SELECT reason, SUM(n) FROM discards WHERE app_id = ? GROUP BY reason", (app_id,)
         )
         return {reason: int(n) for reason, n in rows}
+
+    # Queries (SQL in store/queries.py) ------------------------------------------------
+
+    def segment(self, app_id: str, query: SegmentQuery) -> queries.SegmentPage:
+        return queries.segment(self.conn(), app_id, query)
+
+    def funnel(self, app_id: str, query: FunnelQuery) -> dict[str, Any]:
+        return queries.funnel(self.conn(), app_id, query)
+
+    def user_profile(
+        self, app_id: str, user_id: str, include_bots: bool = False
+    ) -> dict[str, Any] | None:
+        return queries.user_profile(self.conn(), app_id, user_id, include_bots)
+
+    def events_page(self, app_id: str, query: queries.EventsQuery) -> queries.EventsPage:
+        return queries.events_page(self.conn(), app_id, query)
+
+    def event_stats(self, app_id: str, query: queries.StatsQuery) -> dict[str, Any]:
+        return queries.event_stats(self.conn(), app_id, query)
 
 
 class _Transaction:

@@ -1,0 +1,220 @@
+"""The query API (server keys only): segments, funnels, user profiles, event pages and
+daily stats. Handlers only wire steps: authenticate → parse → query the store (in a
+worker thread: a query may take a while and must not stall ingestion) → answer.
+
+A key reads its own app and nothing else: every store call is given the key's app id."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from collector import pipeline
+from collector.errors import (
+    CollectorError,
+    FieldError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    field_error,
+)
+from collector.funnels import parse_funnel_query
+from collector.models import App
+from collector.segments import (
+    decode_cursor,
+    encode_cursor,
+    fingerprint,
+    next_cursor,
+    parse_event_name,
+    parse_limit,
+    parse_segment_query,
+    parse_time,
+)
+from collector.store.queries import EventsQuery, StatsQuery
+from collector.timeutil import iso, now_ms
+
+if TYPE_CHECKING:
+    from collector.app import Collector
+
+MAX_QUERY_BODY = 64 * 1024
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def _error(exc: CollectorError) -> Response:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+def _collector(request: Request) -> Collector:
+    collector: Collector = request.app.state.collector
+    return collector
+
+
+def _app(request: Request) -> App:
+    """The app of the server key; the query API has no browser (origin) access."""
+    caller = pipeline.server_caller(_collector(request).cache, request.headers.get("authorization"))
+    if caller is None:
+        raise Unauthorized(
+            errors=[field_error("authorization", "is required: Bearer KEY with a server key")]
+        )
+    return caller.app
+
+
+async def _json_body(request: Request) -> Any:
+    body = await request.body()
+    if len(body) > MAX_QUERY_BODY:
+        raise PayloadTooLarge(errors=[field_error("body", f"is over {MAX_QUERY_BODY // 1024} KB")])
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest(
+            "The body is not valid JSON", [field_error("body", "must be a JSON object")]
+        ) from None
+
+
+def _bool_param(value: str | None, name: str, errors: list[FieldError]) -> bool:
+    if value is None or value.lower() in ("", "0", "false", "no"):
+        return False
+    if value.lower() in ("1", "true", "yes"):
+        return True
+    errors.append(field_error(name, "must be true or false"))
+    return False
+
+
+async def segments_query(request: Request) -> Response:
+    try:
+        app = _app(request)
+        query = parse_segment_query(await _json_body(request), now_ms())
+        store = _collector(request).store
+        page = await run_in_threadpool(store.segment, app.app_id, query)
+    except CollectorError as exc:
+        return _error(exc)
+    return JSONResponse(
+        {
+            "count": page.count,
+            "users": page.users,
+            "next": next_cursor(query, page.last),
+            "as_of": iso(query.as_of),
+        }
+    )
+
+
+async def funnels(request: Request) -> Response:
+    try:
+        app = _app(request)
+        query = parse_funnel_query(await _json_body(request))
+        store = _collector(request).store
+        answer = await run_in_threadpool(store.funnel, app.app_id, query)
+    except CollectorError as exc:
+        return _error(exc)
+    return JSONResponse(answer)
+
+
+async def user_profile(request: Request) -> Response:
+    try:
+        app = _app(request)
+        errors: list[FieldError] = []
+        include_bots = _bool_param(request.query_params.get("include_bots"), "include_bots", errors)
+        if errors:
+            raise InvalidRequest(errors=errors)
+        user_id = request.path_params["user_id"]
+        store = _collector(request).store
+        profile = await run_in_threadpool(store.user_profile, app.app_id, user_id, include_bots)
+        if profile is None:
+            raise NotFound("Unknown user", [field_error("id", "is not a user of this app")])
+    except CollectorError as exc:
+        return _error(exc)
+    return JSONResponse(profile)
+
+
+async def list_events(request: Request) -> Response:
+    try:
+        app = _app(request)
+        params = request.query_params
+        errors: list[FieldError] = []
+        events = tuple(parse_event_name(name, "event", errors) for name in params.getlist("event"))
+        order = params.get("order", "desc")
+        if order not in ("asc", "desc"):
+            errors.append(field_error("order", 'must be "asc" or "desc"'))
+        query = EventsQuery(
+            user=params.get("user") or None,
+            anonymous_id=params.get("anonymous_id") or None,
+            events=events,
+            since=parse_time(params.get("since"), "since", errors),
+            until=parse_time(params.get("until"), "until", errors),
+            include_bots=_bool_param(params.get("include_bots"), "include_bots", errors),
+            order=order,
+            limit=parse_limit(params.get("limit"), "limit", errors),
+        )
+        # The cursor is bound to the filters: a cursor of another listing is refused.
+        fp = fingerprint(
+            "events",
+            query.user,
+            query.anonymous_id,
+            query.events,
+            query.since,
+            query.until,
+            query.include_bots,
+            query.order,
+        )
+        if params.get("cursor"):
+            cursor = decode_cursor(params["cursor"], fp, errors)
+            match cursor.get("at"):
+                case [int(ts), int(rowid)]:
+                    query = dataclasses.replace(query, after=(ts, rowid))
+                case _ if cursor:
+                    errors.append(field_error("cursor", "is not a valid cursor"))
+        if errors:
+            raise InvalidRequest("Invalid events query", errors)
+        store = _collector(request).store
+        page = await run_in_threadpool(store.events_page, app.app_id, query)
+    except CollectorError as exc:
+        return _error(exc)
+    cursor_out = encode_cursor({"at": list(page.last), "q": fp}) if page.last else None
+    return JSONResponse({"events": page.events, "next": cursor_out})
+
+
+async def stats(request: Request) -> Response:
+    try:
+        app = _app(request)
+        params = request.query_params
+        errors: list[FieldError] = []
+        query = StatsQuery(
+            events=tuple(
+                parse_event_name(name, "event", errors) for name in params.getlist("event")
+            ),
+            since=parse_time(params.get("since"), "since", errors),
+            until=parse_time(params.get("until"), "until", errors),
+            include_bots=_bool_param(params.get("include_bots"), "include_bots", errors),
+        )
+        if errors:
+            raise InvalidRequest("Invalid stats query", errors)
+        store = _collector(request).store
+        answer = await run_in_threadpool(store.event_stats, app.app_id, query)
+    except CollectorError as exc:
+        return _error(exc)
+    return JSONResponse(answer)
+
+
+def routes() -> list[Route]:
+    """The query API's routes, mounted by app.create_app. `GET /v1/events` shares its
+    path with the ingestion POST: Starlette picks the route by method."""
+    return [
+        Route("/v1/segments/query", segments_query, methods=["POST"]),
+        Route("/v1/funnels", funnels, methods=["POST"]),
+        Route("/v1/users/{user_id:path}", user_profile, methods=["GET"]),
+        Route("/v1/events", list_events, methods=["GET"]),
+        Route("/v1/stats", stats, methods=["GET"]),
+    ]

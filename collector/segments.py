@@ -1,0 +1,471 @@
+"""The rules language of behavioural segments (`POST /v1/segments/query`).
+
+A JSON rules tree is parsed into typed conditions; every problem is reported at once,
+each with its field path (`conditions[2].count.gt`), in the one error shape. This module
+knows no SQL: the store compiles the tree (store/queries.py). The property filters and
+time arguments defined here are shared with funnels and the other query endpoints.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias
+
+import orjson
+
+from collector.errors import FieldError, InvalidRequest, field_error
+from collector.timeutil import parse_timestamp
+
+DAY_MS = 86_400_000
+MAX_DAYS = 36_500
+MAX_DEPTH = 8
+MAX_CONDITIONS = 200
+MAX_IN_VALUES = 1_000
+MAX_KEY_LENGTH = 255
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1_000
+
+EventKind = Literal["has_done", "has_not_done", "count", "first_done_within", "last_done_within"]
+EVENT_KINDS: tuple[EventKind, ...] = (
+    "has_done",
+    "has_not_done",
+    "count",
+    "first_done_within",
+    "last_done_within",
+)
+COMPARATORS = ("gt", "gte", "lt", "lte", "eq")
+FILTER_OPS = ("eq", "neq", "in", "not_in", "gt", "gte", "lt", "lte", "exists")
+
+Scalar: TypeAlias = str | int | float | bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class PropertyTest:
+    """One test of one property (or trait). Values are typed: the string "1" is not the
+    number 1, and `true` is not 1. A missing key fails every test except `neq`,
+    `not_in` and `exists: false`, which are the negations of tests it fails."""
+
+    key: str
+    op: str
+    value: Any  # a Scalar; a tuple of them for in/not_in; a bool for exists
+
+    def matches(self, props: Mapping[str, Any]) -> bool:
+        present = self.key in props
+        actual = props.get(self.key)
+        if self.op == "exists":
+            return present is bool(self.value)
+        if self.op == "eq":
+            return present and same_value(actual, self.value)
+        if self.op == "neq":
+            return not (present and same_value(actual, self.value))
+        if self.op == "in":
+            return present and any(same_value(actual, v) for v in self.value)
+        if self.op == "not_in":
+            return not (present and any(same_value(actual, v) for v in self.value))
+        if not present or not _comparable(actual, self.value):
+            return False
+        if self.op == "gt":
+            return bool(actual > self.value)
+        if self.op == "gte":
+            return bool(actual >= self.value)
+        if self.op == "lt":
+            return bool(actual < self.value)
+        return bool(actual <= self.value)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def same_value(actual: Any, expected: Scalar) -> bool:
+    """Typed equality, as the SQL compiler implements it."""
+    if expected is None:
+        return actual is None
+    if isinstance(expected, bool):
+        return isinstance(actual, bool) and actual is expected
+    if is_number(expected):
+        return is_number(actual) and bool(actual == expected)
+    return isinstance(actual, str) and actual == expected
+
+
+def _comparable(actual: Any, expected: Any) -> bool:
+    if is_number(expected):
+        return is_number(actual)
+    return isinstance(actual, str) and isinstance(expected, str)
+
+
+@dataclass(frozen=True, slots=True)
+class EventCondition:
+    kind: EventKind
+    event: str
+    where: tuple[PropertyTest, ...] = ()
+    # A window (count, has_done, has_not_done) or the days of first/last_done_within.
+    within_ms: int | None = None
+    compare: tuple[tuple[str, int], ...] = ()  # count only: (op, n), all must hold
+
+    def count_ok(self, n: int) -> bool:
+        return all(_compare(op, n, bound) for op, bound in self.compare)
+
+
+def _compare(op: str, n: int, bound: int) -> bool:
+    if op == "gt":
+        return n > bound
+    if op == "gte":
+        return n >= bound
+    if op == "lt":
+        return n < bound
+    if op == "lte":
+        return n <= bound
+    return n == bound
+
+
+@dataclass(frozen=True, slots=True)
+class TraitCondition:
+    tests: tuple[PropertyTest, ...]  # one key, every test must hold
+
+    def matches(self, traits: Mapping[str, Any]) -> bool:
+        return all(t.matches(traits) for t in self.tests)
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    condition: Condition
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    match: Literal["all", "any"]
+    conditions: tuple[Condition, ...]
+
+
+Condition: TypeAlias = EventCondition | TraitCondition | Not | Group
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentQuery:
+    rules: Group
+    include_bots: bool
+    as_of: int  # the "now" that windows count back from, epoch ms
+    limit: int
+    after: str | None  # the last person of the previous page
+    fingerprint: str  # identifies the rules, so a cursor cannot wander to another query
+
+
+# Cursors -------------------------------------------------------------------------------
+
+
+def encode_cursor(data: Mapping[str, Any]) -> str:
+    """An opaque page token. Not signed: it only holds a position inside the caller's
+    own results (the API key decides the app), so forging one reveals nothing."""
+    return base64.urlsafe_b64encode(orjson.dumps(data)).decode().rstrip("=")
+
+
+def decode_cursor(token: Any, fingerprint: str, errors: list[FieldError]) -> dict[str, Any]:
+    if not isinstance(token, str) or not token or len(token) > 2_000:
+        errors.append(field_error("cursor", "must be the `next` value of a previous answer"))
+        return {}
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (ValueError, binascii.Error):
+        data = None
+    if not isinstance(data, dict):
+        errors.append(field_error("cursor", "is not a valid cursor"))
+        return {}
+    if data.get("q") != fingerprint:
+        errors.append(field_error("cursor", "belongs to a different query"))
+        return {}
+    return data
+
+
+def fingerprint(*parts: Any) -> str:
+    raw = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+# Shared argument parsers ------------------------------------------------------------
+
+
+def parse_time(value: Any, path: str, errors: list[FieldError]) -> int | None:
+    """An optional instant: ISO 8601 or epoch milliseconds."""
+    if value is None:
+        return None
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        errors.append(field_error(path, str(exc)))
+        return None
+
+
+def parse_days(value: Any, path: str, errors: list[FieldError]) -> int | None:
+    """A positive number of days (fractions allowed) → milliseconds."""
+    if not is_number(value) or not math.isfinite(value) or not 0 < value <= MAX_DAYS:
+        errors.append(
+            field_error(path, f"must be a number of days, more than 0, at most {MAX_DAYS}")
+        )
+        return None
+    return int(value * DAY_MS)
+
+
+def parse_bool(value: Any, path: str, errors: list[FieldError]) -> bool:
+    if not isinstance(value, bool):
+        errors.append(field_error(path, "must be true or false"))
+        return False
+    return value
+
+
+def parse_limit(value: Any, path: str, errors: list[FieldError]) -> int:
+    if value is None:
+        return DEFAULT_LIMIT
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_LIMIT:
+        errors.append(field_error(path, f"must be an integer from 1 to {MAX_LIMIT}"))
+        return DEFAULT_LIMIT
+    return value
+
+
+def parse_event_name(value: Any, path: str, errors: list[FieldError]) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= 255:
+        errors.append(field_error(path, "must be an event name (1-255 characters)"))
+        return ""
+    return value
+
+
+def _scalar_ok(value: Any) -> bool:
+    if value is None or isinstance(value, bool | str):
+        return True
+    return is_number(value) and math.isfinite(value)
+
+
+def _parse_key(key: Any, path: str, errors: list[FieldError]) -> bool:
+    # `"` cannot be quoted inside an SQLite JSON path label; nobody names a property so.
+    if not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY_LENGTH or '"' in key:
+        errors.append(field_error(path, 'must be a property name (1-255 characters, no ")'))
+        return False
+    return True
+
+
+def parse_tests(
+    key: str, ops: Mapping[str, Any], path: str, errors: list[FieldError]
+) -> list[PropertyTest]:
+    """Operator tests on one key, e.g. {"in": ["pro", "team"]} or {"gte": 3, "lt": 10}."""
+    tests: list[PropertyTest] = []
+    if not ops:
+        errors.append(field_error(path, f"needs an operator: {', '.join(FILTER_OPS)}"))
+    for op, value in ops.items():
+        here = f"{path}.{op}"
+        if op in ("eq", "neq"):
+            if not _scalar_ok(value):
+                errors.append(field_error(here, "must be a string, number, boolean or null"))
+                continue
+        elif op in ("in", "not_in"):
+            if not isinstance(value, list) or len(value) > MAX_IN_VALUES:
+                errors.append(
+                    field_error(here, f"must be a list of at most {MAX_IN_VALUES} values")
+                )
+                continue
+            bad = [i for i, v in enumerate(value) if not _scalar_ok(v)]
+            for i in bad:
+                errors.append(
+                    field_error(f"{here}[{i}]", "must be a string, number, boolean or null")
+                )
+            if bad:
+                continue
+            value = tuple(value)
+        elif op in ("gt", "gte", "lt", "lte"):
+            if not (isinstance(value, str) or (is_number(value) and math.isfinite(value))):
+                errors.append(field_error(here, "must be a number or a string"))
+                continue
+        elif op == "exists":
+            if not isinstance(value, bool):
+                errors.append(field_error(here, "must be true or false"))
+                continue
+        else:
+            errors.append(field_error(here, f"is not an operator (use {', '.join(FILTER_OPS)})"))
+            continue
+        tests.append(PropertyTest(key, op, value))
+    return tests
+
+
+def parse_where(value: Any, path: str, errors: list[FieldError]) -> tuple[PropertyTest, ...]:
+    """`{"plan": "pro", "amount": {"gte": 10}}`: a plain value is equality, an object
+    holds operators; every entry must hold."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        errors.append(field_error(path, "must be an object of property tests"))
+        return ()
+    tests: list[PropertyTest] = []
+    for key, test in value.items():
+        here = f"{path}.{key}"
+        if not _parse_key(key, path, errors):
+            continue
+        if isinstance(test, dict):
+            tests.extend(parse_tests(key, test, here, errors))
+        elif isinstance(test, list):
+            errors.append(field_error(here, 'must be a value; for several use {"in": [...]}'))
+        elif not _scalar_ok(test):
+            errors.append(field_error(here, "must be a string, number, boolean or null"))
+        else:
+            tests.append(PropertyTest(key, "eq", test))
+    return tuple(tests)
+
+
+# Rules ------------------------------------------------------------------------------
+
+
+class _Parser:
+    def __init__(self) -> None:
+        self.errors: list[FieldError] = []
+        self.count = 0
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.append(field_error(path, message))
+
+    def group(self, raw: Mapping[str, Any], path: str, depth: int, extra: set[str]) -> Group:
+        prefix = f"{path}." if path else ""
+        for key in raw:
+            if key not in {"match", "conditions"} | extra:
+                self.error(prefix + key, "is not a known field")
+        match = raw.get("match", "all")
+        if match not in ("all", "any"):
+            self.error(prefix + "match", 'must be "all" or "any"')
+            match = "all"
+        items = raw.get("conditions")
+        if not isinstance(items, list):
+            self.error(prefix + "conditions", "is required: a list of conditions")
+            return Group(match, ())
+        if depth > MAX_DEPTH:
+            self.error(prefix + "conditions", f"groups nest at most {MAX_DEPTH} deep")
+            return Group(match, ())
+        conditions = []
+        for i, item in enumerate(items):
+            cond = self.condition(item, f"{prefix}conditions[{i}]", depth)
+            if cond is not None:
+                conditions.append(cond)
+        return Group(match, tuple(conditions))
+
+    def condition(self, raw: Any, path: str, depth: int) -> Condition | None:
+        self.count += 1
+        if self.count == MAX_CONDITIONS + 1:
+            self.error(path, f"a query holds at most {MAX_CONDITIONS} conditions")
+        if self.count > MAX_CONDITIONS:
+            return None
+        if not isinstance(raw, dict):
+            self.error(path, "must be an object")
+            return None
+        if "conditions" in raw or "match" in raw:
+            return self.group(raw, path, depth + 1, set())
+        kinds = [k for k in raw if k in (*EVENT_KINDS, "trait", "not")]
+        if len(kinds) != 1 or len(raw) != 1:
+            self.error(
+                path,
+                "must hold exactly one of "
+                + ", ".join((*EVENT_KINDS, "trait", "not"))
+                + ", or be a group {match, conditions}",
+            )
+            return None
+        kind = kinds[0]
+        body = raw[kind]
+        here = f"{path}.{kind}"
+        if kind == "not":
+            inner = self.condition(body, here, depth + 1)
+            return Not(inner) if inner is not None else None
+        if kind == "trait":
+            return self.trait(body, here)
+        return self.event(kind, body, here)
+
+    def trait(self, body: Any, path: str) -> TraitCondition | None:
+        if not isinstance(body, dict):
+            self.error(path, 'must be an object, e.g. {"key": "plan", "eq": "pro"}')
+            return None
+        key = body.get("key")
+        if not _parse_key(key, f"{path}.key", self.errors):
+            return None
+        assert isinstance(key, str)
+        ops = {k: v for k, v in body.items() if k != "key"}
+        tests = parse_tests(key, ops, path, self.errors)
+        return TraitCondition(tuple(tests)) if tests else None
+
+    def event(self, kind: str, body: Any, path: str) -> EventCondition | None:
+        if not isinstance(body, dict):
+            self.error(path, 'must be an object, e.g. {"event": "signup_completed"}')
+            return None
+        allowed = {"event", "where"}
+        allowed |= {"days", "within_days"}
+        if kind == "count":
+            allowed |= set(COMPARATORS)
+        for key in body:
+            if key not in allowed:
+                self.error(f"{path}.{key}", "is not a known field")
+        event = parse_event_name(body.get("event"), f"{path}.event", self.errors)
+        where = parse_where(body.get("where"), f"{path}.where", self.errors)
+        within: int | None = None
+        if "days" in body and "within_days" in body:
+            self.error(f"{path}.days", "give days or within_days, not both")
+        window_key = "days" if "days" in body else "within_days"
+        if window_key in body:
+            within = parse_days(body[window_key], f"{path}.{window_key}", self.errors)
+        elif kind in ("first_done_within", "last_done_within"):
+            self.error(f"{path}.days", "is required: a number of days")
+        compare: list[tuple[str, int]] = []
+        if kind == "count":
+            for op in COMPARATORS:
+                if op not in body:
+                    continue
+                n = body[op]
+                if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+                    self.error(f"{path}.{op}", "must be a whole number, 0 or more")
+                else:
+                    compare.append((op, n))
+            if not any(op in body for op in COMPARATORS):
+                self.error(path, f"needs a comparison: one of {', '.join(COMPARATORS)}")
+        return EventCondition(kind, event, where, within, tuple(compare))  # type: ignore[arg-type]
+
+
+_ROOT_EXTRA = {"include_bots", "limit", "cursor", "as_of"}
+
+
+def parse_segment_query(body: Any, now: int) -> SegmentQuery:
+    """The validated query, or InvalidRequest naming every bad field."""
+    if not isinstance(body, dict):
+        raise InvalidRequest(
+            "The query must be a JSON object",
+            [field_error("body", 'must be an object like {"match": "all", "conditions": []}')],
+        )
+    parser = _Parser()
+    rules = parser.group(body, "", 0, _ROOT_EXTRA)
+    errors = parser.errors
+    include_bots = parse_bool(body.get("include_bots", False), "include_bots", errors)
+    limit = parse_limit(body.get("limit"), "limit", errors)
+    as_of = parse_time(body.get("as_of"), "as_of", errors)
+    fp = fingerprint(body.get("match", "all"), body.get("conditions"), include_bots)
+    after: str | None = None
+    if body.get("cursor") is not None:
+        cursor = decode_cursor(body["cursor"], fp, errors)
+        if cursor:
+            after = cursor.get("after") if isinstance(cursor.get("after"), str) else None
+            # Every page of one query counts windows back from the same moment.
+            if isinstance(cursor.get("as_of"), int):
+                as_of = cursor["as_of"]
+    if errors:
+        raise InvalidRequest("Invalid segment query", errors)
+    return SegmentQuery(
+        rules=rules,
+        include_bots=include_bots,
+        as_of=now if as_of is None else as_of,
+        limit=limit,
+        after=after,
+        fingerprint=fp,
+    )
+
+
+def next_cursor(query: SegmentQuery, last_person: str | None) -> str | None:
+    if last_person is None:
+        return None
+    return encode_cursor({"after": last_person, "as_of": query.as_of, "q": query.fingerprint})

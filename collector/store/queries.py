@@ -1,0 +1,492 @@
+"""The read side for the query API: segments compiled to SQL, funnel rows, user
+profiles, event pages and daily stats. Functions of a sqlite3 connection; every one is
+scoped to one app and groups by `person`, the resolved identity, so what a visitor did
+before logging in counts for the user.
+
+Behavioural conditions read person_event_stats (one row per person, event and bot flag)
+where they can; a property filter or a count window needs the events themselves."""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from collector.funnels import FunnelQuery, FunnelRow, compute_funnel
+from collector.segments import (
+    Condition,
+    EventCondition,
+    Group,
+    Not,
+    PropertyTest,
+    SegmentQuery,
+    TraitCondition,
+    is_number,
+)
+from collector.timeutil import iso
+
+_CHUNK = 500  # bound on host parameters in one IN (...)
+
+
+@contextlib.contextmanager
+def _snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One read transaction, so a count and the page it describes agree even while the
+    writer commits (WAL readers see one snapshot)."""
+    if conn.in_transaction:
+        yield conn
+        return
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+# Property tests → SQL ------------------------------------------------------------------
+
+
+def _path(key: str) -> str:
+    return f'$."{key}"'
+
+
+def _eq_sql(column: str, key: str, value: Any, params: list[Any]) -> str:
+    """Typed equality that is never NULL (so NOT works). The cheap json_extract comes
+    first: SQLite skips the json_type check when it already fails."""
+    path = _path(key)
+    if value is None:
+        params.append(path)
+        return f"ifnull(json_type({column}, ?), '') = 'null'"
+    if isinstance(value, bool):
+        params.append(path)
+        return f"ifnull(json_type({column}, ?), '') = '{'true' if value else 'false'}'"
+    kind = "('integer', 'real')" if is_number(value) else "('text')"
+    params.extend([path, value, path])
+    return (
+        f"ifnull(json_extract({column}, ?) = ?, 0) AND ifnull(json_type({column}, ?), '') IN {kind}"
+    )
+
+
+_ORDER = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+def test_sql(column: str, test: PropertyTest, params: list[Any]) -> str:
+    """A boolean SQL expression (never NULL) for one property test on a JSON column."""
+    if test.op == "eq":
+        return f"({_eq_sql(column, test.key, test.value, params)})"
+    if test.op == "neq":
+        return f"(NOT ({_eq_sql(column, test.key, test.value, params)}))"
+    if test.op in ("in", "not_in"):
+        if not test.value:
+            found = "0"
+        else:
+            found = " OR ".join(f"({_eq_sql(column, test.key, v, params)})" for v in test.value)
+        return f"({found})" if test.op == "in" else f"(NOT ({found}))"
+    path = _path(test.key)
+    if test.op == "exists":
+        params.append(path)
+        return f"(json_type({column}, ?) IS {'NOT ' if test.value else ''}NULL)"
+    kind = "('integer', 'real')" if is_number(test.value) else "('text')"
+    params.extend([path, test.value, path])
+    return (
+        f"(ifnull(json_extract({column}, ?) {_ORDER[test.op]} ?, 0) "
+        f"AND ifnull(json_type({column}, ?), '') IN {kind})"
+    )
+
+
+def _where_sql(column: str, tests: Sequence[PropertyTest], params: list[Any]) -> str:
+    return "".join(f" AND {test_sql(column, t, params)}" for t in tests)
+
+
+# Segments ------------------------------------------------------------------------------
+
+
+class _Compiler:
+    """A rules tree → one boolean SQL expression over `person`. Parameters are appended
+    in the order their placeholders appear in the text."""
+
+    def __init__(self, app_id: str, include_bots: bool, as_of: int) -> None:
+        self.app_id = app_id
+        self.include_bots = include_bots
+        self.as_of = as_of
+        self.params: list[Any] = []
+
+    def compile(self, cond: Condition) -> str:
+        if isinstance(cond, Group):
+            if not cond.conditions:
+                return "1" if cond.match == "all" else "0"
+            joiner = " AND " if cond.match == "all" else " OR "
+            return "(" + joiner.join(self.compile(c) for c in cond.conditions) + ")"
+        if isinstance(cond, Not):
+            return f"(NOT {self.compile(cond.condition)})"
+        if isinstance(cond, TraitCondition):
+            return self._trait(cond)
+        return self._event(cond)
+
+    def _trait(self, cond: TraitCondition) -> str:
+        # A person without a users row (anonymous, or traits never set) has no traits:
+        # when the test holds for an empty set of traits (neq, not_in, exists: false)
+        # such people are in, so the test is written as "not among those who fail".
+        empty_ok = cond.matches({})
+        self.params.append(self.app_id)
+        tests = " AND ".join(test_sql("traits", t, self.params) for t in cond.tests)
+        if empty_ok:
+            return f"person NOT IN (SELECT user_id FROM users WHERE app_id = ? AND NOT ({tests}))"
+        return f"person IN (SELECT user_id FROM users WHERE app_id = ? AND {tests})"
+
+    def _event(self, cond: EventCondition) -> str:
+        bots = "" if self.include_bots else " AND is_bot = 0"
+        cutoff = None if cond.within_ms is None else self.as_of - cond.within_ms
+        p = self.params
+        p.extend([self.app_id, cond.event])
+
+        if cond.kind == "count":
+            zero_ok = cond.count_ok(0)
+            if cond.where or cutoff is not None:
+                sql = f"SELECT person FROM events WHERE app_id = ? AND event = ?{bots}"
+                if cutoff is not None:
+                    sql += " AND ts >= ?"
+                    p.append(cutoff)
+                sql += _where_sql("properties", cond.where, p)
+                sql += " GROUP BY person HAVING " + self._count_sql("COUNT(*)", cond, zero_ok)
+            elif self.include_bots:
+                sql = "SELECT person FROM person_event_stats WHERE app_id = ? AND event = ?"
+                sql += " GROUP BY person HAVING " + self._count_sql("SUM(n)", cond, zero_ok)
+            else:
+                sql = "SELECT person FROM person_event_stats WHERE app_id = ? AND event = ?"
+                sql += " AND is_bot = 0 AND " + self._count_sql("n", cond, zero_ok)
+            # A count that 0 satisfies (lt 3, eq 0) includes people who never did it:
+            # "everyone except those whose (non-zero) count fails".
+            return f"person {'NOT IN' if zero_ok else 'IN'} ({sql})"
+
+        if cond.kind == "first_done_within":
+            assert cutoff is not None
+            if cond.where:
+                sql = f"SELECT person FROM events WHERE app_id = ? AND event = ?{bots}"
+                sql += _where_sql("properties", cond.where, p)
+                sql += " GROUP BY person HAVING MIN(ts) >= ?"
+            elif self.include_bots:
+                sql = "SELECT person FROM person_event_stats WHERE app_id = ? AND event = ?"
+                sql += " GROUP BY person HAVING MIN(first_ts) >= ?"
+            else:
+                sql = "SELECT person FROM person_event_stats WHERE app_id = ? AND event = ?"
+                sql += " AND is_bot = 0 AND first_ts >= ?"
+            p.append(cutoff)
+            return f"person IN ({sql})"
+
+        # has_done, has_not_done, last_done_within: did it at least once (in the window).
+        if cond.where:
+            sql = f"SELECT person FROM events WHERE app_id = ? AND event = ?{bots}"
+            if cutoff is not None:
+                sql += " AND ts >= ?"
+                p.append(cutoff)
+            sql += _where_sql("properties", cond.where, p)
+        else:
+            sql = f"SELECT person FROM person_event_stats WHERE app_id = ? AND event = ?{bots}"
+            if cutoff is not None:
+                sql += " AND last_ts >= ?"
+                p.append(cutoff)
+        return f"person {'NOT IN' if cond.kind == 'has_not_done' else 'IN'} ({sql})"
+
+    def _count_sql(self, expr: str, cond: EventCondition, negate: bool) -> str:
+        parts = []
+        for op, n in cond.compare:
+            parts.append(f"{expr} {'=' if op == 'eq' else _ORDER[op]} ?")
+            self.params.append(n)
+        test = " AND ".join(parts)
+        return f"NOT ({test})" if negate else f"({test})"
+
+
+def segment_sql(app_id: str, query: SegmentQuery) -> tuple[str, list[Any]]:
+    """Every matching person, in person order.
+
+    Who is in scope: everyone with at least one event in the app (bots' events left out
+    unless include_bots, so a person seen only as a bot is out), plus identified users
+    who have no events at all (has_not_done and trait conditions can find them)."""
+    bots = "" if query.include_bots else " AND is_bot = 0"
+    compiler = _Compiler(app_id, query.include_bots, query.as_of)
+    condition = compiler.compile(query.rules)
+    sql = (
+        "WITH scope(person) AS ("
+        f"SELECT DISTINCT person FROM person_event_stats WHERE app_id = ?{bots} "
+        "UNION ALL SELECT user_id FROM users WHERE app_id = ? AND NOT EXISTS "
+        "(SELECT 1 FROM person_event_stats s WHERE s.app_id = users.app_id "
+        "AND s.person = users.user_id)) "
+        f"SELECT person FROM scope WHERE {condition} ORDER BY person"
+    )
+    return sql, [app_id, app_id, *compiler.params]
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentPage:
+    count: int
+    users: list[dict[str, Any]]
+    last: str | None  # the last person of this page when more follow, else None
+
+
+def segment(conn: sqlite3.Connection, app_id: str, query: SegmentQuery) -> SegmentPage:
+    sql, params = segment_sql(app_id, query)
+    with _snapshot(conn):
+        persons = [row[0] for row in conn.execute(sql, params)]
+        start = bisect.bisect_right(persons, query.after) if query.after is not None else 0
+        page = persons[start : start + query.limit]
+        users = describe_persons(conn, app_id, page, query.include_bots)
+    more = start + query.limit < len(persons)
+    return SegmentPage(len(persons), users, page[-1] if more and page else None)
+
+
+def person_fields(person: str) -> tuple[str | None, str | None]:
+    """(user id, anonymous id) of a person key."""
+    if person.startswith("anon:"):
+        return None, person[5:]
+    return person, None
+
+
+def describe_persons(
+    conn: sqlite3.Connection, app_id: str, persons: Sequence[str], include_bots: bool
+) -> list[dict[str, Any]]:
+    """Id, traits, first and last seen for each person, in the given order. Seen times
+    take the events of linked anonymous ids into account, not only the user's own."""
+    bots = "" if include_bots else " AND is_bot = 0"
+    users: dict[str, tuple[str, int, int]] = {}
+    seen: dict[str, tuple[int, int]] = {}
+    for chunk in _chunks(persons):
+        for user_id, traits, first, last in conn.execute(
+            "SELECT user_id, traits, first_seen, last_seen FROM users "
+            f"WHERE app_id = ? AND user_id IN ({_marks(len(chunk))})",
+            (app_id, *chunk),
+        ):
+            users[user_id] = (traits, first, last)
+        for person, first, last in conn.execute(
+            "SELECT person, MIN(first_ts), MAX(last_ts) FROM person_event_stats "
+            f"WHERE app_id = ? AND person IN ({_marks(len(chunk))}){bots} GROUP BY person",
+            (app_id, *chunk),
+        ):
+            seen[person] = (first, last)
+    out = []
+    for person in persons:
+        user_id, anonymous_id = person_fields(person)
+        row = users.get(person) if user_id is not None else None
+        times = [t for t in (row[1:] if row else ()) + seen.get(person, ()) if t is not None]
+        first_seen = min(times[0::2]) if times else None
+        last_seen = max(times[1::2]) if times else None
+        out.append(
+            {
+                "id": user_id,
+                "anonymous_id": anonymous_id,
+                "traits": orjson.loads(row[0]) if row else {},
+                "first_seen": iso(first_seen) if first_seen is not None else None,
+                "last_seen": iso(last_seen) if last_seen is not None else None,
+            }
+        )
+    return out
+
+
+# Funnels -------------------------------------------------------------------------------
+
+
+def funnel_rows(conn: sqlite3.Connection, app_id: str, query: FunnelQuery) -> Iterator[FunnelRow]:
+    """Events matching any step, by (person, time, insertion order); the mask says which
+    steps each matches (one event can match several)."""
+    params: list[Any] = []
+    masks = []
+    for k, step in enumerate(query.steps):
+        params.append(step.event)
+        where = _where_sql("properties", step.where, params)
+        masks.append(f"(CASE WHEN event = ?{where} THEN {1 << k} ELSE 0 END)")
+    mask_sql = " | ".join(masks)
+    breakdown_sql = "NULL"
+    if query.breakdown is not None:
+        first = query.steps[0]
+        params.append(first.event)
+        where = _where_sql("properties", first.where, params)
+        breakdown_sql = f"(CASE WHEN event = ?{where} THEN properties -> ? END)"
+        params.append(f'$."{query.breakdown}"')
+    events = sorted({s.event for s in query.steps})
+    sql = (
+        f"SELECT person, ts, {mask_sql}, {breakdown_sql} FROM events "
+        f"WHERE app_id = ? AND event IN ({_marks(len(events))})"
+    )
+    params += [app_id, *events]
+    if not query.include_bots:
+        sql += " AND is_bot = 0"
+    if query.since is not None:
+        sql += " AND ts >= ?"
+        params.append(query.since)
+    if query.until is not None:
+        # Later steps may land after `until`, as long as they are within the window.
+        sql += " AND ts <= ?"
+        params.append(query.until + query.window_ms)
+    sql += " ORDER BY person, ts, rowid"
+    for person, ts, mask, breakdown in conn.execute(sql, params):
+        if mask:
+            yield FunnelRow(person, ts, mask, breakdown)
+
+
+def funnel(conn: sqlite3.Connection, app_id: str, query: FunnelQuery) -> dict[str, Any]:
+    with _snapshot(conn):
+        return compute_funnel(query, funnel_rows(conn, app_id, query))
+
+
+# Users, events, stats -------------------------------------------------------------------
+
+
+def user_profile(
+    conn: sqlite3.Connection, app_id: str, user_id: str, include_bots: bool
+) -> dict[str, Any] | None:
+    """A user (or an `anon:` person): traits, first/last seen, event counts by name and
+    the anonymous ids linked to them. None if the app has never seen them."""
+    bots = "" if include_bots else " AND is_bot = 0"
+    with _snapshot(conn):
+        known = (
+            conn.execute(
+                "SELECT 1 FROM users WHERE app_id = ? AND user_id = ?", (app_id, user_id)
+            ).fetchone()
+            is not None
+        )
+        # Every user id that is a person has a users row (the writer makes one for any
+        # event naming a user), so only `anon:` persons can be known by events alone.
+        if not known and not (
+            user_id.startswith("anon:")
+            and conn.execute(
+                "SELECT 1 FROM person_event_stats WHERE app_id = ? AND person = ?",
+                (app_id, user_id),
+            ).fetchone()
+        ):
+            return None
+        counts = {
+            event: int(n)
+            for event, n in conn.execute(
+                "SELECT event, SUM(n) FROM person_event_stats "
+                f"WHERE app_id = ? AND person = ?{bots} GROUP BY event ORDER BY event",
+                (app_id, user_id),
+            )
+        }
+        (profile,) = describe_persons(conn, app_id, [user_id], include_bots)
+        if known:
+            profile["anonymous_ids"] = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT anonymous_id FROM identities WHERE app_id = ? AND user_id = ? "
+                    "ORDER BY linked_at, anonymous_id",
+                    (app_id, user_id),
+                )
+            ]
+        else:
+            profile["anonymous_ids"] = [profile["anonymous_id"]]
+        profile["event_counts"] = counts
+        profile["events"] = sum(counts.values())
+    return profile
+
+
+@dataclass(frozen=True, slots=True)
+class EventsQuery:
+    user: str | None = None  # a person: a user id (with their anonymous past) or anon:ID
+    anonymous_id: str | None = None
+    events: tuple[str, ...] = ()
+    since: int | None = None
+    until: int | None = None
+    include_bots: bool = False
+    order: str = "desc"  # newest first
+    limit: int = 100
+    after: tuple[int, int] | None = None  # (ts, rowid) of the previous page's last event
+
+
+@dataclass(frozen=True, slots=True)
+class EventsPage:
+    events: list[dict[str, Any]]
+    last: tuple[int, int] | None  # set when more follow
+
+
+def events_page(conn: sqlite3.Connection, app_id: str, query: EventsQuery) -> EventsPage:
+    # Imported here: store/sqlite.py imports this module for its query methods.
+    from collector.store.sqlite import event_row_to_dict
+
+    where = ["app_id = ?"]
+    params: list[Any] = [app_id]
+    if query.user is not None:
+        where.append("person = ?")
+        params.append(query.user)
+    if query.anonymous_id is not None:
+        where.append("anonymous_id = ?")
+        params.append(query.anonymous_id)
+    if query.events:
+        where.append(f"event IN ({_marks(len(query.events))})")
+        params.extend(query.events)
+    if query.since is not None:
+        where.append("ts >= ?")
+        params.append(query.since)
+    if query.until is not None:
+        where.append("ts < ?")
+        params.append(query.until)
+    if not query.include_bots:
+        where.append("is_bot = 0")
+    desc = query.order == "desc"
+    if query.after is not None:
+        where.append(f"(ts, rowid) {'<' if desc else '>'} (?, ?)")
+        params.extend(query.after)
+    direction = "DESC" if desc else "ASC"
+    cur = conn.execute(
+        f"SELECT rowid AS _rowid, * FROM events WHERE {' AND '.join(where)} "
+        f"ORDER BY ts {direction}, rowid {direction} LIMIT ?",
+        (*params, query.limit + 1),
+    )
+    columns = [d[0] for d in cur.description]
+    rows = [dict(zip(columns, row, strict=True)) for row in cur]
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    out = []
+    for row in rows:
+        event = event_row_to_dict(row)
+        event["is_bot"] = bool(row["is_bot"])
+        out.append(event)
+    last = (rows[-1]["ts"], rows[-1]["_rowid"]) if more and rows else None
+    return EventsPage(out, last)
+
+
+@dataclass(frozen=True, slots=True)
+class StatsQuery:
+    events: tuple[str, ...] = ()
+    since: int | None = None
+    until: int | None = None
+    include_bots: bool = False
+
+
+def event_stats(conn: sqlite3.Connection, app_id: str, query: StatsQuery) -> dict[str, Any]:
+    """Events and distinct people per event per UTC day."""
+    where = ["app_id = ?"]
+    params: list[Any] = [app_id]
+    if query.events:
+        where.append(f"event IN ({_marks(len(query.events))})")
+        params.extend(query.events)
+    if query.since is not None:
+        where.append("ts >= ?")
+        params.append(query.since)
+    if query.until is not None:
+        where.append("ts < ?")
+        params.append(query.until)
+    if not query.include_bots:
+        where.append("is_bot = 0")
+    days = []
+    totals: dict[str, int] = {}
+    for day, event, count, users in conn.execute(
+        "SELECT date(ts / 1000, 'unixepoch') AS day, event, COUNT(*), COUNT(DISTINCT person) "
+        f"FROM events WHERE {' AND '.join(where)} GROUP BY day, event ORDER BY day, event",
+        params,
+    ):
+        days.append({"day": day, "event": event, "count": count, "users": users})
+        totals[event] = totals.get(event, 0) + count
+    return {"days": days, "totals": dict(sorted(totals.items()))}
