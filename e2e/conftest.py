@@ -72,6 +72,15 @@ def browser_context_args(browser_context_args: dict[str, Any], browser: Browser)
     return {**browser_context_args, "user_agent": ua, "viewport": {"width": 1280, "height": 720}}
 
 
+@pytest.fixture(autouse=True)
+def _pause_with_page(request: pytest.FixtureRequest, collector: Collector) -> Iterator[None]:
+    if "page" in request.fixturenames:
+        page: Page = request.getfixturevalue("page")
+        collector.pause = page.wait_for_timeout
+    yield
+    collector.pause = lambda ms: time.sleep(ms / 1000)
+
+
 @pytest.fixture
 def visitor(page: Page) -> Page:
     """A page that looks like an ordinary visitor: navigator.webdriver removed."""
@@ -86,7 +95,12 @@ def free_port() -> int:
         return port
 
 
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = WAIT_SECONDS) -> Any:
+def wait_for(
+    condition: Callable[[], Any],
+    what: str,
+    timeout: float = WAIT_SECONDS,
+    pause: Callable[[float], None] = lambda ms: time.sleep(ms / 1000),
+) -> Any:
     """Polls `condition` until it returns something truthy (and returns that)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -95,7 +109,7 @@ def wait_for(condition: Callable[[], Any], what: str, timeout: float = WAIT_SECO
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.1)
+        pause(100)
 
 
 @dataclass
@@ -118,6 +132,9 @@ class Collector:
             "COLLECTOR_DB": str(db),
         }
         self.proc: subprocess.Popen[bytes] | None = None
+        # While a test's page is open, polls pause with page.wait_for_timeout: the sync
+        # Playwright API runs route handlers and event listeners only inside its calls.
+        self.pause: Callable[[float], None] = lambda ms: time.sleep(ms / 1000)
 
     def cli(self, *args: str) -> str:
         done = subprocess.run(
@@ -185,6 +202,7 @@ class Collector:
             lambda: (rows if len(rows := self.events(app, name)) >= count else None),
             f"{count} stored {name!r} event(s)",
             timeout,
+            self.pause,
         )
 
 

@@ -52,9 +52,9 @@ var set = (key, value) => {
 
 // ---- debug output -------------------------------------------------------------------
 
-var debugging = () => {
-  return !!options.debug || /[?&]telltale_debug=1/.test(location.search) || get('debug') == '1'
-}
+// ?telltale_debug=1 is remembered: an SPA navigation may drop it from the URL.
+var debugging = () =>
+  options.debug || (options.debug = /[?&]telltale_debug=1/.test(location.search)) || get('debug') == '1'
 
 var log = (...args) => debugging() && console.log('[telltale]', ...args)
 

@@ -1,0 +1,103 @@
+"""autoEvents and autoHook: page views on SPA navigation, form submits."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from playwright.sync_api import Page
+
+from e2e.conftest import App, Collector, Site, flush, ready
+
+pytestmark = pytest.mark.e2e
+
+QUEUED_VIEW = "[telltale] queued page_viewed"
+
+
+def navigate(page: Page, script: str) -> None:
+    """Runs a navigation and waits until the SDK has queued its page view."""
+    with page.expect_console_message(lambda m: m.text.startswith(QUEUED_VIEW)):
+        page.evaluate(script)
+
+
+def test_spa_navigation_counts_each_real_url_change_once(
+    visitor: Page, collector: Collector, site: Site, app: App
+) -> None:
+    base = site.url(app, "")
+    with visitor.expect_console_message(lambda m: m.text.startswith(QUEUED_VIEW)):
+        visitor.goto(base + "index.html?telltale_debug=1")
+    ready(visitor)
+
+    for step in (1, 2, 3):
+        # The app sets the title after the history call: the page view still has it.
+        navigate(visitor, f"history.pushState({{}}, '', 'step-{step}'); document.title = 'Step {step}'")
+    # Same URL: not a page view. The next one proves it was not counted.
+    visitor.evaluate("history.replaceState({replaced: true}, '', location.href)")
+    navigate(visitor, "history.back()")
+    navigate(visitor, "location.hash = 'details'")
+    assert flush(visitor)
+
+    views = collector.wait_events(app, "page_viewed", 6)
+    assert len(views) == 6
+    paths = [v["context"]["path"] for v in views]
+    prefix = f"/a/{app.app_id}/"
+    assert paths == [prefix + p for p in ("index.html", "step-1", "step-2", "step-3", "step-2", "step-2")]
+    assert views[-1]["context"]["url"] == base + "step-2#details"
+    assert [v["properties"]["title"] for v in views[1:4]] == ["Step 1", "Step 2", "Step 3"]
+    # On SPA navigations the referrer is the previous URL.
+    assert views[1]["properties"]["referrer"] == base + "index.html?telltale_debug=1"
+    assert views[2]["properties"]["referrer"] == base + "step-1"
+    assert views[4]["properties"]["referrer"] == base + "step-3"
+    assert views[5]["context"]["referrer"] == base + "step-2"
+    assert len({v["message_id"] for v in views}) == 6
+
+
+def test_form_submits_names_only_never_values(
+    visitor: Page, collector: Collector, site: Site, app: App
+) -> None:
+    visitor.goto(site.url(app, "forms.html"))
+    ready(visitor)
+    secret = "SECRET-VALUE"
+    visitor.fill("#signup [name=email]", f"{secret}-email@example.com")
+    for name in ("full_name", "password", "number", "card_holder", "cvc", "iban", "ssn"):
+        visitor.fill(f"#signup [name={name}]", f"{secret}-{name}")
+    visitor.fill("#signup [name=about]", f"{secret}-about")
+    visitor.fill("#signup [name=secret_note]", f"{secret}-note")
+    visitor.check("#signup [name=terms]")
+
+    # A real post: the browser leaves for thanks.html, the SDK neither blocks nor delays it.
+    with visitor.expect_navigation(url="**/thanks.html"):
+        visitor.click("#signup-submit")
+
+    (submitted,) = collector.wait_events(app, "form_submitted")
+    props = submitted["properties"]
+    assert props["form_id"] == "signup"
+    assert props["form_name"] == "signup_form"
+    assert props["form_method"] == "post"
+    assert props["form_action"] == site.url(app, "signup")
+    assert props["fields"] == ["email", "full_name", "plan", "about", "terms"]
+    stored = json.dumps(collector.export(app))
+    assert "SECRET" not in stored
+    for absent in ("password", "csrf_token", "number", "card_holder", "cvc", "iban", "ssn", "secret_note"):
+        assert f'"{absent}"' not in json.dumps(props)
+
+
+def test_prevented_submit_counts_once_and_ignored_form_never(
+    visitor: Page, collector: Collector, site: Site, app: App
+) -> None:
+    visitor.goto(site.url(app, "forms.html"))
+    ready(visitor)
+    visitor.fill("#newsletter [name=newsletter_email]", "someone@example.com")
+    visitor.click("#newsletter-submit")
+    visitor.fill("#search [name=query]", "shoes")
+    visitor.click("#search-submit")
+    # Both submits were handled by the page itself (preventDefault), which stayed.
+    visitor.wait_for_function("window.spaSubmits === 2")
+    assert visitor.url == site.url(app, "forms.html")
+    assert flush(visitor)
+
+    collector.wait_events(app, "page_viewed")
+    (submitted,) = collector.wait_events(app, "form_submitted")
+    assert submitted["properties"]["form_id"] == "search"
+    assert submitted["properties"]["fields"] == ["query"]
+    assert "shoes" not in json.dumps(collector.export(app))

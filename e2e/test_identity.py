@@ -1,0 +1,74 @@
+"""Anonymous id, setUserId, identify, reset."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from playwright.sync_api import Page
+
+from e2e.conftest import App, Collector, Site, flush, ready
+
+pytestmark = pytest.mark.e2e
+
+
+def test_identity_stitching_across_set_user_id_and_reset(
+    visitor: Page, collector: Collector, site: Site, app: App
+) -> None:
+    visitor.goto(site.url(app, "index.html"))
+    ready(visitor)
+    first = visitor.evaluate("telltale.getAnonymousId()")
+    visitor.evaluate("telltale.trackEvent('pricing_viewed')")
+    visitor.evaluate("telltale.setUserId('u_42', {plan: 'pro'})")
+    visitor.evaluate("telltale.trackEvent('plan_upgraded', {plan: 'pro'})")
+    visitor.evaluate("telltale.reset()")
+    second = visitor.evaluate("telltale.getAnonymousId()")
+    visitor.evaluate("telltale.trackEvent('catalog_viewed')")
+    assert flush(visitor)
+
+    assert first != second
+    (before,) = collector.wait_events(app, "pricing_viewed")
+    (during,) = collector.wait_events(app, "plan_upgraded")
+    (after,) = collector.wait_events(app, "catalog_viewed")
+    assert before["anonymous_id"] == first
+    assert during["anonymous_id"] == first
+    assert during["user_id"] == "u_42"
+    assert after["anonymous_id"] == second
+    assert after["user_id"] is None
+
+
+def test_set_user_id_links_the_anonymous_id_to_the_user(
+    visitor: Page, collector: Collector, site: Site, app: App
+) -> None:
+    visitor.goto(site.url(app, "index.html"))
+    ready(visitor)
+    anonymous_id = visitor.evaluate("telltale.getAnonymousId()")
+    # Traits given while anonymous wait for the user id.
+    visitor.evaluate("telltale.identify({company: 'Acme'})")
+    visitor.evaluate("telltale.setUserId('u_7', {plan: 'team'})")
+    assert flush(visitor)
+
+    answer = httpx.get(
+        f"{collector.url}/v1/users/u_7", headers={"Authorization": f"Bearer {app.api_key}"}
+    )
+    if answer.status_code == 404 and answer.json()["errors"][0]["field"] == "path":
+        pytest.skip("GET /v1/users/{id} is not served by this collector yet")
+    assert answer.status_code == 200, answer.text
+    user = answer.json()
+    assert anonymous_id in user["anonymous_ids"]
+    assert user["traits"]["plan"] == "team"
+    assert user["traits"]["company"] == "Acme"
+
+
+def test_anonymous_id_survives_reloads(
+    visitor: Page, collector: Collector, site: Site, app: App
+) -> None:
+    visitor.goto(site.url(app, "index.html"))
+    ready(visitor)
+    first = visitor.evaluate("telltale.getAnonymousId()")
+    visitor.reload()
+    ready(visitor)
+    assert visitor.evaluate("telltale.getAnonymousId()") == first
+    assert flush(visitor)
+
+    views = collector.wait_events(app, "page_viewed", 2)
+    assert [v["anonymous_id"] for v in views] == [first, first]
