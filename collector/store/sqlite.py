@@ -7,6 +7,8 @@ sqlite-utils."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -44,6 +46,7 @@ class SQLiteStore:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._all: list[sqlite3.Connection] = []
+        self._lock_fd: int | None = None
 
     # Connections -----------------------------------------------------------------
 
@@ -73,6 +76,9 @@ class SQLiteStore:
                 with contextlib.suppress(sqlite3.ProgrammingError):
                     conn.close()
             self._all.clear()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
         self._local = threading.local()
 
     def _tx(self) -> _Transaction:
@@ -262,8 +268,20 @@ class SQLiteStore:
 
     def write(self, events: Sequence[Event]) -> list[Outcome]:
         conn = self.conn()
-        with self._tx():
+        # Worker processes take turns through a kernel lock first: a waiter wakes the
+        # moment the lock is free, where SQLite's own busy handler sleeps 1, 2, 5… ms.
+        with self._writer_lock(), self._tx():
             return _write(conn, events)
+
+    @contextlib.contextmanager
+    def _writer_lock(self) -> Iterator[None]:
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self.path + ".writer-lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     # Data management -------------------------------------------------------------------
 
