@@ -154,7 +154,7 @@ class Collector:
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "collector", "serve", "--host", "127.0.0.1"]
-                + ["--port", str(self.port), "--db", str(self.db)],
+                + ["--port", str(self.port), "--db", str(self.db), "--demo"],
                 cwd=ROOT,
                 env=self.env,
                 stdout=out,

@@ -94,17 +94,21 @@ var timezone = () => {
   } catch (e) {}
 }
 
+// The page as it is now; on SPA navigations the referrer is the previous URL.
+var page = () => ({
+  url: location.href,
+  path: location.pathname,
+  title: document.title,
+  referrer: referrer == null ? document.referrer : referrer,
+})
+
 var item = (fields) => {
-  var context = {
-    url: location.href,
-    path: location.pathname,
-    referrer: referrer == null ? document.referrer : referrer,
-    title: document.title,
+  var context = Object.assign(page(), {
     locale: navigator.language,
     timezone: timezone(),
     screen: screen.width + 'x' + screen.height,
     library: LIBRARY,
-  }
+  })
   // Automation says so itself; the collector flags the visitor as a bot.
   if (navigator.webdriver) context.webdriver = true
   var user = get('user')
@@ -203,12 +207,12 @@ var body = (batch) => {
 
 // ---- delivery -----------------------------------------------------------------------
 
-// text/plain keeps this a "simple" request: no CORS preflight. keepalive lets a request
-// outlive the page (the sendBeacon fallback).
+// A string body goes as Content-Type text/plain;charset=UTF-8 (for sendBeacon too): a
+// "simple" request, so no CORS preflight. keepalive lets the request outlive the page
+// (the sendBeacon fallback).
 var post = (data, keepalive) =>
   fetch(url, {
     method: 'POST',
-    headers: { 'Content-Type': 'text/plain;charset=UTF-8' },
     body: data,
     keepalive: keepalive,
     credentials: 'omit',
@@ -271,7 +275,12 @@ var send = () => {
       var wait = retryAfter(failure) || Math.min(MAX_BACKOFF, 1000 * Math.pow(2, attempt))
       attempt++
       retryAt = Date.now() + wait * (1 + Math.random() / 2)
-      warn('send failed (' + (failure.status || failure) + '), retry in ' + Math.round(wait / 1000) + ' s')
+      // A refused origin gets no CORS headers, so the browser reports it like a network
+      // error: say so.
+      warn(
+        'send failed (' + (failure.status || failure + ': offline, or origin not allowed?') + '), retry in ' +
+          Math.round(wait / 1000) + ' s',
+      )
       return false
     })
     .then((ok) => {
@@ -320,12 +329,7 @@ var pageView = (force) => {
   if (href == lastUrl && !force) return // replaceState to the same URL, hash+popstate pairs
   if (lastUrl && href != lastUrl) referrer = lastUrl // an SPA navigation: the previous URL
   lastUrl = href
-  trackEvent('page_viewed', {
-    url: href,
-    path: location.pathname,
-    title: document.title,
-    referrer: referrer == null ? document.referrer : referrer,
-  })
+  trackEvent('page_viewed', page())
 }
 
 // After a history call the app updates the title in its own code that follows; read it
