@@ -7,7 +7,7 @@ import json
 import pytest
 from playwright.sync_api import Page
 
-from e2e.conftest import App, Collector, Site, flush, ready
+from e2e.harness import App, Collector, Site, flush, ready
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +30,9 @@ def test_spa_navigation_counts_each_real_url_change_once(
 
     for step in (1, 2, 3):
         # The app sets the title after the history call: the page view still has it.
-        navigate(visitor, f"history.pushState({{}}, '', 'step-{step}'); document.title = 'Step {step}'")
+        navigate(
+            visitor, f"history.pushState({{}}, '', 'step-{step}'); document.title = 'Step {step}'"
+        )
     # Same URL: not a page view. The next one proves it was not counted.
     visitor.evaluate("history.replaceState({replaced: true}, '', location.href)")
     navigate(visitor, "history.back()")
@@ -41,7 +43,9 @@ def test_spa_navigation_counts_each_real_url_change_once(
     assert len(views) == 6
     paths = [v["context"]["path"] for v in views]
     prefix = f"/a/{app.app_id}/"
-    assert paths == [prefix + p for p in ("index.html", "step-1", "step-2", "step-3", "step-2", "step-2")]
+    assert paths == [
+        prefix + p for p in ("index.html", "step-1", "step-2", "step-3", "step-2", "step-2")
+    ]
     assert views[-1]["context"]["url"] == base + "step-2#details"
     assert [v["properties"]["title"] for v in views[1:4]] == ["Step 1", "Step 2", "Step 3"]
     # On SPA navigations the referrer is the previous URL.
@@ -78,7 +82,8 @@ def test_form_submits_names_only_never_values(
     assert props["fields"] == ["email", "full_name", "plan", "about", "terms"]
     stored = json.dumps(collector.export(app))
     assert "SECRET" not in stored
-    for absent in ("password", "csrf_token", "number", "card_holder", "cvc", "iban", "ssn", "secret_note"):
+    never = ("password", "csrf_token", "number", "card_holder", "cvc", "iban", "ssn")
+    for absent in (*never, "secret_note"):
         assert f'"{absent}"' not in json.dumps(props)
 
 

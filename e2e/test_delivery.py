@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, Request, Route
 
-from e2e.conftest import App, Collector, Site, flush, is_ingest, ready
+from e2e.harness import App, Collector, Site, flush, ingest_requests, ready
 
 pytestmark = pytest.mark.e2e
 
@@ -22,8 +22,7 @@ def message_ids(request: Request) -> list[str]:
 def test_batching_sends_25_events_in_few_requests(
     visitor: Page, collector: Collector, site: Site, app: App
 ) -> None:
-    requests: list[Request] = []
-    visitor.on("request", lambda r: is_ingest(r.url) and requests.append(r))
+    requests = ingest_requests(visitor)
     visitor.goto(site.url(app, "index.html"))
     ready(visitor)
     visitor.evaluate("for (let n = 0; n < 25; n++) telltale.trackEvent('item_added', {n})")
@@ -54,8 +53,7 @@ def test_event_tracked_right_before_navigating_away_is_stored(
 def test_unreachable_collector_across_reloads_loses_nothing(
     visitor: Page, collector: Collector, site: Site, app: App
 ) -> None:
-    failed: list[str] = []
-    visitor.on("requestfailed", lambda r: is_ingest(r.url) and failed.append(r.url))
+    failed = ingest_requests(visitor, "requestfailed")
     visitor.route("**/v1/events", lambda route: route.abort("internetdisconnected"))
     # Routing does not see the beacons sent while a page unloads: make them vanish the
     # way a beacon sent offline does (queued, "true", never delivered).

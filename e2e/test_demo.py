@@ -5,14 +5,13 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page
 
-from e2e.conftest import App, Collector, flush, ready
+from e2e.harness import App, Collector, debug_lines, flush, ready
 
 pytestmark = pytest.mark.e2e
 
 
 def test_demo_page_buttons_reach_the_collector(visitor: Page, collector: Collector) -> None:
-    debug_lines: list[str] = []
-    visitor.on("console", lambda m: m.text.startswith("[telltale]") and debug_lines.append(m.text))
+    lines = debug_lines(visitor)
     visitor.goto(collector.url + "/")
     ready(visitor)
     app_id = visitor.get_attribute("script[data-app-id]", "data-app-id")
@@ -33,10 +32,12 @@ def test_demo_page_buttons_reach_the_collector(visitor: Page, collector: Collect
     names = [r["event"] for r in mine]
     assert names.count("plan_upgraded") == 1
     assert names.count("form_submitted") == 1
-    pricing = [r for r in mine if r["event"] == "page_viewed" and r["context"]["path"] == "/pricing"]
+    pricing = [
+        r for r in mine if r["event"] == "page_viewed" and r["context"]["path"] == "/pricing"
+    ]
     assert len(pricing) == 1
     assert pricing[0]["properties"]["title"] == "Pricing · Telltale demo"
     form = next(r for r in mine if r["event"] == "form_submitted")
     assert form["properties"]["fields"] == ["email", "plan"]
     assert "hunter2" not in str(mine)
-    assert any(line.startswith("[telltale] answer 202") for line in debug_lines)
+    assert any(line.text.startswith("[telltale] answer 202") for line in lines)

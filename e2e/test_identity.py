@@ -6,7 +6,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page
 
-from e2e.conftest import App, Collector, Site, flush, ready
+from e2e.harness import App, Collector, Site, flush, ready
 
 pytestmark = pytest.mark.e2e
 

@@ -4,9 +4,9 @@ debug mode."""
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import ConsoleMessage, Page, Request
+from playwright.sync_api import Page
 
-from e2e.conftest import App, Collector, Site, flush, is_ingest, ready
+from e2e.harness import App, Collector, Site, debug_lines, flush, ingest_requests, ready
 
 pytestmark = pytest.mark.e2e
 
@@ -35,8 +35,7 @@ def test_do_not_track_honoured_when_asked(
     visitor: Page, collector: Collector, site: Site, app: App, signal: str
 ) -> None:
     visitor.add_init_script(signal)
-    sent: list[Request] = []
-    visitor.on("request", lambda r: is_ingest(r.url) and sent.append(r))
+    sent = ingest_requests(visitor)
 
     with visitor.expect_console_message(lambda m: "not tracking" in m.text):
         visitor.goto(site.url(app, "dnt.html"))
@@ -75,12 +74,9 @@ def test_opt_out_persists_until_opt_in(
     assert [e["event"] for e in collector.export(app)] == ["page_viewed", "opted_back_in"]
 
 
-def test_wrong_origin_stores_nothing(
-    visitor: Page, collector: Collector, site: Site
-) -> None:
+def test_wrong_origin_stores_nothing(visitor: Page, collector: Collector, site: Site) -> None:
     other = collector.create_app("https://shop.example")
-    failed: list[Request] = []
-    visitor.on("requestfailed", lambda r: is_ingest(r.url) and failed.append(r))
+    failed = ingest_requests(visitor, "requestfailed")
 
     # The collector answers 403 without CORS headers (they go to allowed origins only),
     # so the browser reports a failed request and the SDK warns that the origin may not
@@ -100,8 +96,7 @@ def test_wrong_origin_stores_nothing(
 def test_debug_mode_console_lines(
     visitor: Page, collector: Collector, site: Site, app: App
 ) -> None:
-    lines: list[ConsoleMessage] = []
-    visitor.on("console", lambda m: m.text.startswith("[telltale]") and lines.append(m))
+    lines = debug_lines(visitor)
     visitor.goto(site.url(app, "index.html?telltale_debug=1"))
     ready(visitor)
     visitor.evaluate("telltale.trackEvent('click', {email: 'a@b.c'})")
@@ -133,5 +128,7 @@ def test_debug_mode_warns_about_a_missing_app_id(visitor: Page, site: Site, app:
 def test_debug_mode_from_local_storage(visitor: Page, site: Site, app: App) -> None:
     visitor.goto(site.url(app, "away.html"))
     visitor.evaluate("localStorage.setItem('telltale_debug', '1')")
-    with visitor.expect_console_message(lambda m: m.text.startswith("[telltale] queued page_viewed")):
+    with visitor.expect_console_message(
+        lambda m: m.text.startswith("[telltale] queued page_viewed")
+    ):
         visitor.goto(site.url(app, "index.html"))

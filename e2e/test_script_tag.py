@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page
 
-from e2e.conftest import App, Collector, Site, flush, is_ingest, ready
+from e2e.harness import App, Collector, Site, flush, ingest_requests, ready
 
 pytestmark = pytest.mark.e2e
 
@@ -54,16 +54,15 @@ def test_es_module_build(visitor: Page, collector: Collector, site: Site, app: A
 def test_first_party_proxy_endpoint(
     visitor: Page, collector: Collector, site: Site, app: App
 ) -> None:
-    sent_to: list[str] = []
-    visitor.on("request", lambda r: is_ingest(r.url) and sent_to.append(r.url))
+    sent = ingest_requests(visitor)
     visitor.goto(site.url(app, "proxy.html"))
     ready(visitor)
     visitor.evaluate("telltale.trackEvent('report_exported', {format: 'csv'})")
     assert flush(visitor)
 
     collector.wait_events(app, "report_exported")
-    assert sent_to
-    assert all(url == site.origin + "/stats/v1/events" for url in sent_to)
+    assert sent
+    assert all(r.url == site.origin + "/stats/v1/events" for r in sent)
 
 
 def test_calls_made_before_the_script_loads_are_kept(
