@@ -7,6 +7,7 @@ import random
 import secrets
 import time
 
+
 def event_id(now_ms: int | None = None) -> str:
     """`evt_` + 32 hex digits: 48 bits of milliseconds then 80 random bits, so ids sort by
     time as text (hex digits are in ASCII order; formatting an int is C-fast)."""

@@ -1,0 +1,253 @@
+"""The stable command line, run in-process with click's runner on a real SQLite file."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from collector.cli import main
+from collector.ids import hash_key
+from collector.models import Event
+from collector.store import SQLiteStore
+from collector.timeutil import now_ms, parse_timestamp
+
+
+@pytest.fixture
+def run(db_path: Path):
+    runner = CliRunner()
+
+    def invoke(*args: str, ok: bool = True) -> str:
+        result = runner.invoke(main, [*args, "--db", str(db_path)], catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output
+        else:
+            assert result.exit_code != 0, result.output
+        return result.output
+
+    return invoke
+
+
+def created(run) -> dict:
+    return json.loads(
+        run(
+            "apps",
+            "create",
+            "Shop",
+            "--origin",
+            "https://shop.example.com",
+            "--origin",
+            "https://*.example.com:8443",
+            "--json",
+        )
+    )
+
+
+def test_apps_create_json_and_key_stored_hashed(run, db_path: Path) -> None:
+    app = created(run)
+    assert app["app_id"].startswith("app_") and app["api_key"].startswith("sk_")
+    assert app["origins"] == ["https://shop.example.com", "https://*.example.com:8443"]
+    assert {r["event"] for r in app["rules"]} == {"confirmation", "email_opened"}
+    store = SQLiteStore(str(db_path))
+    rows = store.conn().execute("SELECT key_hash, prefix FROM api_keys").fetchall()
+    assert rows == [(hash_key(app["api_key"]), app["api_key"][:7])]
+    assert app["api_key"] not in db_path.read_bytes().decode(errors="ignore")
+
+
+def test_apps_create_rejects_bad_origin(run) -> None:
+    out = run("apps", "create", "X", "--origin", "shop.example.com", ok=False)
+    assert "origin" in out
+
+
+def test_apps_list_show_update(run) -> None:
+    app = created(run)
+    assert app["app_id"] in run("apps", "list")
+    run(
+        "apps",
+        "update",
+        app["app_id"],
+        "--name",
+        "Shop 2",
+        "--add-origin",
+        "http://localhost:3000",
+        "--remove-origin",
+        "https://shop.example.com",
+        "--bot-policy",
+        "drop",
+        "--ip-mode",
+        "truncate",
+        "--require-known-user",
+        "--rate-limit-ip",
+        "5",
+    )
+    shown = json.loads(run("apps", "show", app["app_id"], "--json"))
+    assert shown["name"] == "Shop 2"
+    assert shown["origins"] == ["https://*.example.com:8443", "http://localhost:3000"]
+    assert shown["settings"]["bot_policy"] == "drop"
+    assert shown["settings"]["ip_mode"] == "truncate"
+    assert shown["settings"]["require_known_user"] is True
+    assert shown["settings"]["rate_limit_ip"] == 5
+    assert len(shown["keys"]) == 1 and "key_hash" not in shown["keys"][0]
+    run("apps", "show", "app_missing", ok=False)
+
+
+def test_keys_create_list_revoke(run, db_path: Path) -> None:
+    app = created(run)
+    new = json.loads(run("keys", "create", app["app_id"], "--json"))
+    store = SQLiteStore(str(db_path))
+    assert store.app_for_key(hash_key(new["api_key"])) is not None
+    run("keys", "revoke", new["key_id"])
+    assert store.app_for_key(hash_key(new["api_key"])) is None
+    assert store.app_for_key(hash_key(app["api_key"])) is not None
+    assert "revoked" in run("keys", "list", app["app_id"])
+    run("keys", "revoke", new["key_id"], ok=False)
+
+
+def test_rules_add_list_remove(run) -> None:
+    app = created(run)
+    rule = json.loads(
+        run(
+            "rules",
+            "add",
+            app["app_id"],
+            "--event",
+            "invoice_paid",
+            "--dedupe-key",
+            "invoice",
+            "--json",
+        )
+    )
+    assert rule["kind"] == "dedupe"
+    throttle = json.loads(
+        run("rules", "add", app["app_id"], "--event", "ping", "--throttle", "20m", "--json")
+    )
+    assert throttle["throttle_ms"] == 20 * 60 * 1000
+    listing = run("rules", "list", app["app_id"])
+    assert "invoice_paid" in listing and "ping" in listing
+    run("rules", "remove", app["app_id"], str(rule["id"]))
+    assert "invoice_paid" not in run("rules", "list", app["app_id"])
+    run("rules", "add", app["app_id"], "--event", "x", ok=False)
+    run("rules", "add", app["app_id"], "--event", "x", "--throttle", "soon", ok=False)
+
+
+def _seed(db_path: Path, app_id: str) -> None:
+    store = SQLiteStore(str(db_path))
+    base = parse_timestamp("2026-01-01T00:00:00Z")
+    events = []
+    for i, (name, user, anon, days) in enumerate(
+        [
+            ("signup_completed", "u1", None, 0),
+            ("page_viewed", None, "anon-1", 1),
+            ("export_completed", "u2", None, 200),
+            ("page_viewed", "u1", "anon-1", 2),
+        ]
+    ):
+        ts = base + days * 86_400_000
+        events.append(
+            Event(
+                kind="track",
+                name=name,
+                app_id=app_id,
+                user_id=user,
+                anonymous_id=anon,
+                message_id=f"m{i}",
+                ts=ts,
+                received_at=ts,
+                timestamp=None,
+                sent_at=None,
+                properties={"i": i, "note": "a,b"},
+                context={"source": "server"},
+                id=f"evt_{i:032x}",
+            )
+        )
+    store.write(events)
+    store.close()
+
+
+def test_export_jsonl_shape_and_window(run, db_path: Path) -> None:
+    app = created(run)
+    _seed(db_path, app["app_id"])
+    lines = run("export", app["app_id"], "--format", "jsonl").splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert [r["event"] for r in rows] == [
+        "signup_completed",
+        "page_viewed",
+        "page_viewed",
+        "export_completed",
+    ]
+    assert set(rows[0]) == {
+        "id",
+        "message_id",
+        "event",
+        "user_id",
+        "anonymous_id",
+        "timestamp",
+        "received_at",
+        "properties",
+        "context",
+    }
+    assert rows[0]["timestamp"] == "2026-01-01T00:00:00.000Z"
+    window = run(
+        "export",
+        app["app_id"],
+        "--since",
+        "2026-01-02T00:00:00Z",
+        "--until",
+        "2026-01-03T00:00:00Z",
+    )
+    assert [json.loads(x)["anonymous_id"] for x in window.splitlines()] == ["anon-1"]
+    run("export", app["app_id"], "--since", "whenever", ok=False)
+
+
+def test_export_csv(run, db_path: Path) -> None:
+    app = created(run)
+    _seed(db_path, app["app_id"])
+    rows = list(csv.DictReader(io.StringIO(run("export", app["app_id"], "--format", "csv"))))
+    assert len(rows) == 4
+    assert json.loads(rows[0]["properties"]) == {"i": 0, "note": "a,b"}
+
+
+def test_purge_older_than(run, db_path: Path) -> None:
+    app = created(run)
+    _seed(db_path, app["app_id"])
+    store = SQLiteStore(str(db_path))
+    recent = now_ms() - 86_400_000
+    store.write(
+        [
+            Event(
+                kind="track",
+                name="recent",
+                app_id=app["app_id"],
+                user_id="u3",
+                anonymous_id=None,
+                message_id="r",
+                ts=recent,
+                received_at=recent,
+                timestamp=None,
+                sent_at=None,
+                properties={},
+                context={},
+                id="evt_r",
+            )
+        ]
+    )
+    assert "purged 4 events" in run("purge", app["app_id"], "--older-than", "90d")
+    left = [json.loads(x)["event"] for x in run("export", app["app_id"]).splitlines()]
+    assert left == ["recent"]
+    run("purge", app["app_id"], "--older-than", "ninety", ok=False)
+
+
+def test_users_delete_removes_user_events_and_anonymous_ids(run, db_path: Path) -> None:
+    app = created(run)
+    _seed(db_path, app["app_id"])
+    out = run("users", "delete", app["app_id"], "u1")
+    assert "3 events" in out  # signup, the anonymous page view, the linked page view
+    remaining = [json.loads(x) for x in run("export", app["app_id"]).splitlines()]
+    assert [(r["event"], r["user_id"]) for r in remaining] == [("export_completed", "u2")]
+    conn = SQLiteStore(str(db_path)).conn()
+    assert conn.execute("SELECT count(*) FROM identities").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM users WHERE user_id = 'u1'").fetchone()[0] == 0

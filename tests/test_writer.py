@@ -1,0 +1,121 @@
+"""Group commit: outcomes after the commit, a bounded queue, a drain on stop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from collector.errors import Unavailable
+from collector.models import Event, Outcome
+from collector.writer import Writer
+
+
+def event(i: int) -> Event:
+    return Event(
+        kind="track",
+        name="e",
+        app_id="app",
+        user_id="u",
+        anonymous_id=None,
+        message_id=None,
+        ts=0,
+        received_at=0,
+        timestamp=None,
+        sent_at=None,
+        properties={},
+        context={},
+        id=f"evt_{i}",
+    )
+
+
+class GatedStore:
+    """A store whose writes wait on a gate, so the test controls when commits happen."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.groups: list[list[str]] = []
+
+    def write(self, events: Sequence[Event]) -> list[Outcome]:
+        self.entered.set()
+        self.gate.wait(timeout=10)
+        self.groups.append([e.id for e in events])
+        return [Outcome("accepted", e.id) for e in events]
+
+
+def test_requests_wait_for_the_commit_and_share_it() -> None:
+    async def scenario() -> None:
+        store = GatedStore()
+        writer = Writer(store, queue_size=100)  # type: ignore[arg-type]
+        await writer.start()
+        first = asyncio.create_task(writer.submit([event(0)]))
+        while not store.entered.is_set():  # wait until the first group is in flight
+            await asyncio.sleep(0.001)
+        rest = [asyncio.create_task(writer.submit([event(i)])) for i in range(1, 6)]
+        await asyncio.sleep(0)
+        assert not first.done()  # not answered before its commit
+        store.gate.set()
+        results = await asyncio.gather(first, *rest)
+        assert [r[0].event_id for r in results] == [f"evt_{i}" for i in range(6)]
+        assert store.groups == [["evt_0"], [f"evt_{i}" for i in range(1, 6)]]  # one commit for five
+        await writer.stop()
+
+    asyncio.run(scenario())
+
+
+def test_full_queue_answers_503_with_retry_after() -> None:
+    async def scenario() -> None:
+        store = GatedStore()
+        writer = Writer(store, queue_size=3)  # type: ignore[arg-type]
+        await writer.start()
+        in_flight = asyncio.create_task(writer.submit([event(0)]))
+        while not store.entered.is_set():
+            await asyncio.sleep(0.001)
+        queued = asyncio.create_task(writer.submit([event(1), event(2), event(3)]))
+        await asyncio.sleep(0)
+        with pytest.raises(Unavailable) as info:
+            await writer.submit([event(4)])
+        assert info.value.status == 503
+        assert info.value.headers["Retry-After"] == "1"
+        store.gate.set()
+        assert len(await queued) == 3
+        await in_flight
+        await writer.stop()
+
+    asyncio.run(scenario())
+
+
+def test_stop_drains_everything_queued() -> None:
+    async def scenario() -> None:
+        store = GatedStore()
+        writer = Writer(store, queue_size=1000, commit_batch=10)  # type: ignore[arg-type]
+        await writer.start()
+        tasks = [asyncio.create_task(writer.submit([event(i)])) for i in range(50)]
+        await asyncio.sleep(0)
+        store.gate.set()
+        await writer.stop()
+        assert all(t.done() for t in tasks)
+        assert sum(len(g) for g in store.groups) == 50
+        assert max(len(g) for g in store.groups) <= 10
+        with pytest.raises(Unavailable):
+            await writer.submit([event(99)])
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_commit_is_503_not_500() -> None:
+    class Broken:
+        def write(self, events: Sequence[Event]) -> list[Outcome]:
+            raise OSError("disk full")
+
+    async def scenario() -> None:
+        writer = Writer(Broken(), queue_size=10)  # type: ignore[arg-type]
+        await writer.start()
+        with pytest.raises(Unavailable):
+            await writer.submit([event(0)])
+        await writer.stop()
+
+    asyncio.run(scenario())
