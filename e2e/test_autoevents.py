@@ -106,3 +106,21 @@ def test_prevented_submit_counts_once_and_ignored_form_never(
     assert submitted["properties"]["form_id"] == "search"
     assert submitted["properties"]["fields"] == ["query"]
     assert "shoes" not in json.dumps(collector.export(app))
+
+
+def test_return_from_back_forward_cache_is_a_page_view(
+    visitor: Page, collector: Collector, site: Site, app: App
+) -> None:
+    visitor.goto(site.url(app, "index.html?telltale_debug=1"))
+    ready(visitor)
+    assert flush(visitor)  # the first page view is delivered
+    # Chromium under automation does not keep pages in the back/forward cache, so the
+    # event a restored page receives is dispatched as the browser would. A pageshow that
+    # is not a restore (persisted: false) is not one.
+    visitor.evaluate("dispatchEvent(new PageTransitionEvent('pageshow', {persisted: false}))")
+    navigate(visitor, "dispatchEvent(new PageTransitionEvent('pageshow', {persisted: true}))")
+    assert flush(visitor)
+
+    views = collector.wait_events(app, "page_viewed", 2)
+    assert len(views) == 2
+    assert views[0]["context"]["url"] == views[1]["context"]["url"]

@@ -148,3 +148,22 @@ def test_bad_request_is_not_retried(
     refused = set(sent[0])
     assert refused
     assert all(not refused & set(ids) for ids in sent[1:])
+
+
+def test_offline_queue_is_capped_oldest_dropped(
+    visitor: Page, collector: Collector, site: Site, app: App
+) -> None:
+    visitor.route("**/v1/events", lambda route: route.abort("internetdisconnected"))
+    visitor.goto(site.url(app, "index.html?telltale_debug=1"))
+    ready(visitor)
+    with visitor.expect_console_message(lambda m: "queue full" in m.text):
+        visitor.evaluate("for (let n = 0; n < 505; n++) telltale.trackEvent('row_added', {n})")
+    queued = visitor.evaluate("JSON.parse(localStorage.getItem('telltale_queue')).length")
+    assert queued == 500
+
+    visitor.unroute("**/v1/events")
+    assert flush(visitor)
+    added = collector.wait_events(app, "row_added", 500)
+    # The page view and the first five events were the oldest: dropped.
+    assert sorted(e["properties"]["n"] for e in added) == list(range(5, 505))
+    assert collector.events(app, "page_viewed") == []

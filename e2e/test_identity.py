@@ -72,3 +72,25 @@ def test_anonymous_id_survives_reloads(
 
     views = collector.wait_events(app, "page_viewed", 2)
     assert [v["anonymous_id"] for v in views] == [first, first]
+
+
+def test_blocked_storage_falls_back_to_memory(
+    visitor: Page, collector: Collector, site: Site, app: App
+) -> None:
+    # As in Safari's private mode or a sandboxed iframe: every storage access throws.
+    visitor.add_init_script(
+        "Object.defineProperty(window, 'localStorage', {get() {"
+        " throw new DOMException('blocked', 'SecurityError') }})"
+    )
+    visitor.goto(site.url(app, "index.html"))
+    ready(visitor)
+    anonymous_id = visitor.evaluate("telltale.getAnonymousId()")
+    assert visitor.evaluate("telltale.getAnonymousId()") == anonymous_id
+    visitor.evaluate("telltale.setUserId('u_private')")
+    visitor.evaluate("telltale.trackEvent('note_saved')")
+    assert flush(visitor)
+
+    (view,) = collector.wait_events(app, "page_viewed")
+    (saved,) = collector.wait_events(app, "note_saved")
+    assert view["anonymous_id"] == saved["anonymous_id"] == anonymous_id
+    assert saved["user_id"] == "u_private"

@@ -76,3 +76,15 @@ def test_calls_made_before_the_script_loads_are_kept(
     assert started["user_id"] == "u_early"
     assert started["properties"] == {"step": 1}
     assert started["anonymous_id"] == visitor.evaluate("telltale.getAnonymousId()")
+
+
+def test_array_queue_before_the_script_loads(
+    visitor: Page, collector: Collector, site: Site, app: App
+) -> None:
+    # The other documented pre-load form: a plain array of calls.
+    visitor.add_init_script("window.telltale = [['trackEvent', 'invite_sent', {count: 2}]]")
+    visitor.goto(site.url(app, "index.html"))
+    ready(visitor)
+
+    (sent,) = collector.wait_events(app, "invite_sent")
+    assert sent["properties"] == {"count": 2}
