@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 from playwright.sync_api import Page
@@ -9,6 +11,8 @@ from playwright.sync_api import Page
 from e2e.harness import App, Collector, Site, flush, ready
 
 pytestmark = pytest.mark.e2e
+
+UUID4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 
 
 def test_identity_stitching_across_set_user_id_and_reset(
@@ -82,10 +86,13 @@ def test_blocked_storage_falls_back_to_memory(
         "Object.defineProperty(window, 'localStorage', {get() {"
         " throw new DOMException('blocked', 'SecurityError') }})"
     )
+    # As on a plain-http page (not a secure context): no crypto.randomUUID.
+    visitor.add_init_script("delete Crypto.prototype.randomUUID")
     visitor.goto(site.url(app, "index.html"))
     ready(visitor)
     anonymous_id = visitor.evaluate("telltale.getAnonymousId()")
     assert visitor.evaluate("telltale.getAnonymousId()") == anonymous_id
+    assert re.fullmatch(UUID4, anonymous_id)
     visitor.evaluate("telltale.setUserId('u_private')")
     visitor.evaluate("telltale.trackEvent('note_saved')")
     assert flush(visitor)
@@ -94,3 +101,4 @@ def test_blocked_storage_falls_back_to_memory(
     (saved,) = collector.wait_events(app, "note_saved")
     assert view["anonymous_id"] == saved["anonymous_id"] == anonymous_id
     assert saved["user_id"] == "u_private"
+    assert re.fullmatch(UUID4, saved["message_id"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page
 
-from e2e.harness import App, Collector, Site, flush, ingest_requests, ready
+from e2e.harness import App, Collector, Site, flush, ingest_requests, is_ingest, ready
 
 pytestmark = pytest.mark.e2e
 
@@ -88,3 +88,25 @@ def test_array_queue_before_the_script_loads(
 
     (sent,) = collector.wait_events(app, "invite_sent")
     assert sent["properties"] == {"count": 2}
+
+
+def test_data_attribute_options(visitor: Page, collector: Collector, site: Site, app: App) -> None:
+    sent = ingest_requests(visitor)
+    visitor.clock.install()  # the page's timers run when the test says so
+    visitor.goto(site.url(app, "options.html"))
+    ready(visitor)
+    visitor.click("#search-submit")  # data-auto-hook="false": not tracked
+    visitor.wait_for_function("window.spaSubmits === 1")
+    visitor.evaluate("history.pushState({}, '', 'elsewhere')")  # data-auto-events="false"
+    visitor.evaluate("telltale.trackEvent('filter_applied')")
+    visitor.clock.run_for(30_000)  # within data-flush-interval="60000": nothing sent
+    visitor.evaluate("0")  # a round trip, so a request would have been reported
+    assert sent == []
+    # data-batch-size="2": the second event sends the batch at once.
+    with visitor.expect_request(lambda r: is_ingest(r.url)):
+        visitor.evaluate("telltale.trackEvent('filter_cleared')")
+        visitor.clock.run_for(1)
+
+    collector.wait_events(app, "filter_cleared")
+    assert [e["event"] for e in collector.export(app)] == ["filter_applied", "filter_cleared"]
+    assert len(sent) == 1
