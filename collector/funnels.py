@@ -18,10 +18,13 @@ counts for the user):
 from __future__ import annotations
 
 import bisect
+import itertools
+import math
+import operator
 import statistics
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import orjson
 
@@ -58,15 +61,14 @@ class FunnelQuery:
     include_bots: bool
 
 
-@dataclass(frozen=True, slots=True)
-class FunnelRow:
-    """An event matching at least one step: `mask` bit k set when it matches step k;
-    `breakdown` the property's JSON text (first-step events only)."""
+# An event matching at least one step, as the store yields it, ordered by person, time
+# and insertion: (person, ts, mask, ref). Bit k of `mask` is set when it matches step k
+# (one event can match several); `ref` identifies the event (its rowid), so the
+# breakdown property is read afterwards for the winning first steps only.
+FunnelRow: TypeAlias = tuple[str, int, int, int]
 
-    person: str
-    ts: int
-    mask: int
-    breakdown: str | None
+# Breakdown values by event ref: the property's JSON text, None when absent.
+BreakdownLookup: TypeAlias = Callable[[list[int]], Mapping[int, str | None]]
 
 
 def parse_funnel_query(body: Any) -> FunnelQuery:
@@ -122,57 +124,46 @@ def _parse_step(raw: Any, path: str, errors: list[FieldError]) -> Step | None:
     return Step(name, where, raw.get("where") if where else None)
 
 
-@dataclass(slots=True)
-class _Attempt:
-    times: list[int]
-    breakdown: str | None
+# The winning attempt of one person: the times of the steps reached, and the ref of
+# its first event.
+_Attempt: TypeAlias = tuple[list[int], int]
 
 
 def _best_attempt(
-    events: list[FunnelRow], n_steps: int, window_ms: int, since: int | None, until: int | None
+    events: list[FunnelRow], n_steps: int, window_ms: int, lo: float, hi: float
 ) -> _Attempt | None:
-    times = [e.ts for e in events]
+    if len(events) == 1:  # the common case of people who stop at the first step
+        _, t0, mask, ref = events[0]
+        return ([t0], ref) if mask & 1 and lo <= t0 < hi else None
+    times = [e[1] for e in events]
+    masks = [e[2] for e in events]
+    size = len(events)
     best: _Attempt | None = None
-    for start, first in enumerate(events):
-        if not first.mask & 1:
-            continue
-        if (since is not None and first.ts < since) or (until is not None and first.ts >= until):
+    for start in range(size):
+        t0 = times[start]
+        if not masks[start] & 1 or not lo <= t0 < hi:
             continue
         used = {start}
-        reached = [first.ts]
-        deadline = first.ts + window_ms
+        reached = [t0]
+        deadline = t0 + window_ms
         for k in range(1, n_steps):
             bit = 1 << k
             # Ties: a step may share the previous step's timestamp, so the search starts
             # at the first event with that time, not after the previous match.
             j = bisect.bisect_left(times, reached[-1])
-            found = -1
-            while j < len(events) and times[j] <= deadline:
-                if events[j].mask & bit and j not in used:
-                    found = j
+            while j < size and times[j] <= deadline:
+                if masks[j] & bit and j not in used:
                     break
                 j += 1
-            if found < 0:
+            else:
                 break
-            used.add(found)
-            reached.append(times[found])
-        if best is None or len(reached) > len(best.times):
-            best = _Attempt(reached, first.breakdown)
+            used.add(j)
+            reached.append(times[j])
+        if best is None or len(reached) > len(best[0]):
+            best = (reached, events[start][3])
             if len(reached) == n_steps:
                 break
     return best
-
-
-def _by_person(rows: Iterable[FunnelRow]) -> Iterator[list[FunnelRow]]:
-    """Rows arrive ordered by (person, ts, insertion)."""
-    current: list[FunnelRow] = []
-    for row in rows:
-        if current and row.person != current[0].person:
-            yield current
-            current = []
-        current.append(row)
-    if current:
-        yield current
 
 
 def breakdown_key(raw: str | None) -> str:
@@ -185,45 +176,75 @@ def breakdown_key(raw: str | None) -> str:
     return raw
 
 
-def _step_answers(query: FunnelQuery, attempts: list[_Attempt]) -> list[dict[str, Any]]:
-    answers: list[dict[str, Any]] = []
-    first = sum(1 for a in attempts if a.times)
-    previous = first
-    for k, step in enumerate(query.steps):
-        reached = [a for a in attempts if len(a.times) > k]
-        users = len(reached)
-        answer: dict[str, Any] = {
-            "event": step.event,
-            "users": users,
-            "conversion_from_first": round(users / first, 4) if first else 0.0,
-            "conversion_from_previous": round(users / previous, 4) if previous else 0.0,
-            "median_seconds_from_previous": None,
-        }
-        if step.raw_where is not None:
-            answer["where"] = step.raw_where
-        if k > 0 and reached:
-            gaps = [(a.times[k] - a.times[k - 1]) / 1000 for a in reached]
-            answer["median_seconds_from_previous"] = statistics.median(gaps)
-        answers.append(answer)
-        previous = users
-    return answers
+class _Tally:
+    """People by how far they got, and the gaps between consecutive steps (ms)."""
+
+    __slots__ = ("gaps", "stopped_at", "total")
+
+    def __init__(self, n_steps: int) -> None:
+        self.total = 0
+        self.stopped_at = [0] * n_steps
+        self.gaps: list[list[int]] = [[] for _ in range(n_steps)]
+
+    def add(self, times: list[int]) -> None:
+        self.total += 1
+        self.stopped_at[len(times) - 1] += 1
+        for k in range(1, len(times)):
+            self.gaps[k].append(times[k] - times[k - 1])
+
+    def answers(self, steps: tuple[Step, ...]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        first = previous = self.total
+        users = self.total
+        for k, step in enumerate(steps):
+            answer: dict[str, Any] = {
+                "event": step.event,
+                "users": users,
+                "conversion_from_first": round(users / first, 4) if first else 0.0,
+                "conversion_from_previous": round(users / previous, 4) if previous else 0.0,
+                "median_seconds_from_previous": (
+                    statistics.median(self.gaps[k]) / 1000 if self.gaps[k] else None
+                ),
+            }
+            if step.raw_where is not None:
+                answer["where"] = step.raw_where
+            out.append(answer)
+            previous = users
+            users -= self.stopped_at[k]
+        return out
 
 
-def compute_funnel(query: FunnelQuery, rows: Iterable[FunnelRow]) -> dict[str, Any]:
+def compute_funnel(
+    query: FunnelQuery, rows: Iterable[FunnelRow], lookup: BreakdownLookup | None = None
+) -> dict[str, Any]:
     """The answer: per step users, conversions and median time from the previous step;
-    with a breakdown, the same per value of the property."""
+    with a breakdown (values read through `lookup`), the same per value."""
+    n_steps, window = len(query.steps), query.window_ms
+    lo = -math.inf if query.since is None else query.since
+    hi = math.inf if query.until is None else query.until
     attempts: list[_Attempt] = []
-    for events in _by_person(rows):
-        attempt = _best_attempt(events, len(query.steps), query.window_ms, query.since, query.until)
+    for _, group in itertools.groupby(rows, key=operator.itemgetter(0)):
+        attempt = _best_attempt(list(group), n_steps, window, lo, hi)
         if attempt is not None:
             attempts.append(attempt)
-    answer: dict[str, Any] = {"steps": _step_answers(query, attempts), "breakdown": None}
-    if query.breakdown is not None:
-        buckets: dict[str, list[_Attempt]] = {}
-        for attempt in attempts:
-            buckets.setdefault(breakdown_key(attempt.breakdown), []).append(attempt)
-        ordered = sorted(buckets.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-        answer["breakdown"] = {
-            value: {"steps": _step_answers(query, group)} for value, group in ordered
-        }
+    overall = _Tally(n_steps)
+    for times, _ in attempts:
+        overall.add(times)
+    answer: dict[str, Any] = {"steps": overall.answers(query.steps), "breakdown": None}
+    if query.breakdown is None:
+        return answer
+    values = lookup([ref for _, ref in attempts]) if lookup is not None else {}
+    buckets: dict[str, _Tally] = {}
+    keys: dict[str | None, str] = {}  # few distinct values: decode each once
+    for times, ref in attempts:
+        raw = values.get(ref)
+        key = keys.get(raw)
+        if key is None:
+            key = keys[raw] = breakdown_key(raw)
+        tally = buckets.get(key)
+        if tally is None:
+            tally = buckets[key] = _Tally(n_steps)
+        tally.add(times)
+    ordered = sorted(buckets.items(), key=lambda kv: (-kv[1].total, kv[0]))
+    answer["breakdown"] = {value: {"steps": t.answers(query.steps)} for value, t in ordered}
     return answer

@@ -114,6 +114,11 @@ def _where_sql(column: str, tests: Sequence[PropertyTest], params: list[Any]) ->
 # Segments ------------------------------------------------------------------------------
 
 
+# One event's rows, by the index that holds them together. Without statistics (nobody
+# runs ANALYZE) the planner prefers walking the whole app in person order.
+_BY_EVENT = "events INDEXED BY events_event_ts"
+
+
 class _Compiler:
     """A rules tree → one boolean SQL expression over `person`. Parameters are appended
     in the order their placeholders appear in the text."""
@@ -156,7 +161,7 @@ class _Compiler:
         if cond.kind == "count":
             zero_ok = cond.count_ok(0)
             if cond.where or cutoff is not None:
-                sql = f"SELECT person FROM events WHERE app_id = ? AND event = ?{bots}"
+                sql = f"SELECT person FROM {_BY_EVENT} WHERE app_id = ? AND event = ?{bots}"
                 if cutoff is not None:
                     sql += " AND ts >= ?"
                     p.append(cutoff)
@@ -175,7 +180,7 @@ class _Compiler:
         if cond.kind == "first_done_within":
             assert cutoff is not None
             if cond.where:
-                sql = f"SELECT person FROM events WHERE app_id = ? AND event = ?{bots}"
+                sql = f"SELECT person FROM {_BY_EVENT} WHERE app_id = ? AND event = ?{bots}"
                 sql += _where_sql("properties", cond.where, p)
                 sql += " GROUP BY person HAVING MIN(ts) >= ?"
             elif self.include_bots:
@@ -189,7 +194,7 @@ class _Compiler:
 
         # has_done, has_not_done, last_done_within: did it at least once (in the window).
         if cond.where:
-            sql = f"SELECT person FROM events WHERE app_id = ? AND event = ?{bots}"
+            sql = f"SELECT person FROM {_BY_EVENT} WHERE app_id = ? AND event = ?{bots}"
             if cutoff is not None:
                 sql += " AND ts >= ?"
                 p.append(cutoff)
@@ -300,24 +305,17 @@ def describe_persons(
 
 def funnel_rows(conn: sqlite3.Connection, app_id: str, query: FunnelQuery) -> Iterator[FunnelRow]:
     """Events matching any step, by (person, time, insertion order); the mask says which
-    steps each matches (one event can match several)."""
+    steps each matches (one event can match several). Without property filters this
+    reads the (event, ts, person, is_bot) index alone."""
     params: list[Any] = []
     masks = []
     for k, step in enumerate(query.steps):
         params.append(step.event)
         where = _where_sql("properties", step.where, params)
         masks.append(f"(CASE WHEN event = ?{where} THEN {1 << k} ELSE 0 END)")
-    mask_sql = " | ".join(masks)
-    breakdown_sql = "NULL"
-    if query.breakdown is not None:
-        first = query.steps[0]
-        params.append(first.event)
-        where = _where_sql("properties", first.where, params)
-        breakdown_sql = f"(CASE WHEN event = ?{where} THEN properties -> ? END)"
-        params.append(f'$."{query.breakdown}"')
     events = sorted({s.event for s in query.steps})
     sql = (
-        f"SELECT person, ts, {mask_sql}, {breakdown_sql} FROM events "
+        f"SELECT person, ts, {' | '.join(masks)} AS mask, rowid FROM {_BY_EVENT} "
         f"WHERE app_id = ? AND event IN ({_marks(len(events))})"
     )
     params += [app_id, *events]
@@ -331,14 +329,32 @@ def funnel_rows(conn: sqlite3.Connection, app_id: str, query: FunnelQuery) -> It
         sql += " AND ts <= ?"
         params.append(query.until + query.window_ms)
     sql += " ORDER BY person, ts, rowid"
-    for person, ts, mask, breakdown in conn.execute(sql, params):
-        if mask:
-            yield FunnelRow(person, ts, mask, breakdown)
+    for row in conn.execute(sql, params):
+        if row[2]:
+            yield row
+
+
+def breakdown_values(
+    conn: sqlite3.Connection, app_id: str, key: str, refs: list[int]
+) -> dict[int, str | None]:
+    """The property (JSON text) of the given events. Read in rowid order, which walks
+    the table forwards instead of jumping around it: about twice as fast."""
+    rows = conn.execute(
+        "SELECT rowid, properties -> ? FROM events "
+        # `+app_id`: a check, not an index to use (that would walk the whole app).
+        "WHERE rowid IN (SELECT value FROM json_each(?)) AND +app_id = ?",
+        (f'$."{key}"', orjson.dumps(sorted(refs)).decode(), app_id),
+    )
+    return dict(rows)
 
 
 def funnel(conn: sqlite3.Connection, app_id: str, query: FunnelQuery) -> dict[str, Any]:
     with _snapshot(conn):
-        return compute_funnel(query, funnel_rows(conn, app_id, query))
+        rows = funnel_rows(conn, app_id, query)
+        if query.breakdown is None:
+            return compute_funnel(query, rows)
+        key = query.breakdown
+        return compute_funnel(query, rows, lambda refs: breakdown_values(conn, app_id, key, refs))
 
 
 # Users, events, stats -------------------------------------------------------------------
@@ -370,7 +386,8 @@ def user_profile(
         counts = {
             event: int(n)
             for event, n in conn.execute(
-                "SELECT event, SUM(n) FROM person_event_stats "
+                # Without statistics (no ANALYZE) the planner would scan the whole app.
+                "SELECT event, SUM(n) FROM person_event_stats INDEXED BY person_event_stats_person "
                 f"WHERE app_id = ? AND person = ?{bots} GROUP BY event ORDER BY event",
                 (app_id, user_id),
             )
@@ -439,8 +456,15 @@ def events_page(conn: sqlite3.Connection, app_id: str, query: EventsQuery) -> Ev
         where.append(f"(ts, rowid) {'<' if desc else '>'} (?, ?)")
         params.extend(query.after)
     direction = "DESC" if desc else "ASC"
+    # One person's (or one event's) events are few next to the app's: read them by
+    # that index and sort, rather than walk the whole app in time order.
+    index = ""
+    if query.user is not None:
+        index = "INDEXED BY events_person "
+    elif len(query.events) == 1:
+        index = "INDEXED BY events_event_ts "
     cur = conn.execute(
-        f"SELECT rowid AS _rowid, * FROM events WHERE {' AND '.join(where)} "
+        f"SELECT rowid AS _rowid, * FROM events {index}WHERE {' AND '.join(where)} "
         f"ORDER BY ts {direction}, rowid {direction} LIMIT ?",
         (*params, query.limit + 1),
     )

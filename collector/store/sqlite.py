@@ -590,7 +590,7 @@ def _write(conn: sqlite3.Connection, events: Sequence[Event]) -> list[Outcome]:
 
 _STATS_COLUMNS = "app_id, person, event, is_bot, n, first_ts, last_ts"
 _STATS_MERGE = (
-    "ON CONFLICT (app_id, person, event, is_bot) DO UPDATE SET n = n + excluded.n, "
+    "ON CONFLICT (app_id, event, person, is_bot) DO UPDATE SET n = n + excluded.n, "
     "first_ts = min(first_ts, excluded.first_ts), last_ts = max(last_ts, excluded.last_ts)"
 )
 
@@ -623,7 +623,8 @@ def _rekey_person_stats(
     conn.executemany(
         f"INSERT INTO person_event_stats ({_STATS_COLUMNS}) "
         "SELECT app_id, ?, event, is_bot, n, first_ts, last_ts FROM person_event_stats "
-        "WHERE app_id = ? AND person = ? " + _STATS_MERGE,
+        # Without statistics the planner would scan the app's whole key range instead.
+        "INDEXED BY person_event_stats_person WHERE app_id = ? AND person = ? " + _STATS_MERGE,
         [(user, app, "anon:" + anon) for app, anon, user, _ in new_links],
     )
     conn.executemany(

@@ -1,0 +1,267 @@
+"""Query speed on a generated app: 1,000,000 events from 100,000 users.
+
+    python -m bench.query_bench [--users 100000] [--events 1000000] [--db PATH] [--runs 3]
+
+The data goes in through the writer's own transaction body (`SQLiteStore.write`, 5,000
+events a batch), so identity links, `person` rewrites and the person_event_stats
+summary are maintained exactly as in production. About a quarter of the users browse
+anonymously before signing up (those events count for them once linked); 2% of the
+traffic is bots. Each figure is the median of `--runs` runs after one warm-up run, in
+seconds, timed at the store (the HTTP layer adds JSON encoding of one page only).
+With `--db PATH` the generated file is kept and reused by the next run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+from collector import ids
+from collector.funnels import parse_funnel_query
+from collector.models import Event
+from collector.segments import DAY_MS, parse_segment_query
+from collector.store import SQLiteStore
+
+AS_OF = 1_793_491_200_000  # 2026-11-01T00:00:00Z: windows count back from here
+SPAN_DAYS = 90
+BATCH = 5_000
+PLANS = ("free", "free", "free", "pro", "pro", "enterprise")
+FEATURES = (
+    ("page_viewed", 40),
+    ("feature_used", 15),
+    ("export_completed", 10),
+    ("report_created", 8),
+    ("button_clicked", 8),
+    ("form_submitted", 5),
+    ("advanced_export_viewed", 3),
+    ("advanced_export_used", 1),
+    ("purchase_completed", 1),
+    ("plan_upgraded", 1),
+)
+
+
+class _Generator:
+    def __init__(self, app_id: str, seed: int) -> None:
+        self.app_id = app_id
+        self.rng = random.Random(seed)
+        self.batch: list[Event] = []
+        self.events = 0
+
+    def add(
+        self,
+        name: str,
+        ts: int,
+        *,
+        user: str | None = None,
+        anon: str | None = None,
+        props: dict[str, Any] | None = None,
+        traits: dict[str, Any] | None = None,
+        bot: bool = False,
+    ) -> None:
+        kind = "identify" if name == "identify" else "track"
+        self.batch.append(
+            Event(
+                kind=kind,
+                name=name,
+                app_id=self.app_id,
+                user_id=user,
+                anonymous_id=anon,
+                message_id=None,
+                ts=ts,
+                received_at=ts,
+                timestamp=None,
+                sent_at=None,
+                properties=props or {},
+                context={"source": "server"},
+                traits=traits,
+                id=ids.event_id(ts),
+                is_bot=bot,
+                bot_reason="crawler" if bot else None,
+            )
+        )
+        if kind == "track":
+            self.events += 1
+
+
+def generate(store: SQLiteStore, users: int, events: int, seed: int = 7) -> str:
+    """Create an app and fill it; returns its app id."""
+    # A throwaway file: durability buys nothing here, and fsyncs would dominate.
+    store.conn().execute("PRAGMA synchronous=OFF")
+    app = store.create_app("query-bench", ["http://localhost"], {})
+    gen = _Generator(app.app_id, seed)
+    rng = gen.rng
+    names = [n for n, _ in FEATURES]
+    weights = [w for _, w in FEATURES]
+    start = AS_OF - SPAN_DAYS * DAY_MS
+    bot_events = int(events * 0.02)
+    # Funnel steps and anonymous browsing come first; the rest of the budget is spread
+    # over users with a long tail (a few power users, many light ones).
+    per_user_budget = (events - bot_events) / users - 3.2
+    for u in range(users):
+        user = f"u{u:06d}"
+        plan = rng.choice(PLANS)
+        signup = start + rng.randrange(SPAN_DAYS * DAY_MS)
+        if rng.random() < 0.25:
+            anon = f"a{u:06d}"
+            for _ in range(rng.randint(1, 4)):
+                gen.add(
+                    "page_viewed",
+                    signup - rng.randrange(1, 3 * DAY_MS),
+                    anon=anon,
+                    props={"path": "/pricing", "plan": plan},
+                )
+            gen.add("signup_completed", signup, user=user, anon=anon, props={"plan": plan})
+        else:
+            gen.add("signup_completed", signup, user=user, props={"plan": plan})
+        gen.add("identify", signup, user=user, traits={"plan": plan, "country": "fr"})
+        t = signup
+        for step in ("onboarding_started", "onboarding_completed"):
+            if rng.random() > 0.7:
+                break
+            t += rng.randrange(60_000, 4 * DAY_MS)
+            gen.add(step, t, user=user, props={"plan": plan})
+        # One user in twenty is a power user with eight times the activity.
+        mean = per_user_budget * (8 if rng.random() < 0.05 else 0.6 / 0.95)
+        n = int(rng.expovariate(1 / mean)) if mean > 0 else 0
+        for name in rng.choices(names, weights, k=n):
+            ts = signup + rng.randrange(max(1, AS_OF - signup))
+            gen.add(name, ts, user=user, props={"plan": plan, "path": "/app"})
+        if len(gen.batch) >= BATCH:
+            store.write(gen.batch)
+            gen.batch = []
+    while gen.events < events:
+        gen.add(
+            "page_viewed",
+            start + rng.randrange(SPAN_DAYS * DAY_MS),
+            anon=f"bot{rng.randrange(2_000)}",
+            props={"path": "/"},
+            bot=True,
+        )
+        if len(gen.batch) >= BATCH:
+            store.write(gen.batch)
+            gen.batch = []
+    if gen.batch:
+        store.write(gen.batch)
+    return app.app_id
+
+
+SEGMENTS: dict[str, list[dict[str, Any]]] = {
+    "has_done": [{"has_done": {"event": "advanced_export_viewed"}}],
+    "has_not_done": [{"has_not_done": {"event": "advanced_export_used"}}],
+    "count gt 10 (power users)": [{"count": {"event": "export_completed", "gt": 10}}],
+    "count gte 3 within 30 days": [
+        {"count": {"event": "export_completed", "gte": 3, "within_days": 30}}
+    ],
+    "count lt 2 (zero included)": [{"count": {"event": "report_created", "lt": 2}}],
+    "first_done_within 7 days": [{"first_done_within": {"event": "signup_completed", "days": 7}}],
+    "last_done_within 7 days": [{"last_done_within": {"event": "page_viewed", "days": 7}}],
+    "last_done_within 7 days, where": [
+        {"last_done_within": {"event": "page_viewed", "days": 7, "where": {"plan": "pro"}}}
+    ],
+    "has_done, where in": [
+        {"has_done": {"event": "feature_used", "where": {"plan": {"in": ["pro", "enterprise"]}}}}
+    ],
+    "trait eq": [{"trait": {"key": "plan", "eq": "pro"}}],
+    "nested segment": [
+        {"has_done": {"event": "advanced_export_viewed"}},
+        {"has_not_done": {"event": "advanced_export_used"}},
+        {"count": {"event": "export_completed", "gt": 2, "within_days": 30}},
+        {"trait": {"key": "plan", "neq": "free"}},
+        {
+            "match": "any",
+            "conditions": [
+                {"has_done": {"event": "plan_upgraded"}},
+                {"last_done_within": {"event": "page_viewed", "days": 7}},
+            ],
+        },
+    ],
+}
+FUNNEL = {
+    "steps": ["signup_completed", "onboarding_started", "onboarding_completed", "export_completed"],
+    "within_days": 7,
+}
+
+
+def _median_time(func: Callable[[], object], runs: int) -> tuple[float, object]:
+    result = func()  # warm-up: page cache, SQLite's schema and statement caches
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        result = func()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), result
+
+
+def run(
+    users: int = 100_000, events: int = 1_000_000, db: str | None = None, runs: int = 3
+) -> dict[str, float]:
+    """Generate (or reuse) the data and time every query; keys are figure names,
+    values seconds (and counts under `... users`)."""
+    tmp = None
+    if db is None:
+        tmp = tempfile.TemporaryDirectory(prefix="query-bench-")
+        db = os.path.join(tmp.name, "bench.db")
+    store = SQLiteStore(db)
+    r: dict[str, float] = {}
+    try:
+        store.migrate()
+        apps = [a for a in store.list_apps() if a.name == "query-bench"]
+        if apps:
+            app_id = apps[0].app_id
+        else:
+            t0 = time.perf_counter()
+            app_id = generate(store, users, events)
+            r["generate (s)"] = time.perf_counter() - t0
+        conn = store.conn()
+        r["events"] = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        r["persons"] = conn.execute(
+            "SELECT COUNT(DISTINCT person) FROM person_event_stats"
+        ).fetchone()[0]
+        for name, conditions in SEGMENTS.items():
+            query = parse_segment_query({"match": "all", "conditions": conditions}, AS_OF)
+            seconds, page = _median_time(lambda q=query: store.segment(app_id, q), runs)
+            r[name] = seconds
+            r[f"{name} users"] = page.count  # type: ignore[attr-defined]
+        funnel = parse_funnel_query(FUNNEL)
+        r["4-step funnel"], _ = _median_time(lambda: store.funnel(app_id, funnel), runs)
+        with_breakdown = parse_funnel_query({**FUNNEL, "breakdown": "plan"})
+        r["4-step funnel, breakdown"], _ = _median_time(
+            lambda: store.funnel(app_id, with_breakdown), runs
+        )
+    finally:
+        store.close()
+        if tmp is not None:
+            tmp.cleanup()
+    return r
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--db", help="keep the generated database here (reused if present)")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    results = run(args.users, args.events, args.db, args.runs)
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    if "generate (s)" in results:
+        print(f"generated in {results['generate (s)']:.1f} s (through SQLiteStore.write)")
+    print(f"{int(results['events']):,} events, {int(results['persons']):,} persons")
+    names = [*SEGMENTS, "4-step funnel", "4-step funnel, breakdown"]
+    width = max(len(n) for n in names)
+    print(f"{'query':<{width}}  {'seconds':>8}  {'users':>8}")
+    for name in names:
+        count = results.get(f"{name} users")
+        shown = f"{int(count):>8,}" if count is not None else f"{'':>8}"
+        print(f"{name:<{width}}  {results[name]:>8.3f}  {shown}")
+
+
+if __name__ == "__main__":
+    main()
