@@ -23,6 +23,7 @@ var queue = [] // undelivered events, oldest first, mirrored in localStorage
 var done = {} // message_ids this page has delivered or given up, never re-adopted
 var beaconed = {} // message_ids handed to sendBeacon since the page was last visible
 var memory = {} // storage fallback when localStorage throws (Safari private mode, sandboxes)
+var unsaved = {} // keys whose last write failed (blocked storage, quota): memory has them
 var sending // the request in flight, if any: one at a time keeps retries in order
 var timer
 var timerAt
@@ -34,12 +35,13 @@ var referrer
 
 // ---- storage: every access in try/catch, with an in-memory copy as the fallback -------
 
+// Storage is the truth (another tab may have changed it), memory the fallback for a key
+// that storage could not keep.
 var get = (key) => {
-  var value
   try {
-    value = localStorage.getItem(PREFIX + key)
+    if (!unsaved[key]) return (memory[key] = localStorage.getItem(PREFIX + key))
   } catch (e) {}
-  return value == null ? memory[key] : value
+  return memory[key]
 }
 
 var set = (key, value) => {
@@ -47,7 +49,10 @@ var set = (key, value) => {
   try {
     if (value == null) localStorage.removeItem(PREFIX + key)
     else localStorage.setItem(PREFIX + key, value)
-  } catch (e) {}
+    unsaved[key] = 0
+  } catch (e) {
+    unsaved[key] = 1
+  }
 }
 
 // ---- debug output -------------------------------------------------------------------
