@@ -13,14 +13,6 @@ from playwright.sync_api import Browser, Page
 from e2e.harness import NOT_WEBDRIVER, App, Collector, Site
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # pytest-base-url (a pytest-playwright dependency) defines a session fixture as an
-    # instance method, which pytest 9 warns about. pyproject's message filter
-    # "ignore:.*PytestRemovedIn10Warning.*" does not match (the message does not name the
-    # class), so filter by category. Remove once pyproject filters it.
-    config.addinivalue_line("filterwarnings", "ignore::pytest.PytestRemovedIn10Warning")
-
-
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
     return {
