@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Scope
 
 from collector import pipeline
 from collector.api import routes as query_routes
@@ -73,6 +74,17 @@ def _collector(request: Request) -> Collector:
     return collector
 
 
+def raw_headers(scope: Scope) -> dict[str, str]:
+    """Request headers as one plain dict (ASGI names are lower-case), built in one pass:
+    the hot path reads several, and Starlette's Headers decodes on every lookup."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1")
+        value = raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
 def _cors_headers(origin: str | None) -> dict[str, str]:
     if not origin:
         return {}
@@ -84,13 +96,13 @@ def _cors_headers(origin: str | None) -> dict[str, str]:
 
 
 async def ingest(request: Request) -> Response:
-    forced: Kind | None = "identify" if request.url.path == "/v1/identify" else None
+    forced: Kind | None = "identify" if request.scope["path"] == "/v1/identify" else None
     return await _ingest(request, forced)
 
 
 async def _ingest(request: Request, forced: Kind | None) -> Response:
     c = _collector(request)
-    headers = request.headers
+    headers = raw_headers(request.scope)
     cors: dict[str, str] = {}
     try:
         caller = pipeline.server_caller(c.cache, headers.get("authorization"))

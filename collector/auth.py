@@ -6,6 +6,7 @@ import base64
 import binascii
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -73,23 +74,43 @@ def request_origin(origin: str | None, referer: str | None) -> OriginPattern | N
     for candidate in (origin, referer):
         if not candidate or candidate == "null":
             continue
-        parts = urlsplit(candidate)
-        if parts.scheme in _DEFAULT_PORTS and parts.hostname:
-            try:
-                port = parts.port or _DEFAULT_PORTS[parts.scheme]
-            except ValueError:
-                return None
-            return OriginPattern(parts.scheme, parts.hostname, port)
+        parsed = _caller_origin(candidate if candidate is origin else _origin_part(candidate))
+        if parsed is not None:
+            return parsed
     return None
+
+
+def _origin_part(url: str) -> str:
+    # A Referer carries a path and query that vary per page; cache on its origin only.
+    scheme, sep, rest = url.partition("://")
+    return scheme + sep + rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+
+
+@lru_cache(maxsize=4096)
+def _caller_origin(text: str) -> OriginPattern | None:
+    parts = urlsplit(text)
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    try:
+        port = parts.port or _DEFAULT_PORTS[parts.scheme]
+    except ValueError:
+        return None
+    return OriginPattern(parts.scheme, parts.hostname, port)
+
+
+@lru_cache(maxsize=4096)
+def _allowed_pattern(text: str) -> OriginPattern | None:
+    try:
+        return OriginPattern.parse(text)
+    except ValueError:
+        return None
 
 
 def origin_allowed(allowed: Iterable[str], caller: OriginPattern) -> bool:
     for text in allowed:
-        try:
-            if OriginPattern.parse(text).matches(caller):
-                return True
-        except ValueError:
-            continue
+        pattern = _allowed_pattern(text)
+        if pattern is not None and pattern.matches(caller):
+            return True
     return False
 
 
