@@ -1,0 +1,350 @@
+"""The query API over HTTP: server keys only, one app per key, the one error shape, and
+identity resolution for data ingested through the real endpoints."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from collector.app import create_app
+from collector.settings import Settings
+from collector.store import SQLiteStore
+from tests.test_segments import DAY, NOW, ev
+
+T0 = "2026-09-01T10:00:00Z"
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[tuple[TestClient, SQLiteStore, str, dict[str, str]]]:
+    path = str(tmp_path / "t.db")
+    store = SQLiteStore(path)
+    store.migrate()
+    app = store.create_app("x", ["http://localhost"], {})
+    _, key = store.create_key(app.app_id)
+    with TestClient(create_app(Settings(db=path)), raise_server_exceptions=False) as client:
+        yield client, store, app.app_id, {"Authorization": f"Bearer {key}"}
+    store.close()
+
+
+def post_events(client: TestClient, headers: dict[str, str], events: list[dict[str, Any]]) -> None:
+    r = client.post("/v1/events", json={"events": events}, headers=headers)
+    assert r.status_code == 202, r.text
+    assert not r.json()["errors"]
+
+
+def assert_error(r: Any, status: int, field: str) -> None:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["success"] is False
+    assert isinstance(body["message"], str)
+    assert field in [e["field"] for e in body["errors"]], body
+    assert "Traceback" not in r.text
+
+
+ENDPOINTS = [
+    ("POST", "/v1/segments/query", {"conditions": []}),
+    ("POST", "/v1/funnels", {"steps": ["a", "b"]}),
+    ("GET", "/v1/users/u1", None),
+    ("GET", "/v1/events", None),
+    ("GET", "/v1/stats", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ENDPOINTS)
+def test_server_key_required(setup: Any, method: str, path: str, body: Any) -> None:
+    client, _, app_id, _ = setup
+    # No key (a browser app id and origin do not open the query API either).
+    r = client.request(
+        method, path, json=body, params={"app_id": app_id}, headers={"Origin": "http://localhost"}
+    )
+    assert_error(r, 401, "authorization")
+    r = client.request(method, path, json=body, headers={"Authorization": "Bearer sk_wrong"})
+    assert_error(r, 401, "authorization")
+    r = client.request(method, path, json=body, headers={"Authorization": "Nonsense"})
+    assert_error(r, 401, "authorization")
+
+
+def test_keys_read_their_own_app_only(setup: Any) -> None:
+    client, store, _, headers = setup
+    post_events(client, headers, [{"event": "a", "user": "mine", "timestamp": T0}])
+    other = store.create_app("other", ["http://localhost"], {})
+    _, other_key = store.create_key(other.app_id)
+    theirs = {"Authorization": f"Token {other_key}"}
+    post_events(client, theirs, [{"event": "a", "user": "theirs", "timestamp": T0}])
+
+    r = client.post("/v1/segments/query", json={"conditions": []}, headers=headers)
+    assert [u["id"] for u in r.json()["users"]] == ["mine"]
+    r = client.post("/v1/segments/query", json={"conditions": []}, headers=theirs)
+    assert [u["id"] for u in r.json()["users"]] == ["theirs"]
+    assert client.get("/v1/users/theirs", headers=headers).status_code == 404
+    assert client.get("/v1/users/mine", headers=theirs).status_code == 404
+    assert [e["user_id"] for e in client.get("/v1/events", headers=headers).json()["events"]] == [
+        "mine"
+    ]
+    funnel = client.post("/v1/funnels", json={"steps": ["a", "a"]}, headers=theirs).json()
+    assert funnel["steps"][0]["users"] == 1
+    assert client.get("/v1/stats", headers=theirs).json()["totals"] == {"a": 1}
+    # Basic auth with the key as user name works like Bearer.
+    basic = {"Authorization": "Basic " + base64.b64encode(f"{other_key}:".encode()).decode()}
+    assert client.get("/v1/users/theirs", headers=basic).status_code == 200
+
+
+def test_identify_links_the_anonymous_past(setup: Any) -> None:
+    client, _, _, headers = setup
+    post_events(
+        client,
+        headers,
+        [
+            {"event": "page_viewed", "anonymous_id": "anon-1", "timestamp": "2026-09-01T09:00:00Z"},
+            {"event": "advanced_export_viewed", "anonymous_id": "anon-1", "timestamp": T0},
+        ],
+    )
+    r = client.post(
+        "/v1/identify",
+        json={"user": "alice", "anonymous_id": "anon-1", "traits": {"plan": "pro"}},
+        headers=headers,
+    )
+    assert r.status_code == 202, r.text
+    # Seed 002's update shape merges traits into the same user.
+    r = client.post(
+        "/v1/events",
+        json={"user": {"_id": "alice"}, "event": {"update": {"company": "Acme"}}},
+        headers=headers,
+    )
+    assert r.status_code == 202, r.text
+
+    rules = {
+        "conditions": [
+            {"has_done": {"event": "advanced_export_viewed"}},
+            {"has_not_done": {"event": "advanced_export_used"}},
+            {"trait": {"key": "plan", "eq": "pro"}},
+        ]
+    }
+    r = client.post("/v1/segments/query", json=rules, headers=headers)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["count"] == 1
+    assert body["next"] is None
+    (alice,) = body["users"]
+    assert alice["id"] == "alice"
+    assert alice["traits"] == {"plan": "pro", "company": "Acme"}
+    assert alice["first_seen"] == "2026-09-01T09:00:00.000Z"
+
+    profile = client.get("/v1/users/alice", headers=headers).json()
+    assert profile["anonymous_ids"] == ["anon-1"]
+    assert profile["event_counts"] == {"advanced_export_viewed": 1, "page_viewed": 1}
+    assert profile["events"] == 2
+    assert profile["traits"] == {"plan": "pro", "company": "Acme"}
+
+    events = client.get("/v1/events", params={"user": "alice"}, headers=headers).json()["events"]
+    assert [e["event"] for e in events] == ["advanced_export_viewed", "page_viewed"]
+    assert {e["person"] for e in events} == {"alice"}
+
+
+def test_anonymous_visitors_and_unknown_users(setup: Any) -> None:
+    client, _, _, headers = setup
+    post_events(client, headers, [{"event": "page_viewed", "anonymous_id": "v1", "timestamp": T0}])
+    users = client.post("/v1/segments/query", json={"conditions": []}, headers=headers).json()
+    assert users["users"] == [
+        {
+            "id": None,
+            "anonymous_id": "v1",
+            "traits": {},
+            "first_seen": "2026-09-01T10:00:00.000Z",
+            "last_seen": "2026-09-01T10:00:00.000Z",
+        }
+    ]
+    profile = client.get("/v1/users/anon:v1", headers=headers).json()
+    assert profile["id"] is None
+    assert profile["anonymous_ids"] == ["v1"]
+    assert profile["event_counts"] == {"page_viewed": 1}
+    r = client.get("/v1/users/nobody", headers=headers)
+    assert_error(r, 404, "id")
+    assert client.get("/v1/users/anon:nobody", headers=headers).status_code == 404
+
+
+def test_user_ids_with_slashes_and_spaces(setup: Any) -> None:
+    client, _, _, headers = setup
+    post_events(client, headers, [{"event": "a", "user": "org/42 ada", "timestamp": T0}])
+    r = client.get("/v1/users/org%2F42%20ada", headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == "org/42 ada"
+
+
+def test_segment_pages_over_http(setup: Any) -> None:
+    client, _, _, headers = setup
+    post_events(
+        client, headers, [{"event": "a", "user": f"u{i}", "timestamp": T0} for i in range(5)]
+    )
+    body: dict[str, Any] = {"conditions": [{"has_done": {"event": "a"}}], "limit": 2}
+    seen: list[str] = []
+    for _ in range(5):
+        r = client.post("/v1/segments/query", json=body, headers=headers)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        assert page["count"] == 5
+        seen += [u["id"] for u in page["users"]]
+        if page["next"] is None:
+            break
+        body["cursor"] = page["next"]
+    assert seen == [f"u{i}" for i in range(5)]
+    # A cursor from another query is refused, in the one error shape.
+    other = {"conditions": [], "cursor": body["cursor"]}
+    assert_error(client.post("/v1/segments/query", json=other, headers=headers), 400, "cursor")
+
+
+def test_malformed_queries_get_field_named_400s(setup: Any) -> None:
+    client, _, _, headers = setup
+    bad = {"conditions": [{"has_done": {"event": "a"}}, {}, {"count": {"event": "e", "gt": "x"}}]}
+    r = client.post("/v1/segments/query", json=bad, headers=headers)
+    assert_error(r, 400, "conditions[2].count.gt")
+    assert_error(r, 400, "conditions[1]")
+    r = client.post("/v1/segments/query", content=b"{not json", headers=headers)
+    assert_error(r, 400, "body")
+    r = client.post("/v1/segments/query", content=b"", headers=headers)
+    assert_error(r, 400, "body")
+    r = client.post("/v1/segments/query", json=[1, 2], headers=headers)
+    assert_error(r, 400, "body")
+    r = client.post("/v1/segments/query", content=b"[" + b"1," * 40_000 + b"1]", headers=headers)
+    assert_error(r, 413, "body")
+    r = client.post(
+        "/v1/funnels", json={"steps": ["a", {"event": "b", "where": 3}]}, headers=headers
+    )
+    assert_error(r, 400, "steps[1].where")
+    for params, field in [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "x"}, "limit"),
+        ({"order": "random"}, "order"),
+        ({"since": "soon"}, "since"),
+        ({"include_bots": "maybe"}, "include_bots"),
+        ({"cursor": "garbage!"}, "cursor"),
+        ({"event": ""}, "event"),
+    ]:
+        assert_error(client.get("/v1/events", params=params, headers=headers), 400, field)
+    assert_error(client.get("/v1/stats", params={"until": "x"}, headers=headers), 400, "until")
+    r = client.get("/v1/users/u1", params={"include_bots": "2"}, headers=headers)
+    assert_error(r, 400, "include_bots")
+    r = client.delete("/v1/segments/query", headers=headers)
+    assert r.status_code == 405
+
+
+def test_funnel_over_http(setup: Any) -> None:
+    client, _, _, headers = setup
+    post_events(
+        client,
+        headers,
+        [
+            {"event": "signup_completed", "user": "u1", "timestamp": "2026-09-01T10:00:00Z",
+             "properties": {"plan": "pro"}},
+            {"event": "onboarding_started", "user": "u1", "timestamp": "2026-09-01T10:05:00Z"},
+            {"event": "signup_completed", "user": "u2", "timestamp": "2026-09-01T11:00:00Z",
+             "properties": {"plan": "free"}},
+        ],
+    )  # fmt: skip
+    body = {
+        "steps": ["signup_completed", "onboarding_started", "onboarding_completed"],
+        "within_days": 7,
+        "since": "2026-09-01T00:00:00Z",
+        "until": "2026-09-02T00:00:00Z",
+        "breakdown": "plan",
+    }
+    r = client.post("/v1/funnels", json=body, headers=headers)
+    assert r.status_code == 200, r.text
+    result = r.json()
+    assert [s["users"] for s in result["steps"]] == [2, 1, 0]
+    assert result["steps"][1]["median_seconds_from_previous"] == 300.0
+    assert result["steps"][1]["conversion_from_previous"] == 0.5
+    assert {k: [s["users"] for s in v["steps"]] for k, v in result["breakdown"].items()} == {
+        "pro": [1, 1, 0],
+        "free": [1, 0, 0],
+    }
+
+
+def test_events_listing_pages_both_ways(setup: Any) -> None:
+    client, store, app_id, headers = setup
+    store.write([ev(app_id, "a", NOW + i // 2, user=f"u{i}") for i in range(7)])  # ties
+    store.write([ev(app_id, "b", NOW, anon="crawler", bot=True)])
+    for order in ("desc", "asc"):
+        seen: list[str] = []
+        params: dict[str, Any] = {"limit": 3, "order": order}
+        while True:
+            page = client.get("/v1/events", params=params, headers=headers).json()
+            seen += [e["user_id"] for e in page["events"]]
+            assert len(page["events"]) <= 3
+            if page["next"] is None:
+                break
+            params["cursor"] = page["next"]
+        expected = [f"u{i}" for i in range(7)]
+        assert seen == (expected if order == "asc" else expected[::-1])
+    with_bots = client.get("/v1/events", params={"include_bots": "true"}, headers=headers)
+    crawler = [e for e in with_bots.json()["events"] if e["is_bot"]]
+    assert [e["anonymous_id"] for e in crawler] == ["crawler"]
+    # Filters: event names (repeatable), time range [since, until).
+    r = client.get(
+        "/v1/events",
+        params={"event": ["a", "b"], "since": NOW + 1, "until": NOW + 3, "include_bots": "1"},
+        headers=headers,
+    )
+    assert [e["user_id"] for e in r.json()["events"]] == ["u5", "u4", "u3", "u2"]
+    # A cursor belongs to its filters.
+    first = client.get("/v1/events", params={"limit": 1}, headers=headers).json()
+    r = client.get(
+        "/v1/events", params={"limit": 1, "event": "a", "cursor": first["next"]}, headers=headers
+    )
+    assert_error(r, 400, "cursor")
+
+
+def test_stats_per_event_per_day(setup: Any) -> None:
+    client, store, app_id, headers = setup
+    store.write(
+        [
+            ev(app_id, "a", NOW, user="u1"),
+            ev(app_id, "a", NOW + 1, user="u1"),
+            ev(app_id, "a", NOW, user="u2"),
+            ev(app_id, "b", NOW + DAY, anon="v"),
+            ev(app_id, "a", NOW + DAY, anon="crawler", bot=True),
+        ]
+    )
+    stats = client.get("/v1/stats", headers=headers).json()
+    assert stats["days"] == [
+        {"day": "2026-09-21", "event": "a", "count": 3, "users": 2},
+        {"day": "2026-09-22", "event": "b", "count": 1, "users": 1},
+    ]
+    assert stats["totals"] == {"a": 3, "b": 1}
+    only_b = client.get("/v1/stats", params={"event": "b"}, headers=headers).json()
+    assert only_b["totals"] == {"b": 1}
+    later = client.get(
+        "/v1/stats", params={"since": NOW + DAY, "include_bots": "true"}, headers=headers
+    ).json()
+    assert later["totals"] == {"a": 1, "b": 1}
+
+
+def test_deleted_user_is_gone_everywhere(setup: Any) -> None:
+    client, store, app_id, headers = setup
+    post_events(
+        client,
+        headers,
+        [
+            {"event": "page_viewed", "anonymous_id": "anon-9", "timestamp": T0},
+            {"event": "signup_completed", "user": "gone", "anonymous_id": "anon-9",
+             "timestamp": T0},
+        ],
+    )  # fmt: skip
+    assert client.get("/v1/users/gone", headers=headers).status_code == 200
+    store.delete_user(app_id, "gone")
+    assert client.get("/v1/users/gone", headers=headers).status_code == 404
+    r = client.post("/v1/segments/query", json={"conditions": []}, headers=headers)
+    assert r.json() == {"count": 0, "users": [], "next": None, "as_of": r.json()["as_of"]}
+    assert client.get("/v1/events", headers=headers).json()["events"] == []
+
+
+def test_ingestion_still_posts_to_v1_events(setup: Any) -> None:
+    client, _, _, headers = setup
+    r = client.post("/v1/events", json={"event": "a", "user": "u"}, headers=headers)
+    assert r.status_code == 202
+    assert client.get("/v1/events", headers=headers).json()["events"][0]["event"] == "a"
