@@ -65,7 +65,7 @@ class FunnelQuery:
 # and insertion: (person, ts, mask, ref). Bit k of `mask` is set when it matches step k
 # (one event can match several); `ref` identifies the event (its rowid), so the
 # breakdown property is read afterwards for the winning first steps only.
-FunnelRow: TypeAlias = tuple[str, int, int, int]
+FunnelRow: TypeAlias = tuple[str, int, int, int | None]
 
 # Breakdown values by event ref: the property's JSON text, None when absent.
 BreakdownLookup: TypeAlias = Callable[[list[int]], Mapping[int, str | None]]
@@ -126,7 +126,7 @@ def _parse_step(raw: Any, path: str, errors: list[FieldError]) -> Step | None:
 
 # The winning attempt of one person: the times of the steps reached, and the ref of
 # its first event.
-_Attempt: TypeAlias = tuple[list[int], int]
+_Attempt: TypeAlias = tuple[list[int], int | None]
 
 
 def _best_attempt(
@@ -192,6 +192,12 @@ class _Tally:
         for k in range(1, len(times)):
             self.gaps[k].append(times[k] - times[k - 1])
 
+    def merge(self, other: _Tally) -> None:
+        self.total += other.total
+        for k, gaps in enumerate(other.gaps):
+            self.stopped_at[k] += other.stopped_at[k]
+            self.gaps[k] += gaps
+
     def answers(self, steps: tuple[Step, ...]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         first = previous = self.total
@@ -228,16 +234,16 @@ def compute_funnel(
         if attempt is not None:
             attempts.append(attempt)
     overall = _Tally(n_steps)
-    for times, _ in attempts:
-        overall.add(times)
-    answer: dict[str, Any] = {"steps": overall.answers(query.steps), "breakdown": None}
     if query.breakdown is None:
-        return answer
-    values = lookup([ref for _, ref in attempts]) if lookup is not None else {}
+        for times, _ in attempts:
+            overall.add(times)
+        return {"steps": overall.answers(query.steps), "breakdown": None}
+    refs = [ref for _, ref in attempts if ref is not None]
+    values: Mapping[int, str | None] = lookup(refs) if lookup is not None else {}
     buckets: dict[str, _Tally] = {}
     keys: dict[str | None, str] = {}  # few distinct values: decode each once
     for times, ref in attempts:
-        raw = values.get(ref)
+        raw = values.get(ref) if ref is not None else None
         key = keys.get(raw)
         if key is None:
             key = keys[raw] = breakdown_key(raw)
@@ -246,5 +252,9 @@ def compute_funnel(
             tally = buckets[key] = _Tally(n_steps)
         tally.add(times)
     ordered = sorted(buckets.items(), key=lambda kv: (-kv[1].total, kv[0]))
-    answer["breakdown"] = {value: {"steps": t.answers(query.steps)} for value, t in ordered}
-    return answer
+    for _, tally in ordered:  # everyone is in exactly one bucket
+        overall.merge(tally)
+    return {
+        "steps": overall.answers(query.steps),
+        "breakdown": {value: {"steps": t.answers(query.steps)} for value, t in ordered},
+    }
