@@ -28,6 +28,8 @@ from collector.errors import (
 from collector.funnels import parse_funnel_query
 from collector.models import App
 from collector.segments import (
+    MAX_INT,
+    MAX_TIME_MS,
     decode_cursor,
     encode_cursor,
     fingerprint,
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from collector.app import Collector
 
 MAX_QUERY_BODY = 64 * 1024
+MAX_EVENT_FILTERS = 100
 
 
 class JSONResponse(Response):
@@ -82,6 +85,13 @@ async def _json_body(request: Request) -> Any:
         raise InvalidRequest(
             "The body is not valid JSON", [field_error("body", "must be a JSON object")]
         ) from None
+
+
+def _event_names(names: list[str], errors: list[FieldError]) -> tuple[str, ...]:
+    if len(names) > MAX_EVENT_FILTERS:
+        errors.append(field_error("event", f"give at most {MAX_EVENT_FILTERS} event names"))
+        return ()
+    return tuple(parse_event_name(name, "event", errors) for name in names)
 
 
 def _bool_param(value: str | None, name: str, errors: list[FieldError]) -> bool:
@@ -144,7 +154,7 @@ async def list_events(request: Request) -> Response:
         app = _app(request)
         params = request.query_params
         errors: list[FieldError] = []
-        events = tuple(parse_event_name(name, "event", errors) for name in params.getlist("event"))
+        events = _event_names(params.getlist("event"), errors)
         order = params.get("order", "desc")
         if order not in ("asc", "desc"):
             errors.append(field_error("order", 'must be "asc" or "desc"'))
@@ -172,7 +182,7 @@ async def list_events(request: Request) -> Response:
         if params.get("cursor"):
             cursor = decode_cursor(params["cursor"], fp, errors)
             match cursor.get("at"):
-                case [int(ts), int(rowid)]:
+                case [int(ts), int(rowid)] if 0 <= ts <= MAX_TIME_MS and 0 <= rowid <= MAX_INT:
                     query = dataclasses.replace(query, after=(ts, rowid))
                 case _ if cursor:
                     errors.append(field_error("cursor", "is not a valid cursor"))
@@ -192,9 +202,7 @@ async def stats(request: Request) -> Response:
         params = request.query_params
         errors: list[FieldError] = []
         query = StatsQuery(
-            events=tuple(
-                parse_event_name(name, "event", errors) for name in params.getlist("event")
-            ),
+            events=_event_names(params.getlist("event"), errors),
             since=parse_time(params.get("since"), "since", errors),
             until=parse_time(params.get("until"), "until", errors),
             include_bots=_bool_param(params.get("include_bots"), "include_bots", errors),

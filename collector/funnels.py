@@ -32,9 +32,11 @@ from collector.errors import FieldError, InvalidRequest, field_error
 from collector.segments import (
     DAY_MS,
     PropertyTest,
+    check_budget,
     parse_bool,
     parse_days,
     parse_event_name,
+    parse_key,
     parse_time,
     parse_where,
 )
@@ -91,6 +93,7 @@ def parse_funnel_query(body: Any) -> FunnelQuery:
             step = _parse_step(raw, f"steps[{i}]", errors)
             if step is not None:
                 steps.append(step)
+        check_budget([t for step in steps for t in step.where], "steps", errors)
     window_ms = DEFAULT_WINDOW_DAYS * DAY_MS
     if body.get("within_days") is not None:
         window_ms = parse_days(body["within_days"], "within_days", errors) or window_ms
@@ -99,10 +102,8 @@ def parse_funnel_query(body: Any) -> FunnelQuery:
     if since is not None and until is not None and until <= since:
         errors.append(field_error("until", "must be after since"))
     breakdown = body.get("breakdown")
-    if breakdown is not None and (
-        not isinstance(breakdown, str) or not 1 <= len(breakdown) <= 255 or '"' in breakdown
-    ):
-        errors.append(field_error("breakdown", "must be a property name (1-255 characters)"))
+    if breakdown is not None and not parse_key(breakdown, "breakdown", errors):
+        breakdown = None
     include_bots = parse_bool(body.get("include_bots", False), "include_bots", errors)
     if errors:
         raise InvalidRequest("Invalid funnel", errors)

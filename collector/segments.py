@@ -21,11 +21,18 @@ import orjson
 from collector.errors import FieldError, InvalidRequest, field_error
 from collector.timeutil import parse_timestamp
 
+MAX_TIME_MS = 253402300799999  # 9999-12-31, the last instant timestamps may name
+
 DAY_MS = 86_400_000
 MAX_DAYS = 36_500
 MAX_DEPTH = 8
 MAX_CONDITIONS = 200
 MAX_IN_VALUES = 1_000
+# Bounds on what one query compiles to: SQLite allows 32,766 parameters and expressions
+# 1,000 deep, and a query past them must be a 400, not a 500.
+MAX_TESTS = 200  # property and trait tests in one query
+MAX_TEST_VALUES = 5_000  # values in them, `in` lists included
+MAX_INT = 2**63 - 1  # SQLite integers are 64-bit
 MAX_KEY_LENGTH = 255
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1_000
@@ -182,6 +189,10 @@ def decode_cursor(token: Any, fingerprint: str, errors: list[FieldError]) -> dic
     return data
 
 
+def _time_ok(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TIME_MS
+
+
 def fingerprint(*parts: Any) -> str:
     raw = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
     return hashlib.sha256(raw).hexdigest()[:16]
@@ -236,18 +247,42 @@ def parse_event_name(value: Any, path: str, errors: list[FieldError]) -> str:
     return value
 
 
+def _number_ok(value: Any) -> bool:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return -MAX_INT - 1 <= value <= MAX_INT
+    return isinstance(value, float) and math.isfinite(value)
+
+
 def _scalar_ok(value: Any) -> bool:
-    if value is None or isinstance(value, bool | str):
-        return True
-    return is_number(value) and math.isfinite(value)
+    return value is None or isinstance(value, bool | str) or _number_ok(value)
 
 
-def _parse_key(key: Any, path: str, errors: list[FieldError]) -> bool:
-    # `"` cannot be quoted inside an SQLite JSON path label; nobody names a property so.
-    if not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY_LENGTH or '"' in key:
-        errors.append(field_error(path, 'must be a property name (1-255 characters, no ")'))
+def parse_key(key: Any, path: str, errors: list[FieldError]) -> bool:
+    # SQLite JSON paths compare labels with the key as escaped in the stored JSON, and
+    # cannot quote `"` at all: keys that JSON escapes (", \, control characters) are
+    # refused rather than silently matching nothing. Nobody names a property so.
+    if (
+        not isinstance(key, str)
+        or not 1 <= len(key) <= MAX_KEY_LENGTH
+        or any(ch in '"\\' or ch < " " for ch in key)
+    ):
+        errors.append(
+            field_error(path, 'must be a property name (1-255 characters, no ", \\ or controls)')
+        )
         return False
     return True
+
+
+def check_budget(tests: list[PropertyTest], path: str, errors: list[FieldError]) -> None:
+    values = sum(len(t.value) if t.op in ("in", "not_in") else 1 for t in tests)
+    if len(tests) > MAX_TESTS or values > MAX_TEST_VALUES:
+        errors.append(
+            field_error(
+                path,
+                f"a query holds at most {MAX_TESTS} property tests "
+                f"and {MAX_TEST_VALUES} values in them",
+            )
+        )
 
 
 def parse_tests(
@@ -278,7 +313,7 @@ def parse_tests(
                 continue
             value = tuple(value)
         elif op in ("gt", "gte", "lt", "lte"):
-            if not (isinstance(value, str) or (is_number(value) and math.isfinite(value))):
+            if not (isinstance(value, str) or _number_ok(value)):
                 errors.append(field_error(here, "must be a number or a string"))
                 continue
         elif op == "exists":
@@ -303,7 +338,7 @@ def parse_where(value: Any, path: str, errors: list[FieldError]) -> tuple[Proper
     tests: list[PropertyTest] = []
     for key, test in value.items():
         here = f"{path}.{key}"
-        if not _parse_key(key, path, errors):
+        if not parse_key(key, path, errors):
             continue
         if isinstance(test, dict):
             tests.extend(parse_tests(key, test, here, errors))
@@ -323,6 +358,7 @@ class _Parser:
     def __init__(self) -> None:
         self.errors: list[FieldError] = []
         self.count = 0
+        self.tests: list[PropertyTest] = []
 
     def error(self, path: str, message: str) -> None:
         self.errors.append(field_error(path, message))
@@ -385,11 +421,12 @@ class _Parser:
             self.error(path, 'must be an object, e.g. {"key": "plan", "eq": "pro"}')
             return None
         key = body.get("key")
-        if not _parse_key(key, f"{path}.key", self.errors):
+        if not parse_key(key, f"{path}.key", self.errors):
             return None
         assert isinstance(key, str)
         ops = {k: v for k, v in body.items() if k != "key"}
         tests = parse_tests(key, ops, path, self.errors)
+        self.tests += tests
         return TraitCondition(tuple(tests)) if tests else None
 
     def event(self, kind: str, body: Any, path: str) -> EventCondition | None:
@@ -405,6 +442,7 @@ class _Parser:
                 self.error(f"{path}.{key}", "is not a known field")
         event = parse_event_name(body.get("event"), f"{path}.event", self.errors)
         where = parse_where(body.get("where"), f"{path}.where", self.errors)
+        self.tests += where
         within: int | None = None
         if "days" in body and "within_days" in body:
             self.error(f"{path}.days", "give days or within_days, not both")
@@ -419,7 +457,7 @@ class _Parser:
                 if op not in body:
                     continue
                 n = body[op]
-                if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+                if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= MAX_INT:
                     self.error(f"{path}.{op}", "must be a whole number, 0 or more")
                 else:
                     compare.append((op, n))
@@ -441,20 +479,28 @@ def parse_segment_query(body: Any, now: int) -> SegmentQuery:
     parser = _Parser()
     rules = parser.group(body, "", 0, _ROOT_EXTRA)
     errors = parser.errors
+    check_budget(parser.tests, "conditions", errors)
     include_bots = parse_bool(body.get("include_bots", False), "include_bots", errors)
     limit = parse_limit(body.get("limit"), "limit", errors)
     as_of = parse_time(body.get("as_of"), "as_of", errors)
+    cursor = body.get("cursor")
+    if errors:
+        if cursor is not None and not isinstance(cursor, str):
+            errors.append(field_error("cursor", "must be the `next` value of a previous answer"))
+        raise InvalidRequest("Invalid segment query", errors)
+    # Only now: the rules are known to be plain JSON of sane sizes.
     fp = fingerprint(body.get("match", "all"), body.get("conditions"), include_bots)
     after: str | None = None
-    if body.get("cursor") is not None:
-        cursor = decode_cursor(body["cursor"], fp, errors)
-        if cursor:
-            after = cursor.get("after") if isinstance(cursor.get("after"), str) else None
-            # Every page of one query counts windows back from the same moment.
-            if isinstance(cursor.get("as_of"), int):
-                as_of = cursor["as_of"]
-    if errors:
-        raise InvalidRequest("Invalid segment query", errors)
+    if cursor is not None:
+        position = decode_cursor(cursor, fp, errors)
+        last, pinned = position.get("after"), position.get("as_of")
+        if position and isinstance(last, str) and _time_ok(pinned):
+            after = last
+            as_of = pinned  # every page of one query counts back from the same moment
+        elif position:
+            errors.append(field_error("cursor", "is not a valid cursor"))
+        if errors:
+            raise InvalidRequest("Invalid segment query", errors)
     return SegmentQuery(
         rules=rules,
         include_bots=include_bots,

@@ -4,11 +4,14 @@ identity resolution for data ingested through the real endpoints."""
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from collector.app import create_app
@@ -348,3 +351,86 @@ def test_ingestion_still_posts_to_v1_events(setup: Any) -> None:
     r = client.post("/v1/events", json={"event": "a", "user": "u"}, headers=headers)
     assert r.status_code == 202
     assert client.get("/v1/events", headers=headers).json()["events"][0]["event"] == "a"
+
+
+def test_oversized_and_unaddressable_queries_are_400s(setup: Any) -> None:
+    client, _, _, headers = setup
+    post_events(client, headers, [{"event": "e", "user": "u", "properties": {"k": 1}}])
+    many_tests = {"has_done": {"event": "e", "where": {f"k{i}": i for i in range(300)}}}
+    big_lists = [{"has_done": {"event": "e", "where": {"k": {"in": list(range(1000))}}}}] * 6
+    for conditions, field in [
+        ([many_tests], "conditions"),
+        (big_lists, "conditions"),
+        ([{"count": {"event": "e", "gt": 2**63}}], "conditions[0].count.gt"),
+        ([{"has_done": {"event": "e", "where": {'a"b': 1}}}], "conditions[0].has_done.where"),
+        ([{"has_done": {"event": "e", "where": {"a\\b": 1}}}], "conditions[0].has_done.where"),
+        ([{"trait": {"key": "\u0000", "eq": 1}}], "conditions[0].trait.key"),
+    ]:
+        r = client.post("/v1/segments/query", json={"conditions": conditions}, headers=headers)
+        assert_error(r, 400, field)
+    # A long `in` list is fine: it compiles to flat terms, not 1,000 nested ORs.
+    r = client.post("/v1/segments/query", json={"conditions": big_lists[:5]}, headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["count"] == 1
+    r = client.get("/v1/events", params={"event": [f"e{i}" for i in range(101)]}, headers=headers)
+    assert_error(r, 400, "event")
+    forged = base64.urlsafe_b64encode(b'{"at": [1e30, 1], "q": "x"}').decode().rstrip("=")
+    assert_error(
+        client.get("/v1/events", params={"cursor": forged}, headers=headers), 400, "cursor"
+    )
+    funnel = {"steps": ["e", {"event": "e", "where": {f"k{i}": i for i in range(201)}}]}
+    assert_error(client.post("/v1/funnels", json=funnel, headers=headers), 400, "steps")
+    bad_breakdown = {"steps": ["e", "e"], "breakdown": 'a"b'}
+    assert_error(client.post("/v1/funnels", json=bad_breakdown, headers=headers), 400, "breakdown")
+
+
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8)
+    | st.sampled_from(["all", "any", "e", "plan", "in", "gt", "eq", "days", "where", "key"]),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(
+        st.sampled_from(
+            ["match", "conditions", "has_done", "has_not_done", "count", "first_done_within",
+             "last_done_within", "trait", "not", "event", "where", "days", "within_days",
+             "gt", "lt", "eq", "in", "exists", "key", "limit", "cursor", "as_of", "steps",
+             "breakdown", "since", "until", "include_bots", "plan"]
+        ),
+        inner,
+        max_size=4,
+    ),
+    max_leaves=20,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fuzz_client(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    """One app and server for every example (hypothesis runs them in one test call)."""
+    path = str(tmp_path_factory.mktemp("fuzz") / "t.db")
+    store = SQLiteStore(path)
+    store.migrate()
+    app = store.create_app("fuzz", ["http://localhost"], {})
+    _, key = store.create_key(app.app_id)
+    store.write([ev(app.app_id, "e", NOW, user="u", props={"plan": "pro"})])
+    store.close()
+    with TestClient(create_app(Settings(db=path)), raise_server_exceptions=False) as client:
+        yield client, {"Authorization": f"Bearer {key}"}
+
+
+@settings(max_examples=60, derandomize=True, deadline=None)
+@given(body=JSON)
+def test_no_body_gets_a_500(fuzz_client: tuple[TestClient, dict[str, str]], body: Any) -> None:
+    """Whatever JSON arrives, the answer is a result or a 400 in the one error shape."""
+    client, headers = fuzz_client
+    for path in ("/v1/segments/query", "/v1/funnels"):
+        # The standard library's encoder: it writes integers past 64 bits, and Infinity.
+        r = client.post(path, content=json.dumps(body).encode(), headers=headers)
+        assert r.status_code in (200, 400), (path, body, r.text)
+        if r.status_code == 400:
+            assert r.json()["success"] is False
+            assert all({"field", "message"} <= e.keys() for e in r.json()["errors"])

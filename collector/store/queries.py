@@ -80,6 +80,28 @@ def _eq_sql(column: str, key: str, value: Any, params: list[Any]) -> str:
     )
 
 
+def _in_sql(column: str, key: str, values: Sequence[Any], params: list[Any]) -> str:
+    """Typed membership in a few flat terms (one per JSON type), whatever the list's
+    length: an OR per value would nest past SQLite's expression depth limit."""
+    path = _path(key)
+    texts = [v for v in values if isinstance(v, str)]
+    numbers = [v for v in values if is_number(v)]
+    types = [("true" if v else "false") for v in values if isinstance(v, bool)]
+    types += ["null"] if any(v is None for v in values) else []
+    terms = []
+    for group, kinds in ((texts, "('text')"), (numbers, "('integer', 'real')")):
+        if group:
+            params.extend([path, *group, path])
+            terms.append(
+                f"(ifnull(json_extract({column}, ?) IN ({_marks(len(group))}), 0) "
+                f"AND ifnull(json_type({column}, ?), '') IN {kinds})"
+            )
+    if types:
+        params.extend([path, *types])
+        terms.append(f"ifnull(json_type({column}, ?), '') IN ({_marks(len(types))})")
+    return " OR ".join(terms) or "0"
+
+
 _ORDER = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
@@ -90,10 +112,7 @@ def test_sql(column: str, test: PropertyTest, params: list[Any]) -> str:
     if test.op == "neq":
         return f"(NOT ({_eq_sql(column, test.key, test.value, params)}))"
     if test.op in ("in", "not_in"):
-        if not test.value:
-            found = "0"
-        else:
-            found = " OR ".join(f"({_eq_sql(column, test.key, v, params)})" for v in test.value)
+        found = _in_sql(column, test.key, test.value, params)
         return f"({found})" if test.op == "in" else f"(NOT ({found}))"
     path = _path(test.key)
     if test.op == "exists":
