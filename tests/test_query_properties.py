@@ -122,7 +122,6 @@ def model(world: World) -> Model:
             tracked.append(w)
     if world.deleted is not None:
         gone = world.deleted
-        gone_anons = {a for a, u in links.items() if u == gone}
 
         def person_of(w: Write) -> str:
             return w.user or links.get(w.anon or "") or f"anon:{w.anon}"
@@ -130,7 +129,8 @@ def model(world: World) -> Model:
         kept = [
             (i, w)
             for i, w in enumerate(tracked)
-            if w.user != gone and person_of(w) != gone and w.anon not in gone_anons
+            # Another user's events on a device this user once used stay theirs.
+            if w.user != gone and person_of(w) != gone
         ]
         links = {a: u for a, u in links.items() if u != gone}
         traits.pop(gone, None)
