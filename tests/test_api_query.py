@@ -109,17 +109,21 @@ def test_identify_links_the_anonymous_past(setup: Any) -> None:
     )
     r = client.post(
         "/v1/identify",
-        json={"user": "alice", "anonymous_id": "anon-1", "traits": {"plan": "pro"}},
+        json={
+            "user": "alice",
+            "anonymous_id": "anon-1",
+            "traits": {"plan": "pro", "seats": 1},
+            "timestamp": "2026-09-02T10:00:00Z",
+        },
         headers=headers,
     )
     assert r.status_code == 202, r.text
-    # Seed 002's update shape merges traits into the same user.
-    r = client.post(
-        "/v1/events",
-        json={"user": {"_id": "alice"}, "event": {"update": {"company": "Acme"}}},
-        headers=headers,
-    )
-    assert r.status_code == 202, r.text
+    # Seed 002's update and login shapes merge traits into the same user.
+    for shape in ({"update": {"company": "Acme"}}, {"login": {"seats": 3}}):
+        r = client.post(
+            "/v1/events", json={"user": {"_id": "alice"}, "event": shape}, headers=headers
+        )
+        assert r.status_code == 202, r.text
 
     rules = {
         "conditions": [
@@ -135,14 +139,16 @@ def test_identify_links_the_anonymous_past(setup: Any) -> None:
     assert body["next"] is None
     (alice,) = body["users"]
     assert alice["id"] == "alice"
-    assert alice["traits"] == {"plan": "pro", "company": "Acme"}
+    assert alice["traits"] == {"plan": "pro", "seats": 3, "company": "Acme"}
+    # First seen is the anonymous visit; last seen moves with every call.
     assert alice["first_seen"] == "2026-09-01T09:00:00.000Z"
+    assert alice["last_seen"] > "2026-09-02T10:00:00.000Z"
 
     profile = client.get("/v1/users/alice", headers=headers).json()
     assert profile["anonymous_ids"] == ["anon-1"]
     assert profile["event_counts"] == {"advanced_export_viewed": 1, "page_viewed": 1}
     assert profile["events"] == 2
-    assert profile["traits"] == {"plan": "pro", "company": "Acme"}
+    assert profile["traits"] == {"plan": "pro", "seats": 3, "company": "Acme"}
 
     events = client.get("/v1/events", params={"user": "alice"}, headers=headers).json()["events"]
     assert [e["event"] for e in events] == ["advanced_export_viewed", "page_viewed"]

@@ -304,16 +304,14 @@ def describe_persons(
     for person in persons:
         user_id, anonymous_id = person_fields(person)
         row = users.get(person) if user_id is not None else None
-        times = [t for t in (row[1:] if row else ()) + seen.get(person, ()) if t is not None]
-        first_seen = min(times[0::2]) if times else None
-        last_seen = max(times[1::2]) if times else None
+        spans = [span for span in (row[1:] if row else None, seen.get(person)) if span]
         out.append(
             {
                 "id": user_id,
                 "anonymous_id": anonymous_id,
                 "traits": orjson.loads(row[0]) if row else {},
-                "first_seen": iso(first_seen) if first_seen is not None else None,
-                "last_seen": iso(last_seen) if last_seen is not None else None,
+                "first_seen": iso(min(s[0] for s in spans)) if spans else None,
+                "last_seen": iso(max(s[1] for s in spans)) if spans else None,
             }
         )
     return out
