@@ -162,8 +162,17 @@ def _drop_anonymous_id_index(db: sqlite_utils.Database) -> None:
     db.execute("DROP INDEX IF EXISTS events_anonymous_id")
 
 
+def _narrow_person_index(db: sqlite_utils.Database) -> None:
+    # Its readers (identity links, user deletion, one user's event list) look up a
+    # person and nothing more; segments read person_event_stats and funnels the event
+    # index. Narrower entries mean fewer pages dirtied by each random-keyed insert.
+    db.execute("DROP INDEX IF EXISTS events_person")
+    db.execute("CREATE INDEX events_person ON events(app_id, person)")
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "initial schema", _initial),
     (2, "query summaries: person_event_stats, covering event indexes", _query_summaries),
     (3, "drop events_anonymous_id (the person index covers it)", _drop_anonymous_id_index),
+    (4, "narrow events_person to (app_id, person)", _narrow_person_index),
 ]

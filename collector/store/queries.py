@@ -394,11 +394,11 @@ def user_profile(
             ).fetchone()
             is not None
         )
-        # Every user id that is a person has a users row (the writer makes one for any
-        # event naming a user), so only `anon:` persons can be known by events alone.
-        if not known and not (
-            user_id.startswith("anon:")
-            and conn.execute(
+        # The users table holds identified users (identify calls, events with traits); a
+        # user or anonymous person seen only through events is known by their events.
+        if (
+            not known
+            and not conn.execute(
                 "SELECT 1 FROM person_event_stats WHERE app_id = ? AND person = ?",
                 (app_id, user_id),
             ).fetchone()

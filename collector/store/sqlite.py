@@ -487,7 +487,10 @@ def _write(conn: sqlite3.Connection, events: Sequence[Event]) -> list[Outcome]:
                 links[link_key] = ev.user_id
                 new_links.append((ev.app_id, ev.anonymous_id, ev.user_id, ev.received_at))
 
-        if ev.user_id is not None:
+        # The users table holds identified users and their traits. Track events without
+        # traits skip it: their first/last times live in person_event_stats (queries take
+        # both), and a random-keyed upsert per event halved batch ingest.
+        if ev.user_id is not None and (ev.kind == "identify" or ev.traits):
             entry = users.get((ev.app_id, ev.user_id))
             if entry is None:
                 users[(ev.app_id, ev.user_id)] = [ev.ts, ev.ts, dict(ev.traits or {})]
@@ -553,10 +556,10 @@ def _write(conn: sqlite3.Connection, events: Sequence[Event]) -> list[Outcome]:
     if event_rows:
         add_person_stats(conn, event_rows)
     if users:
-        # json_patch merges traits (RFC 7396: a null trait removes it).
+        # json_patch merges traits (RFC 7396: a null trait removes it, on a new row too).
         conn.executemany(
             "INSERT INTO users (app_id, user_id, traits, first_seen, last_seen) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (app_id, user_id) DO UPDATE SET "
+            "VALUES (?, ?, json_patch('{}', ?), ?, ?) ON CONFLICT (app_id, user_id) DO UPDATE SET "
             "traits = json_patch(users.traits, excluded.traits), "
             "first_seen = min(users.first_seen, excluded.first_seen), "
             "last_seen = max(users.last_seen, excluded.last_seen)",
