@@ -1,0 +1,32 @@
+"""`make bench`: every benchmark in one run, so the ratios share one machine state.
+
+python -m bench [--only ingest|ua|query]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench import ingest_bench, query_bench, ua_bench
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", choices=["ingest", "ua", "query"])
+    args = parser.parse_args()
+    jobs = {
+        "ingest": ("Ingest throughput (wrk, 2 uvicorn workers)", ingest_bench.main),
+        "ua": ("User-Agent parsing and bot detection", ua_bench.main),
+        "query": ("Queries on 1,000,000 events for 100,000 users", query_bench.main),
+    }
+    for name, (title, job) in jobs.items():
+        if args.only and name != args.only:
+            continue
+        print(f"\n== {title}", flush=True)
+        sys.argv = [f"bench.{name}"]  # each bench parses its own (default) options
+        job()
+
+
+if __name__ == "__main__":
+    main()
