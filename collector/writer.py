@@ -3,7 +3,13 @@
 While a transaction is being written, new requests pile up; the next transaction takes
 them all. So one fsync covers many requests, and no request is answered before its
 events are on disk. The queue is bounded: past `queue_size` waiting events a request is
-refused with 503 + Retry-After rather than held in memory."""
+refused with 503 + Retry-After rather than held in memory.
+
+The transaction runs on the event loop itself. A writer thread would let parsing overlap
+the SQLite calls, but measured side by side (2 workers, wrk) the thread hop and the GIL
+hand-offs cost more than the overlap gained: inline was 10–80% faster on single events
+and 10–15% on batches. While another worker process holds the write lock, the loop
+keeps serving requests and tries again shortly."""
 
 from __future__ import annotations
 
@@ -11,13 +17,14 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from collector.errors import Unavailable
 from collector.models import Event, Outcome
 from collector.store.base import Store
 
 log = logging.getLogger("collector.writer")
+
+_LOCK_RETRY_S = 0.0005
 
 
 class Writer:
@@ -32,8 +39,6 @@ class Writer:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        # SQLite connections belong to one thread: every write happens on this one.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="collector-writer")
 
     @property
     def pending(self) -> int:
@@ -64,11 +69,9 @@ class Writer:
             self._wake.set()
         if self._task is not None:
             await self._task
-        self._executor.shutdown(wait=True)
 
     async def _run(self) -> None:
         assert self._wake is not None
-        loop = asyncio.get_running_loop()
         while True:
             if not self._pending:
                 if self._closing:
@@ -87,16 +90,23 @@ class Writer:
             self._pending_events -= count
             flat = [ev for events, _ in group for ev in events]
             try:
-                outcomes = await loop.run_in_executor(self._executor, self.store.write, flat)
-            except Exception as exc:  # the store failed: nothing of this group is stored
+                outcomes = await self._commit(flat)
+            except Exception:  # the store failed: nothing of this group is stored
                 log.exception("group commit of %d events failed", len(flat))
                 for _, future in group:
                     if not future.done():
                         future.set_exception(Unavailable(1, "Storage error, retry later"))
-                del exc
                 continue
             start = 0
             for events, future in group:
                 if not future.done():
                     future.set_result(outcomes[start : start + len(events)])
                 start += len(events)
+
+    async def _commit(self, events: list[Event]) -> list[Outcome]:
+        while True:
+            outcomes = self.store.try_write(events)
+            if outcomes is not None:
+                return outcomes
+            # Another worker process is mid-transaction (a few ms at most).
+            await asyncio.sleep(_LOCK_RETRY_S)

@@ -51,6 +51,9 @@ class Store(Protocol):
         """Store a group of events in one transaction, applying idempotency, rules and
         identity links; one outcome per event, in order. Nothing is stored on error."""
 
+    def try_write(self, events: Sequence[Event]) -> list[Outcome] | None:
+        """As write(), or None at once (nothing done) while another process writes."""
+
     def user_exists(self, app_id: str, user_id: str) -> bool: ...
 
     # Data management.

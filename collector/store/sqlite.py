@@ -271,23 +271,37 @@ class SQLiteStore:
         return row is not None
 
     def write(self, events: Sequence[Event]) -> list[Outcome]:
-        conn = self.conn()
-        # Worker processes take turns through a kernel lock first: a waiter wakes the
-        # moment the lock is free, where SQLite's own busy handler sleeps 1, 2, 5… ms.
-        with self._writer_lock(), self._tx():
-            return _write(conn, events)
+        result = self._write_locked(events, blocking=True)
+        assert result is not None
+        return result
 
-    @contextlib.contextmanager
-    def _writer_lock(self) -> Iterator[None]:
+    def try_write(self, events: Sequence[Event]) -> list[Outcome] | None:
+        return self._write_locked(events, blocking=False)
+
+    def _write_locked(self, events: Sequence[Event], *, blocking: bool) -> list[Outcome] | None:
+        # Worker processes take turns through a kernel lock before BEGIN IMMEDIATE:
+        # SQLite's own busy handler would sleep 1, 2, 5… ms between tries.
+        if not self._lock_writer(blocking):
+            return None
+        try:
+            with self._tx() as conn:
+                return _write(conn, events)
+        finally:
+            self._unlock_writer()
+
+    def _lock_writer(self, blocking: bool) -> bool:
         if self.path == ":memory:":  # no other process can open it
-            yield
-            return
+            return True
         if self._lock_fd is None:
             self._lock_fd = os.open(self.path + ".writer-lock", os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
-            yield
-        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _unlock_writer(self) -> None:
+        if self._lock_fd is not None:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     # Data management -------------------------------------------------------------------
