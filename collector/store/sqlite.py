@@ -449,18 +449,20 @@ def _write(conn: sqlite3.Connection, events: Sequence[Event]) -> list[Outcome]:
     for ev in events:
         by_app.setdefault(ev.app_id, []).append(ev)
 
-    known_ids: dict[tuple[str, str], str] = {}  # (app, message_id) → stored event id
+    known_ids: dict[tuple[str, str, str], str] = {}  # (app, kind, message_id) → event id
     links: dict[tuple[str, str], str] = {}  # (app, anonymous_id) → user id
     for app_id, group in by_app.items():
-        mids = list({e.message_id for e in group if e.message_id})
-        if mids:
-            for table in ("events", "identifies"):
-                sql = (
-                    f"SELECT message_id, id FROM {table} "
-                    "WHERE app_id = ? AND message_id IN ({marks})"
-                )
-                for mid, eid in _lookup(conn, sql, app_id, mids).items():
-                    known_ids[(app_id, mid)] = eid
+        # Events and identify calls are separate message-id namespaces, each checked
+        # only when the group holds some: one lookup per group on the hot path.
+        for kind, table in (("track", "events"), ("identify", "identifies")):
+            mids = list({e.message_id for e in group if e.message_id and e.kind == kind})
+            if not mids:
+                continue
+            sql = (
+                f"SELECT message_id, id FROM {table} WHERE app_id = ? AND message_id IN ({{marks}})"
+            )
+            for mid, eid in _lookup(conn, sql, app_id, mids).items():
+                known_ids[(app_id, kind, mid)] = eid
         anons = list({e.anonymous_id for e in group if e.anonymous_id})
         if anons:
             sql = (
@@ -479,11 +481,11 @@ def _write(conn: sqlite3.Connection, events: Sequence[Event]) -> list[Outcome]:
 
     for ev in events:
         if ev.message_id is not None:
-            seen = known_ids.get((ev.app_id, ev.message_id))
+            seen = known_ids.get((ev.app_id, ev.kind, ev.message_id))
             if seen is not None:
                 outcomes.append(Outcome("duplicate", seen))
                 continue
-            known_ids[(ev.app_id, ev.message_id)] = ev.id
+            known_ids[(ev.app_id, ev.kind, ev.message_id)] = ev.id
 
         if ev.kind == "track":
             reason = _apply_rules(conn, ev, links)
