@@ -453,25 +453,15 @@ def events_page(conn: sqlite3.Connection, app_id: str, query: EventsQuery) -> Ev
     # Imported here: store/sqlite.py imports this module for its query methods.
     from collector.store.sqlite import event_row_to_dict
 
-    where = ["app_id = ?"]
-    params: list[Any] = [app_id]
+    where, params = _event_filter(
+        app_id, query.events, query.since, query.until, query.include_bots
+    )
     if query.user is not None:
         where.append("person = ?")
         params.append(query.user)
     if query.anonymous_id is not None:
         where.append("anonymous_id = ?")
         params.append(query.anonymous_id)
-    if query.events:
-        where.append(f"event IN ({_marks(len(query.events))})")
-        params.extend(query.events)
-    if query.since is not None:
-        where.append("ts >= ?")
-        params.append(query.since)
-    if query.until is not None:
-        where.append("ts < ?")
-        params.append(query.until)
-    if not query.include_bots:
-        where.append("is_bot = 0")
     desc = query.order == "desc"
     if query.after is not None:
         where.append(f"(ts, rowid) {'<' if desc else '>'} (?, ?)")
@@ -510,21 +500,35 @@ class StatsQuery:
     include_bots: bool = False
 
 
-def event_stats(conn: sqlite3.Connection, app_id: str, query: StatsQuery) -> dict[str, Any]:
-    """Events and distinct people per event per UTC day."""
+def _event_filter(
+    app_id: str,
+    events: Sequence[str],
+    since: int | None,
+    until: int | None,
+    include_bots: bool,
+) -> tuple[list[str], list[Any]]:
+    """WHERE clauses and parameters shared by the event list and the daily stats."""
     where = ["app_id = ?"]
     params: list[Any] = [app_id]
-    if query.events:
-        where.append(f"event IN ({_marks(len(query.events))})")
-        params.extend(query.events)
-    if query.since is not None:
+    if events:
+        where.append(f"event IN ({_marks(len(events))})")
+        params.extend(events)
+    if since is not None:
         where.append("ts >= ?")
-        params.append(query.since)
-    if query.until is not None:
+        params.append(since)
+    if until is not None:
         where.append("ts < ?")
-        params.append(query.until)
-    if not query.include_bots:
+        params.append(until)
+    if not include_bots:
         where.append("is_bot = 0")
+    return where, params
+
+
+def event_stats(conn: sqlite3.Connection, app_id: str, query: StatsQuery) -> dict[str, Any]:
+    """Events and distinct people per event per UTC day."""
+    where, params = _event_filter(
+        app_id, query.events, query.since, query.until, query.include_bots
+    )
     days = []
     totals: dict[str, int] = {}
     for day, event, count, users in conn.execute(
