@@ -29,6 +29,7 @@ from collector.errors import (
 )
 from collector.funnels import parse_funnel_query
 from collector.models import App
+from collector.responses import JSONResponse, error_response
 from collector.segments import (
     MAX_INT,
     MAX_TIME_MS,
@@ -62,17 +63,6 @@ T = TypeVar("T")
 
 async def _run(func: Callable[..., T], *args: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(_QUERY_THREADS, func, *args)
-
-
-class JSONResponse(Response):
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
-
-
-def _error(exc: CollectorError) -> Response:
-    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
 
 def _collector(request: Request) -> Collector:
@@ -125,7 +115,7 @@ async def segments_query(request: Request) -> Response:
         store = _collector(request).store
         page = await _run(store.segment, app.app_id, query)
     except CollectorError as exc:
-        return _error(exc)
+        return error_response(exc)
     return JSONResponse(
         {
             "count": page.count,
@@ -143,7 +133,7 @@ async def funnels(request: Request) -> Response:
         store = _collector(request).store
         answer = await _run(store.funnel, app.app_id, query)
     except CollectorError as exc:
-        return _error(exc)
+        return error_response(exc)
     return JSONResponse(answer)
 
 
@@ -160,7 +150,7 @@ async def user_profile(request: Request) -> Response:
         if profile is None:
             raise NotFound("Unknown user", [field_error("id", "is not a user of this app")])
     except CollectorError as exc:
-        return _error(exc)
+        return error_response(exc)
     return JSONResponse(profile)
 
 
@@ -206,7 +196,7 @@ async def list_events(request: Request) -> Response:
         store = _collector(request).store
         page = await _run(store.events_page, app.app_id, query)
     except CollectorError as exc:
-        return _error(exc)
+        return error_response(exc)
     cursor_out = encode_cursor({"at": list(page.last), "q": fp}) if page.last else None
     return JSONResponse({"events": page.events, "next": cursor_out})
 
@@ -227,7 +217,7 @@ async def stats(request: Request) -> Response:
         store = _collector(request).store
         answer = await _run(store.event_stats, app.app_id, query)
     except CollectorError as exc:
-        return _error(exc)
+        return error_response(exc)
     return JSONResponse(answer)
 
 

@@ -9,9 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
-import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -35,6 +33,7 @@ from collector.errors import (
 from collector.models import Event, Kind, Outcome
 from collector.normalize import decode_body, parse_payload
 from collector.ratelimit import RateLimiter
+from collector.responses import JSONResponse, error_response
 from collector.settings import Settings
 from collector.store import SQLiteStore, Store
 from collector.timeutil import now_ms
@@ -45,13 +44,6 @@ log = logging.getLogger("collector")
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 INGEST_PATHS = ("/v1/event", "/v1/events", "/events", "/api/v1/events", "/v1/track")
-
-
-class JSONResponse(Response):
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
 
 
 class Collector:
@@ -134,7 +126,7 @@ async def _ingest(request: Request, forced: Kind | None) -> Response:
         )
         outcomes = await _store(c, caller.app.setting("bot_policy"), events)
     except CollectorError as exc:
-        return _error(exc, cors)
+        return error_response(exc, cors)
     try:
         if payload.is_batch:
             status, answer = pipeline.batch_answer(outcomes, errors, warnings)
@@ -146,7 +138,7 @@ async def _ingest(request: Request, forced: Kind | None) -> Response:
                 warnings.get(0),
             )
     except CollectorError as exc:
-        return _error(exc, cors)
+        return error_response(exc, cors)
     if not payload.is_batch and events[0] is not None and events[0].kind == "identify":
         answer["user_id"] = events[0].user_id
     return JSONResponse(answer, status_code=status, headers=cors)
@@ -170,10 +162,6 @@ async def _store(c: Collector, bot_policy: str, events: list[Event | None]) -> d
     return outcomes
 
 
-def _error(exc: CollectorError, cors: dict[str, str] | None = None) -> Response:
-    return JSONResponse(exc.body(), status_code=exc.status, headers={**exc.headers, **(cors or {})})
-
-
 async def preflight(request: Request) -> Response:
     """CORS preflight, answered only for origins some app (or the named app) allows."""
     c = _collector(request)
@@ -185,7 +173,7 @@ async def preflight(request: Request) -> Response:
     else:
         origins = c.cache.all_origins()
     if caller is None or not origin_allowed(origins, caller):
-        return _error(Forbidden(errors=[field_error("origin", "is not an allowed origin")]))
+        return error_response(Forbidden(errors=[field_error("origin", "is not an allowed origin")]))
     headers = _cors_headers(request.headers["origin"])
     headers.update(
         {
@@ -218,7 +206,7 @@ class _StaticAsset:
         try:
             raw, gz, etag = self._load()
         except FileNotFoundError:
-            return _error(NotFound(f"{self.path.name} is not built (run make sdk)"))
+            return error_response(NotFound(f"{self.path.name} is not built (run make sdk)"))
         headers = {
             "ETag": etag,
             "Cache-Control": f"public, max-age={self.max_age}",
@@ -253,11 +241,11 @@ async def demo_js(request: Request) -> Response:
 async def demo_page(request: Request) -> Response:
     c = _collector(request)
     if not c.settings.demo or c.demo_app_id is None:
-        return _error(NotFound("No demo page: start with `collector serve --demo`"))
+        return error_response(NotFound("No demo page: start with `collector serve --demo`"))
     try:
         html = (DEMO_DIR / "index.html").read_text()
     except FileNotFoundError:
-        return _error(NotFound("The demo page is missing"))
+        return error_response(NotFound("The demo page is missing"))
     html = html.replace("{{APP_ID}}", c.demo_app_id).replace("{{SDK_SRC}}", "/sdk.js")
     return Response(html, media_type="text/html")
 
@@ -272,13 +260,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     errors: list[FieldError] = []
     if exc.status_code == 404:
         errors = [field_error("path", f"{request.url.path} is not an endpoint")]
-        return _error(NotFound(errors=errors))
+        return error_response(NotFound(errors=errors))
     if exc.status_code == 405:
         errors = [field_error("method", f"{request.method} is not allowed here")]
-        return _error(MethodNotAllowed(errors=errors))
+        return error_response(MethodNotAllowed(errors=errors))
     err = CollectorError(str(exc.detail))
     err.status = exc.status_code
-    return _error(err)
+    return error_response(err)
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
@@ -286,7 +274,7 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     err = CollectorError("Internal error")
     err.status = 500
-    return _error(err)
+    return error_response(err)
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> Starlette:

@@ -1,0 +1,22 @@
+"""Response helpers shared by the ingestion and query handlers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from collector.errors import CollectorError
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(exc: CollectorError, cors: dict[str, str] | None = None) -> Response:
+    """The one error shape, with the error's status and headers (and CORS, if given)."""
+    return JSONResponse(exc.body(), status_code=exc.status, headers={**exc.headers, **(cors or {})})
