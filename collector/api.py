@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from collector import pipeline
@@ -221,6 +222,64 @@ async def stats(request: Request) -> Response:
     return JSONResponse(answer)
 
 
+STREAM_POLL_S = 0.25
+STREAM_HEARTBEAT_S = 15.0
+STREAM_BATCH = 500
+
+
+async def stream(request: Request) -> Response:
+    """`GET /v1/stream`: Server-Sent Events, one `event` message per stored event, as it
+    is committed by any worker process. Resumes after `Last-Event-ID` (or `?after=`),
+    else starts now. `?event=` (repeatable) and `?include_bots=` filter as for
+    `/v1/events`; a comment line every 15 s keeps proxies from closing the connection."""
+    try:
+        app = _app(request)
+        params = request.query_params
+        errors: list[FieldError] = []
+        events = _event_names(params.getlist("event"), errors)
+        include_bots = _bool_param(params.get("include_bots"), "include_bots", errors)
+        resume = request.headers.get("last-event-id") or params.get("after")
+        after: int | None = None
+        if resume is not None:
+            if resume.isdigit() and int(resume) <= MAX_INT:
+                after = int(resume)
+            else:
+                errors.append(field_error("after", "must be an event position (Last-Event-ID)"))
+        if errors:
+            raise InvalidRequest("Invalid stream request", errors)
+        store = _collector(request).store
+        if after is None:
+            after = await _run(store.last_rowid)
+    except CollectorError as exc:
+        return error_response(exc)
+
+    async def messages() -> AsyncIterator[bytes]:
+        position = after
+        quiet_since = time.monotonic()
+        yield b": telltale stream\n\n"
+        while True:
+            rows = await _run(
+                store.stream_events, app.app_id, position, events, include_bots, STREAM_BATCH
+            )
+            for rowid, event in rows:
+                position = rowid
+                yield b"id: %d\nevent: event\ndata: %s\n\n" % (rowid, orjson.dumps(event))
+            if rows:
+                quiet_since = time.monotonic()
+                if len(rows) == STREAM_BATCH:
+                    continue  # more are waiting
+            elif time.monotonic() - quiet_since >= STREAM_HEARTBEAT_S:
+                quiet_since = time.monotonic()
+                yield b": keep-alive\n\n"
+            await asyncio.sleep(STREAM_POLL_S)
+
+    return StreamingResponse(
+        messages(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
 def routes() -> list[Route]:
     """The query API's routes, mounted by app.create_app. `GET /v1/events` shares its
     path with the ingestion POST: Starlette picks the route by method."""
@@ -230,4 +289,5 @@ def routes() -> list[Route]:
         Route("/v1/users/{user_id:path}", user_profile, methods=["GET"]),
         Route("/v1/events", list_events, methods=["GET"]),
         Route("/v1/stats", stats, methods=["GET"]),
+        Route("/v1/stream", stream, methods=["GET"]),
     ]

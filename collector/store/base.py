@@ -72,3 +72,12 @@ class Store(Protocol):
     ) -> dict[str, Any] | None: ...
     def events_page(self, app_id: str, query: EventsQuery) -> EventsPage: ...
     def event_stats(self, app_id: str, query: StatsQuery) -> dict[str, Any]: ...
+
+    # Live stream.
+    def last_rowid(self) -> int:
+        """A position in the event log: streams resume after it."""
+
+    def stream_events(
+        self, app_id: str, after: int, events: Sequence[str], include_bots: bool, limit: int
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """(position, event) for events stored after `after`, oldest first."""

@@ -539,3 +539,39 @@ def event_stats(conn: sqlite3.Connection, app_id: str, query: StatsQuery) -> dic
         days.append({"day": day, "event": event, "count": count, "users": users})
         totals[event] = totals.get(event, 0) + count
     return {"days": days, "totals": dict(sorted(totals.items()))}
+
+
+# Live stream -----------------------------------------------------------------------------
+
+
+def last_rowid(conn: sqlite3.Connection) -> int:
+    """The newest event's rowid: a stream that starts now shows what comes after it."""
+    row = conn.execute("SELECT max(rowid) FROM events").fetchone()
+    return int(row[0] or 0)
+
+
+def stream_events(
+    conn: sqlite3.Connection,
+    app_id: str,
+    after: int,
+    events: Sequence[str],
+    include_bots: bool,
+    limit: int,
+) -> list[tuple[int, dict[str, Any]]]:
+    """Events stored after rowid `after`, oldest first. Write transactions are serialised
+    (one writer at a time across processes), so rowids grow in commit order: polling
+    "rowid > last seen" misses nothing any worker commits."""
+    from collector.store.sqlite import event_row_to_dict
+
+    where, params = _event_filter(app_id, events, None, None, include_bots)
+    cur = conn.execute(
+        f"SELECT rowid AS _rowid, * FROM events WHERE rowid > ? AND {' AND '.join(where)} "
+        "ORDER BY rowid LIMIT ?",
+        (after, *params, limit),
+    )
+    columns = [d[0] for d in cur.description]
+    out = []
+    for values in cur:
+        row = dict(zip(columns, values, strict=True))
+        out.append((row["_rowid"], event_row_to_dict(row)))
+    return out

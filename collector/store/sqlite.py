@@ -405,6 +405,14 @@ class SQLiteStore:
     def event_stats(self, app_id: str, query: queries.StatsQuery) -> dict[str, Any]:
         return queries.event_stats(self.conn(), app_id, query)
 
+    def last_rowid(self) -> int:
+        return queries.last_rowid(self.conn())
+
+    def stream_events(
+        self, app_id: str, after: int, events: Sequence[str], include_bots: bool, limit: int
+    ) -> list[tuple[int, dict[str, Any]]]:
+        return queries.stream_events(self.conn(), app_id, after, events, include_bots, limit)
+
 
 class _Transaction:
     """BEGIN IMMEDIATE … COMMIT: takes the write lock up front so concurrent writers

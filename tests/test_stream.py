@@ -1,0 +1,155 @@
+"""GET /v1/stream against a real server with two worker processes: events committed by
+either worker arrive, in order, filtered, resumable; bots only when asked."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from tests.server import CollectorProcess, create_app
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[CollectorProcess, dict]]:
+    db = Path(tmp_path_factory.mktemp("stream")) / "t.db"
+    app = create_app(db, "stream", "--rate-limit-app", "0", "--rate-limit-ip", "0")
+    with CollectorProcess(db, workers=2) as server:
+        yield server, app
+
+
+def read_events(lines: Iterator[str], count: int) -> list[tuple[int, dict]]:
+    """The next `count` SSE messages as (id, event); comments are skipped."""
+    out: list[tuple[int, dict]] = []
+    message: dict[str, str] = {}
+    for line in lines:
+        if line.startswith(":"):
+            continue
+        if line == "":
+            if "data" in message:
+                out.append((int(message["id"]), orjson.loads(message["data"])))
+                if len(out) == count:
+                    return out
+            message = {}
+            continue
+        name, _, value = line.partition(": ")
+        message[name] = value
+    raise AssertionError(f"stream ended after {len(out)} of {count} events")
+
+
+def post(server: CollectorProcess, key: str, *events: dict) -> None:
+    with httpx.Client(base_url=server.url) as client:
+        for event in events:  # one request each, so both workers take some
+            r = client.post("/v1/event", json=event, headers={"Authorization": f"Bearer {key}"})
+            assert r.status_code == 202, r.text
+
+
+def open_stream(
+    client: httpx.Client, key: str, **params: str
+) -> tuple[httpx.Response, Iterator[str]]:
+    response = client.send(
+        client.build_request(
+            "GET", "/v1/stream", params=params, headers={"Authorization": f"Bearer {key}"}
+        ),
+        stream=True,
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    lines = response.iter_lines()
+    assert next(lines) == ": telltale stream"  # the start position is fixed from here on
+    return response, lines
+
+
+def test_stream_delivers_every_workers_events_in_order(
+    served: tuple[CollectorProcess, dict],
+) -> None:
+    server, app = served
+    with httpx.Client(base_url=server.url, timeout=20) as client:
+        response, lines = open_stream(client, app["api_key"])
+        try:
+            post(
+                server,
+                app["api_key"],
+                *(
+                    {"event": "live_tested", "user": f"u{i}", "properties": {"i": i}}
+                    for i in range(20)
+                ),
+            )
+            got = read_events(lines, 20)
+        finally:
+            response.close()
+    assert [e["properties"]["i"] for _, e in got] == list(range(20))
+    ids = [i for i, _ in got]
+    assert ids == sorted(ids)
+    assert got[0][1]["event"] == "live_tested" and got[0][1]["user_id"] == "u0"
+
+
+def test_stream_filters_resumes_and_hides_bots(served: tuple[CollectorProcess, dict]) -> None:
+    server, app = served
+    key = app["api_key"]
+    bot_ua = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+    with httpx.Client(base_url=server.url, timeout=20) as client:
+        response, lines = open_stream(client, key, event="wanted")
+        try:
+            post(
+                server,
+                key,
+                {"event": "unwanted", "user": "a"},
+                {"event": "wanted", "user": "bot", "ua": bot_ua},
+                {"event": "wanted", "user": "b"},
+                {"event": "wanted", "user": "c"},
+            )
+            (first, second) = read_events(lines, 2)
+        finally:
+            response.close()
+        assert [first[1]["user_id"], second[1]["user_id"]] == ["b", "c"]
+        # Resume after the first: the second comes again, then what follows.
+        response, lines = open_stream(client, key, event="wanted", after=str(first[0]))
+        try:
+            (again,) = read_events(lines, 1)
+        finally:
+            response.close()
+        assert again == second
+        response, lines = open_stream(client, key, event="wanted", include_bots="true", after="0")
+        try:
+            users = [e["user_id"] for _, e in read_events(lines, 3)]
+        finally:
+            response.close()
+        assert users == ["bot", "b", "c"]
+
+
+def test_stream_needs_a_server_key(served: tuple[CollectorProcess, dict]) -> None:
+    server, _ = served
+    r = httpx.get(server.url + "/v1/stream")
+    assert r.status_code == 401
+    r = httpx.get(server.url + "/v1/stream?after=x", headers={"Authorization": "Bearer nope"})
+    assert r.status_code == 401
+
+
+def test_stream_bad_position_is_400(served: tuple[CollectorProcess, dict]) -> None:
+    server, app = served
+    r = httpx.get(
+        server.url + "/v1/stream?after=yesterday",
+        headers={"Authorization": f"Bearer {app['api_key']}"},
+    )
+    assert r.status_code == 400
+    assert r.json()["errors"][0]["field"] == "after"
+
+
+def test_a_key_streams_its_own_app_only(served: tuple[CollectorProcess, dict]) -> None:
+    server, app = served
+    other = create_app(server.db, "other", "--rate-limit-app", "0", "--rate-limit-ip", "0")
+    with httpx.Client(base_url=server.url, timeout=20) as client:
+        response, lines = open_stream(client, other["api_key"])
+        try:
+            post(server, app["api_key"], {"event": "not_yours", "user": "x"})
+            post(server, other["api_key"], {"event": "yours", "user": "y"})
+            ((_, event),) = read_events(lines, 1)
+        finally:
+            response.close()
+    assert event["event"] == "yours"
