@@ -26,6 +26,8 @@ log = logging.getLogger("collector.writer")
 
 _LOCK_RETRY_S = 0.0005
 
+Pending = tuple[Sequence[Event], "asyncio.Future[list[Outcome]]"]
+
 
 class Writer:
     def __init__(
@@ -34,7 +36,8 @@ class Writer:
         self.store = store
         self.queue_size = queue_size
         self.commit_batch = commit_batch
-        self._pending: deque[tuple[Sequence[Event], asyncio.Future[list[Outcome]]]] = deque()
+        self._pending: deque[Pending] = deque()
+        self._group: list[Pending] = []
         self._pending_events = 0
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -79,34 +82,39 @@ class Writer:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            group: list[tuple[Sequence[Event], asyncio.Future[list[Outcome]]]] = []
-            count = 0
-            while self._pending and (
-                not group or count + len(self._pending[0][0]) <= self.commit_batch
-            ):
-                events, future = self._pending.popleft()
-                group.append((events, future))
-                count += len(events)
-            self._pending_events -= count
-            flat = [ev for events, _ in group for ev in events]
+            self._group = []
             try:
-                outcomes = await self._commit(flat)
+                while (outcomes := self.store.try_write(self._take)) is None:
+                    # Another worker process is mid-transaction (a few ms at most).
+                    await asyncio.sleep(_LOCK_RETRY_S)
             except Exception:  # the store failed: nothing of this group is stored
-                log.exception("group commit of %d events failed", len(flat))
-                for _, future in group:
+                log.exception("group commit of %d requests failed", len(self._group))
+                for _, future in self._group:
                     if not future.done():
                         future.set_exception(Unavailable(1, "Storage error, retry later"))
                 continue
+            group = self._group
             start = 0
             for events, future in group:
                 if not future.done():
                     future.set_result(outcomes[start : start + len(events)])
                 start += len(events)
 
-    async def _commit(self, events: list[Event]) -> list[Outcome]:
-        while True:
-            outcomes = self.store.try_write(events)
-            if outcomes is not None:
-                return outcomes
-            # Another worker process is mid-transaction (a few ms at most).
-            await asyncio.sleep(_LOCK_RETRY_S)
+    def _take(self) -> list[Event]:
+        """The next group, taken once the write lock is held: whatever arrived while
+        another worker process was writing joins it, so contention makes groups bigger
+        (and commits fewer) instead of adding rounds."""
+        self._group = self._take_group()
+        return [ev for events, _ in self._group for ev in events]
+
+    def _take_group(self) -> list[Pending]:
+        group: list[Pending] = []
+        count = 0
+        while self._pending and (
+            not group or count + len(self._pending[0][0]) <= self.commit_batch
+        ):
+            events, future = self._pending.popleft()
+            group.append((events, future))
+            count += len(events)
+        self._pending_events -= count
+        return group

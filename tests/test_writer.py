@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -40,10 +40,11 @@ class GatedStore:
         self.entered = threading.Event()
         self.groups: list[list[str]] = []
 
-    def try_write(self, events: Sequence[Event]) -> list[Outcome] | None:
+    def try_write(self, take: Callable[[], Sequence[Event]]) -> list[Outcome] | None:
         self.entered.set()
         if not self.gate.is_set():
             return None
+        events = take()
         self.groups.append([e.id for e in events])
         return [Outcome("accepted", e.id) for e in events]
 
@@ -62,7 +63,9 @@ def test_requests_wait_for_the_commit_and_share_it() -> None:
         store.gate.set()
         results = await asyncio.gather(first, *rest)
         assert [r[0].event_id for r in results] == [f"evt_{i}" for i in range(6)]
-        assert store.groups == [["evt_0"], [f"evt_{i}" for i in range(1, 6)]]  # one commit for five
+        # The group is taken once the lock is held: what arrived while another process
+        # held it joins, so six requests share one commit.
+        assert store.groups == [[f"evt_{i}" for i in range(6)]]
         await writer.stop()
 
     asyncio.run(scenario())
@@ -71,9 +74,9 @@ def test_requests_wait_for_the_commit_and_share_it() -> None:
 def test_full_queue_answers_503_with_retry_after() -> None:
     async def scenario() -> None:
         store = GatedStore()
-        writer = Writer(store, queue_size=3)  # type: ignore[arg-type]
+        writer = Writer(store, queue_size=4)  # type: ignore[arg-type]
         await writer.start()
-        in_flight = asyncio.create_task(writer.submit([event(0)]))
+        waiting = asyncio.create_task(writer.submit([event(0)]))
         while not store.entered.is_set():
             await asyncio.sleep(0.001)
         queued = asyncio.create_task(writer.submit([event(1), event(2), event(3)]))
@@ -84,7 +87,7 @@ def test_full_queue_answers_503_with_retry_after() -> None:
         assert info.value.headers["Retry-After"] == "1"
         store.gate.set()
         assert len(await queued) == 3
-        await in_flight
+        await waiting
         await writer.stop()
 
     asyncio.run(scenario())
@@ -110,7 +113,8 @@ def test_stop_drains_everything_queued() -> None:
 
 def test_a_failed_commit_is_503_not_500() -> None:
     class Broken:
-        def try_write(self, events: Sequence[Event]) -> list[Outcome] | None:
+        def try_write(self, take: Callable[[], Sequence[Event]]) -> list[Outcome] | None:
+            take()
             raise OSError("disk full")
 
     async def scenario() -> None:

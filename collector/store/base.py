@@ -3,7 +3,7 @@ implement. Handlers and the CLI speak only this; SQL lives in the implementation
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from collector.funnels import FunnelQuery
@@ -51,8 +51,9 @@ class Store(Protocol):
         """Store a group of events in one transaction, applying idempotency, rules and
         identity links; one outcome per event, in order. Nothing is stored on error."""
 
-    def try_write(self, events: Sequence[Event]) -> list[Outcome] | None:
-        """As write(), or None at once (nothing done) while another process writes."""
+    def try_write(self, take: Callable[[], Sequence[Event]]) -> list[Outcome] | None:
+        """As write() for the events `take()` returns, called only once the write lock is
+        held; None at once, with `take` not called, while another process writes."""
 
     def user_exists(self, app_id: str, user_id: str) -> bool: ...
 

@@ -11,7 +11,7 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -271,21 +271,23 @@ class SQLiteStore:
         return row is not None
 
     def write(self, events: Sequence[Event]) -> list[Outcome]:
-        result = self._write_locked(events, blocking=True)
+        result = self._write_locked(lambda: events, blocking=True)
         assert result is not None
         return result
 
-    def try_write(self, events: Sequence[Event]) -> list[Outcome] | None:
-        return self._write_locked(events, blocking=False)
+    def try_write(self, take: Callable[[], Sequence[Event]]) -> list[Outcome] | None:
+        return self._write_locked(take, blocking=False)
 
-    def _write_locked(self, events: Sequence[Event], *, blocking: bool) -> list[Outcome] | None:
+    def _write_locked(
+        self, take: Callable[[], Sequence[Event]], *, blocking: bool
+    ) -> list[Outcome] | None:
         # Worker processes take turns through a kernel lock before BEGIN IMMEDIATE:
         # SQLite's own busy handler would sleep 1, 2, 5… ms between tries.
         if not self._lock_writer(blocking):
             return None
         try:
             with self._tx() as conn:
-                return _write(conn, events)
+                return _write(conn, take())
         finally:
             self._unlock_writer()
 
