@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -221,3 +223,42 @@ def test_malformed_bodies_get_4xx_never_500(served_app: dict) -> None:
                 assert "Traceback" not in r.text and 'File "' not in r.text, name
         assert "Traceback" not in server.output()
     assert stored_message_ids(served_app["db"]) == set()
+
+
+def test_full_write_queue_is_503_and_the_waiting_request_still_lands(tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    db = tmp_path / "q.db"
+    app = create_app(db, "queue", "--rate-limit-app", "0", "--rate-limit-ip", "0")
+    headers = {"Authorization": f"Bearer {app['api_key']}"}
+    with CollectorProcess(db, extra=("--queue-size", "1")) as server:
+        # Hold the writer lock as another worker process would: nothing can commit.
+        lock = os.open(f"{db}.writer-lock", os.O_RDWR | os.O_CREAT)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with ThreadPoolExecutor(1) as pool:
+                first = pool.submit(
+                    httpx.post,
+                    server.url + "/v1/event",
+                    json={"event": "first_waited", "user": "u"},
+                    headers=headers,
+                    timeout=30,
+                )
+                deadline = time.monotonic() + 20
+                # Poll until the first request is queued behind the lock.
+                while httpx.get(server.url + "/healthz").json()["queue"] < 1:
+                    assert time.monotonic() < deadline, "the first request never queued"
+                second = httpx.post(
+                    server.url + "/v1/event", json={"event": "second", "user": "u"}, headers=headers
+                )
+                assert second.status_code == 503
+                assert second.headers["retry-after"] == "1"
+                assert second.json()["errors"][0]["field"] == "queue"
+                assert not first.done()  # not answered before its commit
+                fcntl.flock(lock, fcntl.LOCK_UN)
+                assert first.result().status_code == 202
+        finally:
+            os.close(lock)
+    with sqlite3.connect(db) as conn:
+        assert [r[0] for r in conn.execute("SELECT event FROM events")] == ["first_waited"]
