@@ -23,11 +23,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from collector import ids
 from collector.funnels import parse_funnel_query
 from collector.models import Event
 from collector.segments import DAY_MS, parse_segment_query
 from collector.store import SQLiteStore
+from tests.factories import ev
 
 AS_OF = 1_793_491_200_000  # 2026-11-01T00:00:00Z: windows count back from here
 SPAN_DAYS = 90
@@ -65,28 +65,11 @@ class _Generator:
         traits: dict[str, Any] | None = None,
         bot: bool = False,
     ) -> None:
-        kind = "identify" if name == "identify" else "track"
         self.batch.append(
-            Event(
-                kind=kind,
-                name=name,
-                app_id=self.app_id,
-                user_id=user,
-                anonymous_id=anon,
-                message_id=None,
-                ts=ts,
-                received_at=ts,
-                timestamp=None,
-                sent_at=None,
-                properties=props or {},
-                context={"source": "server"},
-                traits=traits,
-                id=ids.event_id(ts),
-                is_bot=bot,
-                bot_reason="crawler" if bot else None,
-            )
-        )
-        if kind == "track":
+            ev(self.app_id, name, ts, user=user, anon=anon, props=props, traits=traits,
+               bot=bot, context={"source": "server"})
+        )  # fmt: skip
+        if name != "identify":
             self.events += 1
 
 

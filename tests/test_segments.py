@@ -8,46 +8,12 @@ from typing import Any
 import pytest
 
 from collector.errors import InvalidRequest
-from collector.ids import event_id
-from collector.models import Event
 from collector.segments import MAX_CONDITIONS, MAX_DEPTH, parse_segment_query
 from collector.store import SQLiteStore
 from collector.store.queries import SegmentPage
+from tests.factories import DAY, ev
 
 NOW = 1_790_000_000_000  # 2026-09-21: `as_of` of every query here
-DAY = 86_400_000
-
-
-def ev(
-    app_id: str,
-    name: str,
-    ts: int,
-    *,
-    user: str | None = None,
-    anon: str | None = None,
-    props: dict[str, Any] | None = None,
-    traits: dict[str, Any] | None = None,
-    bot: bool = False,
-) -> Event:
-    """An event (or, named "identify", an identify call) as the pipeline hands it over."""
-    return Event(
-        kind="identify" if name == "identify" else "track",
-        name=name,
-        app_id=app_id,
-        user_id=user,
-        anonymous_id=anon,
-        message_id=None,
-        ts=ts,
-        received_at=ts,
-        timestamp=None,
-        sent_at=None,
-        properties=props or {},
-        context={},
-        traits=traits,
-        id=event_id(ts),
-        is_bot=bot,
-        bot_reason="crawler" if bot else None,
-    )
 
 
 def segment(
