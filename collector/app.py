@@ -34,6 +34,7 @@ from collector.models import Event, Kind, Outcome
 from collector.normalize import decode_body, parse_payload
 from collector.ratelimit import RateLimiter
 from collector.responses import JSONResponse, error_response
+from collector.segments import set_cursor_secret
 from collector.settings import Settings
 from collector.store import SQLiteStore, Store
 from collector.timeutil import now_ms
@@ -286,6 +287,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store.migrate()
+        set_cursor_secret(store.secret())
         if settings.demo:
             demo = find_demo_app(store)
             collector.demo_app_id = demo.app_id if demo else None

@@ -8,15 +8,15 @@ time arguments defined here are shared with funnels and the other query endpoint
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import math
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
 import orjson
+from itsdangerous import BadData, URLSafeSerializer
 
 from collector.errors import FieldError, InvalidRequest, field_error
 from collector.timeutil import parse_timestamp
@@ -166,10 +166,22 @@ class SegmentQuery:
 # Cursors -------------------------------------------------------------------------------
 
 
+# Cursors are signed (itsdangerous), so a client can neither craft a position nor
+# smuggle one query's cursor into another unnoticed. The app sets the database's own
+# secret at start-up (every worker shares it); until then a random one serves (tests).
+_CURSOR_SALT = "telltale.cursor"
+_signer = URLSafeSerializer(secrets.token_hex(32), salt=_CURSOR_SALT)
+
+
+def set_cursor_secret(secret: str) -> None:
+    global _signer
+    _signer = URLSafeSerializer(secret, salt=_CURSOR_SALT)
+
+
 def encode_cursor(data: Mapping[str, Any]) -> str:
-    """An opaque page token. Not signed: it only holds a position inside the caller's
-    own results (the API key decides the app), so forging one reveals nothing."""
-    return base64.urlsafe_b64encode(orjson.dumps(data)).decode().rstrip("=")
+    """An opaque, signed page token."""
+    token: str = _signer.dumps(dict(data))
+    return token
 
 
 def decode_cursor(token: Any, fingerprint: str, errors: list[FieldError]) -> dict[str, Any]:
@@ -177,8 +189,8 @@ def decode_cursor(token: Any, fingerprint: str, errors: list[FieldError]) -> dic
         errors.append(field_error("cursor", "must be the `next` value of a previous answer"))
         return {}
     try:
-        data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (ValueError, binascii.Error):
+        data = _signer.loads(token)
+    except BadData:
         data = None
     if not isinstance(data, dict):
         errors.append(field_error("cursor", "is not a valid cursor"))

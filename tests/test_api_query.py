@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from itsdangerous import URLSafeSerializer
 from starlette.testclient import TestClient
 
 from collector.app import create_app
@@ -205,6 +206,26 @@ def test_segment_pages_over_http(setup: Any) -> None:
     # A cursor from another query is refused, in the one error shape.
     other = {"conditions": [], "cursor": body["cursor"]}
     assert_error(client.post("/v1/segments/query", json=other, headers=headers), 400, "cursor")
+
+
+def test_cursors_are_signed_by_the_database(setup: Any) -> None:
+    client, store, _, headers = setup
+    post_events(
+        client, headers, [{"event": "a", "user": f"u{i}", "timestamp": T0} for i in range(3)]
+    )
+    body: dict[str, Any] = {"conditions": [{"has_done": {"event": "a"}}], "limit": 1}
+    token = client.post("/v1/segments/query", json=body, headers=headers).json()["next"]
+    payload = URLSafeSerializer(store.secret(), salt="telltale.cursor").loads(token)
+    assert payload["after"] == "u0"
+    # The same position signed with another secret, or an edited payload: refused.
+    for forged in (
+        URLSafeSerializer("another database", salt="telltale.cursor").dumps(payload),
+        URLSafeSerializer(store.secret(), salt="telltale.cursor").dumps(payload)[:-2] + "xx",
+    ):
+        r = client.post("/v1/segments/query", json={**body, "cursor": forged}, headers=headers)
+        assert_error(r, 400, "cursor")
+    ok = client.post("/v1/segments/query", json={**body, "cursor": token}, headers=headers)
+    assert [u["id"] for u in ok.json()["users"]] == ["u1"]
 
 
 def test_malformed_queries_get_field_named_400s(setup: Any) -> None:

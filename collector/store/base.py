@@ -17,6 +17,8 @@ class Store(Protocol):
         """Apply pending schema migrations; return the schema version."""
 
     def close(self) -> None: ...
+    def secret(self) -> str:
+        """A random secret made with the database, shared by every worker process."""
 
     # Apps, keys and rules.
     def create_app(self, name: str, origins: Sequence[str], settings: dict[str, Any]) -> App: ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 
 import sqlite_utils
@@ -170,9 +171,16 @@ def _narrow_person_index(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX events_person ON events(app_id, person)")
 
 
+def _meta(db: sqlite_utils.Database) -> None:
+    # Per-database settings; `secret` signs query cursors, the same for every worker.
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute("INSERT INTO meta VALUES ('secret', ?)", [secrets.token_hex(32)])
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "initial schema", _initial),
     (2, "query summaries: person_event_stats, covering event indexes", _query_summaries),
     (3, "drop events_anonymous_id (the person index covers it)", _drop_anonymous_id_index),
     (4, "narrow events_person to (app_id, person)", _narrow_person_index),
+    (5, "meta table with the cursor-signing secret", _meta),
 ]

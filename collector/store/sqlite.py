@@ -109,6 +109,11 @@ class SQLiteStore:
                 done.add(version)
         return max(done, default=0)
 
+    def secret(self) -> str:
+        """This database's secret (signs query cursors; shared by every worker)."""
+        row = self.conn().execute("SELECT value FROM meta WHERE key = 'secret'").fetchone()
+        return str(row[0])
+
     # Apps, keys, rules --------------------------------------------------------------
 
     def create_app(self, name: str, origins: Sequence[str], settings: dict[str, Any]) -> App:
