@@ -66,13 +66,40 @@ end
 
 
 def _wrk(
-    url: str, script: str, headers: dict[str, str], duration: int, connections: int
+    url: str,
+    script: str,
+    headers: dict[str, str],
+    duration: int,
+    connections: int,
+    server_pgid: int,
 ) -> dict[str, float]:
     """One warm-up run (discarded), then the measured run: every target gets the same
     warm-up, so caches, SQLite's page cache and the interpreter's specialisation are
-    warm in each (measured: a cold collector starts ~30% slower for its first seconds)."""
+    warm in each (measured: a cold collector starts ~30% slower for its first seconds).
+    Also the server's CPU time per request (all its processes), which varies less than
+    req/s on a shared machine."""
     _wrk_once(url, script, headers, WARMUP_S, connections)
-    return _wrk_once(url, script, headers, duration, connections)
+    cpu_before = _group_cpu_s(server_pgid)
+    result = _wrk_once(url, script, headers, duration, connections)
+    cpu = _group_cpu_s(server_pgid) - cpu_before
+    result["cpu_us_per_req"] = cpu / max(1.0, result["rps"] * duration) * 1e6
+    return result
+
+
+def _group_cpu_s(pgid: int) -> float:
+    """User + system CPU seconds of the live processes in a process group (Linux /proc)."""
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # pgrp; utime and stime follow at 11 and 12
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _wrk_once(
@@ -134,6 +161,7 @@ def _bare(duration: int, connections: int) -> dict[str, float]:
             {"Content-Type": "text/plain", "Origin": ORIGIN, "User-Agent": UA},
             duration,
             connections,
+            proc.pid,
         )
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -173,13 +201,15 @@ def run(
                 "User-Agent": UA,
                 "Accept-Language": "en",
             }
-            results["single"] = _wrk(server.url, single, headers, duration, connections)
+            assert server.proc is not None
+            pgid = server.proc.pid
+            results["single"] = _wrk(server.url, single, headers, duration, connections, pgid)
             batch = _LUA_BATCH % {"size": batch_size}
             headers = {
                 "Content-Type": "application/json",
                 "Authorization": f"Bearer {app['api_key']}",
             }
-            results["batch"] = _wrk(server.url, batch, headers, duration, connections)
+            results["batch"] = _wrk(server.url, batch, headers, duration, connections, pgid)
         with sqlite3.connect(db) as conn:
             stored = conn.execute("SELECT count(*) FROM events").fetchone()[0]
     results["single"]["events_per_s"] = results["single"]["rps"]
@@ -194,7 +224,7 @@ def run(
 def report(results: dict[str, dict[str, float]]) -> str:
     lines = [
         f"{'endpoint (2 workers)':<34}{'req/s':>10}{'events/s':>12}{'p50 ms':>9}"
-        f"{'p99 ms':>9}{'vs bare':>9}{'non-2xx':>9}",
+        f"{'p99 ms':>9}{'vs bare':>9}{'non-2xx':>9}{'server CPU µs/req':>19}",
     ]
     names = {
         "bare": "bare Starlette, parse JSON only",
@@ -205,7 +235,7 @@ def report(results: dict[str, dict[str, float]]) -> str:
         r = results[key]
         lines.append(
             f"{label:<34}{r['rps']:>10.0f}{r['events_per_s']:>12.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
-            f"{r.get('ratio_to_bare', 1.0):>8.0%} {r['non2xx']:>8.0f}"
+            f"{r.get('ratio_to_bare', 1.0):>8.0%} {r['non2xx']:>8.0f}{r['cpu_us_per_req']:>19.1f}"
         )
     lines.append(f"events stored by the collector runs: {results['stored']['events']:.0f}")
     return "\n".join(lines)
