@@ -89,8 +89,6 @@ def enrich_context(
         browser_path=source == "browser",
         headers=headers,
     )
-    if reason is None and parsed.is_bot:
-        reason = "crawler"
     if source == "server" and user_agent is None and not webdriver:
         # A backend event with no visitor UA says nothing about bots.
         reason = None

@@ -13,7 +13,7 @@ from typing import Any
 
 from collector import ids
 from collector.auth import key_from_authorization, origin_allowed, request_origin
-from collector.enrich import apply_ip_mode, enrich_context
+from collector.enrich import enrich_context
 from collector.errors import (
     FieldError,
     Forbidden,
@@ -285,7 +285,6 @@ def single_answer(
 __all__ = [
     "AppCache",
     "Caller",
-    "apply_ip_mode",
     "batch_answer",
     "browser_caller",
     "build_events",

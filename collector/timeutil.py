@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 MAX_FUTURE_MS = 23 * 3600 * 1000
 _MIN_MS = 0  # 1970-01-01
 _MAX_MS = 253402300799999  # 9999-12-31
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def now_ms() -> int:
@@ -47,10 +46,6 @@ def iso(ms: int) -> str:
     """`2026-11-22T10:00:00.000Z` for epoch ms."""
     dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-
-
-def is_iso_date(value: str) -> bool:
-    return bool(_DATE_ONLY.match(value))
 
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)?\s*$")
