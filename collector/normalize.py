@@ -383,7 +383,9 @@ def _seed_event(
 
 
 def _check_values(value: Any, path: str, depth: int, errors: list[FieldError]) -> None:
-    """Property values: scalars, ISO dates (strings), and lists/objects of them, shallowly."""
+    """Property values: scalars, ISO dates (strings), and lists/objects of them, shallowly.
+    Scalars are checked in the parent's loop, and a child's path is only spelled out for
+    an error: this runs for every value of every event."""
     if isinstance(value, dict):
         if depth > MAX_DEPTH:
             errors.append(field_error(path, f"nests deeper than {MAX_DEPTH} levels"))
@@ -391,14 +393,15 @@ def _check_values(value: Any, path: str, depth: int, errors: list[FieldError]) -
         for key, item in value.items():
             if not key or len(key) > MAX_NAME or "\x00" in key:
                 errors.append(field_error(path, f"has an invalid key {key[:40]!r}"))
-                continue
-            _check_values(item, f"{path}.{key}", depth + 1, errors)
+            elif not _scalar_ok(item):
+                _check_values(item, f"{path}.{key}", depth + 1, errors)
     elif isinstance(value, list):
         if depth > MAX_DEPTH:
             errors.append(field_error(path, f"nests deeper than {MAX_DEPTH} levels"))
             return
         for i, item in enumerate(value):
-            _check_values(item, f"{path}[{i}]", depth + 1, errors)
+            if not _scalar_ok(item):
+                _check_values(item, f"{path}[{i}]", depth + 1, errors)
     elif isinstance(value, str):
         if "\x00" in value:
             errors.append(field_error(path, "must not contain NUL characters"))
@@ -409,3 +412,15 @@ def _check_values(value: Any, path: str, depth: int, errors: list[FieldError]) -
         return
     else:  # pragma: no cover - orjson yields no other types
         errors.append(field_error(path, "has an unsupported type"))
+
+
+def _scalar_ok(value: Any) -> bool:
+    """True for a valid scalar; False for containers and bad scalars (checked in full)."""
+    kind = type(value)
+    if kind is str:
+        return "\x00" not in value
+    if kind is int or kind is bool or value is None:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    return False
