@@ -3,7 +3,7 @@ enrichment + durable group commit), 50-event batches on the server path, and a b
 Starlette endpoint that only parses the same JSON — all on 2 uvicorn workers, in one run,
 so the ratios are comparable on a noisy machine.
 
-    python -m bench.ingest_bench [--duration 10] [--connections 64]
+    python -m bench.ingest_bench [--duration 5] [--connections 64] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import re
 import shutil
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -131,41 +133,41 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def _bare(duration: int, connections: int) -> dict[str, float]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench.bare_app:app",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait(url + "/v1/event", post=True)
-        script = _LUA_SINGLE % {"app_id": "app_bare"}
-        return _wrk(
-            url,
-            script,
-            {"Content-Type": "text/plain", "Origin": ORIGIN, "User-Agent": UA},
-            duration,
-            connections,
-            proc.pid,
+class _BareServer:
+    """The baseline: bench/bare_app.py on 2 uvicorn workers."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> _BareServer:
+        port = free_port()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench.bare_app:app",
+                "--port",
+                str(port),
+                "--workers",
+                "2",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            start_new_session=True,
         )
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait()
+        self.url = f"http://127.0.0.1:{port}"
+        _wait(self.url + "/v1/event", post=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait()
 
 
 def _wait(url: str, post: bool = False) -> None:
@@ -177,54 +179,79 @@ def _wait(url: str, post: bool = False) -> None:
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.05)
+        time.sleep(0.05)  # polling for readiness
     raise RuntimeError(f"{url} did not come up")
 
 
 def run(
-    duration: int = 10, connections: int = 64, batch_size: int = 50
-) -> dict[str, dict[str, float]]:
+    duration: int = 5, connections: int = 64, batch_size: int = 50, rounds: int = 3
+) -> dict[str, Any]:
+    """`rounds` rounds of bare → single → batch against servers that stay up, so each
+    ratio pairs runs seconds apart; the machine's speed drifts more than that between
+    minutes (measured: the same build gave 8k and 14k req/s ten minutes apart)."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk (make bench does it)")
-    results: dict[str, dict[str, float]] = {}
-    results["bare"] = _bare(duration, connections)
+    per_round: list[dict[str, dict[str, float]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "bench.db"
         app = create_app(
             db, "bench", "--origin", ORIGIN, "--rate-limit-app", "0", "--rate-limit-ip", "0"
         )
-        with CollectorProcess(db, workers=2) as server:
-            single = _LUA_SINGLE % {"app_id": app["app_id"]}
-            headers = {
-                "Content-Type": "text/plain",
-                "Origin": ORIGIN,
-                "User-Agent": UA,
-                "Accept-Language": "en",
+        browser = {
+            "Content-Type": "text/plain",
+            "Origin": ORIGIN,
+            "User-Agent": UA,
+            "Accept-Language": "en",
+        }
+        server_key = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {app['api_key']}",
+        }
+        with _BareServer() as bare, CollectorProcess(db, workers=2) as server:
+            assert bare.proc is not None and server.proc is not None
+            targets = {
+                "bare": (bare.url, _LUA_SINGLE % {"app_id": "app_bare"}, browser, bare.proc.pid),
+                "single": (
+                    server.url,
+                    _LUA_SINGLE % {"app_id": app["app_id"]},
+                    browser,
+                    server.proc.pid,
+                ),
+                "batch": (
+                    server.url,
+                    _LUA_BATCH % {"size": batch_size},
+                    server_key,
+                    server.proc.pid,
+                ),
             }
-            assert server.proc is not None
-            pgid = server.proc.pid
-            results["single"] = _wrk(server.url, single, headers, duration, connections, pgid)
-            batch = _LUA_BATCH % {"size": batch_size}
-            headers = {
-                "Content-Type": "application/json",
-                "Authorization": f"Bearer {app['api_key']}",
-            }
-            results["batch"] = _wrk(server.url, batch, headers, duration, connections, pgid)
+            for url, script, headers, _ in targets.values():
+                _wrk_once(url, script, headers, WARMUP_S, connections)
+            for _ in range(rounds):
+                results = {
+                    name: _wrk(url, script, headers, duration, connections, pgid)
+                    for name, (url, script, headers, pgid) in targets.items()
+                }
+                results["batch"]["events_per_s"] = results["batch"]["rps"] * batch_size
+                for name in ("bare", "single"):
+                    results[name]["events_per_s"] = results[name]["rps"]
+                for name in ("single", "batch"):
+                    results[name]["ratio_to_bare"] = results[name]["rps"] / results["bare"]["rps"]
+                per_round.append(results)
         with sqlite3.connect(db) as conn:
             stored = conn.execute("SELECT count(*) FROM events").fetchone()[0]
-    results["single"]["events_per_s"] = results["single"]["rps"]
-    results["batch"]["events_per_s"] = results["batch"]["rps"] * batch_size
-    results["bare"]["events_per_s"] = results["bare"]["rps"]
-    results["single"]["ratio_to_bare"] = results["single"]["rps"] / results["bare"]["rps"]
-    results["batch"]["ratio_to_bare"] = results["batch"]["rps"] / results["bare"]["rps"]
-    results["stored"] = {"events": float(stored)}
-    return results
+    median = {
+        name: {
+            key: statistics.median(r[name][key] for r in per_round) for key in per_round[0][name]
+        }
+        for name in ("bare", "single", "batch")
+    }
+    return {"median": median, "rounds": per_round, "stored": stored}
 
 
-def report(results: dict[str, dict[str, float]]) -> str:
+def report(results: dict[str, Any]) -> str:
     lines = [
-        f"{'endpoint (2 workers)':<34}{'req/s':>10}{'events/s':>12}{'p50 ms':>9}"
-        f"{'p99 ms':>9}{'vs bare':>9}{'non-2xx':>9}{'server CPU µs/req':>19}",
+        f"{'endpoint (2 workers), median of rounds':<40}{'req/s':>9}{'events/s':>11}{'p50 ms':>8}"
+        f"{'p99 ms':>8}{'vs bare':>9}{'non-2xx':>9}{'server CPU µs/req':>19}",
     ]
     names = {
         "bare": "bare Starlette, parse JSON only",
@@ -232,21 +259,29 @@ def report(results: dict[str, dict[str, float]]) -> str:
         "batch": "/v1/events 50-event batches",
     }
     for key, label in names.items():
-        r = results[key]
+        r = results["median"][key]
         lines.append(
-            f"{label:<34}{r['rps']:>10.0f}{r['events_per_s']:>12.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
-            f"{r.get('ratio_to_bare', 1.0):>8.0%} {r['non2xx']:>8.0f}{r['cpu_us_per_req']:>19.1f}"
+            f"{label:<40}{r['rps']:>9.0f}{r['events_per_s']:>11.0f}{r['p50_ms']:>8.2f}"
+            f"{r['p99_ms']:>8.2f}{r.get('ratio_to_bare', 1.0):>8.0%} {r['non2xx']:>8.0f}"
+            f"{r['cpu_us_per_req']:>19.1f}"
         )
-    lines.append(f"events stored by the collector runs: {results['stored']['events']:.0f}")
+    lines.append("rounds (req/s bare / single / batch events/s; single vs bare):")
+    for i, r in enumerate(results["rounds"], 1):
+        lines.append(
+            f"  {i}: {r['bare']['rps']:>7.0f} / {r['single']['rps']:>7.0f} / "
+            f"{r['batch']['events_per_s']:>7.0f}; {r['single']['ratio_to_bare']:.0%}"
+        )
+    lines.append(f"events stored by the collector runs: {results['stored']}")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per measured run")
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    print(report(run(args.duration, args.connections)))
+    print(report(run(args.duration, args.connections, rounds=args.rounds)))
 
 
 if __name__ == "__main__":
