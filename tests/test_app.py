@@ -3,6 +3,11 @@ file, with lifespan running."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import orjson
 import pytest
 from starlette.testclient import TestClient
@@ -509,3 +514,23 @@ def test_rate_limit_per_ip_is_429_with_retry_after(
         ).status_code
         == 202
     )
+
+
+def test_served_workers_keep_the_garbage_collector_off_the_hot_path(tmp_path: Path) -> None:
+    # In a fresh interpreter: the thresholds are process-wide, so not in the test process.
+    script = (
+        "import gc, os\n"
+        "from starlette.testclient import TestClient\n"
+        "from collector.app import app_from_env\n"
+        "before = gc.get_threshold()\n"
+        "with TestClient(app_from_env()):\n"
+        "    print(before, gc.get_threshold(), gc.get_freeze_count() > 0)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "COLLECTOR_DB": str(tmp_path / "gc.db")},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert out == "(700, 10, 10) (20000, 20, 20) True"
