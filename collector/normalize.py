@@ -384,8 +384,8 @@ def _seed_event(
 
 def _check_values(value: Any, path: str, depth: int, errors: list[FieldError]) -> None:
     """Property values: scalars, ISO dates (strings), and lists/objects of them, shallowly.
-    Scalars are checked in the parent's loop, and a child's path is only spelled out for
-    an error: this runs for every value of every event."""
+    This runs for every value of every event, so a child's path is only spelled out for
+    an error."""
     if isinstance(value, dict):
         if depth > MAX_DEPTH:
             errors.append(field_error(path, f"nests deeper than {MAX_DEPTH} levels"))
@@ -393,34 +393,30 @@ def _check_values(value: Any, path: str, depth: int, errors: list[FieldError]) -
         for key, item in value.items():
             if not key or len(key) > MAX_NAME or "\x00" in key:
                 errors.append(field_error(path, f"has an invalid key {key[:40]!r}"))
-            elif not _scalar_ok(item):
+            elif isinstance(item, dict | list):
                 _check_values(item, f"{path}.{key}", depth + 1, errors)
+            elif (problem := _scalar_problem(item)) is not None:
+                errors.append(field_error(f"{path}.{key}", problem))
     elif isinstance(value, list):
         if depth > MAX_DEPTH:
             errors.append(field_error(path, f"nests deeper than {MAX_DEPTH} levels"))
             return
         for i, item in enumerate(value):
-            if not _scalar_ok(item):
+            if isinstance(item, dict | list):
                 _check_values(item, f"{path}[{i}]", depth + 1, errors)
-    elif isinstance(value, str):
-        if "\x00" in value:
-            errors.append(field_error(path, "must not contain NUL characters"))
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            errors.append(field_error(path, "must be a finite number"))
-    elif value is None or isinstance(value, bool | int):
-        return
-    else:  # pragma: no cover - orjson yields no other types
-        errors.append(field_error(path, "has an unsupported type"))
+            elif (problem := _scalar_problem(item)) is not None:
+                errors.append(field_error(f"{path}[{i}]", problem))
+    elif (problem := _scalar_problem(value)) is not None:
+        errors.append(field_error(path, problem))
 
 
-def _scalar_ok(value: Any) -> bool:
-    """True for a valid scalar; False for containers and bad scalars (checked in full)."""
+def _scalar_problem(value: Any) -> str | None:
+    """What is wrong with a scalar property value, or None if nothing is."""
     kind = type(value)
     if kind is str:
-        return "\x00" not in value
+        return "must not contain NUL characters" if "\x00" in value else None
     if kind is int or kind is bool or value is None:
-        return True
+        return None
     if kind is float:
-        return math.isfinite(value)
-    return False
+        return None if math.isfinite(value) else "must be a finite number"
+    return "has an unsupported type"  # orjson yields no other types
