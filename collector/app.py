@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import orjson
 from starlette.applications import Starlette
+from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -50,7 +50,8 @@ log = logging.getLogger("collector")
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 INGEST_PATHS = ("/v1/event", "/v1/events", "/events", "/api/v1/events", "/v1/track")
-_INGEST = frozenset((*INGEST_PATHS, "/v1/identify"))
+_INGEST_ROUTES = (*INGEST_PATHS, "/v1/identify")
+_INGEST = frozenset(_INGEST_ROUTES)
 
 
 class Collector:
@@ -105,8 +106,8 @@ class IngestEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         forced: Kind | None = "identify" if scope["path"] == "/v1/identify" else None
-        body = await _read_body(receive)
-        status, answer, headers = await _ingest(self.collector, scope, body, forced)
+        body, size = await _read_body(receive)
+        status, answer, headers = await _ingest(self.collector, scope, body, size, forced)
         content = orjson.dumps(answer)
         raw = [
             (b"content-type", b"application/json"),
@@ -135,9 +136,9 @@ class IngestShortcut:
             await self.app(scope, receive, send)
 
 
-async def _read_body(receive: Receive) -> bytes:
-    """The whole request body; past the size cap the rest is read but not kept, and the
-    body is cut to one byte over the cap so that decode_body answers 413."""
+async def _read_body(receive: Receive) -> tuple[bytes, int]:
+    """The request body and its size; past the size cap the rest is read and counted but
+    not kept (decode_body answers 413 with the size)."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -148,19 +149,18 @@ async def _read_body(receive: Receive) -> bytes:
         size += len(chunk)
         if not message.get("more_body", False):
             break
-    body = b"".join(chunks)
-    return body[: MAX_REQUEST_BYTES + 1] if size > MAX_REQUEST_BYTES else body
+    return b"".join(chunks), size
 
 
 async def _ingest(
-    c: Collector, scope: Scope, body: bytes, forced: Kind | None
+    c: Collector, scope: Scope, body: bytes, size: int, forced: Kind | None
 ) -> tuple[int, dict[str, Any], dict[str, str]]:
     """(status, answer, headers) for one ingestion request."""
     headers = raw_headers(scope)
     cors: dict[str, str] = {}
     try:
         caller = pipeline.server_caller(c.cache, headers.get("authorization"))
-        data = decode_body(body, headers.get("content-type"))
+        data = decode_body(body, headers.get("content-type"), size)
         payload = parse_payload(
             data,
             source="server" if caller else "browser",
@@ -170,7 +170,7 @@ async def _ingest(
         client = scope.get("client")
         ip = client_ip(client[0] if client else None, headers.get("x-forwarded-for"), c.trusted)
         if caller is None:
-            app_id = payload.app_id or _query_param(scope, "app_id")
+            app_id = payload.app_id or QueryParams(scope["query_string"]).get("app_id")
             caller = pipeline.browser_caller(
                 c.cache, app_id, headers.get("origin"), headers.get("referer")
             )
@@ -200,11 +200,6 @@ async def _ingest(
     if not payload.is_batch and events[0] is not None and events[0].kind == "identify":
         answer["user_id"] = events[0].user_id
     return status, answer, cors
-
-
-def _query_param(scope: Scope, name: str) -> str | None:
-    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
-    return values[0] if values else None
 
 
 async def _store(c: Collector, bot_policy: str, events: list[Event | None]) -> dict[int, Outcome]:
@@ -380,8 +375,8 @@ def create_app(
             store.close()
 
     endpoint = IngestEndpoint(collector)
-    routes = [Route(path, endpoint, methods=["POST"]) for path in _INGEST]
-    routes += [Route(path, preflight, methods=["OPTIONS"]) for path in sorted(_INGEST)]
+    routes = [Route(path, endpoint, methods=["POST"]) for path in _INGEST_ROUTES]
+    routes += [Route(path, preflight, methods=["OPTIONS"]) for path in _INGEST_ROUTES]
     routes += [
         Route("/sdk.js", sdk_js, methods=["GET", "HEAD"]),
         Route("/telltale.mjs", sdk_module, methods=["GET", "HEAD"]),

@@ -93,17 +93,19 @@ class Payload:
     warnings: list[FieldError] = field(default_factory=list)
 
 
-def decode_body(body: bytes, content_type: str | None) -> Any:
-    """JSON from the raw body: 415 for a wrong type, 413 past the size cap, 400 if unparsable."""
+def decode_body(body: bytes, content_type: str | None, size: int | None = None) -> Any:
+    """JSON from the raw body: 415 for a wrong type, 413 past the size cap, 400 if unparsable.
+    `size` is the body's length as received, when `body` holds only its start."""
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media not in {"application/json", "text/plain", ""} and not media.endswith("+json"):
         raise UnsupportedMediaType(
             errors=[field_error("content-type", f"{media!r} is not application/json or text/plain")]
         )
-    if len(body) > MAX_REQUEST_BYTES:
+    size = len(body) if size is None else size
+    if size > MAX_REQUEST_BYTES:
         raise PayloadTooLarge(
             "Request body exceeds 512 KB",
-            [field_error("body", f"is {len(body)} bytes; the limit is {MAX_REQUEST_BYTES}")],
+            [field_error("body", f"is {size} bytes; the limit is {MAX_REQUEST_BYTES}")],
         )
     if not body.strip():
         raise InvalidRequest("Request body is empty", [field_error("body", "is required")])

@@ -318,9 +318,13 @@ def test_malformed_bodies(
 
 def test_too_large(client: TestClient, store: SQLiteStore, app: App, key: str) -> None:
     big = {"event": "a", "user": "u", "properties": {"s": "x" * (600 * 1024)}}
-    r = client.post("/v1/event", json=big, headers=auth(key))
+    body = orjson.dumps(big)
+    r = client.post(
+        "/v1/event", content=body, headers={**auth(key), "Content-Type": "application/json"}
+    )
     assert r.status_code == 413
     assert_error_shape(r.json(), "body")
+    assert f"is {len(body)} bytes" in r.json()["errors"][0]["message"]  # the size received
     one_big = {"event": "a", "user": "u", "properties": {"s": "x" * (40 * 1024)}}
     r = client.post("/v1/event", json=one_big, headers=auth(key))
     assert r.status_code == 413
