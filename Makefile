@@ -35,7 +35,7 @@ serve: install sdk
 test: install sdk
 	$(VENV)/bin/pytest
 
-test-fast: $(VENV)/.installed
+test-fast: $(VENV)/.installed sdk
 	$(VENV)/bin/pytest -m "not e2e and not slow"
 
 lint: $(VENV)/.installed
