@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,24 @@ UA = (
 ORIGIN = "https://shop.example.com"
 WARMUP_S = 3
 
-# Each request carries a unique message_id (as the SDK's do), so every one is stored.
-_LUA_SINGLE = """
+# Each request carries a unique message_id (as the SDK's do), so every one is stored:
+# wrk's Lua is seeded the same in every thread and run, so the id is made of a token
+# passed per run (after `--`) and the thread's number, not of math.random.
+_LUA_UNIQUE = """
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+function init(args)
+  prefix = args[1] .. "-" .. tid
+end
+"""
+
+_LUA_SINGLE = (
+    _LUA_UNIQUE
+    + """
 local counter = 0
-local prefix = tostring(math.random(1, 1e9))
 request = function()
   counter = counter + 1
   local body = string.format(
@@ -48,10 +63,12 @@ request = function()
   return wrk.format("POST", "/v1/event", nil, body)
 end
 """
+)
 
-_LUA_BATCH = """
+_LUA_BATCH = (
+    _LUA_UNIQUE
+    + """
 local counter = 0
-local prefix = tostring(math.random(1, 1e9))
 request = function()
   counter = counter + 1
   local parts = {}
@@ -65,6 +82,7 @@ request = function()
   return wrk.format("POST", "/v1/events", nil, body)
 end
 """
+)
 
 
 def _wrk(
@@ -80,12 +98,18 @@ def _wrk(
     warm in each (measured: a cold collector starts ~30% slower for its first seconds).
     Also the server's CPU time per request (all its processes), which varies less than
     req/s on a shared machine."""
-    _wrk_once(url, script, headers, WARMUP_S, connections)
+    warm = _wrk_once(url, script, headers, WARMUP_S, connections)
     cpu_before = _group_cpu_s(server_pgid)
     result = _wrk_once(url, script, headers, duration, connections)
     cpu = _group_cpu_s(server_pgid) - cpu_before
     result["cpu_us_per_req"] = cpu / max(1.0, result["rps"] * duration) * 1e6
+    result["acked"] = _acked(warm) + _acked(result)
     return result
+
+
+def _acked(result: dict[str, float]) -> float:
+    """Requests answered 2xx: for the collector, each one's events are committed."""
+    return result["requests"] - result["non2xx"]
 
 
 def _group_cpu_s(pgid: int) -> float:
@@ -113,9 +137,13 @@ def _wrk_once(
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", path]
     for k, v in headers.items():
         cmd += ["-H", f"{k}: {v}"]
-    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    run_token = uuid.uuid4().hex[:12]
+    out = subprocess.run(
+        [*cmd, url, "--", run_token], capture_output=True, text=True, check=True
+    ).stdout
     os.unlink(path)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors:.*", out)
@@ -124,6 +152,7 @@ def _wrk_once(
         "p50_ms": _ms(lat.get("50", "0ms")),
         "p99_ms": _ms(lat.get("99", "0ms")),
         "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
+        "requests": float(requests),
         "socket_errors": 1.0 if errors else 0.0,
     }
 
@@ -224,8 +253,9 @@ def run(
                     server.proc.pid,
                 ),
             }
-            for url, script, headers, _ in targets.values():
-                _wrk_once(url, script, headers, WARMUP_S, connections)
+            acked = {name: 0.0 for name in targets}
+            for name, (url, script, headers, _) in targets.items():
+                acked[name] += _acked(_wrk_once(url, script, headers, WARMUP_S, connections))
             for _ in range(rounds):
                 results = {
                     name: _wrk(url, script, headers, duration, connections, pgid)
@@ -236,16 +266,21 @@ def run(
                     results[name]["events_per_s"] = results[name]["rps"]
                 for name in ("single", "batch"):
                     results[name]["ratio_to_bare"] = results[name]["rps"] / results["bare"]["rps"]
+                for name, result in results.items():
+                    acked[name] += result["acked"]
                 per_round.append(results)
         with sqlite3.connect(db) as conn:
             stored = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    # Every event is new, so what was acknowledged must all be stored (a few more may be:
+    # wrk stops without reading the answers to requests still in flight).
+    acknowledged = int(acked["single"] + acked["batch"] * batch_size)
     median = {
         name: {
             key: statistics.median(r[name][key] for r in per_round) for key in per_round[0][name]
         }
         for name in ("bare", "single", "batch")
     }
-    return {"median": median, "rounds": per_round, "stored": stored}
+    return {"median": median, "rounds": per_round, "stored": stored, "acknowledged": acknowledged}
 
 
 def report(results: dict[str, Any]) -> str:
@@ -271,7 +306,11 @@ def report(results: dict[str, Any]) -> str:
             f"  {i}: {r['bare']['rps']:>7.0f} / {r['single']['rps']:>7.0f} / "
             f"{r['batch']['events_per_s']:>7.0f}; {r['single']['ratio_to_bare']:.0%}"
         )
-    lines.append(f"events stored by the collector runs: {results['stored']}")
+    lines.append(
+        f"collector events acknowledged (2xx): {results['acknowledged']}, "
+        f"stored: {results['stored']}"
+        + ("" if results["stored"] >= results["acknowledged"] else "  <- EVENTS LOST")
+    )
     return "\n".join(lines)
 
 
