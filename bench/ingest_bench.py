@@ -95,9 +95,7 @@ def _wrk(
 ) -> dict[str, float]:
     """One warm-up run (discarded), then the measured run: every target gets the same
     warm-up, so caches, SQLite's page cache and the interpreter's specialisation are
-    warm in each (measured: a cold collector starts ~30% slower for its first seconds).
-    Also the server's CPU time per request (all its processes), which varies less than
-    req/s on a shared machine."""
+    warm in each. Also the server's CPU time per request (all its processes)."""
     warm = _wrk_once(url, script, headers, WARMUP_S, connections)
     cpu_before = _group_cpu_s(server_pgid)
     result = _wrk_once(url, script, headers, duration, connections)
@@ -309,7 +307,11 @@ def report(results: dict[str, Any]) -> str:
     lines.append(
         f"collector events acknowledged (2xx): {results['acknowledged']}, "
         f"stored: {results['stored']}"
-        + ("" if results["stored"] >= results["acknowledged"] else "  <- EVENTS LOST")
+        + (
+            ""
+            if results["stored"] >= results["acknowledged"]
+            else "  <- fewer stored than acknowledged: events lost, or message ids repeated"
+        )
     )
     return "\n".join(lines)
 
