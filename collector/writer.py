@@ -10,7 +10,9 @@ events a request is refused with 503 + Retry-After rather than held in memory.
 The transaction runs on the event loop itself, as a plain callback rather than a writer
 task (measured: a task and an asyncio.Event per group cost ~25 µs a request more). A
 writer thread would let parsing overlap the SQLite calls, but measured side by side
-(2 workers, wrk) the thread hop and the GIL hand-offs cost more than the overlap gained.
+(2 workers, wrk, on the first benchmark's mostly duplicate traffic) the thread hop and
+the GIL hand-offs cost more than the overlap gained. A separate writer process for all
+workers, measured with unique events, was slower too (single ×0.92, batches ×0.91).
 While another worker process holds the write lock, the loop keeps serving requests and
 tries again shortly."""
 
