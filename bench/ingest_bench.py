@@ -210,6 +210,25 @@ def _wait(url: str, post: bool = False) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
+def bench_app(db: Path) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+    """The app the benchmark writes to (no rate limits), with the headers of its browser
+    requests and of its server requests (API key)."""
+    app = create_app(
+        db, "bench", "--origin", ORIGIN, "--rate-limit-app", "0", "--rate-limit-ip", "0"
+    )
+    browser = {
+        "Content-Type": "text/plain",
+        "Origin": ORIGIN,
+        "User-Agent": UA,
+        "Accept-Language": "en",
+    }
+    server_key = {
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {app['api_key']}",
+    }
+    return app, browser, server_key
+
+
 def run(
     duration: int = 5, connections: int = 64, batch_size: int = 50, rounds: int = 3
 ) -> dict[str, Any]:
@@ -221,19 +240,7 @@ def run(
     per_round: list[dict[str, dict[str, float]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "bench.db"
-        app = create_app(
-            db, "bench", "--origin", ORIGIN, "--rate-limit-app", "0", "--rate-limit-ip", "0"
-        )
-        browser = {
-            "Content-Type": "text/plain",
-            "Origin": ORIGIN,
-            "User-Agent": UA,
-            "Accept-Language": "en",
-        }
-        server_key = {
-            "Content-Type": "application/json",
-            "Authorization": f"Bearer {app['api_key']}",
-        }
+        app, browser, server_key = bench_app(db)
         with _BareServer() as bare, CollectorProcess(db, workers=2) as server:
             assert bare.proc is not None and server.proc is not None
             targets = {

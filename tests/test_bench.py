@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.ingest_bench import _LUA_BATCH, _LUA_SINGLE, ORIGIN, UA, _acked, _wrk_once
-from tests.server import CollectorProcess, create_app
+from bench.ingest_bench import _LUA_BATCH, _LUA_SINGLE, _acked, _wrk_once, bench_app
+from tests.server import CollectorProcess
 
 pytestmark = [
     pytest.mark.slow,
@@ -20,16 +20,7 @@ pytestmark = [
 
 def test_bench_events_are_all_new(tmp_path: Path) -> None:
     db = tmp_path / "bench.db"
-    app = create_app(
-        db, "bench", "--origin", ORIGIN, "--rate-limit-app", "0", "--rate-limit-ip", "0"
-    )
-    browser = {
-        "Content-Type": "text/plain",
-        "Origin": ORIGIN,
-        "User-Agent": UA,
-        "Accept-Language": "en",
-    }
-    server_key = {"Content-Type": "application/json", "Authorization": f"Bearer {app['api_key']}"}
+    app, browser, server_key = bench_app(db)
     with CollectorProcess(db, workers=2) as server:
         # Two runs of each script: ids must differ between wrk's threads and between runs.
         acked = 0.0
