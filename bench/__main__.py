@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in one run, so the ratios share one machine state.
 
-python -m bench [--only ingest|ua|query]
+python -m bench [--only ingest|store|ua|query]
 """
 
 from __future__ import annotations
@@ -8,15 +8,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import ingest_bench, query_bench, ua_bench
+from bench import ingest_bench, query_bench, store_bench, ua_bench
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", choices=["ingest", "ua", "query"])
+    parser.add_argument("--only", choices=["ingest", "store", "ua", "query"])
     args = parser.parse_args()
     jobs = {
         "ingest": ("Ingest throughput (wrk, 2 uvicorn workers)", ingest_bench.main),
+        "store": ("SQLite store cost per event, by traffic shape", store_bench.main),
         "ua": ("User-Agent parsing and bot detection", ua_bench.main),
         "query": ("Queries on 1,000,000 events for 100,000 users", query_bench.main),
     }
