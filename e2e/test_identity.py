@@ -12,7 +12,8 @@ from e2e.harness import App, Collector, Site, flush, ready
 
 pytestmark = pytest.mark.e2e
 
-UUID4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+# Version 7 (RFC 9562): 48 bits of Unix milliseconds, version 7, variant 10, random bits.
+UUID7 = r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 
 
 def test_identity_stitching_across_set_user_id_and_reset(
@@ -92,7 +93,7 @@ def test_blocked_storage_falls_back_to_memory(
     ready(visitor)
     anonymous_id = visitor.evaluate("telltale.getAnonymousId()")
     assert visitor.evaluate("telltale.getAnonymousId()") == anonymous_id
-    assert re.fullmatch(UUID4, anonymous_id)
+    assert re.fullmatch(UUID7, anonymous_id)
     visitor.evaluate("telltale.setUserId('u_private')")
     visitor.evaluate("telltale.trackEvent('note_saved')")
     assert flush(visitor)
@@ -101,4 +102,37 @@ def test_blocked_storage_falls_back_to_memory(
     (saved,) = collector.wait_events(app, "note_saved")
     assert view["anonymous_id"] == saved["anonymous_id"] == anonymous_id
     assert saved["user_id"] == "u_private"
-    assert re.fullmatch(UUID4, saved["message_id"])
+    assert re.fullmatch(UUID7, saved["message_id"])
+
+
+def uuid7_ms(value: str) -> int:
+    return int(value.replace("-", "")[:12], 16)
+
+
+def test_message_ids_are_time_ordered_uuid7(
+    visitor: Page, collector: Collector, site: Site, app: App
+) -> None:
+    # Ids that sort by time keep the collector's message_id index growing at its end.
+    visitor.goto(site.url(app, "index.html"))
+    ready(visitor)
+    start, end = visitor.evaluate(
+        """() => {
+            const start = Date.now()
+            for (const name of ['step_one', 'step_two', 'step_three']) {
+                // Each event in a later millisecond than the one before (no sleeping).
+                const t = Date.now()
+                while (Date.now() === t) {}
+                telltale.trackEvent(name)
+            }
+            return [start, Date.now()]
+        }"""
+    )
+    assert flush(visitor)
+    ids = [
+        collector.wait_events(app, name)[0]["message_id"]
+        for name in ("step_one", "step_two", "step_three")
+    ]
+    assert all(re.fullmatch(UUID7, i) for i in ids), ids
+    assert ids == sorted(ids)
+    times = [uuid7_ms(i) for i in ids]
+    assert start < times[0] < times[1] < times[2] <= end

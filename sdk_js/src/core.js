@@ -78,14 +78,17 @@ var checkName = (name) => {
 
 // ---- ids and event items ------------------------------------------------------------
 
-var uuid = () =>
-  // randomUUID exists only in secure contexts (https, localhost); plain http falls back
-  // to a version 4 UUID from getRandomValues.
-  crypto.randomUUID
-    ? crypto.randomUUID()
-    : ([1e7] + -1e3 + -4e3 + -8e3 + -1e11).replace(/[018]/g, (c) =>
-        (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16),
-      )
+// Version 7 UUIDs (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits.
+// Ids made at about the same time sort together, so the collector's message_id index
+// grows at its end instead of dirtying a random page for every event (measured with
+// bench/store_bench.py). getRandomValues works on plain http too, unlike randomUUID.
+var uuid = (t) => (
+  (t = Date.now().toString(16).padStart(12, 0)),
+  // Random hex for each 0 and 1 of the template, 8 → 8…b (the variant); 7 stays.
+  t.slice(0, 8) + '-' + t.slice(8) + (-7e3 + '' + -8e3 + -1e11).replace(/[018]/g, (c) =>
+    (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16),
+  )
+)
 
 export var getAnonymousId = () => {
   var id = get('id')
