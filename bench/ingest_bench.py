@@ -4,11 +4,16 @@ Starlette endpoint that only parses the same JSON — all on 2 uvicorn workers, 
 so the ratios are comparable on a noisy machine.
 
     python -m bench.ingest_bench [--duration 5] [--connections 64] [--rounds 3]
+                                 [--without-storage]
+
+`--without-storage` adds the collector with its store's write path taken out
+(bench/without_storage.py): what storage costs, in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -25,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from collector.settings import Settings
 from tests.server import CollectorProcess, create_app, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,21 +166,26 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-class _BareServer:
-    """The baseline: bench/bare_app.py on 2 uvicorn workers."""
+class _Uvicorn:
+    """An ASGI app of bench/ on 2 uvicorn workers: the bare baseline, or the collector
+    without storage (`factory`, with the collector's settings in the environment)."""
 
-    def __init__(self) -> None:
+    def __init__(self, target: str, *, factory: bool = False, db: Path | None = None) -> None:
+        self.target = target
+        self.factory = factory
+        self.env = Settings.from_env(db=str(db), workers=2).to_env() if db else {}
         self.url = ""
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> _BareServer:
+    def __enter__(self) -> _Uvicorn:
         port = free_port()
         self.proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "bench.bare_app:app",
+                self.target,
+                *(["--factory"] if self.factory else []),
                 "--port",
                 str(port),
                 "--workers",
@@ -184,7 +195,7 @@ class _BareServer:
                 "warning",
             ],
             cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, **self.env, "PYTHONPATH": str(ROOT)},
             start_new_session=True,
         )
         self.url = f"http://127.0.0.1:{port}"
@@ -230,50 +241,55 @@ def bench_app(db: Path) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]
 
 
 def run(
-    duration: int = 5, connections: int = 64, batch_size: int = 50, rounds: int = 3
+    duration: int = 5,
+    connections: int = 64,
+    batch_size: int = 50,
+    rounds: int = 3,
+    without_storage: bool = False,
 ) -> dict[str, Any]:
     """`rounds` rounds of bare → single → batch against servers that stay up, so each
     ratio pairs runs seconds apart; the machine's speed drifts more than that between
-    minutes (measured: the same build gave 8k and 14k req/s ten minutes apart)."""
+    minutes (measured: the same build gave 8k and 14k req/s ten minutes apart). With
+    `without_storage`, each round also runs single and batch against the collector with
+    its store's write path taken out (bench/without_storage.py)."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk (make bench does it)")
     per_round: list[dict[str, dict[str, float]]] = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as servers:
         db = Path(tmp) / "bench.db"
         app, browser, server_key = bench_app(db)
-        with _BareServer() as bare, CollectorProcess(db, workers=2) as server:
-            assert bare.proc is not None and server.proc is not None
-            targets = {
-                "bare": (bare.url, _LUA_SINGLE % {"app_id": "app_bare"}, browser, bare.proc.pid),
-                "single": (
-                    server.url,
-                    _LUA_SINGLE % {"app_id": app["app_id"]},
-                    browser,
-                    server.proc.pid,
-                ),
-                "batch": (
-                    server.url,
-                    _LUA_BATCH % {"size": batch_size},
-                    server_key,
-                    server.proc.pid,
-                ),
+        bare = servers.enter_context(_Uvicorn("bench.bare_app:app"))
+        collector = servers.enter_context(CollectorProcess(db, workers=2))
+        assert bare.proc is not None and collector.proc is not None
+        single = _LUA_SINGLE % {"app_id": app["app_id"]}
+        batch = _LUA_BATCH % {"size": batch_size}
+        targets = {
+            "bare": (bare.url, _LUA_SINGLE % {"app_id": "app_bare"}, browser, bare.proc.pid),
+            "single": (collector.url, single, browser, collector.proc.pid),
+            "batch": (collector.url, batch, server_key, collector.proc.pid),
+        }
+        if without_storage:
+            nostore = servers.enter_context(
+                _Uvicorn("bench.without_storage:app_from_env", factory=True, db=db)
+            )
+            assert nostore.proc is not None
+            targets["single_nostore"] = (nostore.url, single, browser, nostore.proc.pid)
+            targets["batch_nostore"] = (nostore.url, batch, server_key, nostore.proc.pid)
+        acked = {name: 0.0 for name in targets}
+        for name, (url, script, headers, _) in targets.items():
+            acked[name] += _acked(_wrk_once(url, script, headers, WARMUP_S, connections))
+        for _ in range(rounds):
+            results = {
+                name: _wrk(url, script, headers, duration, connections, pgid)
+                for name, (url, script, headers, pgid) in targets.items()
             }
-            acked = {name: 0.0 for name in targets}
-            for name, (url, script, headers, _) in targets.items():
-                acked[name] += _acked(_wrk_once(url, script, headers, WARMUP_S, connections))
-            for _ in range(rounds):
-                results = {
-                    name: _wrk(url, script, headers, duration, connections, pgid)
-                    for name, (url, script, headers, pgid) in targets.items()
-                }
-                results["batch"]["events_per_s"] = results["batch"]["rps"] * batch_size
-                for name in ("bare", "single"):
-                    results[name]["events_per_s"] = results[name]["rps"]
-                for name in ("single", "batch"):
-                    results[name]["ratio_to_bare"] = results[name]["rps"] / results["bare"]["rps"]
-                for name, result in results.items():
-                    acked[name] += result["acked"]
-                per_round.append(results)
+            for name, result in results.items():
+                size = batch_size if name.startswith("batch") else 1
+                result["events_per_s"] = result["rps"] * size
+                if name != "bare":
+                    result["ratio_to_bare"] = result["rps"] / results["bare"]["rps"]
+                acked[name] += result["acked"]
+            per_round.append(results)
         with sqlite3.connect(db) as conn:
             stored = conn.execute("SELECT count(*) FROM events").fetchone()[0]
     # Every event is new, so what was acknowledged must all be stored (a few more may be:
@@ -283,9 +299,18 @@ def run(
         name: {
             key: statistics.median(r[name][key] for r in per_round) for key in per_round[0][name]
         }
-        for name in ("bare", "single", "batch")
+        for name in targets
     }
     return {"median": median, "rounds": per_round, "stored": stored, "acknowledged": acknowledged}
+
+
+_LABELS = {
+    "bare": "bare Starlette, parse JSON only",
+    "single": "/v1/event browser path, durable",
+    "batch": "/v1/events 50-event batches",
+    "single_nostore": "/v1/event, storage taken out",
+    "batch_nostore": "/v1/events batches, storage taken out",
+}
 
 
 def report(results: dict[str, Any]) -> str:
@@ -293,24 +318,25 @@ def report(results: dict[str, Any]) -> str:
         f"{'endpoint (2 workers), median of rounds':<40}{'req/s':>9}{'events/s':>11}{'p50 ms':>8}"
         f"{'p99 ms':>8}{'vs bare':>9}{'non-2xx':>9}{'server CPU µs/req':>19}",
     ]
-    names = {
-        "bare": "bare Starlette, parse JSON only",
-        "single": "/v1/event browser path, durable",
-        "batch": "/v1/events 50-event batches",
-    }
-    for key, label in names.items():
-        r = results["median"][key]
+    for key, r in results["median"].items():
         lines.append(
-            f"{label:<40}{r['rps']:>9.0f}{r['events_per_s']:>11.0f}{r['p50_ms']:>8.2f}"
+            f"{_LABELS[key]:<40}{r['rps']:>9.0f}{r['events_per_s']:>11.0f}{r['p50_ms']:>8.2f}"
             f"{r['p99_ms']:>8.2f}{r.get('ratio_to_bare', 1.0):>8.0%} {r['non2xx']:>8.0f}"
             f"{r['cpu_us_per_req']:>19.1f}"
         )
     lines.append("rounds (req/s bare / single / batch events/s; single vs bare):")
     for i, r in enumerate(results["rounds"], 1):
-        lines.append(
+        line = (
             f"  {i}: {r['bare']['rps']:>7.0f} / {r['single']['rps']:>7.0f} / "
             f"{r['batch']['events_per_s']:>7.0f}; {r['single']['ratio_to_bare']:.0%}"
         )
+        if "single_nostore" in r:
+            line += (
+                f"   storage taken out: {r['single_nostore']['rps']:>7.0f} / "
+                f"{r['batch_nostore']['events_per_s']:>7.0f}; "
+                f"{r['single_nostore']['ratio_to_bare']:.0%}"
+            )
+        lines.append(line)
     lines.append(
         f"collector events acknowledged (2xx): {results['acknowledged']}, "
         f"stored: {results['stored']}"
@@ -328,8 +354,16 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5, help="seconds per measured run")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--without-storage",
+        action="store_true",
+        help="also measure the collector with its store's write path taken out",
+    )
     args = parser.parse_args()
-    print(report(run(args.duration, args.connections, rounds=args.rounds)))
+    results = run(
+        args.duration, args.connections, rounds=args.rounds, without_storage=args.without_storage
+    )
+    print(report(results))
 
 
 if __name__ == "__main__":

@@ -7,9 +7,17 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import httpx
 import pytest
 
-from bench.ingest_bench import _LUA_BATCH, _LUA_SINGLE, _acked, _wrk_once, bench_app
+from bench.ingest_bench import (
+    _LUA_BATCH,
+    _LUA_SINGLE,
+    _acked,
+    _Uvicorn,
+    _wrk_once,
+    bench_app,
+)
 from tests.server import CollectorProcess
 
 pytestmark = [
@@ -37,3 +45,19 @@ def test_bench_events_are_all_new(tmp_path: Path) -> None:
     assert stored == distinct
     # wrk does not read the answers still in flight when it stops, so a few more may be stored.
     assert stored >= acked
+
+
+def test_without_storage_answers_like_the_collector_and_stores_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "bench.db"
+    app, browser, _ = bench_app(db)
+    event = {"app_id": app["app_id"], "event": "page_viewed", "anonymous_id": "a1"}
+    with _Uvicorn("bench.without_storage:app_from_env", factory=True, db=db) as nostore:
+        accepted = httpx.post(nostore.url + "/v1/event", json=event, headers=browser)
+        # The rest of the pipeline still runs: a wrong origin is refused as by the collector.
+        refused = httpx.post(
+            nostore.url + "/v1/event", json=event, headers={**browser, "Origin": "https://x.test"}
+        )
+    assert accepted.status_code == 202 and accepted.json()["event_id"].startswith("evt_")
+    assert refused.status_code == 403 and refused.json()["errors"][0]["field"] == "origin"
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
