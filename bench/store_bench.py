@@ -29,9 +29,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from collector import ids
 from collector.models import Event
 from collector.store import SQLiteStore
+from tests.factories import ev
 
 UA = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "
@@ -75,42 +75,28 @@ class Shape:
 
 def browser_event(message_id: Callable[[], str]) -> Callable[[int], Event]:
     def make(n: int) -> Event:
-        now = int(time.time() * 1000)
-        return Event(
-            kind="track",
-            name="page_viewed",
-            app_id="app_bench",
-            user_id=None,
-            anonymous_id=f"a{n % 1000}",
-            message_id=message_id(),
-            ts=now,
-            received_at=now,
-            timestamp=None,
-            sent_at=None,
-            properties={"plan": "pro", "n": n},
+        return ev(
+            "app_bench",
+            "page_viewed",
+            int(time.time() * 1000),
+            anon=f"a{n % 1000}",
+            props={"plan": "pro", "n": n},
             context=dict(BROWSER_CONTEXT),
-            id=ids.event_id(now),
+            message_id=message_id(),
         )
 
     return make
 
 
 def server_event(n: int) -> Event:
-    now = int(time.time() * 1000)
-    return Event(
-        kind="track",
-        name="export_completed",
-        app_id="app_bench",
-        user_id=f"u{(n * 7919) % 100_000}",
-        anonymous_id=None,
-        message_id=uuid7(),
-        ts=now,
-        received_at=now,
-        timestamp=None,
-        sent_at=None,
-        properties={"format": "csv", "rows": n % 50},
+    return ev(
+        "app_bench",
+        "export_completed",
+        int(time.time() * 1000),
+        user=f"u{(n * 7919) % 100_000}",
+        props={"format": "csv", "rows": n % 50},
         context={"source": "server", "ip": "127.0.0.1", "user_agent": None, "is_bot": False},
-        id=ids.event_id(now),
+        message_id=uuid7(),
     )
 
 

@@ -1,4 +1,4 @@
-"""Events as the pipeline hands them to the store, for tests and the query benchmark."""
+"""Events as the pipeline hands them to the store, for tests and the query and store benchmarks."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ def ev(
     traits: dict[str, Any] | None = None,
     bot: bool = False,
     context: dict[str, Any] | None = None,
+    message_id: str | None = None,
 ) -> Event:
     """An event (or, named "identify", an identify call) as the pipeline hands it over."""
     return Event(
@@ -29,7 +30,7 @@ def ev(
         app_id=app_id,
         user_id=user,
         anonymous_id=anon,
-        message_id=None,
+        message_id=message_id,
         ts=ts,
         received_at=ts,
         timestamp=None,
