@@ -17,6 +17,6 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
-def error_response(exc: CollectorError, cors: dict[str, str] | None = None) -> Response:
-    """The one error shape, with the error's status and headers (and CORS, if given)."""
-    return JSONResponse(exc.body(), status_code=exc.status, headers={**exc.headers, **(cors or {})})
+def error_response(exc: CollectorError) -> Response:
+    """The one error shape, with the error's status and headers."""
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
