@@ -479,8 +479,7 @@ def events_page(conn: sqlite3.Connection, app_id: str, query: EventsQuery) -> Ev
         f"ORDER BY ts {direction}, rowid {direction} LIMIT ?",
         (*params, query.limit + 1),
     )
-    columns = [d[0] for d in cur.description]
-    rows = [dict(zip(columns, row, strict=True)) for row in cur]
+    rows = _dict_rows(cur)
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     out = []
@@ -569,9 +568,10 @@ def stream_events(
         "ORDER BY rowid LIMIT ?",
         (after, *params, limit),
     )
+    return [(row["_rowid"], event_row_to_dict(row)) for row in _dict_rows(cur)]
+
+
+def _dict_rows(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
+    """A cursor's rows as dicts keyed by column name."""
     columns = [d[0] for d in cur.description]
-    out = []
-    for values in cur:
-        row = dict(zip(columns, values, strict=True))
-        out.append((row["_rowid"], event_row_to_dict(row)))
-    return out
+    return [dict(zip(columns, row, strict=True)) for row in cur]
