@@ -150,14 +150,12 @@ def _wrk_once(
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors = re.search(r"Socket errors:.*", out)
     return {
         "rps": rps,
         "p50_ms": _ms(lat.get("50", "0ms")),
         "p99_ms": _ms(lat.get("99", "0ms")),
         "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
         "requests": float(requests),
-        "socket_errors": 1.0 if errors else 0.0,
     }
 
 
