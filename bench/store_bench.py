@@ -1,7 +1,8 @@
-"""What the SQLite store costs per event, without HTTP: `SQLiteStore.write`, the call the
-group-commit writer makes, on a real file with the collector's schema and durable
-commits. It isolates storage from the rest of the pipeline, and shows how the shape of
-the traffic changes that cost:
+"""What the SQLite store costs per event, without HTTP, in its two halves, on a real file
+with the collector's schema and durable commits: accepting (`SQLiteStore.write`, the call
+the group-commit writer makes before a request is answered) and indexing
+(`SQLiteStore.catch_up`, what the indexer process does later). It isolates storage from
+the rest of the pipeline, and shows how the shape of the traffic changes that cost:
 
 - browser events in groups of 22 (the mean group measured under the ingest benchmark's
   single-event load), 1,000 visitors, `message_id`s either time-ordered (the SDK's
@@ -11,8 +12,8 @@ the traffic changes that cost:
 
 Each shape writes into its own database, first warmed with `--warm` events so the indexes
 have a realistic size; then the shapes take turns, `--rounds` times, and each figure is
-the median of its rounds. CPU is this process's CPU time (what the collector's workers
-would spend), wall time includes waiting for fsync.
+the median of its rounds. CPU is this process's CPU time (what the collector's workers,
+or its indexer, would spend); the accept wall time includes waiting for fsync.
 
     python -m bench.store_bench [--events 44000] [--warm 200000] [--rounds 3]
 """
@@ -114,20 +115,24 @@ def groups(shape: Shape, counter: Iterator[int], events: int) -> list[list[Event
     ]
 
 
-def measure(store: SQLiteStore, batches: list[list[Event]]) -> tuple[float, float]:
-    """(CPU µs, wall µs) per event for writing the groups, one commit each."""
+def measure(store: SQLiteStore, batches: list[list[Event]]) -> tuple[float, float, float]:
+    """Per event: (CPU µs, wall µs) to accept the groups, one commit each, as the
+    group-commit writer does; then CPU µs to index them, as the indexer does."""
     events = sum(len(b) for b in batches)
     cpu, wall = time.process_time(), time.perf_counter()
     for batch in batches:
         outcomes = store.write(batch)
         assert all(o.status == "accepted" for o in outcomes), "every event must be new"
-    return (
-        (time.process_time() - cpu) / events * 1e6,
-        (time.perf_counter() - wall) / events * 1e6,
-    )
+    accept_cpu = (time.process_time() - cpu) / events * 1e6
+    accept_wall = (time.perf_counter() - wall) / events * 1e6
+    cpu = time.process_time()
+    indexed = store.catch_up()
+    assert indexed == events, f"indexed {indexed} of {events}"
+    return accept_cpu, accept_wall, (time.process_time() - cpu) / events * 1e6
 
 
 def stored(store: SQLiteStore) -> int:
+    store.catch_up()
     return int(store.conn().execute("SELECT count(*) FROM events").fetchone()[0])
 
 
@@ -146,10 +151,11 @@ def main() -> None:
             counter = itertools.count()
             for batch in groups(shape, counter, args.warm):
                 store.write(batch)
+            store.catch_up()
             stores.append(store)
             counters.append(counter)
 
-        results: list[list[tuple[float, float]]] = [[] for _ in SHAPES]
+        results: list[list[tuple[float, float, float]]] = [[] for _ in SHAPES]
         written = [stored(s) for s in stores]
         for _ in range(args.rounds):
             for i, shape in enumerate(SHAPES):
@@ -158,14 +164,16 @@ def main() -> None:
                 written[i] += sum(len(b) for b in batches)
 
         head = "shape (per event, median of rounds)"
-        print(f"{head:48s} {'CPU µs':>7s} {'wall µs':>8s}  rounds (CPU µs)")
+        print(
+            f"{head:48s} {'accept CPU µs':>13s} {'wall µs':>8s} {'index CPU µs':>13s}"
+            "  rounds (accept / index CPU µs)"
+        )
         cpu_by_shape = []
         for shape, rounds in zip(SHAPES, results, strict=True):
-            cpu = statistics.median(r[0] for r in rounds)
-            wall = statistics.median(r[1] for r in rounds)
+            cpu, wall, index = (statistics.median(r[k] for r in rounds) for k in range(3))
             cpu_by_shape.append(cpu)
-            spread = " / ".join(f"{r[0]:.1f}" for r in rounds)
-            print(f"{shape.name:48s} {cpu:7.1f} {wall:8.1f}  {spread}")
+            spread = " / ".join(f"{r[0]:.1f}+{r[2]:.1f}" for r in rounds)
+            print(f"{shape.name:48s} {cpu:13.1f} {wall:8.1f} {index:13.1f}  {spread}")
         ratio = cpu_by_shape[1] / cpu_by_shape[0]
         print(f"random vs time-ordered ids, browser events: x{ratio:.2f} CPU")
         for i, store in enumerate(stores):

@@ -355,7 +355,7 @@ def create_app(
     `tune_gc` (set for served worker processes, not for apps embedded in tests) changes
     the process-wide garbage-collector thresholds there."""
     settings = settings or Settings.from_env()
-    store = store or SQLiteStore(settings.db)
+    store = store or SQLiteStore(settings.db, max_backlog=settings.max_backlog)
     collector = Collector(settings, store)
 
     @asynccontextmanager

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -167,8 +168,6 @@ def serve_options(func: F) -> F:
 @serve_options
 def serve(**options: Any) -> None:
     """Serve the collector (uvicorn)."""
-    import uvicorn
-
     if not options.get("trusted_proxies"):
         options.pop("trusted_proxies", None)
     try:
@@ -193,6 +192,20 @@ def serve(**options: Any) -> None:
     store.close()
     # Workers are separate processes: they read the same settings from the environment.
     os.environ.update(settings.to_env())
+    # The indexer runs beside the workers at a lower priority (collector/indexer.py).
+    indexer = subprocess.Popen(
+        [sys.executable, "-m", "collector.indexer", settings.db, str(os.getpid())]
+    )
+    try:
+        _serve(settings)
+    finally:
+        indexer.terminate()
+        indexer.wait(timeout=30)
+
+
+def _serve(settings: Settings) -> None:
+    import uvicorn
+
     uvicorn.run(
         "collector.app:app_from_env",
         factory=True,

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 DEFAULT_DB = "telltale.db"
+# Events accepted but not yet indexed (see store/sqlite.py): reads catch up on at most
+# this many, a few seconds' work.
+DEFAULT_MAX_BACKLOG = 200_000
 
 
 def _meta(help: str, env: str, cli: str | None = None, multiple: bool = False) -> dict[str, Any]:
@@ -55,6 +58,14 @@ class Settings:
             "--commit-batch",
         ),
     )
+    max_backlog: int = field(
+        default=DEFAULT_MAX_BACKLOG,
+        metadata=_meta(
+            "Most events accepted but not yet indexed; past it, commits index as they go.",
+            "COLLECTOR_MAX_BACKLOG",
+            "--max-backlog",
+        ),
+    )
     demo: bool = field(
         default=False,
         metadata=_meta(
@@ -87,6 +98,8 @@ class Settings:
             ipaddress.ip_network(cidr, strict=False)
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
+        if self.max_backlog < 0:
+            raise ValueError("max_backlog must be 0 or more")
 
     def to_env(self) -> dict[str, str]:
         """The settings as env vars, so worker processes read the same values."""

@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from collector.store import SQLiteStore
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -38,6 +40,16 @@ def cli(db: str | Path, *args: str) -> str:
     if proc.returncode != 0:
         raise RuntimeError(f"collector {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc.stdout
+
+
+def index_all(db: str | Path) -> int:
+    """Index every accepted event, as each read does first (`SQLiteStore.catch_up`), so a
+    test or benchmark can read the tables themselves; return how many it indexed."""
+    store = SQLiteStore(str(db))
+    try:
+        return store.catch_up()
+    finally:
+        store.close()
 
 
 def create_app(db: str | Path, name: str = "test", *extra: str) -> dict[str, Any]:

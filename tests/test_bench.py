@@ -18,7 +18,7 @@ from bench.ingest_bench import (
     _wrk_once,
     bench_app,
 )
-from tests.server import CollectorProcess
+from tests.server import CollectorProcess, index_all
 
 pytestmark = [
     pytest.mark.slow,
@@ -37,6 +37,7 @@ def test_bench_events_are_all_new(tmp_path: Path) -> None:
             batch = _wrk_once(server.url, _LUA_BATCH % {"size": 5}, server_key, 1, 4)
             assert single["non2xx"] == 0 and batch["non2xx"] == 0
             acked += _acked(single) + _acked(batch) * 5
+    index_all(db)
     with sqlite3.connect(db) as conn:
         stored, distinct = conn.execute(
             "SELECT count(*), count(DISTINCT message_id) FROM events"
@@ -61,3 +62,4 @@ def test_without_storage_answers_like_the_collector_and_stores_nothing(tmp_path:
     assert refused.status_code == 403 and refused.json()["errors"][0]["field"] == "origin"
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM inbox").fetchone()[0] == 0

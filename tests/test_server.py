@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from tests.conftest import CHROME_UA
-from tests.server import CollectorProcess, create_app
+from tests.server import CollectorProcess, create_app, index_all
 
 pytestmark = pytest.mark.slow
 ORIGIN = "http://site.test:8080"
@@ -33,6 +33,7 @@ def served_app(tmp_path: Path) -> dict:
 
 
 def stored_message_ids(db: Path) -> set[str]:
+    index_all(db)
     with sqlite3.connect(db) as conn:
         return {row[0] for row in conn.execute("SELECT message_id FROM events")}
 
@@ -260,5 +261,6 @@ def test_full_write_queue_is_503_and_the_waiting_request_still_lands(tmp_path: P
                 assert first.result().status_code == 202
         finally:
             os.close(lock)
+    index_all(db)
     with sqlite3.connect(db) as conn:
         assert [r[0] for r in conn.execute("SELECT event FROM events")] == ["first_waited"]

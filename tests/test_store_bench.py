@@ -37,8 +37,8 @@ def test_store_bench_reports_each_shape_and_stores_every_event(
     out = capsys.readouterr().out
     for shape in store_bench.SHAPES:
         line = next(row for row in out.splitlines() if row.startswith(shape.name))
-        cpu, wall = (float(x) for x in line[len(shape.name) :].split()[:2])
-        assert cpu > 0 and wall > 0
+        cpu, wall, index = (float(x) for x in line[len(shape.name) :].split()[:3])
+        assert cpu > 0 and wall > 0 and index > 0
     assert re.search(r"random vs time-ordered ids, browser events: x\d+\.\d\d CPU", out)
     # Warm-up plus two rounds, in whole groups: 22-event groups give 1980 + 2 × 1980.
     assert "rows stored: 5940, 5940, 6000 (every event written)" in out

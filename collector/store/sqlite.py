@@ -11,6 +11,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -22,11 +23,15 @@ from collector import ids
 from collector.funnels import FunnelQuery
 from collector.models import DEFAULT_APP_SETTINGS, App, Event, Outcome, Rule
 from collector.segments import SegmentQuery
+from collector.settings import DEFAULT_MAX_BACKLOG
 from collector.store import queries
 from collector.store.migrations import MIGRATIONS
 from collector.timeutil import iso
 
 _CHUNK = 500  # bound on host parameters in one IN (...)
+INDEX_CHUNK = 5_000  # events a catch-up transaction indexes
+STREAM_CHUNK = 1_000  # at most this many for each poll of a live stream
+_YIELD_S = 0.001  # pause between catch-up chunks, for the ingest writers
 
 
 def _json(value: Any) -> str:
@@ -41,8 +46,9 @@ class SQLiteStore:
     """The default store. Each thread gets its own connection; the group-commit writer
     is the only thread that writes events."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, max_backlog: int = DEFAULT_MAX_BACKLOG) -> None:
         self.path = path
+        self.max_backlog = max_backlog
         self._local = threading.local()
         self._lock = threading.Lock()
         self._all: list[sqlite3.Connection] = []
@@ -89,6 +95,21 @@ class SQLiteStore:
 
     def _tx(self) -> _Transaction:
         return _Transaction(self.conn())
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction taken in turn with the ingest writers (their lock)."""
+        fd = None if self.path == ":memory:" else self._open_lock()
+        try:
+            _lock(fd, True)
+            try:
+                with self._tx() as conn:
+                    yield conn
+            finally:
+                _unlock(fd)
+        finally:
+            if fd is not None:
+                os.close(fd)
 
     # Schema ------------------------------------------------------------------------
 
@@ -290,34 +311,62 @@ class SQLiteStore:
     ) -> list[Outcome] | None:
         # Worker processes take turns through a kernel lock before BEGIN IMMEDIATE:
         # SQLite's own busy handler would sleep 1, 2, 5… ms between tries.
-        if not self._lock_writer(blocking):
+        if self._lock_fd is None and self.path != ":memory:":
+            self._lock_fd = self._open_lock()
+        if not _lock(self._lock_fd, blocking):
             return None
         try:
             with self._tx() as conn:
-                return _write(conn, take())
+                return _accept(conn, take(), self.max_backlog)
         finally:
-            self._unlock_writer()
+            _unlock(self._lock_fd)
 
-    def _lock_writer(self, blocking: bool) -> bool:
-        if self.path == ":memory:":  # no other process can open it
-            return True
-        if self._lock_fd is None:
-            self._lock_fd = os.open(self.path + ".writer-lock", os.O_RDWR | os.O_CREAT, 0o644)
+    def _open_lock(self) -> int:
+        return os.open(self.path + ".writer-lock", os.O_RDWR | os.O_CREAT, 0o644)
+
+    # Indexing ---------------------------------------------------------------------------
+
+    def backlog(self) -> int:
+        """Events accepted (committed and acknowledged) but not indexed yet."""
+        return _backlog(self.conn())
+
+    def catch_up(self, *, wait: bool = True, chunk: int = INDEX_CHUNK) -> int:
+        """Index every event accepted before this call, `chunk` events a transaction;
+        return how many were indexed. Reads call it first, so they see every event that
+        was acknowledged before them. With wait=False it gives up (returning what it
+        did) as soon as another writer holds the lock."""
+        conn = self.conn()
+        target = _accepted_total(conn)
+        if target is None:  # nothing pending: one read of the inbox's last page
+            return 0
+        done = 0
+        # Its own open file: flock excludes by open file, so this thread and the event
+        # loop's writer in the same process exclude each other too.
+        fd = None if self.path == ":memory:" else self._open_lock()
         try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-    def _unlock_writer(self) -> None:
-        if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            while True:
+                if not _lock(fd, wait):
+                    return done
+                try:
+                    with self._tx():
+                        if _indexed_total(conn) >= target:
+                            return done
+                        done += _index_pending(conn, chunk)
+                finally:
+                    _unlock(fd)
+                # flock is not fair: without a pause, this loop would take the lock back
+                # before an ingest writer (retrying every 0.5 ms) got a turn.
+                time.sleep(_YIELD_S)
+        finally:
+            if fd is not None:
+                os.close(fd)
 
     # Data management -------------------------------------------------------------------
 
     def export_events(
         self, app_id: str, since_ms: int | None = None, until_ms: int | None = None
     ) -> Iterator[dict[str, Any]]:
+        self.catch_up()
         where = ["app_id = ?"]
         params: list[Any] = [app_id]
         if since_ms is not None:
@@ -332,7 +381,10 @@ class SQLiteStore:
             yield event_row_to_dict(row)
 
     def purge(self, app_id: str, older_than_ms: int) -> int:
-        with self._tx() as conn:
+        with self._writing() as conn:
+            _index_pending(conn, None)  # pending events are stored events too
+            for table in ("events", "identifies"):
+                _forget_message_ids(conn, table, app_id, "ts < ?", (older_than_ms,))
             affected = [
                 r[0]
                 for r in conn.execute(
@@ -352,7 +404,8 @@ class SQLiteStore:
 
     def delete_user(self, app_id: str, user_id: str) -> int:
         """Remove the user, every event they made (before login too), their links."""
-        with self._tx() as conn:
+        with self._writing() as conn:
+            _index_pending(conn, None)  # pending events are stored events too
             anon_ids = [
                 r[0]
                 for r in conn.execute(
@@ -364,11 +417,14 @@ class SQLiteStore:
             # any written before the link. Events a *different* user made on the same
             # device (a shared browser) are theirs, not this user's, and stay.
             persons = [user_id, *("anon:" + a for a in anon_ids)]
+            _forget_message_ids(conn, "events", app_id, "user_id = ?", (user_id,))
+            _forget_message_ids(conn, "identifies", app_id, "user_id = ?", (user_id,))
             deleted = conn.execute(
                 "DELETE FROM events WHERE app_id = ? AND user_id = ?", (app_id, user_id)
             ).rowcount
             for chunk in _chunks(persons):
                 marks = ",".join("?" * len(chunk))
+                _forget_message_ids(conn, "events", app_id, f"person IN ({marks})", chunk)
                 deleted += conn.execute(
                     f"DELETE FROM events WHERE app_id = ? AND person IN ({marks})",
                     (app_id, *chunk),
@@ -398,28 +454,37 @@ class SQLiteStore:
     # Queries (SQL in store/queries.py) ------------------------------------------------
 
     def segment(self, app_id: str, query: SegmentQuery) -> queries.SegmentPage:
+        self.catch_up()
         return queries.segment(self.conn(), app_id, query)
 
     def funnel(self, app_id: str, query: FunnelQuery) -> dict[str, Any]:
+        self.catch_up()
         return queries.funnel(self.conn(), app_id, query)
 
     def user_profile(
         self, app_id: str, user_id: str, include_bots: bool = False
     ) -> dict[str, Any] | None:
+        self.catch_up()
         return queries.user_profile(self.conn(), app_id, user_id, include_bots)
 
     def events_page(self, app_id: str, query: queries.EventsQuery) -> queries.EventsPage:
+        self.catch_up()
         return queries.events_page(self.conn(), app_id, query)
 
     def event_stats(self, app_id: str, query: queries.StatsQuery) -> dict[str, Any]:
+        self.catch_up()
         return queries.event_stats(self.conn(), app_id, query)
 
     def last_rowid(self) -> int:
+        self.catch_up()
         return queries.last_rowid(self.conn())
 
     def stream_events(
         self, app_id: str, after: int, events: Sequence[str], include_bots: bool, limit: int
     ) -> list[tuple[int, dict[str, Any]]]:
+        # One chunk at most, and only if no other writer holds the lock: a watched stream
+        # helps the indexer along but never waits on it (or makes ingest wait).
+        self.catch_up(wait=False, chunk=STREAM_CHUNK)
         return queries.stream_events(self.conn(), app_id, after, events, include_bots, limit)
 
 
@@ -460,69 +525,74 @@ def _lookup(conn: sqlite3.Connection, sql: str, app_id: str, keys: Sequence[str]
     return found
 
 
-def _write(conn: sqlite3.Connection, events: Sequence[Event]) -> list[Outcome]:
-    """The group-commit transaction body: idempotency, rules, identity, then inserts."""
-    by_app: dict[str, list[Event]] = {}
-    for ev in events:
-        by_app.setdefault(ev.app_id, []).append(ev)
+def _lock(fd: int | None, blocking: bool) -> bool:
+    if fd is None:  # ":memory:": no other process can open it
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
-    known_ids: dict[tuple[str, str, str], str] = {}  # (app, kind, message_id) → event id
-    links: dict[tuple[str, str], str] = {}  # (app, anonymous_id) → user id
-    for app_id, group in by_app.items():
-        # Events and identify calls are separate message-id namespaces, each checked
-        # only when the group holds some: one lookup per group on the hot path.
-        for kind, table in (("track", "events"), ("identify", "identifies")):
-            mids = list({e.message_id for e in group if e.message_id and e.kind == kind})
-            if not mids:
-                continue
-            sql = (
-                f"SELECT message_id, id FROM {table} WHERE app_id = ? AND message_id IN ({{marks}})"
-            )
-            for mid, eid in _lookup(conn, sql, app_id, mids).items():
-                known_ids[(app_id, kind, mid)] = eid
-        anons = list({e.anonymous_id for e in group if e.anonymous_id})
-        if anons:
-            sql = (
-                "SELECT anonymous_id, user_id FROM identities "
-                "WHERE app_id = ? AND anonymous_id IN ({marks})"
-            )
-            for anon, user in _lookup(conn, sql, app_id, anons).items():
-                links[(app_id, anon)] = user
 
-    outcomes: list[Outcome] = []
-    event_rows: list[tuple[Any, ...]] = []
-    identify_rows: list[tuple[Any, ...]] = []
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+_KIND = {"track": 0, "identify": 1}  # message_ids.kind: two id namespaces
+
+
+def _accept(conn: sqlite3.Connection, events: Sequence[Event], max_backlog: int) -> list[Outcome]:
+    """The group-commit transaction body: idempotency, rules and user traits, decided now;
+    the accepted events go into the inbox as one row, for the indexer."""
+    outcomes: list[Outcome | None] = [None] * len(events)
+
+    # Idempotency: claim every message id at once. The usual group has no repeat, and
+    # the claim count proves it; otherwise the ids' owners say which events repeat one.
+    claims = [(e.app_id, _KIND[e.kind], e.message_id, e.id) for e in events if e.message_id]
+    if claims:
+        before = conn.total_changes
+        conn.executemany(
+            "INSERT OR IGNORE INTO message_ids (app_id, kind, message_id, event_id) "
+            "VALUES (?, ?, ?, ?)",
+            claims,
+        )
+        if conn.total_changes - before != len(claims):
+            owners = _message_id_owners(conn, claims)
+            for i, ev in enumerate(events):
+                if ev.message_id:
+                    owner = owners[(ev.app_id, _KIND[ev.kind], ev.message_id)]
+                    if owner != ev.id:
+                        outcomes[i] = Outcome("duplicate", owner)
+
+    links: dict[tuple[str, str], str] | None = None  # what throttle rules need, if any
     users: dict[tuple[str, str], list[Any]] = {}  # → [first, last, traits]
-    new_links: list[tuple[str, str, str, int]] = []
     discards: dict[tuple[str, str, str], int] = {}
-
-    for ev in events:
-        if ev.message_id is not None:
-            seen = known_ids.get((ev.app_id, ev.kind, ev.message_id))
-            if seen is not None:
-                outcomes.append(Outcome("duplicate", seen))
-                continue
-            known_ids[(ev.app_id, ev.kind, ev.message_id)] = ev.id
-
-        if ev.kind == "track":
+    accepted: list[Event] = []
+    for i, ev in enumerate(events):
+        if outcomes[i] is not None:
+            continue
+        if ev.kind == "track" and ev.rules:
+            if links is None:
+                links = _links_for_rules(conn, events)
             reason = _apply_rules(conn, ev, links)
             if reason is not None:
-                outcomes.append(Outcome("discarded", reason=reason))
+                outcomes[i] = Outcome("discarded", reason=reason)
                 key = (ev.app_id, iso(ev.received_at)[:10], reason)
                 discards[key] = discards.get(key, 0) + 1
+                if ev.message_id:  # not stored, so a retry is judged again
+                    conn.execute(
+                        "DELETE FROM message_ids WHERE app_id = ? AND kind = 0 "
+                        "AND message_id = ? AND event_id = ?",
+                        (ev.app_id, ev.message_id, ev.id),
+                    )
                 continue
 
-        if ev.user_id is not None and ev.anonymous_id is not None:
-            link_key = (ev.app_id, ev.anonymous_id)
-            if link_key not in links:
-                # The first user an anonymous id is linked to keeps it (as PostHog does):
-                # a shared device that never called reset() does not merge two people.
-                links[link_key] = ev.user_id
-                new_links.append((ev.app_id, ev.anonymous_id, ev.user_id, ev.received_at))
-
-        # The users table holds identified users and their traits. Track events without
-        # traits skip it: their first/last times live in person_event_stats (queries take
-        # both), and a random-keyed upsert per event halved batch ingest.
+        # The users table holds identified users and their traits, written here rather
+        # than by the indexer: "require known user" checks it for the next request.
+        # Track events without traits skip it: their first/last times live in
+        # person_event_stats (queries take both).
         if ev.user_id is not None and (ev.kind == "identify" or ev.traits):
             entry = users.get((ev.app_id, ev.user_id))
             if entry is None:
@@ -532,6 +602,217 @@ def _write(conn: sqlite3.Connection, events: Sequence[Event]) -> list[Outcome]:
                 entry[1] = max(entry[1], ev.ts)
                 if ev.traits:
                     entry[2].update(ev.traits)
+        accepted.append(ev)
+        outcomes[i] = Outcome("accepted", ev.id)
+
+    if users:
+        # json_patch merges traits (RFC 7396: a null trait removes it, on a new row too).
+        conn.executemany(
+            "INSERT INTO users (app_id, user_id, traits, first_seen, last_seen) "
+            "VALUES (?, ?, json_patch('{}', ?), ?, ?) ON CONFLICT (app_id, user_id) DO UPDATE SET "
+            "traits = json_patch(users.traits, excluded.traits), "
+            "first_seen = min(users.first_seen, excluded.first_seen), "
+            "last_seen = max(users.last_seen, excluded.last_seen)",
+            [(a, u, _json(v[2]), v[0], v[1]) for (a, u), v in users.items()],
+        )
+    if discards:
+        conn.executemany(
+            "INSERT INTO discards (app_id, day, reason, n) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (app_id, day, reason) DO UPDATE SET n = n + excluded.n",
+            [(a, d, r, n) for (a, d, r), n in discards.items()],
+        )
+    if accepted:
+        indexed = _indexed_total(conn)
+        total = (_accepted_total(conn) or indexed) + len(accepted)
+        conn.execute("INSERT INTO inbox (total, data) VALUES (?, ?)", (total, _encode(accepted)))
+        # A bounded backlog: past it, each commit also indexes what it adds, so reads
+        # never have more than max_backlog events to catch up on.
+        if total - indexed > max_backlog:
+            _index_pending(conn, total - indexed - max_backlog)
+    return [o for o in outcomes if o is not None]
+
+
+def _forget_message_ids(
+    conn: sqlite3.Connection, table: str, app_id: str, where: str, params: Sequence[Any]
+) -> None:
+    """Release the message ids of the rows of `table` about to be deleted: a deleted
+    event is not kept as a duplicate."""
+    kind = _KIND["identify" if table == "identifies" else "track"]
+    conn.execute(
+        f"DELETE FROM message_ids WHERE app_id = ? AND kind = {kind} AND message_id IN "
+        f"(SELECT message_id FROM {table} WHERE app_id = ? AND {where} "
+        "AND message_id IS NOT NULL)",
+        (app_id, app_id, *params),
+    )
+
+
+def _message_id_owners(
+    conn: sqlite3.Connection, claims: Sequence[tuple[str, int, str, str]]
+) -> dict[tuple[str, int, str], str]:
+    """(app, kind, message_id) → the id of the event that holds it."""
+    by_key: dict[tuple[str, int], list[str]] = {}
+    for app_id, kind, mid, _ in claims:
+        by_key.setdefault((app_id, kind), []).append(mid)
+    owners: dict[tuple[str, int, str], str] = {}
+    for (app_id, kind), mids in by_key.items():
+        sql = (
+            "SELECT message_id, event_id FROM message_ids "
+            f"WHERE app_id = ? AND kind = {kind} AND message_id IN ({{marks}})"
+        )
+        for mid, eid in _lookup(conn, sql, app_id, sorted(set(mids))).items():
+            owners[(app_id, kind, mid)] = eid
+    return owners
+
+
+def _links_for_rules(
+    conn: sqlite3.Connection, events: Sequence[Event]
+) -> dict[tuple[str, str], str]:
+    """Identity links for throttled events that name no user: their person is the user
+    their anonymous id is linked to. Pending events may hold a new link, so they are
+    indexed first (rare: a throttle rule on browser events)."""
+    anon_only = [e for e in events if e.rules and e.user_id is None and e.anonymous_id]
+    if not anon_only:
+        return {}
+    if _accepted_total(conn) is not None:
+        _index_pending(conn, None)
+    return _links(conn, anon_only)
+
+
+def _links(conn: sqlite3.Connection, events: Sequence[Event]) -> dict[tuple[str, str], str]:
+    """(app, anonymous_id) → the user it is linked to, for the events' anonymous ids."""
+    by_app: dict[str, set[str]] = {}
+    for ev in events:
+        if ev.anonymous_id:
+            by_app.setdefault(ev.app_id, set()).add(ev.anonymous_id)
+    sql = (
+        "SELECT anonymous_id, user_id FROM identities "
+        "WHERE app_id = ? AND anonymous_id IN ({marks})"
+    )
+    links: dict[tuple[str, str], str] = {}
+    for app_id, anons in by_app.items():
+        for anon, user in _lookup(conn, sql, app_id, sorted(anons)).items():
+            links[(app_id, anon)] = user
+    return links
+
+
+# The inbox ------------------------------------------------------------------------------
+
+
+def _encode(events: Sequence[Event]) -> bytes:
+    """Accepted events as one inbox row: a JSON array of arrays (see _decode)."""
+    return orjson.dumps(
+        [
+            (
+                e.kind,
+                e.id,
+                e.app_id,
+                e.name,
+                e.user_id,
+                e.anonymous_id,
+                e.message_id,
+                e.ts,
+                e.timestamp,
+                e.sent_at,
+                e.received_at,
+                e.properties,
+                e.context,
+                e.traits,
+                e.is_bot,
+            )
+            for e in events
+        ]
+    )
+
+
+def _decode(data: bytes) -> list[Event]:
+    return [
+        Event(
+            kind=kind,
+            name=name,
+            app_id=app_id,
+            user_id=user_id,
+            anonymous_id=anonymous_id,
+            message_id=message_id,
+            ts=ts,
+            received_at=received_at,
+            timestamp=timestamp,
+            sent_at=sent_at,
+            properties=properties,
+            context=context,
+            traits=traits,
+            id=eid,
+            is_bot=is_bot,
+        )
+        for (
+            kind,
+            eid,
+            app_id,
+            name,
+            user_id,
+            anonymous_id,
+            message_id,
+            ts,
+            timestamp,
+            sent_at,
+            received_at,
+            properties,
+            context,
+            traits,
+            is_bot,
+        ) in orjson.loads(data)
+    ]
+
+
+def _accepted_total(conn: sqlite3.Connection) -> int | None:
+    """Events accepted so far, counting from the first ever; None if none is pending."""
+    row = conn.execute("SELECT total FROM inbox ORDER BY id DESC LIMIT 1").fetchone()
+    return None if row is None else int(row[0])
+
+
+def _indexed_total(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'indexed_total'").fetchone()
+    return int(row[0])
+
+
+def _backlog(conn: sqlite3.Connection) -> int:
+    accepted = _accepted_total(conn)
+    return 0 if accepted is None else accepted - _indexed_total(conn)
+
+
+def _index_pending(conn: sqlite3.Connection, at_least: int | None) -> int:
+    """Index the oldest inbox rows, whole rows until `at_least` events (None: all), in
+    the caller's transaction; return how many events were indexed."""
+    indexed = _indexed_total(conn)
+    events: list[Event] = []
+    last_id = last_total = None
+    for row_id, total, data in conn.execute("SELECT id, total, data FROM inbox ORDER BY id"):
+        events.extend(_decode(data))
+        last_id, last_total = row_id, total
+        if at_least is not None and total - indexed >= at_least:
+            break
+    if last_id is None:
+        return 0
+    _index(conn, events)
+    conn.execute("DELETE FROM inbox WHERE id <= ?", (last_id,))
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'indexed_total'", (last_total,))
+    return len(events)
+
+
+def _index(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
+    """Accepted events into events and identifies, with identity links, each event's
+    person and the person summaries. Events come in the order they were accepted."""
+    links = _links(conn, events)
+    event_rows: list[tuple[Any, ...]] = []
+    identify_rows: list[tuple[Any, ...]] = []
+    new_links: list[tuple[str, str, str, int]] = []
+    for ev in events:
+        if ev.user_id is not None and ev.anonymous_id is not None:
+            link_key = (ev.app_id, ev.anonymous_id)
+            if link_key not in links:
+                # The first user an anonymous id is linked to keeps it (as PostHog does):
+                # a shared device that never called reset() does not merge two people.
+                links[link_key] = ev.user_id
+                new_links.append((ev.app_id, ev.anonymous_id, ev.user_id, ev.received_at))
 
         if ev.kind == "identify":
             identify_rows.append(
@@ -571,7 +852,6 @@ def _write(conn: sqlite3.Connection, events: Sequence[Event]) -> list[Outcome]:
                     1 if ev.is_bot else 0,
                 )
             )
-        outcomes.append(Outcome("accepted", ev.id))
 
     if event_rows:
         conn.executemany(
@@ -588,16 +868,6 @@ def _write(conn: sqlite3.Connection, events: Sequence[Event]) -> list[Outcome]:
         )
     if event_rows:
         add_person_stats(conn, event_rows)
-    if users:
-        # json_patch merges traits (RFC 7396: a null trait removes it, on a new row too).
-        conn.executemany(
-            "INSERT INTO users (app_id, user_id, traits, first_seen, last_seen) "
-            "VALUES (?, ?, json_patch('{}', ?), ?, ?) ON CONFLICT (app_id, user_id) DO UPDATE SET "
-            "traits = json_patch(users.traits, excluded.traits), "
-            "first_seen = min(users.first_seen, excluded.first_seen), "
-            "last_seen = max(users.last_seen, excluded.last_seen)",
-            [(a, u, _json(v[2]), v[0], v[1]) for (a, u), v in users.items()],
-        )
     if new_links:
         conn.executemany(
             "INSERT OR IGNORE INTO identities (app_id, anonymous_id, user_id, linked_at) "
@@ -610,13 +880,6 @@ def _write(conn: sqlite3.Connection, events: Sequence[Event]) -> list[Outcome]:
             [(user, app, "anon:" + anon) for app, anon, user, _ in new_links],
         )
         _rekey_person_stats(conn, new_links)
-    if discards:
-        conn.executemany(
-            "INSERT INTO discards (app_id, day, reason, n) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (app_id, day, reason) DO UPDATE SET n = n + excluded.n",
-            [(a, d, r, n) for (a, d, r), n in discards.items()],
-        )
-    return outcomes
 
 
 _STATS_COLUMNS = "app_id, person, event, is_bot, n, first_ts, last_ts"
