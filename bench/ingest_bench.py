@@ -31,7 +31,8 @@ from typing import Any
 import httpx
 
 from collector.settings import Settings
-from tests.server import CollectorProcess, create_app, free_port
+from collector.store import SQLiteStore
+from tests.server import CollectorProcess, create_app, free_port, index_all
 
 ROOT = Path(__file__).resolve().parent.parent
 UA = (
@@ -98,17 +99,42 @@ def _wrk(
     duration: int,
     connections: int,
     server_pgid: int,
+    db: Path | None = None,
 ) -> dict[str, float]:
     """One warm-up run (discarded), then the measured run: every target gets the same
     warm-up, so caches, SQLite's page cache and the interpreter's specialisation are
-    warm in each. Also the server's CPU time per request (all its processes)."""
+    warm in each. Also the server's CPU time per request (all its processes). With the
+    collector's `db`, its indexer is waited for after each run, so every run starts with
+    nothing pending and no other run shares the CPU with indexing; the wait after the
+    measured run is reported (how long indexing what it accepted took)."""
     warm = _wrk_once(url, script, headers, WARMUP_S, connections)
+    if db is not None:
+        _drain(db)
     cpu_before = _group_cpu_s(server_pgid)
     result = _wrk_once(url, script, headers, duration, connections)
     cpu = _group_cpu_s(server_pgid) - cpu_before
     result["cpu_us_per_req"] = cpu / max(1.0, result["rps"] * duration) * 1e6
     result["acked"] = _acked(warm) + _acked(result)
+    if db is not None:
+        result["backlog"], result["drain_s"] = _drain(db)
     return result
+
+
+def _drain(db: Path, timeout: float = 600.0) -> tuple[int, float]:
+    """Wait until the collector's indexer has indexed everything accepted (polling the
+    backlog); return (events pending at the start, seconds it took)."""
+    store = SQLiteStore(str(db))
+    try:
+        start = time.perf_counter()
+        backlog = first = store.backlog()
+        while backlog:
+            if time.perf_counter() - start > timeout:
+                raise RuntimeError(f"indexer still {backlog} events behind after {timeout} s")
+            time.sleep(0.02)  # polling for the indexer, not waiting a fixed time
+            backlog = store.backlog()
+        return first, time.perf_counter() - start
+    finally:
+        store.close()
 
 
 def _acked(result: dict[str, float]) -> float:
@@ -276,9 +302,18 @@ def run(
         acked = {name: 0.0 for name in targets}
         for name, (url, script, headers, _) in targets.items():
             acked[name] += _acked(_wrk_once(url, script, headers, WARMUP_S, connections))
+        _drain(db)
         for _ in range(rounds):
             results = {
-                name: _wrk(url, script, headers, duration, connections, pgid)
+                name: _wrk(
+                    url,
+                    script,
+                    headers,
+                    duration,
+                    connections,
+                    pgid,
+                    db if name in ("single", "batch") else None,
+                )
                 for name, (url, script, headers, pgid) in targets.items()
             }
             for name, result in results.items():
@@ -288,6 +323,7 @@ def run(
                     result["ratio_to_bare"] = result["rps"] / results["bare"]["rps"]
                 acked[name] += result["acked"]
             per_round.append(results)
+        index_all(db)
         with sqlite3.connect(db) as conn:
             stored = conn.execute("SELECT count(*) FROM events").fetchone()[0]
     # Every event is new, so what was acknowledged must all be stored (a few more may be:
@@ -321,6 +357,13 @@ def report(results: dict[str, Any]) -> str:
             f"{_LABELS[key]:<40}{r['rps']:>9.0f}{r['events_per_s']:>11.0f}{r['p50_ms']:>8.2f}"
             f"{r['p99_ms']:>8.2f}{r.get('ratio_to_bare', 1.0):>8.0%} {r['non2xx']:>8.0f}"
             f"{r['cpu_us_per_req']:>19.1f}"
+        )
+    for key in ("single", "batch"):
+        r = results["median"][key]
+        rate = r["backlog"] / r["drain_s"] if r["drain_s"] else 0.0
+        lines.append(
+            f"{_LABELS[key]}: the indexer was {r['backlog']:.0f} events behind when the run "
+            f"ended, and caught up in {r['drain_s']:.1f} s ({rate:.0f} events/s)"
         )
     lines.append("rounds (req/s bare / single / batch events/s; single vs bare):")
     for i, r in enumerate(results["rounds"], 1):

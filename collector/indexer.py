@@ -26,8 +26,11 @@ from collector.store import SQLiteStore
 
 log = logging.getLogger("collector.indexer")
 
-NICE = 10  # below the workers (0): under full load ingest gets the CPU first
-POLL_S = 0.05  # how often an idle indexer looks at the inbox
+POLL_S = 0.05  # how often an indexer that has caught up looks at the inbox again
+CHUNK = 500  # events an indexing transaction takes: ~10 ms of holding the write lock
+SPARE = 0.2  # index while at least this share of the CPU is idle (or the indexer's)
+YIELD_S = 0.001  # between full chunks: flock is not fair, the workers need their turn
+BUSY_S = 0.01  # how soon to look again while the CPU is busy
 
 
 def run(db: str, parent: int, poll_s: float = POLL_S) -> None:
@@ -41,24 +44,62 @@ def run(db: str, parent: int, poll_s: float = POLL_S) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     store = SQLiteStore(db)
+    cpu = SpareCpu()
     try:
         while not stopping and os.getppid() == parent:
             try:
-                indexed = store.catch_up()
+                if not store.backlog():
+                    time.sleep(poll_s)
+                elif cpu.spare() < SPARE:
+                    # Ingest first: while the workers need the CPU, the backlog grows.
+                    time.sleep(BUSY_S)
+                elif store.index_some(CHUNK, wait=False) < CHUNK:
+                    # Caught up (or a worker took the lock first): let a trickle of
+                    # events gather, rather than index them one commit at a time.
+                    time.sleep(poll_s)
+                else:
+                    time.sleep(YIELD_S)
             except sqlite3.Error:
                 # The inbox keeps the events; the next round (or a read) indexes them.
                 log.exception("indexing failed; retrying")
-                indexed = 0
-            if not indexed:
                 time.sleep(poll_s)
     finally:
         store.close()
 
 
+class SpareCpu:
+    """The share of the machine's CPU that was idle, or used by this process, over the
+    last `window` seconds (Linux /proc/stat; elsewhere always 1.0)."""
+
+    def __init__(self, window: float = 0.1) -> None:
+        self.window = window
+        self.ticks = os.sysconf("SC_CLK_TCK")
+        self._last = self._read()
+        self._at = time.monotonic()
+        self._spare = 1.0
+
+    def _read(self) -> tuple[float, float] | None:
+        try:
+            with open("/proc/stat") as f:
+                values = [int(v) for v in f.readline().split()[1:9]]
+        except (OSError, ValueError):
+            return None
+        own = sum(os.times()[:2]) * self.ticks
+        return values[3] + values[4] + own, float(sum(values))  # idle + iowait + own, all
+
+    def spare(self) -> float:
+        now = time.monotonic()
+        if now - self._at >= self.window:
+            current = self._read()
+            if current is not None and self._last is not None and current[1] > self._last[1]:
+                self._spare = (current[0] - self._last[0]) / (current[1] - self._last[1])
+            self._last, self._at = current, now
+        return self._spare
+
+
 def main() -> None:
     db, parent = sys.argv[1], int(sys.argv[2])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s %(message)s")
-    os.nice(NICE)
     run(db, parent)
 
 

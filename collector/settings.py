@@ -11,7 +11,7 @@ from typing import Any
 DEFAULT_DB = "telltale.db"
 # Events accepted but not yet indexed (see store/sqlite.py): reads catch up on at most
 # this many, a few seconds' work.
-DEFAULT_MAX_BACKLOG = 200_000
+DEFAULT_MAX_BACKLOG = 1_000_000
 
 
 def _meta(help: str, env: str, cli: str | None = None, multiple: bool = False) -> dict[str, Any]:

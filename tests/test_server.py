@@ -264,3 +264,44 @@ def test_full_write_queue_is_503_and_the_waiting_request_still_lands(tmp_path: P
     index_all(db)
     with sqlite3.connect(db) as conn:
         assert [r[0] for r in conn.execute("SELECT event FROM events")] == ["first_waited"]
+
+
+def _indexer_pids(db: Path) -> list[int]:
+    """Live `collector.indexer` processes for this database (Linux /proc)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"collector.indexer" in cmdline and str(db).encode() in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_the_indexer_process_indexes_accepted_events_without_a_read(served_app: dict) -> None:
+    db = served_app["db"]
+    key = served_app["api_key"]
+    with CollectorProcess(db, workers=2) as server:
+        assert len(_indexer_pids(db)) == 1  # `collector serve` started one, beside the workers
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as c:
+            for i in range(20):
+                body = {
+                    "events": [
+                        {"event": "e", "user": f"u{i}", "message_id": f"i-{i}-{j}"}
+                        for j in range(10)
+                    ]
+                }
+                assert c.post("/v1/events", json=body).status_code == 202
+        # Nothing here reads through the store (which would catch up itself): the rows
+        # appear in the events table because the indexer moved them there.
+        deadline = time.monotonic() + 30
+        with sqlite3.connect(db) as conn:
+            while conn.execute("SELECT count(*) FROM events").fetchone()[0] < 200:
+                assert time.monotonic() < deadline, "the indexer did not index the events"
+                time.sleep(0.05)  # polling for the condition
+            assert conn.execute("SELECT count(*) FROM inbox").fetchone()[0] == 0
+    deadline = time.monotonic() + 10
+    while _indexer_pids(db):  # it stops with the server
+        assert time.monotonic() < deadline, "the indexer outlived the server"
+        time.sleep(0.05)

@@ -50,8 +50,9 @@ class Store(Protocol):
 
     # Ingestion.
     def write(self, events: Sequence[Event]) -> list[Outcome]:
-        """Store a group of events in one transaction, applying idempotency, rules and
-        identity links; one outcome per event, in order. Nothing is stored on error."""
+        """Store a group of events in one transaction, applying idempotency and rules;
+        one outcome per event, in order. Nothing is stored on error. Identity links and
+        the rest may be worked out later, but every read sees every event written."""
 
     def try_write(self, take: Callable[[], Sequence[Event]]) -> list[Outcome] | None:
         """As write() for the events `take()` returns, called only once the write lock is

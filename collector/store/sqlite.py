@@ -335,28 +335,42 @@ class SQLiteStore:
         return how many were indexed. Reads call it first, so they see every event that
         was acknowledged before them. With wait=False it gives up (returning what it
         did) as soon as another writer holds the lock."""
-        conn = self.conn()
-        target = _accepted_total(conn)
+        target = _accepted_total(self.conn())
         if target is None:  # nothing pending: one read of the inbox's last page
             return 0
         done = 0
+        while True:
+            indexed = self.index_some(chunk, wait=wait, until=target)
+            if not indexed:
+                return done
+            done += indexed
+            # flock is not fair: without a pause, this loop would take the lock back
+            # before an ingest writer (retrying every 0.5 ms) got a turn.
+            time.sleep(_YIELD_S)
+
+    def index_some(self, chunk: int, *, wait: bool = True, until: int | None = None) -> int:
+        """One transaction: index the oldest pending events, whole inbox rows, about
+        `chunk` of them and none accepted after event number `until`; return how many
+        (0 if none is pending, or if wait=False and another writer holds the lock)."""
+        conn = self.conn()
         # Its own open file: flock excludes by open file, so this thread and the event
         # loop's writer in the same process exclude each other too.
         fd = None if self.path == ":memory:" else self._open_lock()
         try:
-            while True:
-                if not _lock(fd, wait):
-                    return done
-                try:
-                    with self._tx():
-                        if _indexed_total(conn) >= target:
-                            return done
-                        done += _index_pending(conn, chunk)
-                finally:
-                    _unlock(fd)
-                # flock is not fair: without a pause, this loop would take the lock back
-                # before an ingest writer (retrying every 0.5 ms) got a turn.
-                time.sleep(_YIELD_S)
+            if not _lock(fd, wait):
+                return 0
+            # No fsync for indexing: a crash can lose an indexing transaction only
+            # whole, leaving its events in the inbox, and the next acknowledged commit's
+            # fsync makes everything before it durable.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with self._tx():
+                    if until is not None and _indexed_total(conn) >= until:
+                        return 0
+                    return _index_pending(conn, chunk)
+            finally:
+                conn.execute("PRAGMA synchronous=FULL")
+                _unlock(fd)
         finally:
             if fd is not None:
                 os.close(fd)

@@ -1,0 +1,180 @@
+"""Accept now, index later (store/sqlite.py): what a group commit decides at once
+(idempotency, rules, user traits) holds whether the events it compares with are still in
+the inbox or already indexed; reads, deletion and purging see pending events; the
+backlog stays within its bound; and a database from before the inbox keeps its ids."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from collector.models import Event, Rule
+from collector.store import SQLiteStore
+from collector.store import sqlite as sqlite_store
+from collector.store.queries import EventsQuery
+from tests.factories import DAY, ev
+
+APP = "app_inbox"
+T0 = 1_790_000_000_000
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SQLiteStore:
+    s = SQLiteStore(str(tmp_path / "t.db"))
+    s.migrate()
+    s.conn().execute("INSERT INTO apps VALUES (?, 'inbox', '[]', '{}', '2026-11-22')", (APP,))
+    return s
+
+
+def indexed_rows(store: SQLiteStore, sql: str = "SELECT count(*) FROM events") -> int:
+    """A count from the indexed tables as they are, without catching up."""
+    return int(store.conn().execute(sql).fetchone()[0])
+
+
+def test_a_write_is_committed_to_the_inbox_and_indexed_later(store: SQLiteStore) -> None:
+    outcomes = store.write([ev(APP, "a", T0, user="u1", message_id="m1")])
+    assert [o.status for o in outcomes] == ["accepted"]
+    assert store.backlog() == 1
+    assert indexed_rows(store) == 0  # acknowledged, committed, not indexed yet
+    assert store.catch_up() == 1
+    assert store.backlog() == 0
+    assert indexed_rows(store) == 1
+    assert indexed_rows(store, "SELECT count(*) FROM inbox") == 0
+
+
+def test_reads_catch_up_first(store: SQLiteStore) -> None:
+    store.write([ev(APP, "a", T0, user="u1"), ev(APP, "b", T0 + 1, user="u1")])
+    page = store.events_page(APP, EventsQuery(user="u1"))
+    assert sorted(e["event"] for e in page.events) == ["a", "b"]
+    profile = store.user_profile(APP, "u1")
+    assert profile is not None and profile["event_counts"]["a"] == 1
+
+
+def test_a_retry_is_a_duplicate_while_pending_and_after_indexing(store: SQLiteStore) -> None:
+    first = store.write([ev(APP, "a", T0, user="u1", message_id="m1")])[0]
+    retry = ev(APP, "a", T0, user="u1", message_id="m1")
+    assert store.write([retry])[0].status == "duplicate"
+    assert store.write([retry])[0].event_id == first.event_id  # still in the inbox
+    store.catch_up()
+    again = store.write([ev(APP, "a", T0, user="u1", message_id="m1")])[0]
+    assert (again.status, again.event_id) == ("duplicate", first.event_id)
+    assert store.catch_up() == 0
+    assert indexed_rows(store) == 1
+
+
+def test_repeats_inside_one_group_and_separate_namespaces(store: SQLiteStore) -> None:
+    group = [
+        ev(APP, "a", T0, user="u1", message_id="m1"),
+        ev(APP, "a", T0, user="u1", message_id="m2"),
+        ev(APP, "a", T0, user="u1", message_id="m1"),
+        ev(APP, "identify", T0, user="u1", message_id="m1"),  # identify calls: own ids
+    ]
+    outcomes = store.write(group)
+    assert [o.status for o in outcomes] == ["accepted", "accepted", "duplicate", "accepted"]
+    assert outcomes[2].event_id == outcomes[0].event_id
+    store.catch_up()
+    assert indexed_rows(store) == 2
+    assert indexed_rows(store, "SELECT count(*) FROM identifies") == 1
+
+
+def test_backlog_stays_within_its_bound(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "b.db"), max_backlog=50)
+    store.migrate()
+    for n in range(5):
+        store.write([ev(APP, "a", T0 + n * 40 + i, user=f"u{i}") for i in range(40)])
+        assert store.backlog() <= 50
+    assert indexed_rows(store) >= 150  # the commits indexed what they added past the bound
+    store.catch_up()
+    assert indexed_rows(store) == 200
+
+
+def test_delete_user_removes_pending_events_and_frees_their_ids(store: SQLiteStore) -> None:
+    store.write([ev(APP, "identify", T0, user="u1", anon="a1", traits={"plan": "pro"})])
+    store.write(
+        [
+            ev(APP, "page_viewed", T0 + 1, anon="a1", message_id="m1"),
+            ev(APP, "signup", T0 + 2, user="u1", message_id="m2"),
+            ev(APP, "signup", T0 + 3, user="u2", message_id="m3"),
+        ]
+    )
+    assert store.backlog() == 4
+    assert store.delete_user(APP, "u1") == 2
+    assert store.backlog() == 0
+    assert [r[0] for r in store.conn().execute("SELECT user_id FROM events")] == ["u2"]
+    assert indexed_rows(store, "SELECT count(*) FROM identifies") == 0
+    # A deleted event is not kept as a duplicate: the same id is a new event now.
+    assert store.write([ev(APP, "signup", T0 + 4, user="u1", message_id="m2")])[0].status == (
+        "accepted"
+    )
+    assert store.write([ev(APP, "signup", T0, user="u2", message_id="m3")])[0].status == (
+        "duplicate"
+    )
+
+
+def test_purge_includes_pending_events(store: SQLiteStore) -> None:
+    store.write(
+        [
+            ev(APP, "old", T0 - 100 * DAY, user="u1", message_id="old"),
+            ev(APP, "new", T0, user="u1", message_id="new"),
+        ]
+    )
+    assert store.purge(APP, T0 - 90 * DAY) == 1
+    assert [r[0] for r in store.conn().execute("SELECT event FROM events")] == ["new"]
+    assert store.write([ev(APP, "old", T0 - 100 * DAY, user="u1", message_id="old")])[0].status == (
+        "accepted"
+    )
+
+
+def test_a_throttle_sees_a_link_still_in_the_inbox(store: SQLiteStore) -> None:
+    rule = Rule(1, APP, "email_opened", "throttle", throttle_ms=20 * 60 * 1000)
+    store.conn().execute(
+        "INSERT INTO rules VALUES (1, ?, 'email_opened', 'throttle', NULL, ?, '2026-11-22')",
+        (APP, rule.throttle_ms),
+    )
+
+    def opened(ts: int, **who: str) -> Event:
+        event = ev(APP, "email_opened", ts, **who)  # type: ignore[arg-type]
+        event.rules = (rule,)
+        return event
+
+    assert store.write([opened(T0, user="u1")])[0].status == "accepted"
+    store.write([ev(APP, "identify", T0 + 1, user="u1", anon="a1")])  # the link, pending
+    # The same person, by the anonymous id now linked to u1, within 20 minutes.
+    outcome = store.write([opened(T0 + 60_000, anon="a1")])[0]
+    assert (outcome.status, outcome.reason) == ("discarded", "throttled")
+
+
+def test_pending_events_survive_a_new_connection(tmp_path: Path) -> None:
+    path = str(tmp_path / "c.db")
+    first = SQLiteStore(path)
+    first.migrate()
+    first.write([ev(APP, "a", T0, user="u1", message_id="m1")])
+    first.close()  # nothing indexed: the inbox row is the committed event
+    second = SQLiteStore(path)
+    assert second.backlog() == 1
+    assert second.catch_up() == 1
+    assert indexed_rows(second, "SELECT count(*) FROM events WHERE message_id = 'm1'") == 1
+
+
+def test_migration_keeps_the_message_ids_of_stored_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = str(tmp_path / "old.db")
+    monkeypatch.setattr(sqlite_store, "MIGRATIONS", sqlite_store.MIGRATIONS[:5])
+    old = SQLiteStore(path)
+    assert old.migrate() == 5
+    with sqlite3.connect(path) as conn:  # an event as the schema before the inbox stored it
+        conn.execute(
+            "INSERT INTO events (id, app_id, message_id, event, user_id, person, ts, "
+            "received_at, properties, context) VALUES "
+            "('evt_old', ?, 'm-old', 'a', 'u1', 'u1', ?, ?, '{}', '{}')",
+            (APP, T0, T0),
+        )
+    old.close()
+    monkeypatch.undo()
+    store = SQLiteStore(path)
+    assert store.migrate() == 6
+    outcome = store.write([ev(APP, "a", T0, user="u1", message_id="m-old")])[0]
+    assert (outcome.status, outcome.event_id) == ("duplicate", "evt_old")
