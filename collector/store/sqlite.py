@@ -561,6 +561,7 @@ def _accept(conn: sqlite3.Connection, events: Sequence[Event], max_backlog: int)
     """The group-commit transaction body: idempotency, rules and user traits, decided now;
     the accepted events go into the inbox as one row, for the indexer."""
     outcomes: list[Outcome | None] = [None] * len(events)
+    repeats = False
 
     # Idempotency: claim every message id at once. The usual group has no repeat, and
     # the claim count proves it; otherwise the ids' owners say which events repeat one.
@@ -579,7 +580,30 @@ def _accept(conn: sqlite3.Connection, events: Sequence[Event], max_backlog: int)
                     owner = owners[(ev.app_id, _KIND[ev.kind], ev.message_id)]
                     if owner != ev.id:
                         outcomes[i] = Outcome("duplicate", owner)
+                        repeats = True
 
+    if repeats or any(e.rules or e.traits or e.kind == "identify" for e in events):
+        accepted = _judge(conn, events, outcomes)
+    else:  # the usual group: nothing to judge, every event is new and accepted
+        accepted = list(events)
+        outcomes[:] = [Outcome("accepted", e.id) for e in events]
+
+    if accepted:
+        indexed = _indexed_total(conn)
+        total = (_accepted_total(conn) or indexed) + len(accepted)
+        conn.execute("INSERT INTO inbox (total, data) VALUES (?, ?)", (total, _encode(accepted)))
+        # A bounded backlog: past it, each commit also indexes what it adds, so reads
+        # never have more than max_backlog events to catch up on.
+        if total - indexed > max_backlog:
+            _index_pending(conn, total - indexed - max_backlog)
+    return [o for o in outcomes if o is not None]
+
+
+def _judge(
+    conn: sqlite3.Connection, events: Sequence[Event], outcomes: list[Outcome | None]
+) -> list[Event]:
+    """Rules and user traits for the events not yet decided (None in `outcomes`, which
+    this fills in); return the accepted ones."""
     links: dict[tuple[str, str], str] | None = None  # what throttle rules need, if any
     users: dict[tuple[str, str], list[Any]] = {}  # → [first, last, traits]
     discards: dict[tuple[str, str, str], int] = {}
@@ -635,15 +659,7 @@ def _accept(conn: sqlite3.Connection, events: Sequence[Event], max_backlog: int)
             "ON CONFLICT (app_id, day, reason) DO UPDATE SET n = n + excluded.n",
             [(a, d, r, n) for (a, d, r), n in discards.items()],
         )
-    if accepted:
-        indexed = _indexed_total(conn)
-        total = (_accepted_total(conn) or indexed) + len(accepted)
-        conn.execute("INSERT INTO inbox (total, data) VALUES (?, ?)", (total, _encode(accepted)))
-        # A bounded backlog: past it, each commit also indexes what it adds, so reads
-        # never have more than max_backlog events to catch up on.
-        if total - indexed > max_backlog:
-            _index_pending(conn, total - indexed - max_backlog)
-    return [o for o in outcomes if o is not None]
+    return accepted
 
 
 def _forget_message_ids(
