@@ -28,7 +28,7 @@ log = logging.getLogger("collector.indexer")
 
 POLL_S = 0.05  # how often an indexer that has caught up looks at the inbox again
 CHUNK = 500  # events an indexing transaction takes: ~10 ms of holding the write lock
-SPARE = 0.2  # index while at least this share of the CPU is idle (or the indexer's)
+SPARE = 0.2  # index while at least this share of the machine's CPU is idle
 YIELD_S = 0.001  # between full chunks: flock is not fair, the workers need their turn
 BUSY_S = 0.01  # how soon to look again while the CPU is busy
 
@@ -68,24 +68,24 @@ def run(db: str, parent: int, poll_s: float = POLL_S) -> None:
 
 
 class SpareCpu:
-    """The share of the machine's CPU that was idle, or used by this process, over the
-    last `window` seconds (Linux /proc/stat; elsewhere always 1.0)."""
+    """The share of the machine's CPU that was idle over the last `window` seconds (Linux
+    /proc/stat; elsewhere always 1.0). The indexer's own use does not count as spare:
+    otherwise, once running, it would keep its own gate open under load."""
 
     def __init__(self, window: float = 0.1) -> None:
         self.window = window
-        self.ticks = os.sysconf("SC_CLK_TCK")
         self._last = self._read()
         self._at = time.monotonic()
         self._spare = 1.0
 
-    def _read(self) -> tuple[float, float] | None:
+    @staticmethod
+    def _read() -> tuple[int, int] | None:
         try:
             with open("/proc/stat") as f:
                 values = [int(v) for v in f.readline().split()[1:9]]
         except (OSError, ValueError):
             return None
-        own = sum(os.times()[:2]) * self.ticks
-        return values[3] + values[4] + own, float(sum(values))  # idle + iowait + own, all
+        return values[3] + values[4], sum(values)  # idle + iowait, all
 
     def spare(self) -> float:
         now = time.monotonic()
