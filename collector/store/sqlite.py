@@ -589,8 +589,9 @@ def _accept(conn: sqlite3.Connection, events: Sequence[Event], max_backlog: int)
         outcomes[:] = [Outcome("accepted", e.id) for e in events]
 
     if accepted:
-        indexed = _indexed_total(conn)
-        total = (_accepted_total(conn) or indexed) + len(accepted)
+        last, indexed_text = conn.execute(_TOTALS).fetchone()  # one statement, not two
+        indexed = int(indexed_text)
+        total = (last or indexed) + len(accepted)
         conn.execute("INSERT INTO inbox (total, data) VALUES (?, ?)", (total, _encode(accepted)))
         # A bounded backlog: past it, each commit also indexes what it adds, so reads
         # never have more than max_backlog events to catch up on.
@@ -791,6 +792,12 @@ def _decode(data: bytes) -> list[Event]:
             is_bot,
         ) in orjson.loads(data)
     ]
+
+
+_TOTALS = (
+    "SELECT (SELECT total FROM inbox ORDER BY id DESC LIMIT 1), "
+    "(SELECT value FROM meta WHERE key = 'indexed_total')"
+)
 
 
 def _accepted_total(conn: sqlite3.Connection) -> int | None:
