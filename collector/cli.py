@@ -192,7 +192,7 @@ def serve(**options: Any) -> None:
     store.close()
     # Workers are separate processes: they read the same settings from the environment.
     os.environ.update(settings.to_env())
-    # The indexer runs beside the workers at a lower priority (collector/indexer.py).
+    # The indexer runs beside the workers, while the CPU has room (collector/indexer.py).
     indexer = subprocess.Popen(
         [sys.executable, "-m", "collector.indexer", settings.db, str(os.getpid())]
     )
