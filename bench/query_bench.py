@@ -2,12 +2,13 @@
 
     python -m bench.query_bench [--users 100000] [--events 1000000] [--db PATH] [--runs 3]
 
-The data goes in through the store's own write path (`SQLiteStore.write`, 5,000 events a
-batch, then `catch_up`, the indexer's work), so identity links, `person` rewrites and the
-person_event_stats summary are maintained exactly as in production. About a quarter of the users browse
-anonymously before signing up (those events count for them once linked); 2% of the
-traffic is bots. Each figure is the median of `--runs` runs after one warm-up run, in
-seconds, timed at the store (the HTTP layer adds JSON encoding of one page only).
+The data goes in through the store's own write path (`SQLiteStore.write`, 5,000 events
+a batch, then `catch_up`, the indexer's work), so identity links, `person` rewrites and
+the person_event_stats summary are maintained exactly as in production. About a quarter
+of the users browse anonymously before signing up (those events count for them once
+linked); 2% of the traffic is bots. Each figure is the median of `--runs` runs after one
+warm-up run, in seconds, timed at the store (the HTTP layer adds JSON encoding of one
+page only).
 With `--db PATH` the generated file is kept and reused by the next run.
 """
 
