@@ -5,6 +5,7 @@ backlog stays within its bound; and a database from before the inbox keeps its i
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -178,3 +179,19 @@ def test_migration_keeps_the_message_ids_of_stored_events(
     assert store.migrate() == 6
     outcome = store.write([ev(APP, "a", T0, user="u1", message_id="m-old")])[0]
     assert (outcome.status, outcome.event_id) == ("duplicate", "evt_old")
+
+
+def test_a_stream_poll_indexes_one_chunk_and_never_waits(store: SQLiteStore) -> None:
+    for g in range(3):
+        store.write([ev(APP, "a", T0 + g * 1000 + i, user=f"u{i}") for i in range(1000)])
+    first = store.stream_events(APP, 0, (), False, 5000)
+    assert len(first) == 1000 and store.backlog() == 2000  # one inbox row of the three
+    fd = store._open_lock()  # another writer holds the lock: the poll reads what is there
+    try:
+        sqlite_store._lock(fd, True)
+        assert len(store.stream_events(APP, first[-1][0], (), False, 5000)) == 0
+        assert store.backlog() == 2000
+    finally:
+        sqlite_store._unlock(fd)
+        os.close(fd)
+    assert len(store.stream_events(APP, first[-1][0], (), False, 5000)) == 1000

@@ -498,7 +498,7 @@ class SQLiteStore:
     ) -> list[tuple[int, dict[str, Any]]]:
         # One chunk at most, and only if no other writer holds the lock: a watched stream
         # helps the indexer along but never waits on it (or makes ingest wait).
-        self.catch_up(wait=False, chunk=STREAM_CHUNK)
+        self.index_some(STREAM_CHUNK, wait=False)
         return queries.stream_events(self.conn(), app_id, after, events, include_bots, limit)
 
 
