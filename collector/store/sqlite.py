@@ -97,19 +97,27 @@ class SQLiteStore:
         return _Transaction(self.conn())
 
     @contextlib.contextmanager
-    def _writing(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction taken in turn with the ingest writers (their lock)."""
+    def _turn(self, wait: bool = True) -> Iterator[bool]:
+        """The ingest writers' lock, on an open file of its own (flock excludes by open
+        file, so this thread and the event loop's writer in the same process exclude each
+        other too); yields whether it was taken (always, when waiting)."""
         fd = None if self.path == ":memory:" else self._open_lock()
         try:
-            _lock(fd, True)
+            locked = _lock(fd, wait)
             try:
-                with self._tx() as conn:
-                    yield conn
+                yield locked
             finally:
-                _unlock(fd)
+                if locked:
+                    _unlock(fd)
         finally:
             if fd is not None:
                 os.close(fd)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction taken in turn with the ingest writers (their lock)."""
+        with self._turn(), self._tx() as conn:
+            yield conn
 
     # Schema ------------------------------------------------------------------------
 
@@ -353,11 +361,8 @@ class SQLiteStore:
         `chunk` of them and none accepted after event number `until`; return how many
         (0 if none is pending, or if wait=False and another writer holds the lock)."""
         conn = self.conn()
-        # Its own open file: flock excludes by open file, so this thread and the event
-        # loop's writer in the same process exclude each other too.
-        fd = None if self.path == ":memory:" else self._open_lock()
-        try:
-            if not _lock(fd, wait):
+        with self._turn(wait) as locked:
+            if not locked:
                 return 0
             # No fsync for indexing: a crash can lose an indexing transaction only
             # whole, leaving its events in the inbox, and the next acknowledged commit's
@@ -370,10 +375,6 @@ class SQLiteStore:
                     return _index_pending(conn, chunk)
             finally:
                 conn.execute("PRAGMA synchronous=FULL")
-                _unlock(fd)
-        finally:
-            if fd is not None:
-                os.close(fd)
 
     # Data management -------------------------------------------------------------------
 
@@ -589,7 +590,7 @@ def _accept(conn: sqlite3.Connection, events: Sequence[Event], max_backlog: int)
         outcomes[:] = [Outcome("accepted", e.id) for e in events]
 
     if accepted:
-        last, indexed_text = conn.execute(_TOTALS).fetchone()  # one statement, not two
+        last, indexed_text = conn.execute(_TOTALS).fetchone()
         indexed = int(indexed_text)
         total = (last or indexed) + len(accepted)
         conn.execute("INSERT INTO inbox (total, data) VALUES (?, ?)", (total, _encode(accepted)))
@@ -794,26 +795,24 @@ def _decode(data: bytes) -> list[Event]:
     ]
 
 
-_TOTALS = (
-    "SELECT (SELECT total FROM inbox ORDER BY id DESC LIMIT 1), "
-    "(SELECT value FROM meta WHERE key = 'indexed_total')"
-)
+_ACCEPTED_TOTAL = "SELECT total FROM inbox ORDER BY id DESC LIMIT 1"
+_INDEXED_TOTAL = "SELECT value FROM meta WHERE key = 'indexed_total'"
+_TOTALS = f"SELECT ({_ACCEPTED_TOTAL}), ({_INDEXED_TOTAL})"  # both in one statement
 
 
 def _accepted_total(conn: sqlite3.Connection) -> int | None:
     """Events accepted so far, counting from the first ever; None if none is pending."""
-    row = conn.execute("SELECT total FROM inbox ORDER BY id DESC LIMIT 1").fetchone()
+    row = conn.execute(_ACCEPTED_TOTAL).fetchone()
     return None if row is None else int(row[0])
 
 
 def _indexed_total(conn: sqlite3.Connection) -> int:
-    row = conn.execute("SELECT value FROM meta WHERE key = 'indexed_total'").fetchone()
-    return int(row[0])
+    return int(conn.execute(_INDEXED_TOTAL).fetchone()[0])
 
 
 def _backlog(conn: sqlite3.Connection) -> int:
-    accepted = _accepted_total(conn)
-    return 0 if accepted is None else accepted - _indexed_total(conn)
+    accepted, indexed = conn.execute(_TOTALS).fetchone()
+    return 0 if accepted is None else int(accepted) - int(indexed)
 
 
 def _index_pending(conn: sqlite3.Connection, at_least: int | None) -> int:
