@@ -161,10 +161,7 @@ def parse_payload(
             raw_items = raw_items_value
         is_batch = True
     else:
-        single = {
-            k: v for k, v in data.items() if k not in {"app_id", "appId", "sent_at", "sentAt"}
-        }
-        raw_items = [single]
+        raw_items = [data]  # the envelope's keys are not the event's, and are not read
         is_batch = False
     if envelope_errors:
         raise InvalidRequest("Invalid request", envelope_errors)
@@ -173,7 +170,7 @@ def parse_payload(
     check_size = body_size > MAX_EVENT_BYTES
     items: list[Item | list[FieldError]] = []
     for raw in raw_items:
-        if check_size and len(orjson.dumps(raw)) > MAX_EVENT_BYTES:
+        if check_size and _event_size(raw, is_batch) > MAX_EVENT_BYTES:
             items.append([field_error("event", EVENT_TOO_LARGE)])
             continue
         items.append(
@@ -184,6 +181,16 @@ def parse_payload(
     return Payload(
         app_id, sent_ms, sent_raw if isinstance(sent_raw, str) else None, is_batch, items
     )
+
+
+_ENVELOPE_KEYS = frozenset({"app_id", "appId", "sent_at", "sentAt"})
+
+
+def _event_size(raw: Any, is_batch: bool) -> int:
+    """An event's size as JSON; a single event's without the envelope keys beside it."""
+    if not is_batch and isinstance(raw, dict):
+        raw = {k: v for k, v in raw.items() if k not in _ENVELOPE_KEYS}
+    return len(orjson.dumps(raw))
 
 
 def normalize_item(
@@ -199,12 +206,20 @@ def normalize_item(
     errors: list[FieldError] = []
     warnings: list[FieldError] = []
 
-    kind: Kind = forced_kind or ("identify" if raw.get("type") == "identify" else "track")
-    name_value: Any = _first(raw, "event", "event_name", "eventKey", "name")
-    properties_value: Any = _first(raw, "properties", "metadata")
-    traits_value: Any = raw.get("traits")
+    get = raw.get
+    kind: Kind = forced_kind or ("identify" if get("type") == "identify" else "track")
+    # The canonical key first; the aliases only when it is absent.
+    name_value: Any = get("event")
+    if name_value is None:
+        name_value = _first(raw, "event_name", "eventKey", "name")
+    properties_value: Any = get("properties")
+    if properties_value is None:
+        properties_value = get("metadata")
+    traits_value: Any = get("traits")
 
-    user_value: Any = _first(raw, "user", "user_id", "userId", "externalId")
+    user_value: Any = get("user")
+    if user_value is None:
+        user_value = _first(raw, "user_id", "userId", "externalId")
     user_id, user_traits = _user(user_value, errors)
     if isinstance(user_traits, dict):
         traits_value = {**user_traits, **(traits_value if isinstance(traits_value, dict) else {})}
@@ -306,6 +321,8 @@ def _first(raw: dict[str, Any], *keys: str) -> Any:
 
 
 def _name(value: Any, errors: list[FieldError], warnings: list[FieldError]) -> str:
+    if type(value) is str and value in _GOOD_NAMES:  # a snake_case name seen before
+        return value
     if value is None:
         errors.append(field_error("event", "is required"))
         return ""
@@ -320,7 +337,14 @@ def _name(value: Any, errors: list[FieldError], warnings: list[FieldError]) -> s
         return ""
     if not _SNAKE.match(value):
         warnings.append(field_error("event", f"{value!r} is not snake_case (e.g. user_signed_up)"))
+    elif len(_GOOD_NAMES) < _GOOD_NAMES_MAX:
+        _GOOD_NAMES.add(value)
     return value
+
+
+# Valid snake_case event names already checked: an app sends a few names over and over.
+_GOOD_NAMES: set[str] = set()
+_GOOD_NAMES_MAX = 10_000
 
 
 def _user(value: Any, errors: list[FieldError]) -> tuple[str | None, dict[str, Any] | None]:
@@ -386,8 +410,30 @@ def _seed_event(
 
 def _check_values(value: Any, path: str, depth: int, errors: list[FieldError]) -> None:
     """Property values: scalars, ISO dates (strings), and lists/objects of them, shallowly.
-    This runs for every value of every event, so a child's path is only spelled out for
-    an error."""
+    This runs for every value of every event: an object of plain scalars (the usual
+    properties and context) is passed in one loop of type checks, and a child's path is
+    only spelled out for an error."""
+    if type(value) is dict and depth <= MAX_DEPTH:
+        for key, item in value.items():
+            kind = type(item)
+            if (
+                not key
+                or len(key) > MAX_NAME
+                or "\x00" in key
+                or (kind is str and "\x00" in item)
+                or kind not in _PLAIN
+            ):
+                break
+        else:
+            return  # every key valid, every value a plain scalar
+    _check_values_slow(value, path, depth, errors)
+
+
+# Value types that need no check beyond their type (strings only for NUL characters).
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def _check_values_slow(value: Any, path: str, depth: int, errors: list[FieldError]) -> None:
     if isinstance(value, dict):
         if depth > MAX_DEPTH:
             errors.append(field_error(path, f"nests deeper than {MAX_DEPTH} levels"))
@@ -396,7 +442,7 @@ def _check_values(value: Any, path: str, depth: int, errors: list[FieldError]) -
             if not key or len(key) > MAX_NAME or "\x00" in key:
                 errors.append(field_error(path, f"has an invalid key {key[:40]!r}"))
             elif isinstance(item, dict | list):
-                _check_values(item, f"{path}.{key}", depth + 1, errors)
+                _check_values_slow(item, f"{path}.{key}", depth + 1, errors)
             elif (problem := _scalar_problem(item)) is not None:
                 errors.append(field_error(f"{path}.{key}", problem))
     elif isinstance(value, list):
@@ -405,7 +451,7 @@ def _check_values(value: Any, path: str, depth: int, errors: list[FieldError]) -
             return
         for i, item in enumerate(value):
             if isinstance(item, dict | list):
-                _check_values(item, f"{path}[{i}]", depth + 1, errors)
+                _check_values_slow(item, f"{path}[{i}]", depth + 1, errors)
             elif (problem := _scalar_problem(item)) is not None:
                 errors.append(field_error(f"{path}[{i}]", problem))
     elif (problem := _scalar_problem(value)) is not None:
