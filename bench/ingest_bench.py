@@ -106,10 +106,15 @@ def _wrk(
     warm in each. Also the server's CPU time per request (all its processes). With the
     collector's `db`, its indexer is waited for after each run, so every run starts with
     nothing pending and no other run shares the CPU with indexing; the wait after the
-    measured run is reported (how long indexing what it accepted took)."""
+    measured run is reported (how long indexing what it accepted took). Dirty pages are
+    flushed before the measured run, for every target alike."""
     warm = _wrk_once(url, script, headers, WARMUP_S, connections)
     if db is not None:
         _drain(db)
+    # Earlier runs' writes (the indexer's above all: hundreds of MB after a batch run) go
+    # to disk now rather than through kernel writeback during this run, where they would
+    # queue ahead of the collector's fsyncs. Every target gets the same.
+    os.sync()
     cpu_before = _group_cpu_s(server_pgid)
     result = _wrk_once(url, script, headers, duration, connections)
     cpu = _group_cpu_s(server_pgid) - cpu_before
