@@ -7,6 +7,7 @@ import gc
 import gzip
 import hashlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -310,7 +311,7 @@ async def demo_page(request: Request) -> Response:
 
 async def healthz(request: Request) -> Response:
     c = _collector(request)
-    return JSONResponse({"ok": True, "queue": c.writer.pending})
+    return JSONResponse({"ok": True, "queue": c.writer.pending, "worker": os.getpid()})
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

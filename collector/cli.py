@@ -206,12 +206,13 @@ def serve(**options: Any) -> None:
 def _serve(settings: Settings) -> None:
     import uvicorn
 
-    uvicorn.run(
+    from collector.workers import Workers, listeners
+
+    config = uvicorn.Config(
         "collector.app:app_from_env",
         factory=True,
         host=settings.host,
         port=settings.port,
-        workers=settings.workers,
         log_level=settings.log_level,
         access_log=False,
         # X-Forwarded-For is decided in enrich.client_ip from --trusted-proxy, not here.
@@ -219,6 +220,25 @@ def _serve(settings: Settings) -> None:
         server_header=False,
         timeout_graceful_shutdown=10,
     )
+    if settings.workers == 1:
+        uvicorn.Server(config).run()
+        return
+    # A listening socket per worker (collector/workers.py), so connections are spread
+    # evenly over the workers.
+    try:
+        socks = listeners(settings.host, settings.port, settings.workers)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {settings.host}:{settings.port}: {exc}"
+        ) from None
+    click.echo(
+        f"Serving on http://{settings.host}:{socks[0].getsockname()[1]} "
+        f"with {settings.workers} workers",
+        err=True,
+    )
+    status = Workers(config, socks).run()
+    if status:
+        raise SystemExit(status)
 
 
 # apps -------------------------------------------------------------------------------

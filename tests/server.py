@@ -96,13 +96,25 @@ class CollectorProcess:
             if self.proc.poll() is not None:
                 self._finish()
                 raise RuntimeError(f"collector exited early:\n{self.output()}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
+            if len(self.worker_pids()) >= self.workers:
+                return self
             time.sleep(0.05)  # polling for readiness, not waiting a fixed time
         raise RuntimeError(f"collector did not become ready:\n{self.output()}")
+
+    def worker_pids(self, probes: int = 8) -> set[int]:
+        """The workers that answer /healthz, each probe on a new connection (the kernel
+        spreads new connections over the workers' sockets). Ready means all of them."""
+        pids: set[int] = set()
+        for _ in range(probes):
+            try:
+                r = httpx.get(self.url + "/healthz", timeout=1)
+            except httpx.HTTPError:
+                return pids
+            if r.status_code == 200:
+                pids.add(r.json()["worker"])
+            if len(pids) >= self.workers:
+                break
+        return pids
 
     def output(self) -> str:
         if self._log.closed:
