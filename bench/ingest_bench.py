@@ -196,8 +196,9 @@ def _ms(text: str) -> float:
 
 
 class _Uvicorn:
-    """An ASGI app of bench/ on 2 uvicorn workers: the bare baseline, or the collector
-    without storage (`factory`, with the collector's settings in the environment)."""
+    """An ASGI app of bench/ on 2 uvicorn workers, each with its own socket as in
+    `collector serve` (bench/serve.py): the bare baseline, or the collector without
+    storage (`factory`, with the collector's settings in the environment)."""
 
     def __init__(self, target: str, *, factory: bool = False, db: Path | None = None) -> None:
         self.target = target
@@ -212,16 +213,13 @@ class _Uvicorn:
             [
                 sys.executable,
                 "-m",
-                "uvicorn",
+                "bench.serve",
                 self.target,
                 *(["--factory"] if self.factory else []),
                 "--port",
                 str(port),
                 "--workers",
                 "2",
-                "--no-access-log",
-                "--log-level",
-                "warning",
             ],
             cwd=ROOT,
             env={**os.environ, **self.env, "PYTHONPATH": str(ROOT)},
