@@ -89,11 +89,7 @@ def raw_headers(scope: Scope) -> dict[str, str]:
 def _cors_headers(origin: str | None) -> dict[str, str]:
     if not origin:
         return {}
-    return {
-        "Access-Control-Allow-Origin": origin,
-        "Access-Control-Expose-Headers": "Retry-After",
-        "Vary": "Origin",
-    }
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
 
 
 class IngestEndpoint:
@@ -197,6 +193,8 @@ async def _ingest(
                 warnings.get(0),
             )
     except CollectorError as exc:
+        if cors and "Retry-After" in exc.headers:  # let the SDK read when to retry
+            cors = {**cors, "Access-Control-Expose-Headers": "Retry-After"}
         return exc.status, exc.body(), {**exc.headers, **cors}
     if not payload.is_batch and events[0] is not None and events[0].kind == "identify":
         answer["user_id"] = events[0].user_id
