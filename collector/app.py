@@ -10,6 +10,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,19 @@ def _cors_headers(origin: str | None) -> dict[str, str]:
     return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
 
 
+RawHeaders = tuple[tuple[bytes, bytes], ...]
+
+
+@lru_cache(maxsize=1024)
+def _cors_raw(origin: str | None) -> RawHeaders:
+    """_cors_headers as ASGI header pairs, made once per origin (an app has a few)."""
+    return _raw(_cors_headers(origin))
+
+
+def _raw(headers: dict[str, str]) -> RawHeaders:
+    return tuple((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
+
+
 class IngestEndpoint:
     """The ingestion routes as a plain ASGI app: the hot path of the collector, so it
     reads the body and answers with raw ASGI messages instead of Starlette's Request and
@@ -109,7 +123,7 @@ class IngestEndpoint:
         raw = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(content)).encode()),
-            *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()),
+            *headers,
         ]
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": content})
@@ -151,10 +165,10 @@ async def _read_body(receive: Receive) -> tuple[bytes, int]:
 
 async def _ingest(
     c: Collector, scope: Scope, body: bytes, size: int, forced: Kind | None
-) -> tuple[int, dict[str, Any], dict[str, str]]:
+) -> tuple[int, dict[str, Any], RawHeaders]:
     """(status, answer, headers) for one ingestion request."""
     headers = raw_headers(scope)
-    cors: dict[str, str] = {}
+    origin: str | None = None  # the allowed Origin, to echo in CORS headers
     try:
         caller = pipeline.server_caller(c.cache, headers.get("authorization"))
         data = decode_body(body, headers.get("content-type"), size)
@@ -171,7 +185,7 @@ async def _ingest(
             caller = pipeline.browser_caller(
                 c.cache, app_id, headers.get("origin"), headers.get("referer")
             )
-            cors = _cors_headers(caller.origin)
+            origin = caller.origin
         pipeline.check_rate(c.limiter, caller.app, ip)
         events, errors, warnings = pipeline.build_events(
             payload,
@@ -193,12 +207,13 @@ async def _ingest(
                 warnings.get(0),
             )
     except CollectorError as exc:
+        cors = _cors_headers(origin)
         if cors and "Retry-After" in exc.headers:  # let the SDK read when to retry
-            cors = {**cors, "Access-Control-Expose-Headers": "Retry-After"}
-        return exc.status, exc.body(), {**exc.headers, **cors}
+            cors["Access-Control-Expose-Headers"] = "Retry-After"
+        return exc.status, exc.body(), _raw({**exc.headers, **cors})
     if not payload.is_batch and events[0] is not None and events[0].kind == "identify":
         answer["user_id"] = events[0].user_id
-    return status, answer, cors
+    return status, answer, _cors_raw(origin)
 
 
 async def _store(c: Collector, bot_policy: str, events: list[Event | None]) -> dict[int, Outcome]:
