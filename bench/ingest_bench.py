@@ -358,7 +358,7 @@ def report(results: dict[str, Any]) -> str:
     for key, r in results["median"].items():
         lines.append(
             f"{_LABELS[key]:<40}{r['rps']:>9.0f}{r['events_per_s']:>11.0f}{r['p50_ms']:>8.2f}"
-            f"{r['p99_ms']:>8.2f}{r.get('ratio_to_bare', 1.0):>8.0%} {r['non2xx']:>8.0f}"
+            f"{r['p99_ms']:>8.2f}{r.get('ratio_to_bare', 1.0):>8.1%} {r['non2xx']:>8.0f}"
             f"{r['cpu_us_per_req']:>19.1f}"
         )
     for key in ("single", "batch"):
@@ -372,13 +372,13 @@ def report(results: dict[str, Any]) -> str:
     for i, r in enumerate(results["rounds"], 1):
         line = (
             f"  {i}: {r['bare']['rps']:>7.0f} / {r['single']['rps']:>7.0f} / "
-            f"{r['batch']['events_per_s']:>7.0f}; {r['single']['ratio_to_bare']:.0%}"
+            f"{r['batch']['events_per_s']:>7.0f}; {r['single']['ratio_to_bare']:.1%}"
         )
         if "single_nostore" in r:
             line += (
                 f"   storage taken out: {r['single_nostore']['rps']:>7.0f} / "
                 f"{r['batch_nostore']['events_per_s']:>7.0f}; "
-                f"{r['single_nostore']['ratio_to_bare']:.0%}"
+                f"{r['single_nostore']['ratio_to_bare']:.1%}"
             )
         lines.append(line)
     lines.append(
