@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 BotPolicy = Literal["flag", "drop"]
 IpMode = Literal["full", "truncate", "none"]
@@ -69,8 +69,10 @@ class Event:
 OutcomeStatus = Literal["accepted", "duplicate", "discarded"]
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
+    """What became of one event. A named tuple rather than a frozen dataclass: one is
+    made per event, and a frozen dataclass takes ~0.7 µs to build, a named tuple ~0.2."""
+
     status: OutcomeStatus
     event_id: str | None = None
     reason: str | None = None

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from collector import ids
 from collector.auth import key_from_authorization, origin_allowed, request_origin
@@ -70,8 +69,10 @@ class AppCache:
         return [o for app in self.store.list_apps() for o in app.origins]
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
+class Caller(NamedTuple):
+    """Who sent a request (one per request: a named tuple builds ~3x faster than a frozen
+    dataclass)."""
+
     app: App
     source: Source
     origin: str | None  # the allowed Origin to echo in CORS headers
