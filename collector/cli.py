@@ -206,7 +206,7 @@ def serve(**options: Any) -> None:
 def _serve(settings: Settings) -> None:
     import uvicorn
 
-    from collector.workers import Workers, listeners
+    from collector.workers import Workers, listeners, run_server
 
     config = uvicorn.Config(
         "collector.app:app_from_env",
@@ -221,7 +221,7 @@ def _serve(settings: Settings) -> None:
         timeout_graceful_shutdown=10,
     )
     if settings.workers == 1:
-        uvicorn.Server(config).run()
+        run_server(config)
         return
     # A listening socket per worker (collector/workers.py), so connections are spread
     # evenly over the workers.

@@ -61,9 +61,18 @@ def listeners(host: str, port: int, count: int) -> list[socket.socket]:
     return socks
 
 
+def run_server(config: uvicorn.Config, sockets: list[socket.socket] | None = None) -> None:
+    """Serve until told to stop; exit with STARTUP_FAILURE if the server never started
+    (the app's start-up failed), as `uvicorn.run` does."""
+    server = uvicorn.Server(config)
+    server.run(sockets=sockets)
+    if not server.started:
+        raise SystemExit(STARTUP_FAILURE)
+
+
 def _worker(config: uvicorn.Config, sock: socket.socket) -> None:
     config.configure_logging()
-    uvicorn.Server(config).run(sockets=[sock])
+    run_server(config, [sock])
 
 
 class Workers:

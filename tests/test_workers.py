@@ -1,0 +1,48 @@
+"""collector/workers.py in-process: the listening sockets, and a failed start-up."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+
+from collector.workers import STARTUP_FAILURE, listeners, run_server
+
+
+def test_listeners_share_one_port_with_reuseport() -> None:
+    socks = listeners("127.0.0.1", 0, 3)
+    try:
+        ports = {s.getsockname()[1] for s in socks}
+        assert len(ports) == 1 and 0 not in ports  # port 0: one free port for all
+        for s in socks:
+            assert s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
+            assert s.get_inheritable()
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_a_port_held_without_reuseport_is_refused() -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        with pytest.raises(OSError):
+            listeners("127.0.0.1", other.getsockname()[1], 2)
+
+
+@asynccontextmanager
+async def _failing(app: Starlette) -> AsyncIterator[None]:
+    raise RuntimeError("the database is not there")
+    yield  # pragma: no cover
+
+
+def test_a_server_whose_app_cannot_start_exits_with_startup_failure() -> None:
+    # The supervisor stops on this status instead of restarting the worker forever.
+    config = uvicorn.Config(Starlette(lifespan=_failing), port=0, log_level="critical")
+    with pytest.raises(SystemExit) as exc:
+        run_server(config)
+    assert exc.value.code == STARTUP_FAILURE
