@@ -546,3 +546,18 @@ def test_served_workers_keep_the_garbage_collector_off_the_hot_path(tmp_path: Pa
         check=True,
     ).stdout.strip()
     assert out == "(700, 10, 10) (20000, 20, 20) True"
+
+
+def test_an_unexpected_error_on_ingestion_is_a_500_in_the_error_shape(
+    client: TestClient, key: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Ingestion is answered before Starlette's middleware, so it catches errors itself.
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr("collector.pipeline.build_events", broken)
+    r = client.post("/v1/event", json={"event": "a", "user": "u"}, headers=auth(key))
+    assert r.status_code == 500
+    assert r.json() == {"success": False, "message": "Internal error", "errors": []}
+    assert "secret" not in r.text
+    assert "secret internal detail" in caplog.text  # logged for the operator
