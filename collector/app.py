@@ -32,6 +32,7 @@ from collector.errors import (
     CollectorError,
     FieldError,
     Forbidden,
+    InternalError,
     MethodNotAllowed,
     NotFound,
     field_error,
@@ -122,9 +123,7 @@ class IngestEndpoint:
             status, answer, headers = await _ingest(self.collector, scope, body, size, forced)
         except Exception:
             log.exception("unhandled error on POST %s", scope["path"])
-            err = CollectorError("Internal error")
-            err.status = 500
-            status, answer, headers = 500, err.body(), ()
+            status, answer, headers = InternalError.status, InternalError().body(), ()
         content = orjson.dumps(answer)
         raw = [
             (b"content-type", b"application/json"),
@@ -349,9 +348,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _server_error(request: Request, exc: Exception) -> Response:
     # Never a traceback to a client: log it here, answer with the one error shape.
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    err = CollectorError("Internal error")
-    err.status = 500
-    return error_response(err)
+    return error_response(InternalError())
 
 
 def _tune_gc() -> None:

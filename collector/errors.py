@@ -68,6 +68,13 @@ class UnsupportedMediaType(CollectorError):
     default_message = "Content-Type must be application/json or text/plain"
 
 
+class InternalError(CollectorError):
+    """An unexpected failure: logged by the server, never detailed to the client."""
+
+    status = 500
+    default_message = "Internal error"
+
+
 class _RetryLater(CollectorError):
     field = "request"
 
