@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export PLAYWRIGHT_BROWSERS_PATH := $(CURDIR)/.playwright
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: install sdk serve test test-fast lint bench apt clean
+.PHONY: install sdk native serve test test-fast lint bench apt clean
 
 install: $(VENV)/.installed sdk_js/node_modules/.installed apt
 
@@ -20,22 +20,28 @@ sdk_js/node_modules/.installed: sdk_js/package.json
 	cd sdk_js && (npm ci --no-audit --no-fund || npm install --no-audit --no-fund)
 	touch $@
 
-# Debian's chromium for the end-to-end tests, wrk for the benchmark.
+# Debian's chromium for the end-to-end tests, wrk for the benchmark, gcc for `native`.
 apt:
-	@if ! command -v chromium >/dev/null || ! command -v wrk >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium wrk; \
+	@if ! command -v chromium >/dev/null || ! command -v wrk >/dev/null \
+			|| ! command -v gcc >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium wrk gcc; \
 	fi
+
+# The hot modules compiled with mypyc, in place (collector/native.py); a no-op while the
+# build matches the sources.
+native: $(VENV)/.installed
+	$(PY) -c 'from collector import native; native.main()'
 
 sdk: sdk_js/node_modules/.installed
 	cd sdk_js && npm run --silent build
 
-serve: install sdk
+serve: install sdk native
 	$(VENV)/bin/collector serve --demo
 
-test: install sdk
+test: install sdk native
 	$(VENV)/bin/pytest
 
-test-fast: $(VENV)/.installed sdk
+test-fast: $(VENV)/.installed sdk native
 	$(VENV)/bin/pytest -m "not e2e and not slow"
 
 lint: $(VENV)/.installed
@@ -43,8 +49,8 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check collector tests e2e bench
 	$(VENV)/bin/mypy
 
-bench: install sdk
+bench: install sdk native
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) sdk_js/node_modules .playwright
+	rm -rf $(VENV) sdk_js/node_modules .playwright build collector/*.so collector/_native.stamp
