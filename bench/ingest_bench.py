@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from collector import native
 from collector.settings import Settings
 from collector.store import SQLiteStore
 from tests.server import CollectorProcess, create_app, free_port, index_all
@@ -338,7 +339,13 @@ def run(
         }
         for name in targets
     }
-    return {"median": median, "rounds": per_round, "stored": stored, "acknowledged": acknowledged}
+    return {
+        "median": median,
+        "rounds": per_round,
+        "stored": stored,
+        "acknowledged": acknowledged,
+        "modules": native.status(),  # the collector's and the storage-free app's alike
+    }
 
 
 _LABELS = {
@@ -390,6 +397,7 @@ def report(results: dict[str, Any]) -> str:
             else "  <- fewer stored than acknowledged: events lost, or message ids repeated"
         )
     )
+    lines.append(f"collector's hot modules: {results['modules']} (collector/native.py)")
     return "\n".join(lines)
 
 
