@@ -8,10 +8,12 @@ and `collector/__init__.py` checks it before any module is imported), or when
 `COLLECTOR_PURE_PYTHON=1` is set. So an edited module never runs as its old build.
 
 Compiled: validation, the pipeline, enrichment, bot detection, the User-Agent cache, ids,
-times, auth, rate limits, the models and the group-commit writer (measured in-process on
-the single-event path: the collector's own work fell from ~11 to ~4 µs a request above a
-bare Starlette endpoint). Not compiled: modules mypyc cannot compile (app.py: its lifespan
-is an async generator) or that tests and the benchmark patch at run time (the store)."""
+times, auth, rate limits and the models (measured in-process on the single-event path:
+the collector's own work fell from ~11 to ~4 µs a request above a bare Starlette
+endpoint). Not compiled: modules mypyc cannot compile (app.py: its lifespan is an async
+generator), that tests and the benchmark patch at run time (the store), and the writer:
+compiled code checks every value against its declared type, and asyncio's stubs do not
+match uvloop (`remove_reader` returns None, not a bool; its handles are its own classes)."""
 
 from __future__ import annotations
 
@@ -36,7 +38,6 @@ MODULES = (
     "ids",
     "bots",
     "useragent",
-    "writer",
     "auth",
     "ratelimit",
     "models",
@@ -53,10 +54,14 @@ def sources() -> list[Path]:
 
 
 def built() -> list[Path]:
-    """The extension files present for the compiled modules (and the group library)."""
-    suffixes = importlib.machinery.EXTENSION_SUFFIXES
-    names = [*MODULES, GROUP.rpartition(".")[2] + "__mypyc"]
-    return [PACKAGE / f"{n}{s}" for n in names for s in suffixes if (PACKAGE / f"{n}{s}").exists()]
+    """The extension files in the package: the compiled modules, the group's library, and
+    any left from an earlier build (the package has no other)."""
+    suffixes = importlib.machinery.EXTENSION_SUFFIXES  # ".so" among them: a set, then
+    return sorted({path for suffix in suffixes for path in PACKAGE.glob(f"*{suffix}")})
+
+
+def _module(path: Path) -> str:
+    return path.name.partition(".")[0]
 
 
 def fingerprint() -> str:
@@ -69,8 +74,14 @@ def fingerprint() -> str:
 
 
 def fresh() -> bool:
-    """Whether a build is present and was made from the sources as they are now."""
-    return bool(built()) and STAMP.exists() and STAMP.read_text().strip() == fingerprint()
+    """Whether the build present is of exactly these modules, made from their sources as
+    they are now."""
+    expected = {*MODULES, GROUP.rpartition(".")[2] + "__mypyc"}
+    return (
+        {_module(path) for path in built()} == expected
+        and STAMP.exists()
+        and STAMP.read_text().strip() == fingerprint()
+    )
 
 
 def status() -> str:
@@ -85,15 +96,19 @@ def status() -> str:
 
 
 class _Sources(importlib.abc.MetaPathFinder):
-    """Loads the compiled modules from their .py files, ahead of the extension files."""
+    """Loads the modules that have an extension file from their .py files instead."""
+
+    def __init__(self) -> None:
+        self.names = {_module(path) for path in built()}
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
         package, _, name = fullname.rpartition(".")
-        if package != "collector" or name not in MODULES:
+        source = PACKAGE / f"{name}.py"
+        if package != "collector" or name not in self.names or not source.exists():
             return None
-        return importlib.util.spec_from_file_location(fullname, PACKAGE / f"{name}.py")
+        return importlib.util.spec_from_file_location(fullname, source)
 
 
 def choose() -> None:

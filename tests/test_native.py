@@ -13,7 +13,7 @@ import pytest
 from collector import native
 
 _PROBE = (
-    "import collector.native as n, collector.normalize as m, collector.writer as w\n"
+    "import collector.native as n, collector.normalize as m, collector.enrich as w\n"
     "from collector.normalize import parse_payload\n"
     "p = parse_payload({'event': 'page_viewed', 'anonymous_id': 'a1'}, source='browser')\n"
     "print(n.status()); print(m.__file__); print(w.__file__); print(p.items[0].name)\n"
@@ -60,14 +60,35 @@ def test_an_edited_source_runs_as_python_and_not_as_its_old_build(tmp_path: Path
     lines, stderr = _probe(root)
     # Every compiled module falls back together: they call each other inside the group.
     assert lines[0].startswith("plain Python (the build is older than the sources")
-    assert lines[1].endswith("normalize.py") and lines[2].endswith("writer.py")
+    assert lines[1].endswith("normalize.py") and lines[2].endswith("enrich.py")
     assert lines[3] == "page_viewed"
     assert "make native" in stderr  # said once, at import
 
 
+@needs_build
+def test_an_extension_left_by_an_earlier_build_is_not_used(tmp_path: Path) -> None:
+    # writer.py was compiled once; a build without it must not leave it shadowing writer.py.
+    root = _copy(tmp_path)
+    package = root / "collector"
+    ids_so = next(package.glob("ids.*.so"))
+    shutil.copy(ids_so, package / ids_so.name.replace("ids.", "writer.", 1))
+    probe = _PROBE.replace("collector.enrich as w", "collector.writer as w")
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=root,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("plain Python (the build is older")
+    assert lines[2].endswith("writer.py")
+
+
 def test_plain_python_on_request_or_without_a_build(tmp_path: Path) -> None:
     lines, stderr = _probe(native.ROOT, COLLECTOR_PURE_PYTHON="1")
-    assert lines[1].endswith("normalize.py") and lines[2].endswith("writer.py")
+    assert lines[1].endswith("normalize.py") and lines[2].endswith("enrich.py")
     assert lines[3] == "page_viewed"
     assert stderr == ""  # asked for: no warning
 
