@@ -20,9 +20,9 @@ _PROBE = (
 )
 
 
-def _probe(root: Path, **env: str) -> tuple[list[str], str]:
+def _probe(root: Path, probe: str = _PROBE, **env: str) -> tuple[list[str], str]:
     result = subprocess.run(
-        [sys.executable, "-c", _PROBE],
+        [sys.executable, "-c", probe],
         cwd=root,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root), **env},
         capture_output=True,
@@ -72,16 +72,7 @@ def test_an_extension_left_by_an_earlier_build_is_not_used(tmp_path: Path) -> No
     package = root / "collector"
     ids_so = next(package.glob("ids.*.so"))
     shutil.copy(ids_so, package / ids_so.name.replace("ids.", "writer.", 1))
-    probe = _PROBE.replace("collector.enrich as w", "collector.writer as w")
-    result = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=root,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    lines = result.stdout.splitlines()
+    lines, _ = _probe(root, _PROBE.replace("collector.enrich as w", "collector.writer as w"))
     assert lines[0].startswith("plain Python (the build is older")
     assert lines[2].endswith("writer.py")
 
