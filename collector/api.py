@@ -47,7 +47,7 @@ from collector.store.queries import EventsQuery, StatsQuery
 from collector.timeutil import iso, now_ms
 
 if TYPE_CHECKING:
-    from collector.app import Collector
+    from collector.ingest import Collector
 
 MAX_QUERY_BODY = 64 * 1024
 MAX_EVENT_FILTERS = 100

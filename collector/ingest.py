@@ -1,0 +1,186 @@
+"""The ingestion endpoint: the hot path of the collector, apart from app.py so that
+`make native` compiles it (collector/native.py; mypyc cannot compile app.py). Per-process
+state, reading the body, running the pipeline, the group commit and the answer."""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from starlette.datastructures import QueryParams
+from starlette.types import Receive, Scope, Send
+
+from collector import pipeline
+from collector.enrich import client_ip, parse_networks
+from collector.errors import CollectorError, InternalError
+from collector.models import Event, Kind, Outcome
+from collector.normalize import MAX_REQUEST_BYTES, decode_body, parse_payload
+from collector.ratelimit import RateLimiter
+from collector.settings import Settings
+from collector.store import Store
+from collector.timeutil import now_ms
+from collector.writer import Writer
+
+log = logging.getLogger("collector")
+
+
+class Collector:
+    """Per-process state shared by the handlers."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.cache = pipeline.AppCache(store)
+        self.limiter = RateLimiter(workers=settings.workers)
+        self.trusted = parse_networks(settings.trusted_proxies)
+        self.writer = Writer(
+            store, queue_size=settings.queue_size, commit_batch=settings.commit_batch
+        )
+        self.demo_app_id: str | None = None
+
+
+def raw_headers(scope: Scope) -> dict[str, str]:
+    """Request headers as one plain dict (ASGI names are lower-case), built in one pass:
+    the hot path reads several, and Starlette's Headers decodes on every lookup."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1")
+        value = raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
+def cors_headers(origin: str | None) -> dict[str, str]:
+    if not origin:
+        return {}
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+
+
+RawHeaders = tuple[tuple[bytes, bytes], ...]
+
+
+@lru_cache(maxsize=1024)
+def _cors_raw(origin: str | None) -> RawHeaders:
+    """cors_headers as ASGI header pairs, made once per origin (an app has a few)."""
+    return _raw(cors_headers(origin))
+
+
+def _raw(headers: dict[str, str]) -> RawHeaders:
+    return tuple((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
+
+
+class IngestEndpoint:
+    """The ingestion routes as a plain ASGI app: the hot path of the collector, so it
+    reads the body and answers with raw ASGI messages instead of Starlette's Request and
+    Response objects. `CollectorApp` calls it before Starlette's middleware stack; mounted
+    as a route, it answers the same way. An unexpected error is logged and answered with
+    a 500 in the one error shape, as `_server_error` does for every other route."""
+
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        forced: Kind | None = "identify" if scope["path"] == "/v1/identify" else None
+        try:
+            body, size = await _read_body(receive)
+            status, answer, headers = await _ingest(self.collector, scope, body, size, forced)
+        except Exception:
+            log.exception("unhandled error on POST %s", scope["path"])
+            status, answer, headers = InternalError.status, InternalError().body(), ()
+        content = orjson.dumps(answer)
+        raw = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(content)).encode()),
+            *headers,
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": content})
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, int]:
+    """The request body and its size; past the size cap the rest is read and counted but
+    not kept (decode_body answers 413 with the size)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        if size <= MAX_REQUEST_BYTES:
+            chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks), size
+
+
+async def _ingest(
+    c: Collector, scope: Scope, body: bytes, size: int, forced: Kind | None
+) -> tuple[int, dict[str, Any], RawHeaders]:
+    """(status, answer, headers) for one ingestion request."""
+    headers = raw_headers(scope)
+    origin: str | None = None  # the allowed Origin, to echo in CORS headers
+    try:
+        caller = pipeline.server_caller(c.cache, headers.get("authorization"))
+        data = decode_body(body, headers.get("content-type"), size)
+        payload = parse_payload(
+            data,
+            source="server" if caller else "browser",
+            forced_kind=forced,
+            body_size=len(body),
+        )
+        client = scope.get("client")
+        ip = client_ip(client[0] if client else None, headers.get("x-forwarded-for"), c.trusted)
+        if caller is None:
+            app_id = payload.app_id or QueryParams(scope["query_string"]).get("app_id")
+            caller = pipeline.browser_caller(
+                c.cache, app_id, headers.get("origin"), headers.get("referer")
+            )
+            origin = caller.origin
+        pipeline.check_rate(c.limiter, caller.app, ip)
+        events, errors, warnings = pipeline.build_events(
+            payload,
+            caller,
+            store=c.store,
+            peer_ip=ip,
+            header_ua=headers.get("user-agent"),
+            headers=headers,
+            received_at=now_ms(),
+        )
+        outcomes = await _store(c, caller.app.setting("bot_policy"), events)
+        if payload.is_batch:
+            status, answer = pipeline.batch_answer(outcomes, errors, warnings)
+        else:
+            status, answer = pipeline.single_answer(
+                forced or (events[0].kind if events[0] else "track"),
+                outcomes.get(0),
+                errors.get(0),
+                warnings.get(0),
+            )
+    except CollectorError as exc:
+        cors = cors_headers(origin)
+        if cors and "Retry-After" in exc.headers:  # let the SDK read when to retry
+            cors["Access-Control-Expose-Headers"] = "Retry-After"
+        return exc.status, exc.body(), _raw({**exc.headers, **cors})
+    if not payload.is_batch and events[0] is not None and events[0].kind == "identify":
+        answer["user_id"] = events[0].user_id
+    return status, answer, _cors_raw(origin)
+
+
+async def _store(c: Collector, bot_policy: str, events: list[Event | None]) -> dict[int, Outcome]:
+    outcomes: dict[int, Outcome] = {}
+    to_write: list[Event] = []
+    indexes: list[int] = []
+    for index, ev in enumerate(events):
+        if ev is None:
+            continue
+        if ev.is_bot and bot_policy == "drop":
+            outcomes[index] = Outcome("discarded", reason=f"bot: {ev.bot_reason}")
+            continue
+        to_write.append(ev)
+        indexes.append(index)
+    if to_write:
+        for index, outcome in zip(indexes, await c.writer.submit(to_write), strict=True):
+            outcomes[index] = outcome
+    return outcomes
