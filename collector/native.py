@@ -67,11 +67,12 @@ def _module(path: Path) -> str:
 
 
 def fingerprint() -> str:
-    """What a build was made from: the sources, the interpreter and mypyc's version."""
+    """What a build was made from: the sources and the interpreter's version. (A missing
+    source counts as empty: it makes the build stale, never the import fail.)"""
     digest = hashlib.sha256(sys.version.encode())
     for path in sources():
         digest.update(path.name.encode())
-        digest.update(path.read_bytes())
+        digest.update(path.read_bytes() if path.exists() else b"")
     return digest.hexdigest()
 
 
