@@ -76,7 +76,7 @@ class IngestEndpoint:
     reads the body and answers with raw ASGI messages instead of Starlette's Request and
     Response objects. `CollectorApp` calls it before Starlette's middleware stack; mounted
     as a route, it answers the same way. An unexpected error is logged and answered with
-    a 500 in the one error shape, as `_server_error` does for every other route."""
+    a 500 in the one error shape, as `app._server_error` does for every other route."""
 
     def __init__(self, collector: Collector) -> None:
         self.collector = collector

@@ -12,9 +12,9 @@ detection, the User-Agent cache, ids, times, auth, rate limits and the models (m
 in-process on the single-event path, storage stubbed: the collector's own work above a
 bare Starlette endpoint fell from ~11 to ~3.5 µs a request). Not compiled: modules mypyc
 cannot compile (app.py: its lifespan is an async generator), that tests and the
-benchmark patch at run time (the store), and the writer:
-compiled code checks every value against its declared type, and asyncio's stubs do not
-match uvloop (`remove_reader` returns None, not a bool; its handles are its own classes)."""
+benchmark patch at run time (the store), and the writer: compiled code checks every value
+against its declared type, and asyncio's stubs do not match uvloop (`remove_reader`
+returns None, not a bool; its handles are its own classes)."""
 
 from __future__ import annotations
 
@@ -76,33 +76,38 @@ def fingerprint() -> str:
     return digest.hexdigest()
 
 
-def fresh() -> bool:
-    """Whether the build present is of exactly these modules, made from their sources as
-    they are now."""
+def fresh(files: list[Path] | None = None) -> bool:
+    """Whether the build present (`files`, else looked up) is of exactly these modules,
+    made from their sources as they are now."""
+    files = built() if files is None else files
     expected = {*MODULES, GROUP.rpartition(".")[2] + "__mypyc"}
     return (
-        {_module(path) for path in built()} == expected
+        {_module(path) for path in files} == expected
         and STAMP.exists()
         and STAMP.read_text().strip() == fingerprint()
     )
 
 
-def status() -> str:
-    """How the compiled modules run: "compiled with mypyc", or plain Python and why."""
-    if not built():
+COMPILED = "compiled with mypyc"
+
+
+def status(files: list[Path] | None = None) -> str:
+    """How the compiled modules run: COMPILED, or plain Python and why."""
+    files = built() if files is None else files
+    if not files:
         return "plain Python (not built: make native)"
-    if not fresh():
+    if not fresh(files):
         return "plain Python (the build is older than the sources: make native)"
     if os.environ.get(PURE_ENV):
         return f"plain Python ({PURE_ENV} is set)"
-    return "compiled with mypyc"
+    return COMPILED
 
 
 class _Sources(importlib.abc.MetaPathFinder):
     """Loads the modules that have an extension file from their .py files instead."""
 
-    def __init__(self) -> None:
-        self.names = {_module(path) for path in built()}
+    def __init__(self, files: list[Path]) -> None:
+        self.names = {_module(path) for path in files}
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
@@ -118,11 +123,15 @@ def choose() -> None:
     """Called by `collector/__init__.py` before any module is imported: if a build is
     present but must not be used, load every compiled module from its source instead
     (all of them: compiled modules call each other inside the group's library)."""
-    if not built() or (fresh() and not os.environ.get(PURE_ENV)):
+    files = built()  # one look at the package and one fingerprint, at every start-up
+    if not files:
+        return
+    state = status(files)
+    if state == COMPILED:
         return
     if not os.environ.get(PURE_ENV):
-        log.warning("collector: running %s", status())
-    sys.meta_path.insert(0, _Sources())
+        log.warning("collector: running %s", state)
+    sys.meta_path.insert(0, _Sources(files))
 
 
 def build() -> None:
@@ -160,7 +169,3 @@ def main() -> None:
         return
     build()
     print(f"collector: compiled {len(MODULES)} modules with mypyc")
-
-
-if __name__ == "__main__":
-    main()

@@ -768,13 +768,12 @@ _LZ4 = b"L"  # tags an LZ4 row; a plain JSON row starts with "[", a zlib one wit
 
 
 def _decode(data: bytes) -> list[Event]:
-    match data[:1]:
-        case b"L":
-            data = lz4.block.decompress(data[1:])
-        case b"x":  # zlib, written by the first compressing version
-            data = zlib.decompress(data)
-        case _:  # plain JSON, written before compression
-            pass
+    tag = data[:1]
+    if tag == _LZ4:
+        data = lz4.block.decompress(data[1:])
+    elif tag == b"x":  # zlib, written by the first compressing version
+        data = zlib.decompress(data)
+    # else plain JSON, written before compression
     return [
         Event(
             kind=kind,
