@@ -45,7 +45,9 @@ WARMUP_S = 3
 
 # Each request carries a unique message_id (as the SDK's do), so every one is stored:
 # wrk's Lua is seeded the same in every thread and run, so the id is made of a token
-# passed per run (after `--`) and the thread's number, not of math.random.
+# passed per run (after `--`) and the thread's number, not of math.random. Like the
+# SDK's version 7 UUIDs, ids sort in the order they were made, across runs and threads:
+# the run's start time and a zero-padded counter lead, the token and thread follow.
 _LUA_UNIQUE = """
 local threads = 0
 function setup(thread)
@@ -53,7 +55,8 @@ function setup(thread)
   thread:set("tid", threads)
 end
 function init(args)
-  prefix = args[1] .. "-" .. tid
+  prefix = string.format("%%010d-%%s", os.time(), args[1])
+  suffix = "-" .. tid
 end
 """
 
@@ -65,9 +68,9 @@ request = function()
   counter = counter + 1
   local body = string.format(
     '{"app_id":"%(app_id)s","event":"page_viewed","anonymous_id":"a%%d",'
-    .. '"message_id":"%%s-%%d","properties":{"plan":"pro","n":%%d},'
+    .. '"message_id":"%%s-%%010d%%s","properties":{"plan":"pro","n":%%d},'
     .. '"context":{"path":"/pricing","title":"Pricing"}}',
-    counter %% 1000, prefix, counter, counter)
+    counter %% 1000, prefix, counter, suffix, counter)
   return wrk.format("POST", "/v1/event", nil, body)
 end
 """
@@ -82,9 +85,9 @@ request = function()
   local parts = {}
   for i = 1, %(size)d do
     parts[i] = string.format(
-      '{"event":"export_completed","user":"u%%d","message_id":"%%s-%%d-%%d",'
+      '{"event":"export_completed","user":"u%%d","message_id":"%%s-%%010d-%%03d%%s",'
       .. '"properties":{"format":"csv","rows":%%d}}',
-      (counter * 7 + i) %% 100000, prefix, counter, i, i)
+      (counter * 7 + i) %% 100000, prefix, counter, i, suffix, i)
   end
   local body = '{"events":[' .. table.concat(parts, ",") .. ']}'
   return wrk.format("POST", "/v1/events", nil, body)

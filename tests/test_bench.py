@@ -42,10 +42,23 @@ def test_bench_events_are_all_new(tmp_path: Path) -> None:
         stored, distinct = conn.execute(
             "SELECT count(*), count(DISTINCT message_id) FROM events"
         ).fetchone()
+        singles = [
+            r[0]
+            for r in conn.execute("SELECT message_id FROM events WHERE event = ?", ("page_viewed",))
+        ]
     assert acked > 0
     assert stored == distinct
     # wrk does not read the answers still in flight when it stops, so a few more may be stored.
     assert stored >= acked
+    # Like the SDK's version 7 UUIDs, one client's ids sort in the order they were made
+    # (start time, run token, counter, wrk thread).
+    by_client: dict[tuple[str, ...], list[str]] = {}
+    for mid in singles:
+        start, token, counter, thread = mid.split("-")
+        by_client.setdefault((start, token, thread), []).append(mid)
+    assert len(by_client) == 4  # two runs of two wrk threads
+    for ids in by_client.values():
+        assert sorted(ids) == sorted(ids, key=lambda mid: int(mid.split("-")[2]))
 
 
 def test_without_storage_answers_like_the_collector_and_stores_nothing(tmp_path: Path) -> None:
