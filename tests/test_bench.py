@@ -54,7 +54,7 @@ def test_bench_events_are_all_new(tmp_path: Path) -> None:
     # (start time, run token, counter, wrk thread).
     by_client: dict[tuple[str, ...], list[str]] = {}
     for mid in singles:
-        start, token, counter, thread = mid.split("-")
+        start, token, _counter, thread = mid.split("-")
         by_client.setdefault((start, token, thread), []).append(mid)
     assert len(by_client) == 4  # two runs of two wrk threads
     for ids in by_client.values():
