@@ -46,8 +46,8 @@ WARMUP_S = 3
 # Each request carries a unique message_id (as the SDK's do), so every one is stored:
 # wrk's Lua is seeded the same in every thread and run, so the id is made of a token
 # passed per run (after `--`) and the thread's number, not of math.random. Like the
-# SDK's version 7 UUIDs, ids sort in the order they were made, across runs and threads:
-# the run's start time and a zero-padded counter lead, the token and thread follow.
+# SDK's version 7 UUIDs, ids sort in the order they were made: the run's start time
+# leads (runs start seconds apart), then the token, a zero-padded counter and the thread.
 _LUA_UNIQUE = """
 local threads = 0
 function setup(thread)
