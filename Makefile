@@ -20,11 +20,15 @@ sdk_js/node_modules/.installed: sdk_js/package.json
 	cd sdk_js && (npm ci --no-audit --no-fund || npm install --no-audit --no-fund)
 	touch $@
 
-# Debian's chromium for the end-to-end tests, wrk for the benchmark, gcc for `native`.
+# Debian's chromium for the end-to-end tests, wrk for the benchmark, gcc for `native`,
+# postgresql for the PostgreSQL backend's tests (tests/pgcluster.py). Debian keeps initdb
+# off PATH, in /usr/lib/postgresql/<version>/bin, so that is where we look for it.
 apt:
 	@if ! command -v chromium >/dev/null || ! command -v wrk >/dev/null \
-			|| ! command -v gcc >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium wrk gcc; \
+			|| ! command -v gcc >/dev/null \
+			|| ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			chromium wrk gcc postgresql; \
 	fi
 
 # The hot modules compiled with mypyc, in place (collector/native.py); a no-op while the

@@ -63,3 +63,25 @@ def browser(origin: str = ORIGIN, ua: str = CHROME_UA) -> dict[str, str]:
         "Accept-Language": "en-GB,en;q=0.9",
         "Content-Type": "text/plain;charset=UTF-8",
     }
+
+
+# PostgreSQL: one throwaway server for the whole session, a fresh database for each test.
+# (Imported here, not at the top, so that this block stays self-contained.)
+from tests.pgcluster import PostgresCluster, find_bindir  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    """A started PostgreSQL server, stopped and deleted at the end of the session."""
+    if find_bindir() is None:
+        pytest.skip("no PostgreSQL server binaries in /usr/lib/postgresql/*/bin (make apt)")
+    with PostgresCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PostgresCluster) -> Iterator[str]:
+    """The URL of a new, empty database, dropped after the test."""
+    url = pg_cluster.create_database()
+    yield url
+    pg_cluster.drop_database(url)
