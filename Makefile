@@ -57,4 +57,5 @@ bench: install sdk native
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) sdk_js/node_modules .playwright build collector/*.so collector/_native.stamp
+	rm -rf $(VENV) sdk_js/node_modules .playwright build collector/_native.stamp
+	find collector -name "*.so" -delete

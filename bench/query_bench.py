@@ -24,9 +24,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from collector.funnels import parse_funnel_query
 from collector.models import Event
-from collector.segments import DAY_MS, parse_segment_query
+from collector.query.funnels import parse_funnel_query
+from collector.query.segments import parse_segment_query
+from collector.query.types import DAY_MS
 from collector.store import SQLiteStore
 from tests.factories import ev
 

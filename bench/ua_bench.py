@@ -14,9 +14,9 @@ from pathlib import Path
 import user_agents
 from crawlerdetect import CrawlerDetect
 
-from collector import bots, useragent
-from collector.bots import classify_user_agent, detect_bot
-from collector.useragent import parse_user_agent
+from collector.ingest import bots, useragent
+from collector.ingest.bots import classify_user_agent, detect_bot
+from collector.ingest.useragent import parse_user_agent
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ua"
 

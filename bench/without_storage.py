@@ -11,10 +11,10 @@ from collections.abc import Callable, Sequence
 
 from starlette.applications import Starlette
 
-from collector.app import create_app
 from collector.models import Event, Outcome
 from collector.settings import Settings
 from collector.store import SQLiteStore
+from collector.web.app import create_app
 
 
 class WithoutStorage(SQLiteStore):
@@ -28,6 +28,6 @@ class WithoutStorage(SQLiteStore):
 
 
 def app_from_env() -> Starlette:
-    """Factory for `uvicorn --factory`, as collector.app.app_from_env."""
+    """Factory for `uvicorn --factory`, as collector.web.app.app_from_env."""
     settings = Settings.from_env()
     return create_app(settings, WithoutStorage(settings.db), tune_gc=True)

@@ -15,7 +15,7 @@ import click
 import orjson
 
 from collector import __version__
-from collector.auth import normalise_origin
+from collector.ingest.auth import normalise_origin
 from collector.models import DEFAULT_APP_SETTINGS, App
 from collector.settings import DEFAULT_DB, Settings, setting_fields
 from collector.store import SQLiteStore
@@ -176,7 +176,7 @@ def serve(**options: Any) -> None:
         raise click.ClickException(str(exc)) from None
     store = open_store(settings.db)
     if settings.demo:
-        from collector.demo_app import ensure_demo_app
+        from collector.web.demo import ensure_demo_app
 
         app, key = ensure_demo_app(store, settings)
         base = f"http://{settings.host}:{settings.port}"
@@ -209,7 +209,7 @@ def _serve(settings: Settings) -> None:
     from collector.workers import Workers, listeners, run_server
 
     config = uvicorn.Config(
-        "collector.app:app_from_env",
+        "collector.web.app:app_from_env",
         factory=True,
         host=settings.host,
         port=settings.port,

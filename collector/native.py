@@ -7,11 +7,11 @@ matches them (a source was edited since: the build stamps a fingerprint of the s
 and `collector/__init__.py` checks it before any module is imported), or when
 `COLLECTOR_PURE_PYTHON=1` is set. So an edited module never runs as its old build.
 
-Compiled: the ingestion endpoint (ingest.py), validation, the pipeline, enrichment, bot
+Compiled: the ingestion endpoint (web/ingest.py), validation, the pipeline, enrichment, bot
 detection, the User-Agent cache, ids, times, auth, rate limits and the models (measured
 in-process on the single-event path, storage stubbed: the collector's own work above a
 bare Starlette endpoint fell from ~11 to ~3.5 µs a request). Not compiled: modules mypyc
-cannot compile (app.py: its lifespan is an async generator), that tests and the
+cannot compile (web/app.py: its lifespan is an async generator), that tests and the
 benchmark patch at run time (the store), and the writer: compiled code checks every value
 against its declared type, and asyncio's stubs do not match uvloop (`remove_reader`
 returns None, not a bool; its handles are its own classes)."""
@@ -31,18 +31,18 @@ from types import ModuleType
 
 PACKAGE = Path(__file__).resolve().parent
 ROOT = PACKAGE.parent
-MODULES = (
-    "normalize",
-    "pipeline",
-    "enrich",
+MODULES = (  # dotted names under the package
+    "ingest.normalize",
+    "ingest.pipeline",
+    "ingest.enrich",
     "timeutil",
     "ids",
-    "bots",
-    "useragent",
-    "auth",
-    "ratelimit",
+    "ingest.bots",
+    "ingest.useragent",
+    "ingest.auth",
+    "ingest.ratelimit",
     "models",
-    "ingest",
+    "web.ingest",
 )
 GROUP = "collector._native"  # the shared library of the group: collector/_native__mypyc…so
 STAMP = PACKAGE / "_native.stamp"
@@ -52,18 +52,25 @@ log = logging.getLogger("collector")
 
 
 def sources() -> list[Path]:
-    return [PACKAGE / f"{name}.py" for name in MODULES]
+    return [_source(name) for name in MODULES]
+
+
+def _source(name: str) -> Path:
+    return PACKAGE.joinpath(*name.split(".")).with_suffix(".py")
 
 
 def built() -> list[Path]:
     """The extension files in the package: the compiled modules, the group's library, and
     any left from an earlier build (the package has no other)."""
     suffixes = importlib.machinery.EXTENSION_SUFFIXES  # ".so" among them: a set, then
-    return sorted({path for suffix in suffixes for path in PACKAGE.glob(f"*{suffix}")})
+    return sorted({path for suffix in suffixes for path in PACKAGE.rglob(f"*{suffix}")})
 
 
 def _module(path: Path) -> str:
-    return path.name.partition(".")[0]
+    """A built file's dotted name under the package (`ingest/bots.cpython-311-….so` →
+    `ingest.bots`)."""
+    relative = path.relative_to(PACKAGE)
+    return ".".join([*relative.parent.parts, relative.name.partition(".")[0]])
 
 
 def fingerprint() -> str:
@@ -71,7 +78,7 @@ def fingerprint() -> str:
     source counts as empty: it makes the build stale, never the import fail.)"""
     digest = hashlib.sha256(sys.version.encode())
     for path in sources():
-        digest.update(path.name.encode())
+        digest.update(str(path.relative_to(PACKAGE)).encode())
         digest.update(path.read_bytes() if path.exists() else b"")
     return digest.hexdigest()
 
@@ -112,9 +119,11 @@ class _Sources(importlib.abc.MetaPathFinder):
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        package, _, name = fullname.rpartition(".")
-        source = PACKAGE / f"{name}.py"
-        if package != "collector" or name not in self.names or not source.exists():
+        package, _, name = fullname.partition(".")
+        if package != "collector" or name not in self.names:
+            return None
+        source = _source(name)
+        if not source.exists():
             return None
         return importlib.util.spec_from_file_location(fullname, source)
 

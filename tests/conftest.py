@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from collector.app import create_app
 from collector.models import App
 from collector.settings import Settings
 from collector.store import SQLiteStore
+from collector.web.app import create_app
 
 ORIGIN = "https://shop.example.com"
 CHROME_UA = (

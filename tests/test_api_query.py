@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from itsdangerous import URLSafeSerializer
 from starlette.testclient import TestClient
 
-from collector.app import create_app
 from collector.settings import Settings
 from collector.store import SQLiteStore
+from collector.web.app import create_app
 from tests.test_segments import DAY, NOW, ev
 
 T0 = "2026-09-01T10:00:00Z"

@@ -533,7 +533,7 @@ def test_served_workers_keep_the_garbage_collector_off_the_hot_path(tmp_path: Pa
     script = (
         "import gc, os\n"
         "from starlette.testclient import TestClient\n"
-        "from collector.app import app_from_env\n"
+        "from collector.web.app import app_from_env\n"
         "before = gc.get_threshold()\n"
         "with TestClient(app_from_env()):\n"
         "    print(before, gc.get_threshold(), gc.get_freeze_count() > 0)\n"
@@ -556,7 +556,7 @@ def test_an_unexpected_error_on_ingestion_is_a_500_in_the_error_shape(
     async def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr("collector.writer.Writer.submit", broken)
+    monkeypatch.setattr("collector.ingest.writer.Writer.submit", broken)
     r = client.post("/v1/event", json={"event": "a", "user": "u"}, headers=auth(key))
     assert r.status_code == 500
     assert r.json() == {"success": False, "message": "Internal error", "errors": []}

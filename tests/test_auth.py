@@ -4,7 +4,7 @@ import base64
 
 import pytest
 
-from collector.auth import (
+from collector.ingest.auth import (
     OriginPattern,
     key_from_authorization,
     normalise_origin,

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from crawlerdetect import CrawlerDetect
 
-from collector import bots
-from collector.bots import BOT_REASONS, classify_user_agent, detect_bot, is_crawler_ua
+from collector.ingest import bots
+from collector.ingest.bots import BOT_REASONS, classify_user_agent, detect_bot, is_crawler_ua
 
 # The repository and the shared data sit side by side: /work/main and /work/shared
 # here, <clone> and <clone>/../shared in CI.

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collector.enrich import apply_ip_mode, client_ip, enrich_context, parse_networks
+from collector.ingest.enrich import apply_ip_mode, client_ip, enrich_context, parse_networks
 
 TRUSTED = parse_networks(["10.0.0.0/8", "127.0.0.1/32"])
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from collector.errors import InvalidRequest
-from collector.funnels import NO_VALUE, parse_funnel_query
+from collector.query.funnels import NO_VALUE, parse_funnel_query
 from collector.store import SQLiteStore
 from tests.test_segments import DAY, NOW, ev
 

@@ -14,9 +14,9 @@ import lz4.block
 import pytest
 
 from collector.models import Event, Rule
+from collector.query.types import EventsQuery
 from collector.store import SQLiteStore
-from collector.store import sqlite as sqlite_store
-from collector.store.queries import EventsQuery
+from collector.store.sqlite import store as sqlite_store
 from tests.factories import DAY, ev
 
 APP = "app_inbox"

@@ -13,8 +13,8 @@ import pytest
 from collector import native
 
 _PROBE = (
-    "import collector.native as n, collector.normalize as m, collector.enrich as w\n"
-    "from collector.normalize import parse_payload\n"
+    "import collector.native as n, collector.ingest.normalize as m, collector.ingest.enrich as w\n"
+    "from collector.ingest.normalize import parse_payload\n"
     "p = parse_payload({'event': 'page_viewed', 'anonymous_id': 'a1'}, source='browser')\n"
     "print(n.status()); print(m.__file__); print(w.__file__); print(p.items[0].name)\n"
 )
@@ -72,7 +72,9 @@ def test_an_extension_left_by_an_earlier_build_is_not_used(tmp_path: Path) -> No
     package = root / "collector"
     ids_so = next(package.glob("ids.*.so"))
     shutil.copy(ids_so, package / ids_so.name.replace("ids.", "writer.", 1))
-    lines, _ = _probe(root, _PROBE.replace("collector.enrich as w", "collector.writer as w"))
+    lines, _ = _probe(
+        root, _PROBE.replace("collector.ingest.enrich as w", "collector.ingest.writer as w")
+    )
     assert lines[0].startswith("plain Python (the build is older")
     assert lines[2].endswith("writer.py")
 
@@ -84,7 +86,7 @@ def test_plain_python_on_request_or_without_a_build(tmp_path: Path) -> None:
     assert stderr == ""  # asked for: no warning
 
     root = _copy(tmp_path)
-    for path in (root / "collector").glob("*.so"):
+    for path in (root / "collector").rglob("*.so"):
         path.unlink()
     lines, stderr = _probe(root)
     assert lines[0] == "plain Python (not built: make native)"
@@ -96,7 +98,7 @@ def test_the_fingerprint_follows_every_compiled_source(tmp_path: Path) -> None:
     root = _copy(tmp_path)
     before = native.fingerprint()
     for name in native.MODULES:
-        assert (root / "collector" / f"{name}.py").exists()
+        assert (root / "collector" / (name.replace(".", "/") + ".py")).exists()
     # The fingerprint is of the running package's sources; an edit anywhere changes it.
     saved = native.PACKAGE
     try:

@@ -7,7 +7,7 @@ import math
 
 import orjson
 
-from collector.normalize import MAX_EVENT_BYTES, Item, normalize_item, parse_payload
+from collector.ingest.normalize import MAX_EVENT_BYTES, Item, normalize_item, parse_payload
 
 
 def problems(raw: dict) -> list[tuple[str, str]]:

@@ -16,8 +16,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector.funnels import parse_funnel_query
-from collector.segments import next_cursor, parse_segment_query
+from collector.query.funnels import parse_funnel_query
+from collector.query.segments import next_cursor, parse_segment_query
 from collector.store import SQLiteStore
 from tests.test_segments import DAY, NOW, ev
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from collector.errors import InvalidRequest
-from collector.segments import MAX_CONDITIONS, MAX_DEPTH, parse_segment_query
+from collector.query.segments import MAX_CONDITIONS, MAX_DEPTH, parse_segment_query
+from collector.query.types import SegmentPage
 from collector.store import SQLiteStore
-from collector.store.queries import SegmentPage
 from tests.factories import DAY, ev
 
 NOW = 1_790_000_000_000  # 2026-09-21: `as_of` of every query here
@@ -187,7 +187,7 @@ def test_a_cursor_only_continues_its_own_query(store: SQLiteStore, app_id: str) 
     body = {"conditions": [HAS], "limit": 1}
     page = store.segment(app_id, parse_segment_query(body, NOW))
     assert page.last is not None
-    from collector.segments import next_cursor
+    from collector.query.segments import next_cursor
 
     cursor = next_cursor(parse_segment_query(body, NOW), page.last)
     other = {"conditions": [{"has_done": {"event": "b"}}], "cursor": cursor}
@@ -446,7 +446,7 @@ def test_purge_keeps_counts_true(store: SQLiteStore, app_id: str) -> None:
 
 def test_pages_follow_the_cursor_with_a_steady_count(store: SQLiteStore, app_id: str) -> None:
     store.write([ev(app_id, "a", NOW, user=f"u{i}") for i in range(5)])
-    from collector.segments import next_cursor
+    from collector.query.segments import next_cursor
 
     body: dict[str, Any] = {"conditions": [HAS], "limit": 2}
     seen: list[str] = []
@@ -463,7 +463,7 @@ def test_pages_follow_the_cursor_with_a_steady_count(store: SQLiteStore, app_id:
 
 
 def test_the_cursor_pins_now(store: SQLiteStore, app_id: str) -> None:
-    from collector.segments import next_cursor
+    from collector.query.segments import next_cursor
 
     body: dict[str, Any] = {"conditions": [HAS], "limit": 1}
     first = parse_segment_query(body, NOW)

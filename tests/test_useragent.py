@@ -5,8 +5,8 @@ import dataclasses
 import pytest
 import user_agents
 
-from collector import useragent
-from collector.useragent import ParsedUA, parse_user_agent, to_user_agent
+from collector.ingest import useragent
+from collector.ingest.useragent import ParsedUA, parse_user_agent, to_user_agent
 
 CHROME_WINDOWS = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "

@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from collector.errors import Unavailable
+from collector.ingest.writer import Writer
 from collector.models import Event, Outcome
-from collector.writer import Writer
 
 
 def event(i: int) -> Event:

@@ -6,10 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
-from collector.funnels import FunnelQuery
 from collector.models import App, Event, Outcome, Rule
-from collector.segments import SegmentQuery
-from collector.store.queries import EventsPage, EventsQuery, SegmentPage, StatsQuery
+from collector.query.types import (
+    EventsPage,
+    EventsQuery,
+    FunnelQuery,
+    SegmentPage,
+    SegmentQuery,
+    StatsQuery,
+)
 
 
 class Store(Protocol):

@@ -19,9 +19,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from collector.api import routes as query_routes
-from collector.auth import origin_allowed, request_origin
-from collector.demo_app import find_demo_app
 from collector.errors import (
     CollectorError,
     FieldError,
@@ -31,15 +28,18 @@ from collector.errors import (
     NotFound,
     field_error,
 )
-from collector.ingest import Collector, IngestEndpoint, cors_headers
-from collector.responses import JSONResponse, error_response
-from collector.segments import set_cursor_secret
+from collector.ingest.auth import origin_allowed, request_origin
+from collector.query.segments import set_cursor_secret
 from collector.settings import Settings
 from collector.store import SQLiteStore, Store
+from collector.web.api import routes as query_routes
+from collector.web.demo import find_demo_app
+from collector.web.ingest import Collector, IngestEndpoint, cors_headers
+from collector.web.responses import JSONResponse, error_response
 
 log = logging.getLogger("collector")
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 INGEST_PATHS = ("/v1/event", "/v1/events", "/events", "/api/v1/events", "/v1/track")
 _INGEST_ROUTES = (*INGEST_PATHS, "/v1/identify")

@@ -18,7 +18,6 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from collector import pipeline
 from collector.errors import (
     CollectorError,
     FieldError,
@@ -28,10 +27,10 @@ from collector.errors import (
     Unauthorized,
     field_error,
 )
-from collector.funnels import parse_funnel_query
+from collector.ingest import pipeline
 from collector.models import App
-from collector.responses import JSONResponse, error_response
-from collector.segments import (
+from collector.query.funnels import parse_funnel_query
+from collector.query.segments import (
     MAX_INT,
     MAX_TIME_MS,
     decode_cursor,
@@ -43,11 +42,12 @@ from collector.segments import (
     parse_segment_query,
     parse_time,
 )
-from collector.store.queries import EventsQuery, StatsQuery
+from collector.query.types import EventsQuery, StatsQuery
 from collector.timeutil import iso, now_ms
+from collector.web.responses import JSONResponse, error_response
 
 if TYPE_CHECKING:
-    from collector.ingest import Collector
+    from collector.web.ingest import Collector
 
 MAX_QUERY_BODY = 64 * 1024
 MAX_EVENT_FILTERS = 100

@@ -12,18 +12,30 @@ import hashlib
 import math
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import Any
 
 import orjson
 from itsdangerous import BadData, URLSafeSerializer
 
 from collector.errors import FieldError, InvalidRequest, field_error
+from collector.query.types import (
+    COMPARATORS,
+    DAY_MS,
+    EVENT_KINDS,
+    FILTER_OPS,
+    Condition,
+    EventCondition,
+    Group,
+    Not,
+    PropertyTest,
+    SegmentQuery,
+    TraitCondition,
+    is_number,
+)
 from collector.timeutil import parse_timestamp
 
 MAX_TIME_MS = 253402300799999  # 9999-12-31, the last instant timestamps may name
 
-DAY_MS = 86_400_000
 MAX_DAYS = 36_500
 MAX_DEPTH = 8
 MAX_CONDITIONS = 200
@@ -36,132 +48,6 @@ MAX_INT = 2**63 - 1  # SQLite integers are 64-bit
 MAX_KEY_LENGTH = 255
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1_000
-
-EventKind = Literal["has_done", "has_not_done", "count", "first_done_within", "last_done_within"]
-EVENT_KINDS: tuple[EventKind, ...] = (
-    "has_done",
-    "has_not_done",
-    "count",
-    "first_done_within",
-    "last_done_within",
-)
-COMPARATORS = ("gt", "gte", "lt", "lte", "eq")
-FILTER_OPS = ("eq", "neq", "in", "not_in", "gt", "gte", "lt", "lte", "exists")
-
-Scalar: TypeAlias = str | int | float | bool | None
-
-
-@dataclass(frozen=True, slots=True)
-class PropertyTest:
-    """One test of one property (or trait). Values are typed: the string "1" is not the
-    number 1, and `true` is not 1. A missing key fails every test except `neq`,
-    `not_in` and `exists: false`, which are the negations of tests it fails."""
-
-    key: str
-    op: str
-    value: Any  # a Scalar; a tuple of them for in/not_in; a bool for exists
-
-    def matches(self, props: Mapping[str, Any]) -> bool:
-        present = self.key in props
-        actual = props.get(self.key)
-        if self.op == "exists":
-            return present is bool(self.value)
-        if self.op == "eq":
-            return present and same_value(actual, self.value)
-        if self.op == "neq":
-            return not (present and same_value(actual, self.value))
-        if self.op == "in":
-            return present and any(same_value(actual, v) for v in self.value)
-        if self.op == "not_in":
-            return not (present and any(same_value(actual, v) for v in self.value))
-        if not present or not _comparable(actual, self.value):
-            return False
-        if self.op == "gt":
-            return bool(actual > self.value)
-        if self.op == "gte":
-            return bool(actual >= self.value)
-        if self.op == "lt":
-            return bool(actual < self.value)
-        return bool(actual <= self.value)
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def same_value(actual: Any, expected: Scalar) -> bool:
-    """Typed equality, as the SQL compiler implements it."""
-    if expected is None:
-        return actual is None
-    if isinstance(expected, bool):
-        return isinstance(actual, bool) and actual is expected
-    if is_number(expected):
-        return is_number(actual) and bool(actual == expected)
-    return isinstance(actual, str) and actual == expected
-
-
-def _comparable(actual: Any, expected: Any) -> bool:
-    if is_number(expected):
-        return is_number(actual)
-    return isinstance(actual, str) and isinstance(expected, str)
-
-
-@dataclass(frozen=True, slots=True)
-class EventCondition:
-    kind: EventKind
-    event: str
-    where: tuple[PropertyTest, ...] = ()
-    # A window (count, has_done, has_not_done) or the days of first/last_done_within.
-    within_ms: int | None = None
-    compare: tuple[tuple[str, int], ...] = ()  # count only: (op, n), all must hold
-
-    def count_ok(self, n: int) -> bool:
-        return all(_compare(op, n, bound) for op, bound in self.compare)
-
-
-def _compare(op: str, n: int, bound: int) -> bool:
-    if op == "gt":
-        return n > bound
-    if op == "gte":
-        return n >= bound
-    if op == "lt":
-        return n < bound
-    if op == "lte":
-        return n <= bound
-    return n == bound
-
-
-@dataclass(frozen=True, slots=True)
-class TraitCondition:
-    tests: tuple[PropertyTest, ...]  # one key, every test must hold
-
-    def matches(self, traits: Mapping[str, Any]) -> bool:
-        return all(t.matches(traits) for t in self.tests)
-
-
-@dataclass(frozen=True, slots=True)
-class Not:
-    condition: Condition
-
-
-@dataclass(frozen=True, slots=True)
-class Group:
-    match: Literal["all", "any"]
-    conditions: tuple[Condition, ...]
-
-
-Condition: TypeAlias = EventCondition | TraitCondition | Not | Group
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentQuery:
-    rules: Group
-    include_bots: bool
-    as_of: int  # the "now" that windows count back from, epoch ms
-    limit: int
-    after: str | None  # the last person of the previous page
-    fingerprint: str  # identifies the rules, so a cursor cannot wander to another query
-
 
 # Cursors -------------------------------------------------------------------------------
 

@@ -12,19 +12,24 @@ import bisect
 import contextlib
 import sqlite3
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from collector.funnels import FunnelQuery, FunnelRow, compute_funnel
-from collector.segments import (
+from collector.query.funnels import compute_funnel
+from collector.query.types import (
     Condition,
     EventCondition,
+    EventsPage,
+    EventsQuery,
+    FunnelQuery,
+    FunnelRow,
     Group,
     Not,
     PropertyTest,
+    SegmentPage,
     SegmentQuery,
+    StatsQuery,
     TraitCondition,
     is_number,
 )
@@ -254,13 +259,6 @@ def segment_sql(app_id: str, query: SegmentQuery) -> tuple[str, list[Any]]:
     return sql, [app_id, app_id, *compiler.params]
 
 
-@dataclass(frozen=True, slots=True)
-class SegmentPage:
-    count: int
-    users: list[dict[str, Any]]
-    last: str | None  # the last person of this page when more follow, else None
-
-
 def segment(conn: sqlite3.Connection, app_id: str, query: SegmentQuery) -> SegmentPage:
     sql, params = segment_sql(app_id, query)
     with _snapshot(conn):
@@ -430,28 +428,9 @@ def user_profile(
     return profile
 
 
-@dataclass(frozen=True, slots=True)
-class EventsQuery:
-    user: str | None = None  # a person: a user id (with their anonymous past) or anon:ID
-    anonymous_id: str | None = None
-    events: tuple[str, ...] = ()
-    since: int | None = None
-    until: int | None = None
-    include_bots: bool = False
-    order: str = "desc"  # newest first
-    limit: int = 100
-    after: tuple[int, int] | None = None  # (ts, rowid) of the previous page's last event
-
-
-@dataclass(frozen=True, slots=True)
-class EventsPage:
-    events: list[dict[str, Any]]
-    last: tuple[int, int] | None  # set when more follow
-
-
 def events_page(conn: sqlite3.Connection, app_id: str, query: EventsQuery) -> EventsPage:
     # Imported here: store/sqlite.py imports this module for its query methods.
-    from collector.store.sqlite import event_row_to_dict
+    from collector.store.sqlite.store import event_row_to_dict
 
     where, params = _event_filter(
         app_id, query.events, query.since, query.until, query.include_bots
@@ -489,14 +468,6 @@ def events_page(conn: sqlite3.Connection, app_id: str, query: EventsQuery) -> Ev
         out.append(event)
     last = (rows[-1]["ts"], rows[-1]["_rowid"]) if more and rows else None
     return EventsPage(out, last)
-
-
-@dataclass(frozen=True, slots=True)
-class StatsQuery:
-    events: tuple[str, ...] = ()
-    since: int | None = None
-    until: int | None = None
-    include_bots: bool = False
 
 
 def _event_filter(
@@ -560,7 +531,7 @@ def stream_events(
     """Events stored after rowid `after`, oldest first. Write transactions are serialised
     (one writer at a time across processes), so rowids grow in commit order: polling
     "rowid > last seen" misses nothing any worker commits."""
-    from collector.store.sqlite import event_row_to_dict
+    from collector.store.sqlite.store import event_row_to_dict
 
     where, params = _event_filter(app_id, events, None, None, include_bots)
     cur = conn.execute(

@@ -11,8 +11,6 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from collector import ids
-from collector.auth import key_from_authorization, origin_allowed, request_origin
-from collector.enrich import enrich_context
 from collector.errors import (
     FieldError,
     Forbidden,
@@ -23,9 +21,11 @@ from collector.errors import (
     Unauthorized,
     field_error,
 )
+from collector.ingest.auth import key_from_authorization, origin_allowed, request_origin
+from collector.ingest.enrich import enrich_context
+from collector.ingest.normalize import EVENT_TOO_LARGE, Item, Payload
+from collector.ingest.ratelimit import RateLimiter
 from collector.models import App, Event, Outcome, Source
-from collector.normalize import EVENT_TOO_LARGE, Item, Payload
-from collector.ratelimit import RateLimiter
 from collector.store.base import Store
 from collector.timeutil import MAX_FUTURE_MS, iso
 

@@ -22,12 +22,18 @@ import orjson
 import sqlite_utils
 
 from collector import ids
-from collector.funnels import FunnelQuery
 from collector.models import DEFAULT_APP_SETTINGS, App, Event, Outcome, Rule
-from collector.segments import SegmentQuery
+from collector.query.types import (
+    EventsPage,
+    EventsQuery,
+    FunnelQuery,
+    SegmentPage,
+    SegmentQuery,
+    StatsQuery,
+)
 from collector.settings import DEFAULT_MAX_BACKLOG
-from collector.store import queries
-from collector.store.migrations import MIGRATIONS
+from collector.store.sqlite import queries
+from collector.store.sqlite.migrations import MIGRATIONS
 from collector.timeutil import iso
 
 _CHUNK = 500  # bound on host parameters in one IN (...)
@@ -470,7 +476,7 @@ class SQLiteStore:
 
     # Queries (SQL in store/queries.py) ------------------------------------------------
 
-    def segment(self, app_id: str, query: SegmentQuery) -> queries.SegmentPage:
+    def segment(self, app_id: str, query: SegmentQuery) -> SegmentPage:
         self.catch_up()
         return queries.segment(self.conn(), app_id, query)
 
@@ -484,11 +490,11 @@ class SQLiteStore:
         self.catch_up()
         return queries.user_profile(self.conn(), app_id, user_id, include_bots)
 
-    def events_page(self, app_id: str, query: queries.EventsQuery) -> queries.EventsPage:
+    def events_page(self, app_id: str, query: EventsQuery) -> EventsPage:
         self.catch_up()
         return queries.events_page(self.conn(), app_id, query)
 
-    def event_stats(self, app_id: str, query: queries.StatsQuery) -> dict[str, Any]:
+    def event_stats(self, app_id: str, query: StatsQuery) -> dict[str, Any]:
         self.catch_up()
         return queries.event_stats(self.conn(), app_id, query)
 

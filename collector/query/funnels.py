@@ -22,16 +22,13 @@ import itertools
 import math
 import operator
 import statistics
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeAlias
 
 import orjson
 
 from collector.errors import FieldError, InvalidRequest, field_error
-from collector.segments import (
-    DAY_MS,
-    PropertyTest,
+from collector.query.segments import (
     check_budget,
     parse_bool,
     parse_days,
@@ -40,37 +37,11 @@ from collector.segments import (
     parse_time,
     parse_where,
 )
+from collector.query.types import DAY_MS, BreakdownLookup, FunnelQuery, FunnelRow, Step
 
 MAX_STEPS = 20
 DEFAULT_WINDOW_DAYS = 14
 NO_VALUE = "(none)"  # breakdown bucket of events without the property
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    event: str
-    where: tuple[PropertyTest, ...] = ()
-    raw_where: Mapping[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class FunnelQuery:
-    steps: tuple[Step, ...]
-    window_ms: int
-    since: int | None
-    until: int | None
-    breakdown: str | None
-    include_bots: bool
-
-
-# An event matching at least one step, as the store yields it, ordered by person, time
-# and insertion: (person, ts, mask, ref). Bit k of `mask` is set when it matches step k
-# (one event can match several); `ref` identifies the event (its rowid), so the
-# breakdown property is read afterwards for the winning first steps only.
-FunnelRow: TypeAlias = tuple[str, int, int, int | None]
-
-# Breakdown values by event ref: the property's JSON text, None when absent.
-BreakdownLookup: TypeAlias = Callable[[list[int]], Mapping[int, str | None]]
 
 
 def parse_funnel_query(body: Any) -> FunnelQuery:

@@ -27,7 +27,7 @@ from collector.errors import Unavailable
 from collector.models import Event, Outcome
 from collector.store.base import Store
 
-log = logging.getLogger("collector.writer")
+log = logging.getLogger("collector.ingest.writer")
 
 _LOCK_RETRY_S = 0.0005
 

@@ -12,16 +12,16 @@ import orjson
 from starlette.datastructures import QueryParams
 from starlette.types import Receive, Scope, Send
 
-from collector import pipeline
-from collector.enrich import client_ip, parse_networks
 from collector.errors import CollectorError, InternalError
+from collector.ingest import pipeline
+from collector.ingest.enrich import client_ip, parse_networks
+from collector.ingest.normalize import MAX_REQUEST_BYTES, decode_body, parse_payload
+from collector.ingest.ratelimit import RateLimiter
+from collector.ingest.writer import Writer
 from collector.models import Event, Kind, Outcome
-from collector.normalize import MAX_REQUEST_BYTES, decode_body, parse_payload
-from collector.ratelimit import RateLimiter
 from collector.settings import Settings
 from collector.store import Store
 from collector.timeutil import now_ms
-from collector.writer import Writer
 
 log = logging.getLogger("collector")
 

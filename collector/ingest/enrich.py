@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from collector.bots import detect_bot
+from collector.ingest.bots import detect_bot
+from collector.ingest.useragent import parse_user_agent
 from collector.models import IpMode, Source
-from collector.useragent import parse_user_agent
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

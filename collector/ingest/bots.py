@@ -25,7 +25,7 @@ from functools import lru_cache
 from crawlerdetect.providers.crawlers import data as _CRAWLER_PATTERNS
 from crawlerdetect.providers.exclusions import data as _EXCLUSION_PATTERNS
 
-from collector.useragent import parse_user_agent
+from collector.ingest.useragent import parse_user_agent
 
 __all__ = [
     "BOT_REASONS",
