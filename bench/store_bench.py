@@ -1,7 +1,7 @@
 """What the SQLite store costs per event, without HTTP, in its two halves, on a real file
 with the collector's schema and durable commits: accepting (`SQLiteStore.write`, the call
 the group-commit writer makes before a request is answered) and indexing
-(`SQLiteStore.catch_up`, what the indexer process does later). It isolates storage from
+(`SQLiteStore.index_all`, what the indexer process does later). It isolates storage from
 the rest of the pipeline, and shows how the shape of the traffic changes that cost:
 
 - browser events in groups of 22 (the mean group measured under the ingest benchmark's
@@ -126,13 +126,13 @@ def measure(store: SQLiteStore, batches: list[list[Event]]) -> tuple[float, floa
     accept_cpu = (time.process_time() - cpu) / events * 1e6
     accept_wall = (time.perf_counter() - wall) / events * 1e6
     cpu = time.process_time()
-    indexed = store.catch_up()
+    indexed = store.index_all()
     assert indexed == events, f"indexed {indexed} of {events}"
     return accept_cpu, accept_wall, (time.process_time() - cpu) / events * 1e6
 
 
 def stored(store: SQLiteStore) -> int:
-    store.catch_up()
+    store.index_all()
     return int(store.conn().execute("SELECT count(*) FROM events").fetchone()[0])
 
 
@@ -151,7 +151,7 @@ def main() -> None:
             counter = itertools.count()
             for batch in groups(shape, counter, args.warm):
                 store.write(batch)
-            store.catch_up()
+            store.index_all()
             stores.append(store)
             counters.append(counter)
 

@@ -1,5 +1,5 @@
 """The indexer: one process beside the workers, started by `collector serve`, that moves
-accepted events from the inbox into the indexed tables (`SQLiteStore.catch_up`).
+accepted events from the inbox into the indexed tables (`SQLiteStore.index_all`).
 
 Ingest commits a group of events as one inbox row, which is what keeps the acknowledged
 write cheap; indexing them (events and its indexes, identity links, person summaries)

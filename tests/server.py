@@ -43,11 +43,11 @@ def cli(db: str | Path, *args: str) -> str:
 
 
 def index_all(db: str | Path) -> int:
-    """Index every accepted event, as each read does first (`SQLiteStore.catch_up`), so a
+    """Index every accepted event, as each read does first (`SQLiteStore.index_all`), so a
     test or benchmark can read the tables themselves; return how many it indexed."""
     store = SQLiteStore(str(db))
     try:
-        return store.catch_up()
+        return store.index_all()
     finally:
         store.close()
 

@@ -484,7 +484,7 @@ def test_identify_links_anonymous_history_to_user(
     assert (
         client.post("/v1/events", content=orjson.dumps(login), headers=browser()).status_code == 202
     )
-    store.catch_up()  # the indexer's work, which every read does first
+    store.index_all()  # the indexer's work, which every read does first
     people = (
         store.conn().execute("SELECT person FROM events WHERE app_id = ?", (app.app_id,)).fetchall()
     )

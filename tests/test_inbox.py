@@ -41,7 +41,7 @@ def test_a_write_is_committed_to_the_inbox_and_indexed_later(store: SQLiteStore)
     assert [o.status for o in outcomes] == ["accepted"]
     assert store.backlog() == 1
     assert indexed_rows(store) == 0  # acknowledged, committed, not indexed yet
-    assert store.catch_up() == 1
+    assert store.index_all() == 1
     assert store.backlog() == 0
     assert indexed_rows(store) == 1
     assert indexed_rows(store, "SELECT count(*) FROM inbox") == 0
@@ -60,10 +60,10 @@ def test_a_retry_is_a_duplicate_while_pending_and_after_indexing(store: SQLiteSt
     retry = ev(APP, "a", T0, user="u1", message_id="m1")
     assert store.write([retry])[0].status == "duplicate"
     assert store.write([retry])[0].event_id == first.event_id  # still in the inbox
-    store.catch_up()
+    store.index_all()
     again = store.write([ev(APP, "a", T0, user="u1", message_id="m1")])[0]
     assert (again.status, again.event_id) == ("duplicate", first.event_id)
-    assert store.catch_up() == 0
+    assert store.index_all() == 0
     assert indexed_rows(store) == 1
 
 
@@ -77,7 +77,7 @@ def test_repeats_inside_one_group_and_separate_namespaces(store: SQLiteStore) ->
     outcomes = store.write(group)
     assert [o.status for o in outcomes] == ["accepted", "accepted", "duplicate", "accepted"]
     assert outcomes[2].event_id == outcomes[0].event_id
-    store.catch_up()
+    store.index_all()
     assert indexed_rows(store) == 2
     assert indexed_rows(store, "SELECT count(*) FROM identifies") == 1
 
@@ -89,7 +89,7 @@ def test_backlog_stays_within_its_bound(tmp_path: Path) -> None:
         store.write([ev(APP, "a", T0 + n * 40 + i, user=f"u{i}") for i in range(40)])
         assert store.backlog() <= 50
     assert indexed_rows(store) >= 150  # the commits indexed what they added past the bound
-    store.catch_up()
+    store.index_all()
     assert indexed_rows(store) == 200
 
 
@@ -157,7 +157,7 @@ def test_pending_events_survive_a_new_connection(tmp_path: Path) -> None:
     first.close()  # nothing indexed: the inbox row is the committed event
     second = SQLiteStore(path)
     assert second.backlog() == 1
-    assert second.catch_up() == 1
+    assert second.index_all() == 1
     assert indexed_rows(second, "SELECT count(*) FROM events WHERE message_id = 'm1'") == 1
 
 
@@ -213,6 +213,6 @@ def test_inbox_rows_are_compressed_and_older_rows_still_index(store: SQLiteStore
         (data,) = store.conn().execute(f"SELECT data FROM inbox WHERE id = {last}").fetchone()
         raw = lz4.block.decompress(data[1:])
         store.conn().execute(f"UPDATE inbox SET data = ? WHERE id = {last}", (older(raw),))
-    assert store.catch_up() == 30
+    assert store.index_all() == 30
     assert indexed_rows(store) == 30
     assert indexed_rows(store, "SELECT count(*) FROM events WHERE event = 'older'") == 10

@@ -16,7 +16,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector.query.funnels import parse_funnel_query
+from collector.query.funnels import parse_funnel_query, run_funnel
 from collector.query.segments import next_cursor, parse_segment_query
 from collector.store import SQLiteStore
 from tests.test_segments import DAY, NOW, ev
@@ -522,7 +522,7 @@ def test_funnels_match_the_reference(world: World, bodies: list[dict[str, Any]])
     try:
         m = model(world)
         for body in bodies:
-            result = store.funnel(app_id, parse_funnel_query(body))
+            result = run_funnel(store, app_id, parse_funnel_query(body))
             steps = body["steps"]
             ref = reference_funnel(
                 m,

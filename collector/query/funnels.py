@@ -38,6 +38,7 @@ from collector.query.segments import (
     parse_where,
 )
 from collector.query.types import DAY_MS, BreakdownLookup, FunnelQuery, FunnelRow, Step
+from collector.store.base import Store
 
 MAX_STEPS = 20
 DEFAULT_WINDOW_DAYS = 14
@@ -230,3 +231,9 @@ def compute_funnel(
         "steps": overall.answers(query.steps),
         "breakdown": {value: {"steps": t.answers(query.steps)} for value, t in ordered},
     }
+
+
+def run_funnel(store: Store, app_id: str, query: FunnelQuery) -> dict[str, Any]:
+    """The funnel's answer, from the events the store reads for it."""
+    with store.funnel_events(app_id, query) as found:
+        return compute_funnel(query, found.rows, found.breakdown)

@@ -6,7 +6,7 @@ the query layer (no parsing, no algorithm)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
@@ -173,6 +173,15 @@ FunnelRow: TypeAlias = tuple[str, int, int, int | None]
 
 # Breakdown values by event ref: the property's JSON text, None when absent.
 BreakdownLookup: TypeAlias = Callable[[list[int]], Mapping[int, str | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class FunnelEvents:
+    """What the store reads for a funnel, inside one read snapshot: the rows, and the
+    breakdown property's lookup (when the query has a breakdown)."""
+
+    rows: Iterable[FunnelRow]
+    breakdown: BreakdownLookup | None
 
 
 @dataclass(frozen=True, slots=True)

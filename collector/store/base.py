@@ -1,15 +1,22 @@
-"""The storage interface: small enough for a second backend (a server database) to
-implement. Handlers and the CLI speak only this; SQL lives in the implementations."""
+"""The storage interface, implemented by SQLite (store/sqlite/) and PostgreSQL
+(store/postgres/). Handlers and the CLI speak only this; SQL lives in the
+implementations, and the rules every backend must keep are decided once in core.py.
+
+Guarantees, on every backend: an event is acknowledged only once its group is
+committed durably; a message id is stored once per app; every read sees every
+acknowledged event (what is accepted but not yet indexed is indexed before a read)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from collector.models import App, Event, Outcome, Rule
 from collector.query.types import (
     EventsPage,
     EventsQuery,
+    FunnelEvents,
     FunnelQuery,
     SegmentPage,
     SegmentQuery,
@@ -60,10 +67,23 @@ class Store(Protocol):
         the rest may be worked out later, but every read sees every event written."""
 
     def try_write(self, take: Callable[[], Sequence[Event]]) -> list[Outcome] | None:
-        """As write() for the events `take()` returns, called only once the write lock is
-        held; None at once, with `take` not called, while another process writes."""
+        """As write() for the events `take()` returns, called once the store can write;
+        None at once, with `take` not called, while the store is busy (another process
+        has the turn), so the caller's event loop keeps serving and tries again."""
 
     def user_exists(self, app_id: str, user_id: str) -> bool: ...
+
+    # Deferred indexing: accepted events are indexed later, by the indexer process, by
+    # a read that needs them, or by the writer when the backlog is at its bound.
+    def backlog(self) -> int:
+        """Events accepted (committed and acknowledged) but not indexed yet."""
+
+    def index_some(self, chunk: int, *, wait: bool = True) -> int:
+        """Index about `chunk` of the oldest accepted events in one transaction; how
+        many (0 when none are pending, or when wait=False and the store is busy)."""
+
+    def index_all(self) -> int:
+        """Index every event accepted before this call; how many."""
 
     # Data management.
     def export_events(
@@ -75,7 +95,11 @@ class Store(Protocol):
 
     # Queries (the query API): each reads one app and resolves identities.
     def segment(self, app_id: str, query: SegmentQuery) -> SegmentPage: ...
-    def funnel(self, app_id: str, query: FunnelQuery) -> dict[str, Any]: ...
+    def funnel_events(
+        self, app_id: str, query: FunnelQuery
+    ) -> AbstractContextManager[FunnelEvents]:
+        """The events a funnel reads, in one read snapshot held while the context is."""
+
     def user_profile(
         self, app_id: str, user_id: str, include_bots: bool = False
     ) -> dict[str, Any] | None: ...
@@ -83,8 +107,12 @@ class Store(Protocol):
     def event_stats(self, app_id: str, query: StatsQuery) -> dict[str, Any]: ...
 
     # Live stream.
-    def last_rowid(self) -> int:
-        """A position in the event log: streams resume after it."""
+    def stream_position(self) -> int:
+        """The newest position in the event log: a stream that starts now resumes
+        after it. Positions grow in commit order."""
+
+    async def wait_for_events(self, timeout_s: float) -> None:
+        """Return when events may have been stored since, or after `timeout_s`."""
 
     def stream_events(
         self, app_id: str, after: int, events: Sequence[str], include_bots: bool, limit: int

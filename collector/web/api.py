@@ -19,7 +19,6 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from collector.errors import (
-    CollectorError,
     FieldError,
     InvalidRequest,
     NotFound,
@@ -29,7 +28,7 @@ from collector.errors import (
 )
 from collector.ingest import pipeline
 from collector.models import App
-from collector.query.funnels import parse_funnel_query
+from collector.query.funnels import parse_funnel_query, run_funnel
 from collector.query.segments import (
     MAX_INT,
     MAX_TIME_MS,
@@ -44,7 +43,7 @@ from collector.query.segments import (
 )
 from collector.query.types import EventsQuery, StatsQuery
 from collector.timeutil import iso, now_ms
-from collector.web.responses import JSONResponse, error_response
+from collector.web.responses import JSONResponse
 
 if TYPE_CHECKING:
     from collector.web.ingest import Collector
@@ -110,13 +109,10 @@ def _bool_param(value: str | None, name: str, errors: list[FieldError]) -> bool:
 
 
 async def segments_query(request: Request) -> Response:
-    try:
-        app = _app(request)
-        query = parse_segment_query(await _json_body(request), now_ms())
-        store = _collector(request).store
-        page = await _run(store.segment, app.app_id, query)
-    except CollectorError as exc:
-        return error_response(exc)
+    app = _app(request)
+    query = parse_segment_query(await _json_body(request), now_ms())
+    store = _collector(request).store
+    page = await _run(store.segment, app.app_id, query)
     return JSONResponse(
         {
             "count": page.count,
@@ -128,97 +124,85 @@ async def segments_query(request: Request) -> Response:
 
 
 async def funnels(request: Request) -> Response:
-    try:
-        app = _app(request)
-        query = parse_funnel_query(await _json_body(request))
-        store = _collector(request).store
-        answer = await _run(store.funnel, app.app_id, query)
-    except CollectorError as exc:
-        return error_response(exc)
+    app = _app(request)
+    query = parse_funnel_query(await _json_body(request))
+    store = _collector(request).store
+    answer = await _run(run_funnel, store, app.app_id, query)
     return JSONResponse(answer)
 
 
 async def user_profile(request: Request) -> Response:
-    try:
-        app = _app(request)
-        errors: list[FieldError] = []
-        include_bots = _bool_param(request.query_params.get("include_bots"), "include_bots", errors)
-        if errors:
-            raise InvalidRequest(errors=errors)
-        user_id = request.path_params["user_id"]
-        store = _collector(request).store
-        profile = await _run(store.user_profile, app.app_id, user_id, include_bots)
-        if profile is None:
-            raise NotFound("Unknown user", [field_error("id", "is not a user of this app")])
-    except CollectorError as exc:
-        return error_response(exc)
+    app = _app(request)
+    errors: list[FieldError] = []
+    include_bots = _bool_param(request.query_params.get("include_bots"), "include_bots", errors)
+    if errors:
+        raise InvalidRequest(errors=errors)
+    user_id = request.path_params["user_id"]
+    store = _collector(request).store
+    profile = await _run(store.user_profile, app.app_id, user_id, include_bots)
+    if profile is None:
+        raise NotFound("Unknown user", [field_error("id", "is not a user of this app")])
     return JSONResponse(profile)
 
 
 async def list_events(request: Request) -> Response:
-    try:
-        app = _app(request)
-        params = request.query_params
-        errors: list[FieldError] = []
-        events = _event_names(params.getlist("event"), errors)
-        order = params.get("order", "desc")
-        if order not in ("asc", "desc"):
-            errors.append(field_error("order", 'must be "asc" or "desc"'))
-        query = EventsQuery(
-            user=params.get("user") or None,
-            anonymous_id=params.get("anonymous_id") or None,
-            events=events,
-            since=parse_time(params.get("since"), "since", errors),
-            until=parse_time(params.get("until"), "until", errors),
-            include_bots=_bool_param(params.get("include_bots"), "include_bots", errors),
-            order=order,
-            limit=parse_limit(params.get("limit"), "limit", errors),
-        )
-        # The cursor is bound to the filters: a cursor of another listing is refused.
-        fp = fingerprint(
-            "events",
-            query.user,
-            query.anonymous_id,
-            query.events,
-            query.since,
-            query.until,
-            query.include_bots,
-            query.order,
-        )
-        if params.get("cursor"):
-            cursor = decode_cursor(params["cursor"], fp, errors)
-            match cursor.get("at"):
-                case [int(ts), int(rowid)] if 0 <= ts <= MAX_TIME_MS and 0 <= rowid <= MAX_INT:
-                    query = dataclasses.replace(query, after=(ts, rowid))
-                case _ if cursor:
-                    errors.append(field_error("cursor", "is not a valid cursor"))
-        if errors:
-            raise InvalidRequest("Invalid events query", errors)
-        store = _collector(request).store
-        page = await _run(store.events_page, app.app_id, query)
-    except CollectorError as exc:
-        return error_response(exc)
+    app = _app(request)
+    params = request.query_params
+    errors: list[FieldError] = []
+    events = _event_names(params.getlist("event"), errors)
+    order = params.get("order", "desc")
+    if order not in ("asc", "desc"):
+        errors.append(field_error("order", 'must be "asc" or "desc"'))
+    query = EventsQuery(
+        user=params.get("user") or None,
+        anonymous_id=params.get("anonymous_id") or None,
+        events=events,
+        since=parse_time(params.get("since"), "since", errors),
+        until=parse_time(params.get("until"), "until", errors),
+        include_bots=_bool_param(params.get("include_bots"), "include_bots", errors),
+        order=order,
+        limit=parse_limit(params.get("limit"), "limit", errors),
+    )
+    # The cursor is bound to the filters: a cursor of another listing is refused.
+    fp = fingerprint(
+        "events",
+        query.user,
+        query.anonymous_id,
+        query.events,
+        query.since,
+        query.until,
+        query.include_bots,
+        query.order,
+    )
+    if params.get("cursor"):
+        cursor = decode_cursor(params["cursor"], fp, errors)
+        match cursor.get("at"):
+            case [int(ts), int(rowid)] if 0 <= ts <= MAX_TIME_MS and 0 <= rowid <= MAX_INT:
+                query = dataclasses.replace(query, after=(ts, rowid))
+            case _ if cursor:
+                errors.append(field_error("cursor", "is not a valid cursor"))
+    if errors:
+        raise InvalidRequest("Invalid events query", errors)
+    store = _collector(request).store
+    page = await _run(store.events_page, app.app_id, query)
     cursor_out = encode_cursor({"at": list(page.last), "q": fp}) if page.last else None
     return JSONResponse({"events": page.events, "next": cursor_out})
 
 
 async def stats(request: Request) -> Response:
-    try:
-        app = _app(request)
-        params = request.query_params
-        errors: list[FieldError] = []
-        query = StatsQuery(
-            events=_event_names(params.getlist("event"), errors),
-            since=parse_time(params.get("since"), "since", errors),
-            until=parse_time(params.get("until"), "until", errors),
-            include_bots=_bool_param(params.get("include_bots"), "include_bots", errors),
-        )
-        if errors:
-            raise InvalidRequest("Invalid stats query", errors)
-        store = _collector(request).store
-        answer = await _run(store.event_stats, app.app_id, query)
-    except CollectorError as exc:
-        return error_response(exc)
+    app = _app(request)
+    params = request.query_params
+    errors: list[FieldError] = []
+    query = StatsQuery(
+        events=_event_names(params.getlist("event"), errors),
+        since=parse_time(params.get("since"), "since", errors),
+        until=parse_time(params.get("until"), "until", errors),
+        include_bots=_bool_param(params.get("include_bots"), "include_bots", errors),
+    )
+    if errors:
+        raise InvalidRequest("Invalid stats query", errors)
+    store = _collector(request).store
+    answer = await _run(store.event_stats, app.app_id, query)
     return JSONResponse(answer)
 
 
@@ -232,26 +216,23 @@ async def stream(request: Request) -> Response:
     is committed by any worker process. Resumes after `Last-Event-ID` (or `?after=`),
     else starts now. `?event=` (repeatable) and `?include_bots=` filter as for
     `/v1/events`; a comment line every 15 s keeps proxies from closing the connection."""
-    try:
-        app = _app(request)
-        params = request.query_params
-        errors: list[FieldError] = []
-        events = _event_names(params.getlist("event"), errors)
-        include_bots = _bool_param(params.get("include_bots"), "include_bots", errors)
-        resume = request.headers.get("last-event-id") or params.get("after")
-        after: int | None = None
-        if resume is not None:
-            if resume.isdigit() and int(resume) <= MAX_INT:
-                after = int(resume)
-            else:
-                errors.append(field_error("after", "must be an event position (Last-Event-ID)"))
-        if errors:
-            raise InvalidRequest("Invalid stream request", errors)
-        store = _collector(request).store
-        if after is None:
-            after = await _run(store.last_rowid)
-    except CollectorError as exc:
-        return error_response(exc)
+    app = _app(request)
+    params = request.query_params
+    errors: list[FieldError] = []
+    events = _event_names(params.getlist("event"), errors)
+    include_bots = _bool_param(params.get("include_bots"), "include_bots", errors)
+    resume = request.headers.get("last-event-id") or params.get("after")
+    after: int | None = None
+    if resume is not None:
+        if resume.isdigit() and int(resume) <= MAX_INT:
+            after = int(resume)
+        else:
+            errors.append(field_error("after", "must be an event position (Last-Event-ID)"))
+    if errors:
+        raise InvalidRequest("Invalid stream request", errors)
+    store = _collector(request).store
+    if after is None:
+        after = await _run(store.stream_position)
 
     async def messages() -> AsyncIterator[bytes]:
         position = after
@@ -271,7 +252,7 @@ async def stream(request: Request) -> Response:
             elif time.monotonic() - quiet_since >= STREAM_HEARTBEAT_S:
                 quiet_since = time.monotonic()
                 yield b": keep-alive\n\n"
-            await asyncio.sleep(STREAM_POLL_S)
+            await store.wait_for_events(STREAM_POLL_S)
 
     return StreamingResponse(
         messages(),

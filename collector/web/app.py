@@ -21,7 +21,6 @@ from starlette.types import Receive, Scope, Send
 
 from collector.errors import (
     CollectorError,
-    FieldError,
     Forbidden,
     InternalError,
     MethodNotAllowed,
@@ -79,7 +78,7 @@ async def preflight(request: Request) -> Response:
     else:
         origins = c.cache.all_origins()
     if caller is None or not origin_allowed(origins, caller):
-        return error_response(Forbidden(errors=[field_error("origin", "is not an allowed origin")]))
+        raise Forbidden(errors=[field_error("origin", "is not an allowed origin")])
     headers = cors_headers(request.headers["origin"])
     headers.update(
         {
@@ -112,7 +111,7 @@ class _StaticAsset:
         try:
             raw, gz, etag = self._load()
         except FileNotFoundError:
-            return error_response(NotFound(f"{self.path.name} is not built (run make sdk)"))
+            raise NotFound(f"{self.path.name} is not built (run make sdk)") from None
         headers = {
             "ETag": etag,
             "Cache-Control": f"public, max-age={self.max_age}",
@@ -147,11 +146,11 @@ async def demo_js(request: Request) -> Response:
 async def demo_page(request: Request) -> Response:
     c = _collector(request)
     if not c.settings.demo or c.demo_app_id is None:
-        return error_response(NotFound("No demo page: start with `collector serve --demo`"))
+        raise NotFound("No demo page: start with `collector serve --demo`")
     try:
         html = (DEMO_DIR / "index.html").read_text()
     except FileNotFoundError:
-        return error_response(NotFound("The demo page is missing"))
+        raise NotFound("The demo page is missing") from None
     html = html.replace("{{APP_ID}}", c.demo_app_id).replace("{{SDK_SRC}}", "/sdk.js")
     return Response(html, media_type="text/html")
 
@@ -162,23 +161,31 @@ async def healthz(request: Request) -> Response:
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (unknown path, wrong method) in the one error shape."""
     assert isinstance(exc, HTTPException)
-    errors: list[FieldError] = []
+    err: CollectorError
     if exc.status_code == 404:
-        errors = [field_error("path", f"{request.url.path} is not an endpoint")]
-        return error_response(NotFound(errors=errors))
-    if exc.status_code == 405:
-        errors = [field_error("method", f"{request.method} is not allowed here")]
-        return error_response(MethodNotAllowed(errors=errors))
-    err = CollectorError(str(exc.detail))
-    err.status = exc.status_code
-    return error_response(err)
+        err = NotFound(errors=[field_error("path", f"{request.url.path} is not an endpoint")])
+    elif exc.status_code == 405:
+        err = MethodNotAllowed(
+            errors=[field_error("method", f"{request.method} is not allowed here")]
+        )
+    else:
+        err = CollectorError(str(exc.detail))
+        err.status = exc.status_code
+    return await _collector_error(request, err)
+
+
+async def _collector_error(request: Request, exc: Exception) -> Response:
+    """The one place a CollectorError raised by a route becomes its answer."""
+    assert isinstance(exc, CollectorError)
+    return error_response(exc)
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     # Never a traceback to a client: log it here, answer with the one error shape.
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(InternalError())
+    return await _collector_error(request, InternalError())
 
 
 def _tune_gc() -> None:
@@ -234,7 +241,11 @@ def create_app(
     app = CollectorApp(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        exception_handlers={
+            CollectorError: _collector_error,
+            HTTPException: _http_error,
+            Exception: _server_error,
+        },
     )
     app.ingest = endpoint
     app.state.collector = collector

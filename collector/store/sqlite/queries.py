@@ -16,12 +16,12 @@ from typing import Any
 
 import orjson
 
-from collector.query.funnels import compute_funnel
 from collector.query.types import (
     Condition,
     EventCondition,
     EventsPage,
     EventsQuery,
+    FunnelEvents,
     FunnelQuery,
     FunnelRow,
     Group,
@@ -33,6 +33,7 @@ from collector.query.types import (
     TraitCondition,
     is_number,
 )
+from collector.store import core
 from collector.timeutil import iso
 
 _CHUNK = 500  # bound on host parameters in one IN (...)
@@ -270,13 +271,6 @@ def segment(conn: sqlite3.Connection, app_id: str, query: SegmentQuery) -> Segme
     return SegmentPage(len(persons), users, page[-1] if more and page else None)
 
 
-def person_fields(person: str) -> tuple[str | None, str | None]:
-    """(user id, anonymous id) of a person key."""
-    if person.startswith("anon:"):
-        return None, person[5:]
-    return person, None
-
-
 def describe_persons(
     conn: sqlite3.Connection, app_id: str, persons: Sequence[str], include_bots: bool
 ) -> list[dict[str, Any]]:
@@ -300,7 +294,7 @@ def describe_persons(
             seen[person] = (first, last)
     out = []
     for person in persons:
-        user_id, anonymous_id = person_fields(person)
+        user_id, anonymous_id = core.person_fields(person)
         row = users.get(person) if user_id is not None else None
         spans = [span for span in (row[1:] if row else None, seen.get(person)) if span]
         out.append(
@@ -367,13 +361,16 @@ def breakdown_values(
     return dict(rows)
 
 
-def funnel(conn: sqlite3.Connection, app_id: str, query: FunnelQuery) -> dict[str, Any]:
+@contextlib.contextmanager
+def funnel_events(
+    conn: sqlite3.Connection, app_id: str, query: FunnelQuery
+) -> Iterator[FunnelEvents]:
     with _snapshot(conn):
-        rows = funnel_rows(conn, app_id, query)
-        if query.breakdown is None:
-            return compute_funnel(query, rows)
         key = query.breakdown
-        return compute_funnel(query, rows, lambda refs: breakdown_values(conn, app_id, key, refs))
+        yield FunnelEvents(
+            funnel_rows(conn, app_id, query),
+            None if key is None else lambda refs: breakdown_values(conn, app_id, key, refs),
+        )
 
 
 # Users, events, stats -------------------------------------------------------------------
@@ -429,9 +426,6 @@ def user_profile(
 
 
 def events_page(conn: sqlite3.Connection, app_id: str, query: EventsQuery) -> EventsPage:
-    # Imported here: store/sqlite.py imports this module for its query methods.
-    from collector.store.sqlite.store import event_row_to_dict
-
     where, params = _event_filter(
         app_id, query.events, query.since, query.until, query.include_bots
     )
@@ -463,7 +457,7 @@ def events_page(conn: sqlite3.Connection, app_id: str, query: EventsQuery) -> Ev
     rows = rows[: query.limit]
     out = []
     for row in rows:
-        event = event_row_to_dict(row)
+        event = core.event_dict(row)
         event["is_bot"] = bool(row["is_bot"])
         out.append(event)
     last = (rows[-1]["ts"], rows[-1]["_rowid"]) if more and rows else None
@@ -514,7 +508,7 @@ def event_stats(conn: sqlite3.Connection, app_id: str, query: StatsQuery) -> dic
 # Live stream -----------------------------------------------------------------------------
 
 
-def last_rowid(conn: sqlite3.Connection) -> int:
+def stream_position(conn: sqlite3.Connection) -> int:
     """The newest event's rowid: a stream that starts now shows what comes after it."""
     row = conn.execute("SELECT max(rowid) FROM events").fetchone()
     return int(row[0] or 0)
@@ -531,15 +525,13 @@ def stream_events(
     """Events stored after rowid `after`, oldest first. Write transactions are serialised
     (one writer at a time across processes), so rowids grow in commit order: polling
     "rowid > last seen" misses nothing any worker commits."""
-    from collector.store.sqlite.store import event_row_to_dict
-
     where, params = _event_filter(app_id, events, None, None, include_bots)
     cur = conn.execute(
         f"SELECT rowid AS _rowid, * FROM events WHERE rowid > ? AND {' AND '.join(where)} "
         "ORDER BY rowid LIMIT ?",
         (after, *params, limit),
     )
-    return [(row["_rowid"], event_row_to_dict(row)) for row in _dict_rows(cur)]
+    return [(row["_rowid"], core.event_dict(row)) for row in _dict_rows(cur)]
 
 
 def _dict_rows(cur: sqlite3.Cursor) -> list[dict[str, Any]]:

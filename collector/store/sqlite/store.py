@@ -6,18 +6,17 @@ sqlite-utils."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import os
 import sqlite3
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import lz4.block
 import orjson
 import sqlite_utils
 
@@ -26,15 +25,16 @@ from collector.models import DEFAULT_APP_SETTINGS, App, Event, Outcome, Rule
 from collector.query.types import (
     EventsPage,
     EventsQuery,
+    FunnelEvents,
     FunnelQuery,
     SegmentPage,
     SegmentQuery,
     StatsQuery,
 )
 from collector.settings import DEFAULT_MAX_BACKLOG
+from collector.store import codec, core
 from collector.store.sqlite import queries
 from collector.store.sqlite.migrations import MIGRATIONS
-from collector.timeutil import iso
 
 _CHUNK = 500  # bound on host parameters in one IN (...)
 INDEX_CHUNK = 5_000  # events a catch-up transaction indexes
@@ -333,7 +333,7 @@ class SQLiteStore:
             return None
         try:
             with self._tx() as conn:
-                return _accept(conn, take(), self.max_backlog)
+                return core.accept(_Primitives(conn, self.max_backlog), take())
         finally:
             _unlock(self._lock_fd)
 
@@ -346,7 +346,7 @@ class SQLiteStore:
         """Events accepted (committed and acknowledged) but not indexed yet."""
         return _backlog(self.conn())
 
-    def catch_up(self, *, wait: bool = True, chunk: int = INDEX_CHUNK) -> int:
+    def index_all(self, *, wait: bool = True, chunk: int = INDEX_CHUNK) -> int:
         """Index every event accepted before this call, `chunk` events a transaction;
         return how many were indexed. Reads call it first, so they see every event that
         was acknowledged before them. With wait=False it gives up (returning what it
@@ -389,7 +389,7 @@ class SQLiteStore:
     def export_events(
         self, app_id: str, since_ms: int | None = None, until_ms: int | None = None
     ) -> Iterator[dict[str, Any]]:
-        self.catch_up()
+        self.index_all()
         where = ["app_id = ?"]
         params: list[Any] = [app_id]
         if since_ms is not None:
@@ -401,7 +401,7 @@ class SQLiteStore:
         for row in self.db.table("events").rows_where(
             " AND ".join(where), params, order_by="ts, rowid"
         ):
-            yield event_row_to_dict(row)
+            yield core.event_dict(row)
 
     def purge(self, app_id: str, older_than_ms: int) -> int:
         with self._writing() as conn:
@@ -477,30 +477,36 @@ class SQLiteStore:
     # Queries (SQL in store/queries.py) ------------------------------------------------
 
     def segment(self, app_id: str, query: SegmentQuery) -> SegmentPage:
-        self.catch_up()
+        self.index_all()
         return queries.segment(self.conn(), app_id, query)
 
-    def funnel(self, app_id: str, query: FunnelQuery) -> dict[str, Any]:
-        self.catch_up()
-        return queries.funnel(self.conn(), app_id, query)
+    def funnel_events(
+        self, app_id: str, query: FunnelQuery
+    ) -> contextlib.AbstractContextManager[FunnelEvents]:
+        self.index_all()
+        return queries.funnel_events(self.conn(), app_id, query)
 
     def user_profile(
         self, app_id: str, user_id: str, include_bots: bool = False
     ) -> dict[str, Any] | None:
-        self.catch_up()
+        self.index_all()
         return queries.user_profile(self.conn(), app_id, user_id, include_bots)
 
     def events_page(self, app_id: str, query: EventsQuery) -> EventsPage:
-        self.catch_up()
+        self.index_all()
         return queries.events_page(self.conn(), app_id, query)
 
     def event_stats(self, app_id: str, query: StatsQuery) -> dict[str, Any]:
-        self.catch_up()
+        self.index_all()
         return queries.event_stats(self.conn(), app_id, query)
 
-    def last_rowid(self) -> int:
-        self.catch_up()
-        return queries.last_rowid(self.conn())
+    def stream_position(self) -> int:
+        self.index_all()
+        return queries.stream_position(self.conn())
+
+    async def wait_for_events(self, timeout_s: float) -> None:
+        # Polling: every worker commits to the same file; nothing tells a reader.
+        await asyncio.sleep(timeout_s)
 
     def stream_events(
         self, app_id: str, after: int, events: Sequence[str], include_bots: bool, limit: int
@@ -563,259 +569,18 @@ def _unlock(fd: int | None) -> None:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
-_KIND = {"track": 0, "identify": 1}  # message_ids.kind: two id namespaces
-
-
-def _accept(conn: sqlite3.Connection, events: Sequence[Event], max_backlog: int) -> list[Outcome]:
-    """The group-commit transaction body: idempotency, rules and user traits, decided now;
-    the accepted events go into the inbox as one row, for the indexer."""
-    outcomes: list[Outcome | None] = [None] * len(events)
-    repeats = False
-
-    # Idempotency: claim every message id at once. The usual group has no repeat, and
-    # the claim count proves it; otherwise the ids' owners say which events repeat one.
-    claims = [(e.app_id, _KIND[e.kind], e.message_id, e.id) for e in events if e.message_id]
-    if claims:
-        before = conn.total_changes
-        conn.executemany(
-            "INSERT OR IGNORE INTO message_ids (app_id, kind, message_id, event_id) "
-            "VALUES (?, ?, ?, ?)",
-            claims,
-        )
-        if conn.total_changes - before != len(claims):
-            owners = _message_id_owners(conn, claims)
-            for i, ev in enumerate(events):
-                if ev.message_id:
-                    owner = owners[(ev.app_id, _KIND[ev.kind], ev.message_id)]
-                    if owner != ev.id:
-                        outcomes[i] = Outcome("duplicate", owner)
-                        repeats = True
-
-    if repeats or any(e.rules or e.traits or e.kind == "identify" for e in events):
-        accepted = _judge(conn, events, outcomes)
-    else:  # the usual group: nothing to judge, every event is new and accepted
-        accepted = list(events)
-        outcomes[:] = [Outcome("accepted", e.id) for e in events]
-
-    if accepted:
-        last, indexed_text = conn.execute(_TOTALS).fetchone()
-        indexed = int(indexed_text)
-        total = (last or indexed) + len(accepted)
-        conn.execute("INSERT INTO inbox (total, data) VALUES (?, ?)", (total, _encode(accepted)))
-        # A bounded backlog: past it, each commit also indexes what it adds, so reads
-        # never have more than max_backlog events to catch up on.
-        if total - indexed > max_backlog:
-            _index_pending(conn, total - indexed - max_backlog)
-    return [o for o in outcomes if o is not None]
-
-
-def _judge(
-    conn: sqlite3.Connection, events: Sequence[Event], outcomes: list[Outcome | None]
-) -> list[Event]:
-    """Rules and user traits for the events not yet decided (None in `outcomes`, which
-    this fills in); return the accepted ones."""
-    links: dict[tuple[str, str], str] | None = None  # what throttle rules need, if any
-    users: dict[tuple[str, str], list[Any]] = {}  # → [first, last, traits]
-    discards: dict[tuple[str, str, str], int] = {}
-    accepted: list[Event] = []
-    for i, ev in enumerate(events):
-        if outcomes[i] is not None:
-            continue
-        if ev.kind == "track" and ev.rules:
-            if links is None:
-                links = _links_for_rules(conn, events)
-            reason = _apply_rules(conn, ev, links)
-            if reason is not None:
-                outcomes[i] = Outcome("discarded", reason=reason)
-                key = (ev.app_id, iso(ev.received_at)[:10], reason)
-                discards[key] = discards.get(key, 0) + 1
-                if ev.message_id:  # not stored, so a retry is judged again
-                    conn.execute(
-                        "DELETE FROM message_ids WHERE app_id = ? AND kind = 0 "
-                        "AND message_id = ? AND event_id = ?",
-                        (ev.app_id, ev.message_id, ev.id),
-                    )
-                continue
-
-        # The users table holds identified users and their traits, written here rather
-        # than by the indexer: "require known user" checks it for the next request.
-        # Track events without traits skip it: their first/last times live in
-        # person_event_stats (queries take both).
-        if ev.user_id is not None and (ev.kind == "identify" or ev.traits):
-            entry = users.get((ev.app_id, ev.user_id))
-            if entry is None:
-                users[(ev.app_id, ev.user_id)] = [ev.ts, ev.ts, dict(ev.traits or {})]
-            else:
-                entry[0] = min(entry[0], ev.ts)
-                entry[1] = max(entry[1], ev.ts)
-                if ev.traits:
-                    entry[2].update(ev.traits)
-        accepted.append(ev)
-        outcomes[i] = Outcome("accepted", ev.id)
-
-    if users:
-        # json_patch merges traits (RFC 7396: a null trait removes it, on a new row too).
-        conn.executemany(
-            "INSERT INTO users (app_id, user_id, traits, first_seen, last_seen) "
-            "VALUES (?, ?, json_patch('{}', ?), ?, ?) ON CONFLICT (app_id, user_id) DO UPDATE SET "
-            "traits = json_patch(users.traits, excluded.traits), "
-            "first_seen = min(users.first_seen, excluded.first_seen), "
-            "last_seen = max(users.last_seen, excluded.last_seen)",
-            [(a, u, _json(v[2]), v[0], v[1]) for (a, u), v in users.items()],
-        )
-    if discards:
-        conn.executemany(
-            "INSERT INTO discards (app_id, day, reason, n) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (app_id, day, reason) DO UPDATE SET n = n + excluded.n",
-            [(a, d, r, n) for (a, d, r), n in discards.items()],
-        )
-    return accepted
-
-
 def _forget_message_ids(
     conn: sqlite3.Connection, table: str, app_id: str, where: str, params: Sequence[Any]
 ) -> None:
     """Release the message ids of the rows of `table` about to be deleted: a deleted
     event is not kept as a duplicate."""
-    kind = _KIND["identify" if table == "identifies" else "track"]
+    kind = core.KIND["identify" if table == "identifies" else "track"]
     conn.execute(
         f"DELETE FROM message_ids WHERE app_id = ? AND kind = {kind} AND message_id IN "
         f"(SELECT message_id FROM {table} WHERE app_id = ? AND {where} "
         "AND message_id IS NOT NULL)",
         (app_id, app_id, *params),
     )
-
-
-def _message_id_owners(
-    conn: sqlite3.Connection, claims: Sequence[tuple[str, int, str, str]]
-) -> dict[tuple[str, int, str], str]:
-    """(app, kind, message_id) → the id of the event that holds it."""
-    by_key: dict[tuple[str, int], list[str]] = {}
-    for app_id, kind, mid, _ in claims:
-        by_key.setdefault((app_id, kind), []).append(mid)
-    owners: dict[tuple[str, int, str], str] = {}
-    for (app_id, kind), mids in by_key.items():
-        sql = (
-            "SELECT message_id, event_id FROM message_ids "
-            f"WHERE app_id = ? AND kind = {kind} AND message_id IN ({{marks}})"
-        )
-        for mid, eid in _lookup(conn, sql, app_id, sorted(set(mids))).items():
-            owners[(app_id, kind, mid)] = eid
-    return owners
-
-
-def _links_for_rules(
-    conn: sqlite3.Connection, events: Sequence[Event]
-) -> dict[tuple[str, str], str]:
-    """Identity links for throttled events that name no user: their person is the user
-    their anonymous id is linked to. Pending events may hold a new link, so they are
-    indexed first (rare: a throttle rule on browser events)."""
-    anon_only = [e for e in events if e.rules and e.user_id is None and e.anonymous_id]
-    if not anon_only:
-        return {}
-    if _accepted_total(conn) is not None:
-        _index_pending(conn, None)
-    return _links(conn, anon_only)
-
-
-def _links(conn: sqlite3.Connection, events: Sequence[Event]) -> dict[tuple[str, str], str]:
-    """(app, anonymous_id) → the user it is linked to, for the events' anonymous ids."""
-    by_app: dict[str, set[str]] = {}
-    for ev in events:
-        if ev.anonymous_id:
-            by_app.setdefault(ev.app_id, set()).add(ev.anonymous_id)
-    sql = (
-        "SELECT anonymous_id, user_id FROM identities "
-        "WHERE app_id = ? AND anonymous_id IN ({marks})"
-    )
-    links: dict[tuple[str, str], str] = {}
-    for app_id, anons in by_app.items():
-        for anon, user in _lookup(conn, sql, app_id, sorted(anons)).items():
-            links[(app_id, anon)] = user
-    return links
-
-
-# The inbox ------------------------------------------------------------------------------
-
-
-def _encode(events: Sequence[Event]) -> bytes:
-    """Accepted events as one inbox row: a JSON array of arrays (see _decode), compressed
-    with LZ4 behind a one-byte tag. A group's events share their keys, context and
-    User-Agent, so a group of 16 browser events shrinks from 8.6 KB to 0.9 KB in ~2 µs
-    (zlib's fastest level: 0.7 KB in ~50 µs). The row then fits on one page, so the commit
-    writes one inbox page to the WAL instead of three, and the fsync flushes less."""
-    data = orjson.dumps(
-        [
-            (
-                e.kind,
-                e.id,
-                e.app_id,
-                e.name,
-                e.user_id,
-                e.anonymous_id,
-                e.message_id,
-                e.ts,
-                e.timestamp,
-                e.sent_at,
-                e.received_at,
-                e.properties,
-                e.context,
-                e.traits,
-                e.is_bot,
-            )
-            for e in events
-        ]
-    )
-    compressed: bytes = lz4.block.compress(data)
-    return _LZ4 + compressed
-
-
-_LZ4 = b"L"  # tags an LZ4 row; a plain JSON row starts with "[", a zlib one with "x"
-
-
-def _decode(data: bytes) -> list[Event]:
-    tag = data[:1]
-    if tag == _LZ4:
-        data = lz4.block.decompress(data[1:])
-    elif tag == b"x":  # zlib, written by the first compressing version
-        data = zlib.decompress(data)
-    # else plain JSON, written before compression
-    return [
-        Event(
-            kind=kind,
-            name=name,
-            app_id=app_id,
-            user_id=user_id,
-            anonymous_id=anonymous_id,
-            message_id=message_id,
-            ts=ts,
-            received_at=received_at,
-            timestamp=timestamp,
-            sent_at=sent_at,
-            properties=properties,
-            context=context,
-            traits=traits,
-            id=eid,
-            is_bot=is_bot,
-        )
-        for (
-            kind,
-            eid,
-            app_id,
-            name,
-            user_id,
-            anonymous_id,
-            message_id,
-            ts,
-            timestamp,
-            sent_at,
-            received_at,
-            properties,
-            context,
-            traits,
-            is_bot,
-        ) in orjson.loads(data)
-    ]
 
 
 _ACCEPTED_TOTAL = "SELECT total FROM inbox ORDER BY id DESC LIMIT 1"
@@ -845,145 +610,16 @@ def _index_pending(conn: sqlite3.Connection, at_least: int | None) -> int:
     events: list[Event] = []
     last_id = last_total = None
     for row_id, total, data in conn.execute("SELECT id, total, data FROM inbox ORDER BY id"):
-        events.extend(_decode(data))
+        events.extend(codec.decode(data))
         last_id, last_total = row_id, total
         if at_least is not None and total - indexed >= at_least:
             break
     if last_id is None:
         return 0
-    _index(conn, events)
+    core.index(_Primitives(conn), events)
     conn.execute("DELETE FROM inbox WHERE id <= ?", (last_id,))
     conn.execute("UPDATE meta SET value = ? WHERE key = 'indexed_total'", (last_total,))
     return len(events)
-
-
-def _index(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
-    """Accepted events into events and identifies, with identity links, each event's
-    person and the person summaries. Events come in the order they were accepted."""
-    links = _links(conn, events)
-    event_rows: list[tuple[Any, ...]] = []
-    identify_rows: list[tuple[Any, ...]] = []
-    new_links: list[tuple[str, str, str, int]] = []
-    for ev in events:
-        if ev.user_id is not None and ev.anonymous_id is not None:
-            link_key = (ev.app_id, ev.anonymous_id)
-            if link_key not in links:
-                # The first user an anonymous id is linked to keeps it (as PostHog does):
-                # a shared device that never called reset() does not merge two people.
-                links[link_key] = ev.user_id
-                new_links.append((ev.app_id, ev.anonymous_id, ev.user_id, ev.received_at))
-
-        if ev.kind == "identify":
-            identify_rows.append(
-                (
-                    ev.id,
-                    ev.app_id,
-                    ev.message_id,
-                    ev.user_id,
-                    ev.anonymous_id,
-                    _json(ev.traits or {}),
-                    ev.ts,
-                    ev.received_at,
-                    _json(ev.context),
-                )
-            )
-        else:
-            person = (
-                ev.user_id
-                or links.get((ev.app_id, ev.anonymous_id or ""))
-                or ("anon:" + (ev.anonymous_id or ""))
-            )
-            event_rows.append(
-                (
-                    ev.id,
-                    ev.app_id,
-                    ev.message_id,
-                    ev.name,
-                    ev.user_id,
-                    ev.anonymous_id,
-                    person,
-                    ev.ts,
-                    ev.timestamp,
-                    ev.sent_at,
-                    ev.received_at,
-                    _json(ev.properties),
-                    _json(ev.context),
-                    1 if ev.is_bot else 0,
-                )
-            )
-
-    if event_rows:
-        conn.executemany(
-            "INSERT INTO events (id, app_id, message_id, event, user_id, anonymous_id, person, "
-            "ts, timestamp, sent_at, received_at, properties, context, is_bot) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            event_rows,
-        )
-    if identify_rows:
-        conn.executemany(
-            "INSERT INTO identifies (id, app_id, message_id, user_id, anonymous_id, traits, ts, "
-            "received_at, context) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            identify_rows,
-        )
-    if event_rows:
-        add_person_stats(conn, event_rows)
-    if new_links:
-        conn.executemany(
-            "INSERT OR IGNORE INTO identities (app_id, anonymous_id, user_id, linked_at) "
-            "VALUES (?, ?, ?, ?)",
-            new_links,
-        )
-        # What the visitor did before logging in now belongs to the user.
-        conn.executemany(
-            "UPDATE events SET person = ? WHERE app_id = ? AND person = ?",
-            [(user, app, "anon:" + anon) for app, anon, user, _ in new_links],
-        )
-        _rekey_person_stats(conn, new_links)
-
-
-_STATS_COLUMNS = "app_id, person, event, is_bot, n, first_ts, last_ts"
-_STATS_MERGE = (
-    "ON CONFLICT (app_id, event, person, is_bot) DO UPDATE SET n = n + excluded.n, "
-    "first_ts = min(first_ts, excluded.first_ts), last_ts = max(last_ts, excluded.last_ts)"
-)
-
-
-def add_person_stats(conn: sqlite3.Connection, event_rows: Sequence[tuple[Any, ...]]) -> None:
-    """Fold inserted event rows (the INSERT's column order) into person_event_stats.
-    Aggregated here first, so a batch costs one upsert per (person, event), not per event."""
-    groups: dict[tuple[str, str, str, int], list[int]] = {}
-    for row in event_rows:
-        key = (row[1], row[6], row[3], row[13])
-        ts = row[7]
-        group = groups.get(key)
-        if group is None:
-            groups[key] = [1, ts, ts]
-        else:
-            group[0] += 1
-            group[1] = min(group[1], ts)
-            group[2] = max(group[2], ts)
-    conn.executemany(
-        f"INSERT INTO person_event_stats ({_STATS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
-        + _STATS_MERGE,
-        [(*key, *group) for key, group in groups.items()],
-    )
-
-
-def _rekey_person_stats(
-    conn: sqlite3.Connection, new_links: Sequence[tuple[str, str, str, int]]
-) -> None:
-    """Newly linked anonymous ids: their summaries move to the user, as their events did."""
-    conn.executemany(
-        f"INSERT INTO person_event_stats ({_STATS_COLUMNS}) "
-        "SELECT app_id, ?, event, is_bot, n, first_ts, last_ts FROM person_event_stats "
-        # Without statistics the planner would scan the app's whole key range instead.
-        "INDEXED BY person_event_stats_person WHERE app_id = ? AND person = ? " + _STATS_MERGE,
-        [(user, app, "anon:" + anon) for app, anon, user, _ in new_links],
-    )
-    conn.executemany(
-        "DELETE FROM person_event_stats WHERE app_id = ? AND person = ?",
-        [(app, "anon:" + anon) for app, anon, _, _ in new_links],
-    )
 
 
 def restat_persons(conn: sqlite3.Connection, app_id: str, persons: Iterable[str]) -> None:
@@ -995,60 +631,154 @@ def restat_persons(conn: sqlite3.Connection, app_id: str, persons: Iterable[str]
             (app_id, *chunk),
         )
         conn.execute(
-            f"INSERT INTO person_event_stats ({_STATS_COLUMNS}) "
+            f"INSERT INTO person_event_stats ({core.STAT_COLUMNS}) "
             "SELECT app_id, person, event, is_bot, COUNT(*), MIN(ts), MAX(ts) FROM events "
             f"WHERE app_id = ? AND person IN ({marks}) GROUP BY person, event, is_bot",
             (app_id, *chunk),
         )
 
 
-def _apply_rules(
-    conn: sqlite3.Connection, ev: Event, links: dict[tuple[str, str], str]
-) -> str | None:
-    """A discard reason if one of the event's rules drops it, else None (state updated)."""
-    for rule in ev.rules:
-        if rule.kind == "dedupe" and rule.dedupe_key:
-            value = ev.properties.get(rule.dedupe_key)
-            if value is None:
-                continue
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO rule_state (rule_id, key, last_ts) VALUES (?, ?, ?)",
-                (rule.id, _json(value), ev.ts),
-            )
-            if cur.rowcount == 0:
-                return f"duplicate {rule.dedupe_key}"
-        elif rule.kind == "throttle" and rule.throttle_ms:
-            person = (
-                ev.user_id
-                or links.get((ev.app_id, ev.anonymous_id or ""))
-                or ("anon:" + (ev.anonymous_id or ""))
-            )
-            row = conn.execute(
-                "SELECT last_ts FROM rule_state WHERE rule_id = ? AND key = ?", (rule.id, person)
-            ).fetchone()
-            if row is not None and 0 <= ev.ts - row[0] < rule.throttle_ms:
-                return "throttled"
-            conn.execute(
-                "INSERT INTO rule_state (rule_id, key, last_ts) VALUES (?, ?, ?) "
-                "ON CONFLICT (rule_id, key) DO UPDATE SET last_ts = excluded.last_ts",
-                (rule.id, person, ev.ts),
-            )
-    return None
+_STATS_MERGE = (
+    "ON CONFLICT (app_id, event, person, is_bot) DO UPDATE SET n = n + excluded.n, "
+    "first_ts = min(first_ts, excluded.first_ts), last_ts = max(last_ts, excluded.last_ts)"
+)
 
 
-def event_row_to_dict(row: dict[str, Any]) -> dict[str, Any]:
-    """A stored event in the export shape (the spec's JSONL fields)."""
-    return {
-        "id": row["id"],
-        "message_id": row["message_id"],
-        "event": row["event"],
-        "user_id": row["user_id"],
-        "anonymous_id": row["anonymous_id"],
-        "person": row["person"],
-        "timestamp": iso(row["ts"]),
-        "client_timestamp": row["timestamp"],
-        "sent_at": row["sent_at"],
-        "received_at": iso(row["received_at"]),
-        "properties": orjson.loads(row["properties"]),
-        "context": orjson.loads(row["context"]),
-    }
+class _Primitives:
+    """core.Primitives on one SQLite connection, inside the transaction it has open."""
+
+    def __init__(self, conn: sqlite3.Connection, max_backlog: int | None = None) -> None:
+        self.conn = conn
+        self.max_backlog = max_backlog
+
+    def claim_message_ids(self, claims: Sequence[core.Claim]) -> int:
+        before = self.conn.total_changes
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO message_ids (app_id, kind, message_id, event_id) "
+            "VALUES (?, ?, ?, ?)",
+            claims,
+        )
+        return self.conn.total_changes - before
+
+    def message_id_owners(self, claims: Sequence[core.Claim]) -> dict[tuple[str, int, str], str]:
+        by_key: dict[tuple[str, int], list[str]] = {}
+        for app_id, kind, mid, _ in claims:
+            by_key.setdefault((app_id, kind), []).append(mid)
+        owners: dict[tuple[str, int, str], str] = {}
+        for (app_id, kind), mids in by_key.items():
+            sql = (
+                "SELECT message_id, event_id FROM message_ids "
+                f"WHERE app_id = ? AND kind = {kind} AND message_id IN ({{marks}})"
+            )
+            for mid, eid in _lookup(self.conn, sql, app_id, sorted(set(mids))).items():
+                owners[(app_id, kind, mid)] = eid
+        return owners
+
+    def release_message_id(self, claim: core.Claim) -> None:
+        self.conn.execute(
+            "DELETE FROM message_ids WHERE app_id = ? AND kind = ? AND message_id = ? "
+            "AND event_id = ?",
+            claim,
+        )
+
+    def claim_rule_key(self, rule_id: int, key: str, ts: int) -> bool:
+        cur = self.conn.execute(
+            "INSERT OR IGNORE INTO rule_state (rule_id, key, last_ts) VALUES (?, ?, ?)",
+            (rule_id, key, ts),
+        )
+        return cur.rowcount > 0
+
+    def rule_last_ts(self, rule_id: int, key: str) -> int | None:
+        row = self.conn.execute(
+            "SELECT last_ts FROM rule_state WHERE rule_id = ? AND key = ?", (rule_id, key)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def set_rule_ts(self, rule_id: int, key: str, ts: int) -> None:
+        self.conn.execute(
+            "INSERT INTO rule_state (rule_id, key, last_ts) VALUES (?, ?, ?) "
+            "ON CONFLICT (rule_id, key) DO UPDATE SET last_ts = excluded.last_ts",
+            (rule_id, key, ts),
+        )
+
+    def links(self, app_id: str, anonymous_ids: Sequence[str]) -> dict[str, str]:
+        sql = (
+            "SELECT anonymous_id, user_id FROM identities "
+            "WHERE app_id = ? AND anonymous_id IN ({marks})"
+        )
+        return _lookup(self.conn, sql, app_id, anonymous_ids)
+
+    def index_accepted(self) -> None:
+        if _accepted_total(self.conn) is not None:
+            _index_pending(self.conn, None)
+
+    def merge_users(self, updates: Sequence[core.UserUpdate]) -> None:
+        # json_patch is RFC 7396's merge patch; on a new row it drops null traits too.
+        self.conn.executemany(
+            "INSERT INTO users (app_id, user_id, traits, first_seen, last_seen) "
+            "VALUES (?, ?, json_patch('{}', ?), ?, ?) ON CONFLICT (app_id, user_id) DO UPDATE SET "
+            "traits = json_patch(users.traits, excluded.traits), "
+            "first_seen = min(users.first_seen, excluded.first_seen), "
+            "last_seen = max(users.last_seen, excluded.last_seen)",
+            [(a, u, _json(traits), first, last) for a, u, traits, first, last in updates],
+        )
+
+    def count_discards(self, counts: Sequence[core.DiscardCount]) -> None:
+        self.conn.executemany(
+            "INSERT INTO discards (app_id, day, reason, n) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (app_id, day, reason) DO UPDATE SET n = n + excluded.n",
+            counts,
+        )
+
+    def append(self, events: Sequence[Event]) -> None:
+        last, indexed_text = self.conn.execute(_TOTALS).fetchone()
+        indexed = int(indexed_text)
+        total = (last or indexed) + len(events)
+        self.conn.execute(
+            "INSERT INTO inbox (total, data) VALUES (?, ?)", (total, codec.encode(events))
+        )
+        # A bounded backlog: past it, each commit also indexes what it adds, so reads
+        # never have more than max_backlog events to catch up on.
+        if self.max_backlog is not None and total - indexed > self.max_backlog:
+            _index_pending(self.conn, total - indexed - self.max_backlog)
+
+    def insert_events(self, rows: Sequence[core.EventRow]) -> None:
+        self.conn.executemany(
+            f"INSERT INTO events ({core.EVENT_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    def insert_identifies(self, rows: Sequence[core.IdentifyRow]) -> None:
+        self.conn.executemany(
+            f"INSERT INTO identifies ({core.IDENTIFY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    def add_person_stats(self, rows: Sequence[core.StatRow]) -> None:
+        self.conn.executemany(
+            f"INSERT INTO person_event_stats ({core.STAT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            + _STATS_MERGE,
+            rows,
+        )
+
+    def link(self, links: Sequence[core.Link]) -> None:
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO identities (app_id, anonymous_id, user_id, linked_at) "
+            "VALUES (?, ?, ?, ?)",
+            links,
+        )
+        moves = [(user, app, core.ANON + anon) for app, anon, user, _ in links]
+        # What the visitor did before logging in now belongs to the user.
+        self.conn.executemany("UPDATE events SET person = ? WHERE app_id = ? AND person = ?", moves)
+        self.conn.executemany(
+            f"INSERT INTO person_event_stats ({core.STAT_COLUMNS}) "
+            "SELECT app_id, ?, event, is_bot, n, first_ts, last_ts FROM person_event_stats "
+            # Without statistics the planner would scan the app's whole key range instead.
+            "INDEXED BY person_event_stats_person WHERE app_id = ? AND person = ? " + _STATS_MERGE,
+            moves,
+        )
+        self.conn.executemany(
+            "DELETE FROM person_event_stats WHERE app_id = ? AND person = ?",
+            [(app, person) for _, app, person in moves],
+        )

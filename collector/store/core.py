@@ -1,0 +1,345 @@
+"""What every backend must guarantee, decided once: idempotency, event rules (dedupe and
+throttle), traits merging, identity linking and person resolution.
+
+A backend supplies the primitives (`Primitives`), each a few statements of its own SQL
+run inside the transaction it opened; the functions here decide with them. Two
+transactions use them:
+
+- `accept`, the group commit, before the answer: claims message ids, applies rules,
+  merges traits and appends the accepted events for indexing;
+- `index`, later (or at once, if a backend chooses): stores the events with their
+  person (the user id, or "anon:" + anonymous id until that id is linked to a user),
+  makes new identity links and moves what the linked anonymous id did to the user.
+
+A backend also promises that every read sees every acknowledged event: whatever it
+has accepted but not indexed is indexed before a read runs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol, TypeAlias
+
+import orjson
+
+from collector.models import Event, Outcome
+from collector.timeutil import iso
+
+# (app_id, kind, message_id, event_id): an event's claim on its message id. Events and
+# identify calls are two namespaces (a track and an identify may share a message id).
+Claim: TypeAlias = tuple[str, int, str, str]
+KIND = {"track": 0, "identify": 1}
+
+# (app_id, user_id, traits patch, first ts, last ts): merged into the users table.
+UserUpdate: TypeAlias = tuple[str, str, dict[str, Any], int, int]
+# (app_id, day "YYYY-MM-DD", reason, n): discarded events counted, not stored.
+DiscardCount: TypeAlias = tuple[str, str, str, int]
+# (app_id, anonymous_id, user_id, linked_at ms): a new identity link.
+Link: TypeAlias = tuple[str, str, str, int]
+# An event as stored: (id, app_id, message_id, event, user_id, anonymous_id, person, ts,
+# timestamp, sent_at, received_at, properties JSON, context JSON, is_bot 0|1).
+EventRow: TypeAlias = tuple[
+    str, str, str | None, str, str | None, str | None, str, int, str | None, str | None,
+    int, str, str, int,
+]  # fmt: skip
+EVENT_COLUMNS = (
+    "id, app_id, message_id, event, user_id, anonymous_id, person, ts, timestamp, sent_at, "
+    "received_at, properties, context, is_bot"
+)
+# An identify call as stored: (id, app_id, message_id, user_id, anonymous_id,
+# traits JSON, ts, received_at, context JSON).
+IdentifyRow: TypeAlias = tuple[str, str, str | None, str, str | None, str, int, int, str]
+IDENTIFY_COLUMNS = "id, app_id, message_id, user_id, anonymous_id, traits, ts, received_at, context"
+# (app_id, person, event, is_bot, n, first ts, last ts): one person's summary of one
+# event, added to what is stored.
+StatRow: TypeAlias = tuple[str, str, str, int, int, int, int]
+STAT_COLUMNS = "app_id, person, event, is_bot, n, first_ts, last_ts"
+
+ANON = "anon:"
+
+
+def json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+class Primitives(Protocol):
+    """A backend's statements, run in the transaction it has open."""
+
+    # Idempotency.
+    def claim_message_ids(self, claims: Sequence[Claim]) -> int:
+        """Record each claim whose (app, kind, message id) is free; return how many
+        were recorded."""
+
+    def message_id_owners(self, claims: Sequence[Claim]) -> dict[tuple[str, int, str], str]:
+        """(app, kind, message id) → the event id that holds it, for these claims."""
+
+    def release_message_id(self, claim: Claim) -> None:
+        """Free a message id this very event claimed (it was discarded, so a retry is
+        judged again)."""
+
+    # Rules: one state row per (rule, key).
+    def claim_rule_key(self, rule_id: int, key: str, ts: int) -> bool:
+        """Record the key if the rule has never seen it; whether it was new."""
+
+    def rule_last_ts(self, rule_id: int, key: str) -> int | None: ...
+    def set_rule_ts(self, rule_id: int, key: str, ts: int) -> None: ...
+
+    # Identities.
+    def links(self, app_id: str, anonymous_ids: Sequence[str]) -> dict[str, str]:
+        """anonymous id → the user it is linked to, for those that are linked."""
+
+    def index_accepted(self) -> None:
+        """Index every accepted event not yet indexed (it may hold a new link)."""
+
+    # Users and counters.
+    def merge_users(self, updates: Sequence[UserUpdate]) -> None:
+        """Upsert users: traits merged as a JSON merge patch (RFC 7396: a null removes
+        a trait, on a new user too), first seen the earliest, last seen the latest."""
+
+    def count_discards(self, counts: Sequence[DiscardCount]) -> None: ...
+
+    # Accepted events, for indexing.
+    def append(self, events: Sequence[Event]) -> None: ...
+
+    # Indexing.
+    def insert_events(self, rows: Sequence[EventRow]) -> None: ...
+    def insert_identifies(self, rows: Sequence[IdentifyRow]) -> None: ...
+    def add_person_stats(self, rows: Sequence[StatRow]) -> None:
+        """Add to the summaries: n summed, first_ts the least, last_ts the greatest."""
+
+    def link(self, links: Sequence[Link]) -> None:
+        """Store new links (an anonymous id already linked keeps its user), then move
+        each linked anonymous person's events and summaries to the user."""
+
+
+def person_of(ev: Event, links: dict[tuple[str, str], str]) -> str:
+    """The resolved identity an event counts for."""
+    return (
+        ev.user_id
+        or links.get((ev.app_id, ev.anonymous_id or ""))
+        or ANON + (ev.anonymous_id or "")
+    )
+
+
+def person_fields(person: str) -> tuple[str | None, str | None]:
+    """(user id, anonymous id) of a person key."""
+    if person.startswith(ANON):
+        return None, person[len(ANON) :]
+    return person, None
+
+
+# Accepting ------------------------------------------------------------------------------
+
+
+def accept(tx: Primitives, events: Sequence[Event]) -> list[Outcome]:
+    """The group commit's decisions, one outcome per event in order: idempotency, rules
+    and user traits now; the accepted events appended for indexing."""
+    outcomes: list[Outcome | None] = [None] * len(events)
+    repeats = False
+
+    # Idempotency: claim every message id at once. The usual group has no repeat, and
+    # the count of new claims proves it; otherwise the owners say which events repeat.
+    claims = [(e.app_id, KIND[e.kind], e.message_id, e.id) for e in events if e.message_id]
+    if claims and tx.claim_message_ids(claims) != len(claims):
+        owners = tx.message_id_owners(claims)
+        for i, ev in enumerate(events):
+            if ev.message_id:
+                owner = owners[(ev.app_id, KIND[ev.kind], ev.message_id)]
+                if owner != ev.id:
+                    outcomes[i] = Outcome("duplicate", owner)
+                    repeats = True
+
+    if repeats or any(e.rules or e.traits or e.kind == "identify" for e in events):
+        accepted = _judge(tx, events, outcomes)
+    else:  # the usual group: nothing to judge, every event is new and accepted
+        accepted = list(events)
+        outcomes[:] = [Outcome("accepted", e.id) for e in events]
+    if accepted:
+        tx.append(accepted)
+    return [o for o in outcomes if o is not None]
+
+
+def _judge(tx: Primitives, events: Sequence[Event], outcomes: list[Outcome | None]) -> list[Event]:
+    """Rules and user traits for the events not yet decided (None in `outcomes`, which
+    this fills in); return the accepted ones."""
+    links: dict[tuple[str, str], str] | None = None  # what throttle rules need, if any
+    users: dict[tuple[str, str], list[Any]] = {}  # → [first, last, traits]
+    discards: dict[tuple[str, str, str], int] = {}
+    accepted: list[Event] = []
+    for i, ev in enumerate(events):
+        if outcomes[i] is not None:
+            continue
+        if ev.kind == "track" and ev.rules:
+            if links is None:
+                links = _links_for_rules(tx, events)
+            reason = _apply_rules(tx, ev, links)
+            if reason is not None:
+                outcomes[i] = Outcome("discarded", reason=reason)
+                key = (ev.app_id, iso(ev.received_at)[:10], reason)
+                discards[key] = discards.get(key, 0) + 1
+                if ev.message_id:  # not stored, so a retry is judged again
+                    tx.release_message_id((ev.app_id, KIND["track"], ev.message_id, ev.id))
+                continue
+
+        # The users table holds identified users and their traits, written now rather
+        # than at indexing: "require known user" checks it for the next request. Track
+        # events without traits skip it: their first/last times are in the summaries.
+        if ev.user_id is not None and (ev.kind == "identify" or ev.traits):
+            entry = users.get((ev.app_id, ev.user_id))
+            if entry is None:
+                users[(ev.app_id, ev.user_id)] = [ev.ts, ev.ts, dict(ev.traits or {})]
+            else:
+                entry[0] = min(entry[0], ev.ts)
+                entry[1] = max(entry[1], ev.ts)
+                if ev.traits:
+                    entry[2].update(ev.traits)
+        accepted.append(ev)
+        outcomes[i] = Outcome("accepted", ev.id)
+
+    if users:
+        tx.merge_users([(a, u, v[2], v[0], v[1]) for (a, u), v in users.items()])
+    if discards:
+        tx.count_discards([(a, d, r, n) for (a, d, r), n in discards.items()])
+    return accepted
+
+
+def _links_for_rules(tx: Primitives, events: Sequence[Event]) -> dict[tuple[str, str], str]:
+    """Identity links for throttled events that name no user: their person is the user
+    their anonymous id is linked to. Accepted events may hold a new link, so they are
+    indexed first (rare: a throttle rule on browser events)."""
+    anon_only = [e for e in events if e.rules and e.user_id is None and e.anonymous_id]
+    if not anon_only:
+        return {}
+    tx.index_accepted()
+    return links_of(tx, anon_only)
+
+
+def _apply_rules(tx: Primitives, ev: Event, links: dict[tuple[str, str], str]) -> str | None:
+    """A discard reason if one of the event's rules drops it, else None (state updated)."""
+    for rule in ev.rules:
+        if rule.kind == "dedupe" and rule.dedupe_key:
+            value = ev.properties.get(rule.dedupe_key)
+            if value is None:
+                continue
+            if not tx.claim_rule_key(rule.id, json_text(value), ev.ts):
+                return f"duplicate {rule.dedupe_key}"
+        elif rule.kind == "throttle" and rule.throttle_ms:
+            person = person_of(ev, links)
+            last = tx.rule_last_ts(rule.id, person)
+            if last is not None and 0 <= ev.ts - last < rule.throttle_ms:
+                return "throttled"
+            tx.set_rule_ts(rule.id, person, ev.ts)
+    return None
+
+
+def links_of(tx: Primitives, events: Iterable[Event]) -> dict[tuple[str, str], str]:
+    """(app, anonymous_id) → the user it is linked to, for the events' anonymous ids."""
+    by_app: dict[str, set[str]] = {}
+    for ev in events:
+        if ev.anonymous_id:
+            by_app.setdefault(ev.app_id, set()).add(ev.anonymous_id)
+    links: dict[tuple[str, str], str] = {}
+    for app_id, anons in by_app.items():
+        for anon, user in tx.links(app_id, sorted(anons)).items():
+            links[(app_id, anon)] = user
+    return links
+
+
+# Indexing -------------------------------------------------------------------------------
+
+
+def index(tx: Primitives, events: Sequence[Event]) -> None:
+    """Accepted events, in the order they were accepted, into the stored events and
+    identify calls, with identity links, each event's person and the summaries."""
+    links = links_of(tx, events)
+    event_rows: list[EventRow] = []
+    identify_rows: list[IdentifyRow] = []
+    new_links: list[Link] = []
+    for ev in events:
+        if ev.user_id is not None and ev.anonymous_id is not None:
+            link_key = (ev.app_id, ev.anonymous_id)
+            if link_key not in links:
+                # The first user an anonymous id is linked to keeps it (as PostHog does):
+                # a shared device that never called reset() does not merge two people.
+                links[link_key] = ev.user_id
+                new_links.append((ev.app_id, ev.anonymous_id, ev.user_id, ev.received_at))
+
+        if ev.kind == "identify":
+            assert ev.user_id is not None  # validation: an identify names its user
+            identify_rows.append(
+                (
+                    ev.id,
+                    ev.app_id,
+                    ev.message_id,
+                    ev.user_id,
+                    ev.anonymous_id,
+                    json_text(ev.traits or {}),
+                    ev.ts,
+                    ev.received_at,
+                    json_text(ev.context),
+                )
+            )
+        else:
+            event_rows.append(
+                (
+                    ev.id,
+                    ev.app_id,
+                    ev.message_id,
+                    ev.name,
+                    ev.user_id,
+                    ev.anonymous_id,
+                    person_of(ev, links),
+                    ev.ts,
+                    ev.timestamp,
+                    ev.sent_at,
+                    ev.received_at,
+                    json_text(ev.properties),
+                    json_text(ev.context),
+                    1 if ev.is_bot else 0,
+                )
+            )
+
+    if event_rows:
+        tx.insert_events(event_rows)
+    if identify_rows:
+        tx.insert_identifies(identify_rows)
+    if event_rows:
+        tx.add_person_stats(person_stats(event_rows))
+    if new_links:
+        tx.link(new_links)
+
+
+def person_stats(rows: Sequence[EventRow]) -> list[StatRow]:
+    """Event rows folded into summary rows: one per (app, person, event, bot flag), so a
+    batch costs one upsert per person and event, not one per event."""
+    groups: dict[tuple[str, str, str, int], list[int]] = {}
+    for row in rows:
+        key = (row[1], row[6], row[3], row[13])
+        ts = row[7]
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [1, ts, ts]
+        else:
+            group[0] += 1
+            group[1] = min(group[1], ts)
+            group[2] = max(group[2], ts)
+    return [(*key, n, first, last) for key, (n, first, last) in groups.items()]
+
+
+def event_dict(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored event in the export shape (the spec's JSONL fields)."""
+    properties, context = row["properties"], row["context"]
+    return {
+        "id": row["id"],
+        "message_id": row["message_id"],
+        "event": row["event"],
+        "user_id": row["user_id"],
+        "anonymous_id": row["anonymous_id"],
+        "person": row["person"],
+        "timestamp": iso(row["ts"]),
+        "client_timestamp": row["timestamp"],
+        "sent_at": row["sent_at"],
+        "received_at": iso(row["received_at"]),
+        # JSON text (SQLite) or already decoded (PostgreSQL's jsonb)
+        "properties": orjson.loads(properties) if isinstance(properties, str) else properties,
+        "context": orjson.loads(context) if isinstance(context, str) else context,
+    }
