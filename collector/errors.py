@@ -96,5 +96,10 @@ class Unavailable(_RetryLater):
     default_message = "Write queue is full, retry later"
 
 
+class StoreUnavailable(Exception):
+    """The database cannot be reached (at start, or by a command). Its message is one
+    line that names the database without any password; commands print it as it is."""
+
+
 def field_error(field: str, message: str) -> FieldError:
     return {"field": field, "message": message}
