@@ -1,6 +1,27 @@
-"""Storage: a small interface (base.Store) and its SQLite implementation."""
+"""Storage: the interface (base.Store), the rules every backend keeps (core), and two
+backends: SQLite (one file, the default) and PostgreSQL (`postgresql://` URLs)."""
 
+from __future__ import annotations
+
+from collector.settings import DEFAULT_MAX_BACKLOG
 from collector.store.base import Store
 from collector.store.sqlite.store import SQLiteStore
 
-__all__ = ["SQLiteStore", "Store"]
+__all__ = ["SQLiteStore", "Store", "is_url", "open_store"]
+
+URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_url(db: str) -> bool:
+    """Whether `--db` names a PostgreSQL server rather than a SQLite file."""
+    return db.startswith(URL_SCHEMES)
+
+
+def open_store(db: str, *, max_backlog: int = DEFAULT_MAX_BACKLOG) -> Store:
+    """The store for `--db`: a `postgresql://` URL, else a SQLite file path."""
+    if is_url(db):
+        # Imported here: SQLite users never load psycopg.
+        from collector.store.postgres.store import PostgresStore
+
+        return PostgresStore(db, max_backlog=max_backlog)
+    return SQLiteStore(db, max_backlog=max_backlog)
