@@ -9,16 +9,19 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 import orjson
 
 from collector import __version__
+from collector.errors import StoreUnavailable
 from collector.ingest.auth import normalise_origin
 from collector.models import DEFAULT_APP_SETTINGS, App
 from collector.settings import DEFAULT_DB, Settings, setting_fields
-from collector.store import SQLiteStore
+from collector.store import Store, is_url
+from collector.store import open_store as store_for
 from collector.timeutil import now_ms, parse_duration_ms, parse_timestamp
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,13 +43,30 @@ def db_option(func: F) -> F:
         envvar="COLLECTOR_DB",
         default=DEFAULT_DB,
         show_default=True,
-        help="SQLite database file (env: COLLECTOR_DB).",
+        help="SQLite database file or postgresql:// URL (env: COLLECTOR_DB).",
     )(func)
 
 
-def open_store(db: str) -> SQLiteStore:
-    store = SQLiteStore(db)
-    store.migrate()
+def open_store(db: str, *, create: bool = False) -> Store:
+    """The store behind `--db`, migrated. A SQLite file that does not exist is created
+    only by the commands that start a database (`serve`, `apps create`), and they say so:
+    a mistyped path never passes for an empty database."""
+    if not is_url(db) and db != ":memory:":
+        path = Path(db).expanduser().resolve()
+        if not path.exists():
+            if not create:
+                raise click.ClickException(
+                    f"no database at {path} (check --db or COLLECTOR_DB; "
+                    "`collector serve` or `collector apps create` creates one)"
+                )
+            if not path.parent.is_dir():
+                raise click.ClickException(f"cannot create {path}: {path.parent} is not a folder")
+            click.echo(f"collector: creating a new SQLite database at {path}", err=True)
+    try:
+        store = store_for(db)
+        store.migrate()
+    except StoreUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
     return store
 
 
@@ -54,7 +74,7 @@ def _echo_json(value: Any) -> None:
     click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
 
 
-def _app_dict(app: App, store: SQLiteStore | None = None) -> dict[str, Any]:
+def _app_dict(app: App, store: Store | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "app_id": app.app_id,
         "name": app.name,
@@ -77,7 +97,7 @@ def _app_dict(app: App, store: SQLiteStore | None = None) -> dict[str, Any]:
     return out
 
 
-def _require_app(store: SQLiteStore, app_id: str) -> App:
+def _require_app(store: Store, app_id: str) -> App:
     app = store.get_app(app_id)
     if app is None:
         raise click.ClickException(f"no app {app_id!r} (see `collector apps list`)")
@@ -174,7 +194,7 @@ def serve(**options: Any) -> None:
         settings = Settings.from_env(**options)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    store = open_store(settings.db)
+    store = open_store(settings.db, create=True)
     if settings.demo:
         from collector.web.demo import ensure_demo_app
 
@@ -194,7 +214,13 @@ def serve(**options: Any) -> None:
     os.environ.update(settings.to_env())
     # The indexer runs beside the workers, while the CPU has room (collector/indexer.py).
     indexer = subprocess.Popen(
-        [sys.executable, "-m", "collector.indexer", settings.db, str(os.getpid())]
+        [
+            sys.executable,
+            "-m",
+            "collector.indexer",
+            "-" if is_url(settings.db) else settings.db,  # a URL's password stays out of ps
+            str(os.getpid()),
+        ]
     )
     try:
         _serve(settings)
@@ -276,7 +302,7 @@ def apps_create(
     **settings: Any,
 ) -> None:
     """Create an app with its first API key (shown once)."""
-    store = open_store(db)
+    store = open_store(db, create=True)
     app = store.create_app(name, _origins(origins), _settings_from(**settings))
     if not no_default_rules:
         for rule in DEFAULT_RULES:

@@ -96,6 +96,14 @@ class Unavailable(_RetryLater):
     default_message = "Write queue is full, retry later"
 
 
+class StorageFailed(Unavailable):
+    """A group commit failed (the database is unreachable, or errs): nothing of it was
+    stored, so the client retries."""
+
+    field = "storage"
+    default_message = "Storage error, retry later"
+
+
 class StoreUnavailable(Exception):
     """The database cannot be reached (at start, or by a command). Its message is one
     line that names the database without any password; commands print it as it is."""

@@ -1,5 +1,5 @@
 """The indexer: one process beside the workers, started by `collector serve`, that moves
-accepted events from the inbox into the indexed tables (`SQLiteStore.index_all`).
+accepted events into the indexed tables (`Store.index_some`), on either backend.
 
 Ingest commits a group of events as one inbox row, which is what keeps the acknowledged
 write cheap; indexing them (events and its indexes, identity links, person summaries)
@@ -11,6 +11,9 @@ grows, up to the store's `max_backlog`, past which every commit indexes as much 
 adds. Reads never depend on it: each one catches up first.
 
     python -m collector.indexer DB PARENT_PID
+
+DB is a SQLite path, or "-" for the database in COLLECTOR_DB (a PostgreSQL URL may
+carry a password, which must not show in the process list).
 """
 
 from __future__ import annotations
@@ -18,12 +21,11 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sqlite3
 import sys
 import time
 from types import FrameType
 
-from collector.store import SQLiteStore
+from collector.store import open_store
 
 log = logging.getLogger("collector.indexer")
 
@@ -44,7 +46,7 @@ def run(db: str, parent: int, poll_s: float = POLL_S) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    store = SQLiteStore(db)
+    store = open_store(db)
     cpu = SpareCpu()
     try:
         while not stopping and os.getppid() == parent:
@@ -60,8 +62,9 @@ def run(db: str, parent: int, poll_s: float = POLL_S) -> None:
                     time.sleep(poll_s)
                 else:
                     time.sleep(YIELD_S)
-            except sqlite3.Error:
-                # The inbox keeps the events; the next round (or a read) indexes them.
+            except Exception:
+                # The accepted events stay where they are (the inbox); the next round, or
+                # a read, indexes them. A database that went away comes back on its own.
                 log.exception("indexing failed; retrying")
                 time.sleep(poll_s)
     finally:
@@ -100,6 +103,8 @@ class SpareCpu:
 
 def main() -> None:
     db, parent = sys.argv[1], int(sys.argv[2])
+    if db == "-":
+        db = os.environ["COLLECTOR_DB"]
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s %(message)s")
     run(db, parent)
 

@@ -28,7 +28,7 @@ class Settings:
     )
     db: str = field(
         default=DEFAULT_DB,
-        metadata=_meta("SQLite database file.", "COLLECTOR_DB", "--db"),
+        metadata=_meta("SQLite database file, or a postgresql:// URL.", "COLLECTOR_DB", "--db"),
     )
     workers: int = field(
         default=1, metadata=_meta("Worker processes.", "COLLECTOR_WORKERS", "--workers")

@@ -27,7 +27,8 @@ def run(db_path: Path):
             assert result.exit_code == 0, result.output
         else:
             assert result.exit_code != 0, result.output
-        return result.output
+        # Notices (a database being created) go to stderr; what a script reads, to stdout.
+        return result.stdout if ok else result.output
 
     return invoke
 
@@ -251,3 +252,26 @@ def test_users_delete_removes_user_events_and_anonymous_ids(run, db_path: Path) 
     conn = SQLiteStore(str(db_path)).conn()
     assert conn.execute("SELECT count(*) FROM identities").fetchone()[0] == 0
     assert conn.execute("SELECT count(*) FROM users WHERE user_id = 'u1'").fetchone()[0] == 0
+
+
+def test_a_mistyped_db_is_never_created_silently(tmp_path: Path) -> None:
+    runner = CliRunner()
+    missing = tmp_path / "typo.db"
+    result = runner.invoke(main, ["apps", "list", "--db", str(missing)])
+    assert result.exit_code != 0
+    assert f"no database at {missing}" in result.output
+    assert not missing.exists()
+
+    nowhere = tmp_path / "no-such-folder" / "t.db"
+    result = runner.invoke(main, ["apps", "create", "Shop", "--db", str(nowhere)])
+    assert result.exit_code != 0
+    assert "is not a folder" in result.output
+    assert not nowhere.parent.exists()
+
+    # The commands that start a database say which file they create.
+    result = runner.invoke(main, ["apps", "create", "Shop", "--json", "--db", str(missing)])
+    assert result.exit_code == 0, result.output
+    assert f"creating a new SQLite database at {missing}" in result.stderr
+    assert json.loads(result.stdout)["app_id"].startswith("app_")
+    result = runner.invoke(main, ["apps", "list", "--db", str(missing)])
+    assert result.exit_code == 0 and "creating" not in result.output

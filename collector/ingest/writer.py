@@ -23,7 +23,7 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 
-from collector.errors import Unavailable
+from collector.errors import StorageFailed, Unavailable
 from collector.models import Event, Outcome
 from collector.store.base import Store
 
@@ -90,7 +90,7 @@ class Writer:
             log.exception("group commit of %d requests failed", len(self._group))
             for _, future in self._group:
                 if not future.done():
-                    future.set_exception(Unavailable(1, "Storage error, retry later"))
+                    future.set_exception(StorageFailed(1))
         else:
             if outcomes is None:
                 # Another worker process is mid-transaction (a few ms at most).

@@ -30,7 +30,7 @@ from collector.errors import (
 from collector.ingest.auth import origin_allowed, request_origin
 from collector.query.segments import set_cursor_secret
 from collector.settings import Settings
-from collector.store import SQLiteStore, Store
+from collector.store import Store, open_store
 from collector.web.api import routes as query_routes
 from collector.web.demo import find_demo_app
 from collector.web.ingest import Collector, IngestEndpoint, cors_headers
@@ -208,7 +208,7 @@ def create_app(
     `tune_gc` (set for served worker processes, not for apps embedded in tests) changes
     the process-wide garbage-collector thresholds there."""
     settings = settings or Settings.from_env()
-    store = store or SQLiteStore(settings.db, max_backlog=settings.max_backlog)
+    store = store or open_store(settings.db, max_backlog=settings.max_backlog)
     collector = Collector(settings, store)
 
     @asynccontextmanager
