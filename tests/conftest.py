@@ -8,7 +8,7 @@ from starlette.testclient import TestClient
 
 from collector.models import App
 from collector.settings import Settings
-from collector.store import SQLiteStore
+from collector.store import Store, open_store
 from collector.web.app import create_app
 
 ORIGIN = "https://shop.example.com"
@@ -18,21 +18,40 @@ CHROME_UA = (
 )
 
 
+# Every test that takes `db` (or `store`, `client`, …) runs once per backend: an embedded
+# SQLite file, and a fresh database on a throwaway PostgreSQL server.
+BACKENDS = ("sqlite", "postgres")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """The test's database: a SQLite path or a postgresql:// URL."""
+    if backend == "sqlite":
+        return str(tmp_path / "telltale.db")
+    return str(request.getfixturevalue("pg_url"))
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
+    """A SQLite file, for what only SQLite has (its file, its lock, its migrations)."""
     return tmp_path / "telltale.db"
 
 
 @pytest.fixture
-def store(db_path: Path) -> Iterator[SQLiteStore]:
-    s = SQLiteStore(str(db_path))
+def store(db: str) -> Iterator[Store]:
+    s = open_store(db)
     s.migrate()
     yield s
     s.close()
 
 
 @pytest.fixture
-def app(store: SQLiteStore) -> App:
+def app(store: Store) -> App:
     created = store.create_app("Shop", [ORIGIN, "https://*.example.org"], {"rate_limit_ip": 0})
     store.add_rule(created.app_id, "confirmation", dedupe_key="orderId")
     store.add_rule(created.app_id, "email_opened", throttle_ms=20 * 60 * 1000)
@@ -42,13 +61,13 @@ def app(store: SQLiteStore) -> App:
 
 
 @pytest.fixture
-def key(store: SQLiteStore, app: App) -> str:
+def key(store: Store, app: App) -> str:
     return store.create_key(app.app_id)[1]
 
 
 @pytest.fixture
-def client(db_path: Path, store: SQLiteStore) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(db=str(db_path))), raise_server_exceptions=False) as c:
+def client(db: str, store: Store) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(db=db)), raise_server_exceptions=False) as c:
         yield c
 
 

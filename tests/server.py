@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from collector.store import SQLiteStore
+from collector.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,9 +43,9 @@ def cli(db: str | Path, *args: str) -> str:
 
 
 def index_all(db: str | Path) -> int:
-    """Index every accepted event, as each read does first (`SQLiteStore.index_all`), so a
-    test or benchmark can read the tables themselves; return how many it indexed."""
-    store = SQLiteStore(str(db))
+    """Index every accepted event, as each read does first (`Store.index_all`), so a test
+    or benchmark can read the tables themselves; return how many it indexed."""
+    store = open_store(str(db))
     try:
         return store.index_all()
     finally:

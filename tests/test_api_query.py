@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +15,7 @@ from itsdangerous import URLSafeSerializer
 from starlette.testclient import TestClient
 
 from collector.settings import Settings
-from collector.store import SQLiteStore
+from collector.store import SQLiteStore, Store, open_store
 from collector.web.app import create_app
 from tests.test_segments import DAY, NOW, ev
 
@@ -24,9 +23,9 @@ T0 = "2026-09-01T10:00:00Z"
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> Iterator[tuple[TestClient, SQLiteStore, str, dict[str, str]]]:
-    path = str(tmp_path / "t.db")
-    store = SQLiteStore(path)
+def setup(db: str) -> Iterator[tuple[TestClient, Store, str, dict[str, str]]]:
+    path = db
+    store = open_store(path)
     store.migrate()
     app = store.create_app("x", ["http://localhost"], {})
     _, key = store.create_key(app.app_id)

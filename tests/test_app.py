@@ -13,11 +13,12 @@ import pytest
 from starlette.testclient import TestClient
 
 from collector.models import App
-from collector.store import SQLiteStore
+from collector.store import Store
 from tests.conftest import CHROME_UA, ORIGIN, auth, browser
+from tests.dbrows import json_value, rows, scalar
 
 
-def events(store: SQLiteStore, app: App) -> list[dict]:
+def events(store: Store, app: App) -> list[dict]:
     return list(store.export_events(app.app_id))
 
 
@@ -31,9 +32,7 @@ def assert_error_shape(body: dict, field: str) -> None:
 # Browser path ---------------------------------------------------------------------
 
 
-def test_browser_text_plain_from_allowed_origin(
-    client: TestClient, store: SQLiteStore, app: App
-) -> None:
+def test_browser_text_plain_from_allowed_origin(client: TestClient, store: Store, app: App) -> None:
     body = {
         "app_id": app.app_id,
         "events": [
@@ -58,7 +57,7 @@ def test_browser_text_plain_from_allowed_origin(
 
 
 def test_browser_app_id_in_query_string_and_wildcard_origin(
-    client: TestClient, store: SQLiteStore, app: App
+    client: TestClient, store: Store, app: App
 ) -> None:
     body = {"event": "page_viewed", "anonymous_id": "a"}
     r = client.post(
@@ -70,7 +69,7 @@ def test_browser_app_id_in_query_string_and_wildcard_origin(
     assert len(events(store, app)) == 1
 
 
-def test_browser_referer_fallback(client: TestClient, store: SQLiteStore, app: App) -> None:
+def test_browser_referer_fallback(client: TestClient, store: Store, app: App) -> None:
     headers = {"Referer": ORIGIN + "/checkout?x=1", "Content-Type": "text/plain"}
     body = {"app_id": app.app_id, "event": "page_viewed", "anonymous_id": "a"}
     r = client.post("/v1/event", content=orjson.dumps(body), headers=headers)
@@ -88,7 +87,7 @@ def test_browser_referer_fallback(client: TestClient, store: SQLiteStore, app: A
     ],
 )
 def test_browser_origin_refused(
-    client: TestClient, store: SQLiteStore, app: App, headers: dict[str, str], field: str
+    client: TestClient, store: Store, app: App, headers: dict[str, str], field: str
 ) -> None:
     body = {"app_id": app.app_id, "event": "page_viewed", "anonymous_id": "a"}
     r = client.post(
@@ -113,9 +112,7 @@ def test_browser_unknown_app_and_missing_app(client: TestClient, app: App) -> No
     assert_error_shape(r.json(), "app_id")
 
 
-def test_browser_cannot_set_ip_or_user_agent(
-    client: TestClient, store: SQLiteStore, app: App
-) -> None:
+def test_browser_cannot_set_ip_or_user_agent(client: TestClient, store: Store, app: App) -> None:
     body = {
         "app_id": app.app_id,
         "event": "page_viewed",
@@ -148,7 +145,7 @@ def test_cors_preflight_only_for_allowed_origins(client: TestClient, app: App) -
     assert r.status_code == 204
 
 
-def test_webdriver_signal_flags_bot(client: TestClient, store: SQLiteStore, app: App) -> None:
+def test_webdriver_signal_flags_bot(client: TestClient, store: Store, app: App) -> None:
     body = {
         "app_id": app.app_id,
         "event": "page_viewed",
@@ -165,7 +162,7 @@ def test_webdriver_signal_flags_bot(client: TestClient, store: SQLiteStore, app:
 
 
 def test_headless_and_http_library_on_browser_path(
-    client: TestClient, store: SQLiteStore, app: App
+    client: TestClient, store: Store, app: App
 ) -> None:
     body = orjson.dumps({"app_id": app.app_id, "event": "page_viewed", "anonymous_id": "a"})
     headless = CHROME_UA.replace("Chrome/", "HeadlessChrome/")
@@ -175,7 +172,7 @@ def test_headless_and_http_library_on_browser_path(
     assert reasons == ["headless", "http_library"]
 
 
-def test_bot_policy_drop_stores_nothing(client: TestClient, store: SQLiteStore, app: App) -> None:
+def test_bot_policy_drop_stores_nothing(client: TestClient, store: Store, app: App) -> None:
     store.update_app(app.app_id, settings={"bot_policy": "drop"})
     body = {
         "app_id": app.app_id,
@@ -199,7 +196,7 @@ def test_bad_or_missing_key_is_401(client: TestClient, app: App) -> None:
     assert r.status_code == 401
 
 
-def test_revoked_key_is_refused(client: TestClient, store: SQLiteStore, app: App) -> None:
+def test_revoked_key_is_refused(client: TestClient, store: Store, app: App) -> None:
     key_id, key = store.create_key(app.app_id)
     store.revoke_key(key_id)
     r = client.post("/v1/event", json={"event": "a", "user": "u"}, headers=auth(key))
@@ -207,7 +204,7 @@ def test_revoked_key_is_refused(client: TestClient, store: SQLiteStore, app: App
 
 
 def test_one_apps_key_never_writes_to_another_app(
-    client: TestClient, store: SQLiteStore, app: App, key: str
+    client: TestClient, store: Store, app: App, key: str
 ) -> None:
     other = store.create_app("Other", ["https://other.example"], {})
     body = {"app_id": other.app_id, "event": "a", "user": "u"}
@@ -260,7 +257,7 @@ def test_every_problem_is_named(client: TestClient, key: str) -> None:
 
 
 def test_batch_reports_invalid_by_index_and_stores_the_valid(
-    client: TestClient, store: SQLiteStore, app: App, key: str
+    client: TestClient, store: Store, app: App, key: str
 ) -> None:
     batch = {
         "events": [
@@ -316,7 +313,7 @@ def test_malformed_bodies(
     assert_error_shape(r.json(), field)
 
 
-def test_too_large(client: TestClient, store: SQLiteStore, app: App, key: str) -> None:
+def test_too_large(client: TestClient, store: Store, app: App, key: str) -> None:
     big = {"event": "a", "user": "u", "properties": {"s": "x" * (600 * 1024)}}
     body = orjson.dumps(big)
     r = client.post(
@@ -350,7 +347,7 @@ def test_unknown_path_and_method(client: TestClient) -> None:
 
 
 def test_timestamps_iso_epoch_default_skew_and_clamp(
-    client: TestClient, store: SQLiteStore, app: App, key: str
+    client: TestClient, store: Store, app: App, key: str
 ) -> None:
     from collector.timeutil import now_ms, parse_timestamp
 
@@ -390,7 +387,7 @@ def test_timestamps_iso_epoch_default_skew_and_clamp(
 
 
 def test_message_id_stored_once_and_acknowledged_again(
-    client: TestClient, store: SQLiteStore, app: App, key: str
+    client: TestClient, store: Store, app: App, key: str
 ) -> None:
     body = {"event": "a", "user": "u", "message_id": "m-1"}
     first = client.post("/v1/event", json=body, headers=auth(key)).json()
@@ -407,9 +404,7 @@ def test_message_id_stored_once_and_acknowledged_again(
     assert len(events(store, app)) == 2
 
 
-def test_message_ids_are_per_app(
-    client: TestClient, store: SQLiteStore, app: App, key: str
-) -> None:
+def test_message_ids_are_per_app(client: TestClient, store: Store, app: App, key: str) -> None:
     other = store.create_app("Other", [], {})
     other_key = store.create_key(other.app_id)[1]
     body = {"event": "a", "user": "u", "message_id": "same"}
@@ -419,7 +414,7 @@ def test_message_ids_are_per_app(
     assert len(events(store, other)) == 1
 
 
-def test_throttle_email_opened(client: TestClient, store: SQLiteStore, app: App, key: str) -> None:
+def test_throttle_email_opened(client: TestClient, store: Store, app: App, key: str) -> None:
     def opened(user: str, ts: str) -> dict:
         return client.post(
             "/v1/event",
@@ -436,7 +431,7 @@ def test_throttle_email_opened(client: TestClient, store: SQLiteStore, app: App,
 
 
 def test_dedupe_rule_added_later_applies(
-    client: TestClient, store: SQLiteStore, app: App, key: str
+    client: TestClient, store: Store, app: App, key: str
 ) -> None:
     store.add_rule(app.app_id, "invoice_paid", dedupe_key="invoice")
     body = {"event": "invoice_paid", "user": "u", "properties": {"invoice": 7}}
@@ -446,7 +441,7 @@ def test_dedupe_rule_added_later_applies(
     assert r.get("reason") == "duplicate invoice"
 
 
-def test_require_known_user(client: TestClient, store: SQLiteStore, app: App, key: str) -> None:
+def test_require_known_user(client: TestClient, store: Store, app: App, key: str) -> None:
     store.update_app(app.app_id, settings={"require_known_user": True})
     r = client.post("/v1/event", json={"event": "a", "user": "stranger"}, headers=auth(key))
     assert r.status_code == 404
@@ -471,7 +466,7 @@ def test_require_known_user(client: TestClient, store: SQLiteStore, app: App, ke
 
 
 def test_identify_links_anonymous_history_to_user(
-    client: TestClient, store: SQLiteStore, app: App, key: str
+    client: TestClient, store: Store, app: App, key: str, db: str
 ) -> None:
     before = {"app_id": app.app_id, "events": [{"event": "page_viewed", "anonymous_id": "anon-7"}]}
     client.post("/v1/events", content=orjson.dumps(before), headers=browser())
@@ -485,19 +480,16 @@ def test_identify_links_anonymous_history_to_user(
         client.post("/v1/events", content=orjson.dumps(login), headers=browser()).status_code == 202
     )
     store.index_all()  # the indexer's work, which every read does first
-    people = (
-        store.conn().execute("SELECT person FROM events WHERE app_id = ?", (app.app_id,)).fetchall()
-    )
-    assert people == [("u_7",)]
-    traits = store.conn().execute("SELECT traits FROM users WHERE user_id = 'u_7'").fetchone()[0]
-    assert orjson.loads(traits) == {"plan": "pro"}
+    assert rows(db, "SELECT person FROM events WHERE app_id = ?", [app.app_id]) == [("u_7",)]
+    traits = scalar(db, "SELECT traits FROM users WHERE user_id = 'u_7'")
+    assert json_value(traits) == {"plan": "pro"}
 
 
 # Rate limits -------------------------------------------------------------------------
 
 
 def test_rate_limit_per_ip_is_429_with_retry_after(
-    client: TestClient, store: SQLiteStore, app: App, key: str
+    client: TestClient, store: Store, app: App, key: str
 ) -> None:
     store.update_app(app.app_id, settings={"rate_limit_ip": 2})
     other = store.create_app("Quiet", [], {"rate_limit_ip": 2})

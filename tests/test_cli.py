@@ -13,16 +13,17 @@ from click.testing import CliRunner
 from collector.cli import main
 from collector.ids import hash_key
 from collector.models import Event
-from collector.store import SQLiteStore
+from collector.store import is_url, open_store
 from collector.timeutil import now_ms, parse_timestamp
+from tests.dbrows import rows, scalar
 
 
 @pytest.fixture
-def run(db_path: Path):
+def run(db: str):
     runner = CliRunner()
 
     def invoke(*args: str, ok: bool = True) -> str:
-        result = runner.invoke(main, [*args, "--db", str(db_path)], catch_exceptions=False)
+        result = runner.invoke(main, [*args, "--db", db], catch_exceptions=False)
         if ok:
             assert result.exit_code == 0, result.output
         else:
@@ -48,15 +49,18 @@ def created(run) -> dict:
     )
 
 
-def test_apps_create_json_and_key_stored_hashed(run, db_path: Path) -> None:
+def test_apps_create_json_and_key_stored_hashed(run, db: str) -> None:
     app = created(run)
     assert app["app_id"].startswith("app_") and app["api_key"].startswith("sk_")
     assert app["origins"] == ["https://shop.example.com", "https://*.example.com:8443"]
     assert {r["event"] for r in app["rules"]} == {"confirmation", "email_opened"}
-    store = SQLiteStore(str(db_path))
-    rows = store.conn().execute("SELECT key_hash, prefix FROM api_keys").fetchall()
-    assert rows == [(hash_key(app["api_key"]), app["api_key"][:7])]
-    assert app["api_key"] not in db_path.read_bytes().decode(errors="ignore")
+    assert rows(db, "SELECT key_hash, prefix FROM api_keys") == [
+        (hash_key(app["api_key"]), app["api_key"][:7])
+    ]
+    stored = rows(db, "SELECT * FROM api_keys")
+    assert not any(app["api_key"] in str(value) for row in stored for value in row)
+    if not is_url(db):  # nowhere in the file either
+        assert app["api_key"] not in Path(db).read_bytes().decode(errors="ignore")
 
 
 def test_apps_create_rejects_bad_origin(run) -> None:
@@ -96,16 +100,17 @@ def test_apps_list_show_update(run) -> None:
     run("apps", "show", "app_missing", ok=False)
 
 
-def test_keys_create_list_revoke(run, db_path: Path) -> None:
+def test_keys_create_list_revoke(run, db: str) -> None:
     app = created(run)
     new = json.loads(run("keys", "create", app["app_id"], "--json"))
-    store = SQLiteStore(str(db_path))
+    store = open_store(db)
     assert store.app_for_key(hash_key(new["api_key"])) is not None
     run("keys", "revoke", new["key_id"])
     assert store.app_for_key(hash_key(new["api_key"])) is None
     assert store.app_for_key(hash_key(app["api_key"])) is not None
     assert "revoked" in run("keys", "list", app["app_id"])
     run("keys", "revoke", new["key_id"], ok=False)
+    store.close()
 
 
 def test_rules_add_list_remove(run) -> None:
@@ -135,8 +140,8 @@ def test_rules_add_list_remove(run) -> None:
     run("rules", "add", app["app_id"], "--event", "x", "--throttle", "soon", ok=False)
 
 
-def _seed(db_path: Path, app_id: str) -> None:
-    store = SQLiteStore(str(db_path))
+def _seed(db: str, app_id: str) -> None:
+    store = open_store(db)
     base = parse_timestamp("2026-01-01T00:00:00Z")
     events = []
     for i, (name, user, anon, days) in enumerate(
@@ -169,9 +174,9 @@ def _seed(db_path: Path, app_id: str) -> None:
     store.close()
 
 
-def test_export_jsonl_shape_and_window(run, db_path: Path) -> None:
+def test_export_jsonl_shape_and_window(run, db: str) -> None:
     app = created(run)
-    _seed(db_path, app["app_id"])
+    _seed(db, app["app_id"])
     lines = run("export", app["app_id"], "--format", "jsonl").splitlines()
     rows = [json.loads(line) for line in lines]
     assert [r["event"] for r in rows] == [
@@ -204,18 +209,18 @@ def test_export_jsonl_shape_and_window(run, db_path: Path) -> None:
     run("export", app["app_id"], "--since", "whenever", ok=False)
 
 
-def test_export_csv(run, db_path: Path) -> None:
+def test_export_csv(run, db: str) -> None:
     app = created(run)
-    _seed(db_path, app["app_id"])
+    _seed(db, app["app_id"])
     rows = list(csv.DictReader(io.StringIO(run("export", app["app_id"], "--format", "csv"))))
     assert len(rows) == 4
     assert json.loads(rows[0]["properties"]) == {"i": 0, "note": "a,b"}
 
 
-def test_purge_older_than(run, db_path: Path) -> None:
+def test_purge_older_than(run, db: str) -> None:
     app = created(run)
-    _seed(db_path, app["app_id"])
-    store = SQLiteStore(str(db_path))
+    _seed(db, app["app_id"])
+    store = open_store(db)
     recent = now_ms() - 86_400_000
     store.write(
         [
@@ -236,22 +241,22 @@ def test_purge_older_than(run, db_path: Path) -> None:
             )
         ]
     )
+    store.close()
     assert "purged 4 events" in run("purge", app["app_id"], "--older-than", "90d")
     left = [json.loads(x)["event"] for x in run("export", app["app_id"]).splitlines()]
     assert left == ["recent"]
     run("purge", app["app_id"], "--older-than", "ninety", ok=False)
 
 
-def test_users_delete_removes_user_events_and_anonymous_ids(run, db_path: Path) -> None:
+def test_users_delete_removes_user_events_and_anonymous_ids(run, db: str) -> None:
     app = created(run)
-    _seed(db_path, app["app_id"])
+    _seed(db, app["app_id"])
     out = run("users", "delete", app["app_id"], "u1")
     assert "3 events" in out  # signup, the anonymous page view, the linked page view
     remaining = [json.loads(x) for x in run("export", app["app_id"]).splitlines()]
     assert [(r["event"], r["user_id"]) for r in remaining] == [("export_completed", "u2")]
-    conn = SQLiteStore(str(db_path)).conn()
-    assert conn.execute("SELECT count(*) FROM identities").fetchone()[0] == 0
-    assert conn.execute("SELECT count(*) FROM users WHERE user_id = 'u1'").fetchone()[0] == 0
+    assert scalar(db, "SELECT count(*) FROM identities") == 0
+    assert scalar(db, "SELECT count(*) FROM users WHERE user_id = 'u1'") == 0
 
 
 def test_a_mistyped_db_is_never_created_silently(tmp_path: Path) -> None:

@@ -9,18 +9,18 @@ import pytest
 
 from collector.errors import InvalidRequest
 from collector.query.funnels import NO_VALUE, parse_funnel_query, run_funnel
-from collector.store import SQLiteStore
+from collector.store import Store
 from tests.test_segments import DAY, NOW, ev
 
 STEPS = ["signup_completed", "onboarding_started", "onboarding_completed"]
 
 
 @pytest.fixture
-def app_id(store: SQLiteStore) -> str:
+def app_id(store: Store) -> str:
     return store.create_app("Funnels", ["http://localhost"], {}).app_id
 
 
-def funnel(store: SQLiteStore, app_id: str, **body: Any) -> dict[str, Any]:
+def funnel(store: Store, app_id: str, **body: Any) -> dict[str, Any]:
     result: dict[str, Any] = run_funnel(store, app_id, parse_funnel_query({"steps": STEPS, **body}))
     return result
 
@@ -67,7 +67,7 @@ def test_malformed_funnels_name_the_field(body: Any, field: str) -> None:
 # Matching -----------------------------------------------------------------------------------
 
 
-def test_conversions_and_median_times(store: SQLiteStore, app_id: str) -> None:
+def test_conversions_and_median_times(store: Store, app_id: str) -> None:
     t = NOW - 10 * DAY
     events = []
     for i in range(4):  # all sign up; three start onboarding; one completes
@@ -104,7 +104,7 @@ def test_conversions_and_median_times(store: SQLiteStore, app_id: str) -> None:
     assert result["breakdown"] is None
 
 
-def test_steps_must_come_in_order(store: SQLiteStore, app_id: str) -> None:
+def test_steps_must_come_in_order(store: Store, app_id: str) -> None:
     store.write(
         [
             ev(app_id, "onboarding_started", NOW - 2 * DAY, user="u"),
@@ -115,7 +115,7 @@ def test_steps_must_come_in_order(store: SQLiteStore, app_id: str) -> None:
     assert users(funnel(store, app_id)) == [1, 0, 0]
 
 
-def test_window_counts_from_the_first_step_inclusive(store: SQLiteStore, app_id: str) -> None:
+def test_window_counts_from_the_first_step_inclusive(store: Store, app_id: str) -> None:
     start = NOW - 30 * DAY
     store.write(
         [
@@ -130,7 +130,7 @@ def test_window_counts_from_the_first_step_inclusive(store: SQLiteStore, app_id:
     assert users(funnel(store, app_id, within_days=7)) == [2, 2, 1]
 
 
-def test_identical_timestamps_count_in_order_but_once_each(store: SQLiteStore, app_id: str) -> None:
+def test_identical_timestamps_count_in_order_but_once_each(store: Store, app_id: str) -> None:
     store.write(
         [
             # Written in reverse order, all in the same millisecond: still a conversion.
@@ -147,7 +147,7 @@ def test_identical_timestamps_count_in_order_but_once_each(store: SQLiteStore, a
     assert users(twice) == [2, 1]
 
 
-def test_the_attempt_that_gets_furthest_wins(store: SQLiteStore, app_id: str) -> None:
+def test_the_attempt_that_gets_furthest_wins(store: Store, app_id: str) -> None:
     start = NOW - 60 * DAY
     store.write(
         [
@@ -164,7 +164,7 @@ def test_the_attempt_that_gets_furthest_wins(store: SQLiteStore, app_id: str) ->
     assert list(result["breakdown"]) == ["pro"]
 
 
-def test_anonymous_steps_before_login_count(store: SQLiteStore, app_id: str) -> None:
+def test_anonymous_steps_before_login_count(store: Store, app_id: str) -> None:
     store.write(
         [
             ev(app_id, "signup_completed", NOW - 3 * DAY, anon="a1"),
@@ -175,7 +175,7 @@ def test_anonymous_steps_before_login_count(store: SQLiteStore, app_id: str) -> 
     assert users(funnel(store, app_id)) == [1, 1, 1]
 
 
-def test_since_until_bound_the_first_step_only(store: SQLiteStore, app_id: str) -> None:
+def test_since_until_bound_the_first_step_only(store: Store, app_id: str) -> None:
     store.write(
         [
             ev(app_id, "signup_completed", NOW - 10 * DAY, user="before"),
@@ -188,7 +188,7 @@ def test_since_until_bound_the_first_step_only(store: SQLiteStore, app_id: str) 
     assert users(result) == [1, 1, 0]
 
 
-def test_step_filters_and_breakdown(store: SQLiteStore, app_id: str) -> None:
+def test_step_filters_and_breakdown(store: Store, app_id: str) -> None:
     store.write(
         [
             ev(app_id, "signup_completed", NOW, user="p1", props={"plan": "pro"}),
@@ -210,7 +210,7 @@ def test_step_filters_and_breakdown(store: SQLiteStore, app_id: str) -> None:
     assert list(result["breakdown"]) == ["pro", NO_VALUE, "free", "true"]  # biggest first
 
 
-def test_bots_are_left_out_unless_asked(store: SQLiteStore, app_id: str) -> None:
+def test_bots_are_left_out_unless_asked(store: Store, app_id: str) -> None:
     store.write(
         [
             ev(app_id, "signup_completed", NOW, anon="crawler", bot=True),
@@ -222,14 +222,14 @@ def test_bots_are_left_out_unless_asked(store: SQLiteStore, app_id: str) -> None
     assert users(funnel(store, app_id, include_bots=True)) == [2, 1, 0]
 
 
-def test_empty_funnel(store: SQLiteStore, app_id: str) -> None:
+def test_empty_funnel(store: Store, app_id: str) -> None:
     result = funnel(store, app_id, breakdown="plan")
     assert users(result) == [0, 0, 0]
     assert result["steps"][1]["conversion_from_first"] == 0.0
     assert result["breakdown"] == {}
 
 
-def test_deleted_user_leaves_the_funnel(store: SQLiteStore, app_id: str) -> None:
+def test_deleted_user_leaves_the_funnel(store: Store, app_id: str) -> None:
     store.write([ev(app_id, s, NOW + i, user="gone") for i, s in enumerate(STEPS)])
     store.write([ev(app_id, "signup_completed", NOW, user="stays")])
     store.delete_user(app_id, "gone")

@@ -13,12 +13,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collector.query.funnels import parse_funnel_query, run_funnel
 from collector.query.segments import next_cursor, parse_segment_query
-from collector.store import SQLiteStore
+from collector.store import Store, open_store
+from tests.conftest import BACKENDS
 from tests.test_segments import DAY, NOW, ev
 
 SETTINGS = settings(
@@ -143,9 +145,27 @@ def model(world: World) -> Model:
     return Model(rows, traits)
 
 
-def build(world: World) -> tuple[SQLiteStore, str]:
-    store = SQLiteStore(":memory:")
+@pytest.fixture(scope="module", params=BACKENDS)
+def shared(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Store]:
+    """One database per backend for every example: each example is an app of its own in
+    it (apps are isolated), so PostgreSQL needs no new database per example."""
+    cluster = request.getfixturevalue("pg_cluster") if request.param == "postgres" else None
+    db = (
+        cluster.create_database()
+        if cluster is not None
+        else str(tmp_path_factory.mktemp("props") / "props.db")
+    )
+    store = open_store(db)
     store.migrate()
+    yield store
+    store.close()
+    if cluster is not None:
+        cluster.drop_database(db)
+
+
+def build(world: World, store: Store) -> str:
     app_id = store.create_app("Props", ["http://localhost"], {}).app_id
     for batch in world.batches:
         store.write(
@@ -157,7 +177,7 @@ def build(world: World) -> tuple[SQLiteStore, str]:
         )  # fmt: skip
     if world.deleted is not None:
         store.delete_user(app_id, world.deleted)
-    return store, app_id
+    return app_id
 
 
 # The reference ------------------------------------------------------------------------------
@@ -317,7 +337,7 @@ def person_key(user: dict[str, Any]) -> str:
     return user["id"] if user["id"] is not None else "anon:" + user["anonymous_id"]
 
 
-def pages(store: SQLiteStore, app_id: str, body: dict[str, Any]) -> Iterator[list[str]]:
+def pages(store: Store, app_id: str, body: dict[str, Any]) -> Iterator[list[str]]:
     body = dict(body)
     while True:
         query = parse_segment_query(body, NOW)
@@ -329,7 +349,7 @@ def pages(store: SQLiteStore, app_id: str, body: dict[str, Any]) -> Iterator[lis
         body["cursor"] = cursor
 
 
-def check(store: SQLiteStore, app_id: str, m: Model, root: dict[str, Any], bots: bool) -> None:
+def check(store: Store, app_id: str, m: Model, root: dict[str, Any], bots: bool) -> None:
     expected = sorted(p for p in scope(m, bots) if matches(m, p, root, bots))
     body = {**root, "include_bots": bots, "limit": 1000}
     page = store.segment(app_id, parse_segment_query(body, NOW))
@@ -369,39 +389,33 @@ CATALOGUE = catalogue()
 
 @SETTINGS
 @given(world=worlds(), bots=st.booleans())
-def test_every_condition_matches_the_reference(world: World, bots: bool) -> None:
-    store, app_id = build(world)
-    try:
-        m = model(world)
-        for rule in CATALOGUE:
-            check(store, app_id, m, {"match": "all", "conditions": [rule]}, bots)
-    finally:
-        store.close()
+def test_every_condition_matches_the_reference(world: World, bots: bool, shared: Store) -> None:
+    store, app_id = shared, build(world, shared)
+    m = model(world)
+    for rule in CATALOGUE:
+        check(store, app_id, m, {"match": "all", "conditions": [rule]}, bots)
 
 
 @SETTINGS
 @given(world=worlds(), trees=st.lists(RULES, min_size=1, max_size=6), bots=st.booleans())
 def test_rules_trees_match_the_reference(
-    world: World, trees: list[dict[str, Any]], bots: bool
+    world: World, trees: list[dict[str, Any]], bots: bool, shared: Store
 ) -> None:
-    store, app_id = build(world)
-    try:
-        m = model(world)
-        for tree in trees:
-            check(store, app_id, m, {"match": "all", "conditions": [tree]}, bots)
-        for match in ("all", "any"):
-            check(store, app_id, m, {"match": match, "conditions": trees}, bots)
-        # Small pages, followed by cursor, give the same people in the same order.
-        body = {"match": "any", "conditions": trees, "include_bots": bots, "limit": 2}
-        walked = list(itertools.chain.from_iterable(pages(store, app_id, body)))
-        expected = sorted(p for p in scope(m, bots) if matches(m, p, body, bots))
-        assert walked == expected
-        # Everyone in scope, with their merged traits.
-        for user in store.segment(app_id, parse_segment_query({"conditions": []}, NOW)).users:
-            if user["id"] is not None:
-                assert user["traits"] == m.traits[user["id"]]
-    finally:
-        store.close()
+    store, app_id = shared, build(world, shared)
+    m = model(world)
+    for tree in trees:
+        check(store, app_id, m, {"match": "all", "conditions": [tree]}, bots)
+    for match in ("all", "any"):
+        check(store, app_id, m, {"match": match, "conditions": trees}, bots)
+    # Small pages, followed by cursor, give the same people in the same order.
+    body = {"match": "any", "conditions": trees, "include_bots": bots, "limit": 2}
+    walked = list(itertools.chain.from_iterable(pages(store, app_id, body)))
+    expected = sorted(p for p in scope(m, bots) if matches(m, p, body, bots))
+    assert walked == expected
+    # Everyone in scope, with their merged traits.
+    for user in store.segment(app_id, parse_segment_query({"conditions": []}, NOW)).users:
+        if user["id"] is not None:
+            assert user["traits"] == m.traits[user["id"]]
 
 
 # Funnels ------------------------------------------------------------------------------------
@@ -517,30 +531,29 @@ def funnels(draw: st.DrawFn) -> dict[str, Any]:
 
 @SETTINGS
 @given(world=worlds(), bodies=st.lists(funnels(), min_size=1, max_size=6))
-def test_funnels_match_the_reference(world: World, bodies: list[dict[str, Any]]) -> None:
-    store, app_id = build(world)
-    try:
-        m = model(world)
-        for body in bodies:
-            result = run_funnel(store, app_id, parse_funnel_query(body))
-            steps = body["steps"]
-            ref = reference_funnel(
-                m,
-                steps,
-                body["within_days"] * DAY,
-                body.get("since"),
-                body.get("until"),
-                body["include_bots"],
-            )
-            assert result["steps"] == expected_steps([t for t, _ in ref.values()], steps), body
-            if "breakdown" in body:
-                groups: dict[str, list[list[int]]] = {}
-                for times, plan in ref.values():
-                    groups.setdefault(breakdown_name(plan), []).append(times)
-                assert result["breakdown"] == {
-                    name: {"steps": expected_steps(group, steps)} for name, group in groups.items()
-                }
-                order = sorted(groups, key=lambda name: (-len(groups[name]), name))
-                assert list(result["breakdown"]) == order
-    finally:
-        store.close()
+def test_funnels_match_the_reference(
+    world: World, bodies: list[dict[str, Any]], shared: Store
+) -> None:
+    store, app_id = shared, build(world, shared)
+    m = model(world)
+    for body in bodies:
+        result = run_funnel(store, app_id, parse_funnel_query(body))
+        steps = body["steps"]
+        ref = reference_funnel(
+            m,
+            steps,
+            body["within_days"] * DAY,
+            body.get("since"),
+            body.get("until"),
+            body["include_bots"],
+        )
+        assert result["steps"] == expected_steps([t for t, _ in ref.values()], steps), body
+        if "breakdown" in body:
+            groups: dict[str, list[list[int]]] = {}
+            for times, plan in ref.values():
+                groups.setdefault(breakdown_name(plan), []).append(times)
+            assert result["breakdown"] == {
+                name: {"steps": expected_steps(group, steps)} for name, group in groups.items()
+            }
+            order = sorted(groups, key=lambda name: (-len(groups[name]), name))
+            assert list(result["breakdown"]) == order

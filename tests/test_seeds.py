@@ -8,16 +8,17 @@ import base64
 from starlette.testclient import TestClient
 
 from collector.models import App
-from collector.store import SQLiteStore
+from collector.store import Store
 from tests.conftest import auth
+from tests.dbrows import json_value, scalar
 
 
-def stored(store: SQLiteStore, app: App) -> list[dict]:
+def stored(store: Store, app: App) -> list[dict]:
     return list(store.export_events(app.app_id))
 
 
 def test_seed_000_userboost_single_and_batch(
-    client: TestClient, store: SQLiteStore, app: App, key: str
+    client: TestClient, store: Store, app: App, key: str, db: str
 ) -> None:
     single = {
         "event": "user_signed_up",
@@ -42,18 +43,14 @@ def test_seed_000_userboost_single_and_batch(
     assert first["user_id"] == "user_123"
     assert first["timestamp"] == "2026-11-22T10:00:00.000Z"
     assert first["properties"]["trial_end"] == "2025-02-15"
-    user = (
-        store.conn()
-        .execute(
-            "SELECT traits FROM users WHERE app_id = ? AND user_id = 'user_123'", (app.app_id,)
-        )
-        .fetchone()
+    traits = scalar(
+        db, "SELECT traits FROM users WHERE app_id = ? AND user_id = 'user_123'", [app.app_id]
     )
-    assert '"plan":"pro"' in user[0]
+    assert json_value(traits)["plan"] == "pro"
 
 
 def test_seed_001_appizer_bearer_with_visitor_ip_and_ua(
-    client: TestClient, store: SQLiteStore, app: App, key: str
+    client: TestClient, store: Store, app: App, key: str
 ) -> None:
     body = {
         "event_name": "purchase_completed",
@@ -97,7 +94,7 @@ def test_seed_001_appizer_bearer_with_visitor_ip_and_ua(
 
 
 def test_seed_002_user_email_and_typed_events_with_basic_auth(
-    client: TestClient, store: SQLiteStore, app: App, key: str
+    client: TestClient, store: Store, app: App, key: str, db: str
 ) -> None:
     basic = {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
     update = {
@@ -129,17 +126,13 @@ def test_seed_002_user_email_and_typed_events_with_basic_auth(
         ("confirmation", "u_9"),
     ]
     assert rows[0]["properties"] == {"firstname": "alexandru"}
-    traits = (
-        store.conn()
-        .execute("SELECT traits FROM users WHERE user_id = '[email protected]'")
-        .fetchone()[0]
-    )
-    assert "alexandru" in traits
+    traits = scalar(db, "SELECT traits FROM users WHERE user_id = '[email protected]'")
+    assert "alexandru" in json_value(traits).values()
     assert store.discard_counts(app.app_id) == {"duplicate orderId": 1}
 
 
 def test_seed_003_cueflow_event_key_and_external_id(
-    client: TestClient, store: SQLiteStore, app: App, key: str
+    client: TestClient, store: Store, app: App, key: str
 ) -> None:
     body = {
         "externalId": "user-123",
@@ -154,7 +147,7 @@ def test_seed_003_cueflow_event_key_and_external_id(
 
 
 def test_seed_004_userpilot_token_auth_and_metadata(
-    client: TestClient, store: SQLiteStore, app: App, key: str
+    client: TestClient, store: Store, app: App, key: str
 ) -> None:
     r = client.post(
         "/v1/track",

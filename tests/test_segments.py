@@ -10,14 +10,14 @@ import pytest
 from collector.errors import InvalidRequest
 from collector.query.segments import MAX_CONDITIONS, MAX_DEPTH, parse_segment_query
 from collector.query.types import SegmentPage
-from collector.store import SQLiteStore
+from collector.store import Store
 from tests.factories import DAY, ev
 
 NOW = 1_790_000_000_000  # 2026-09-21: `as_of` of every query here
 
 
 def segment(
-    store: SQLiteStore, app_id: str, conditions: list[Any], match: str = "all", **extra: Any
+    store: Store, app_id: str, conditions: list[Any], match: str = "all", **extra: Any
 ) -> SegmentPage:
     body = {"match": match, "conditions": conditions, "limit": 1000, **extra}
     return store.segment(app_id, parse_segment_query(body, NOW))
@@ -29,7 +29,7 @@ def people(page: SegmentPage) -> set[str]:
 
 
 @pytest.fixture
-def app_id(store: SQLiteStore) -> str:
+def app_id(store: Store) -> str:
     return store.create_app("Segments", ["http://localhost"], {}).app_id
 
 
@@ -182,7 +182,7 @@ def _messages(body: Any) -> list[str]:
     return [e["message"] for e in info.value.errors]
 
 
-def test_a_cursor_only_continues_its_own_query(store: SQLiteStore, app_id: str) -> None:
+def test_a_cursor_only_continues_its_own_query(store: Store, app_id: str) -> None:
     store.write([ev(app_id, "a", NOW - i, user=f"u{i}") for i in range(3)])
     body = {"conditions": [HAS], "limit": 1}
     page = store.segment(app_id, parse_segment_query(body, NOW))
@@ -197,7 +197,7 @@ def test_a_cursor_only_continues_its_own_query(store: SQLiteStore, app_id: str) 
 # What conditions select ----------------------------------------------------------------------
 
 
-def test_has_done_and_has_not_done_follow_identity(store: SQLiteStore, app_id: str) -> None:
+def test_has_done_and_has_not_done_follow_identity(store: Store, app_id: str) -> None:
     # The seed's feature-adoption campaign: viewed the advanced export, never used it.
     store.write(
         [
@@ -231,7 +231,7 @@ def test_has_done_and_has_not_done_follow_identity(store: SQLiteStore, app_id: s
     }
 
 
-def test_anonymous_events_linked_later_move_to_the_user(store: SQLiteStore, app_id: str) -> None:
+def test_anonymous_events_linked_later_move_to_the_user(store: Store, app_id: str) -> None:
     store.write([ev(app_id, "export_completed", NOW - i, anon="a1") for i in range(3)])
     assert people(segment(store, app_id, [{"count": {"event": "export_completed", "eq": 3}}])) == {
         "anon:a1"
@@ -243,7 +243,7 @@ def test_anonymous_events_linked_later_move_to_the_user(store: SQLiteStore, app_
     assert segment(store, app_id, []).count == 1
 
 
-def test_identified_users_without_events_are_in_scope(store: SQLiteStore, app_id: str) -> None:
+def test_identified_users_without_events_are_in_scope(store: Store, app_id: str) -> None:
     store.write([ev(app_id, "identify", NOW, user="quiet", traits={"plan": "free"})])
     store.write([ev(app_id, "signup_completed", NOW, user="busy")])
     assert people(segment(store, app_id, [{"has_not_done": {"event": "signup_completed"}}])) == {
@@ -252,7 +252,7 @@ def test_identified_users_without_events_are_in_scope(store: SQLiteStore, app_id
     assert people(segment(store, app_id, [])) == {"quiet", "busy"}
 
 
-def test_count_comparisons_and_zero(store: SQLiteStore, app_id: str) -> None:
+def test_count_comparisons_and_zero(store: Store, app_id: str) -> None:
     events = [ev(app_id, "export_completed", NOW - i, user="power") for i in range(11)]
     events += [ev(app_id, "export_completed", NOW - i, user="some") for i in range(10)]
     events += [ev(app_id, "page_viewed", NOW, user="none")]
@@ -271,7 +271,7 @@ def test_count_comparisons_and_zero(store: SQLiteStore, app_id: str) -> None:
     assert count(gte=0) == {"power", "some", "none"}
 
 
-def test_window_boundary_is_inclusive(store: SQLiteStore, app_id: str) -> None:
+def test_window_boundary_is_inclusive(store: Store, app_id: str) -> None:
     """`within N days` means at or after as_of − N×24 h: an event exactly on the
     boundary is in, one millisecond earlier is out."""
     edge = NOW - 7 * DAY
@@ -311,7 +311,7 @@ def test_window_boundary_is_inclusive(store: SQLiteStore, app_id: str) -> None:
     )
 
 
-def test_identical_timestamps_are_separate_events(store: SQLiteStore, app_id: str) -> None:
+def test_identical_timestamps_are_separate_events(store: Store, app_id: str) -> None:
     store.write([ev(app_id, "export_completed", NOW, user="u", props={"i": i}) for i in range(3)])
     assert people(segment(store, app_id, [{"count": {"event": "export_completed", "eq": 3}}])) == {
         "u"
@@ -320,7 +320,7 @@ def test_identical_timestamps_are_separate_events(store: SQLiteStore, app_id: st
     assert people(segment(store, app_id, [rule])) == {"u"}
 
 
-def test_property_filters_are_typed(store: SQLiteStore, app_id: str) -> None:
+def test_property_filters_are_typed(store: Store, app_id: str) -> None:
     store.write(
         [
             ev(app_id, "page_viewed", NOW, user="string", props={"v": "1", "plan": "pro"}),
@@ -350,7 +350,7 @@ def test_property_filters_are_typed(store: SQLiteStore, app_id: str) -> None:
     assert where({"v": {"exists": True}, "plan": "free"}) == {"null"}
 
 
-def test_traits(store: SQLiteStore, app_id: str) -> None:
+def test_traits(store: Store, app_id: str) -> None:
     store.write(
         [
             ev(app_id, "identify", NOW, user="pro", traits={"plan": "pro", "seats": 10}),
@@ -376,7 +376,7 @@ def test_traits(store: SQLiteStore, app_id: str) -> None:
     assert trait(key="plan", not_in=["pro"]) == {"free", "bare", "anon:visitor"}
 
 
-def test_groups_nest_and_not_negates(store: SQLiteStore, app_id: str) -> None:
+def test_groups_nest_and_not_negates(store: Store, app_id: str) -> None:
     store.write(
         [
             ev(app_id, "a", NOW, user="ab"),
@@ -394,7 +394,7 @@ def test_groups_nest_and_not_negates(store: SQLiteStore, app_id: str) -> None:
     assert people(segment(store, app_id, [])) == {"ab", "a", "c"}
 
 
-def test_bots_are_left_out_unless_asked(store: SQLiteStore, app_id: str) -> None:
+def test_bots_are_left_out_unless_asked(store: Store, app_id: str) -> None:
     store.write(
         [
             ev(app_id, "page_viewed", NOW, anon="crawler", bot=True),
@@ -415,7 +415,7 @@ def test_bots_are_left_out_unless_asked(store: SQLiteStore, app_id: str) -> None
     assert people(segment(store, app_id, [first], include_bots=True)) == {"human", "anon:crawler"}
 
 
-def test_deleted_user_is_gone_with_their_anonymous_past(store: SQLiteStore, app_id: str) -> None:
+def test_deleted_user_is_gone_with_their_anonymous_past(store: Store, app_id: str) -> None:
     store.write(
         [
             ev(app_id, "page_viewed", NOW - DAY, anon="a1"),
@@ -431,7 +431,7 @@ def test_deleted_user_is_gone_with_their_anonymous_past(store: SQLiteStore, app_
     assert store.user_profile(app_id, "gone") is None
 
 
-def test_purge_keeps_counts_true(store: SQLiteStore, app_id: str) -> None:
+def test_purge_keeps_counts_true(store: Store, app_id: str) -> None:
     store.write([ev(app_id, "page_viewed", NOW - d * DAY, user="u") for d in range(5)])
     store.write([ev(app_id, "page_viewed", NOW - 10 * DAY, user="old")])
     store.write([ev(app_id, "page_viewed", NOW - 10 * DAY, user="unnamed")])
@@ -444,7 +444,7 @@ def test_purge_keeps_counts_true(store: SQLiteStore, app_id: str) -> None:
     assert people(segment(store, app_id, [])) == {"u", "old"}
 
 
-def test_pages_follow_the_cursor_with_a_steady_count(store: SQLiteStore, app_id: str) -> None:
+def test_pages_follow_the_cursor_with_a_steady_count(store: Store, app_id: str) -> None:
     store.write([ev(app_id, "a", NOW, user=f"u{i}") for i in range(5)])
     from collector.query.segments import next_cursor
 
@@ -462,7 +462,7 @@ def test_pages_follow_the_cursor_with_a_steady_count(store: SQLiteStore, app_id:
     assert seen == [f"u{i}" for i in range(5)]
 
 
-def test_the_cursor_pins_now(store: SQLiteStore, app_id: str) -> None:
+def test_the_cursor_pins_now(store: Store, app_id: str) -> None:
     from collector.query.segments import next_cursor
 
     body: dict[str, Any] = {"conditions": [HAS], "limit": 1}
@@ -472,7 +472,7 @@ def test_the_cursor_pins_now(store: SQLiteStore, app_id: str) -> None:
     assert later.after == "u0"
 
 
-def test_apps_are_isolated(store: SQLiteStore, app_id: str) -> None:
+def test_apps_are_isolated(store: Store, app_id: str) -> None:
     other = store.create_app("Other", ["http://localhost"], {}).app_id
     store.write([ev(app_id, "a", NOW, user="mine"), ev(other, "a", NOW, user="theirs")])
     assert people(segment(store, app_id, [HAS])) == {"mine"}

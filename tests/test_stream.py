@@ -10,17 +10,27 @@ import httpx
 import orjson
 import pytest
 
+from tests.conftest import BACKENDS
 from tests.server import CollectorProcess, create_app
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[CollectorProcess, dict]]:
-    db = Path(tmp_path_factory.mktemp("stream")) / "t.db"
+@pytest.fixture(scope="module", params=BACKENDS)
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[CollectorProcess, dict]]:
+    cluster = request.getfixturevalue("pg_cluster") if request.param == "postgres" else None
+    db = (
+        cluster.create_database()
+        if cluster is not None
+        else str(Path(tmp_path_factory.mktemp("stream")) / "t.db")
+    )
     app = create_app(db, "stream", "--rate-limit-app", "0", "--rate-limit-ip", "0")
     with CollectorProcess(db, workers=2) as server:
         yield server, app
+    if cluster is not None:
+        cluster.drop_database(db)
 
 
 def read_events(lines: Iterator[str], count: int) -> list[tuple[int, dict]]:
