@@ -20,7 +20,7 @@ from collector.errors import StoreUnavailable
 from collector.ingest.auth import normalise_origin
 from collector.models import DEFAULT_APP_SETTINGS, App
 from collector.settings import DEFAULT_DB, Settings, setting_fields
-from collector.store import Store, is_url
+from collector.store import Store, display, is_url, transfer
 from collector.store import open_store as store_for
 from collector.timeutil import now_ms, parse_duration_ms, parse_timestamp
 
@@ -597,3 +597,26 @@ def users_delete(app_id: str, user_id: str, db: str) -> None:
     store = open_store(db)
     _require_app(store, app_id)
     click.echo(f"deleted user {user_id} and {store.delete_user(app_id, user_id)} events")
+
+
+@main.command("migrate-data")
+@click.option("--from", "source", required=True, help="The database to copy: a path or URL.")
+@click.option("--to", "target", required=True, help="An empty database: a path or URL.")
+def migrate_data(source: str, target: str) -> None:
+    """Copy every app, key, rule, user and event from one database into an empty one
+    (e.g. a SQLite file into PostgreSQL). Stop the collectors writing to the source
+    first: events accepted during the copy would not be in the target."""
+    if source == target:
+        raise click.ClickException("--from and --to name the same database")
+    src = open_store(source)
+    dst = open_store(target, create=True)
+    try:
+        counts = transfer.transfer(
+            src, dst, lambda table, n: click.echo(f"{table}: {n} rows", err=True)
+        )
+    except ValueError as exc:
+        raise click.ClickException(f"{exc}: {display(target)}") from None
+    finally:
+        src.close()
+        dst.close()
+    click.echo(f"copied {counts['events']} events of {counts['apps']} apps to {display(target)}")

@@ -22,6 +22,7 @@ from collector.query.types import (
     SegmentQuery,
     StatsQuery,
 )
+from collector.store.tables import Table
 
 
 class Store(Protocol):
@@ -92,6 +93,21 @@ class Store(Protocol):
     def purge(self, app_id: str, older_than_ms: int) -> int: ...
     def delete_user(self, app_id: str, user_id: str) -> int: ...
     def discard_counts(self, app_id: str) -> dict[str, int]: ...
+
+    # Moving a whole database to another store (store/transfer.py).
+    def is_empty(self) -> bool:
+        """No app and no event: a safe target."""
+
+    def read_rows(self, table: Table) -> Iterator[tuple[Any, ...]]:
+        """The table's rows, in its columns' order, JSON decoded; events and identify
+        calls in the order they were stored."""
+
+    def write_rows(self, table: Table, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Insert rows as read_rows gives them, in one transaction."""
+
+    def finish_import(self, secret: str) -> None:
+        """After every table: take the source's secret, and let ids made from now on
+        (rule ids, event positions) continue after the imported ones."""
 
     # Queries (the query API): each reads one app and resolves identities.
     def segment(self, app_id: str, query: SegmentQuery) -> SegmentPage: ...

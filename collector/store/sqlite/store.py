@@ -35,6 +35,7 @@ from collector.settings import DEFAULT_MAX_BACKLOG
 from collector.store import codec, core
 from collector.store.sqlite import queries
 from collector.store.sqlite.migrations import MIGRATIONS
+from collector.store.tables import Table
 
 _CHUNK = 500  # bound on host parameters in one IN (...)
 INDEX_CHUNK = 5_000  # events a catch-up transaction indexes
@@ -467,6 +468,43 @@ class SQLiteStore:
                 (user_id, app_id),
             )
         return deleted
+
+    # Moving data (store/transfer.py) ---------------------------------------------------
+
+    def is_empty(self) -> bool:
+        conn = self.conn()
+        return not any(
+            conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()
+            for table in ("apps", "events", "inbox")
+        )
+
+    def read_rows(self, table: Table) -> Iterator[tuple[Any, ...]]:
+        conn = self.conn()
+        order = " ORDER BY rowid" if table.name in ("events", "identifies") else ""
+        decode = [i for i, c in enumerate(table.columns) if c in table.json]
+        conn.execute("BEGIN")  # one snapshot, however long the copy takes
+        try:
+            for row in conn.execute(f"SELECT {', '.join(table.columns)} FROM {table.name}{order}"):
+                values = list(row)
+                for i in decode:
+                    values[i] = orjson.loads(values[i])
+                yield tuple(values)
+        finally:
+            conn.execute("COMMIT")
+
+    def write_rows(self, table: Table, rows: Sequence[tuple[Any, ...]]) -> None:
+        encode = [i for i, c in enumerate(table.columns) if c in table.json]
+        marks = ", ".join("?" * len(table.columns))
+        sql = f"INSERT INTO {table.name} ({', '.join(table.columns)}) VALUES ({marks})"
+        with self._writing() as conn:
+            conn.executemany(
+                sql,
+                [tuple(_json(v) if i in encode else v for i, v in enumerate(row)) for row in rows],
+            )
+
+    def finish_import(self, secret: str) -> None:
+        with self._writing() as conn:
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'secret'", (secret,))
 
     def discard_counts(self, app_id: str) -> dict[str, int]:
         rows = self.conn().execute(
