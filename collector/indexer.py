@@ -4,8 +4,8 @@ accepted events into the indexed tables (`Store.index_some`), on either backend.
 Ingest commits a group of events as one inbox row, which is what keeps the acknowledged
 write cheap; indexing them (events and its indexes, identity links, person summaries)
 is the expensive half, and it runs here, only while the machine has CPU to spare (a
-niced process was not enough: it held the write lock while the scheduler held it back,
-and the workers waited). When the CPU has room the indexer follows the inbox within a
+merely niced process would hold the write lock while the scheduler held it back, and
+the workers would wait). When the CPU has room the indexer follows the inbox within a
 poll interval; when the workers need every core, ingest goes first and the backlog
 grows, up to the store's `max_backlog`, past which every commit indexes as much as it
 adds. Reads never depend on it: each one catches up first.

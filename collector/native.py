@@ -8,9 +8,9 @@ and `collector/__init__.py` checks it before any module is imported), or when
 `COLLECTOR_PURE_PYTHON=1` is set. So an edited module never runs as its old build.
 
 Compiled: the ingestion endpoint (web/ingest.py), validation, the pipeline, enrichment, bot
-detection, the User-Agent cache, ids, times, auth, rate limits and the models (measured
-in-process on the single-event path, storage stubbed: the collector's own work above a
-bare Starlette endpoint fell from ~11 to ~3.5 µs a request). Not compiled: modules mypyc
+detection, the User-Agent cache, ids, times, auth, rate limits and the models: the
+collector's own work above a bare Starlette endpoint is about a third of what it is as
+plain Python (docs/benchmarks.md). Not compiled: modules mypyc
 cannot compile (web/app.py: its lifespan is an async generator), that tests and the
 benchmark patch at run time (the store), and the writer: compiled code checks every value
 against its declared type, and asyncio's stubs do not match uvloop (`remove_reader`

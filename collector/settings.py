@@ -9,8 +9,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 DEFAULT_DB = "telltale.db"
-# Events accepted but not yet indexed (see store/sqlite.py): a read catches up on at most
-# this many, ~20 s of indexing on the 2-core machine this was measured on.
+# Events accepted but not yet indexed (store/core.py): past this many, each group commit
+# also indexes as many as it adds, which bounds what a read may have to index first.
 DEFAULT_MAX_BACKLOG = 1_000_000
 
 

@@ -3,9 +3,8 @@ own.
 
 uvicorn's own supervisor binds one socket and shares it among its workers, so whichever
 worker wakes first accepts a burst of new connections, and keep-alive holds that split
-for as long as the connections live. Measured with wrk's 64 connections: splits such as
-54/10 and 61/3 between two workers, and ~15,000 req/s on single events against ~18,700
-with an even split (a worker holding most connections needs more than one core). Here
+for as long as the connections live (with wrk's 64 connections, splits such as 61/3
+between two workers; a worker holding most connections needs more than one core). Here
 every worker listens on a socket of its own, all bound to the address with
 `SO_REUSEPORT`, and the kernel spreads connections over them by a hash of their
 addresses, as nginx's `reuseport` does.

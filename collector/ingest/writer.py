@@ -7,14 +7,11 @@ requests, and no request is answered before its events are on disk. While a comm
 new requests pile up for the next one. The queue is bounded: past `queue_size` waiting
 events a request is refused with 503 + Retry-After rather than held in memory.
 
-The transaction runs on the event loop itself, as a plain callback rather than a writer
-task (measured: a task and an asyncio.Event per group cost ~25 µs a request more). A
-writer thread would let parsing overlap the SQLite calls, but measured side by side
-(2 workers, wrk, on the first benchmark's mostly duplicate traffic) the thread hop and
-the GIL hand-offs cost more than the overlap gained. A separate writer process for all
-workers, measured with unique events, was slower too (single ×0.92, batches ×0.91).
-While another worker process holds the write lock, the loop keeps serving requests and
-tries again shortly."""
+The transaction runs on the event loop itself, as a plain callback: a writer task woken
+by an event costs more a request, and a writer thread or a writer process costs more in
+hand-offs than it gains in overlap (docs/benchmarks.md has the measurements). While
+another worker process has the write turn, the loop keeps serving requests and tries
+again shortly."""
 
 from __future__ import annotations
 

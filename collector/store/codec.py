@@ -51,7 +51,7 @@ def decode(data: bytes) -> list[Event]:
     tag = data[:1]
     if tag == _LZ4:
         data = lz4.block.decompress(data[1:])
-    elif tag == b"x":  # zlib, written by the first compressing version
+    elif tag == b"x":  # zlib: rows written by older versions still decode
         data = zlib.decompress(data)
     # else plain JSON, written before compression
     return [

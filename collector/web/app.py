@@ -193,9 +193,8 @@ def _tune_gc() -> None:
     reference counting, yet every 700 allocations CPython's default thresholds start a
     collection, and every 100th of those walks the whole heap: modules, the User-Agent
     cache, the app cache. Objects alive at start-up are frozen out of collections, and
-    young ones are collected every 20,000 allocations. Measured with two servers side by
-    side under wrk, unique events, median of 5 rounds: single events +30%, 50-event
-    batches +10% (GC had been ~8% of a worker's samples in py-spy)."""
+    young ones are collected every 20,000 allocations (docs/benchmarks.md: single events
+    +30%, 50-event batches +10%)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)

