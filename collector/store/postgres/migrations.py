@@ -1,0 +1,151 @@
+"""Versioned schema migrations for PostgreSQL. Append only: a released migration never
+changes. Numbered on their own: the SQLite backend has its own list.
+
+`migrate` applies the pending ones in one transaction under an advisory lock, so
+collectors that start together against a new database migrate it once: the others wait
+on the lock, then find every version recorded."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+# Fixed and arbitrary: every collector must use the same key.
+MIGRATE_LOCK = 0x7E11_7A1E_0001
+
+_SCHEMA_MIGRATIONS = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations "
+    "(version integer PRIMARY KEY, name text NOT NULL, applied_at text NOT NULL)"
+)
+
+# The SQLite schema's tables and columns with PostgreSQL types: JSON as jsonb, times as
+# bigint epoch ms, is_bot smallint 0|1 (the query layer compares it with integers).
+_INITIAL = """
+CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE apps (
+    app_id text PRIMARY KEY, name text NOT NULL, origins jsonb NOT NULL,
+    settings jsonb NOT NULL, created_at text NOT NULL
+);
+CREATE TABLE api_keys (
+    key_id text PRIMARY KEY, app_id text NOT NULL REFERENCES apps(app_id),
+    key_hash text NOT NULL UNIQUE, prefix text, created_at text NOT NULL, revoked_at text
+);
+-- An identity: a removed rule's id is never given to a new rule, whose state would
+-- otherwise start from the old rule's rule_state rows.
+CREATE TABLE rules (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    app_id text NOT NULL REFERENCES apps(app_id), event text NOT NULL, kind text NOT NULL,
+    dedupe_key text, throttle_ms bigint, created_at text NOT NULL
+);
+-- Events get their seq when they are indexed; indexing is serialised (an advisory
+-- lock), so seq grows in commit order: what a live stream resumes after.
+CREATE SEQUENCE event_seq;
+CREATE TABLE events (
+    seq bigint NOT NULL,
+    id text NOT NULL, app_id text NOT NULL, message_id text, event text NOT NULL,
+    user_id text, anonymous_id text,
+    person text NOT NULL,
+    ts bigint NOT NULL,
+    "timestamp" text, sent_at text, received_at bigint NOT NULL,
+    properties jsonb NOT NULL, context jsonb NOT NULL, is_bot smallint NOT NULL DEFAULT 0
+) PARTITION BY RANGE (ts);
+CREATE TABLE events_default PARTITION OF events DEFAULT;
+CREATE INDEX events_person ON events (app_id, person);
+CREATE INDEX events_event_ts ON events (app_id, event, ts) INCLUDE (person, is_bot);
+CREATE INDEX events_ts ON events (app_id, ts);
+CREATE INDEX events_seq ON events (seq);
+CREATE TABLE identifies (
+    id text NOT NULL, app_id text NOT NULL, message_id text, user_id text NOT NULL,
+    anonymous_id text, traits jsonb NOT NULL, ts bigint NOT NULL, received_at bigint NOT NULL,
+    context jsonb NOT NULL
+);
+CREATE INDEX identifies_user ON identifies (app_id, user_id);
+CREATE TABLE users (
+    app_id text NOT NULL, user_id text NOT NULL, traits jsonb NOT NULL DEFAULT '{}',
+    first_seen bigint NOT NULL, last_seen bigint NOT NULL, PRIMARY KEY (app_id, user_id)
+);
+CREATE TABLE identities (
+    app_id text NOT NULL, anonymous_id text NOT NULL, user_id text NOT NULL,
+    linked_at bigint NOT NULL, PRIMARY KEY (app_id, anonymous_id)
+);
+CREATE INDEX identities_user ON identities (app_id, user_id);
+CREATE TABLE rule_state (
+    rule_id bigint NOT NULL, key text NOT NULL, last_ts bigint NOT NULL,
+    PRIMARY KEY (rule_id, key)
+);
+CREATE TABLE discards (
+    app_id text NOT NULL, day text NOT NULL, reason text NOT NULL, n bigint NOT NULL,
+    PRIMARY KEY (app_id, day, reason)
+);
+CREATE TABLE person_event_stats (
+    app_id text NOT NULL, person text NOT NULL, event text NOT NULL, is_bot smallint NOT NULL,
+    n bigint NOT NULL, first_ts bigint NOT NULL, last_ts bigint NOT NULL,
+    PRIMARY KEY (app_id, event, person, is_bot)
+);
+CREATE INDEX person_event_stats_person ON person_event_stats (app_id, person);
+-- One row per accepted group: collector/store/codec.py's encode(), n events.
+CREATE TABLE inbox (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, n integer NOT NULL, data bytea NOT NULL
+);
+CREATE TABLE message_ids (
+    app_id text NOT NULL, kind smallint NOT NULL, message_id text NOT NULL,
+    event_id text NOT NULL, PRIMARY KEY (app_id, kind, message_id)
+);
+
+-- RFC 7396 JSON merge patch, as SQLite's json_patch: a null removes a member, an object
+-- merges into an object member, anything else replaces. PL/pgSQL rather than SQL: a
+-- SQL function's body is checked at creation, before it exists to call itself.
+CREATE FUNCTION jsonb_merge_patch(target jsonb, patch jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+    merged jsonb;
+    item record;
+BEGIN
+    IF jsonb_typeof(patch) IS DISTINCT FROM 'object' THEN
+        RETURN patch;
+    END IF;
+    merged := CASE WHEN jsonb_typeof(target) = 'object' THEN target ELSE '{}' END;
+    FOR item IN SELECT key, value FROM jsonb_each(patch) LOOP
+        IF jsonb_typeof(item.value) = 'null' THEN
+            merged := merged - item.key;
+        ELSE
+            merged := merged
+                || jsonb_build_object(item.key, jsonb_merge_patch(merged -> item.key, item.value));
+        END IF;
+    END LOOP;
+    RETURN merged;
+END $$;
+"""
+
+
+def _initial(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(_INITIAL)
+    # Signs query cursors: the same for every collector sharing the database.
+    conn.execute("INSERT INTO meta VALUES ('secret', %s)", (secrets.token_hex(32),))
+
+
+MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection[Any]], None]]] = [
+    (1, "initial schema", _initial),
+]
+
+
+def migrate(conn: psycopg.Connection[Any]) -> int:
+    """Apply the pending migrations in one transaction; return the schema version."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+        conn.execute(_SCHEMA_MIGRATIONS)
+        done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+        for version, name, apply in MIGRATIONS:
+            if version in done:
+                continue
+            apply(conn)
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (%s, %s, %s)",
+                (version, name, datetime.now(UTC).isoformat(timespec="seconds")),
+            )
+            done.add(version)
+    return max(done, default=0)

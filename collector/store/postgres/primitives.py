@@ -1,0 +1,377 @@
+"""core.Primitives in PostgreSQL, and the transactions built on them: the inbox and its
+indexing, and what deletes share (message ids released, person summaries rebuilt).
+
+Many collectors run these at once. Accepting needs no lock of its own: message ids,
+rule keys and users are claimed row by row (INSERT … ON CONFLICT waits on a concurrent
+claim of the same key until that transaction ends), each kind of row in key order, so
+two groups sharing keys queue instead of deadlocking. Indexing is serialised across
+processes and hosts by a transaction-level advisory lock (`INDEX_LOCK`): no two
+collectors index the same inbox rows, and event `seq` numbers are handed out in commit
+order."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+import psycopg
+
+from collector.models import Event
+from collector.store import codec, core
+from collector.store.postgres import partitions
+
+# Fixed and arbitrary: every collector must use the same key.
+INDEX_LOCK = 0x7E11_7A1E_0002
+CHANNEL = "telltale_events"  # NOTIFY'd after an indexing commit that stored events
+
+_NEVER = -(2**63)  # rule_state.last_ts of a key claimed in this transaction, not yet set
+_MAX_ID = 2**63 - 1
+
+
+def lock_indexing(conn: psycopg.Connection[Any], wait: bool) -> bool:
+    """Take the indexing lock for the rest of the transaction; whether it was taken."""
+    if wait:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (INDEX_LOCK,))
+        return True
+    row = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (INDEX_LOCK,)).fetchone()
+    return bool(row and row[0])
+
+
+class PartitionsMissing(Exception):
+    """Indexing needs partitions that do not exist (raised only when asked to)."""
+
+    def __init__(self, months: list[partitions.Month]) -> None:
+        super().__init__(months)
+        self.months = months
+
+
+def backlog(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT coalesce(sum(n), 0) FROM inbox").fetchone()
+    return int(row[0]) if row else 0
+
+
+def last_inbox_id(conn: psycopg.Connection[Any]) -> int | None:
+    row = conn.execute("SELECT max(id) FROM inbox").fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def index_pending(
+    conn: psycopg.Connection[Any],
+    at_least: int | None = None,
+    *,
+    until: int | None = None,
+    create_partitions: bool = True,
+) -> int:
+    """Index the oldest inbox rows, whole rows until `at_least` events (None: all), none
+    after inbox id `until`, in the caller's transaction, which holds the indexing lock;
+    return how many events were indexed. With create_partitions=False, missing
+    partitions raise PartitionsMissing instead of being made here (see partitions.py)."""
+    last = _MAX_ID if until is None else until
+    if at_least is None:
+        rows = conn.execute(
+            "SELECT id, data FROM inbox WHERE id <= %s ORDER BY id", (last,)
+        ).fetchall()
+    else:
+        # Whole rows up to the first whose running total reaches at_least: the window
+        # streams the primary key in order and stops there.
+        rows = conn.execute(
+            "SELECT id, data FROM inbox WHERE id <= %(last)s AND id <= coalesce(("
+            " SELECT id FROM (SELECT id, sum(n) OVER (ORDER BY id) AS upto FROM inbox"
+            "  WHERE id <= %(last)s) AS running"
+            " WHERE upto >= %(at_least)s ORDER BY id LIMIT 1), %(last)s) ORDER BY id",
+            {"last": last, "at_least": at_least},
+        ).fetchall()
+    if not rows:
+        return 0
+    events = [ev for _, data in rows for ev in codec.decode(bytes(data))]
+    needed = partitions.missing(
+        conn, partitions.wanted(ev.ts for ev in events if ev.kind == "track")
+    )
+    if needed:
+        if not create_partitions:
+            raise PartitionsMissing(needed)
+        partitions.create(conn, needed)
+    core.index(Primitives(conn), events)
+    # By id, not "id <= last": a row of a transaction that commits after this read has a
+    # smaller id than rows read here, and must stay for the next round.
+    conn.execute("DELETE FROM inbox WHERE id = ANY(%s)", ([r[0] for r in rows],))
+    if any(ev.kind == "track" for ev in events):
+        conn.execute(f"NOTIFY {CHANNEL}")  # delivered at commit
+    return len(events)
+
+
+def forget_message_ids(
+    conn: psycopg.Connection[Any], table: str, app_id: str, where: str, params: Sequence[Any]
+) -> None:
+    """Release the message ids of the rows of `table` about to be deleted: a deleted
+    event is not kept as a duplicate."""
+    kind = core.KIND["identify" if table == "identifies" else "track"]
+    conn.execute(
+        f"DELETE FROM message_ids WHERE app_id = %s AND kind = {kind} AND message_id IN "
+        f"(SELECT message_id FROM {table} WHERE app_id = %s AND {where} "
+        "AND message_id IS NOT NULL)",
+        (app_id, app_id, *params),
+    )
+
+
+def restat_persons(conn: psycopg.Connection[Any], app_id: str, persons: Iterable[str]) -> None:
+    """Rebuild the persons' person_event_stats rows from their events (after deletes)."""
+    chosen = sorted(set(persons))
+    if not chosen:
+        return
+    conn.execute(
+        "DELETE FROM person_event_stats WHERE app_id = %s AND person = ANY(%s)", (app_id, chosen)
+    )
+    conn.execute(
+        f"INSERT INTO person_event_stats ({core.STAT_COLUMNS}) "
+        "SELECT app_id, person, event, is_bot, count(*), min(ts), max(ts) FROM events "
+        "WHERE app_id = %s AND person = ANY(%s) GROUP BY app_id, person, event, is_bot",
+        (app_id, chosen),
+    )
+
+
+class BacklogGauge:
+    """When an accepting transaction should count the backlog exactly.
+
+    Counting sums `n` over every inbox row: ~20 ms at a million pending browser events,
+    too much for every commit. So each process keeps the last count and adds what it has
+    appended since; it counts again once that estimate passes the bound, or when the
+    count is older than `RECOUNT_S` (other collectors append too). A lone collector
+    keeps the bound exactly; several may pass it by what the others appended within
+    the last `RECOUNT_S`."""
+
+    RECOUNT_S = 1.0
+
+    def __init__(self, max_backlog: int) -> None:
+        self.max_backlog = max_backlog
+        self._lock = threading.Lock()
+        self._counted = 0
+        self._counted_at = -1e9
+        self._added = 0
+
+    def should_count(self, n: int) -> bool:
+        with self._lock:
+            self._added += n
+            return (
+                self._counted + self._added > self.max_backlog
+                or time.monotonic() - self._counted_at > self.RECOUNT_S
+            )
+
+    def counted(self, pending: int) -> None:
+        with self._lock:
+            self._counted = pending
+            self._counted_at = time.monotonic()
+            self._added = 0
+
+
+class Primitives:
+    """core.Primitives on one connection, inside the transaction it has open."""
+
+    def __init__(self, conn: psycopg.Connection[Any], gauge: BacklogGauge | None = None) -> None:
+        self.conn = conn
+        self.gauge = gauge
+
+    # Idempotency --------------------------------------------------------------------
+
+    def claim_message_ids(self, claims: Sequence[core.Claim]) -> int:
+        # Sorted by key (a stable sort): a message id repeated within the group goes to
+        # its first event, as in the group's order.
+        ordered = sorted(claims, key=lambda c: c[:3])
+        cur = self.conn.execute(
+            "INSERT INTO message_ids (app_id, kind, message_id, event_id) "
+            "SELECT * FROM unnest(%s::text[], %s::smallint[], %s::text[], %s::text[]) "
+            "ON CONFLICT DO NOTHING",
+            _columns(ordered, 4),
+        )
+        return cur.rowcount
+
+    def message_id_owners(self, claims: Sequence[core.Claim]) -> dict[tuple[str, int, str], str]:
+        keys = sorted({(a, k, m) for a, k, m, _ in claims})
+        rows = self.conn.execute(
+            "SELECT m.app_id, m.kind, m.message_id, m.event_id FROM message_ids m "
+            "JOIN unnest(%s::text[], %s::smallint[], %s::text[]) AS c(app_id, kind, message_id) "
+            "USING (app_id, kind, message_id)",
+            _columns(keys, 3),
+        ).fetchall()
+        return {(a, int(k), m): e for a, k, m, e in rows}
+
+    def release_message_id(self, claim: core.Claim) -> None:
+        self.conn.execute(
+            "DELETE FROM message_ids WHERE app_id = %s AND kind = %s AND message_id = %s "
+            "AND event_id = %s",
+            claim,
+        )
+
+    # Rules ----------------------------------------------------------------------------
+
+    def claim_rule_key(self, rule_id: int, key: str, ts: int) -> bool:
+        cur = self.conn.execute(
+            "INSERT INTO rule_state (rule_id, key, last_ts) VALUES (%s, %s, %s) "
+            "ON CONFLICT DO NOTHING",
+            (rule_id, key, ts),
+        )
+        return cur.rowcount > 0
+
+    def rule_last_ts(self, rule_id: int, key: str) -> int | None:
+        # Locks the key's row, making it first if need be: two collectors throttling the
+        # same person at once take turns, and the second sees the first one's time. A
+        # row made here holds _NEVER only until set_rule_ts, which core calls next.
+        row = self.conn.execute(
+            "INSERT INTO rule_state AS s (rule_id, key, last_ts) VALUES (%s, %s, %s) "
+            "ON CONFLICT (rule_id, key) DO UPDATE SET last_ts = s.last_ts RETURNING last_ts",
+            (rule_id, key, _NEVER),
+        ).fetchone()
+        return None if row is None or row[0] == _NEVER else int(row[0])
+
+    def set_rule_ts(self, rule_id: int, key: str, ts: int) -> None:
+        self.conn.execute(
+            "INSERT INTO rule_state (rule_id, key, last_ts) VALUES (%s, %s, %s) "
+            "ON CONFLICT (rule_id, key) DO UPDATE SET last_ts = excluded.last_ts",
+            (rule_id, key, ts),
+        )
+
+    # Identities -------------------------------------------------------------------------
+
+    def links(self, app_id: str, anonymous_ids: Sequence[str]) -> dict[str, str]:
+        rows = self.conn.execute(
+            "SELECT anonymous_id, user_id FROM identities "
+            "WHERE app_id = %s AND anonymous_id = ANY(%s)",
+            (app_id, list(anonymous_ids)),
+        ).fetchall()
+        return {a: u for a, u in rows}
+
+    def index_accepted(self) -> None:
+        lock_indexing(self.conn, wait=True)
+        index_pending(self.conn)
+
+    # Users and counters -----------------------------------------------------------------
+
+    def merge_users(self, updates: Sequence[core.UserUpdate]) -> None:
+        ordered = sorted(updates, key=lambda u: (u[0], u[1]))
+        # A new user gets the patch applied to {} (its nulls dropped); an existing one
+        # gets the patch itself, nulls and all, which `excluded` no longer holds: hence
+        # the patch looked up again from the statement's own input.
+        self.conn.execute(
+            "WITH patch AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]::jsonb[], "
+            " %s::bigint[], %s::bigint[]) AS p(app_id, user_id, traits, first_seen, last_seen)) "
+            "INSERT INTO users AS u (app_id, user_id, traits, first_seen, last_seen) "
+            "SELECT app_id, user_id, jsonb_merge_patch('{}', traits), first_seen, last_seen "
+            "FROM patch "
+            "ON CONFLICT (app_id, user_id) DO UPDATE SET "
+            "traits = jsonb_merge_patch(u.traits, (SELECT p.traits FROM patch p "
+            " WHERE p.app_id = excluded.app_id AND p.user_id = excluded.user_id)), "
+            "first_seen = least(u.first_seen, excluded.first_seen), "
+            "last_seen = greatest(u.last_seen, excluded.last_seen)",
+            _columns([(a, u, core.json_text(t), f, la) for a, u, t, f, la in ordered], 5),
+        )
+
+    def count_discards(self, counts: Sequence[core.DiscardCount]) -> None:
+        self.conn.execute(
+            "INSERT INTO discards AS d (app_id, day, reason, n) "
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[]) "
+            "ON CONFLICT (app_id, day, reason) DO UPDATE SET n = d.n + excluded.n",
+            _columns(sorted(counts), 4),
+        )
+
+    # Accepted events ------------------------------------------------------------------
+
+    def append(self, events: Sequence[Event]) -> None:
+        self.conn.execute(
+            "INSERT INTO inbox (n, data) VALUES (%s, %s)", (len(events), codec.encode(events))
+        )
+        gauge = self.gauge
+        if gauge is None or not gauge.should_count(len(events)):
+            return
+        pending = backlog(self.conn)  # this group included
+        gauge.counted(pending)
+        # A bounded backlog: past it, each commit also indexes what it adds, so reads
+        # never have more than max_backlog events to catch up on. Only if no other
+        # collector is indexing right now: this runs on the event loop, and that one
+        # is taking the backlog down already.
+        over = pending - gauge.max_backlog
+        if over > 0 and lock_indexing(self.conn, wait=False):
+            gauge.counted(pending - index_pending(self.conn, over))
+
+    # Indexing -------------------------------------------------------------------------
+
+    def insert_events(self, rows: Sequence[core.EventRow]) -> None:
+        # Positions for the stream, in order. Taking a block at once is safe only because
+        # indexing is serialised (the caller holds INDEX_LOCK).
+        row = self.conn.execute(
+            "SELECT setval('event_seq', nextval('event_seq') + %s - 1)", (len(rows),)
+        ).fetchone()
+        assert row is not None
+        first = int(row[0]) - len(rows) + 1
+        with self.conn.cursor().copy(f"COPY events (seq, {core.EVENT_COLUMNS}) FROM STDIN") as copy:
+            for seq, event_row in enumerate(rows, first):
+                copy.write_row((seq, *event_row))
+
+    def insert_identifies(self, rows: Sequence[core.IdentifyRow]) -> None:
+        with self.conn.cursor().copy(
+            f"COPY identifies ({core.IDENTIFY_COLUMNS}) FROM STDIN"
+        ) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def add_person_stats(self, rows: Sequence[core.StatRow]) -> None:
+        self.conn.execute(
+            f"INSERT INTO person_event_stats AS s ({core.STAT_COLUMNS}) "
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::smallint[], "
+            " %s::bigint[], %s::bigint[], %s::bigint[]) " + _STATS_MERGE,
+            _columns(sorted(rows), 7),
+        )
+
+    def link(self, links: Sequence[core.Link]) -> None:
+        ordered = sorted(links)
+        self.conn.execute(
+            "INSERT INTO identities (app_id, anonymous_id, user_id, linked_at) "
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[]) "
+            "ON CONFLICT DO NOTHING",
+            _columns(ordered, 4),
+        )
+        # What the visitor did before logging in now belongs to the user.
+        moves = _columns([(app, core.ANON + anon, user) for app, anon, user, _ in ordered], 3)
+        unnest = "unnest(%s::text[], %s::text[], %s::text[]) AS m(app_id, person, user_id)"
+        self.conn.execute(
+            f"UPDATE events e SET person = m.user_id FROM {unnest} "
+            "WHERE e.app_id = m.app_id AND e.person = m.person",
+            moves,
+        )
+        # Two anonymous ids linked to one user in the same chunk fold into one row each.
+        self.conn.execute(
+            f"INSERT INTO person_event_stats AS s ({core.STAT_COLUMNS}) "
+            "SELECT s.app_id, m.user_id, s.event, s.is_bot, sum(s.n), min(s.first_ts), "
+            f"max(s.last_ts) FROM person_event_stats s JOIN {unnest} "
+            "ON s.app_id = m.app_id AND s.person = m.person "
+            "GROUP BY s.app_id, m.user_id, s.event, s.is_bot " + _STATS_MERGE,
+            moves,
+        )
+        self.conn.execute(
+            f"DELETE FROM person_event_stats s USING {unnest} "
+            "WHERE s.app_id = m.app_id AND s.person = m.person",
+            moves,
+        )
+
+
+_STATS_MERGE = (
+    "ON CONFLICT (app_id, event, person, is_bot) DO UPDATE SET n = s.n + excluded.n, "
+    "first_ts = least(s.first_ts, excluded.first_ts), "
+    "last_ts = greatest(s.last_ts, excluded.last_ts)"
+)
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows as column arrays, for `unnest`: one statement however many rows."""
+    columns: list[list[Any]] = [[] for _ in range(width)]
+    for row in rows:
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return columns
+
+
+def loads(value: Any) -> Any:
+    """A jsonb value as the driver returns it, or JSON text."""
+    return orjson.loads(value) if isinstance(value, str | bytes) else value

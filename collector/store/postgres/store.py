@@ -1,0 +1,524 @@
+"""The PostgreSQL store: the SQLite store's behaviour for collectors on many hosts.
+
+What differs from SQLite, and why:
+
+- Group commits of different collectors run side by side: there is no writer lock,
+  only row-level claims (primitives.py), so try_write always writes.
+- Indexing is serialised by an advisory lock held for its transaction instead of the
+  writers' file lock; events get `seq` numbers (the stream position) in commit order.
+- Events are range-partitioned by month, so purging old data can drop whole partitions
+  (partitions.py).
+- The live stream is woken by NOTIFY from whichever collector indexed (listen.py)
+  instead of polling.
+- The server may go away: calls then fail with `Unavailable` until it is back, and the
+  store reconnects by itself (connections.py)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from collector import ids
+from collector.errors import Unavailable
+from collector.models import DEFAULT_APP_SETTINGS, App, Event, Outcome, Rule
+from collector.query.types import (
+    EventsPage,
+    EventsQuery,
+    FunnelEvents,
+    FunnelQuery,
+    SegmentPage,
+    SegmentQuery,
+    StatsQuery,
+)
+from collector.settings import DEFAULT_MAX_BACKLOG
+from collector.store import core
+from collector.store.postgres import migrations, partitions
+from collector.store.postgres.connections import Database
+from collector.store.postgres.listen import Listener
+from collector.store.postgres.primitives import (
+    CHANNEL,
+    BacklogGauge,
+    PartitionsMissing,
+    Primitives,
+    backlog,
+    forget_message_ids,
+    index_pending,
+    last_inbox_id,
+    lock_indexing,
+    restat_persons,
+)
+from collector.store.tables import Table
+
+INDEX_CHUNK = 5_000  # events an indexing transaction takes, as SQLite's
+STREAM_CHUNK = 1_000  # at most this many indexed by each poll of a live stream
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class PostgresStore:
+    """The store for a `postgresql://` URL. Safe to share between threads; the
+    group-commit writer calls try_write on the event loop, on a connection of its own."""
+
+    def __init__(self, url: str, *, max_backlog: int = DEFAULT_MAX_BACKLOG) -> None:
+        self.max_backlog = max_backlog
+        self._db = Database(url)
+        self._gauge = BacklogGauge(max_backlog)
+        self._listener = Listener(self._db, CHANNEL)
+
+    @property
+    def url(self) -> str:
+        """The database's URL without its password, for messages and logs."""
+        return self._db.safe_url
+
+    def close(self) -> None:
+        self._listener.close()
+        self._db.close()
+
+    # Schema ------------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        """Apply pending migrations; a server that cannot be reached raises
+        StoreUnavailable, whose message is one line without the password."""
+        try:
+            conn = self._db.connect(autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise self._db.unreachable(exc) from None
+        with conn:
+            version = migrations.migrate(conn)
+            # This month's and the next: ingestion rarely has to make a partition.
+            month = partitions.current_month()
+            with conn.transaction():
+                lock_indexing(conn, wait=True)  # purge may be dropping partitions
+                partitions.create(
+                    conn, partitions.missing(conn, [month, partitions.next_month(month)])
+                )
+        return version
+
+    def secret(self) -> str:
+        """This database's secret (signs query cursors; shared by every collector)."""
+        with self._db.connection() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'secret'").fetchone()
+        assert row is not None, "migrate() first"
+        return str(row[0])
+
+    # Apps, keys, rules --------------------------------------------------------------
+
+    def create_app(self, name: str, origins: Sequence[str], settings: dict[str, Any]) -> App:
+        app = App(
+            app_id=ids.app_id(),
+            name=name,
+            origins=list(origins),
+            settings={**DEFAULT_APP_SETTINGS, **settings},
+            created_at=_now_iso(),
+        )
+        with self._db.connection() as conn:
+            conn.execute(
+                "INSERT INTO apps (app_id, name, origins, settings, created_at) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                (app.app_id, app.name, Jsonb(app.origins), Jsonb(app.settings), app.created_at),
+            )
+        return app
+
+    def _apps(self, where: str, params: Sequence[Any]) -> list[App]:
+        with self._db.transaction(snapshot=True) as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            apps = cur.execute(
+                "SELECT app_id, name, origins, settings, created_at FROM apps "
+                f"WHERE {where} ORDER BY created_at, app_id",
+                params,
+            ).fetchall()
+            if not apps:
+                return []
+            rules: dict[str, list[Rule]] = {}
+            for r in cur.execute(
+                "SELECT id, app_id, event, kind, dedupe_key, throttle_ms FROM rules "
+                "WHERE app_id = ANY(%s) ORDER BY id",
+                ([a["app_id"] for a in apps],),
+            ):
+                rules.setdefault(r["app_id"], []).append(
+                    Rule(
+                        id=int(r["id"]),
+                        app_id=r["app_id"],
+                        event=r["event"],
+                        kind=r["kind"],
+                        dedupe_key=r["dedupe_key"],
+                        throttle_ms=r["throttle_ms"],
+                    )
+                )
+        return [
+            App(
+                app_id=a["app_id"],
+                name=a["name"],
+                origins=list(a["origins"]),
+                settings={**DEFAULT_APP_SETTINGS, **a["settings"]},
+                rules=rules.get(a["app_id"], []),
+                created_at=a["created_at"],
+            )
+            for a in apps
+        ]
+
+    def get_app(self, app_id: str) -> App | None:
+        found = self._apps("app_id = %s", (app_id,))
+        return found[0] if found else None
+
+    def list_apps(self) -> list[App]:
+        return self._apps("true", ())
+
+    def update_app(
+        self,
+        app_id: str,
+        *,
+        name: str | None = None,
+        origins: Sequence[str] | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> App:
+        app = self.get_app(app_id)
+        if app is None:
+            raise KeyError(app_id)
+        with self._db.connection() as conn:
+            if name is not None:
+                conn.execute("UPDATE apps SET name = %s WHERE app_id = %s", (name, app_id))
+            if origins is not None:
+                conn.execute(
+                    "UPDATE apps SET origins = %s WHERE app_id = %s",
+                    (Jsonb(list(origins)), app_id),
+                )
+            if settings is not None:
+                # Merged in the statement, so two collectors changing different
+                # settings at once both keep theirs.
+                conn.execute(
+                    "UPDATE apps SET settings = settings || %s WHERE app_id = %s",
+                    (Jsonb(settings), app_id),
+                )
+        updated = self.get_app(app_id)
+        assert updated is not None
+        return updated
+
+    def create_key(self, app_id: str) -> tuple[str, str]:
+        secret = ids.api_key()
+        key_id = ids.key_id()
+        with self._db.connection() as conn:
+            conn.execute(
+                "INSERT INTO api_keys (key_id, app_id, key_hash, prefix, created_at) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                (key_id, app_id, ids.hash_key(secret), secret[:7], _now_iso()),
+            )
+        return key_id, secret
+
+    def revoke_key(self, key_id: str) -> bool:
+        with self._db.connection() as conn:
+            cur = conn.execute(
+                "UPDATE api_keys SET revoked_at = %s WHERE key_id = %s AND revoked_at IS NULL",
+                (_now_iso(), key_id),
+            )
+        return cur.rowcount > 0
+
+    def list_keys(self, app_id: str) -> list[dict[str, Any]]:
+        with self._db.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            return cur.execute(
+                "SELECT key_id, prefix, created_at, revoked_at FROM api_keys "
+                "WHERE app_id = %s ORDER BY created_at, key_id",
+                (app_id,),
+            ).fetchall()
+
+    def app_for_key(self, key_hash: str) -> App | None:
+        with self._db.connection() as conn:
+            row = conn.execute(
+                "SELECT app_id FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL",
+                (key_hash,),
+            ).fetchone()
+        return self.get_app(row[0]) if row else None
+
+    def add_rule(
+        self,
+        app_id: str,
+        event: str,
+        *,
+        dedupe_key: str | None = None,
+        throttle_ms: int | None = None,
+    ) -> Rule:
+        if (dedupe_key is None) == (throttle_ms is None):
+            raise ValueError("a rule is either a dedupe key or a throttle")
+        kind: Literal["dedupe", "throttle"] = "dedupe" if dedupe_key is not None else "throttle"
+        with self._db.connection() as conn:
+            row = conn.execute(
+                "INSERT INTO rules (app_id, event, kind, dedupe_key, throttle_ms, created_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+                (app_id, event, kind, dedupe_key, throttle_ms, _now_iso()),
+            ).fetchone()
+        assert row is not None
+        return Rule(int(row[0]), app_id, event, kind, dedupe_key, throttle_ms)
+
+    def remove_rule(self, app_id: str, rule_id: int) -> bool:
+        with self._db.transaction() as conn:
+            cur = conn.execute("DELETE FROM rules WHERE app_id = %s AND id = %s", (app_id, rule_id))
+            if cur.rowcount:
+                conn.execute("DELETE FROM rule_state WHERE rule_id = %s", (rule_id,))
+        return cur.rowcount > 0
+
+    # Ingestion -----------------------------------------------------------------------
+
+    def user_exists(self, app_id: str, user_id: str) -> bool:
+        with self._db.connection() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM users WHERE app_id = %s AND user_id = %s", (app_id, user_id)
+            ).fetchone()
+        return row is not None
+
+    def write(self, events: Sequence[Event]) -> list[Outcome]:
+        with self._db.transaction() as conn:
+            return core.accept(Primitives(conn, self._gauge), events)
+
+    def try_write(self, take: Callable[[], Sequence[Event]]) -> list[Outcome] | None:
+        """Always writes (collectors do not take turns here). If the server cannot be
+        reached, the group is still taken, so that its requests get their 503 now
+        rather than wait in the queue for a server that is down."""
+        taken = False
+
+        def take_once() -> Sequence[Event]:
+            nonlocal taken
+            taken = True
+            return take()
+
+        try:
+            with self._db.transaction("ingest") as conn:
+                return core.accept(Primitives(conn, self._gauge), take_once())
+        except Unavailable:
+            if not taken:
+                take()
+            raise
+
+    # Indexing ---------------------------------------------------------------------------
+
+    def backlog(self) -> int:
+        """Events accepted (committed and acknowledged) but not indexed yet."""
+        with self._db.connection() as conn:
+            return backlog(conn)
+
+    def index_all(self) -> int:
+        """Index every event accepted before this call, INDEX_CHUNK events a
+        transaction; return how many. Reads call it first, so they see every event
+        acknowledged before them."""
+        with self._db.connection() as conn:
+            target = last_inbox_id(conn)
+        if target is None:  # nothing pending: one probe of the primary key
+            return 0
+        done = 0
+        while indexed := self._index_chunk(INDEX_CHUNK, wait=True, until=target):
+            done += indexed
+        return done
+
+    def index_some(self, chunk: int, *, wait: bool = True) -> int:
+        """One transaction: index the oldest pending events, whole inbox rows, about
+        `chunk` of them; how many (0 if none is pending, or if wait=False and another
+        collector is indexing)."""
+        return self._index_chunk(chunk, wait=wait, until=None)
+
+    def _index_chunk(self, chunk: int, *, wait: bool, until: int | None) -> int:
+        while True:
+            try:
+                with self._db.transaction() as conn:
+                    # Not durable at commit: a crash loses the whole indexing
+                    # transaction, its inbox rows included, so they are indexed again;
+                    # the next acknowledged commit's WAL flush covers this one anyway.
+                    conn.execute("SET LOCAL synchronous_commit = off")
+                    if not lock_indexing(conn, wait):
+                        return 0
+                    return index_pending(conn, chunk, until=until, create_partitions=False)
+            except PartitionsMissing as missing:
+                # Made in a short transaction of their own: making a partition locks
+                # `events` against every read until the transaction ends.
+                with self._db.transaction() as conn:
+                    if not lock_indexing(conn, wait):
+                        return 0
+                    partitions.create(conn, missing.months)
+
+    # Data management -------------------------------------------------------------------
+
+    def export_events(
+        self, app_id: str, since_ms: int | None = None, until_ms: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        raise NotImplementedError("postgres/queries.py: export_rows")
+
+    @contextlib.contextmanager
+    def _maintenance(self) -> Iterator[psycopg.Connection[Any]]:
+        """A transaction that holds the indexing lock, with every pending event indexed:
+        deletes see accepted events as stored ones."""
+        with self._db.transaction() as conn:
+            lock_indexing(conn, wait=True)
+            index_pending(conn)
+            yield conn
+
+    def purge(self, app_id: str, older_than_ms: int) -> int:
+        """Delete the app's events and identify calls older than the cutoff. A monthly
+        partition that ends before it and holds only this app's events is dropped
+        whole (no dead rows to vacuum); the rest are deleted."""
+        with self._maintenance() as conn:
+            for table in ("events", "identifies"):
+                forget_message_ids(conn, table, app_id, "ts < %s", (older_than_ms,))
+            affected = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT DISTINCT person FROM person_event_stats "
+                    "WHERE app_id = %s AND first_ts < %s",
+                    (app_id, older_than_ms),
+                )
+            ]
+            deleted = 0
+            for name, month in partitions.listed(conn):
+                if partitions.bounds(month)[1] > older_than_ms:
+                    continue
+                part = sql.Identifier(name)
+                apps = conn.execute(
+                    sql.SQL("SELECT min(app_id), max(app_id), count(*) FROM {}").format(part)
+                ).fetchone()
+                if apps is None or apps[0] != app_id or apps[1] != app_id:
+                    continue  # other apps' events too (or none of this app's)
+                deleted += int(apps[2])
+                conn.execute(sql.SQL("DROP TABLE {}").format(part))
+            cur = conn.execute(
+                "DELETE FROM events WHERE app_id = %s AND ts < %s", (app_id, older_than_ms)
+            )
+            deleted += cur.rowcount
+            conn.execute(
+                "DELETE FROM identifies WHERE app_id = %s AND ts < %s", (app_id, older_than_ms)
+            )
+            restat_persons(conn, app_id, affected)
+        return deleted
+
+    def delete_user(self, app_id: str, user_id: str) -> int:
+        """Remove the user, every event they made (before login too), their links."""
+        with self._maintenance() as conn:
+            anon_ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT anonymous_id FROM identities WHERE app_id = %s AND user_id = %s",
+                    (app_id, user_id),
+                )
+            ]
+            # A linked anonymous id's events carry person = user_id; "anon:<id>" catches
+            # any written before the link. Events a *different* user made on the same
+            # device (a shared browser) are theirs, not this user's, and stay. An event
+            # naming the user always has person = user_id, so persons cover them too.
+            persons = [user_id, *(core.ANON + a for a in anon_ids)]
+            forget_message_ids(conn, "events", app_id, "person = ANY(%s)", (persons,))
+            forget_message_ids(conn, "identifies", app_id, "user_id = %s", (user_id,))
+            deleted = conn.execute(
+                "DELETE FROM events WHERE app_id = %s AND person = ANY(%s)", (app_id, persons)
+            ).rowcount
+            for table in ("identifies", "identities", "users"):
+                conn.execute(
+                    f"DELETE FROM {table} WHERE app_id = %s AND user_id = %s", (app_id, user_id)
+                )
+            restat_persons(conn, app_id, persons)
+            conn.execute(
+                "DELETE FROM rule_state WHERE key = %s AND rule_id IN "
+                "(SELECT id FROM rules WHERE app_id = %s AND kind = 'throttle')",
+                (user_id, app_id),
+            )
+        return deleted
+
+    # Moving data (store/transfer.py) ---------------------------------------------------
+
+    def is_empty(self) -> bool:
+        with self._db.connection() as conn:
+            row = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM apps) OR EXISTS (SELECT 1 FROM events) "
+                "OR EXISTS (SELECT 1 FROM inbox)"
+            ).fetchone()
+        return not (row and row[0])
+
+    def read_rows(self, table: Table) -> Iterator[tuple[Any, ...]]:
+        # Identify calls have no commit-order column here; received time is the order
+        # they were accepted in, near enough for a copy.
+        order = {"events": " ORDER BY seq", "identifies": " ORDER BY received_at, id"}
+        statement = f"SELECT {', '.join(table.columns)} FROM {table.name}"
+        # A server-side cursor: the table streams in batches, not all in memory.
+        with (
+            self._db.transaction(snapshot=True) as conn,
+            conn.cursor(name=f"telltale_read_{table.name}") as cur,
+        ):
+            cur.itersize = 5_000
+            yield from cur.execute(statement + order.get(table.name, ""))
+
+    def write_rows(self, table: Table, rows: Sequence[tuple[Any, ...]]) -> None:
+        as_json = [c in table.json for c in table.columns]
+        prepared = [
+            tuple(Jsonb(v) if j else v for v, j in zip(row, as_json, strict=True)) for row in rows
+        ]
+        columns = ", ".join(table.columns)
+        with self._db.transaction() as conn:
+            if table.name == "events":
+                lock_indexing(conn, wait=True)
+                ts_at = table.columns.index("ts")
+                partitions.create(
+                    conn, partitions.missing(conn, partitions.wanted(r[ts_at] for r in rows))
+                )
+                # New positions, in the source's order.
+                Primitives(conn).insert_events(prepared)  # type: ignore[arg-type]
+                return
+            # COPY keeps the source's ids in identity columns (rules.id), where an
+            # INSERT would need OVERRIDING SYSTEM VALUE.
+            with conn.cursor().copy(f"COPY {table.name} ({columns}) FROM STDIN") as copy:
+                for row in prepared:
+                    copy.write_row(row)
+
+    def finish_import(self, secret: str) -> None:
+        with self._db.transaction() as conn:
+            conn.execute("UPDATE meta SET value = %s WHERE key = 'secret'", (secret,))
+            # New rules continue after the imported ids (a removed rule's id is never
+            # reused); new events' positions already follow the imported ones.
+            conn.execute(
+                "SELECT setval(pg_get_serial_sequence('rules', 'id'), "
+                "coalesce((SELECT max(id) FROM rules), 0) + 1, false)"
+            )
+
+    def discard_counts(self, app_id: str) -> dict[str, int]:
+        with self._db.connection() as conn:
+            rows = conn.execute(
+                "SELECT reason, sum(n) FROM discards WHERE app_id = %s GROUP BY reason",
+                (app_id,),
+            ).fetchall()
+        return {reason: int(n) for reason, n in rows}
+
+    # Queries (SQL in postgres/queries.py) ---------------------------------------------
+
+    def segment(self, app_id: str, query: SegmentQuery) -> SegmentPage:
+        raise NotImplementedError("postgres/queries.py: segment")
+
+    def funnel_events(
+        self, app_id: str, query: FunnelQuery
+    ) -> contextlib.AbstractContextManager[FunnelEvents]:
+        raise NotImplementedError("postgres/queries.py: funnel_events")
+
+    def user_profile(
+        self, app_id: str, user_id: str, include_bots: bool = False
+    ) -> dict[str, Any] | None:
+        raise NotImplementedError("postgres/queries.py: user_profile")
+
+    def events_page(self, app_id: str, query: EventsQuery) -> EventsPage:
+        raise NotImplementedError("postgres/queries.py: events_page")
+
+    def event_stats(self, app_id: str, query: StatsQuery) -> dict[str, Any]:
+        raise NotImplementedError("postgres/queries.py: event_stats")
+
+    def stream_position(self) -> int:
+        raise NotImplementedError("postgres/queries.py: stream_position")
+
+    async def wait_for_events(self, timeout_s: float) -> None:
+        await self._listener.wait(timeout_s)
+
+    def stream_events(
+        self, app_id: str, after: int, events: Sequence[str], include_bots: bool, limit: int
+    ) -> list[tuple[int, dict[str, Any]]]:
+        raise NotImplementedError("postgres/queries.py: stream_events")
