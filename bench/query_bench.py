@@ -1,20 +1,24 @@
 """Query speed on a generated app: 1,000,000 events from 100,000 users.
 
-    python -m bench.query_bench [--users 100000] [--events 1000000] [--db PATH] [--runs 3]
+    python -m bench.query_bench [--users 100000] [--events 1000000] [--runs 3]
+                                [--db-url sqlite] [--db-url postgresql://…] [--db PATH]
 
-The data goes in through the store's own write path (`SQLiteStore.write`, 5,000 events
-a batch, then `index_all`, the indexer's work), so identity links, `person` rewrites and
-the person_event_stats summary are maintained exactly as in production. About a quarter
+The data goes in through the store's own write path (`write`, 5,000 events a batch, then
+`index_all`, the indexer's work), so identity links, `person` rewrites and the per-person
+summaries are maintained exactly as in production. About a quarter
 of the users browse anonymously before signing up (those events count for them once
 linked); 2% of the traffic is bots. Each figure is the median of `--runs` runs after one
 warm-up run, in seconds, timed at the store (the HTTP layer adds JSON encoding of one
 page only).
-With `--db PATH` the generated file is kept and reused by the next run.
+With `--db PATH` the generated SQLite file is kept and reused by the next run; a
+`--db-url` database is reused too if it holds the app already. With several backends
+(bench/backends.py; by default a scratch database of each), the figures are side by side.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import statistics
@@ -22,8 +26,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from bench import backends
 from collector.models import Event
 from collector.query.funnels import parse_funnel_query, run_funnel
 from collector.query.segments import parse_segment_query
@@ -75,10 +81,11 @@ class _Generator:
             self.events += 1
 
 
-def generate(store: SQLiteStore, users: int, events: int, seed: int = 7) -> str:
+def generate(store: Any, users: int, events: int, seed: int = 7) -> str:
     """Create an app and fill it; returns its app id."""
-    # A throwaway file: durability buys nothing here, and fsyncs would dominate.
-    store.conn().execute("PRAGMA synchronous=OFF")
+    if isinstance(store, SQLiteStore):
+        # A throwaway file: durability buys nothing here, and fsyncs would dominate.
+        store.conn().execute("PRAGMA synchronous=OFF")
     app = store.create_app("query-bench", ["http://localhost"], {})
     gen = _Generator(app.app_id, seed)
     rng = gen.rng
@@ -134,7 +141,7 @@ def generate(store: SQLiteStore, users: int, events: int, seed: int = 7) -> str:
             gen.batch = []
     if gen.batch:
         store.write(gen.batch)
-    store.index_all()  # index it all now, so no query below pays for it
+    backends.index_all(store)  # index it all now, so no query below pays for it
     return app.app_id
 
 
@@ -195,16 +202,18 @@ def _median_time(func: Callable[[], object], runs: int) -> tuple[float, float, o
 def run(
     users: int = 100_000, events: int = 1_000_000, db: str | None = None, runs: int = 3
 ) -> dict[str, float]:
-    """Generate (or reuse) the data and time every query; keys are figure names,
-    values seconds (CPU seconds under `... cpu`, people matched under `... users`)."""
-    tmp = None
-    if db is None:
-        tmp = tempfile.TemporaryDirectory(prefix="query-bench-")
-        db = os.path.join(tmp.name, "bench.db")
-    store = SQLiteStore(db)
+    """Generate (or reuse) the data in database `db` (a SQLite path or a database URL;
+    None: a scratch SQLite file) and time every query; keys are figure names, values
+    seconds (CPU seconds of this process under `... cpu`, people matched under
+    `... users`)."""
+    with tempfile.TemporaryDirectory(prefix="query-bench-") as tmp:
+        return _run(users, events, db or os.path.join(tmp, "bench.db"), runs)
+
+
+def _run(users: int, events: int, db: str, runs: int) -> dict[str, float]:
+    store = backends.open_store(db)
     r: dict[str, float] = {}
     try:
-        store.migrate()
         apps = [a for a in store.list_apps() if a.name == "query-bench"]
         if apps:
             app_id = apps[0].app_id
@@ -212,11 +221,13 @@ def run(
             t0 = time.perf_counter()
             app_id = generate(store, users, events)
             r["generate (s)"] = time.perf_counter() - t0
-        conn = store.conn()
-        r["events"] = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-        r["persons"] = conn.execute(
-            "SELECT COUNT(DISTINCT person) FROM person_event_stats"
-        ).fetchone()[0]
+        r["events"] = backends.stored_events(store, app_id)
+        if isinstance(store, SQLiteStore):
+            r["persons"] = (
+                store.conn()
+                .execute("SELECT COUNT(DISTINCT person) FROM person_event_stats")
+                .fetchone()[0]
+            )
         for name, conditions in SEGMENTS.items():
             query = parse_segment_query({"match": "all", "conditions": conditions}, AS_OF)
             r[name], r[f"{name} cpu"], page = _median_time(
@@ -231,32 +242,71 @@ def run(
             r[f"{name} users"] = answer["steps"][-1]["users"]  # type: ignore[index]
     finally:
         store.close()
-        if tmp is not None:
-            tmp.cleanup()
     return r
+
+
+def run_backends(
+    users: int, events: int, runs: int, db_urls: list[str]
+) -> tuple[dict[str, dict[str, float]], list[str]]:
+    """`run` on each selected backend's database (bench/backends.py), one after the other;
+    the results by backend name, and the lines saying which backends did not run."""
+    databases, skipped = backends.select(db_urls)
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="query-bench-") as tmp, contextlib.ExitStack() as stack:
+        for i, database in enumerate(databases):
+            made = database.make(Path(tmp), stack, f"querybench{i}")
+            name = database.backend.name
+            if name in results:
+                name = f"{name} ({made.url})"
+            results[name] = _run(users, events, made.url, runs)
+    return results, skipped
+
+
+def report(results: dict[str, dict[str, float]], skipped: list[str]) -> str:
+    lines = [f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs"]
+    for backend, r in results.items():
+        if "generate (s)" in r:
+            lines.append(f"{backend}: generated in {r['generate (s)']:.1f} s (through its write)")
+        persons = f", {int(r['persons']):,} persons" if "persons" in r else ""
+        lines.append(f"{backend}: {int(r['events']):,} events{persons}")
+    names = [*SEGMENTS, *FUNNELS]
+    width = max(len(n) for n in names)
+    header = f"{'query':<{width}}"
+    for backend in results:
+        wall = f"{backend} wall s"
+        header += f"  {wall:>{len(wall)}}  {'cpu s':>6}  {'users':>8}"
+    lines.append(header)
+    for name in names:
+        line = f"{name:<{width}}"
+        for backend, r in results.items():
+            line += (
+                f"  {r[name]:>{len(backend) + 7}.3f}  {r[name + ' cpu']:>6.3f}  "
+                f"{int(r[name + ' users']):>8,}"
+            )
+        lines.append(line)
+    lines.append("(funnels: users who reached the last step; cpu s: this process's, so for a")
+    lines.append(" server database only the client's share)")
+    lines.extend(skipped)
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--db", help="keep the generated database here (reused if present)")
+    parser.add_argument("--db", help="SQLite: keep the generated database here (reused if present)")
+    parser.add_argument(
+        "--db-url",
+        action="append",
+        default=[],
+        help="a backend's database (repeatable): sqlite or postgresql (a scratch one), a "
+        "SQLite path, or a database URL; default: a scratch database of each backend",
+    )
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    results = run(args.users, args.events, args.db, args.runs)
-    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
-    if "generate (s)" in results:
-        print(f"generated in {results['generate (s)']:.1f} s (through SQLiteStore.write)")
-    print(f"{int(results['events']):,} events, {int(results['persons']):,} persons")
-    names = [*SEGMENTS, *FUNNELS]
-    width = max(len(n) for n in names)
-    print(f"{'query':<{width}}  {'wall s':>7}  {'cpu s':>7}  {'users':>8}")
-    for name in names:
-        print(
-            f"{name:<{width}}  {results[name]:>7.3f}  {results[name + ' cpu']:>7.3f}  "
-            f"{int(results[name + ' users']):>8,}"
-        )
-    print("(funnels: users who reached the last step)")
+    urls = [*args.db_url, *([args.db] if args.db else [])]
+    results, skipped = run_backends(args.users, args.events, args.runs, urls)
+    print(report(results, skipped))
 
 
 if __name__ == "__main__":
