@@ -1,31 +1,107 @@
 """The ingest benchmark measures what it says: every event it sends is new, so each one
-the collector acknowledges is inserted (not answered as a duplicate)."""
+the collector acknowledges is inserted (not answered as a duplicate); its baselines are
+served exactly as the collector is; its sustained runs keep every window's figures."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from bench import backends
 from bench.ingest_bench import (
     _LUA_BATCH,
     _LUA_SINGLE,
+    QUANTILES,
     _acked,
     _Uvicorn,
     _wrk_once,
     bench_app,
+    merged_quantile,
+    report,
+    run,
 )
+from bench.serve import config as bench_config
+from collector import cli
+from collector.settings import Settings
 from tests.server import CollectorProcess, index_all
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed"),
-]
+needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 
 
+def test_targets_are_served_with_the_collectors_uvicorn_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    served: list[Any] = []
+    monkeypatch.setattr("collector.workers.run_server", lambda config: served.append(config))
+    cli._serve(Settings())  # what `collector serve` (one worker) hands to uvicorn
+    (collector,) = served
+    bench = bench_config("bench.bare_app:app", factory=False)
+    assert bench.proxy_headers is False and bench.server_header is False
+    different = {"app", "factory", "host", "port"}
+    theirs = {k: v for k, v in vars(collector).items() if k not in different}
+    ours = {k: v for k, v in vars(bench).items() if k not in different}
+    assert ours == theirs
+
+
+@pytest.mark.slow
+def test_bare_endpoint_answers_as_the_collector_serves(tmp_path: Path) -> None:
+    with _Uvicorn("bench.bare_app:app") as bare:
+        r = httpx.post(bare.url + "/v1/event", content=b'{"a": 1}')
+    assert r.status_code == 202 and r.json() == {"success": True, "n": 1}
+    assert "server" not in r.headers  # uvicorn's default server header is off, as served
+
+
+def _window(requests: float, latency_ms: float) -> dict[str, Any]:
+    return {"requests": requests, "quantiles_us": [latency_ms * 1000] * len(QUANTILES)}
+
+
+def test_merged_quantile_weighs_windows_by_their_requests() -> None:
+    fast, slow = _window(990, 1.0), _window(10, 500.0)
+    assert merged_quantile([fast, slow], 50) == 1.0
+    assert merged_quantile([fast, slow], 99) == 1.0
+    assert merged_quantile([fast, slow], 99.5) == 500.0
+    assert merged_quantile([slow, fast], 99.5) == 500.0
+    # One window: its own quantiles, read at the steps.
+    ramp = {"requests": 1000, "quantiles_us": [p * 1000 for p in QUANTILES]}
+    assert merged_quantile([ramp], 99) == 99.0
+    assert merged_quantile([ramp], 99.95) == 99.95
+    assert merged_quantile([], 99) == 0.0
+
+
+def test_backends_chosen_by_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    databases, skipped = backends.select([])
+    assert [(d.backend.name, d.url) for d in databases] == [("SQLite", "")]
+    assert skipped == [
+        "PostgreSQL: not run, the collector has no PostgreSQL backend yet (bench/backends.py)"
+    ]
+    databases, _ = backends.select(["sqlite", "/data/kept.db"])
+    assert [(d.backend.name, d.url) for d in databases] == [
+        ("SQLite", ""),
+        ("SQLite", "/data/kept.db"),
+    ]
+    with pytest.raises(SystemExit, match="nothing to run on: PostgreSQL: not run"):
+        backends.select(["postgresql://127.0.0.1/bench"])
+    with pytest.raises(SystemExit, match="no backend takes it"):
+        backends.select(["mysql://127.0.0.1/bench"])
+    # Adding a backend is its `available` flag: then it runs beside SQLite by default.
+    ready = tuple(dataclasses.replace(b, available=True) for b in backends.BACKENDS)
+    monkeypatch.setattr(backends, "BACKENDS", ready)
+    databases, skipped = backends.select([])
+    assert [d.backend.name for d in databases] == ["SQLite", "PostgreSQL"] and skipped == []
+    databases, _ = backends.select(["postgres://127.0.0.1/bench"])
+    assert [(d.backend.name, d.url) for d in databases] == [
+        ("PostgreSQL", "postgres://127.0.0.1/bench")
+    ]
+
+
+@pytest.mark.slow
+@needs_wrk
 def test_bench_events_are_all_new(tmp_path: Path) -> None:
     db = tmp_path / "bench.db"
     app, browser, server_key = bench_app(db)
@@ -36,6 +112,7 @@ def test_bench_events_are_all_new(tmp_path: Path) -> None:
             single = _wrk_once(server.url, _LUA_SINGLE % {"app_id": app["app_id"]}, browser, 1, 4)
             batch = _wrk_once(server.url, _LUA_BATCH % {"size": 5}, server_key, 1, 4)
             assert single["non2xx"] == 0 and batch["non2xx"] == 0
+            assert len(single["quantiles_us"]) == len(QUANTILES)
             acked += _acked(single) + _acked(batch) * 5
     index_all(db)
     with sqlite3.connect(db) as conn:
@@ -61,6 +138,27 @@ def test_bench_events_are_all_new(tmp_path: Path) -> None:
         assert sorted(ids) == sorted(ids, key=lambda mid: int(mid.split("-")[2]))
 
 
+@pytest.mark.slow
+@needs_wrk
+def test_sustained_run_in_windows_stores_every_event_it_acknowledges() -> None:
+    results = run(2, 4, batch_size=5, rounds=1, window=1, warmup=1)
+    ((backend, acknowledged, stored),) = results["stored"]
+    assert backend == "SQLite" and acknowledged > 0
+    assert stored >= acknowledged  # a few more: answers still in flight when wrk stops
+    (round_,) = results["rounds"]
+    for name in ("bare", "single SQLite", "batch SQLite"):
+        windows = round_[name]["windows"]
+        assert len(windows) == 2  # 2 s in windows of 1 s, on the same server
+        assert round_[name]["requests"] == sum(w["requests"] for w in windows)
+    batch = round_["batch SQLite"]
+    assert batch["events_per_s"] == pytest.approx(batch["rps"] * 5)
+    assert batch["query_after_load_s"] > 0 and batch["query_idle_s"] > 0
+    text = report(results)
+    assert "round 1, 1-s windows" in text and "segment query" in text
+    assert "PostgreSQL: not run" in text
+
+
+@pytest.mark.slow
 def test_without_storage_answers_like_the_collector_and_stores_nothing(tmp_path: Path) -> None:
     db = tmp_path / "bench.db"
     app, browser, _ = bench_app(db)
