@@ -28,7 +28,7 @@ import psycopg
 from psycopg import IsolationLevel
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import set_json_loads
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from collector.errors import StoreUnavailable, Unavailable
 
@@ -127,6 +127,8 @@ class Database:
             conn = pool.getconn(_GETCONN_TIMEOUT_S[role])
         except PoolTimeout as exc:
             self._lost(exc)
+            raise self._unavailable() from exc
+        except PoolClosed as exc:  # another thread found the server gone meanwhile
             raise self._unavailable() from exc
         try:
             yield conn

@@ -16,6 +16,7 @@ What differs from SQLite, and why:
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -39,7 +40,7 @@ from collector.query.types import (
 )
 from collector.settings import DEFAULT_MAX_BACKLOG
 from collector.store import core
-from collector.store.postgres import migrations, partitions
+from collector.store.postgres import migrations, partitions, queries
 from collector.store.postgres.connections import Database
 from collector.store.postgres.listen import Listener
 from collector.store.postgres.primitives import (
@@ -64,6 +65,11 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _close(listener: Listener, db: Database) -> None:
+    listener.close()
+    db.close()
+
+
 class PostgresStore:
     """The store for a `postgresql://` URL. Safe to share between threads; the
     group-commit writer calls try_write on the event loop, on a connection of its own."""
@@ -73,6 +79,11 @@ class PostgresStore:
         self._db = Database(url)
         self._gauge = BacklogGauge(max_backlog)
         self._listener = Listener(self._db, CHANNEL)
+        # A store dropped without close() (a CLI command, a test) still closes its pools
+        # and threads, from the thread that dropped it. Left to the pools' own __del__,
+        # the last reference may go in one of their worker threads, which cannot join
+        # itself.
+        self._finalizer = weakref.finalize(self, _close, self._listener, self._db)
 
     @property
     def url(self) -> str:
@@ -80,8 +91,7 @@ class PostgresStore:
         return self._db.safe_url
 
     def close(self) -> None:
-        self._listener.close()
-        self._db.close()
+        self._finalizer()
 
     # Schema ------------------------------------------------------------------------
 
@@ -348,7 +358,9 @@ class PostgresStore:
     def export_events(
         self, app_id: str, since_ms: int | None = None, until_ms: int | None = None
     ) -> Iterator[dict[str, Any]]:
-        raise NotImplementedError("postgres/queries.py: export_rows")
+        self.index_all()
+        with self._db.transaction(snapshot=True) as conn:
+            yield from queries.export_rows(conn, app_id, since_ms, until_ms)
 
     @contextlib.contextmanager
     def _maintenance(self) -> Iterator[psycopg.Connection[Any]]:
@@ -491,29 +503,50 @@ class PostgresStore:
             ).fetchall()
         return {reason: int(n) for reason, n in rows}
 
-    # Queries (SQL in postgres/queries.py) ---------------------------------------------
+    # Queries (SQL in store/sql.py, shared with SQLite; postgres/queries.py runs it) ----
+
+    # Each reads in one REPEATABLE READ snapshot, after indexing what is pending.
 
     def segment(self, app_id: str, query: SegmentQuery) -> SegmentPage:
-        raise NotImplementedError("postgres/queries.py: segment")
+        self.index_all()
+        with self._db.transaction(snapshot=True) as conn:
+            return queries.segment(conn, app_id, query)
 
     def funnel_events(
         self, app_id: str, query: FunnelQuery
     ) -> contextlib.AbstractContextManager[FunnelEvents]:
-        raise NotImplementedError("postgres/queries.py: funnel_events")
+        self.index_all()
+        return self._funnel_events(app_id, query)
+
+    @contextlib.contextmanager
+    def _funnel_events(self, app_id: str, query: FunnelQuery) -> Iterator[FunnelEvents]:
+        with (
+            self._db.transaction(snapshot=True) as conn,
+            queries.funnel_events(conn, app_id, query) as events,
+        ):
+            yield events
 
     def user_profile(
         self, app_id: str, user_id: str, include_bots: bool = False
     ) -> dict[str, Any] | None:
-        raise NotImplementedError("postgres/queries.py: user_profile")
+        self.index_all()
+        with self._db.transaction(snapshot=True) as conn:
+            return queries.user_profile(conn, app_id, user_id, include_bots)
 
     def events_page(self, app_id: str, query: EventsQuery) -> EventsPage:
-        raise NotImplementedError("postgres/queries.py: events_page")
+        self.index_all()
+        with self._db.transaction(snapshot=True) as conn:
+            return queries.events_page(conn, app_id, query)
 
     def event_stats(self, app_id: str, query: StatsQuery) -> dict[str, Any]:
-        raise NotImplementedError("postgres/queries.py: event_stats")
+        self.index_all()
+        with self._db.transaction(snapshot=True) as conn:
+            return queries.event_stats(conn, app_id, query)
 
     def stream_position(self) -> int:
-        raise NotImplementedError("postgres/queries.py: stream_position")
+        self.index_all()
+        with self._db.connection() as conn:
+            return queries.stream_position(conn)
 
     async def wait_for_events(self, timeout_s: float) -> None:
         await self._listener.wait(timeout_s)
@@ -521,4 +554,8 @@ class PostgresStore:
     def stream_events(
         self, app_id: str, after: int, events: Sequence[str], include_bots: bool, limit: int
     ) -> list[tuple[int, dict[str, Any]]]:
-        raise NotImplementedError("postgres/queries.py: stream_events")
+        # One chunk at most, and only if no collector is indexing: a watched stream helps
+        # the indexer along but never waits on it.
+        self.index_some(STREAM_CHUNK, wait=False)
+        with self._db.transaction(snapshot=True) as conn:
+            return queries.stream_events(conn, app_id, after, events, include_bots, limit)
