@@ -119,6 +119,21 @@ def test_an_unreachable_server_is_one_line_without_the_password(
     assert "\n" not in str(failure.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:s3cret-pw@[::1/db",  # libpq quotes a URL it cannot parse
+        "postgresql://u:s3cret-pw@127.0.0.1:5/db?bogus=1",
+        "postgresql://u:s3cret-pw@127.0.0.1:notaport/db",
+    ],
+)
+def test_a_malformed_url_is_one_line_without_the_password(url: str) -> None:
+    with pytest.raises(StoreUnavailable) as failure:
+        PostgresStore(url).migrate()
+    message = str(failure.value)
+    assert "\n" not in message and "s3cret-pw" not in message and "PostgreSQL" in message
+
+
 # Apps, keys, rules ----------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -56,7 +57,10 @@ _CONNECT_DEFAULTS = {
 
 def safe_url(url: str) -> str:
     """The URL without its password (in the user part or as a `password` parameter)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # unparseable (a broken IPv6 address): drop any "user:password@"
+        return re.sub(r"^([^:/]+://)[^@/]*@", r"\1", url)
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, _, hosts = netloc.rpartition("@")
@@ -66,10 +70,14 @@ def safe_url(url: str) -> str:
 
 
 def _reason(exc: BaseException, url: str) -> str:
-    """The first line of a driver error, without the URL's password should it appear."""
+    """The first line of a driver error, without the URL's password should it appear
+    (libpq quotes a URL it cannot parse whole)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    text = text.removeprefix("connection failed: ")
-    password = conninfo_to_dict(url).get("password")
+    text = text.removeprefix("connection failed: ").replace(url, safe_url(url))
+    try:
+        password = conninfo_to_dict(url).get("password")
+    except psycopg.Error:
+        password = None
     if password:
         text = text.replace(str(password), "***")
     return text
@@ -95,7 +103,12 @@ class Database:
         self.url = url
         self.safe_url = safe_url(url)
         self.main_pool_size = main_pool_size
-        given = conninfo_to_dict(url)
+        try:
+            given = conninfo_to_dict(url)
+        except psycopg.Error as exc:
+            raise StoreUnavailable(
+                f"invalid PostgreSQL URL {self.safe_url}: {_reason(exc, url)}"
+            ) from None
         self.kwargs: dict[str, Any] = {k: v for k, v in _CONNECT_DEFAULTS.items() if k not in given}
         self._lock = threading.Lock()
         self._pools: dict[Role, ConnectionPool[psycopg.Connection[Any]]] = {}
