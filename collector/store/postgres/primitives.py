@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import orjson
 import psycopg
 
 from collector.models import Event
@@ -370,8 +369,3 @@ def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
         for column, value in zip(columns, row, strict=True):
             column.append(value)
     return columns
-
-
-def loads(value: Any) -> Any:
-    """A jsonb value as the driver returns it, or JSON text."""
-    return orjson.loads(value) if isinstance(value, str | bytes) else value

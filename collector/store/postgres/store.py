@@ -85,11 +85,6 @@ class PostgresStore:
         # itself.
         self._finalizer = weakref.finalize(self, _close, self._listener, self._db)
 
-    @property
-    def url(self) -> str:
-        """The database's URL without its password, for messages and logs."""
-        return self._db.safe_url
-
     def close(self) -> None:
         self._finalizer()
 
