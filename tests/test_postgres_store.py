@@ -6,6 +6,7 @@ and comes back."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -16,7 +17,7 @@ import pytest
 
 from collector.errors import StoreUnavailable, Unavailable
 from collector.models import Event, Outcome, Rule
-from collector.store.postgres import partitions
+from collector.store.postgres import connections, partitions
 from collector.store.postgres.primitives import INDEX_LOCK
 from collector.store.postgres.store import PostgresStore
 from tests.factories import DAY, ev
@@ -427,6 +428,69 @@ def test_months_get_partitions_as_events_arrive(store: PostgresStore, pg_url: st
     assert scalar(pg_url, "SELECT count(*) FROM events") == 2
 
 
+def test_a_stream_polling_after_its_position_misses_nothing(
+    pg_url: str, store: PostgresStore
+) -> None:
+    """Collectors index concurrently while others accept; a reader that only ever asks
+    for positions after the last it saw still sees every event, once: positions are
+    handed out in commit order."""
+    stores = [store, *(PostgresStore(pg_url) for _ in range(3))]
+    writing = threading.Event()
+    writing.set()
+    seen: list[str] = []
+
+    def write(s: PostgresStore, w: int) -> None:
+        for g in range(30):
+            s.write([ev(APP, "a", T0 + g, user=f"u{w}-{i}") for i in range(5)])
+        writing.clear()
+
+    def index(s: PostgresStore) -> None:
+        while writing.is_set():
+            s.index_some(7, wait=False)
+
+    def read() -> None:
+        position = 0
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            while True:
+                done = not writing.is_set() and store.backlog() == 0
+                new = conn.execute(
+                    "SELECT seq, id FROM events WHERE seq > %s ORDER BY seq", (position,)
+                ).fetchall()
+                if new:
+                    position = new[-1][0]
+                    seen.extend(i for _, i in new)
+                elif done:
+                    return
+
+    threads = [
+        *(threading.Thread(target=write, args=(s, w)) for w, s in enumerate(stores[:2])),
+        *(threading.Thread(target=index, args=(s,)) for s in stores[1:]),
+        threading.Thread(target=read),
+    ]
+    for t in threads[:-1]:
+        t.start()
+    threads[-1].start()
+    for t in threads[:-1]:
+        t.join()
+    store.index_all()
+    threads[-1].join()
+    for s in stores[1:]:
+        s.close()
+    stored = [i for (i,) in rows(pg_url, "SELECT id FROM events")]
+    assert len(stored) == 300
+    assert sorted(seen) == sorted(stored)
+
+
+def test_group_commits_never_wait_for_a_busy_main_pool(store: PostgresStore) -> None:
+    with contextlib.ExitStack() as held:
+        for _ in range(connections.MAIN_POOL_SIZE):  # every connection of the main pool
+            held.enter_context(store._db.connection())
+        started = time.monotonic()
+        outcomes = store.try_write(lambda: [ev(APP, "a", T0, user="u1")])
+        assert outcomes is not None and statuses(outcomes) == ["accepted"]
+        assert time.monotonic() - started < 2  # the main pool would make it wait 30 s
+
+
 # Data management ------------------------------------------------------------------------
 
 
@@ -503,7 +567,7 @@ def test_a_stream_wakes_when_another_collector_indexes(pg_url: str, store: Postg
         await asyncio.to_thread(wait_for, lambda: store._listener.listening)
         started = time.monotonic()
         waiting = asyncio.create_task(store.wait_for_events(30))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0)  # the waiter is registered
         assert not waiting.done()
         await asyncio.to_thread(other.write, [ev(APP, "a", T0, user="u1")])
         await asyncio.to_thread(other.index_all)
