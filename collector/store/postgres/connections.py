@@ -183,6 +183,8 @@ class Database:
                     configure=_configure,
                     reset=_reset,
                     name=f"telltale-{role}",
+                    # Its one connection needs one thread to replace it, not three.
+                    num_workers=3 if role == "main" else 1,
                 )
                 pool.open(wait=False)
                 self._pools[role] = pool
