@@ -31,7 +31,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
-from collector.errors import StoreUnavailable, Unavailable
+from collector.errors import StorageFailed, StoreUnavailable, Unavailable
 
 log = logging.getLogger("collector.store.postgres")
 
@@ -191,7 +191,8 @@ class Database:
             return pool
 
     def _unavailable(self) -> Unavailable:
-        return Unavailable(_RETRY_AFTER_S, "Database unavailable, retry later")
+        # The storage's 503 (field "storage"), for reads as for group commits.
+        return StorageFailed(_RETRY_AFTER_S, "Database unavailable, retry later")
 
     def _lost(self, exc: BaseException) -> None:
         """The server is down (or this host cannot reach it): stop using the pools."""
