@@ -51,9 +51,7 @@ def run(db: str, parent: int, poll_s: float = POLL_S) -> None:
     try:
         while not stopping and os.getppid() == parent:
             try:
-                if not store.backlog():
-                    time.sleep(poll_s)
-                elif cpu.spare() < SPARE:
+                if cpu.spare() < SPARE:
                     # Ingest first: while the workers need the CPU, the backlog grows.
                     time.sleep(BUSY_S)
                 elif store.index_some(CHUNK, wait=False) < CHUNK:

@@ -368,6 +368,8 @@ class SQLiteStore:
         `chunk` of them and none accepted after event number `until`; return how many
         (0 if none is pending, or if wait=False and another writer holds the lock)."""
         conn = self.conn()
+        if _accepted_total(conn) is None:  # nothing pending: no need for the write lock
+            return 0
         with self._turn(wait) as locked:
             if not locked:
                 return 0
@@ -750,10 +752,13 @@ class _Primitives:
 
     def merge_users(self, updates: Sequence[core.UserUpdate]) -> None:
         # json_patch is RFC 7396's merge patch; on a new row it drops null traits too.
+        # An existing row is patched with the patch as sent (?3), not with the new row's
+        # value, which has lost its nulls: a null must remove the trait.
         self.conn.executemany(
             "INSERT INTO users (app_id, user_id, traits, first_seen, last_seen) "
-            "VALUES (?, ?, json_patch('{}', ?), ?, ?) ON CONFLICT (app_id, user_id) DO UPDATE SET "
-            "traits = json_patch(users.traits, excluded.traits), "
+            "VALUES (?1, ?2, json_patch('{}', ?3), ?4, ?5) "
+            "ON CONFLICT (app_id, user_id) DO UPDATE SET "
+            "traits = json_patch(users.traits, ?3), "
             "first_seen = min(users.first_seen, excluded.first_seen), "
             "last_seen = max(users.last_seen, excluded.last_seen)",
             [(a, u, _json(traits), first, last) for a, u, traits, first, last in updates],
