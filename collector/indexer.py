@@ -25,19 +25,20 @@ import sys
 import time
 from types import FrameType
 
+from collector.settings import Settings
 from collector.store import open_store
 
 log = logging.getLogger("collector.indexer")
 
 POLL_S = 0.05  # how often an indexer that has caught up looks at the inbox again
 CHUNK = 500  # events an indexing transaction takes: ~10 ms of holding the write lock
-SPARE = 0.2  # index while at least this share of the machine's CPU is idle
 YIELD_S = 0.001  # between full chunks: flock is not fair, the workers need their turn
 BUSY_S = 0.01  # how soon to look again while the CPU is busy
 
 
-def run(db: str, parent: int, poll_s: float = POLL_S) -> None:
-    """Index until SIGTERM/SIGINT or until the parent process is gone."""
+def run(db: str, parent: int, idle: float, poll_s: float = POLL_S) -> None:
+    """Index until SIGTERM/SIGINT or until the parent process is gone, while at least
+    `idle` of the machine's CPU is idle (settings: `indexer_idle`)."""
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -51,7 +52,7 @@ def run(db: str, parent: int, poll_s: float = POLL_S) -> None:
     try:
         while not stopping and os.getppid() == parent:
             try:
-                if cpu.spare() < SPARE:
+                if idle and cpu.spare() < idle:
                     # Ingest first: while the workers need the CPU, the backlog grows.
                     time.sleep(BUSY_S)
                 elif store.index_some(CHUNK, wait=False) < CHUNK:
@@ -104,7 +105,7 @@ def main() -> None:
     if db == "-":
         db = os.environ["COLLECTOR_DB"]
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s %(message)s")
-    run(db, parent)
+    run(db, parent, Settings.from_env().indexer_idle)
 
 
 if __name__ == "__main__":

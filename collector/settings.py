@@ -66,6 +66,14 @@ class Settings:
             "--max-backlog",
         ),
     )
+    indexer_idle: float = field(
+        default=0.2,
+        metadata=_meta(
+            "Index in the background only while this share of the CPU is idle (0: always).",
+            "COLLECTOR_INDEXER_IDLE",
+            "--indexer-idle",
+        ),
+    )
     demo: bool = field(
         default=False,
         metadata=_meta(
@@ -100,6 +108,8 @@ class Settings:
             raise ValueError("workers must be at least 1")
         if self.max_backlog < 0:
             raise ValueError("max_backlog must be 0 or more")
+        if not 0 <= self.indexer_idle <= 1:
+            raise ValueError("indexer_idle must be between 0 and 1")
 
     def to_env(self) -> dict[str, str]:
         """The settings as env vars, so worker processes read the same values."""
@@ -120,6 +130,8 @@ def _convert(default: Any, raw: str) -> Any:
         return raw.strip().lower() in {"1", "true", "yes", "on"}
     if isinstance(default, int):
         return int(raw)
+    if isinstance(default, float):
+        return float(raw)
     if isinstance(default, tuple):
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     return raw

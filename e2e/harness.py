@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 import httpx
 from playwright.sync_api import ConsoleMessage, Page, Request
 
+from collector.store import open_store
+
 ROOT = Path(__file__).resolve().parent.parent
 SITE_DIR = Path(__file__).resolve().parent / "site"
 WAIT_SECONDS = 20.0
@@ -96,7 +98,10 @@ class Collector:
         return done.stdout
 
     def start(self) -> None:
-        self.cli("apps", "list")  # creates and migrates the database first
+        # The database made and migrated before the server and the CLI share it.
+        store = open_store(str(self.db))
+        store.migrate()
+        store.close()
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 [
