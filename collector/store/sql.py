@@ -160,6 +160,23 @@ class _Compiler:
         return f"person IN (SELECT user_id FROM users WHERE app_id = {m} AND {tests})"
 
     def _event(self, cond: EventCondition) -> str:
+        sql = self._persons(cond)
+        return f"person {'NOT IN' if negated(cond) else 'IN'} ({sql})"
+
+    def candidates(self, cond: Condition) -> str:
+        """A query of persons, all in scope, that holds everyone `cond` matches; only for
+        a tree that `positive` says has one. Reading it instead of the whole scope
+        spares walking every person of the app when the condition names a few."""
+        if isinstance(cond, Group):
+            if cond.match == "all":
+                return self.candidates(next(c for c in cond.conditions if positive(c)))
+            return " UNION ".join(self.candidates(c) for c in cond.conditions)
+        assert isinstance(cond, EventCondition)
+        return self._persons(cond)
+
+    def _persons(self, cond: EventCondition) -> str:
+        """The persons an event condition is about: those it matches, or (when it is
+        `negated`) those it excludes."""
         d, m, p = self.d, self.d.mark, self.params
         bots = "" if self.include_bots else " AND is_bot = 0"
         cutoff = None if cond.within_ms is None else self.as_of - cond.within_ms
@@ -180,9 +197,7 @@ class _Compiler:
                 sql = stats + " GROUP BY person HAVING " + self._count_sql("SUM(n)", cond, zero_ok)
             else:
                 sql = stats + " AND is_bot = 0 AND " + self._count_sql("n", cond, zero_ok)
-            # A count that 0 satisfies (lt 3, eq 0) includes people who never did it:
-            # "everyone except those whose (non-zero) count fails".
-            return f"person {'NOT IN' if zero_ok else 'IN'} ({sql})"
+            return sql
 
         if cond.kind == "first_done_within":
             assert cutoff is not None
@@ -194,7 +209,7 @@ class _Compiler:
             else:
                 sql = stats + f" AND is_bot = 0 AND first_ts >= {m}"
             p.append(cutoff)
-            return f"person IN ({sql})"
+            return sql
 
         # has_done, has_not_done, last_done_within: did it at least once (in the window).
         if cond.where:
@@ -208,7 +223,7 @@ class _Compiler:
             if cutoff is not None:
                 sql += f" AND last_ts >= {m}"
                 p.append(cutoff)
-        return f"person {'NOT IN' if cond.kind == 'has_not_done' else 'IN'} ({sql})"
+        return sql
 
     def _count_sql(self, expr: str, cond: EventCondition, negate: bool) -> str:
         parts = []
@@ -219,6 +234,24 @@ class _Compiler:
         return f"NOT ({test})" if negate else f"({test})"
 
 
+def negated(cond: EventCondition) -> bool:
+    """Whether the condition matches those *not* in its query of persons: has_not_done,
+    and a count that 0 satisfies (lt 3, eq 0), which includes people who never did it:
+    "everyone except those whose (non-zero) count fails"."""
+    return cond.kind == "has_not_done" or (cond.kind == "count" and cond.count_ok(0))
+
+
+def positive(cond: Condition) -> bool:
+    """Whether everyone the condition matches did something it counts: then they are in
+    scope (their counted events are their own, and bots' are left out unless asked), and
+    the condition's own queries hold every match."""
+    if isinstance(cond, Group):
+        if cond.match == "all":
+            return any(positive(c) for c in cond.conditions)
+        return bool(cond.conditions) and all(positive(c) for c in cond.conditions)
+    return isinstance(cond, EventCondition) and not negated(cond)
+
+
 def segment_sql(d: Dialect, app_id: str, query: SegmentQuery) -> tuple[str, list[Any]]:
     """Every matching person, in person order.
 
@@ -226,8 +259,17 @@ def segment_sql(d: Dialect, app_id: str, query: SegmentQuery) -> tuple[str, list
     unless include_bots, so a person seen only as a bot is out), plus identified users
     who have no events at all (has_not_done and trait conditions can find them)."""
     m = d.mark
-    bots = "" if query.include_bots else " AND is_bot = 0"
     compiler = _Compiler(d, app_id, query.include_bots, query.as_of)
+    if positive(query.rules):
+        source = _Compiler(d, app_id, query.include_bots, query.as_of)
+        candidates = source.candidates(query.rules)
+        condition = compiler.compile(query.rules)
+        sql = (
+            f"SELECT person FROM ({candidates}) AS candidates WHERE {condition} "
+            f"GROUP BY person ORDER BY person{d.collate}"
+        )
+        return sql, [*source.params, *compiler.params]
+    bots = "" if query.include_bots else " AND is_bot = 0"
     condition = compiler.compile(query.rules)
     sql = (
         "WITH scope(person) AS ("
