@@ -10,7 +10,8 @@ and `collector/__init__.py` checks it before any module is imported), or when
 Compiled: the ingestion endpoint (web/ingest.py), validation, the pipeline, enrichment, bot
 detection, the User-Agent cache, ids, times, auth, rate limits and the models: the
 collector's own work above a bare Starlette endpoint is about a third of what it is as
-plain Python (docs/benchmarks.md). Not compiled: modules mypyc
+plain Python (docs/benchmarks.md). Also the funnel algorithm, which walks every event of a
+funnel's steps in Python: compiled, it takes half the time. Not compiled: modules mypyc
 cannot compile (web/app.py: its lifespan is an async generator), that tests and the
 benchmark patch at run time (the store), and the writer: compiled code checks every value
 against its declared type, and asyncio's stubs do not match uvloop (`remove_reader`
@@ -43,6 +44,7 @@ MODULES = (  # dotted names under the package
     "ingest.ratelimit",
     "models",
     "web.ingest",
+    "query.funnels",
 )
 GROUP = "collector._native"  # the shared library of the group: collector/_native__mypyc…so
 STAMP = PACKAGE / "_native.stamp"
