@@ -17,7 +17,7 @@ has accepted but not indexed is indexed before a read runs."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias
 
 import orjson
 
@@ -109,6 +109,13 @@ class Primitives(Protocol):
     def link(self, links: Sequence[Link]) -> None:
         """Store new links (an anonymous id already linked keeps its user), then move
         each linked anonymous person's events and summaries to the user."""
+
+
+def rule_kind(dedupe_key: str | None, throttle_ms: int | None) -> Literal["dedupe", "throttle"]:
+    """A new rule's kind: either a dedupe key or a throttle, never both or neither."""
+    if (dedupe_key is None) == (throttle_ms is None):
+        raise ValueError("a rule is either a dedupe key or a throttle")
+    return "dedupe" if dedupe_key is not None else "throttle"
 
 
 def person_of(ev: Event, links: dict[tuple[str, str], str]) -> str:

@@ -19,7 +19,7 @@ import contextlib
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -252,9 +252,7 @@ class PostgresStore:
         dedupe_key: str | None = None,
         throttle_ms: int | None = None,
     ) -> Rule:
-        if (dedupe_key is None) == (throttle_ms is None):
-            raise ValueError("a rule is either a dedupe key or a throttle")
-        kind: Literal["dedupe", "throttle"] = "dedupe" if dedupe_key is not None else "throttle"
+        kind = core.rule_kind(dedupe_key, throttle_ms)
         with self._db.connection() as conn:
             row = conn.execute(
                 "INSERT INTO rules (app_id, event, kind, dedupe_key, throttle_ms, created_at) "

@@ -279,9 +279,7 @@ class SQLiteStore:
         dedupe_key: str | None = None,
         throttle_ms: int | None = None,
     ) -> Rule:
-        if (dedupe_key is None) == (throttle_ms is None):
-            raise ValueError("a rule is either a dedupe key or a throttle")
-        kind = "dedupe" if dedupe_key is not None else "throttle"
+        kind = core.rule_kind(dedupe_key, throttle_ms)
         with self._tx():
             table = self.db.table("rules")
             table.insert(
@@ -295,7 +293,8 @@ class SQLiteStore:
                 }
             )
             rule_id = table.last_pk
-        return Rule(int(rule_id), app_id, event, kind, dedupe_key, throttle_ms)  # type: ignore[arg-type]
+        assert rule_id is not None
+        return Rule(int(rule_id), app_id, event, kind, dedupe_key, throttle_ms)
 
     def remove_rule(self, app_id: str, rule_id: int) -> bool:
         with self._tx() as conn:
