@@ -11,8 +11,7 @@ database of every backend, side by side.
 
 Everything else goes through the collector's own entry points (`collector serve --db`,
 `collector apps create --db`, and `collector.store.open_store` for reads), so a backend the
-collector serves is one the benchmarks can run on: adding one is its line in `BACKENDS`,
-and PostgreSQL's is there, waiting for the collector (`available=False`).
+collector serves is one the benchmarks can run on: adding one is its line in `BACKENDS`.
 """
 
 from __future__ import annotations
@@ -60,8 +59,7 @@ class Backend:
 
 BACKENDS: tuple[Backend, ...] = (
     Backend("SQLite", (), 0.60, _sqlite_scratch),
-    # When `collector serve --db postgresql://…` works, drop `available=False`.
-    Backend("PostgreSQL", ("postgresql", "postgres"), 0.50, _postgresql_scratch, available=False),
+    Backend("PostgreSQL", ("postgresql", "postgres"), 0.50, _postgresql_scratch),
 )
 
 
