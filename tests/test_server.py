@@ -267,17 +267,18 @@ def test_full_write_queue_is_503_and_the_waiting_request_still_lands(tmp_path: P
     assert rows(db, "SELECT event FROM events") == [("first_waited",)]
 
 
-def _indexer_pids(db: str | Path) -> list[int]:
-    """Live `collector.indexer` processes for this database (Linux /proc); a URL is not
-    in their command line, so a PostgreSQL test looks for "-" and its parent instead."""
+def _indexer_pids(db: str | Path, parent: int) -> list[int]:
+    """Live `collector.indexer` processes of this server (Linux /proc): their command line
+    names the database (a SQLite path, or "-" for the URL in the environment) and the
+    server's pid."""
+    wanted = [b"-" if is_url(str(db)) else str(db).encode(), str(parent).encode()]
     pids = []
     for entry in Path("/proc").iterdir():
         try:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        wanted = b"-" if is_url(str(db)) else str(db).encode()
-        if b"collector.indexer" in cmdline and wanted in cmdline:
+        if b"collector.indexer" in cmdline and cmdline[-3:-1] == wanted:
             pids.append(int(entry.name))
     return pids
 
@@ -287,7 +288,9 @@ def test_the_indexer_process_indexes_accepted_events_without_a_read(served_app: 
     key = served_app["api_key"]
     # Whatever the machine's load: the CPU gate is a setting, and 0 turns it off.
     with CollectorProcess(db, workers=2, extra=("--indexer-idle", "0")) as server:
-        assert len(_indexer_pids(db)) == 1  # `collector serve` started one, beside the workers
+        assert server.proc is not None
+        parent = server.proc.pid
+        assert len(_indexer_pids(db, parent)) == 1  # `collector serve` started one
         with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as c:
             for i in range(20):
                 body = {
@@ -305,7 +308,7 @@ def test_the_indexer_process_indexes_accepted_events_without_a_read(served_app: 
             time.sleep(0.05)  # polling for the condition
         assert scalar(db, "SELECT count(*) FROM inbox") == 0
     deadline = time.monotonic() + 10
-    while _indexer_pids(db):  # it stops with the server
+    while _indexer_pids(db, parent):  # it stops with the server
         assert time.monotonic() < deadline, "the indexer outlived the server"
         time.sleep(0.05)
 
