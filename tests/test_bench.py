@@ -29,6 +29,7 @@ from bench.ingest_bench import (
 from bench.serve import config as bench_config
 from collector import cli
 from collector.settings import Settings
+from tests.pgcluster import find_bindir
 from tests.server import CollectorProcess, index_all
 
 needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
@@ -75,29 +76,28 @@ def test_merged_quantile_weighs_windows_by_their_requests() -> None:
 
 
 def test_backends_chosen_by_url(monkeypatch: pytest.MonkeyPatch) -> None:
-    databases, skipped = backends.select([])
-    assert [(d.backend.name, d.url) for d in databases] == [("SQLite", "")]
-    assert skipped == [
-        "PostgreSQL: not run, the collector has no PostgreSQL backend yet (bench/backends.py)"
-    ]
-    databases, _ = backends.select(["sqlite", "/data/kept.db"])
+    databases, _ = backends.select(["sqlite", "/data/kept.db", "postgres://127.0.0.1/bench"])
     assert [(d.backend.name, d.url) for d in databases] == [
         ("SQLite", ""),
         ("SQLite", "/data/kept.db"),
+        ("PostgreSQL", "postgres://127.0.0.1/bench"),
+    ]
+    # By default, a scratch database of every backend, side by side.
+    assert [d.backend.name for d in backends.select([])[0]] == ["SQLite", "PostgreSQL"]
+    with pytest.raises(SystemExit, match="no backend takes it"):
+        backends.select(["mysql://127.0.0.1/bench"])
+    # A backend the collector cannot serve yet is skipped, and the output says so.
+    pending = tuple(
+        dataclasses.replace(b, available=b.name != "PostgreSQL") for b in backends.BACKENDS
+    )
+    monkeypatch.setattr(backends, "BACKENDS", pending)
+    databases, skipped = backends.select([])
+    assert [d.backend.name for d in databases] == ["SQLite"]
+    assert skipped == [
+        "PostgreSQL: not run, the collector has no PostgreSQL backend yet (bench/backends.py)"
     ]
     with pytest.raises(SystemExit, match="nothing to run on: PostgreSQL: not run"):
         backends.select(["postgresql://127.0.0.1/bench"])
-    with pytest.raises(SystemExit, match="no backend takes it"):
-        backends.select(["mysql://127.0.0.1/bench"])
-    # Adding a backend is its `available` flag: then it runs beside SQLite by default.
-    ready = tuple(dataclasses.replace(b, available=True) for b in backends.BACKENDS)
-    monkeypatch.setattr(backends, "BACKENDS", ready)
-    databases, skipped = backends.select([])
-    assert [d.backend.name for d in databases] == ["SQLite", "PostgreSQL"] and skipped == []
-    databases, _ = backends.select(["postgres://127.0.0.1/bench"])
-    assert [(d.backend.name, d.url) for d in databases] == [
-        ("PostgreSQL", "postgres://127.0.0.1/bench")
-    ]
 
 
 @pytest.mark.slow
@@ -140,22 +140,32 @@ def test_bench_events_are_all_new(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @needs_wrk
-def test_sustained_run_in_windows_stores_every_event_it_acknowledges() -> None:
-    results = run(2, 4, batch_size=5, rounds=1, window=1, warmup=1)
-    ((backend, acknowledged, stored),) = results["stored"]
-    assert backend == "SQLite" and acknowledged > 0
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "SQLite",
+        pytest.param(
+            "PostgreSQL",
+            marks=pytest.mark.skipif(find_bindir() is None, reason="no PostgreSQL server"),
+        ),
+    ],
+)
+def test_sustained_run_in_windows_stores_every_event_it_acknowledges(backend: str) -> None:
+    # A scratch database: a file, or one on a throwaway PostgreSQL server.
+    results = run(2, 4, batch_size=5, rounds=1, window=1, warmup=1, db_urls=[backend.lower()])
+    ((name, acknowledged, stored),) = results["stored"]
+    assert name == backend and acknowledged > 0
     assert stored >= acknowledged  # a few more: answers still in flight when wrk stops
     (round_,) = results["rounds"]
-    for name in ("bare", "single SQLite", "batch SQLite"):
-        windows = round_[name]["windows"]
+    for target in ("bare", f"single {backend}", f"batch {backend}"):
+        windows = round_[target]["windows"]
         assert len(windows) == 2  # 2 s in windows of 1 s, on the same server
-        assert round_[name]["requests"] == sum(w["requests"] for w in windows)
-    batch = round_["batch SQLite"]
+        assert round_[target]["requests"] == sum(w["requests"] for w in windows)
+    batch = round_[f"batch {backend}"]
     assert batch["events_per_s"] == pytest.approx(batch["rps"] * 5)
     assert batch["query_after_load_s"] > 0 and batch["query_idle_s"] > 0
     text = report(results)
     assert "round 1, 1-s windows" in text and "segment query" in text
-    assert "PostgreSQL: not run" in text
 
 
 @pytest.mark.slow
