@@ -17,11 +17,13 @@ has accepted but not indexed is indexed before a read runs."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, TypeAlias
 
 import orjson
 
-from collector.models import Event, Outcome
+from collector import ids
+from collector.models import DEFAULT_APP_SETTINGS, App, Event, Outcome
 from collector.timeutil import iso
 
 # (app_id, kind, message_id, event_id): an event's claim on its message id. Events and
@@ -59,6 +61,22 @@ ANON = "anon:"
 
 def json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+def now_iso() -> str:
+    """Now, as the admin tables store their times (apps, keys, rules, migrations)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def new_app(name: str, origins: Sequence[str], settings: dict[str, Any]) -> App:
+    """An app about to be stored: a new id, the default settings under the given ones."""
+    return App(
+        app_id=ids.app_id(),
+        name=name,
+        origins=list(origins),
+        settings={**DEFAULT_APP_SETTINGS, **settings},
+        created_at=now_iso(),
+    )
 
 
 class Primitives(Protocol):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -59,10 +58,6 @@ from collector.store.tables import Table
 
 INDEX_CHUNK = 5_000  # events an indexing transaction takes, as SQLite's
 STREAM_CHUNK = 1_000  # at most this many indexed by each poll of a live stream
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _close(listener: Listener, db: Database) -> None:
@@ -118,13 +113,7 @@ class PostgresStore:
     # Apps, keys, rules --------------------------------------------------------------
 
     def create_app(self, name: str, origins: Sequence[str], settings: dict[str, Any]) -> App:
-        app = App(
-            app_id=ids.app_id(),
-            name=name,
-            origins=list(origins),
-            settings={**DEFAULT_APP_SETTINGS, **settings},
-            created_at=_now_iso(),
-        )
+        app = core.new_app(name, origins, settings)
         with self._db.connection() as conn:
             conn.execute(
                 "INSERT INTO apps (app_id, name, origins, settings, created_at) "
@@ -215,7 +204,7 @@ class PostgresStore:
             conn.execute(
                 "INSERT INTO api_keys (key_id, app_id, key_hash, prefix, created_at) "
                 "VALUES (%s, %s, %s, %s, %s)",
-                (key_id, app_id, ids.hash_key(secret), secret[:7], _now_iso()),
+                (key_id, app_id, ids.hash_key(secret), secret[:7], core.now_iso()),
             )
         return key_id, secret
 
@@ -223,7 +212,7 @@ class PostgresStore:
         with self._db.connection() as conn:
             cur = conn.execute(
                 "UPDATE api_keys SET revoked_at = %s WHERE key_id = %s AND revoked_at IS NULL",
-                (_now_iso(), key_id),
+                (core.now_iso(), key_id),
             )
         return cur.rowcount > 0
 
@@ -257,7 +246,7 @@ class PostgresStore:
             row = conn.execute(
                 "INSERT INTO rules (app_id, event, kind, dedupe_key, throttle_ms, created_at) "
                 "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-                (app_id, event, kind, dedupe_key, throttle_ms, _now_iso()),
+                (app_id, event, kind, dedupe_key, throttle_ms, core.now_iso()),
             ).fetchone()
         assert row is not None
         return Rule(int(row[0]), app_id, event, kind, dedupe_key, throttle_ms)

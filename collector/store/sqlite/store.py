@@ -14,7 +14,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -41,14 +40,6 @@ _CHUNK = 500  # bound on host parameters in one IN (...)
 INDEX_CHUNK = 5_000  # events a catch-up transaction indexes
 STREAM_CHUNK = 1_000  # at most this many for each poll of a live stream
 _YIELD_S = 0.001  # pause between catch-up chunks, for the ingest writers
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class SQLiteStore:
@@ -142,7 +133,8 @@ class SQLiteStore:
                     continue
                 apply(db)
                 conn.execute(
-                    "INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, name, _now_iso())
+                    "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                    (version, name, core.now_iso()),
                 )
                 done.add(version)
         return max(done, default=0)
@@ -155,20 +147,14 @@ class SQLiteStore:
     # Apps, keys, rules --------------------------------------------------------------
 
     def create_app(self, name: str, origins: Sequence[str], settings: dict[str, Any]) -> App:
-        app = App(
-            app_id=ids.app_id(),
-            name=name,
-            origins=list(origins),
-            settings={**DEFAULT_APP_SETTINGS, **settings},
-            created_at=_now_iso(),
-        )
+        app = core.new_app(name, origins, settings)
         with self._tx():
             self.db.table("apps").insert(
                 {
                     "app_id": app.app_id,
                     "name": app.name,
-                    "origins": _json(app.origins),
-                    "settings": _json(app.settings),
+                    "origins": core.json_text(app.origins),
+                    "settings": core.json_text(app.settings),
                     "created_at": app.created_at,
                 }
             )
@@ -219,9 +205,9 @@ class SQLiteStore:
         if name is not None:
             changes["name"] = name
         if origins is not None:
-            changes["origins"] = _json(list(origins))
+            changes["origins"] = core.json_text(list(origins))
         if settings is not None:
-            changes["settings"] = _json({**app.settings, **settings})
+            changes["settings"] = core.json_text({**app.settings, **settings})
         if changes:
             with self._tx():
                 self.db.table("apps").update(app_id, changes)
@@ -239,7 +225,7 @@ class SQLiteStore:
                     "app_id": app_id,
                     "key_hash": ids.hash_key(secret),
                     "prefix": secret[:7],
-                    "created_at": _now_iso(),
+                    "created_at": core.now_iso(),
                     "revoked_at": None,
                 }
             )
@@ -249,7 +235,7 @@ class SQLiteStore:
         with self._tx() as conn:
             cur = conn.execute(
                 "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
-                (_now_iso(), key_id),
+                (core.now_iso(), key_id),
             )
         return cur.rowcount > 0
 
@@ -289,7 +275,7 @@ class SQLiteStore:
                     "kind": kind,
                     "dedupe_key": dedupe_key,
                     "throttle_ms": throttle_ms,
-                    "created_at": _now_iso(),
+                    "created_at": core.now_iso(),
                 }
             )
             rule_id = table.last_pk
@@ -498,7 +484,10 @@ class SQLiteStore:
         with self._writing() as conn:
             conn.executemany(
                 sql,
-                [tuple(_json(v) if i in encode else v for i, v in enumerate(row)) for row in rows],
+                [
+                    tuple(core.json_text(v) if i in encode else v for i, v in enumerate(row))
+                    for row in rows
+                ],
             )
 
     def finish_import(self, secret: str) -> None:
@@ -760,7 +749,7 @@ class _Primitives:
             "traits = json_patch(users.traits, ?3), "
             "first_seen = min(users.first_seen, excluded.first_seen), "
             "last_seen = max(users.last_seen, excluded.last_seen)",
-            [(a, u, _json(traits), first, last) for a, u, traits, first, last in updates],
+            [(a, u, core.json_text(traits), first, last) for a, u, traits, first, last in updates],
         )
 
     def count_discards(self, counts: Sequence[core.DiscardCount]) -> None:
