@@ -7,8 +7,10 @@ is the expensive half, and it runs here, only while the machine has CPU to spare
 merely niced process would hold the write lock while the scheduler held it back, and
 the workers would wait). When the CPU has room the indexer follows the inbox within a
 poll interval; when the workers need every core, ingest goes first and the backlog
-grows, up to the store's `max_backlog`, past which every commit indexes as much as it
-adds. Reads never depend on it: each one catches up first.
+grows, until half the store's `max_backlog` is pending: from there the indexer works
+whatever the CPU, in large chunks, and past the whole bound every commit also indexes
+as much as it adds. Reads never depend on it: each one catches up first, and the bound
+keeps that wait short.
 
     python -m collector.indexer DB PARENT_PID
 
@@ -27,18 +29,26 @@ from types import FrameType
 
 from collector.settings import Settings
 from collector.store import open_store
+from collector.store.base import Store
 
 log = logging.getLogger("collector.indexer")
 
 POLL_S = 0.05  # how often an indexer that has caught up looks at the inbox again
 CHUNK = 500  # events an indexing transaction takes: ~10 ms of holding the write lock
+# While half the backlog's bound is pending, the indexer works whatever the CPU: else
+# the workers reach the bound and index a commit's worth at a time, in small chunks,
+# which cost half as much again per event as these (random pages of the person index and
+# summaries are written once per chunk, however many of its events they hold).
+PRESSED_CHUNK = 5_000
 YIELD_S = 0.001  # between full chunks: flock is not fair, the workers need their turn
 BUSY_S = 0.01  # how soon to look again while the CPU is busy
+PRESSURE_CHECK_S = 0.1  # how often a busy indexer counts the backlog
 
 
-def run(db: str, parent: int, idle: float, poll_s: float = POLL_S) -> None:
+def run(db: str, parent: int, idle: float, max_backlog: int, poll_s: float = POLL_S) -> None:
     """Index until SIGTERM/SIGINT or until the parent process is gone, while at least
-    `idle` of the machine's CPU is idle (settings: `indexer_idle`)."""
+    `idle` of the machine's CPU is idle (settings: `indexer_idle`), or while half of
+    `max_backlog` is pending."""
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -49,18 +59,11 @@ def run(db: str, parent: int, idle: float, poll_s: float = POLL_S) -> None:
     signal.signal(signal.SIGINT, stop)
     store = open_store(db)
     cpu = SpareCpu()
+    pressure = Pressure(store, max_backlog // 2)
     try:
         while not stopping and os.getppid() == parent:
             try:
-                if idle and cpu.spare() < idle:
-                    # Ingest first: while the workers need the CPU, the backlog grows.
-                    time.sleep(BUSY_S)
-                elif store.index_some(CHUNK, wait=False) < CHUNK:
-                    # Caught up (or a worker took the lock first): let a trickle of
-                    # events gather, rather than index them one commit at a time.
-                    time.sleep(poll_s)
-                else:
-                    time.sleep(YIELD_S)
+                time.sleep(step(store, cpu, pressure, idle, poll_s))
             except Exception:
                 # The accepted events stay where they are (the inbox); the next round, or
                 # a read, indexes them. A database that went away comes back on its own.
@@ -68,6 +71,39 @@ def run(db: str, parent: int, idle: float, poll_s: float = POLL_S) -> None:
                 time.sleep(poll_s)
     finally:
         store.close()
+
+
+def step(store: Store, cpu: SpareCpu, pressure: Pressure, idle: float, poll_s: float) -> float:
+    """One round of indexing (or of waiting); how long to sleep before the next."""
+    if pressure.on():
+        store.index_some(PRESSED_CHUNK, wait=True)
+        return YIELD_S
+    if idle and cpu.spare() < idle:
+        # Ingest first: while the workers need the CPU, the backlog grows.
+        return BUSY_S
+    if store.index_some(CHUNK, wait=False) < CHUNK:
+        # Caught up (or a worker took the lock first): let a trickle of events gather,
+        # rather than index them one commit at a time.
+        return poll_s
+    return YIELD_S
+
+
+class Pressure:
+    """Whether the backlog has reached `threshold` events, counted at most every
+    `PRESSURE_CHECK_S` (a count is a query); on until it is below again."""
+
+    def __init__(self, store: Store, threshold: int) -> None:
+        self.store = store
+        self.threshold = threshold
+        self._on = False
+        self._at = -1e9
+
+    def on(self) -> bool:
+        now = time.monotonic()
+        if self._on or now - self._at >= PRESSURE_CHECK_S:
+            self._at = now
+            self._on = self.threshold > 0 and self.store.backlog() >= self.threshold
+        return self._on
 
 
 class SpareCpu:
@@ -105,7 +141,8 @@ def main() -> None:
     if db == "-":
         db = os.environ["COLLECTOR_DB"]
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s %(message)s")
-    run(db, parent, Settings.from_env().indexer_idle)
+    settings = Settings.from_env()
+    run(db, parent, settings.indexer_idle, settings.max_backlog)
 
 
 if __name__ == "__main__":

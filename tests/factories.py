@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+import orjson
 
 from collector.ids import event_id
 from collector.models import Event
@@ -41,4 +44,31 @@ def ev(
         id=event_id(ts),
         is_bot=bot,
         bot_reason="crawler" if bot else None,
+    )
+
+
+def whole_inbox_row(events: Sequence[Event]) -> bytes:
+    """An inbox row as earlier versions wrote it, before compression: one JSON array of
+    whole events (an upgraded collector may find such rows in its inbox)."""
+    return orjson.dumps(
+        [
+            (
+                e.kind,
+                e.id,
+                e.app_id,
+                e.name,
+                e.user_id,
+                e.anonymous_id,
+                e.message_id,
+                e.ts,
+                e.timestamp,
+                e.sent_at,
+                e.received_at,
+                e.properties,
+                e.context,
+                e.traits,
+                e.is_bot,
+            )
+            for e in events
+        ]
     )

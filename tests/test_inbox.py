@@ -17,7 +17,7 @@ from collector.models import Event, Rule
 from collector.query.types import EventsQuery
 from collector.store import SQLiteStore
 from collector.store.sqlite import store as sqlite_store
-from tests.factories import DAY, ev
+from tests.factories import DAY, ev, whole_inbox_row
 
 APP = "app_inbox"
 T0 = 1_790_000_000_000
@@ -203,16 +203,22 @@ def test_inbox_rows_are_compressed_and_older_rows_still_index(store: SQLiteStore
     group = [ev(APP, "page_viewed", T0 + i, user="u1", message_id=f"m{i}") for i in range(20)]
     store.write(group)
     (data,) = store.conn().execute("SELECT data FROM inbox").fetchone()
-    assert data[:1] == b"L"
+    assert data[:1] == b"S"
     plain = lz4.block.decompress(data[1:])
     assert len(data) * 3 < len(plain)  # twenty events alike: LZ4 shrinks them severalfold
-    # Rows written by earlier versions, plain JSON and zlib, are read as well.
-    for n, older in enumerate((lambda raw: raw, lambda raw: zlib.compress(raw, 1)), 1):
-        store.write([ev(APP, "older", T0 + i, user="u1", message_id=f"o{n}-{i}") for i in range(5)])
+    # Rows written by earlier versions (whole events: plain JSON, zlib, LZ4) index too.
+    older_rows = (
+        lambda raw: raw,
+        lambda raw: zlib.compress(raw, 1),
+        lambda raw: b"L" + lz4.block.compress(raw),
+    )
+    for n, older in enumerate(older_rows, 1):
+        events = [ev(APP, "older", T0 + i, user="u1", message_id=f"o{n}-{i}") for i in range(5)]
+        store.write(events)
         last = "(SELECT max(id) FROM inbox)"
-        (data,) = store.conn().execute(f"SELECT data FROM inbox WHERE id = {last}").fetchone()
-        raw = lz4.block.decompress(data[1:])
-        store.conn().execute(f"UPDATE inbox SET data = ? WHERE id = {last}", (older(raw),))
-    assert store.index_all() == 30
-    assert indexed_rows(store) == 30
-    assert indexed_rows(store, "SELECT count(*) FROM events WHERE event = 'older'") == 10
+        store.conn().execute(
+            f"UPDATE inbox SET data = ? WHERE id = {last}", (older(whole_inbox_row(events)),)
+        )
+    assert store.index_all() == 35
+    assert indexed_rows(store) == 35
+    assert indexed_rows(store, "SELECT count(*) FROM events WHERE event = 'older'") == 15

@@ -28,3 +28,53 @@ def test_without_proc_stat_the_gate_stays_open(monkeypatch: pytest.MonkeyPatch) 
 def test_reads_this_machine() -> None:
     cpu = indexer.SpareCpu(window=0.0)
     assert 0.0 <= cpu.spare() <= 1.0
+
+
+class FakeStore:
+    """What the indexer's loop asks of a store: the backlog, and indexing."""
+
+    def __init__(self, backlog: int) -> None:
+        self.pending = backlog
+        self.calls: list[tuple[int, bool]] = []
+
+    def backlog(self) -> int:
+        return self.pending
+
+    def index_some(self, chunk: int, *, wait: bool = True) -> int:
+        self.calls.append((chunk, wait))
+        done = min(chunk, self.pending)
+        self.pending -= done
+        return done
+
+
+class BusyCpu(indexer.SpareCpu):
+    def __init__(self) -> None:
+        pass
+
+    def spare(self) -> float:
+        return 0.0
+
+
+def test_a_busy_cpu_holds_the_indexer_back_below_half_the_bound() -> None:
+    store = FakeStore(backlog=400)
+    pressure = indexer.Pressure(store, threshold=500)  # type: ignore[arg-type]
+    pause = indexer.step(store, BusyCpu(), pressure, 0.2, 0.05)  # type: ignore[arg-type]
+    assert pause == indexer.BUSY_S
+    assert store.calls == []
+
+
+def test_past_half_the_bound_it_indexes_in_large_chunks_whatever_the_cpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(indexer.time, "monotonic", lambda: clock[0])
+    store = FakeStore(backlog=12_000)
+    pressure = indexer.Pressure(store, threshold=6_000)  # type: ignore[arg-type]
+    cpu = BusyCpu()
+    for _ in range(2):
+        assert indexer.step(store, cpu, pressure, 0.2, 0.05) == indexer.YIELD_S  # type: ignore[arg-type]
+    # Two large chunks took the backlog from 12,000 to 2,000, below the threshold: the
+    # next count turns the pressure off, and the busy CPU holds the indexer back again.
+    assert store.calls == [(indexer.PRESSED_CHUNK, True), (indexer.PRESSED_CHUNK, True)]
+    assert indexer.step(store, cpu, pressure, 0.2, 0.05) == indexer.BUSY_S  # type: ignore[arg-type]
+    assert store.pending == 2_000 and len(store.calls) == 2

@@ -35,6 +35,8 @@ class GatedStore:
     """A store whose write lock is held elsewhere (another worker process, as far as the
     writer can tell) until the test opens the gate."""
 
+    commit_in_thread = False
+
     def __init__(self) -> None:
         self.gate = threading.Event()
         self.entered = threading.Event()
@@ -113,6 +115,8 @@ def test_stop_drains_everything_queued() -> None:
 
 def test_a_failed_commit_is_503_not_500() -> None:
     class Broken:
+        commit_in_thread = False
+
         def try_write(self, take: Callable[[], Sequence[Event]]) -> list[Outcome] | None:
             take()
             raise OSError("disk full")
@@ -123,5 +127,73 @@ def test_a_failed_commit_is_503_not_500() -> None:
         with pytest.raises(Unavailable):
             await writer.submit([event(0)])
         await writer.stop()
+
+    asyncio.run(scenario())
+
+
+class SlowServer:
+    """A store whose commit waits on a server (as PostgreSQL's does) until the test opens
+    the gate; it commits on the writer's thread."""
+
+    commit_in_thread = True
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.groups: list[list[str]] = []
+        self.threads: set[str] = set()
+
+    def try_write(self, take: Callable[[], Sequence[Event]]) -> list[Outcome] | None:
+        self.threads.add(threading.current_thread().name)
+        self.entered.set()
+        self.gate.wait()
+        events = take()
+        if self.fail:
+            raise OSError("server gone")
+        self.groups.append([e.id for e in events])
+        return [Outcome("accepted", e.id) for e in events]
+
+
+def test_a_commit_on_the_writer_thread_leaves_the_loop_serving() -> None:
+    async def scenario() -> None:
+        store = SlowServer()
+        writer = Writer(store, queue_size=100)  # type: ignore[arg-type]
+        await writer.start()
+        first = asyncio.create_task(writer.submit([event(0)]))
+        while not store.entered.is_set():  # the first commit is waiting on the server
+            await asyncio.sleep(0.001)
+        # The loop is free meanwhile: five more requests queue up behind the commit.
+        rest = [asyncio.create_task(writer.submit([event(i)])) for i in range(1, 6)]
+        while writer.pending < 5:
+            await asyncio.sleep(0.001)
+        assert not first.done() and not any(t.done() for t in rest)
+        store.gate.set()
+        results = await asyncio.gather(first, *rest)
+        assert [r[0].event_id for r in results] == [f"evt_{i}" for i in range(6)]
+        # One group in flight at a time: what queued meanwhile is the next commit.
+        assert store.groups == [["evt_0"], [f"evt_{i}" for i in range(1, 6)]]
+        assert all(name.startswith("group-commit") for name in store.threads)
+        await writer.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_commit_on_the_writer_thread_is_503_and_stop_drains() -> None:
+    async def scenario() -> None:
+        store = SlowServer(fail=True)
+        store.gate.set()
+        writer = Writer(store, queue_size=100)  # type: ignore[arg-type]
+        await writer.start()
+        tasks = [asyncio.create_task(writer.submit([event(i)])) for i in range(20)]
+        await asyncio.sleep(0)  # every request queued before the drain starts
+        await writer.stop()
+        assert all(t.done() for t in tasks)
+        for task in tasks:
+            with pytest.raises(Unavailable) as info:
+                task.result()
+            assert info.value.status == 503
+        with pytest.raises(Unavailable):
+            await writer.submit([event(99)])
 
     asyncio.run(scenario())

@@ -7,11 +7,14 @@ requests, and no request is answered before its events are on disk. While a comm
 new requests pile up for the next one. The queue is bounded: past `queue_size` waiting
 events a request is refused with 503 + Retry-After rather than held in memory.
 
-The transaction runs on the event loop itself, as a plain callback: a writer task woken
-by an event costs more a request, and a writer thread or a writer process costs more in
-hand-offs than it gains in overlap (docs/benchmarks.md has the measurements). While
-another worker process has the write turn, the loop keeps serving requests and tries
-again shortly."""
+Where the transaction runs depends on the store (`Store.commit_in_thread`). SQLite's is
+mostly computation in this process: it runs on the event loop itself, as a plain
+callback, because a writer task woken by an event costs more a request, and a writer
+thread costs more in hand-offs than it gains in overlap (docs/benchmarks.md has the
+measurements); while another worker process has the write turn, the loop keeps serving
+requests and tries again shortly. PostgreSQL's is mostly waiting on the server (round
+trips, its flush to disk): it runs on one writer thread, one group at a time, while the
+loop keeps reading requests into the next group."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from collector.errors import StorageFailed, Unavailable
 from collector.models import Event, Outcome
@@ -45,6 +49,11 @@ class Writer:
         self._scheduled = False
         self._closing = False
         self._drained: asyncio.Future[None] | None = None
+        self._thread = (
+            ThreadPoolExecutor(1, thread_name_prefix="group-commit")
+            if store.commit_in_thread
+            else None
+        )
 
     @property
     def pending(self) -> int:
@@ -72,14 +81,18 @@ class Writer:
     async def stop(self) -> None:
         """Refuse new work, write everything already queued, then stop."""
         self._closing = True
-        if self._loop is None or not self._scheduled:
-            return
-        self._drained = self._loop.create_future()
-        await self._drained
+        if self._loop is not None and self._scheduled:
+            self._drained = self._loop.create_future()
+            await self._drained
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
 
     def _flush(self) -> None:
         """Commit one group (a loop callback); schedule the next while work remains."""
         assert self._loop is not None
+        if self._thread is not None:
+            self._flush_in_thread()
+            return
         self._group = []
         try:
             outcomes = self.store.try_write(self._take)
@@ -99,12 +112,47 @@ class Writer:
                     future.set_result(outcomes[start : start + len(events)])
                 start += len(events)
         self._group = []
+        self._next()
+
+    def _next(self) -> None:
+        """After a commit: the next group if requests are waiting, else idle."""
+        assert self._loop is not None
         if self._pending:
             self._loop.call_soon(self._flush)
             return
         self._scheduled = False
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
+
+    def _flush_in_thread(self) -> None:
+        """Hand the next group to the writer thread; `_committed` answers it, on the
+        loop, once the commit returns."""
+        assert self._thread is not None and self._loop is not None
+        group = self._take_group()
+        events = [ev for batch, _ in group for ev in batch]
+        done = self._thread.submit(self._write, events)
+        loop = self._loop
+        done.add_done_callback(lambda f: loop.call_soon_threadsafe(self._committed, group, f))
+
+    def _write(self, events: Sequence[Event]) -> list[Outcome]:
+        while True:  # a store that commits in a thread does not take turns; just in case
+            outcomes = self.store.try_write(lambda: events)
+            if outcomes is not None:
+                return outcomes
+
+    def _committed(self, group: list[Pending], done: Future[list[Outcome]]) -> None:
+        exc = done.exception()
+        if exc is not None:  # the store failed: nothing of this group is stored
+            log.error("group commit of %d requests failed", len(group), exc_info=exc)
+        start = 0
+        for events, future in group:
+            if not future.done():
+                if exc is not None:
+                    future.set_exception(StorageFailed(1))
+                else:
+                    future.set_result(done.result()[start : start + len(events)])
+            start += len(events)
+        self._next()
 
     def _take(self) -> list[Event]:
         """The next group, taken once the write lock is held: whatever arrived while

@@ -26,6 +26,12 @@ from collector.store.tables import Table
 
 
 class Store(Protocol):
+    # Whether the group commit runs on a thread of its own. A commit that mostly waits
+    # (PostgreSQL: round trips and the server's flush) lets the event loop keep serving
+    # meanwhile; one that mostly computes in-process (SQLite) costs less on the loop
+    # than the hand-off to a thread.
+    commit_in_thread: bool
+
     def migrate(self) -> int:
         """Apply pending schema migrations; return the schema version."""
 

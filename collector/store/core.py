@@ -17,6 +17,7 @@ has accepted but not indexed is indexed before a read runs."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, TypeAlias
 
@@ -24,6 +25,7 @@ import orjson
 
 from collector import ids
 from collector.models import DEFAULT_APP_SETTINGS, App, Event, Outcome
+from collector.store.codec import Accepted
 from collector.timeutil import iso
 
 # (app_id, kind, message_id, event_id): an event's claim on its message id. Events and
@@ -163,9 +165,9 @@ def accept(tx: Primitives, events: Sequence[Event]) -> list[Outcome]:
 
     # Idempotency: claim every message id at once. The usual group has no repeat, and
     # the count of new claims proves it; otherwise the owners say which events repeat.
-    claims = [(e.app_id, KIND[e.kind], e.message_id, e.id) for e in events if e.message_id]
-    if claims and tx.claim_message_ids(claims) != len(claims):
-        owners = tx.message_id_owners(claims)
+    group_claims = claims(events)
+    if group_claims and tx.claim_message_ids(group_claims) != len(group_claims):
+        owners = tx.message_id_owners(group_claims)
         for i, ev in enumerate(events):
             if ev.message_id:
                 owner = owners[(ev.app_id, KIND[ev.kind], ev.message_id)]
@@ -173,14 +175,30 @@ def accept(tx: Primitives, events: Sequence[Event]) -> list[Outcome]:
                     outcomes[i] = Outcome("duplicate", owner)
                     repeats = True
 
-    if repeats or any(e.rules or e.traits or e.kind == "identify" for e in events):
+    if repeats or not is_plain(events):
         accepted = _judge(tx, events, outcomes)
     else:  # the usual group: nothing to judge, every event is new and accepted
         accepted = list(events)
-        outcomes[:] = [Outcome("accepted", e.id) for e in events]
+        outcomes[:] = all_accepted(events)
     if accepted:
         tx.append(accepted)
     return [o for o in outcomes if o is not None]
+
+
+def is_plain(events: Sequence[Event]) -> bool:
+    """A group with nothing to judge but its message ids: no rule, no traits, no
+    identify call. If none of its ids is taken, every event is accepted as it is, and a
+    backend may then accept it in one statement (`claims` and `all_accepted`)."""
+    return not any(e.rules or e.traits or e.kind == "identify" for e in events)
+
+
+def claims(events: Sequence[Event]) -> list[Claim]:
+    """The group's claims on its message ids."""
+    return [(e.app_id, KIND[e.kind], e.message_id, e.id) for e in events if e.message_id]
+
+
+def all_accepted(events: Sequence[Event]) -> list[Outcome]:
+    return [Outcome("accepted", e.id) for e in events]
 
 
 def _judge(tx: Primitives, events: Sequence[Event], outcomes: list[Outcome | None]) -> list[Event]:
@@ -256,7 +274,9 @@ def _apply_rules(tx: Primitives, ev: Event, links: dict[tuple[str, str], str]) -
     return None
 
 
-def links_of(tx: Primitives, events: Iterable[Event]) -> dict[tuple[str, str], str]:
+def links_of(
+    tx: Primitives, events: Iterable[Event] | Iterable[Accepted]
+) -> dict[tuple[str, str], str]:
     """(app, anonymous_id) → the user it is linked to, for the events' anonymous ids."""
     by_app: dict[str, set[str]] = {}
     for ev in events:
@@ -272,65 +292,91 @@ def links_of(tx: Primitives, events: Iterable[Event]) -> dict[tuple[str, str], s
 # Indexing -------------------------------------------------------------------------------
 
 
-def index(tx: Primitives, events: Sequence[Event]) -> None:
+@dataclass(slots=True)
+class IndexPlan:
+    """What indexing a run of accepted events writes, worked out before writing."""
+
+    events: list[EventRow]
+    identifies: list[IdentifyRow]
+    stats: list[StatRow]
+    links: list[Link]
+
+
+def index(tx: Primitives, events: Sequence[Accepted]) -> None:
     """Accepted events, in the order they were accepted, into the stored events and
     identify calls, with identity links, each event's person and the summaries."""
+    write_index(tx, plan_index(tx, events))
+
+
+def plan_index(tx: Primitives, events: Sequence[Accepted]) -> IndexPlan:
+    """The rows, summaries and new links for `events`. It only reads (the links made so
+    far), so a backend may plan before it takes its write lock, and write the plan under
+    the lock if no other indexing committed in between (each one changes the links)."""
     links = links_of(tx, events)
     event_rows: list[EventRow] = []
     identify_rows: list[IdentifyRow] = []
     new_links: list[Link] = []
     for ev in events:
-        if ev.user_id is not None and ev.anonymous_id is not None:
-            link_key = (ev.app_id, ev.anonymous_id)
+        app_id, user_id, anonymous_id = ev.app_id, ev.user_id, ev.anonymous_id
+        if user_id is not None and anonymous_id is not None:
+            link_key = (app_id, anonymous_id)
             if link_key not in links:
                 # The first user an anonymous id is linked to keeps it (as PostHog does):
                 # a shared device that never called reset() does not merge two people.
-                links[link_key] = ev.user_id
-                new_links.append((ev.app_id, ev.anonymous_id, ev.user_id, ev.received_at))
+                links[link_key] = user_id
+                new_links.append((app_id, anonymous_id, user_id, ev.received_at))
 
         if ev.kind == "identify":
-            assert ev.user_id is not None  # validation: an identify names its user
+            assert user_id is not None  # validation: an identify names its user
             identify_rows.append(
                 (
                     ev.id,
-                    ev.app_id,
+                    app_id,
                     ev.message_id,
-                    ev.user_id,
-                    ev.anonymous_id,
-                    json_text(ev.traits or {}),
+                    user_id,
+                    anonymous_id,
+                    ev.traits or "{}",
                     ev.ts,
                     ev.received_at,
-                    json_text(ev.context),
+                    ev.context,
                 )
             )
         else:
+            person = (
+                user_id or links.get((app_id, anonymous_id or "")) or ANON + (anonymous_id or "")
+            )
             event_rows.append(
                 (
                     ev.id,
-                    ev.app_id,
+                    app_id,
                     ev.message_id,
                     ev.name,
-                    ev.user_id,
-                    ev.anonymous_id,
-                    person_of(ev, links),
+                    user_id,
+                    anonymous_id,
+                    person,
                     ev.ts,
                     ev.timestamp,
                     ev.sent_at,
                     ev.received_at,
-                    json_text(ev.properties),
-                    json_text(ev.context),
+                    ev.properties,
+                    ev.context,
                     1 if ev.is_bot else 0,
                 )
             )
 
-    if event_rows:
-        tx.insert_events(event_rows)
-    if identify_rows:
-        tx.insert_identifies(identify_rows)
-    if event_rows:
-        tx.add_person_stats(person_stats(event_rows))
-    if new_links:
-        tx.link(new_links)
+    stats = person_stats(event_rows) if event_rows else []
+    return IndexPlan(event_rows, identify_rows, stats, new_links)
+
+
+def write_index(tx: Primitives, plan: IndexPlan) -> None:
+    if plan.events:
+        tx.insert_events(plan.events)
+    if plan.identifies:
+        tx.insert_identifies(plan.identifies)
+    if plan.stats:
+        tx.add_person_stats(plan.stats)
+    if plan.links:
+        tx.link(plan.links)
 
 
 def person_stats(rows: Sequence[EventRow]) -> list[StatRow]:

@@ -181,7 +181,10 @@ class Database:
                     max_size=self.main_pool_size if role == "main" else 1,
                     open=False,
                     configure=_configure,
-                    reset=_reset,
+                    # Only reads change what _reset undoes. With a reset, the pool hands
+                    # every returned connection to a worker thread, and the next commit
+                    # waits for that thread to give it back.
+                    reset=_reset if role == "main" else None,
                     name=f"telltale-{role}",
                     # Its one connection needs one thread to replace it, not three.
                     num_workers=3 if role == "main" else 1,

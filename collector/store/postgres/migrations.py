@@ -128,8 +128,39 @@ def _initial(conn: psycopg.Connection[Any]) -> None:
     conn.execute("INSERT INTO meta VALUES ('secret', %s)", (secrets.token_hex(32),))
 
 
+# The usual group commit in one statement, so in one round trip with its commit
+# (primitives.accept_plain): the claims, then the inbox row only if every claim was
+# new; otherwise it raises ACCEPT_REPEATS, which rolls the claims back, and the caller
+# judges the group in a transaction of its own. The arrays come sorted by key, as
+# every writer's claims do, so two groups never deadlock on them.
+ACCEPT_REPEATS = "TT001"
+_ACCEPT_PLAIN = f"""
+CREATE FUNCTION accept_plain(
+    app_ids text[], kinds smallint[], message_ids text[], event_ids text[],
+    events integer, data bytea
+) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    claimed bigint;
+BEGIN
+    INSERT INTO message_ids (app_id, kind, message_id, event_id)
+        SELECT * FROM unnest(app_ids, kinds, message_ids, event_ids)
+        ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS claimed = ROW_COUNT;
+    IF claimed <> cardinality(message_ids) THEN
+        RAISE EXCEPTION 'a message id of the group is taken' USING ERRCODE = '{ACCEPT_REPEATS}';
+    END IF;
+    INSERT INTO inbox (n, data) VALUES (events, data);
+END $$;
+"""
+
+
+def _accept_plain(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(_ACCEPT_PLAIN)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection[Any]], None]]] = [
     (1, "initial schema", _initial),
+    (2, "accept_plain: the usual group commit in one statement", _accept_plain),
 ]
 
 

@@ -20,7 +20,7 @@ import psycopg
 
 from collector.models import Event
 from collector.store import codec, core
-from collector.store.postgres import partitions
+from collector.store.postgres import migrations, partitions
 
 # Fixed and arbitrary: every collector must use the same key.
 INDEX_LOCK = 0x7E11_7A1E_0002
@@ -96,7 +96,7 @@ def index_pending(
     core.index(Primitives(conn), events)
     # By id, not "id <= last": a row of a transaction that commits after this read has a
     # smaller id than rows read here, and must stay for the next round.
-    conn.execute("DELETE FROM inbox WHERE id = ANY(%s)", ([r[0] for r in rows],))
+    conn.execute("DELETE FROM inbox WHERE id = ANY(%b::bigint[])", ([r[0] for r in rows],))
     if any(ev.kind == "track" for ev in events):
         conn.execute(f"NOTIFY {CHANNEL}")  # delivered at commit
     return len(events)
@@ -166,6 +166,35 @@ class BacklogGauge:
             self._added = 0
 
 
+def accept_plain(conn: psycopg.Connection[Any], events: Sequence[Event]) -> bool:
+    """Accept a plain group (core.is_plain) in one statement, which commits as it ends
+    (the connection is in autocommit): whether it did. False, with nothing stored, if
+    one of its message ids is taken: the caller then judges it with core.accept."""
+    claims = sorted(core.claims(events), key=lambda c: c[:3])
+    try:
+        conn.execute(
+            "SELECT accept_plain(%b::text[], %b::smallint[], %b::text[], %b::text[], %s, %b)",
+            (*_columns(claims, 4), len(events), codec.encode(events)),
+        )
+    except psycopg.DatabaseError as exc:
+        if exc.sqlstate != migrations.ACCEPT_REPEATS:
+            raise
+        return False
+    return True
+
+
+def bound_backlog(conn: psycopg.Connection[Any], gauge: BacklogGauge) -> None:
+    """A bounded backlog, in the caller's transaction, once the gauge says to count
+    (`should_count`): past the bound, each commit also indexes what it adds, so reads
+    never have more than max_backlog events to catch up on. Only if no other collector
+    is indexing right now: that one is taking the backlog down already."""
+    pending = backlog(conn)
+    gauge.counted(pending)
+    over = pending - gauge.max_backlog
+    if over > 0 and lock_indexing(conn, wait=False):
+        gauge.counted(pending - index_pending(conn, over))
+
+
 class Primitives:
     """core.Primitives on one connection, inside the transaction it has open."""
 
@@ -181,7 +210,7 @@ class Primitives:
         ordered = sorted(claims, key=lambda c: c[:3])
         cur = self.conn.execute(
             "INSERT INTO message_ids (app_id, kind, message_id, event_id) "
-            "SELECT * FROM unnest(%s::text[], %s::smallint[], %s::text[], %s::text[]) "
+            "SELECT * FROM unnest(%b::text[], %b::smallint[], %b::text[], %b::text[]) "
             "ON CONFLICT DO NOTHING",
             _columns(ordered, 4),
         )
@@ -191,7 +220,7 @@ class Primitives:
         keys = sorted({(a, k, m) for a, k, m, _ in claims})
         rows = self.conn.execute(
             "SELECT m.app_id, m.kind, m.message_id, m.event_id FROM message_ids m "
-            "JOIN unnest(%s::text[], %s::smallint[], %s::text[]) AS c(app_id, kind, message_id) "
+            "JOIN unnest(%b::text[], %b::smallint[], %b::text[]) AS c(app_id, kind, message_id) "
             "USING (app_id, kind, message_id)",
             _columns(keys, 3),
         ).fetchall()
@@ -237,7 +266,7 @@ class Primitives:
     def links(self, app_id: str, anonymous_ids: Sequence[str]) -> dict[str, str]:
         rows = self.conn.execute(
             "SELECT anonymous_id, user_id FROM identities "
-            "WHERE app_id = %s AND anonymous_id = ANY(%s)",
+            "WHERE app_id = %s AND anonymous_id = ANY(%b::text[])",
             (app_id, list(anonymous_ids)),
         ).fetchall()
         return {a: u for a, u in rows}
@@ -254,8 +283,8 @@ class Primitives:
         # gets the patch itself, nulls and all, which `excluded` no longer holds: hence
         # the patch looked up again from the statement's own input.
         self.conn.execute(
-            "WITH patch AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]::jsonb[], "
-            " %s::bigint[], %s::bigint[]) AS p(app_id, user_id, traits, first_seen, last_seen)) "
+            "WITH patch AS (SELECT * FROM unnest(%b::text[], %b::text[], %b::text[]::jsonb[], "
+            " %b::bigint[], %b::bigint[]) AS p(app_id, user_id, traits, first_seen, last_seen)) "
             "INSERT INTO users AS u (app_id, user_id, traits, first_seen, last_seen) "
             "SELECT app_id, user_id, jsonb_merge_patch('{}', traits), first_seen, last_seen "
             "FROM patch "
@@ -270,7 +299,7 @@ class Primitives:
     def count_discards(self, counts: Sequence[core.DiscardCount]) -> None:
         self.conn.execute(
             "INSERT INTO discards AS d (app_id, day, reason, n) "
-            "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[]) "
+            "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::bigint[]) "
             "ON CONFLICT (app_id, day, reason) DO UPDATE SET n = d.n + excluded.n",
             _columns(sorted(counts), 4),
         )
@@ -279,20 +308,10 @@ class Primitives:
 
     def append(self, events: Sequence[Event]) -> None:
         self.conn.execute(
-            "INSERT INTO inbox (n, data) VALUES (%s, %s)", (len(events), codec.encode(events))
+            "INSERT INTO inbox (n, data) VALUES (%s, %b)", (len(events), codec.encode(events))
         )
-        gauge = self.gauge
-        if gauge is None or not gauge.should_count(len(events)):
-            return
-        pending = backlog(self.conn)  # this group included
-        gauge.counted(pending)
-        # A bounded backlog: past it, each commit also indexes what it adds, so reads
-        # never have more than max_backlog events to catch up on. Only if no other
-        # collector is indexing right now: this runs on the event loop, and that one
-        # is taking the backlog down already.
-        over = pending - gauge.max_backlog
-        if over > 0 and lock_indexing(self.conn, wait=False):
-            gauge.counted(pending - index_pending(self.conn, over))
+        if self.gauge is not None and self.gauge.should_count(len(events)):
+            bound_backlog(self.conn, self.gauge)
 
     # Indexing -------------------------------------------------------------------------
 
@@ -318,8 +337,8 @@ class Primitives:
     def add_person_stats(self, rows: Sequence[core.StatRow]) -> None:
         self.conn.execute(
             f"INSERT INTO person_event_stats AS s ({core.STAT_COLUMNS}) "
-            "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::smallint[], "
-            " %s::bigint[], %s::bigint[], %s::bigint[]) " + _STATS_MERGE,
+            "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::smallint[], "
+            " %b::bigint[], %b::bigint[], %b::bigint[]) " + _STATS_MERGE,
             _columns(sorted(rows), 7),
         )
 
@@ -327,13 +346,13 @@ class Primitives:
         ordered = sorted(links)
         self.conn.execute(
             "INSERT INTO identities (app_id, anonymous_id, user_id, linked_at) "
-            "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[]) "
+            "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::bigint[]) "
             "ON CONFLICT DO NOTHING",
             _columns(ordered, 4),
         )
         # What the visitor did before logging in now belongs to the user.
         moves = _columns([(app, core.ANON + anon, user) for app, anon, user, _ in ordered], 3)
-        unnest = "unnest(%s::text[], %s::text[], %s::text[]) AS m(app_id, person, user_id)"
+        unnest = "unnest(%b::text[], %b::text[], %b::text[]) AS m(app_id, person, user_id)"
         self.conn.execute(
             f"UPDATE events e SET person = m.user_id FROM {unnest} "
             "WHERE e.app_id = m.app_id AND e.person = m.person",

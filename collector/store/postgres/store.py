@@ -47,7 +47,9 @@ from collector.store.postgres.primitives import (
     BacklogGauge,
     PartitionsMissing,
     Primitives,
+    accept_plain,
     backlog,
+    bound_backlog,
     forget_message_ids,
     index_pending,
     last_inbox_id,
@@ -67,7 +69,10 @@ def _close(listener: Listener, db: Database) -> None:
 
 class PostgresStore:
     """The store for a `postgresql://` URL. Safe to share between threads; the
-    group-commit writer calls try_write on the event loop, on a connection of its own."""
+    group-commit writer calls try_write from a thread of its own, on a connection of its
+    own, so the event loop keeps serving while a commit waits on the server."""
+
+    commit_in_thread = True
 
     def __init__(self, url: str, *, max_backlog: int = DEFAULT_MAX_BACKLOG) -> None:
         self.max_backlog = max_backlog
@@ -283,8 +288,17 @@ class PostgresStore:
             return take()
 
         try:
-            with self._db.transaction("ingest") as conn:
-                return core.accept(Primitives(conn, self._gauge), take_once())
+            with self._db.connection("ingest") as conn:
+                events = take_once()
+                # The usual group in one round trip; a group with something to judge,
+                # or one whose message ids turn out to be taken, in a transaction.
+                if core.is_plain(events) and accept_plain(conn, events):
+                    if self._gauge.should_count(len(events)):
+                        with conn.transaction():
+                            bound_backlog(conn, self._gauge)
+                    return core.all_accepted(events)
+                with conn.transaction():
+                    return core.accept(Primitives(conn, self._gauge), events)
         except Unavailable:
             if not taken:
                 take()

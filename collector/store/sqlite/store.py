@@ -14,6 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -45,6 +46,8 @@ _YIELD_S = 0.001  # pause between catch-up chunks, for the ingest writers
 class SQLiteStore:
     """The default store. Each thread gets its own connection; the group-commit writer
     is the only thread that writes events."""
+
+    commit_in_thread = False
 
     def __init__(self, path: str, *, max_backlog: int = DEFAULT_MAX_BACKLOG) -> None:
         self.path = path
@@ -355,6 +358,15 @@ class SQLiteStore:
         conn = self.conn()
         if _accepted_total(conn) is None:  # nothing pending: no need for the write lock
             return 0
+        # Read, decode and plan first, in a read snapshot, so that the writers' lock is
+        # held only for writing; kept if no other indexing commits meanwhile.
+        conn.execute("BEGIN")
+        try:
+            planned = _plan_pending(conn, chunk, until)
+        finally:
+            conn.execute("COMMIT")
+        if planned is None:
+            return 0
         with self._turn(wait) as locked:
             if not locked:
                 return 0
@@ -364,9 +376,11 @@ class SQLiteStore:
             conn.execute("PRAGMA synchronous=NORMAL")
             try:
                 with self._tx():
-                    if until is not None and _indexed_total(conn) >= until:
-                        return 0
-                    return _index_pending(conn, chunk)
+                    if _indexed_total(conn) != planned.indexed_before:
+                        planned = _plan_pending(conn, chunk, until)  # another got there first
+                        if planned is None:
+                            return 0
+                    return _write_planned(conn, planned)
             finally:
                 conn.execute("PRAGMA synchronous=FULL")
 
@@ -629,23 +643,49 @@ def _backlog(conn: sqlite3.Connection) -> int:
     return 0 if accepted is None else int(accepted) - int(indexed)
 
 
-def _index_pending(conn: sqlite3.Connection, at_least: int | None) -> int:
-    """Index the oldest inbox rows, whole rows until `at_least` events (None: all), in
-    the caller's transaction; return how many events were indexed."""
+@dataclass(slots=True)
+class _Planned:
+    indexed_before: int  # indexed_total when planned
+    plan: core.IndexPlan
+    count: int  # events
+    last_id: int  # the last inbox row it indexes
+    last_total: int
+
+
+def _plan_pending(
+    conn: sqlite3.Connection, at_least: int | None, until: int | None = None
+) -> _Planned | None:
+    """Plan indexing the oldest inbox rows, whole rows until `at_least` events (None:
+    all), none past event number `until`; None if there is nothing to index."""
     indexed = _indexed_total(conn)
-    events: list[Event] = []
+    if until is not None and indexed >= until:
+        return None
+    events: list[codec.Accepted] = []
     last_id = last_total = None
     for row_id, total, data in conn.execute("SELECT id, total, data FROM inbox ORDER BY id"):
         events.extend(codec.decode(data))
         last_id, last_total = row_id, total
         if at_least is not None and total - indexed >= at_least:
             break
-    if last_id is None:
-        return 0
-    core.index(_Primitives(conn), events)
-    conn.execute("DELETE FROM inbox WHERE id <= ?", (last_id,))
-    conn.execute("UPDATE meta SET value = ? WHERE key = 'indexed_total'", (last_total,))
-    return len(events)
+    if last_id is None or last_total is None:
+        return None
+    plan = core.plan_index(_Primitives(conn), events)
+    return _Planned(indexed, plan, len(events), last_id, last_total)
+
+
+def _write_planned(conn: sqlite3.Connection, planned: _Planned) -> int:
+    """Write a plan in the caller's write transaction; how many events it indexed."""
+    core.write_index(_Primitives(conn), planned.plan)
+    conn.execute("DELETE FROM inbox WHERE id <= ?", (planned.last_id,))
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'indexed_total'", (planned.last_total,))
+    return planned.count
+
+
+def _index_pending(conn: sqlite3.Connection, at_least: int | None) -> int:
+    """Index the oldest inbox rows, whole rows until `at_least` events (None: all), in
+    the caller's write transaction; return how many events were indexed."""
+    planned = _plan_pending(conn, at_least)
+    return 0 if planned is None else _write_planned(conn, planned)
 
 
 def restat_persons(conn: sqlite3.Connection, app_id: str, persons: Iterable[str]) -> None:
