@@ -252,6 +252,23 @@ def positive(cond: Condition) -> bool:
     return isinstance(cond, EventCondition) and not negated(cond)
 
 
+def residual(cond: Condition) -> Condition | None:
+    """What is left to test of a `positive` tree once a person is among its candidates
+    (`_Compiler.candidates`): None when being a candidate is the whole test, so the
+    candidates' query is not run a second time as a filter."""
+    if isinstance(cond, EventCondition):
+        return None  # its candidates are exactly the persons it matches
+    assert isinstance(cond, Group)
+    if cond.match == "any":
+        return None if all(residual(c) is None for c in cond.conditions) else cond
+    first = next(c for c in cond.conditions if positive(c))
+    rest: list[Condition] = [c for c in cond.conditions if c is not first]
+    left = residual(first)
+    if left is not None:
+        rest.insert(0, left)
+    return Group("all", tuple(rest)) if rest else None
+
+
 def segment_sql(d: Dialect, app_id: str, query: SegmentQuery) -> tuple[str, list[Any]]:
     """Every matching person, in person order.
 
@@ -263,7 +280,8 @@ def segment_sql(d: Dialect, app_id: str, query: SegmentQuery) -> tuple[str, list
     if positive(query.rules):
         source = _Compiler(d, app_id, query.include_bots, query.as_of)
         candidates = source.candidates(query.rules)
-        condition = compiler.compile(query.rules)
+        rest = residual(query.rules)
+        condition = d.true if rest is None else compiler.compile(rest)
         sql = (
             f"SELECT person FROM ({candidates}) AS candidates WHERE {condition} "
             f"GROUP BY person ORDER BY person{d.collate}"
