@@ -127,12 +127,18 @@ class _StaticAsset:
 
 
 SDK_ASSET = _StaticAsset(STATIC_DIR / "telltale.js", "application/javascript", 3600)
+# Debug mode's console lines, which the script tag loads only when debug mode is on.
+SDK_DEBUG_ASSET = _StaticAsset(STATIC_DIR / "telltale-debug.js", "application/javascript", 3600)
 SDK_MODULE_ASSET = _StaticAsset(STATIC_DIR / "telltale.mjs", "application/javascript", 3600)
 DEMO_JS_ASSET = _StaticAsset(DEMO_DIR / "demo.js", "application/javascript", 60)
 
 
 async def sdk_js(request: Request) -> Response:
     return SDK_ASSET.response(request)
+
+
+async def sdk_debug(request: Request) -> Response:
+    return SDK_DEBUG_ASSET.response(request)
 
 
 async def sdk_module(request: Request) -> Response:
@@ -231,6 +237,7 @@ def create_app(
     routes += [Route(path, preflight, methods=["OPTIONS"]) for path in _INGEST_ROUTES]
     routes += [
         Route("/sdk.js", sdk_js, methods=["GET", "HEAD"]),
+        Route("/sdk-debug.js", sdk_debug, methods=["GET", "HEAD"]),
         Route("/telltale.mjs", sdk_module, methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/", demo_page, methods=["GET"]),

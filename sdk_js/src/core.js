@@ -30,8 +30,18 @@ var timerAt
 var attempt = 0 // consecutive failed sends, for the backoff
 var retryAt = 0
 var hooked // listeners installed
-var lastUrl
+var lastUrl // the URL of the last page view
 var referrer
+// A page view waits for the router to set the new page's title (see watch).
+var waiting // its timer
+var title // the title when the URL changed
+var checks // title checks made so far
+var changedAt // when the URL changed: the page view's time
+// The page on screen, for its engagement event (pageLeft).
+var current // its page_viewed properties, until the engagement is queued
+var shownAt // when it last became visible; 0 while hidden
+var visibleMs // how long it has been visible, before shownAt
+var deepest // the deepest scroll reached, in % of the page's height
 
 // ---- storage: every access in try/catch, with an in-memory copy as the fallback -------
 
@@ -57,23 +67,21 @@ var set = (key, value) => {
 
 // ---- debug output -------------------------------------------------------------------
 
+// What debug mode prints lives in debug.js, which the script tag loads only when debug
+// mode is on: here each report is a one-letter code and its data.
+var reporter
+
+/** Sets the function that turns debug reports into console lines (see debug.js). */
+export var debugWith = (fn) => {
+  reporter = fn
+}
+
 // ?telltale_debug=1 is remembered: an SPA navigation may drop it from the URL.
 var debugging = () =>
   options.debug || (options.debug = /[?&]telltale_debug=1/.test(location.search)) || get('debug') == '1'
 
-var log = (...args) => debugging() && console.log('[telltale]', ...args)
-
-export var warn = (...args) => debugging() && console.warn('[telltale]', ...args)
-
-// Names from the event-naming guide: say what the user did, in snake_case.
-var SNAKE = /^[a-z][a-z0-9]*(_[a-z0-9]+)*$/
-var GENERIC = /^(click(ed)?|tap|event|action|submit|track|test|view|page_?view|(user_)?action(_performed)?)$|(^|_)\d+(_|$)|^page_view_/
-var PII = /mail|passw|pwd|phone|ssn|card|cvv|cvc|iban|birth|address/i
-
-var checkName = (name) => {
-  var snake = SNAKE.test(name)
-  if (!snake || GENERIC.test(name))
-    warn('event name "' + name + '" is ' + (snake ? 'too generic' : 'not snake_case') + ', e.g. user_signed_up')
+export var report = (...args) => {
+  if (reporter && debugging()) reporter(...args)
 }
 
 // ---- ids and event items ------------------------------------------------------------
@@ -110,8 +118,10 @@ var page = () => ({
   referrer: referrer == null ? document.referrer : referrer,
 })
 
-var item = (fields) => {
-  var context = Object.assign(page(), {
+// An event item. `at` is when it happened (default now), `where` the page it happened on
+// (default the current one).
+var item = (fields, at, where) => {
+  var context = Object.assign({}, where || page(), {
     locale: navigator.language,
     timezone: timezone(),
     screen: screen.width + 'x' + screen.height,
@@ -122,7 +132,7 @@ var item = (fields) => {
   var user = get('user')
   if (user) fields.user = user
   fields.message_id = uuid()
-  fields.timestamp = new Date().toISOString()
+  fields.timestamp = new Date(at || Date.now()).toISOString()
   fields.anonymous_id = getAnonymousId()
   fields.context = context
   return fields
@@ -140,11 +150,11 @@ var bytes = (s) => {
 }
 
 var enqueue = (event) => {
-  if (blocked()) return log('not tracking (opted out or Do Not Track)')
-  if (bytes(JSON.stringify(event)) > MAX_EVENT_BYTES) return warn('dropped, over 32 KB:', event.event)
+  if (blocked()) return report('o')
+  if (bytes(JSON.stringify(event)) > MAX_EVENT_BYTES) return report('z', event)
   queue.push(event)
   save()
-  log('queued', event.event || event.type, event)
+  report('q', event)
   schedule()
 }
 
@@ -170,7 +180,7 @@ var save = () => {
     .concat(queue)
   var over = queue.length - MAX_QUEUE
   if (over > 0) {
-    warn('queue full: dropped ' + over + ' oldest events')
+    report('f', over)
     queue.splice(0, over).forEach(forget)
   }
   set('queue', JSON.stringify(queue))
@@ -252,7 +262,7 @@ var send = () => {
   var batch = pending()
   if (!url || !batch.length || blocked()) return Promise.resolve(false)
   batch = take(batch, options.batchSize)
-  log('sending ' + batch.length + ' event(s) to ' + url)
+  report('s', batch, url)
   sending = post(body(batch))
     .then((response) => {
       var status = response.status
@@ -262,17 +272,7 @@ var send = () => {
         .json()
         .catch(() => {})
         .then((answer) => {
-          answer = answer || {}
-          if (status < 300) {
-            log('answer ' + status + ': accepted ' + (answer.accepted || []).length, answer)
-            ;(answer.errors || []).forEach((e) => {
-              warn('event rejected:', batch[e.index] && batch[e.index].event, e.errors)
-            })
-          } else if (status == 403) {
-            warn('origin rejected (403): allow ' + location.origin + ' in the app')
-          } else {
-            warn('answer ' + status + ': dropped ' + batch.length + ' event(s)', answer)
-          }
+          report('a', status, answer || {}, batch)
           remove(batch)
           return true
         })
@@ -285,10 +285,7 @@ var send = () => {
       retryAt = Date.now() + wait * (1 + Math.random() / 2)
       // A refused origin gets no CORS headers, so the browser reports it like a network
       // error: say so.
-      warn(
-        'send failed (' + (failure.status || failure + ': offline, or origin not allowed?') + '), retry in ' +
-          Math.round(wait / 1000) + ' s',
-      )
+      report('e', failure, wait)
       return false
     })
     .then((ok) => {
@@ -320,7 +317,7 @@ var beacon = () => {
     batch.forEach((e) => {
       beaconed[e.message_id] = 1
     })
-    log('beacon ' + batch.length + ' event(s)')
+    report('b', batch)
     if (!(navigator.sendBeacon && navigator.sendBeacon(url, data))) post(data, true).catch(() => {})
   }
 }
@@ -332,18 +329,103 @@ var visible = () => {
 
 // ---- automatic events ---------------------------------------------------------------
 
-var pageView = (force) => {
+var track = (name, properties, at, where) =>
+  enqueue(item({ event: name, properties: properties || {} }, at, where))
+
+// A page view: once per real URL change (a replaceState to the same URL, a hash change's
+// popstate + hashchange pair count once), timed when the URL changed. A return from the
+// back/forward cache passes its time as `restored`: it counts although the URL is the same.
+var pageView = (restored) => {
+  clearTimeout(waiting)
+  waiting = checks = 0
   var href = location.href
-  if (href == lastUrl && !force) return // replaceState to the same URL, hash+popstate pairs
+  if (href == lastUrl && !restored) return
   if (lastUrl && href != lastUrl) referrer = lastUrl // an SPA navigation: the previous URL
   lastUrl = href
-  trackEvent('page_viewed', page())
+  var at = restored || changedAt
+  pageLeft(at)
+  current = page()
+  visibleMs = deepest = 0
+  shownAt = document.hidden ? 0 : at
+  scrolled()
+  track('page_viewed', current, at, current)
 }
 
-// After a history call the app updates the title in its own code that follows; read it
-// on the next task. Several calls in one task make one page view for the final URL.
-var navigated = () => {
-  if (options.autoEvents) setTimeout(pageView, 0)
+// Routers set the new page's title after the history call: in their own code that
+// follows, on the next animation frame, or once the route's data has loaded. The page
+// view waits for the title to change (checked on the next task, then every 50 ms) for
+// at most half a second, then takes the title as it is (some pages share a title).
+// Several history calls in one task make one page view, for the final URL.
+var check = () => {
+  if (document.title != title || checks++ > 9) pageView()
+  else waiting = setTimeout(check, 50)
+}
+
+// `before` is the title to wait a change from; without one the page view is taken on the
+// next task (the page's first, whose title is in its HTML).
+var watch = (before) => {
+  if (!options.autoEvents) return
+  clearTimeout(waiting)
+  title = before
+  checks = 0
+  changedAt = Date.now()
+  waiting = setTimeout(check)
+}
+
+var navigated = () => watch(document.title)
+
+// ---- engagement: how long the page was visible, how far down it was read ----------------
+
+var scrolled = () => {
+  var depth = Math.min(100, Math.round((100 * (scrollY + innerHeight)) / document.documentElement.scrollHeight))
+  if (depth > deepest) deepest = depth
+}
+
+var shown = (at) => {
+  if (shownAt) visibleMs += at - shownAt
+  shownAt = document.hidden ? 0 : at
+}
+
+// The page is left (another page view, hidden, or unloaded): its engagement, once per
+// page view, as an event of its own on the page it measures. A page that was never
+// visible has none. Visit duration and scroll figures read it; it never makes a visit
+// with one page view a non-bounce.
+var pageLeft = (at) => {
+  if (!current) return
+  shown(at)
+  if (visibleMs) track('page_left', { engaged_ms: visibleMs, scroll_depth: deepest }, at, current)
+  current = 0
+}
+
+// The page is going away or hidden: a page view still waiting for its title is taken
+// now, the engagement is queued, and everything queued leaves with a beacon.
+var hidden = () => {
+  var now = Date.now()
+  if (waiting) pageView()
+  pageLeft(now)
+  beacon()
+}
+
+// ---- outbound links and file downloads --------------------------------------------------
+
+var DOWNLOADS =
+  'pdf,xlsx,xls,docx,doc,pptx,ppt,pps,odt,ods,odp,txt,rtf,csv,key,epub,exe,msi,dmg,pkg,deb,rpm,apk,iso,zip,7z,rar,gz,tgz,bz2,xz,mp3,wav,wma,mp4,mov,avi,wmv,mpeg,midi'
+
+// A click (primary button, with or without a modifier key) or a middle click (auxclick)
+// on a link. The event is only queued: the browser follows the link as it would without
+// the SDK, and a page that unloads sends the queue with a beacon.
+var linkClicked = (event) => {
+  var link = event.target.closest && event.target.closest('a[href]')
+  if (!options.autoEvents || !link || event.button != (event.type == 'auxclick' ? 1 : 0) || link.closest(IGNORE))
+    return
+  var to = new URL(link.href, location.href)
+  var extension = (to.pathname.toLowerCase().match(/\.(\w+)$/) || [])[1]
+  var downloads = options.downloadExtensions
+  // A list or a comma-separated string; false or "" tracks no extension.
+  downloads = (',' + (downloads == null ? DOWNLOADS : downloads || '') + ',').replace(/\s/g, '').toLowerCase()
+  if (link.hasAttribute('download') || (extension && downloads.includes(',' + extension + ',')))
+    track('file_downloaded', { url: to.href, extension: extension || null })
+  else if (/^https?:$/.test(to.protocol) && to.host != location.host) track('outbound_link_clicked', { url: to.href })
 }
 
 var SENSITIVE_TYPE = /^(password|hidden|submit|button|reset|image|file)$/
@@ -383,6 +465,8 @@ var hook = () => {
   ;['pushState', 'replaceState'].forEach((name) => {
     var original = history[name]
     history[name] = function () {
+      // A page view still waiting for its title is for the URL that is about to change.
+      if (checks) pageView()
       var result = original.apply(this, arguments)
       navigated()
       return result
@@ -394,16 +478,22 @@ var hook = () => {
     // Restored from the back/forward cache: no load happened, but it is a page view.
     if (e.persisted) {
       visible()
-      if (options.autoEvents) pageView(1)
+      if (options.autoEvents) pageView(Date.now())
     }
   })
+  addEventListener('scroll', () => current && scrolled(), { passive: true })
   // Capture phase on document: runs before the page's own handlers, so a submit that
   // the page prevents still counts; the SDK never prevents, delays or re-submits it.
   document.addEventListener('submit', formSubmitted, true)
-  addEventListener('pagehide', beacon)
+  document.addEventListener('click', linkClicked, true)
+  document.addEventListener('auxclick', linkClicked, true)
+  addEventListener('pagehide', hidden)
   document.addEventListener('visibilitychange', () => {
-    if (document.visibilityState == 'hidden') beacon()
-    else visible()
+    if (document.hidden) hidden()
+    else {
+      shown(Date.now())
+      visible()
+    }
   })
   addEventListener('online', () => {
     retryAt = 0
@@ -422,24 +512,22 @@ export var configure = (config) => {
 export var init = (config) => {
   if (SSR) return
   configure(config)
-  if (!options.appId) return warn('missing app id: use data-app-id or init({appId})')
+  if (!options.appId) return report('m')
   var endpoint = new URL(options.endpoint || location.origin, location.href).href.replace(/\/+$/, '')
   url = endpoint + '/v1/events'
-  log('init', options)
+  report('i', options)
   if (blocked()) clear()
   save() // adopt what earlier pages left undelivered
   hook()
-  if (options.autoEvents && lastUrl == null) navigated()
+  if (lastUrl == null && !waiting) watch()
   schedule()
 }
 
 /** Tracks an event named in snake_case, e.g. trackEvent('plan_upgraded', {plan: 'pro'}). */
 export var trackEvent = (name, properties) => {
   if (SSR) return
-  if (!name || typeof name != 'string') return warn('trackEvent needs an event name')
-  checkName(name)
-  for (var key in properties) if (PII.test(key)) warn('property "' + key + '" looks like personal data')
-  enqueue(item({ event: name, properties: properties || {} }))
+  if (!name || typeof name != 'string') return report('n')
+  track(name, properties)
 }
 
 /** Links this visitor's anonymous id to your user id (after login or signup), with optional traits. */

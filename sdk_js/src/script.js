@@ -24,8 +24,19 @@ for (var key in data) {
 // telltale('trackEvent', 'x', {...}) and telltale.trackEvent('x', {...}) both work.
 function api(method, ...args) {
   var fn = api[method]
-  return typeof fn == 'function' ? fn(...args) : core.warn('unknown method', method)
+  return typeof fn == 'function' ? fn(...args) : core.report('u', method)
 }
+
+// Debug mode's lines come from a second file next to this one (sdk.js → sdk-debug.js),
+// loaded on the first report: a visitor without debug mode never downloads it. Until it
+// has loaded, reports wait in telltale.d; it then puts its own function there.
+api.d = []
+core.debugWith((...args) => {
+  if (typeof api.d == 'function') return api.d(...args)
+  if (!api.d.length && script)
+    document.head.appendChild(document.createElement('script')).src = script.src.replace(/(\.js)?(\?|#|$)/, '-debug.js$2')
+  api.d.push(args)
+})
 Object.assign(api, {
   init: (config) => core.init(Object.assign({}, defaults, config)),
   trackEvent: core.trackEvent,
