@@ -23,15 +23,21 @@ var queued = (event) => {
   log('queued', name || event.type, event)
 }
 
-var answered = (status, answer, batch) => {
-  if (status < 300) {
-    log('answer ' + status + ': accepted ' + (answer.accepted || []).length, answer)
-    ;(answer.errors || []).forEach((e) => {
-      warn('event rejected:', batch[e.index] && batch[e.index].event, e.errors)
+var answered = (response, batch) =>
+  response
+    .json()
+    .catch(() => {})
+    .then((answer) => {
+      var status = response.status
+      answer = answer || {}
+      if (status < 300) {
+        log('answer ' + status + ': accepted ' + (answer.accepted || []).length, answer)
+        ;(answer.errors || []).forEach((e) => {
+          warn('event rejected:', batch[e.index] && batch[e.index].event, e.errors)
+        })
+      } else if (status == 403) warn('origin rejected (403): allow ' + location.origin + ' in the app')
+      else warn('answer ' + status + ': dropped ' + batch.length + ' event(s)', answer)
     })
-  } else if (status == 403) warn('origin rejected (403): allow ' + location.origin + ' in the app')
-  else warn('answer ' + status + ': dropped ' + batch.length + ' event(s)', answer)
-}
 
 // A refused origin gets no CORS headers, so the browser reports it like a network error:
 // say so.
