@@ -1,9 +1,11 @@
-// Builds the SDK with esbuild (then terser, which squeezes a few percent more) into ../static/ (served by the collector: telltale.js at
-// GET /sdk.js, telltale-debug.js at GET /sdk-debug.js) and ./dist/ (the npm package),
-// prints raw/gzip/brotli sizes and fails when a file is over its gzip budget.
+// Builds the SDK with esbuild (then terser, which squeezes a few percent more) into
+// ../static/ (served by the collector: telltale.js at GET /sdk.js, telltale-debug.js at
+// GET /sdk-debug.js, the npm package's tarball at GET /telltale.tgz) and ./dist/ (the npm
+// package), prints raw/gzip/brotli sizes and fails when a file is over its gzip budget.
 import { build } from 'esbuild'
 import { minify } from 'terser'
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { copyFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib'
 
 // Bytes gzipped. The script tag carries every feature of the SPEC but debug mode's lines,
@@ -57,6 +59,14 @@ for (const [name, options] of outputs) {
   console.log(line)
 }
 for (const dir of outdirs) copyFileSync(here + 'src/telltale.d.ts', dir + 'telltale.d.ts')
+// The npm package as a tarball, which the collector serves at GET /telltale.tgz (under a
+// name without the version, so that the URL stays the same). --ignore-scripts: this
+// build is the package's prepack script.
+const [packed] = JSON.parse(
+  execFileSync('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', outdirs[0]], { cwd: here }),
+)
+renameSync(outdirs[0] + packed.filename, outdirs[0] + 'telltale.tgz')
+console.log(`telltale.tgz      ${packed.files.length} files: ${packed.files.map((f) => f.path).join(', ')}`)
 if (over.length) {
   console.error(over.join('\n'))
   process.exit(1)

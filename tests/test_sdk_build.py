@@ -62,3 +62,12 @@ def test_sdk_served_with_etag_cache_and_gzip(client: TestClient) -> None:
     assert debug.status_code == 200
     assert debug.headers["content-type"].startswith("application/javascript")
     assert debug.content == (ROOT / "static" / "telltale-debug.js").read_bytes()
+
+
+def test_npm_package_served_as_packed(client: TestClient) -> None:
+    r = client.get("/telltale.tgz", headers={"Accept-Encoding": "gzip"})
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/gzip"
+    assert "content-encoding" not in r.headers  # a tarball is compressed already
+    assert r.content == (ROOT / "static" / "telltale.tgz").read_bytes()
+    assert r.content[:2] == b"\x1f\x8b"
