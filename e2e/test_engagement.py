@@ -29,13 +29,19 @@ def test_engagement_once_per_page_with_visible_time_and_deepest_scroll(
 
     # An SPA navigation leaves the first page.
     left, navigated = visitor.evaluate(
-        "[Date.now(), history.pushState({}, '', 'chapter-2'), document.title = 'Chapter 2', Date.now()]"
-        ".filter((x) => typeof x == 'number')"
+        """() => {
+            const before = Date.now()
+            history.pushState({}, '', 'chapter-2')
+            document.title = 'Chapter 2'
+            return [before, Date.now()]
+        }"""
     )
     scroll(visitor, 4000 - 720)  # the bottom: 100%
     visitor.wait_for_function(f"Date.now() - {navigated} >= 300")
     # Hidden (a tab switch): the second page is left.
-    hiding, hid = visitor.evaluate("[Date.now(), setHidden(true), Date.now()].filter(Number)")
+    hiding, hid = visitor.evaluate(
+        "() => { const before = Date.now(); setHidden(true); return [before, Date.now()] }"
+    )
     # Back and away again, then gone for good: nothing more for the same page view.
     visitor.evaluate("setHidden(false)")
     scroll(visitor, 0)

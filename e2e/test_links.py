@@ -43,7 +43,8 @@ def test_outbound_clicks_however_opened_never_delayed(
         visitor.click("#out")
 
     out = collector.url + "/healthz"
-    assert opened[:4] == [f"{out}?from=links", f"{out}?from=links", f"{out}?via=blank", f"{out}?via=span"]
+    from_links = f"{out}?from=links"
+    assert opened[:4] == [from_links, from_links, f"{out}?via=blank", f"{out}?via=span"]
     clicked = collector.wait_events(app, "outbound_link_clicked", 5)
     assert [e["properties"] for e in clicked] == [
         {"url": f"{out}?from=links"},
