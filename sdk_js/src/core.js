@@ -226,13 +226,14 @@ var deliver = async () => {
       // exponential backoff of at most a minute.
       var wait = (failure.headers && failure.headers.get('Retry-After') * 1000) || Math.min(6e4, 1000 * 2 ** attempt++)
       retryAt = now() + wait * (1 + Math.random() / 2)
-      return report('e', failure, wait)
+      report('e', failure, wait)
+      return false
     }
   }
 }
 
 /** Sends everything queued now. Resolves true when the queue is empty, false when a send failed (the events stay queued and are retried). */
-export var flush = () => send().then((ok) => !!ok)
+export var flush = () => send()
 
 // The page is going away (or hidden, which on mobile may be the last chance): hand the
 // pending events to sendBeacon (or fetch with keepalive), as many as one request takes:
