@@ -7,7 +7,7 @@ import json
 import pytest
 from playwright.sync_api import Page
 
-from e2e.harness import App, Collector, Site, flush, ready
+from e2e.harness import App, Collector, Site, debug_lines, flush, ready, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -124,3 +124,53 @@ def test_return_from_back_forward_cache_is_a_page_view(
     views = collector.wait_events(app, "page_viewed", 2)
     assert len(views) == 2
     assert views[0]["context"]["url"] == views[1]["context"]["url"]
+
+
+def test_page_view_waits_for_the_title_a_router_sets_late(
+    visitor: Page, collector: Collector, site: Site, app: App
+) -> None:
+    base = site.url(app, "")
+    lines = debug_lines(visitor)
+    with visitor.expect_console_message(lambda m: m.text.startswith(QUEUED_VIEW)):
+        visitor.goto(base + "router.html?telltale_debug=1")
+    ready(visitor)
+
+    navigate(visitor, "go('rendered', 'After a frame', 'frame')")
+    navigate(visitor, "go('loaded', 'After its data', 150)")
+    navigate(visitor, "go('slow', 'After slow data', 400)")
+    # The same title as the page before: taken as it is once the wait is over.
+    navigate(visitor, "go('same-title', 'After slow data', 'now')")
+    # A second click before the first route's title arrived: both URLs count, once each.
+    # The first check of the title (on the next task) runs before the page's own timer.
+    visitor.evaluate(
+        """new Promise((done) => {
+            go('first', 'Never shown', 10000)
+            setTimeout(() => done(go('second', 'Second', 50)), 100)
+        })"""
+    )
+    wait_for(
+        lambda: sum(m.text.startswith(QUEUED_VIEW) for m in lines) == 7,
+        "the 7th queued page view",
+        pause=visitor.wait_for_timeout,
+    )
+    # Same URL again: not a page view.
+    visitor.evaluate("history.replaceState({}, '', location.href)")
+
+    views = collector.wait_events(app, "page_viewed", 7)
+    prefix = f"/a/{app.app_id}/"
+    paths = [v["context"]["path"].removeprefix(prefix) for v in views]
+    assert paths == ["router.html", "rendered", "loaded", "slow", "same-title", "first", "second"]
+    titles = [v["properties"]["title"] for v in views]
+    assert titles[:5] == [
+        "Router home",
+        "After a frame",
+        "After its data",
+        "After slow data",
+        "After slow data",
+    ]
+    assert titles[6] == "Second"
+    assert all(v["context"]["title"] == v["properties"]["title"] for v in views)
+    # Each view is timed when its URL changed, not when its title arrived.
+    assert views[5]["timestamp"] < views[6]["timestamp"]
+    assert flush(visitor)
+    assert len(collector.events(app, "page_viewed")) == 7

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page
 
-from e2e.harness import App, Collector, Site, debug_lines, flush, ingest_requests, ready
+from e2e.harness import App, Collector, Site, debug_lines, flush, ingest_requests, ready, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -105,6 +105,12 @@ def test_debug_mode_console_lines(
     visitor.evaluate("telltale.trackEvent('user_signed_up', {plan: 'pro'})")
     assert flush(visitor)
     collector.wait_events(app, "user_signed_up")
+    # The answer's line comes once its body has been read.
+    wait_for(
+        lambda: any(m.text.startswith("[telltale] answer ") for m in lines),
+        "the answer's debug line",
+        pause=visitor.wait_for_timeout,
+    )
 
     logs = [m.text for m in lines if m.type == "log"]
     warns = [m.text for m in lines if m.type == "warning"]
@@ -132,3 +138,21 @@ def test_debug_mode_from_local_storage(visitor: Page, site: Site, app: App) -> N
         lambda m: m.text.startswith("[telltale] queued page_viewed")
     ):
         visitor.goto(site.url(app, "index.html"))
+
+
+def test_debug_lines_are_downloaded_only_in_debug_mode(
+    visitor: Page, collector: Collector, site: Site, app: App
+) -> None:
+    scripts: list[str] = []
+    visitor.on("request", lambda r: scripts.append(r.url) if r.resource_type == "script" else None)
+    visitor.goto(site.url(app, "index.html"))
+    ready(visitor)
+    visitor.evaluate("telltale.trackEvent('report_exported')")
+    assert flush(visitor)
+    collector.wait_events(app, "report_exported")
+    assert scripts == [collector.url + "/sdk.js"]
+
+    # Debug mode loads the second file, next to the script, and prints what waited.
+    with visitor.expect_console_message(lambda m: m.text.startswith("[telltale] init")):
+        visitor.goto(site.url(app, "index.html?telltale_debug=1"))
+    assert scripts[1:] == [collector.url + "/sdk.js", collector.url + "/sdk-debug.js"]

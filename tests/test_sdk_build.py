@@ -26,10 +26,16 @@ def build(**env: str) -> subprocess.CompletedProcess[str]:
 def test_build_reports_sizes_within_budget() -> None:
     result = build()
     assert result.returncode == 0, result.stderr
-    line = next(x for x in result.stdout.splitlines() if x.startswith("telltale.js"))
-    assert "raw" in line and "gzip" in line and "brotli" in line
-    gz = len(gzip.compress((ROOT / "static" / "telltale.js").read_bytes(), 9))
-    assert gz <= 3500
+    lines = {x.split()[0]: x for x in result.stdout.splitlines()}
+    for name in ("telltale.js", "telltale-debug.js", "telltale.mjs"):
+        assert "raw" in lines[name] and "gzip" in lines[name] and "brotli" in lines[name]
+        budget = int(lines[name].split("(budget ")[1].split()[0])
+        gz = len(gzip.compress((ROOT / "static" / name).read_bytes(), 9))
+        assert gz <= budget, name
+    # Debug mode's lines are not in the script tag: they load on demand.
+    script = (ROOT / "static" / "telltale.js").read_text()
+    assert "[telltale]" not in script and "snake_case" not in script
+    assert "snake_case" in (ROOT / "static" / "telltale-debug.js").read_text()
 
 
 def test_build_fails_over_budget() -> None:
@@ -52,3 +58,16 @@ def test_sdk_served_with_etag_cache_and_gzip(client: TestClient) -> None:
     plain = client.get("/sdk.js", headers={"Accept-Encoding": "identity"})
     assert "content-encoding" not in plain.headers and plain.content == raw
     assert client.get("/telltale.mjs").status_code == 200
+    debug = client.get("/sdk-debug.js")
+    assert debug.status_code == 200
+    assert debug.headers["content-type"].startswith("application/javascript")
+    assert debug.content == (ROOT / "static" / "telltale-debug.js").read_bytes()
+
+
+def test_npm_package_served_as_packed(client: TestClient) -> None:
+    r = client.get("/telltale.tgz", headers={"Accept-Encoding": "gzip"})
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/gzip"
+    assert "content-encoding" not in r.headers  # a tarball is compressed already
+    assert r.content == (ROOT / "static" / "telltale.tgz").read_bytes()
+    assert r.content[:2] == b"\x1f\x8b"

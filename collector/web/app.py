@@ -91,12 +91,14 @@ async def preflight(request: Request) -> Response:
 
 
 class _StaticAsset:
-    """A small file served from memory with an ETag and a precompressed gzip copy."""
+    """A small file served from memory with an ETag and a precompressed gzip copy (unless
+    it is compressed already: `compress=False`)."""
 
-    def __init__(self, path: Path, media_type: str, max_age: int) -> None:
+    def __init__(self, path: Path, media_type: str, max_age: int, *, compress: bool = True) -> None:
         self.path = path
         self.media_type = media_type
         self.max_age = max_age
+        self.compress = compress
         self._loaded: tuple[float, bytes, bytes, str] | None = None
 
     def _load(self) -> tuple[bytes, bytes, str]:
@@ -120,14 +122,20 @@ class _StaticAsset:
         }
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
-        if "gzip" in request.headers.get("accept-encoding", ""):
+        if self.compress and "gzip" in request.headers.get("accept-encoding", ""):
             headers["Content-Encoding"] = "gzip"
             return Response(gz, media_type=self.media_type, headers=headers)
         return Response(raw, media_type=self.media_type, headers=headers)
 
 
 SDK_ASSET = _StaticAsset(STATIC_DIR / "telltale.js", "application/javascript", 3600)
+# Debug mode's console lines, which the script tag loads only when debug mode is on.
+SDK_DEBUG_ASSET = _StaticAsset(STATIC_DIR / "telltale-debug.js", "application/javascript", 3600)
 SDK_MODULE_ASSET = _StaticAsset(STATIC_DIR / "telltale.mjs", "application/javascript", 3600)
+# The npm package (`npm install https://COLLECTOR/telltale.tgz`), as `npm pack` made it.
+SDK_PACKAGE_ASSET = _StaticAsset(
+    STATIC_DIR / "telltale.tgz", "application/gzip", 3600, compress=False
+)
 DEMO_JS_ASSET = _StaticAsset(DEMO_DIR / "demo.js", "application/javascript", 60)
 
 
@@ -135,8 +143,16 @@ async def sdk_js(request: Request) -> Response:
     return SDK_ASSET.response(request)
 
 
+async def sdk_debug(request: Request) -> Response:
+    return SDK_DEBUG_ASSET.response(request)
+
+
 async def sdk_module(request: Request) -> Response:
     return SDK_MODULE_ASSET.response(request)
+
+
+async def sdk_package(request: Request) -> Response:
+    return SDK_PACKAGE_ASSET.response(request)
 
 
 async def demo_js(request: Request) -> Response:
@@ -231,7 +247,9 @@ def create_app(
     routes += [Route(path, preflight, methods=["OPTIONS"]) for path in _INGEST_ROUTES]
     routes += [
         Route("/sdk.js", sdk_js, methods=["GET", "HEAD"]),
+        Route("/sdk-debug.js", sdk_debug, methods=["GET", "HEAD"]),
         Route("/telltale.mjs", sdk_module, methods=["GET", "HEAD"]),
+        Route("/telltale.tgz", sdk_package, methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/", demo_page, methods=["GET"]),
         Route("/demo.js", demo_js, methods=["GET"]),

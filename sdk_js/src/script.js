@@ -10,24 +10,34 @@ var calls = Array.isArray(stub) ? stub : (stub && stub.q) || []
 
 // data-app-id → appId, data-batch-size → batchSize, ...: dataset already camel-cases them.
 // A bare attribute (data-debug) is true; "false" and "0" are false; digits are numbers.
-var defaults = {
-  // The collector that served this script, unless data-endpoint names a first-party proxy.
-  endpoint: script && script.src ? new URL(script.src).origin : undefined,
-}
-var data = (script && script.dataset) || {}
-for (var key in data) {
-  var value = data[key]
+// The endpoint is the collector that served this script, unless data-endpoint names a
+// first-party proxy.
+var defaults = { endpoint: script && new URL(script.src).origin }
+for (var key in script && script.dataset) {
+  var value = script.dataset[key]
   defaults[key == 'respectDnt' ? 'respectDoNotTrack' : key] =
     value == '' || value == 'true' || (value != 'false' && (isNaN(value) ? value : +value))
 }
 
 // telltale('trackEvent', 'x', {...}) and telltale.trackEvent('x', {...}) both work.
-function api(method, ...args) {
-  var fn = api[method]
-  return typeof fn == 'function' ? fn(...args) : core.warn('unknown method', method)
-}
+var api = (method, ...args) => (api[method] ? api[method](...args) : core.report('u', method))
+
+// Debug mode's lines come from a second file next to this one (sdk.js → sdk-debug.js),
+// loaded with the first report: a visitor without debug mode never downloads it. Until
+// it has loaded, reports wait in telltale.d; it then prints them and takes over that
+// list's push.
+var reports = (api.d = [])
+core.debugWith(
+  (...args) =>
+    reports.push(args) == 1 &&
+    script &&
+    (document.head.appendChild(document.createElement('script')).src = script.src.replace(
+      /(\.js)?(\?|#|$)/,
+      '-debug.js$2',
+    )),
+)
 Object.assign(api, {
-  init: (config) => core.init(Object.assign({}, defaults, config)),
+  init: core.init,
   trackEvent: core.trackEvent,
   setUserId: core.setUserId,
   identify: core.identify,
@@ -42,7 +52,7 @@ window.telltale = api
 // Queued init calls merge into one, so the options they set apply before any event.
 // Without an app id, init() warns and waits: a later telltale.init({appId}) supplies it
 // while the events wait in the queue.
-var config = {}
-calls.forEach((call) => call[0] == 'init' && Object.assign(config, call[1]))
-api.init(config)
+// The script tag's own options come first.
+calls.forEach((call) => call[0] == 'init' && Object.assign(defaults, call[1]))
+api.init(defaults)
 calls.forEach((call) => call[0] != 'init' && api(...call))

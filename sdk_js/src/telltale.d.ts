@@ -9,7 +9,12 @@ export interface Options {
   appId: string
   /** Collector base URL or first-party proxy path ("/stats" → POST /stats/v1/events). Default: the script's origin (script tag) or the page's origin (module). */
   endpoint?: string
-  /** page_viewed on load and on every SPA navigation. Default true. */
+  /**
+   * page_viewed on load and on every SPA navigation (once the router has set the title);
+   * page_left when the page is left (`engaged_ms`: how long it was visible, `scroll_depth`:
+   * the deepest point reached, in %; not an interaction: it never prevents a bounce);
+   * outbound_link_clicked and file_downloaded (`url`, `extension`). Default true.
+   */
   autoEvents?: boolean
   /** form_submitted on every form submit (field names only, never values). Default true. */
   autoHook?: boolean
@@ -21,6 +26,8 @@ export interface Options {
   flushInterval?: number
   /** Track nothing when navigator.doNotTrack is "1" or Global Privacy Control is on. Default false. */
   respectDoNotTrack?: boolean
+  /** Extensions (lower case) whose links are file downloads, as a list or "pdf,zip"; "" for none. Default: common documents, archives, installers and media. */
+  downloadExtensions?: string[] | string | false
 }
 
 /** Configures the SDK and starts sending. Calling it again updates the options. */
