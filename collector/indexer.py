@@ -76,7 +76,8 @@ def run(db: str, parent: int, idle: float, max_backlog: int, poll_s: float = POL
 def step(store: Store, cpu: SpareCpu, pressure: Pressure, idle: float, poll_s: float) -> float:
     """One round of indexing (or of waiting); how long to sleep before the next."""
     if pressure.on():
-        store.index_some(PRESSED_CHUNK, wait=True)
+        # Still without waiting for the lock: a worker's commit goes first.
+        store.index_some(PRESSED_CHUNK, wait=False)
         return YIELD_S
     if idle and cpu.spare() < idle:
         # Ingest first: while the workers need the CPU, the backlog grows.

@@ -75,6 +75,6 @@ def test_past_half_the_bound_it_indexes_in_large_chunks_whatever_the_cpu(
         assert indexer.step(store, cpu, pressure, 0.2, 0.05) == indexer.YIELD_S  # type: ignore[arg-type]
     # Two large chunks took the backlog from 12,000 to 2,000, below the threshold: the
     # next count turns the pressure off, and the busy CPU holds the indexer back again.
-    assert store.calls == [(indexer.PRESSED_CHUNK, True), (indexer.PRESSED_CHUNK, True)]
+    assert store.calls == [(indexer.PRESSED_CHUNK, False), (indexer.PRESSED_CHUNK, False)]
     assert indexer.step(store, cpu, pressure, 0.2, 0.05) == indexer.BUSY_S  # type: ignore[arg-type]
     assert store.pending == 2_000 and len(store.calls) == 2

@@ -807,7 +807,8 @@ class _Primitives:
             "INSERT INTO inbox (total, data) VALUES (?, ?)", (total, codec.encode(events))
         )
         # A bounded backlog: past it, each commit also indexes what it adds, so reads
-        # never have more than max_backlog events to catch up on.
+        # never have more than max_backlog events to catch up on. Rarely reached: from
+        # half of it the indexer works in large chunks whatever the CPU (indexer.py).
         if self.max_backlog is not None and total - indexed > self.max_backlog:
             _index_pending(self.conn, total - indexed - self.max_backlog)
 
