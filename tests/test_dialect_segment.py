@@ -409,3 +409,19 @@ def test_alias_of_a_previous_user_id_moves_what_it_did(
     assert [u["id"] if isinstance(u, dict) else u for u in r.json()["users"]] == ["new-user"]
     persons = rows(db, "SELECT DISTINCT person FROM events WHERE app_id = ?", [app.app_id])
     assert persons == [("new-user",)]
+
+
+def test_alias_makes_its_user_known_and_a_self_alias_is_an_identify(
+    client: TestClient, store: Store, app: App, key: str, db: str
+) -> None:
+    messages = [
+        {"type": "track", "anonymousId": "anon-s", "event": "page_seen"},
+        {"type": "alias", "previousId": "anon-s", "userId": "only-aliased"},
+        # analytics.js's alias(to) once identified: the current user as both ids.
+        {"type": "alias", "previousId": "me", "userId": "me", "anonymousId": "anon-me"},
+    ]
+    r = client.post("/v1/batch", json={"batch": messages}, headers=basic(key))
+    assert r.status_code == 200 and r.json()["success"], r.text
+    assert user(client, key, "only-aliased")["event_counts"] == {"page_seen": 1}
+    assert user(client, key, "me")["anonymous_ids"] == ["anon-me"]
+    assert rows(db, "SELECT count(*) FROM user_aliases WHERE app_id = ?", [app.app_id]) == [(1,)]

@@ -204,9 +204,9 @@ def accept(tx: Primitives, events: Sequence[Event]) -> list[Outcome]:
 
 def is_plain(events: Sequence[Event]) -> bool:
     """A group with nothing to judge but its message ids: no rule, no traits, no
-    identify call. If none of its ids is taken, every event is accepted as it is, and a
+    identify or alias call. If none of its ids is taken, every event is accepted as it is, and a
     backend may then accept it in one statement (`claims` and `all_accepted`)."""
-    return not any(e.rules or e.traits or e.kind == "identify" for e in events)
+    return not any(e.rules or e.traits or e.kind != "track" for e in events)
 
 
 def claims(events: Sequence[Event]) -> list[Claim]:
@@ -243,7 +243,8 @@ def _judge(tx: Primitives, events: Sequence[Event], outcomes: list[Outcome | Non
         # The users table holds identified users and their traits, written now rather
         # than at indexing: "require known user" checks it for the next request. Track
         # events without traits skip it: their first/last times are in the summaries.
-        if ev.user_id is not None and (ev.kind == "identify" or ev.traits):
+        # An alias makes its new user known, as an identify does.
+        if ev.user_id is not None and (ev.kind != "track" or ev.traits):
             entry = users.get((ev.app_id, ev.user_id))
             if entry is None:
                 users[(ev.app_id, ev.user_id)] = [ev.ts, ev.ts, dict(ev.traits or {})]

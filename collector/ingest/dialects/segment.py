@@ -143,13 +143,18 @@ def segment_item(message: Any, source: Source, message_type: str | None) -> Item
         canonical["event"] = GROUP_EVENT
         canonical["properties"] = {"group_id": group_id, "group_traits": get("traits") or {}}
     else:  # alias
-        kind = "alias"
         previous = get("previousId")
         if previous is None:
             errors.append(field_error("previousId", "is required"))
         elif get("userId") is None:
             errors.append(field_error("userId", "is required"))
-        canonical["anonymous_id"] = previous
+        if previous is not None and previous == get("userId"):
+            # analytics.js, once identified, sends alias(to) with the current user as both
+            # ids: nothing to alias; its anonymous id is linked, as an identify would.
+            kind = "identify"
+        else:
+            kind = "alias"
+            canonical["anonymous_id"] = previous
 
     if source == "server":
         # The visitor's address and browser, which only a server (holding a key) may state.
