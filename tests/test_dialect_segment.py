@@ -12,6 +12,7 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
+from collector.errors import Unavailable
 from collector.models import App
 from collector.store import Store
 from tests.conftest import CHROME_UA, ORIGIN, auth
@@ -425,3 +426,20 @@ def test_alias_makes_its_user_known_and_a_self_alias_is_an_identify(
     assert user(client, key, "only-aliased")["event_counts"] == {"page_seen": 1}
     assert user(client, key, "me")["anonymous_ids"] == ["anon-me"]
     assert rows(db, "SELECT count(*) FROM user_aliases WHERE app_id = ?", [app.app_id]) == [(1,)]
+
+
+def test_a_full_queue_is_a_503_with_retry_after_in_each_dialect(
+    client: TestClient, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (The writer is patched, not the pipeline: compiled modules call each other directly.)
+    async def full(*args: object, **kwargs: object) -> None:
+        raise Unavailable(2)
+
+    monkeypatch.setattr("collector.ingest.writer.Writer.submit", full)
+    message = {"type": "track", "userId": "u", "event": "a"}
+    r = client.post("/v1/batch", json={"batch": [message]}, headers=basic(key))
+    assert r.status_code == 503 and r.headers["retry-after"] == "2"
+    assert r.json()["code"] == "unavailable" and r.json()["success"] is False
+    r = client.post("/batch/", json={"api_key": key, "event": "a", "distinct_id": "u"})
+    assert r.status_code == 503 and r.headers["retry-after"] == "2"
+    assert r.json()["type"] == "server_error" and "retry" in r.json()["detail"]
