@@ -19,7 +19,7 @@ from collector.ingest.dialects.base import Dialect
 from collector.ingest.dialects.routes import ROUTES, Route
 from collector.ingest.encoding import decode_content
 from collector.ingest.enrich import client_ip, parse_networks
-from collector.ingest.normalize import MAX_REQUEST_BYTES, Payload, decode_body, parse_payload
+from collector.ingest.normalize import MAX_REQUEST_BYTES, decode_body, parse_payload
 from collector.ingest.ratelimit import RateLimiter
 from collector.ingest.writer import Writer
 from collector.models import Event, Kind, Outcome
@@ -147,13 +147,14 @@ async def _ingest(
         if encoding is not None and size <= MAX_REQUEST_BYTES:
             body = decode_content(body, encoding, MAX_REQUEST_BYTES)
             size = len(body)
-        if route is not None and dialect is None:
+        if route is not None:
             data = decode_body(body, headers.get("content-type"), size)
-            if route.dialect.speaks(data):
+            if dialect is None and route.dialect.speaks(data):
                 dialect = route.dialect
         caller: pipeline.Caller | None
         if dialect is not None and route is not None:
-            caller, payload = _dialect_request(c, dialect, route, headers, body, size)
+            caller = _dialect_caller(c, dialect, headers, data)
+            payload = dialect.payload(data, caller.source, route.message_type, len(body))
             origin = caller.origin
         else:
             caller = pipeline.server_caller(c.cache, headers.get("authorization"))
@@ -208,12 +209,11 @@ async def _ingest(
     return status, answer, _cors_raw(origin)
 
 
-def _dialect_request(
-    c: Collector, dialect: Dialect, route: Route, headers: dict[str, str], body: bytes, size: int
-) -> tuple[pipeline.Caller, Payload]:
-    """Who sent a request in another product's dialect (the write key in Basic auth or in
-    the body), and its items."""
-    data = decode_body(body, headers.get("content-type"), size)
+def _dialect_caller(
+    c: Collector, dialect: Dialect, headers: dict[str, str], data: Any
+) -> pipeline.Caller:
+    """Who sent a request in another product's dialect: the write key in Basic auth, else
+    in the body."""
     authorization = headers.get("authorization")
     if authorization is not None:
         key = key_from_authorization(authorization)
@@ -223,8 +223,7 @@ def _dialect_request(
             )
     else:
         key = dialect.write_key(data)
-    caller = pipeline.write_key_caller(c.cache, key, headers.get("origin"), headers.get("referer"))
-    return caller, dialect.payload(data, caller.source, route.message_type, len(body))
+    return pipeline.write_key_caller(c.cache, key, headers.get("origin"), headers.get("referer"))
 
 
 async def _store(c: Collector, bot_policy: str, events: list[Event | None]) -> dict[int, Outcome]:
