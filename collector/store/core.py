@@ -204,8 +204,8 @@ def accept(tx: Primitives, events: Sequence[Event]) -> list[Outcome]:
 
 def is_plain(events: Sequence[Event]) -> bool:
     """A group with nothing to judge but its message ids: no rule, no traits, no
-    identify or alias call. If none of its ids is taken, every event is accepted as it is, and a
-    backend may then accept it in one statement (`claims` and `all_accepted`)."""
+    identify or alias call. If none of its ids is taken, every event is accepted as it
+    is, and a backend may then accept it in one statement (`claims` and `all_accepted`)."""
     return not any(e.rules or e.traits or e.kind != "track" for e in events)
 
 
