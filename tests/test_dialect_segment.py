@@ -368,18 +368,28 @@ def test_preflight_allows_the_headers_analytics_js_sends(client: TestClient, app
 
 
 def test_settings_send_analytics_js_to_this_collector(client: TestClient, app: App) -> None:
+    r = client.get(f"/v1/projects/{app.app_id}/settings", headers={"Origin": "http://localhost"})
+    assert r.status_code == 200
+    assert "access-control-allow-origin" not in r.headers  # not an allowed origin
+    assert r.json()["integrations"]["Segment.io"]["protocol"] == "http"
     r = client.get(f"/v1/projects/{app.app_id}/settings", headers={"Origin": ORIGIN})
     assert r.status_code == 200
     assert r.headers["access-control-allow-origin"] == ORIGIN
     settings = r.json()
     segment = settings["integrations"]["Segment.io"]
     assert segment["apiKey"] == app.app_id
-    assert segment["apiHost"] == "testserver/v1" and segment["protocol"] == "http"
+    assert segment["apiHost"] == "testserver/v1" and segment["protocol"] == "https"
     assert settings["metrics"]["sampleRate"] == 0  # no metrics sent to anyone
     other = client.get(
         f"/v1/projects/{app.app_id}/settings", headers={"Origin": "https://elsewhere.example"}
     )
     assert "access-control-allow-origin" not in other.headers
+    # A page served over https posts over https, whatever scheme reached the collector.
+    secure = client.get(
+        f"/v1/projects/{app.app_id}/settings", headers={"Origin": "https://a.example.org"}
+    )
+    assert secure.json()["integrations"]["Segment.io"]["protocol"] == "https"
+    assert secure.headers["access-control-allow-origin"] == "https://a.example.org"
     missing = client.get("/v1/projects/app_nope/settings", headers={"Origin": ORIGIN})
     assert missing.status_code == 404 and missing.json()["errors"][0]["field"] == "writeKey"
 

@@ -188,12 +188,16 @@ async def segment_settings(request: Request) -> Response:
         raise NotFound("Unknown app", [field_error("writeKey", "is not a known app id")])
     host = request.headers.get("host", request.url.netloc)
     api_host = f"{host}/v1"
+    # An https page can only post over https: behind a proxy that ends TLS, the page's
+    # scheme is the one to name, not the one this request arrived with.
+    origin = request.headers.get("origin") or ""
+    protocol = "https" if origin.startswith("https:") else request.url.scheme
     settings = {
         "integrations": {
             "Segment.io": {
                 "apiKey": app_id,
                 "apiHost": api_host,
-                "protocol": request.url.scheme,
+                "protocol": protocol,
                 "unbundledIntegrations": [],
                 "addBundledMetadata": False,
             }
@@ -207,9 +211,9 @@ async def segment_settings(request: Request) -> Response:
         "legacyVideoPluginsEnabled": False,
         "remotePlugins": [],
     }
-    caller = request_origin(request.headers.get("origin"), None)
+    caller = request_origin(origin, None)
     allowed = caller is not None and origin_allowed(app.origins, caller)
-    headers = cors_headers(request.headers["origin"]) if allowed else {}
+    headers = cors_headers(origin) if allowed else {}
     return JSONResponse(settings, headers=headers)
 
 
