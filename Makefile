@@ -8,7 +8,7 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
 .PHONY: install sdk native serve test test-fast lint bench apt clean
 
-install: $(VENV)/.installed sdk_js/node_modules/.installed apt
+install: $(VENV)/.installed sdk_js/node_modules/.installed tests/clients/node_modules/.installed apt
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,6 +18,12 @@ $(VENV)/.installed: pyproject.toml
 
 sdk_js/node_modules/.installed: sdk_js/package.json
 	cd sdk_js && (npm ci --no-audit --no-fund || npm install --no-audit --no-fund)
+	touch $@
+
+# Other products' npm libraries, unmodified, for the compatibility tests
+# (tests/test_client_libraries.py, e2e/test_analytics_next.py).
+tests/clients/node_modules/.installed: tests/clients/package.json
+	cd tests/clients && (npm ci --no-audit --no-fund || npm install --no-audit --no-fund)
 	touch $@
 
 # Debian's chromium for the end-to-end tests, wrk for the benchmark, gcc for `native`,
@@ -57,5 +63,5 @@ bench: install sdk native
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) sdk_js/node_modules .playwright build collector/_native.stamp
+	rm -rf $(VENV) sdk_js/node_modules tests/clients/node_modules .playwright build collector/_native.stamp
 	find collector -name "*.so" -delete

@@ -15,6 +15,7 @@ class FieldError(TypedDict):
 
 
 class CollectorError(Exception):
+    code = "invalid_request"  # a short name for what went wrong, for clients that read one
     status = 400
     default_message = "Invalid request"
 
@@ -34,36 +35,43 @@ class CollectorError(Exception):
 
 
 class InvalidRequest(CollectorError):
+    code = "invalid_request"
     status = 400
     default_message = "Invalid request"
 
 
 class Unauthorized(CollectorError):
+    code = "unauthorized"
     status = 401
     default_message = "Missing or invalid API key"
 
 
 class Forbidden(CollectorError):
+    code = "forbidden"
     status = 403
     default_message = "Origin not allowed for this app"
 
 
 class NotFound(CollectorError):
+    code = "not_found"
     status = 404
     default_message = "Not found"
 
 
 class MethodNotAllowed(CollectorError):
+    code = "method_not_allowed"
     status = 405
     default_message = "Method not allowed"
 
 
 class PayloadTooLarge(CollectorError):
+    code = "payload_too_large"
     status = 413
     default_message = "Payload too large"
 
 
 class UnsupportedMediaType(CollectorError):
+    code = "unsupported_media_type"
     status = 415
     default_message = "Content-Type must be application/json or text/plain"
 
@@ -71,6 +79,7 @@ class UnsupportedMediaType(CollectorError):
 class InternalError(CollectorError):
     """An unexpected failure: logged by the server, never detailed to the client."""
 
+    code = "internal_error"
     status = 500
     default_message = "Internal error"
 
@@ -85,12 +94,14 @@ class _RetryLater(CollectorError):
 
 
 class RateLimited(_RetryLater):
+    code = "rate_limited"
     status = 429
     field = "rate_limit"
     default_message = "Rate limit exceeded"
 
 
 class Unavailable(_RetryLater):
+    code = "unavailable"
     status = 503
     field = "queue"
     default_message = "Write queue is full, retry later"
@@ -100,6 +111,7 @@ class StorageFailed(Unavailable):
     """A group commit failed (the database is unreachable, or errs): nothing of it was
     stored, so the client retries."""
 
+    code = "storage_failed"
     field = "storage"
     default_message = "Storage error, retry later"
 

@@ -8,7 +8,7 @@ from typing import Any, Literal, NamedTuple
 BotPolicy = Literal["flag", "drop"]
 IpMode = Literal["full", "truncate", "none"]
 Source = Literal["browser", "server"]
-Kind = Literal["track", "identify"]
+Kind = Literal["track", "identify", "alias"]
 
 # Per-app defaults. Rate limits are requests per second; 0 turns a limit off.
 DEFAULT_APP_SETTINGS: dict[str, Any] = {

@@ -44,6 +44,10 @@ MODULES = (  # dotted names under the package
     "ingest.ratelimit",
     "models",
     "web.ingest",
+    "ingest.encoding",
+    "ingest.dialects.base",
+    "ingest.dialects.segment",
+    "ingest.dialects.posthog",
     "query.funnels",
 )
 GROUP = "collector._native"  # the shared library of the group: collector/_native__mypyc…so

@@ -224,7 +224,7 @@ def normalize_item(
     if isinstance(user_traits, dict):
         traits_value = {**user_traits, **(traits_value if isinstance(traits_value, dict) else {})}
 
-    if isinstance(name_value, dict) and kind != "identify":
+    if isinstance(name_value, dict) and kind == "track":
         # Seed 002: {"event": {TYPE: {...}}}.
         seed = _seed_event(name_value, errors)
         if seed is not None:
@@ -234,7 +234,8 @@ def normalize_item(
             else:
                 properties_value = {**seed_props, **(properties_value or {})}
 
-    name = "identify" if kind == "identify" else _name(name_value, errors, warnings)
+    # An identify or alias call is named after its kind; only a track event names itself.
+    name = kind if kind != "track" else _name(name_value, errors, warnings)
 
     anonymous_id = _optional_id(_first(raw, "anonymous_id", "anonymousId"), "anonymous_id", errors)
     if user_id is None and anonymous_id is None and not any(e["field"] == "user" for e in errors):

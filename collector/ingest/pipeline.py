@@ -30,6 +30,7 @@ from collector.store.base import Store
 from collector.timeutil import MAX_FUTURE_MS, iso
 
 UNKNOWN_USER = "is not a known user of this app"
+APP_ID_PREFIX = "app_"  # ids.app_id(): what tells a browser write key from an API key
 
 _CACHE_TTL = 2.0  # seconds: how long a revoked key or an edited app may still be served
 
@@ -112,6 +113,25 @@ def browser_caller(
     return Caller(app, "browser", origin or None)
 
 
+def write_key_caller(
+    cache: AppCache, key: str | None, origin: str | None, referer: str | None
+) -> Caller:
+    """The caller of another product's library, by its write key (Segment, RudderStack)
+    or project key (PostHog): an app's API key speaks for a server; an app id is what a
+    browser library carries, accepted only from one of the app's allowed origins."""
+    if key is not None and key.startswith(APP_ID_PREFIX):
+        return browser_caller(cache, key, origin, referer)
+    if not key:
+        raise Unauthorized(
+            "Missing credentials",
+            [field_error("writeKey", "is required: an API key, or the app id from a browser")],
+        )
+    app = cache.by_key(key)
+    if app is None:
+        raise Unauthorized(errors=[field_error("writeKey", "unknown or revoked API key")])
+    return Caller(app, "server", None)
+
+
 def check_rate(limiter: RateLimiter, app: App, ip: str | None) -> None:
     wait = limiter.check(("app", app.app_id), float(app.setting("rate_limit_app")))
     if not wait and ip:
@@ -154,6 +174,11 @@ def build_events(
                 events.append(None)
                 continue
             known_users.add(item.user_id)
+        elif item.kind == "alias":
+            if item.user_id is None or item.anonymous_id is None:
+                errors[index] = [field_error("user", "and the previous id are required")]
+                events.append(None)
+                continue
         elif require_known and item.user_id is not None and item.user_id not in known_users:
             if not store.user_exists(app.app_id, item.user_id):
                 errors[index] = [field_error("user", UNKNOWN_USER)]
@@ -253,6 +278,9 @@ def batch_answer(
     return 202, body
 
 
+_ACCEPTED = {"identify": "User identified", "alias": "Alias recorded"}
+
+
 def single_answer(
     kind: str,
     outcome: Outcome | None,
@@ -270,7 +298,7 @@ def single_answer(
     assert outcome is not None
     body: dict[str, Any] = {"success": True, "event_id": outcome.event_id}
     if outcome.status == "accepted":
-        body["message"] = "User identified" if kind == "identify" else "Event tracked successfully"
+        body["message"] = _ACCEPTED.get(kind, "Event tracked successfully")
     elif outcome.status == "duplicate":
         body["message"] = "Duplicate message_id: already stored"
         body["duplicate"] = True
@@ -293,4 +321,5 @@ __all__ = [
     "corrected_time",
     "server_caller",
     "single_answer",
+    "write_key_caller",
 ]

@@ -31,7 +31,7 @@ from collector.timeutil import iso
 # (app_id, kind, message_id, event_id): an event's claim on its message id. Events and
 # identify calls are two namespaces (a track and an identify may share a message id).
 Claim: TypeAlias = tuple[str, int, str, str]
-KIND = {"track": 0, "identify": 1}
+KIND = {"track": 0, "identify": 1, "alias": 2}
 
 # (app_id, user_id, traits patch, first ts, last ts): merged into the users table.
 UserUpdate: TypeAlias = tuple[str, str, dict[str, Any], int, int]
@@ -39,6 +39,11 @@ UserUpdate: TypeAlias = tuple[str, str, dict[str, Any], int, int]
 DiscardCount: TypeAlias = tuple[str, str, str, int]
 # (app_id, anonymous_id, user_id, linked_at ms): a new identity link.
 Link: TypeAlias = tuple[str, str, str, int]
+# (app_id, previous_id, user_id, aliased_at ms): an alias call, what `previous_id` did
+# counts for `user_id`.
+Alias: TypeAlias = tuple[str, str, str, int]
+# (new person, app_id, old person): a person whose events and summaries move to another.
+Move: TypeAlias = tuple[str, str, str]
 # An event as stored: (id, app_id, message_id, event, user_id, anonymous_id, person, ts,
 # timestamp, sent_at, received_at, properties JSON, context JSON, is_bot 0|1).
 EventRow: TypeAlias = tuple[
@@ -130,6 +135,18 @@ class Primitives(Protocol):
         """Store new links (an anonymous id already linked keeps its user), then move
         each linked anonymous person's events and summaries to the user."""
 
+    # User aliases (`apply_aliases`).
+    def user_aliases(self, app_id: str, previous_ids: Sequence[str]) -> dict[str, str]:
+        """previous user id → the user it is an alias of, for those that are."""
+
+    def add_user_alias(self, alias: Alias) -> None:
+        """Store the alias unless its previous id already has one, and point the aliases
+        that named the previous id as their user at the new user."""
+
+    def move_persons(self, moves: Sequence[Move]) -> None:
+        """Give each old person's events to the new person and fold its summaries into
+        the new person's."""
+
 
 def rule_kind(dedupe_key: str | None, throttle_ms: int | None) -> Literal["dedupe", "throttle"]:
     """A new rule's kind: either a dedupe key or a throttle, never both or neither."""
@@ -187,9 +204,9 @@ def accept(tx: Primitives, events: Sequence[Event]) -> list[Outcome]:
 
 def is_plain(events: Sequence[Event]) -> bool:
     """A group with nothing to judge but its message ids: no rule, no traits, no
-    identify call. If none of its ids is taken, every event is accepted as it is, and a
-    backend may then accept it in one statement (`claims` and `all_accepted`)."""
-    return not any(e.rules or e.traits or e.kind == "identify" for e in events)
+    identify or alias call. If none of its ids is taken, every event is accepted as it
+    is, and a backend may then accept it in one statement (`claims` and `all_accepted`)."""
+    return not any(e.rules or e.traits or e.kind != "track" for e in events)
 
 
 def claims(events: Sequence[Event]) -> list[Claim]:
@@ -226,7 +243,8 @@ def _judge(tx: Primitives, events: Sequence[Event], outcomes: list[Outcome | Non
         # The users table holds identified users and their traits, written now rather
         # than at indexing: "require known user" checks it for the next request. Track
         # events without traits skip it: their first/last times are in the summaries.
-        if ev.user_id is not None and (ev.kind == "identify" or ev.traits):
+        # An alias makes its new user known, as an identify does.
+        if ev.user_id is not None and (ev.kind != "track" or ev.traits):
             entry = users.get((ev.app_id, ev.user_id))
             if entry is None:
                 users[(ev.app_id, ev.user_id)] = [ev.ts, ev.ts, dict(ev.traits or {})]
@@ -300,6 +318,7 @@ class IndexPlan:
     identifies: list[IdentifyRow]
     stats: list[StatRow]
     links: list[Link]
+    aliases: list[Alias]  # applied after the rest is written (apply_aliases)
 
 
 def index(tx: Primitives, events: Sequence[Accepted]) -> None:
@@ -316,6 +335,7 @@ def plan_index(tx: Primitives, events: Sequence[Accepted]) -> IndexPlan:
     event_rows: list[EventRow] = []
     identify_rows: list[IdentifyRow] = []
     new_links: list[Link] = []
+    aliases: list[Alias] = []
     for ev in events:
         app_id, user_id, anonymous_id = ev.app_id, ev.user_id, ev.anonymous_id
         if user_id is not None and anonymous_id is not None:
@@ -326,7 +346,12 @@ def plan_index(tx: Primitives, events: Sequence[Accepted]) -> IndexPlan:
                 links[link_key] = user_id
                 new_links.append((app_id, anonymous_id, user_id, ev.received_at))
 
-        if ev.kind == "identify":
+        if ev.kind == "alias":
+            # Its previous id, as an anonymous id, was linked just above; as a user id,
+            # apply_aliases gives what it did to the new user.
+            assert user_id is not None and anonymous_id is not None  # validation
+            aliases.append((app_id, anonymous_id, user_id, ev.received_at))
+        elif ev.kind == "identify":
             assert user_id is not None  # validation: an identify names its user
             identify_rows.append(
                 (
@@ -365,7 +390,7 @@ def plan_index(tx: Primitives, events: Sequence[Accepted]) -> IndexPlan:
             )
 
     stats = person_stats(event_rows) if event_rows else []
-    return IndexPlan(event_rows, identify_rows, stats, new_links)
+    return IndexPlan(event_rows, identify_rows, stats, new_links, aliases)
 
 
 def write_index(tx: Primitives, plan: IndexPlan) -> None:
@@ -377,6 +402,39 @@ def write_index(tx: Primitives, plan: IndexPlan) -> None:
         tx.add_person_stats(plan.stats)
     if plan.links:
         tx.link(plan.links)
+    apply_aliases(tx, plan.aliases, plan.events, plan.links)
+
+
+def apply_aliases(
+    tx: Primitives, aliases: Sequence[Alias], rows: Sequence[EventRow], links: Sequence[Link]
+) -> None:
+    """Alias calls (Segment's `alias`, PostHog's `$create_alias`): what the previous user
+    id did, and does from now on, counts for the new one. It runs after the plan is
+    written, under the write lock (it reads the aliases it writes). The aliases are
+    stored in the order they came; then every user person this run touched (its events'
+    persons, the users of its new links, the aliases' previous ids) that is an aliased
+    previous id moves to its user. A run without aliases, whose users are not aliased,
+    costs one lookup per app."""
+    for app_id, previous, user, ts in aliases:
+        # A chain resolves to its end (a → b, then b → c: a → c); a cycle is ignored.
+        target = tx.user_aliases(app_id, [user]).get(user, user)
+        if target != previous:
+            tx.add_user_alias((app_id, previous, target, ts))
+    by_app: dict[str, set[str]] = {}
+    for row in rows:
+        if not row[6].startswith(ANON):
+            by_app.setdefault(row[1], set()).add(row[6])
+    for app_id, _, user, _ in links:
+        by_app.setdefault(app_id, set()).add(user)
+    for app_id, previous, _, _ in aliases:
+        by_app.setdefault(app_id, set()).add(previous)
+    moves: list[Move] = []
+    for app_id, persons in sorted(by_app.items()):
+        for previous, user in sorted(tx.user_aliases(app_id, sorted(persons)).items()):
+            if previous != user:
+                moves.append((user, app_id, previous))
+    if moves:
+        tx.move_persons(moves)
 
 
 def person_stats(rows: Sequence[EventRow]) -> list[StatRow]:

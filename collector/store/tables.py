@@ -28,6 +28,7 @@ TABLES = (
     _table("rule_state", "rule_id key last_ts"),
     _table("users", "app_id user_id traits first_seen last_seen", json="traits"),
     _table("identities", "app_id anonymous_id user_id linked_at"),
+    _table("user_aliases", "app_id previous_id user_id aliased_at"),
     _table("events", core.EVENT_COLUMNS, json="properties context"),
     _table("identifies", core.IDENTIFY_COLUMNS, json="traits context"),
     _table("person_event_stats", core.STAT_COLUMNS),

@@ -28,6 +28,7 @@ from collector.errors import (
     field_error,
 )
 from collector.ingest.auth import origin_allowed, request_origin
+from collector.ingest.dialects.routes import ROUTES as DIALECT_ROUTES
 from collector.query.segments import set_cursor_secret
 from collector.settings import Settings
 from collector.store import Store, open_store
@@ -41,8 +42,13 @@ log = logging.getLogger("collector")
 STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 INGEST_PATHS = ("/v1/event", "/v1/events", "/events", "/api/v1/events", "/v1/track")
-_INGEST_ROUTES = (*INGEST_PATHS, "/v1/identify")
+# Ours, then other products' (ingest/dialects/routes.py; /v1/track and /v1/identify are
+# both).
+_INGEST_ROUTES = tuple(dict.fromkeys((*INGEST_PATHS, "/v1/identify", *DIALECT_ROUTES)))
 _INGEST = frozenset(_INGEST_ROUTES)
+# What the libraries that post here send: analytics.js adds Basic auth and, on a retry,
+# X-Retry-Count; server libraries may gzip.
+_ALLOW_HEADERS = "Content-Type, Authorization, Content-Encoding, X-Retry-Count"
 
 
 def _collector(request: Request) -> Collector:
@@ -83,7 +89,7 @@ async def preflight(request: Request) -> Response:
     headers.update(
         {
             "Access-Control-Allow-Methods": "POST, OPTIONS",
-            "Access-Control-Allow-Headers": "Content-Type, Authorization",
+            "Access-Control-Allow-Headers": _ALLOW_HEADERS,
             "Access-Control-Max-Age": "86400",
         }
     )
@@ -171,6 +177,46 @@ async def demo_page(request: Request) -> Response:
     return Response(html, media_type="text/html")
 
 
+async def segment_settings(request: Request) -> Response:
+    """The settings analytics.js loads before it sends anything (`cdnURL` pointed here):
+    send to this collector, on the scheme and host the page asked, and report no metrics.
+    The write key is the app id; CORS headers go only to the app's allowed origins."""
+    c = _collector(request)
+    app_id = request.path_params["write_key"]
+    app = c.cache.by_id(app_id)
+    if app is None:
+        raise NotFound("Unknown app", [field_error("writeKey", "is not a known app id")])
+    host = request.headers.get("host", request.url.netloc)
+    api_host = f"{host}/v1"
+    # An https page can only post over https: behind a proxy that ends TLS, the page's
+    # scheme is the one to name, not the one this request arrived with.
+    origin = request.headers.get("origin") or ""
+    protocol = "https" if origin.startswith("https:") else request.url.scheme
+    settings = {
+        "integrations": {
+            "Segment.io": {
+                "apiKey": app_id,
+                "apiHost": api_host,
+                "protocol": protocol,
+                "unbundledIntegrations": [],
+                "addBundledMetadata": False,
+            }
+        },
+        "plan": {"track": {"__default": {"enabled": True}}, "identify": {"__default": {}}},
+        "edgeFunction": {},
+        "analyticsNextEnabled": True,
+        "middlewareSettings": {},
+        "enabledMiddleware": {},
+        "metrics": {"sampleRate": 0, "host": api_host},
+        "legacyVideoPluginsEnabled": False,
+        "remotePlugins": [],
+    }
+    caller = request_origin(origin, None)
+    allowed = caller is not None and origin_allowed(app.origins, caller)
+    headers = cors_headers(origin) if allowed else {}
+    return JSONResponse(settings, headers=headers)
+
+
 async def healthz(request: Request) -> Response:
     c = _collector(request)
     return JSONResponse({"ok": True, "queue": c.writer.pending, "worker": os.getpid()})
@@ -251,6 +297,7 @@ def create_app(
         Route("/telltale.mjs", sdk_module, methods=["GET", "HEAD"]),
         Route("/telltale.tgz", sdk_package, methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/v1/projects/{write_key}/settings", segment_settings, methods=["GET"]),
         Route("/", demo_page, methods=["GET"]),
         Route("/demo.js", demo_js, methods=["GET"]),
     ]

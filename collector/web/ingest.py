@@ -12,8 +12,12 @@ import orjson
 from starlette.datastructures import QueryParams
 from starlette.types import Receive, Scope, Send
 
-from collector.errors import CollectorError, InternalError
+from collector.errors import CollectorError, InternalError, Unauthorized, field_error
 from collector.ingest import pipeline
+from collector.ingest.auth import key_from_authorization
+from collector.ingest.dialects.base import Dialect
+from collector.ingest.dialects.routes import ROUTES, Route
+from collector.ingest.encoding import decode_content
 from collector.ingest.enrich import client_ip, parse_networks
 from collector.ingest.normalize import MAX_REQUEST_BYTES, decode_body, parse_payload
 from collector.ingest.ratelimit import RateLimiter
@@ -82,13 +86,19 @@ class IngestEndpoint:
         self.collector = collector
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        forced: Kind | None = "identify" if scope["path"] == "/v1/identify" else None
+        path = scope["path"]
+        route = ROUTES.get(path)
+        forced: Kind | None = "identify" if path == "/v1/identify" else None
         try:
             body, size = await _read_body(receive)
-            status, answer, headers = await _ingest(self.collector, scope, body, size, forced)
+            status, answer, headers = await _ingest(
+                self.collector, scope, body, size, forced, route
+            )
         except Exception:
-            log.exception("unhandled error on POST %s", scope["path"])
-            status, answer, headers = InternalError.status, InternalError().body(), ()
+            log.exception("unhandled error on POST %s", path)
+            status, headers = InternalError.status, ()
+            dialect = route.dialect if route is not None and not route.shared else None
+            answer = dialect.error(InternalError()) if dialect else InternalError().body()
         content = orjson.dumps(answer)
         raw = [
             (b"content-type", b"application/json"),
@@ -116,20 +126,46 @@ async def _read_body(receive: Receive) -> tuple[bytes, int]:
 
 
 async def _ingest(
-    c: Collector, scope: Scope, body: bytes, size: int, forced: Kind | None
+    c: Collector, scope: Scope, body: bytes, size: int, forced: Kind | None, route: Route | None
 ) -> tuple[int, dict[str, Any], RawHeaders]:
     """(status, answer, headers) for one ingestion request."""
     headers = raw_headers(scope)
     origin: str | None = None  # the allowed Origin, to echo in CORS headers
+    # Another product's API answers in its own words: from the start on its own paths,
+    # once the body shows it on a path it shares with ours.
+    dialect: Dialect | None = route.dialect if route is not None and not route.shared else None
+    data: Any = None
     try:
-        caller = pipeline.server_caller(c.cache, headers.get("authorization"))
-        data = decode_body(body, headers.get("content-type"), size)
-        payload = parse_payload(
-            data,
-            source="server" if caller else "browser",
-            forced_kind=forced,
-            body_size=len(body),
-        )
+        encoding = headers.get("content-encoding")
+        # posthog-js gzips its body and says so in the query string only.
+        if (
+            route is not None
+            and scope["query_string"]
+            and QueryParams(scope["query_string"]).get("compression") == "gzip-js"
+        ):
+            encoding = "gzip"
+        if encoding is not None and size <= MAX_REQUEST_BYTES:
+            body = decode_content(body, encoding, MAX_REQUEST_BYTES)
+            size = len(body)
+        if route is not None:
+            data = decode_body(body, headers.get("content-type"), size)
+            if dialect is None and route.dialect.speaks(data):
+                dialect = route.dialect
+        caller: pipeline.Caller | None
+        if dialect is not None and route is not None:
+            caller = _dialect_caller(c, dialect, headers, data)
+            payload = dialect.payload(data, caller.source, route.message_type, len(body))
+            origin = caller.origin
+        else:
+            caller = pipeline.server_caller(c.cache, headers.get("authorization"))
+            if route is None:
+                data = decode_body(body, headers.get("content-type"), size)
+            payload = parse_payload(
+                data,
+                source="server" if caller else "browser",
+                forced_kind=forced,
+                body_size=len(body),
+            )
         client = scope.get("client")
         ip = client_ip(client[0] if client else None, headers.get("x-forwarded-for"), c.trusted)
         if caller is None:
@@ -162,10 +198,32 @@ async def _ingest(
         cors = cors_headers(origin)
         if cors and "Retry-After" in exc.headers:  # let the SDK read when to retry
             cors["Access-Control-Expose-Headers"] = "Retry-After"
-        return exc.status, exc.body(), _raw({**exc.headers, **cors})
+        answer = dialect.error(exc) if dialect is not None else exc.body()
+        return exc.status, answer, _raw({**exc.headers, **cors})
     if not payload.is_batch and events[0] is not None and events[0].kind == "identify":
         answer["user_id"] = events[0].user_id
+    if dialect is not None:
+        # Their libraries count only 200 as delivered (RudderStack's and PostHog's retry
+        # anything else).
+        return 200, dialect.answer(answer), _cors_raw(origin)
     return status, answer, _cors_raw(origin)
+
+
+def _dialect_caller(
+    c: Collector, dialect: Dialect, headers: dict[str, str], data: Any
+) -> pipeline.Caller:
+    """Who sent a request in another product's dialect: the write key in Basic auth, else
+    in the body."""
+    authorization = headers.get("authorization")
+    if authorization is not None:
+        key = key_from_authorization(authorization)
+        if key is None:
+            raise Unauthorized(
+                errors=[field_error("authorization", "use Basic auth with the write key")]
+            )
+    else:
+        key = dialect.write_key(data)
+    return pipeline.write_key_caller(c.cache, key, headers.get("origin"), headers.get("referer"))
 
 
 async def _store(c: Collector, bot_policy: str, events: list[Event | None]) -> dict[int, Outcome]:

@@ -158,9 +158,21 @@ def _accept_plain(conn: psycopg.Connection[Any]) -> None:
     conn.execute(_ACCEPT_PLAIN)
 
 
+def _user_aliases(conn: psycopg.Connection[Any]) -> None:
+    # Alias calls (Segment, PostHog): previous user id → the user it now counts for
+    # (core.apply_aliases).
+    conn.execute(
+        "CREATE TABLE user_aliases ("
+        " app_id text NOT NULL, previous_id text NOT NULL, user_id text NOT NULL,"
+        " aliased_at bigint NOT NULL, PRIMARY KEY (app_id, previous_id))"
+    )
+    conn.execute("CREATE INDEX user_aliases_user ON user_aliases (app_id, user_id)")
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection[Any]], None]]] = [
     (1, "initial schema", _initial),
     (2, "accept_plain: the usual group commit in one statement", _accept_plain),
+    (3, "user_aliases: alias calls from other products' libraries", _user_aliases),
 ]
 
 

@@ -373,6 +373,50 @@ class Primitives:
             moves,
         )
 
+    # User aliases (core.apply_aliases) ----------------------------------------------
+
+    def user_aliases(self, app_id: str, previous_ids: Sequence[str]) -> dict[str, str]:
+        rows = self.conn.execute(
+            "SELECT previous_id, user_id FROM user_aliases "
+            "WHERE app_id = %s AND previous_id = ANY(%s)",
+            (app_id, list(previous_ids)),
+        ).fetchall()
+        return {p: u for p, u in rows}
+
+    def add_user_alias(self, alias: core.Alias) -> None:
+        app_id, previous, user, _ = alias
+        self.conn.execute(
+            "INSERT INTO user_aliases (app_id, previous_id, user_id, aliased_at) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            alias,
+        )
+        self.conn.execute(
+            "UPDATE user_aliases SET user_id = %s WHERE app_id = %s AND user_id = %s",
+            (user, app_id, previous),
+        )
+
+    def move_persons(self, moves: Sequence[core.Move]) -> None:
+        columns = _columns([(app, old, new) for new, app, old in sorted(moves)], 3)
+        unnest = "unnest(%s::text[], %s::text[], %s::text[]) AS m(app_id, person, user_id)"
+        self.conn.execute(
+            f"UPDATE events e SET person = m.user_id FROM {unnest} "
+            "WHERE e.app_id = m.app_id AND e.person = m.person",
+            columns,
+        )
+        self.conn.execute(
+            f"INSERT INTO person_event_stats AS s ({core.STAT_COLUMNS}) "
+            "SELECT s.app_id, m.user_id, s.event, s.is_bot, sum(s.n), min(s.first_ts), "
+            f"max(s.last_ts) FROM person_event_stats s JOIN {unnest} "
+            "ON s.app_id = m.app_id AND s.person = m.person "
+            "GROUP BY s.app_id, m.user_id, s.event, s.is_bot " + _STATS_MERGE,
+            columns,
+        )
+        self.conn.execute(
+            f"DELETE FROM person_event_stats s USING {unnest} "
+            "WHERE s.app_id = m.app_id AND s.person = m.person",
+            columns,
+        )
+
 
 _STATS_MERGE = (
     "ON CONFLICT (app_id, event, person, is_bot) DO UPDATE SET n = s.n + excluded.n, "

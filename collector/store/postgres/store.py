@@ -428,6 +428,10 @@ class PostgresStore:
                 conn.execute(
                     f"DELETE FROM {table} WHERE app_id = %s AND user_id = %s", (app_id, user_id)
                 )
+            conn.execute(
+                "DELETE FROM user_aliases WHERE app_id = %s AND %s IN (user_id, previous_id)",
+                (app_id, user_id),
+            )
             restat_persons(conn, app_id, persons)
             conn.execute(
                 "DELETE FROM rule_state WHERE key = %s AND rule_id IN "

@@ -210,6 +210,24 @@ def _inbox(db: sqlite_utils.Database) -> None:
         db.execute(sql)
 
 
+def _user_aliases(db: sqlite_utils.Database) -> None:
+    # Alias calls (Segment, PostHog): previous user id → the user it now counts for.
+    # Indexing moves what the previous id did (core.apply_aliases); later events that
+    # still name it are moved in the chunk that stores them.
+    db.execute(
+        """
+        CREATE TABLE user_aliases (
+            app_id TEXT NOT NULL,
+            previous_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            aliased_at INTEGER NOT NULL,
+            PRIMARY KEY (app_id, previous_id)
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute("CREATE INDEX user_aliases_user ON user_aliases(app_id, user_id)")
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "initial schema", _initial),
     (2, "query summaries: person_event_stats, covering event indexes", _query_summaries),
@@ -217,4 +235,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (4, "narrow events_person to (app_id, person)", _narrow_person_index),
     (5, "meta table with the cursor-signing secret", _meta),
     (6, "inbox and message_ids: accept now, index later", _inbox),
+    (7, "user_aliases: alias calls from other products' libraries", _user_aliases),
 ]

@@ -460,6 +460,10 @@ class SQLiteStore:
                 "DELETE FROM identities WHERE app_id = ? AND user_id = ?", (app_id, user_id)
             )
             conn.execute("DELETE FROM users WHERE app_id = ? AND user_id = ?", (app_id, user_id))
+            conn.execute(
+                "DELETE FROM user_aliases WHERE app_id = ? AND ? IN (user_id, previous_id)",
+                (app_id, user_id),
+            )
             restat_persons(conn, app_id, affected)
             conn.execute(
                 "DELETE FROM rule_state WHERE key = ? AND rule_id IN "
@@ -845,6 +849,40 @@ class _Primitives:
             f"INSERT INTO person_event_stats ({core.STAT_COLUMNS}) "
             "SELECT app_id, ?, event, is_bot, n, first_ts, last_ts FROM person_event_stats "
             # Without statistics the planner would scan the app's whole key range instead.
+            "INDEXED BY person_event_stats_person WHERE app_id = ? AND person = ? " + _STATS_MERGE,
+            moves,
+        )
+        self.conn.executemany(
+            "DELETE FROM person_event_stats WHERE app_id = ? AND person = ?",
+            [(app, person) for _, app, person in moves],
+        )
+
+    # User aliases (core.apply_aliases) ----------------------------------------------
+
+    def user_aliases(self, app_id: str, previous_ids: Sequence[str]) -> dict[str, str]:
+        sql = (
+            "SELECT previous_id, user_id FROM user_aliases "
+            "WHERE app_id = ? AND previous_id IN ({marks})"
+        )
+        return _lookup(self.conn, sql, app_id, previous_ids)
+
+    def add_user_alias(self, alias: core.Alias) -> None:
+        app_id, previous, user, _ = alias
+        self.conn.execute(
+            "INSERT OR IGNORE INTO user_aliases (app_id, previous_id, user_id, aliased_at) "
+            "VALUES (?, ?, ?, ?)",
+            alias,
+        )
+        self.conn.execute(
+            "UPDATE user_aliases SET user_id = ? WHERE app_id = ? AND user_id = ?",
+            (user, app_id, previous),
+        )
+
+    def move_persons(self, moves: Sequence[core.Move]) -> None:
+        self.conn.executemany("UPDATE events SET person = ? WHERE app_id = ? AND person = ?", moves)
+        self.conn.executemany(
+            f"INSERT INTO person_event_stats ({core.STAT_COLUMNS}) "
+            "SELECT app_id, ?, event, is_bot, n, first_ts, last_ts FROM person_event_stats "
             "INDEXED BY person_event_stats_person WHERE app_id = ? AND person = ? " + _STATS_MERGE,
             moves,
         )

@@ -1,0 +1,194 @@
+"""PostHog's capture API, as PostHog's libraries send it: `{"api_key", "batch": [...],
+"sent_at"}` (or one event with `api_key` beside it, or a bare list) of events
+`{"event", "distinct_id", "properties", "timestamp", "uuid"}`.
+
+- `distinct_id` → user; `uuid` → message_id; `$pageview` → `page_viewed`,
+  `$screen` → `screen_viewed`;
+- `$identify`, `$set` and `$set_once` → an identify call, with `$set` (over
+  `$set_once`) as traits, `$anon_distinct_id` as the anonymous id it links; `$set` on
+  any other event merges traits too;
+- `$create_alias` → an alias call: what `distinct_id` did counts for `alias`;
+- `$groupidentify` → `group_identified` with group_id, group_type and group_traits;
+- PostHog's own `$` properties are read where they map (`$current_url`, `$pathname`,
+  `$referrer`, `$lib`, ...) and dropped otherwise; the rest are the event's properties.
+
+The key is the project key of PostHog's setup: an app's API key from a server, or its
+app id from a browser on an allowed origin. `$ip` and `$raw_user_agent` are read from
+server keys only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from collector.errors import CollectorError, FieldError, field_error
+from collector.ingest.dialects.base import (
+    Dialect,
+    batch_items,
+    build_payload,
+    envelope,
+    put_text,
+    screen_size,
+    sent_at,
+    text,
+)
+from collector.ingest.normalize import Item, Payload, normalize_item
+from collector.models import Kind, Source
+
+RENAMED = {"$pageview": "page_viewed", "$screen": "screen_viewed"}
+IDENTIFY = ("$identify", "$set", "$set_once")
+GROUP_EVENT = "group_identified"
+# PostHog's properties → our context.
+_CONTEXT = {
+    "$current_url": "url",
+    "$pathname": "path",
+    "$referrer": "referrer",
+    "$title": "title",
+    "title": "title",
+    "$browser_language": "locale",
+    "$timezone": "timezone",
+}
+
+
+class PostHog(Dialect):
+    name = "posthog"
+
+    def write_key(self, data: Any) -> str | None:
+        first: Any = data
+        if isinstance(data, dict) and isinstance(data.get("batch"), list) and data["batch"]:
+            first = data["batch"][0]
+        elif isinstance(data, list) and data:
+            first = data[0]
+        for holder in (data, first):
+            if isinstance(holder, dict):
+                key = holder.get("api_key", holder.get("token"))
+                if isinstance(key, str):
+                    return key
+        props = first.get("properties") if isinstance(first, dict) else None
+        token = props.get("token") if isinstance(props, dict) else None  # posthog-js
+        return token if isinstance(token, str) else None
+
+    def payload(
+        self, data: Any, source: Source, message_type: str | None, body_size: int
+    ) -> Payload:
+        if isinstance(data, list):
+            data = {"batch": data}
+        data = envelope(data)
+        sent_raw = data.get("sent_at")
+        sent_ms = sent_at(sent_raw, "sent_at")
+        if "batch" in data:
+            messages = batch_items(data["batch"], "batch")
+            is_batch = True
+        else:
+            messages = [data]
+            is_batch = False
+
+        def convert(message: Any) -> Item | list[FieldError]:
+            return posthog_item(message, source)
+
+        return build_payload(
+            messages,
+            is_batch=is_batch,
+            sent_raw=sent_raw,
+            sent_ms=sent_ms,
+            body_size=body_size,
+            convert=convert,
+        )
+
+    def answer(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"status": 1, **body}
+
+    def error(self, exc: CollectorError) -> dict[str, Any]:
+        # PostHog's own error fields: its Python client reads `detail`.
+        body = exc.body()
+        details = "; ".join(f"{e['field']} {e['message']}" for e in exc.errors)
+        body["type"] = "validation_error" if exc.status < 500 else "server_error"
+        body["code"] = exc.code
+        body["detail"] = f"{exc.message}: {details}" if details else exc.message
+        return body
+
+
+def posthog_item(message: Any, source: Source) -> Item | list[FieldError]:
+    """One PostHog event as a canonical item, or its field errors."""
+    if not isinstance(message, dict):
+        return [field_error("event", "must be a JSON object")]
+    get = message.get
+    errors: list[FieldError] = []
+    raw_props = get("properties")
+    if raw_props is not None and not isinstance(raw_props, dict):
+        errors.append(field_error("properties", "must be an object"))
+    props_in: dict[str, Any] = raw_props if isinstance(raw_props, dict) else {}
+    event = get("event")
+    distinct_id = get("distinct_id", props_in.get("distinct_id"))
+    user: Any = distinct_id
+    anonymous: Any = props_in.get("$device_id")
+    if anonymous is not None and anonymous == distinct_id:
+        user = None  # posthog-js before identify: the distinct id is the device's
+
+    context: dict[str, Any] = {}
+    properties: dict[str, Any] = {}
+    for key, value in props_in.items():
+        mapped = _CONTEXT.get(key)
+        if mapped is not None:
+            put_text(context, mapped, value)
+        elif not key.startswith("$") and key not in ("token", "distinct_id"):
+            properties[key] = value
+    size = screen_size(props_in.get("$screen_width"), props_in.get("$screen_height"))
+    if size is not None:
+        context["screen"] = size
+    lib = text(props_in.get("$lib"))
+    if lib:
+        version = text(props_in.get("$lib_version"))
+        context["library"] = f"{lib}/{version}" if version else lib
+
+    traits: Any = None
+    set_traits = get("$set", props_in.get("$set"))
+    set_once = get("$set_once", props_in.get("$set_once"))
+    if isinstance(set_traits, dict) or isinstance(set_once, dict):
+        traits = {
+            **(set_once if isinstance(set_once, dict) else {}),
+            **(set_traits if isinstance(set_traits, dict) else {}),
+        }
+
+    kind: Kind = "track"
+    name: Any = RENAMED.get(event, event) if isinstance(event, str) else event
+    if event in IDENTIFY:
+        kind = "identify"
+        anon = props_in.get("$anon_distinct_id")
+        anonymous = anon if anon is not None else anonymous
+        user = distinct_id
+    elif event == "$create_alias":
+        kind = "alias"
+        alias = props_in.get("alias")
+        if alias is None:
+            errors.append(field_error("properties.alias", "is required"))
+        anonymous, user = distinct_id, alias
+    elif event == "$groupidentify":
+        name = GROUP_EVENT
+        group_key = props_in.get("$group_key")
+        if group_key is None:
+            errors.append(field_error("properties.$group_key", "is required"))
+        properties = {
+            "group_id": group_key,
+            "group_type": props_in.get("$group_type"),
+            "group_traits": props_in.get("$group_set") or {},
+        }
+
+    canonical: dict[str, Any] = {
+        "event": name,
+        "user": user,
+        "anonymous_id": anonymous,
+        "message_id": get("uuid"),
+        "timestamp": get("timestamp"),
+        "properties": properties,
+        "traits": traits,
+        "context": context,
+    }
+    if source == "server":
+        if props_in.get("$ip") is not None:
+            canonical["ip"] = props_in["$ip"]
+        if props_in.get("$raw_user_agent") is not None:
+            canonical["ua"] = props_in["$raw_user_agent"]
+    item = normalize_item(canonical, source=source, forced_kind=kind)
+    if errors:
+        return errors + (item if isinstance(item, list) else [])
+    return item

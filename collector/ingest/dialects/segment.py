@@ -1,0 +1,194 @@
+"""Segment's HTTP Tracking API, as Segment's libraries, analytics.js (analytics-next)
+and RudderStack's libraries send it.
+
+Messages `{"type": "track" | "identify" | "page" | "screen" | "group" | "alias",
+"userId", "anonymousId", "messageId", "timestamp", "context", ...}`, one per request or
+`{"batch": [...], "sentAt"}`; the key is Basic auth's user name or `writeKey` in the
+body. Each message becomes a canonical item:
+
+- track → the event as named; identify → traits (top level over `context.traits`);
+- page → `page_viewed`, screen → `screen_viewed`: `name` and `category` in properties,
+  `context.page` (else the properties) → url, path, referrer, title;
+- group → `group_identified` with `group_id` and `group_traits` in properties;
+- alias → an alias call: what `previousId` did counts for `userId`.
+
+Of the context only what we use is kept (page, locale, timezone, screen, library);
+the rest (userAgentData, device, os, deep objects) is dropped, never an error.
+`context.ip` and `context.userAgent` are read from server keys only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from collector.errors import FieldError, field_error
+from collector.ingest.dialects.base import (
+    Dialect,
+    batch_items,
+    build_payload,
+    envelope,
+    put_text,
+    screen_size,
+    sent_at,
+    text,
+)
+from collector.ingest.normalize import Item, Payload, normalize_item
+from collector.models import Kind, Source
+
+TYPES = ("track", "identify", "page", "screen", "group", "alias")
+# analytics.js posts each call to /v1/ + its type's first letter.
+SHORT_TYPES = {t[0]: t for t in TYPES}
+VIEWED = {"page": "page_viewed", "screen": "screen_viewed"}
+GROUP_EVENT = "group_identified"
+
+# Keys only Segment's shape has: a body on a path we share with our own API
+# (/v1/track, /v1/identify) that carries one of them is answered the Segment way.
+_MARKS = ("writeKey", "messageId", "type", "integrations", "originalTimestamp", "previousId")
+
+
+class Segment(Dialect):
+    name = "segment"
+
+    def speaks(self, data: Any) -> bool:
+        if not isinstance(data, dict):
+            return False
+        if any(key in data for key in _MARKS):
+            return True
+        context = data.get("context")
+        return isinstance(context, dict) and "library" in context
+
+    def write_key(self, data: Any) -> str | None:
+        if not isinstance(data, dict):
+            return None
+        key = data.get("writeKey")
+        if key is None and isinstance(data.get("batch"), list) and data["batch"]:
+            first = data["batch"][0]  # analytics.js puts it on every message of a batch
+            key = first.get("writeKey") if isinstance(first, dict) else None
+        return key if isinstance(key, str) else None
+
+    def payload(
+        self, data: Any, source: Source, message_type: str | None, body_size: int
+    ) -> Payload:
+        body = envelope(data)
+        sent_raw = body.get("sentAt")
+        sent_ms = sent_at(sent_raw, "sentAt")
+        if message_type is None:
+            messages = batch_items(body.get("batch"), "batch")
+            is_batch = True
+        else:
+            messages = [body]
+            is_batch = False
+
+        def convert(message: Any) -> Item | list[FieldError]:
+            return segment_item(message, source, message_type)
+
+        return build_payload(
+            messages,
+            is_batch=is_batch,
+            sent_raw=sent_raw,
+            sent_ms=sent_ms,
+            body_size=body_size,
+            convert=convert,
+        )
+
+
+def segment_item(message: Any, source: Source, message_type: str | None) -> Item | list[FieldError]:
+    """One Segment message as a canonical item, or its field errors."""
+    if not isinstance(message, dict):
+        return [field_error("event", "must be a JSON object")]
+    mtype = message_type or message.get("type") or "track"
+    if mtype not in TYPES:
+        return [field_error("type", "must be one of " + ", ".join(TYPES))]
+    get = message.get
+    raw_context = get("context")
+    context_in: dict[str, Any] = raw_context if isinstance(raw_context, dict) else {}
+    properties: Any = get("properties")
+    canonical: dict[str, Any] = {
+        "user": get("userId"),
+        "anonymous_id": get("anonymousId"),
+        "message_id": get("messageId"),
+        "timestamp": get("timestamp") if get("timestamp") is not None else get("originalTimestamp"),
+        "context": context(context_in),
+    }
+    kind: Kind = "track"
+    errors: list[FieldError] = []
+    if raw_context is not None and not isinstance(raw_context, dict):
+        errors.append(field_error("context", "must be an object"))
+
+    if mtype == "track":
+        canonical["event"] = get("event")
+        canonical["properties"] = properties
+    elif mtype == "page" or mtype == "screen":
+        canonical["event"] = VIEWED[mtype]
+        if properties is None or isinstance(properties, dict):
+            props: dict[str, Any] = dict(properties or {})
+            for key in ("name", "category"):
+                if get(key) is not None:
+                    props[key] = get(key)
+            canonical["properties"] = props
+            for key in ("url", "path", "referrer", "title"):
+                put_text(canonical["context"], key, props.get(key))
+        else:
+            canonical["properties"] = properties  # normalize names the error
+    elif mtype == "identify":
+        kind = "identify"
+        traits = get("traits")
+        context_traits = context_in.get("traits")
+        if isinstance(context_traits, dict) and (traits is None or isinstance(traits, dict)):
+            traits = {**context_traits, **(traits or {})}
+        canonical["traits"] = traits
+    elif mtype == "group":
+        group_id = get("groupId")
+        if group_id is None:
+            errors.append(field_error("groupId", "is required"))
+        canonical["event"] = GROUP_EVENT
+        canonical["properties"] = {"group_id": group_id, "group_traits": get("traits") or {}}
+    else:  # alias
+        previous = get("previousId")
+        if previous is None:
+            errors.append(field_error("previousId", "is required"))
+        elif get("userId") is None:
+            errors.append(field_error("userId", "is required"))
+        if previous is not None and previous == get("userId"):
+            # analytics.js, once identified, sends alias(to) with the current user as both
+            # ids: nothing to alias; its anonymous id is linked, as an identify would.
+            kind = "identify"
+        else:
+            kind = "alias"
+            canonical["anonymous_id"] = previous
+
+    if source == "server":
+        # The visitor's address and browser, which only a server (holding a key) may state.
+        if context_in.get("ip") is not None:
+            canonical["ip"] = context_in["ip"]
+        if context_in.get("userAgent") is not None:
+            canonical["ua"] = context_in["userAgent"]
+
+    item = normalize_item(canonical, source=source, forced_kind=kind)
+    if errors:
+        return errors + (item if isinstance(item, list) else [])
+    return item
+
+
+def context(raw: dict[str, Any]) -> dict[str, Any]:
+    """Segment's context reduced to the keys we use: page → url, path, referrer, title;
+    locale; timezone; screen as "WxH"; library as "name/version"."""
+    out: dict[str, Any] = {}
+    page = raw.get("page")
+    if isinstance(page, dict):
+        for key in ("url", "path", "referrer", "title"):
+            put_text(out, key, page.get(key))
+    put_text(out, "locale", raw.get("locale"))
+    put_text(out, "timezone", raw.get("timezone"))
+    screen = raw.get("screen")
+    if isinstance(screen, dict):
+        size = screen_size(screen.get("width"), screen.get("height"))
+        if size is not None:
+            out["screen"] = size
+    library = raw.get("library")
+    if isinstance(library, dict):
+        name, version = text(library.get("name")), text(library.get("version"))
+        if name:
+            out["library"] = f"{name}/{version}" if version else name
+    else:
+        put_text(out, "library", library)
+    return out

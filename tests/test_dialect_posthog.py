@@ -1,0 +1,179 @@
+"""PostHog's capture API (ingest/dialects/posthog.py), as the endpoint answers it, on
+both backends."""
+
+from __future__ import annotations
+
+import gzip
+from typing import Any
+
+import orjson
+import pytest
+from starlette.testclient import TestClient
+
+from collector.models import App
+from collector.store import Store
+from tests.conftest import CHROME_UA, ORIGIN, auth
+
+
+def events(store: Store, app: App, name: str | None = None) -> list[dict[str, Any]]:
+    return [e for e in store.export_events(app.app_id) if name is None or e["event"] == name]
+
+
+def profile(client: TestClient, key: str, user_id: str) -> dict[str, Any]:
+    r = client.get(f"/v1/users/{user_id}", headers=auth(key))
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def test_batch_maps_posthog_events(client: TestClient, store: Store, app: App, key: str) -> None:
+    batch = [
+        {
+            "event": "$pageview",
+            "distinct_id": "u1",
+            "uuid": "0190b2d6-0000-7000-8000-000000000001",
+            "timestamp": "2026-11-22T10:00:00Z",
+            "properties": {
+                "$current_url": "https://shop.example.com/pricing",
+                "$pathname": "/pricing",
+                "$referrer": "https://search.example/",
+                "$lib": "posthog-python",
+                "$lib_version": "7.0.0",
+                "$geoip_disable": True,
+                "$ip": "203.0.113.7",
+                "$raw_user_agent": CHROME_UA,
+                "plan": "pro",
+            },
+        },
+        {
+            "event": "$identify",
+            "distinct_id": "u1",
+            "properties": {"$anon_distinct_id": "anon-1", "$set": {"email": "a@example.com"}},
+        },
+        {"event": "$set", "distinct_id": "u1", "$set": {"plan": "pro"}},
+        {"event": "$set_once", "distinct_id": "u1", "$set_once": {"first_seen_on": "web"}},
+        {"event": "button_clicked", "distinct_id": "u1", "properties": {"$set": {"seen": 1}}},
+        {
+            "event": "$groupidentify",
+            "distinct_id": "u1",
+            "properties": {
+                "$group_type": "company",
+                "$group_key": "acme",
+                "$group_set": {"size": 12},
+            },
+        },
+        {"event": "$create_alias", "distinct_id": "u1", "properties": {"alias": "u1-new"}},
+    ]
+    r = client.post(
+        "/batch/",
+        json={"api_key": key, "batch": batch, "sent_at": "2026-11-22T10:00:01Z"},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == 1 and body["success"] is True and len(body["accepted"]) == 7
+
+    (page,) = events(store, app, "page_viewed")
+    assert page["message_id"] == "0190b2d6-0000-7000-8000-000000000001"
+    assert page["properties"] == {"plan": "pro"}  # PostHog's own $ properties are not ours
+    ctx = page["context"]
+    assert ctx["url"] == "https://shop.example.com/pricing" and ctx["path"] == "/pricing"
+    assert ctx["referrer"] == "https://search.example/"
+    assert ctx["library"] == "posthog-python/7.0.0"
+    assert ctx["ip"] == "203.0.113.7" and ctx["browser"] == "Chrome"  # a server key's
+    (group,) = events(store, app, "group_identified")
+    assert group["properties"] == {
+        "group_id": "acme",
+        "group_type": "company",
+        "group_traits": {"size": 12},
+    }
+    assert events(store, app, "button_clicked")
+
+    # The alias made u1 count for u1-new, traits and anonymous history included.
+    new = profile(client, key, "u1-new")
+    assert new["event_counts"] == {"page_viewed": 1, "button_clicked": 1, "group_identified": 1}
+    old = profile(client, key, "u1")
+    assert old["traits"] == {
+        "email": "a@example.com",
+        "plan": "pro",
+        "first_seen_on": "web",
+        "seen": 1,
+    }
+    assert "anon-1" in old["anonymous_ids"]
+
+
+@pytest.mark.parametrize("path", ["/capture/", "/e/", "/i/v0/e/", "/batch", "/capture"])
+def test_single_events_on_every_capture_path(
+    client: TestClient, store: Store, app: App, key: str, path: str
+) -> None:
+    r = client.post(path, json={"api_key": key, "event": "signed_up", "distinct_id": "u"})
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == 1
+    assert [e["event"] for e in events(store, app)] == ["signed_up"]
+
+
+def test_browser_project_key_is_the_app_id_from_an_allowed_origin(
+    client: TestClient, store: Store, app: App
+) -> None:
+    # posthog-js: a bare list, the key in each event's properties, gzip said in the query.
+    batch = [
+        {
+            "event": "$pageview",
+            "properties": {
+                "token": app.app_id,
+                "distinct_id": "device-1",
+                "$device_id": "device-1",
+                "$current_url": "https://shop.example.com/",
+                "$ip": "198.51.100.1",
+            },
+        }
+    ]
+    headers = {"Origin": ORIGIN, "User-Agent": CHROME_UA, "Content-Type": "text/plain"}
+    r = client.post(
+        "/e/?compression=gzip-js", content=gzip.compress(orjson.dumps(batch)), headers=headers
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["access-control-allow-origin"] == ORIGIN
+    (page,) = events(store, app)
+    # Before identify, posthog-js's distinct id is its device's: an anonymous id.
+    assert page["user_id"] is None and page["anonymous_id"] == "device-1"
+    assert page["context"]["source"] == "browser" and page["context"]["ip"] != "198.51.100.1"
+    elsewhere = client.post(
+        "/e/", content=orjson.dumps(batch), headers={**headers, "Origin": "https://evil.example"}
+    )
+    assert elsewhere.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"event": "a", "distinct_id": "u"}, 401, "writeKey"),
+        ({"api_key": "phc_unknown", "event": "a", "distinct_id": "u"}, 401, "writeKey"),
+        ({"api_key": "KEY", "event": "a"}, 400, "user"),
+        ({"api_key": "KEY", "distinct_id": "u"}, 400, "event"),
+        ({"api_key": "KEY", "event": "$create_alias", "distinct_id": "u"}, 400, "properties.alias"),
+        ({"api_key": "KEY", "batch": {"a": 1}}, 400, "batch"),
+        ({"api_key": "KEY", "batch": [], "sent_at": 1}, 400, "batch"),
+        (
+            {"api_key": "KEY", "event": "a", "distinct_id": "u", "properties": [1]},
+            400,
+            "properties",
+        ),
+    ],
+)
+def test_errors_carry_the_detail_posthog_reads(
+    client: TestClient, key: str, body: dict[str, Any], status: int, field: str
+) -> None:
+    if body.get("api_key") == "KEY":
+        body = {**body, "api_key": key}
+    r = client.post("/batch/", json=body)
+    assert r.status_code == status, r.text
+    answer = r.json()
+    assert answer["success"] is False and field in [e["field"] for e in answer["errors"]]
+    assert field in answer["detail"] and answer["type"] == "validation_error"
+
+
+def test_uuid_is_the_idempotency_key(client: TestClient, store: Store, app: App, key: str) -> None:
+    event = {"event": "a", "distinct_id": "u", "uuid": "0190b2d6-0000-7000-8000-0000000000aa"}
+    for _ in range(2):
+        assert client.post("/batch/", json={"api_key": key, "batch": [event]}).status_code == 200
+    assert len(events(store, app)) == 1

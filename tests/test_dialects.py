@@ -1,0 +1,57 @@
+"""The dialects' common ground (ingest/dialects/): any JSON body is either items or a
+CollectorError naming a field, never an exception of another kind; every path of the
+table reaches the endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collector.errors import CollectorError
+from collector.ingest.dialects.routes import ROUTES
+from collector.ingest.normalize import Item
+from collector.web.app import _INGEST
+
+SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=8)
+)
+KEYS = st.sampled_from(
+    [
+        "type", "event", "userId", "anonymousId", "previousId", "groupId", "messageId",
+        "timestamp", "sentAt", "context", "page", "traits", "properties", "name", "batch",
+        "writeKey", "distinct_id", "uuid", "$set", "$set_once", "alias", "$device_id",
+        "$anon_distinct_id", "$group_key", "api_key", "library", "screen", "url", "ip",
+        "userAgent", "$current_url", "$lib", "sent_at", "token",
+    ]
+)  # fmt: skip
+VALUES = st.recursive(
+    st.one_of(SCALARS, st.sampled_from(["track", "identify", "page", "alias", "$identify"])),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.one_of(KEYS, st.text()), inner, max_size=5)
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    body=VALUES, path=st.sampled_from(sorted(ROUTES)), source=st.sampled_from(["server", "browser"])
+)
+def test_any_body_is_items_or_a_field_error(body: Any, path: str, source: Any) -> None:
+    route = ROUTES[path]
+    try:
+        route.dialect.write_key(body)
+        route.dialect.speaks(body)
+        payload = route.dialect.payload(body, source, route.message_type, 100)
+    except CollectorError as exc:
+        assert exc.errors and all(e["field"] for e in exc.errors)
+        assert route.dialect.error(exc)["code"]
+        return
+    for item in payload.items:
+        assert isinstance(item, Item) or (item and all(e["field"] for e in item))
+
+
+def test_every_dialect_path_is_routed_to_the_endpoint() -> None:
+    assert set(ROUTES) <= _INGEST
