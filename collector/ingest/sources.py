@@ -177,9 +177,17 @@ def classify_host(host: str) -> ReferrerInfo:
     return _UNKNOWN
 
 
-def _host_of(url: str) -> str | None:
+def _origin_part(url: str) -> str:
+    # Pages and referrers differ by path and query far more than by host: the cache is
+    # keyed on what comes before them.
+    scheme, sep, rest = url.strip().partition("://")
+    return scheme + sep + rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _host_of_origin(origin: str) -> str | None:
     try:
-        host = urlsplit(url.strip()).hostname
+        host = urlsplit(origin).hostname
     except ValueError:
         return None
     if not host:
@@ -187,9 +195,8 @@ def _host_of(url: str) -> str | None:
     return _strip_www(host.rstrip("."))
 
 
-@lru_cache(maxsize=CACHE_SIZE)
-def _referrer_host(referrer: str) -> str | None:
-    return _host_of(referrer)
+def _host_of(url: str) -> str | None:
+    return _host_of_origin(_origin_part(url))
 
 
 @lru_cache(maxsize=1024)
@@ -284,7 +291,7 @@ def source_fields(url: object, referrer: object, own: tuple[str, ...] = ()) -> d
     if page:
         fields, paid_click = _query_fields(page)
     info = _UNKNOWN
-    host = _referrer_host(referrer) if isinstance(referrer, str) and referrer else None
+    host = _host_of(referrer) if isinstance(referrer, str) and referrer else None
     if host is not None and not _is_own(host, page_host, own):
         info = classify_host(host)
         fields["referrer_host"] = host
@@ -305,4 +312,4 @@ def source_fields(url: object, referrer: object, own: tuple[str, ...] = ()) -> d
 def cache_clear() -> None:
     """Empty the per-host caches (benchmarks and tests)."""
     classify_host.cache_clear()
-    _referrer_host.cache_clear()
+    _host_of_origin.cache_clear()
