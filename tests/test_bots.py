@@ -144,7 +144,7 @@ def test_isbot_list_is_a_layer_of_its_own() -> None:
 
 
 def test_the_lists_and_their_licences_ship_together() -> None:
-    data = Path(bots.__file__).resolve().parent / "data"
+    data = bots._ISBOT_DATA.parent
     assert "public domain" in (data / "LICENSE-isbot").read_text()
     assert len(json.loads((data / "isbot-patterns.json").read_text())) > 200
 

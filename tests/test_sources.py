@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import orjson
 import pytest
@@ -126,7 +125,7 @@ def test_click_id_in_the_url_is_paid() -> None:
 
 
 def test_the_list_ships_with_its_source_and_licence() -> None:
-    data = Path(sources.__file__).resolve().parent / "data"
+    data = sources._DATA.parent
     raw = json.loads((data / "referrers.json").read_text())
     assert "matomo-org/searchengine-and-social-list" in raw["source"]
     assert "CC0" in (data / "LICENSE-searchengine-and-social-list").read_text()

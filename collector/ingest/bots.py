@@ -28,6 +28,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
+from importlib.resources import files
 from pathlib import Path
 
 from crawlerdetect.providers.crawlers import data as _CRAWLER_PATTERNS
@@ -214,7 +215,8 @@ def _is_crawler_lower(lowered: str) -> bool:
     return bool(agent) and _CRAWLER.search(agent) is not None
 
 
-_ISBOT_DATA = Path(__file__).resolve().parent / "data" / "isbot-patterns.json"
+# Through the package, not __file__: a module compiled by mypyc has no __file__ of its own.
+_ISBOT_DATA = Path(str(files("collector.ingest") / "data" / "isbot-patterns.json"))
 
 # isbot's patterns that judge a string's shape rather than name a client. Each flagged
 # real browsers in the half of browsers.txt used for tuning (Baidu's app tokens carry a

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -54,7 +55,8 @@ SOURCE_KEYS: tuple[str, ...] = ("referrer_host", "referrer_name", "channel", *UT
 MAX_VALUE = 255  # a UTM value longer than this is cut: it is a label, not a payload
 CACHE_SIZE = 8192
 
-_DATA = Path(__file__).resolve().parent / "data" / "referrers.json"
+# Through the package, not __file__: a module compiled by mypyc has no __file__ of its own.
+_DATA = Path(str(files("collector.ingest") / "data" / "referrers.json"))
 
 # Webmail read in a browser: a link clicked there is an email's. Matomo's lists have no
 # such category (Gmail's host would otherwise count as Google, a search engine).
