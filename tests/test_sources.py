@@ -181,3 +181,10 @@ def test_stored_at_ingestion_from_the_sdk_fields(
     assert first["channel"] == "Social"
     assert "referrer_host" not in spa and spa["channel"] == "Direct"
     assert not {"channel", "referrer_host", "utm_source"} & set(other)
+
+
+def test_a_long_made_up_host_is_matched_on_its_tail() -> None:
+    host = ".".join(["a"] * 120) + ".google.com"
+    fields = source_fields(PAGE, f"https://{host}/", OWN)
+    assert fields["referrer_name"] == "Google"
+    assert fields["channel"] == "Organic Search"

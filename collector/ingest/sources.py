@@ -52,6 +52,7 @@ UTM_KEYS: tuple[str, ...] = (
 # Every context key this module may set: only enrichment sets them.
 SOURCE_KEYS: tuple[str, ...] = ("referrer_host", "referrer_name", "channel", *UTM_KEYS)
 
+_MAX_LABELS = 6
 MAX_VALUE = 255  # a UTM value longer than this is cut: it is a label, not a payload
 CACHE_SIZE = 8192
 
@@ -172,7 +173,9 @@ def classify_host(host: str) -> ReferrerInfo:
     hit = _HOSTS.get(host)
     if hit is not None:
         return hit
-    for candidate in _candidates(host.split(".")):
+    # The list's longest entry has six labels: a longer host is matched on its tail, so
+    # a made-up host of a hundred labels costs no more than a real one.
+    for candidate in _candidates(host.split(".")[-_MAX_LABELS:]):
         hit = _HOSTS.get(candidate)
         if hit is not None:
             return hit
