@@ -20,6 +20,8 @@ from collector.ingest.bots import classify_user_agent, detect_bot
 from collector.ingest.useragent import parse_user_agent
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ua"
+# isbot's fixtures (public domain), shipped here: see bench/data/README.md.
+ISBOT_FIXTURES = Path(__file__).resolve().parent / "data"
 
 # Strings in neither corpus: the Rust regex engine builds its automata lazily, and that
 # one-off start-up cost is not what an unseen string costs in a running server.
@@ -32,7 +34,11 @@ _WARM_UP = (
 
 def load(name: str) -> list[str]:
     """The non-blank lines of data/ua/<name>.txt, stripped."""
-    text = (DATA / f"{name}.txt").read_text(encoding="utf-8")
+    return _lines(DATA / f"{name}.txt")
+
+
+def _lines(path: Path) -> list[str]:
+    text = path.read_text(encoding="utf-8")
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
@@ -127,6 +133,21 @@ def run() -> dict[str, float]:
         r["held_out_false_positives" + suffix] = float(
             sum(classify_user_agent(ua, **kwargs) is not None for ua in browsers_held)
         )
+    # isbot's own fixtures: its list was written against them, the other layers were not.
+    crawlers, others = (
+        _lines(ISBOT_FIXTURES / "isbot-crawlers.txt"),
+        _lines(ISBOT_FIXTURES / "isbot-browsers.txt"),
+    )
+    r["isbot_fixture_crawlers"] = float(len(crawlers))
+    r["isbot_fixture_browsers"] = float(len(others))
+    for suffix, kwargs in (("", {}), ("_without_isbot", {"isbot": False})):
+        r["isbot_fixture_recall" + suffix] = _rate(
+            classify_user_agent(ua, **kwargs) is not None for ua in crawlers
+        )
+        r["isbot_fixture_false_positive_rate" + suffix] = _rate(
+            classify_user_agent(ua, **kwargs) is not None for ua in others
+        )
+
     _clear_caches()
     for ua in every:
         parse_user_agent(ua)
@@ -172,6 +193,16 @@ _ROWS = (
     ("held_out_false_positives_without_isbot", "  browsers flagged, no isbot list", "{:.0f}"),
     ("held_out_recall_without_lists", "  bots flagged, neither list", "{:.2%}"),
     ("held_out_false_positives_without_lists", "  browsers flagged, neither list", "{:.0f}"),
+    ("isbot_fixture_crawlers", "isbot's fixtures: crawler strings", "{:.0f}"),
+    ("isbot_fixture_browsers", "isbot's fixtures: browser strings", "{:.0f}"),
+    ("isbot_fixture_recall", "  crawlers flagged, every layer", "{:.2%}"),
+    ("isbot_fixture_false_positive_rate", "  browsers flagged, every layer", "{:.2%}"),
+    ("isbot_fixture_recall_without_isbot", "  crawlers flagged, no isbot list", "{:.2%}"),
+    (
+        "isbot_fixture_false_positive_rate_without_isbot",
+        "  browsers flagged, no isbot list",
+        "{:.2%}",
+    ),
     ("recall", "bots.txt flagged", "{:.2%}"),
     ("false_positive_rate", "browsers.txt flagged", "{:.2%}"),
     ("recall_without_crawler_list", "bots.txt flagged, no Crawler-Detect list", "{:.2%}"),

@@ -147,6 +147,9 @@ def test_the_lists_and_their_licences_ship_together() -> None:
     data = bots._ISBOT_DATA.parent
     assert "public domain" in (data / "LICENSE-isbot").read_text()
     assert len(json.loads((data / "isbot-patterns.json").read_text())) > 200
+    fixtures = Path(__file__).resolve().parent.parent / "bench" / "data"
+    assert "public domain" in (fixtures / "LICENSE-isbot").read_text()
+    assert "344052da664bde49579e21f1e62349280791efb3" in (fixtures / "README.md").read_text()
 
 
 # Named cases.
