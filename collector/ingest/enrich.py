@@ -1,4 +1,5 @@
-"""Enrichment: where an event's IP, User-Agent and bot verdict are decided — here only."""
+"""Enrichment: where an event's IP, country, source, User-Agent and bot verdict are decided —
+here only (the country by geo.py, the source by sources.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from functools import lru_cache
 from typing import Any
 
 from collector.ingest.bots import detect_bot
+from collector.ingest.geo import country_for_ip
+from collector.ingest.sources import source_fields
 from collector.ingest.useragent import parse_user_agent
 from collector.models import IpMode, Source
 
@@ -76,11 +79,15 @@ def enrich_context(
     user_agent: str | None,
     ip_mode: IpMode,
     headers: Mapping[str, str] | None = None,
+    own_hosts: tuple[str, ...] = (),
 ) -> tuple[bool, str | None]:
     """Fill the enrichment keys of `context` in place; return (is_bot, bot_reason).
 
     `ip` and `user_agent` are the visitor's: from the socket and headers on the browser
-    path, from the body on the server path (never the posting server's own)."""
+    path, from the body on the server path (never the posting server's own). The country
+    comes from the full `ip`, before `ip_mode` truncates or drops it. An event that
+    carries a page (`url` or `referrer` in its context) gets its source; `own_hosts`
+    (`sources.own_hosts(app.origins)`) are the site's own, never a source."""
     webdriver = context.pop("webdriver", None) is True
     parsed = parse_user_agent(user_agent)
     reason = detect_bot(
@@ -93,6 +100,7 @@ def enrich_context(
         # A backend event with no visitor UA says nothing about bots.
         reason = None
     context["source"] = source
+    context["country"] = country_for_ip(ip)
     context["ip"] = apply_ip_mode(ip, ip_mode)
     context["user_agent"] = user_agent
     context["browser"] = parsed.browser
@@ -102,4 +110,8 @@ def enrich_context(
     context["device_type"] = "bot" if reason else parsed.device_type
     context["is_bot"] = reason is not None
     context["bot_reason"] = reason
+    url = context.get("url")
+    referrer = context.get("referrer")
+    if url is not None or referrer is not None:
+        context.update(source_fields(url, referrer, own_hosts))
     return reason is not None, reason

@@ -52,6 +52,17 @@ RESERVED_CONTEXT = frozenset(
         "is_bot",
         "bot_reason",
         "clock_skew_clamped",
+        # geo.py and sources.py
+        "country",
+        "referrer_host",
+        "referrer_name",
+        "channel",
+        "utm_source",
+        "utm_medium",
+        "utm_campaign",
+        "utm_term",
+        "utm_content",
+        "ref",
     }
 )
 

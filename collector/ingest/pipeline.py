@@ -25,6 +25,7 @@ from collector.ingest.auth import key_from_authorization, origin_allowed, reques
 from collector.ingest.enrich import enrich_context
 from collector.ingest.normalize import EVENT_TOO_LARGE, Item, Payload
 from collector.ingest.ratelimit import RateLimiter
+from collector.ingest.sources import own_hosts
 from collector.models import App, Event, Outcome, Source
 from collector.store.base import Store
 from collector.timeutil import MAX_FUTURE_MS, iso
@@ -158,6 +159,7 @@ def build_events(
     known_users: set[str] = set()
     require_known = bool(app.setting("require_known_user"))
     ip_mode = app.setting("ip_mode")
+    site_hosts = own_hosts(tuple(app.origins))
     rules_by_event: dict[str, list[Any]] = {}
     for rule in app.rules:
         rules_by_event.setdefault(rule.event, []).append(rule)
@@ -202,6 +204,7 @@ def build_events(
             user_agent=ua,
             ip_mode=ip_mode,
             headers=headers if caller.source == "browser" else None,
+            own_hosts=site_hosts,
         )
         events.append(
             Event(

@@ -74,6 +74,10 @@ class Dialect(ABC):
     def json_eq(self, column: str, key: str, value: Scalar, params: list[Any]) -> str: ...
 
     @abstractmethod
+    def json_text(self, column: str, key: str, params: list[Any]) -> str:
+        """The key's value as text (NULL when missing or null), to group by."""
+
+    @abstractmethod
     def json_in(self, column: str, key: str, values: Sequence[Scalar], params: list[Any]) -> str:
         """Membership in `values`, which holds at least one."""
 
@@ -584,7 +588,24 @@ class Reader(ABC):
         ):
             days.append({"day": day, "event": event, "count": count, "users": users})
             totals[event] = totals.get(event, 0) + count
-        return {"days": days, "totals": dict(sorted(totals.items()))}
+        # What was filtered, and why: the bots among the same events, whether or not the
+        # answer above includes them.
+        reason_params: list[Any] = []
+        reason = d.json_text("context", "bot_reason", reason_params)
+        where, params = event_filter(d, app_id, query.events, query.since, query.until, True)
+        bots = {
+            "unknown" if name is None else str(name): count
+            for name, count in self.execute(
+                f"SELECT {reason}, COUNT(*) FROM events "
+                f"WHERE {' AND '.join(where)} AND is_bot = 1 GROUP BY 1",
+                [*reason_params, *params],
+            )
+        }
+        return {
+            "days": days,
+            "totals": dict(sorted(totals.items())),
+            "bot_reasons": dict(sorted(bots.items())),
+        }
 
     def stream_position(self) -> int:
         """The newest event's position: a stream that starts now shows what comes after it."""

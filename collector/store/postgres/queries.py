@@ -55,6 +55,10 @@ class PostgresDialect(sql.Dialect):
         params.extend([key, core.json_text(value)])
         return f"coalesce({column} -> %s = %s::jsonb, false)"
 
+    def json_text(self, column: str, key: str, params: list[Any]) -> str:
+        params.append(key)
+        return f"{column} ->> %s"
+
     def json_in(self, column: str, key: str, values: Sequence[Scalar], params: list[Any]) -> str:
         params.extend([key, [core.json_text(v) for v in values]])
         return f"coalesce({column} -> %s = ANY(%s::jsonb[]), false)"

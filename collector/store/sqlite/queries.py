@@ -58,6 +58,10 @@ class SQLiteDialect(sql.Dialect):
             f"AND ifnull(json_type({column}, ?), '') IN {kind}"
         )
 
+    def json_text(self, column: str, key: str, params: list[Any]) -> str:
+        params.append(_path(key))
+        return f"json_extract({column}, ?)"
+
     def json_in(self, column: str, key: str, values: Sequence[Scalar], params: list[Any]) -> str:
         # A few flat terms (one per JSON type), whatever the list's length: an OR per
         # value would nest past SQLite's expression depth limit.
