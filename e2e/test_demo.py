@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page
 
-from e2e.harness import App, Collector, debug_lines, flush, ready
+from e2e.harness import App, Collector, debug_lines, flush, ready, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -40,4 +40,9 @@ def test_demo_page_buttons_reach_the_collector(visitor: Page, collector: Collect
     form = next(r for r in mine if r["event"] == "form_submitted")
     assert form["properties"]["fields"] == ["email", "plan"]
     assert "hunter2" not in str(mine)
-    assert any(line.text.startswith("[telltale] answer 202") for line in lines)
+    # The debug lines come from a file loaded on demand: they may follow the stored rows.
+    wait_for(
+        lambda: any(line.text.startswith("[telltale] answer 202") for line in lines),
+        "the answer's debug line",
+        pause=visitor.wait_for_timeout,
+    )
