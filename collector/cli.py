@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,7 +18,8 @@ from typing import Any, TypeVar
 import click
 import orjson
 
-from collector import __version__
+from collector import __version__, retention
+from collector.backup import backup_sqlite
 from collector.errors import StoreUnavailable
 from collector.ingest.auth import normalise_origin
 from collector.models import DEFAULT_APP_SETTINGS, App
@@ -137,6 +141,11 @@ def app_settings_options(func: F) -> F:
         click.option(
             "--rate-limit-ip", type=int, help="Requests per second per client IP (0: no limit)."
         ),
+        click.option(
+            "--retention-days",
+            type=click.IntRange(min=0),
+            help="Delete events older than this many days, in the background (0: keep all).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -212,6 +221,11 @@ def serve(**options: Any) -> None:
     store.close()
     # Workers are separate processes: they read the same settings from the environment.
     os.environ.update(settings.to_env())
+    # Each process of this run (workers, indexer) keeps its metrics in a file of this
+    # folder, and /metrics adds them up; a new folder per run, so that no count of an
+    # earlier run is added in.
+    metrics_dir = tempfile.mkdtemp(prefix="telltale-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     # The indexer runs beside the workers, while the CPU has room (collector/indexer.py).
     indexer = subprocess.Popen(
         [
@@ -227,6 +241,7 @@ def serve(**options: Any) -> None:
     finally:
         indexer.terminate()
         indexer.wait(timeout=30)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _serve(settings: Settings) -> None:
@@ -569,17 +584,40 @@ def _csv_cell(value: Any) -> Any:
 
 
 @main.command()
-@click.argument("app_id")
-@click.option("--older-than", required=True, help="Delete events older than this, e.g. 90d.")
+@click.argument("app_id", required=False)
+@click.option(
+    "--older-than", help="Delete events older than this, e.g. 90d (default: the app's retention)."
+)
 @db_option
-def purge(app_id: str, older_than: str, db: str) -> None:
-    """Delete an app's events older than a duration."""
-    try:
-        cutoff = now_ms() - parse_duration_ms(older_than)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--older-than") from None
+def purge(app_id: str | None, older_than: str | None, db: str) -> None:
+    """Delete an app's events older than a duration, or past its retention_days; with no
+    APP_ID, every app's events past its retention_days (what the server does in the
+    background)."""
+    cutoff = None
+    if older_than is not None:
+        if app_id is None:
+            raise click.UsageError("--older-than needs an APP_ID")
+        try:
+            cutoff = now_ms() - parse_duration_ms(older_than)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--older-than") from None
     store = open_store(db)
-    _require_app(store, app_id)
+    if app_id is None:
+        purged = retention.enforce(store)
+        for each, n in purged.items():
+            click.echo(f"{each}: purged {n} events")
+        click.echo(f"purged {sum(purged.values())} events")
+        return
+    app = _require_app(store, app_id)
+    if cutoff is None:
+        cutoff = retention.cutoff_ms(app, now_ms())
+        if cutoff is None:
+            raise click.ClickException(
+                f"{app_id} keeps its events for ever: give --older-than, or set "
+                "`collector apps update --retention-days N`"
+            )
+        click.echo(f"purged {retention.enforce_app(store, app, cutoff)} events")
+        return
     click.echo(f"purged {store.purge(app_id, cutoff)} events")
 
 
@@ -597,6 +635,26 @@ def users_delete(app_id: str, user_id: str, db: str) -> None:
     store = open_store(db)
     _require_app(store, app_id)
     click.echo(f"deleted user {user_id} and {store.delete_user(app_id, user_id)} events")
+
+
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@db_option
+def backup(path: str, db: str) -> None:
+    """Copy a SQLite database to PATH, consistently, while it is served (SQLite's online
+    backup API). To restore, stop the collector and serve the copy (`--db PATH`), or move
+    it into the database's place. For PostgreSQL, use pg_dump (README, Operations)."""
+    if is_url(db):
+        raise click.ClickException(
+            "collector backup copies SQLite files; for PostgreSQL use "
+            "pg_dump --format=custom (README, Operations)"
+        )
+    open_store(db).close()  # the same refusal of a missing file as every command
+    try:
+        size = backup_sqlite(db, path)
+    except (OSError, ValueError, sqlite3.Error) as exc:
+        raise click.ClickException(f"backup failed: {exc}") from None
+    click.echo(f"backed up {db} to {path} ({size} bytes)")
 
 
 @main.command("migrate-data")

@@ -88,6 +88,23 @@ class Settings:
     log_level: str = field(
         default="info", metadata=_meta("Log level.", "COLLECTOR_LOG_LEVEL", "--log-level")
     )
+    access_log: bool = field(
+        default=False,
+        metadata=_meta(
+            "Log every request as a JSON line on stderr (no query string, no secrets).",
+            "COLLECTOR_ACCESS_LOG",
+            "--access-log",
+        ),
+    )
+    retention_interval: float = field(
+        default=3600.0,
+        metadata=_meta(
+            "Seconds between background passes that delete events past each app's "
+            "retention_days (0: never in the background).",
+            "COLLECTOR_RETENTION_INTERVAL",
+            "--retention-interval",
+        ),
+    )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -111,6 +128,8 @@ class Settings:
             raise ValueError("workers must be at least 1")
         if self.max_backlog < 0:
             raise ValueError("max_backlog must be 0 or more")
+        if self.retention_interval < 0:
+            raise ValueError("retention_interval must be 0 or more")
         if not 0 <= self.indexer_idle <= 1:
             raise ValueError("indexer_idle must be between 0 and 1")
 

@@ -5,6 +5,7 @@ state, reading the body, running the pipeline, the group commit and the answer."
 from __future__ import annotations
 
 import logging
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -15,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 from collector.errors import CollectorError, InternalError
 from collector.ingest import pipeline
 from collector.ingest.enrich import client_ip, parse_networks
+from collector.ingest.metrics import Tally
 from collector.ingest.normalize import MAX_REQUEST_BYTES, decode_body, parse_payload
 from collector.ingest.ratelimit import RateLimiter
 from collector.ingest.writer import Writer
@@ -22,6 +24,7 @@ from collector.models import Event, Kind, Outcome
 from collector.settings import Settings
 from collector.store import Store
 from collector.timeutil import now_ms
+from collector.web.metrics import Observer
 
 log = logging.getLogger("collector")
 
@@ -39,6 +42,8 @@ class Collector:
             store, queue_size=settings.queue_size, commit_batch=settings.commit_batch
         )
         self.demo_app_id: str | None = None
+        self.tally = Tally()
+        self.observer = Observer(self.tally, settings.access_log)
 
 
 def raw_headers(scope: Scope) -> dict[str, str]:
@@ -82,6 +87,7 @@ class IngestEndpoint:
         self.collector = collector
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         forced: Kind | None = "identify" if scope["path"] == "/v1/identify" else None
         try:
             body, size = await _read_body(receive)
@@ -97,6 +103,7 @@ class IngestEndpoint:
         ]
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": content})
+        self.collector.observer.observe(scope, scope["path"], status, started)
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, int]:
@@ -148,6 +155,8 @@ async def _ingest(
             headers=headers,
             received_at=now_ms(),
         )
+        if errors:
+            c.tally.event("invalid", len(errors))
         outcomes = await _store(c, caller.app.setting("bot_policy"), events)
         if payload.is_batch:
             status, answer = pipeline.batch_answer(outcomes, errors, warnings)
@@ -175,9 +184,12 @@ async def _store(c: Collector, bot_policy: str, events: list[Event | None]) -> d
     for index, ev in enumerate(events):
         if ev is None:
             continue
-        if ev.is_bot and bot_policy == "drop":
-            outcomes[index] = Outcome("discarded", reason=f"bot: {ev.bot_reason}")
-            continue
+        if ev.is_bot:
+            c.tally.bot(ev.bot_reason or "unknown")
+            if bot_policy == "drop":
+                c.tally.event("discarded")
+                outcomes[index] = Outcome("discarded", reason=f"bot: {ev.bot_reason}")
+                continue
         to_write.append(ev)
         indexes.append(index)
     if to_write:
