@@ -203,12 +203,18 @@ def serve(**options: Any) -> None:
         settings = Settings.from_env(**options)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    _check_port(settings.host, settings.port)
     store = open_store(settings.db, create=True)
     if settings.demo:
         from collector.web.demo import ensure_demo_app
 
-        app, key = ensure_demo_app(store, settings)
+        app, key, revoked = ensure_demo_app(store, settings)
         base = f"http://{settings.host}:{settings.port}"
+        if revoked:
+            click.echo(
+                f"\nThe demo app's earlier key ({', '.join(revoked)}) is revoked: "
+                "keys are stored hashed, so a new one is shown for this run."
+            )
         click.echo(
             f"\nTelltale demo app: {app.app_id}\n"
             f"API key (shown once): {key}\n"
@@ -242,6 +248,20 @@ def serve(**options: Any) -> None:
         indexer.terminate()
         indexer.wait(timeout=30)
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse a port in use before anything is printed or created (the demo's key and
+    curl would otherwise be shown for a server that never starts)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
 
 
 def _serve(settings: Settings) -> None:
@@ -530,12 +550,18 @@ def rules_remove(app_id: str, rule_id: int, db: str) -> None:
 
 
 def _time_option(value: str | None, name: str) -> int | None:
+    """A time: ISO 8601, epoch ms, or a duration back from now (`2d`), as purge takes."""
     if value is None:
         return None
     try:
         return parse_timestamp(value)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint=name) from None
+        try:
+            return now_ms() - parse_duration_ms(value)
+        except ValueError:
+            raise click.BadParameter(
+                f"{exc}, or a duration back from now such as 2d", param_hint=name
+            ) from None
 
 
 EXPORT_FIELDS = [
@@ -556,8 +582,8 @@ EXPORT_FIELDS = [
 @click.option(
     "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
 )
-@click.option("--since", help="ISO 8601 time or epoch ms (inclusive).")
-@click.option("--until", help="ISO 8601 time or epoch ms (exclusive).")
+@click.option("--since", help="ISO 8601 time, epoch ms, or a duration ago: 2d (inclusive).")
+@click.option("--until", help="ISO 8601 time, epoch ms, or a duration ago: 1h (exclusive).")
 @db_option
 def export(app_id: str, fmt: str, since: str | None, until: str | None, db: str) -> None:
     """Export an app's events, oldest first."""
@@ -634,7 +660,12 @@ def users_delete(app_id: str, user_id: str, db: str) -> None:
     """Delete a user, their events and their linked anonymous ids."""
     store = open_store(db)
     _require_app(store, app_id)
-    click.echo(f"deleted user {user_id} and {store.delete_user(app_id, user_id)} events")
+    store.index_all()  # a user only pending in the inbox is a user too
+    known = store.user_exists(app_id, user_id)
+    deleted = store.delete_user(app_id, user_id)
+    if not known and not deleted:
+        raise click.ClickException(f"no user {user_id!r} in {app_id}")
+    click.echo(f"deleted user {user_id} and {deleted} events")
 
 
 @main.command()
