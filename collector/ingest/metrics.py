@@ -86,14 +86,18 @@ class Tally:
             BOTS.labels(reason).inc(n)
 
 
+# The writer's outcomes, looked up once: `labels()` takes a lock and builds a key.
+_OUTCOMES = {status: EVENTS.labels(status) for status in ("accepted", "duplicate", "discarded")}
+
+
 def record_commit(outcomes: Sequence[Outcome], seconds: float, waiting: int) -> None:
     """One group commit: its size, how long it took, its events' outcomes, and what is
-    still queued behind it."""
+    still queued behind it (~10 µs in multiprocess mode, once per commit)."""
     COMMIT_SIZE.observe(len(outcomes))
     COMMIT_SECONDS.observe(seconds)
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
     for status, n in counts.items():
-        EVENTS.labels(status).inc(n)
+        _OUTCOMES[status].inc(n)
     QUEUE.set(waiting)
