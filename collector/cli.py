@@ -23,7 +23,7 @@ from collector.backup import backup_sqlite
 from collector.errors import StoreUnavailable
 from collector.ingest.auth import normalise_origin
 from collector.models import DEFAULT_APP_SETTINGS, App
-from collector.settings import DEFAULT_DB, Settings, setting_fields
+from collector.settings import CONFIG_ENV, DEFAULT_DB, Settings, setting_fields
 from collector.store import Store, display, is_url, transfer
 from collector.store import open_store as store_for
 from collector.timeutil import now_ms, parse_duration_ms, parse_timestamp
@@ -194,14 +194,21 @@ def serve_options(func: F) -> F:
 
 
 @main.command()
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(exists=True, dir_okay=False),
+    envvar=CONFIG_ENV,
+    help=f"TOML file of settings; options and env vars win over it [env: {CONFIG_ENV}]",
+)
 @serve_options
-def serve(**options: Any) -> None:
+def serve(config: str | None, **options: Any) -> None:
     """Serve the collector (uvicorn)."""
     if not options.get("trusted_proxies"):
         options.pop("trusted_proxies", None)
     try:
-        settings = Settings.from_env(**options)
-    except ValueError as exc:
+        settings = Settings.from_env(config=config, **options)
+    except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     _check_port(settings.host, settings.port)
     store = open_store(settings.db, create=True)
