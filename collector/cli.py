@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import click
 import orjson
 
-from collector import __version__, retention
+from collector import __version__
 from collector.backup import backup_sqlite
 from collector.errors import StoreUnavailable
 from collector.ingest.auth import normalise_origin
@@ -237,6 +237,10 @@ def serve(config: str | None, **options: Any) -> None:
     # Each process of this run (workers, indexer) keeps its metrics in a file of this
     # folder, and /metrics adds them up; a new folder per run, so that no count of an
     # earlier run is added in.
+    # The client picks its storage when first imported: in this process too (the only
+    # worker when --workers is 1), that must come after this.
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("the metrics client was imported before its folder was set")
     metrics_dir = tempfile.mkdtemp(prefix="telltale-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     # The indexer runs beside the workers, while the CPU has room (collector/indexer.py).
@@ -634,6 +638,10 @@ def purge(app_id: str | None, older_than: str | None, db: str) -> None:
             cutoff = now_ms() - parse_duration_ms(older_than)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--older-than") from None
+    # Imported here: it brings the metrics client, which `serve` must import only once
+    # PROMETHEUS_MULTIPROC_DIR is set (the client picks its storage at import).
+    from collector import retention
+
     store = open_store(db)
     if app_id is None:
         purged = retention.enforce(store)

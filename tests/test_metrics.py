@@ -4,6 +4,8 @@ processes of a real `collector serve`."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -17,7 +19,7 @@ from starlette.testclient import TestClient
 from collector.models import App
 from collector.store import Store
 from tests.conftest import auth, browser
-from tests.server import CollectorProcess, create_app
+from tests.server import ROOT, CollectorProcess, create_app
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -133,3 +135,32 @@ def test_metrics_add_up_every_worker_and_the_access_log_has_no_secret(db: str) -
         assert isinstance(posts[0]["duration_ms"], float)
         assert key not in server.output()
         assert "app_id=x" not in server.output()  # no query string
+
+
+@pytest.mark.slow
+def test_a_single_worker_serves_its_own_counts_and_the_indexers(db: str) -> None:
+    # With one worker, the server process itself serves: the metrics client must have
+    # been imported only after `serve` set the run's folder, or its counts would be
+    # missing from the scrape.
+    app = create_app(db, "one", "--rate-limit-app", "0", "--rate-limit-ip", "0")
+    with CollectorProcess(db) as server, httpx.Client(base_url=server.url) as client:
+        for i in range(3):
+            r = client.post(
+                "/v1/event", json={"event": "e", "user_id": f"u{i}"}, headers=auth(app["api_key"])
+            )
+            assert r.status_code == 202
+        deadline = time.monotonic() + 30
+        while True:
+            s = samples(client.get("/metrics").text)
+            if value(s, "telltale_events_total", outcome="accepted") == 3:
+                break
+            assert time.monotonic() < deadline, s
+        # The indexer's retention pass at start is counted in the same folder.
+        while value(s, "telltale_retention_runs_total") < 1:
+            assert time.monotonic() < deadline, s
+            s = samples(client.get("/metrics").text)
+
+
+def test_importing_the_command_line_does_not_import_the_metrics_client() -> None:
+    code = "import sys, collector.cli; assert 'prometheus_client' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
