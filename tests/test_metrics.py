@@ -164,3 +164,25 @@ def test_a_single_worker_serves_its_own_counts_and_the_indexers(db: str) -> None
 def test_importing_the_command_line_does_not_import_the_metrics_client() -> None:
     code = "import sys, collector.cli; assert 'prometheus_client' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_observing_many_at_once_equals_observing_each() -> None:
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from collector.ingest.metrics import observe_many
+
+    values = [0.0, 1.0, 1.5, 2.0, 2.0, 7.0, 10.0, 11.0, 1e9]
+    outputs = []
+    for bulk in (False, True):
+        registry = CollectorRegistry()
+        h = Histogram("h", "test", buckets=(1, 2, 5, 10), registry=registry)
+        if bulk:
+            observe_many(h, values)
+        else:
+            for v in values:
+                h.observe(v)
+        outputs.append(
+            [x for x in generate_latest(registry).decode().splitlines() if "_created" not in x]
+        )
+    assert outputs[0] == outputs[1]
+    assert 'h_bucket{le="1.0"} 2.0' in outputs[1] and 'h_bucket{le="+Inf"} 9.0' in outputs[1]

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from collector.errors import StorageFailed, Unavailable
-from collector.ingest import metrics
+from collector.ingest.metrics import Tally
 from collector.models import Event, Outcome
 from collector.store.base import Store
 
@@ -39,9 +39,15 @@ Pending = tuple[Sequence[Event], "asyncio.Future[list[Outcome]]"]
 
 class Writer:
     def __init__(
-        self, store: Store, *, queue_size: int = 50_000, commit_batch: int = 5_000
+        self,
+        store: Store,
+        *,
+        queue_size: int = 50_000,
+        commit_batch: int = 5_000,
+        tally: Tally | None = None,
     ) -> None:
         self.store = store
+        self.tally = tally or Tally()  # each commit is recorded here (ingest/metrics.py)
         self.queue_size = queue_size
         self.commit_batch = commit_batch
         self._pending: deque[Pending] = deque()
@@ -109,7 +115,7 @@ class Writer:
                 # Another worker process is mid-transaction (a few ms at most).
                 self._loop.call_later(_LOCK_RETRY_S, self._flush)
                 return
-            metrics.record_commit(outcomes, time.perf_counter() - started, self._pending_events)
+            self.tally.commit(outcomes, time.perf_counter() - started, self._pending_events)
             start = 0
             for events, future in self._group:
                 if not future.done():
@@ -152,9 +158,7 @@ class Writer:
         if exc is not None:  # the store failed: nothing of this group is stored
             log.error("group commit of %d requests failed", len(group), exc_info=exc)
         else:
-            metrics.record_commit(
-                done.result(), time.perf_counter() - started, self._pending_events
-            )
+            self.tally.commit(done.result(), time.perf_counter() - started, self._pending_events)
         start = 0
         for events, future in group:
             if not future.done():

@@ -38,11 +38,14 @@ class Collector:
         self.cache = pipeline.AppCache(store)
         self.limiter = RateLimiter(workers=settings.workers)
         self.trusted = parse_networks(settings.trusted_proxies)
+        self.tally = Tally()
         self.writer = Writer(
-            store, queue_size=settings.queue_size, commit_batch=settings.commit_batch
+            store,
+            queue_size=settings.queue_size,
+            commit_batch=settings.commit_batch,
+            tally=self.tally,
         )
         self.demo_app_id: str | None = None
-        self.tally = Tally()
         self.observer = Observer(self.tally, settings.access_log)
 
 
