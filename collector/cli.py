@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -253,12 +254,31 @@ def serve(config: str | None, **options: Any) -> None:
             str(os.getpid()),
         ]
     )
-    try:
-        _serve(settings)
-    finally:
+
+    def stop() -> None:
         indexer.terminate()
         indexer.wait(timeout=30)
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+    _stop_on_sigterm(stop)
+    try:
+        _serve(settings)
+    finally:
+        stop()
+
+
+def _stop_on_sigterm(stop: Callable[[], None]) -> None:
+    """Run `stop` when SIGTERM ends this process, then die of the signal as before. A
+    single worker's uvicorn runs in this process and, once it has shut down, raises the
+    SIGTERM it caught again, which would end the process before any `finally`. (With
+    several workers the supervisor handles SIGTERM and returns instead.)"""
+
+    def handler(signum: int, frame: object) -> None:
+        stop()
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _check_port(host: str, port: int) -> None:

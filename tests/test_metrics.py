@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import orjson
@@ -186,3 +187,22 @@ def test_observing_many_at_once_equals_observing_each() -> None:
         )
     assert outputs[0] == outputs[1]
     assert 'h_bucket{le="1.0"} 2.0' in outputs[1] and 'h_bucket{le="+Inf"} 9.0' in outputs[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_runs_metrics_folder_is_removed_when_the_server_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    db = tmp_path / "t.db"
+    create_app(db)
+    runs = tmp_path / "tmp"
+    runs.mkdir()
+    monkeypatch.setenv("TMPDIR", str(runs))  # where the server makes the run's folder
+    with CollectorProcess(db, workers=workers):
+        [folder] = list(runs.glob("telltale-metrics-*"))
+        deadline = time.monotonic() + 30
+        while not list(folder.glob("counter_*.db")):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    assert not folder.exists()
