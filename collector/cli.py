@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
+import signal
+import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,10 +20,11 @@ import click
 import orjson
 
 from collector import __version__
+from collector.backup import backup_sqlite
 from collector.errors import StoreUnavailable
 from collector.ingest.auth import normalise_origin
 from collector.models import DEFAULT_APP_SETTINGS, App
-from collector.settings import DEFAULT_DB, Settings, setting_fields
+from collector.settings import CONFIG_ENV, DEFAULT_DB, Settings, setting_fields
 from collector.store import Store, display, is_url, transfer
 from collector.store import open_store as store_for
 from collector.timeutil import now_ms, parse_duration_ms, parse_timestamp
@@ -137,6 +142,11 @@ def app_settings_options(func: F) -> F:
         click.option(
             "--rate-limit-ip", type=int, help="Requests per second per client IP (0: no limit)."
         ),
+        click.option(
+            "--retention-days",
+            type=click.IntRange(min=0),
+            help="Delete events older than this many days, in the background (0: keep all).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -185,21 +195,34 @@ def serve_options(func: F) -> F:
 
 
 @main.command()
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(exists=True, dir_okay=False),
+    envvar=CONFIG_ENV,
+    help=f"TOML file of settings; options and env vars win over it [env: {CONFIG_ENV}]",
+)
 @serve_options
-def serve(**options: Any) -> None:
+def serve(config: str | None, **options: Any) -> None:
     """Serve the collector (uvicorn)."""
     if not options.get("trusted_proxies"):
         options.pop("trusted_proxies", None)
     try:
-        settings = Settings.from_env(**options)
-    except ValueError as exc:
+        settings = Settings.from_env(config=config, **options)
+    except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
+    _check_port(settings.host, settings.port)
     store = open_store(settings.db, create=True)
     if settings.demo:
         from collector.web.demo import ensure_demo_app
 
-        app, key = ensure_demo_app(store, settings)
+        app, key, revoked = ensure_demo_app(store, settings)
         base = f"http://{settings.host}:{settings.port}"
+        if revoked:
+            click.echo(
+                f"\nThe demo app's earlier key ({', '.join(revoked)}) is revoked: "
+                "keys are stored hashed, so a new one is shown for this run."
+            )
         click.echo(
             f"\nTelltale demo app: {app.app_id}\n"
             f"API key (shown once): {key}\n"
@@ -212,6 +235,15 @@ def serve(**options: Any) -> None:
     store.close()
     # Workers are separate processes: they read the same settings from the environment.
     os.environ.update(settings.to_env())
+    # Each process of this run (workers, indexer) keeps its metrics in a file of this
+    # folder, and /metrics adds them up; a new folder per run, so that no count of an
+    # earlier run is added in.
+    # The client picks its storage when first imported: in this process too (the only
+    # worker when --workers is 1), that must come after this.
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("the metrics client was imported before its folder was set")
+    metrics_dir = tempfile.mkdtemp(prefix="telltale-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     # The indexer runs beside the workers, while the CPU has room (collector/indexer.py).
     indexer = subprocess.Popen(
         [
@@ -222,11 +254,45 @@ def serve(**options: Any) -> None:
             str(os.getpid()),
         ]
     )
+
+    def stop() -> None:
+        indexer.terminate()
+        indexer.wait(timeout=30)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+    _stop_on_sigterm(stop)
     try:
         _serve(settings)
     finally:
-        indexer.terminate()
-        indexer.wait(timeout=30)
+        stop()
+
+
+def _stop_on_sigterm(stop: Callable[[], None]) -> None:
+    """Run `stop` when SIGTERM ends this process, then die of the signal as before. A
+    single worker's uvicorn runs in this process and, once it has shut down, raises the
+    SIGTERM it caught again, which would end the process before any `finally`. (With
+    several workers the supervisor handles SIGTERM and returns instead.)"""
+
+    def handler(signum: int, frame: object) -> None:
+        stop()
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse a port in use before anything is printed or created (the demo's key and
+    curl would otherwise be shown for a server that never starts)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
 
 
 def _serve(settings: Settings) -> None:
@@ -515,12 +581,18 @@ def rules_remove(app_id: str, rule_id: int, db: str) -> None:
 
 
 def _time_option(value: str | None, name: str) -> int | None:
+    """A time: ISO 8601, epoch ms, or a duration back from now (`2d`), as purge takes."""
     if value is None:
         return None
     try:
         return parse_timestamp(value)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint=name) from None
+        try:
+            return now_ms() - parse_duration_ms(value)
+        except ValueError:
+            raise click.BadParameter(
+                f"{exc}, or a duration back from now such as 2d", param_hint=name
+            ) from None
 
 
 EXPORT_FIELDS = [
@@ -541,8 +613,8 @@ EXPORT_FIELDS = [
 @click.option(
     "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
 )
-@click.option("--since", help="ISO 8601 time or epoch ms (inclusive).")
-@click.option("--until", help="ISO 8601 time or epoch ms (exclusive).")
+@click.option("--since", help="ISO 8601 time, epoch ms, or a duration ago: 2d (inclusive).")
+@click.option("--until", help="ISO 8601 time, epoch ms, or a duration ago: 1h (exclusive).")
 @db_option
 def export(app_id: str, fmt: str, since: str | None, until: str | None, db: str) -> None:
     """Export an app's events, oldest first."""
@@ -569,17 +641,44 @@ def _csv_cell(value: Any) -> Any:
 
 
 @main.command()
-@click.argument("app_id")
-@click.option("--older-than", required=True, help="Delete events older than this, e.g. 90d.")
+@click.argument("app_id", required=False)
+@click.option(
+    "--older-than", help="Delete events older than this, e.g. 90d (default: the app's retention)."
+)
 @db_option
-def purge(app_id: str, older_than: str, db: str) -> None:
-    """Delete an app's events older than a duration."""
-    try:
-        cutoff = now_ms() - parse_duration_ms(older_than)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--older-than") from None
+def purge(app_id: str | None, older_than: str | None, db: str) -> None:
+    """Delete an app's events older than a duration, or past its retention_days; with no
+    APP_ID, every app's events past its retention_days (what the server does in the
+    background)."""
+    cutoff = None
+    if older_than is not None:
+        if app_id is None:
+            raise click.UsageError("--older-than needs an APP_ID")
+        try:
+            cutoff = now_ms() - parse_duration_ms(older_than)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--older-than") from None
+    # Imported here: it brings the metrics client, which `serve` must import only once
+    # PROMETHEUS_MULTIPROC_DIR is set (the client picks its storage at import).
+    from collector import retention
+
     store = open_store(db)
-    _require_app(store, app_id)
+    if app_id is None:
+        purged = retention.enforce(store)
+        for each, n in purged.items():
+            click.echo(f"{each}: purged {n} events")
+        click.echo(f"purged {sum(purged.values())} events")
+        return
+    app = _require_app(store, app_id)
+    if cutoff is None:
+        cutoff = retention.cutoff_ms(app, now_ms())
+        if cutoff is None:
+            raise click.ClickException(
+                f"{app_id} keeps its events for ever: give --older-than, or set "
+                "`collector apps update --retention-days N`"
+            )
+        click.echo(f"purged {retention.enforce_app(store, app, cutoff)} events")
+        return
     click.echo(f"purged {store.purge(app_id, cutoff)} events")
 
 
@@ -596,7 +695,32 @@ def users_delete(app_id: str, user_id: str, db: str) -> None:
     """Delete a user, their events and their linked anonymous ids."""
     store = open_store(db)
     _require_app(store, app_id)
-    click.echo(f"deleted user {user_id} and {store.delete_user(app_id, user_id)} events")
+    store.index_all()  # a user only pending in the inbox is a user too
+    known = store.user_exists(app_id, user_id)
+    deleted = store.delete_user(app_id, user_id)
+    if not known and not deleted:
+        raise click.ClickException(f"no user {user_id!r} in {app_id}")
+    click.echo(f"deleted user {user_id} and {deleted} events")
+
+
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@db_option
+def backup(path: str, db: str) -> None:
+    """Copy a SQLite database to PATH, consistently, while it is served (SQLite's online
+    backup API). To restore, stop the collector and serve the copy (`--db PATH`), or move
+    it into the database's place. For PostgreSQL, use pg_dump (README, Operations)."""
+    if is_url(db):
+        raise click.ClickException(
+            "collector backup copies SQLite files; for PostgreSQL use "
+            "pg_dump --format=custom (README, Operations)"
+        )
+    open_store(db).close()  # the same refusal of a missing file as every command
+    try:
+        size = backup_sqlite(db, path)
+    except (OSError, ValueError, sqlite3.Error) as exc:
+        raise click.ClickException(f"backup failed: {exc}") from None
+    click.echo(f"backed up {db} to {path} ({size} bytes)")
 
 
 @main.command("migrate-data")

@@ -27,6 +27,7 @@ import sys
 import time
 from types import FrameType
 
+from collector import retention
 from collector.settings import Settings
 from collector.store import open_store
 from collector.store.base import Store
@@ -45,10 +46,19 @@ BUSY_S = 0.01  # how soon to look again while the CPU is busy
 PRESSURE_CHECK_S = 0.1  # how often a busy indexer counts the backlog
 
 
-def run(db: str, parent: int, idle: float, max_backlog: int, poll_s: float = POLL_S) -> None:
+def run(
+    db: str,
+    parent: int,
+    idle: float,
+    max_backlog: int,
+    poll_s: float = POLL_S,
+    retention_interval: float = 0.0,
+) -> None:
     """Index until SIGTERM/SIGINT or until the parent process is gone, while at least
     `idle` of the machine's CPU is idle (settings: `indexer_idle`), or while half of
-    `max_backlog` is pending."""
+    `max_backlog` is pending. Every `retention_interval` seconds (0: never), delete the
+    events past each app's retention (collector/retention.py): one process does it for
+    the whole server."""
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -60,9 +70,12 @@ def run(db: str, parent: int, idle: float, max_backlog: int, poll_s: float = POL
     store = open_store(db)
     cpu = SpareCpu()
     pressure = Pressure(store, max_backlog // 2)
+    schedule = retention.Schedule(retention_interval)
     try:
         while not stopping and os.getppid() == parent:
             try:
+                if schedule.due():
+                    retention.enforce(store)
                 time.sleep(step(store, cpu, pressure, idle, poll_s))
             except Exception:
                 # The accepted events stay where they are (the inbox); the next round, or
@@ -143,7 +156,13 @@ def main() -> None:
         db = os.environ["COLLECTOR_DB"]
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s %(message)s")
     settings = Settings.from_env()
-    run(db, parent, settings.indexer_idle, settings.max_backlog)
+    run(
+        db,
+        parent,
+        settings.indexer_idle,
+        settings.max_backlog,
+        retention_interval=settings.retention_interval,
+    )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ DEFAULT_APP_SETTINGS: dict[str, Any] = {
     "ip_mode": "full",
     "rate_limit_app": 1000,
     "rate_limit_ip": 100,
+    "retention_days": 0,  # 0: keep events for ever (collector/retention.py)
 }
 
 

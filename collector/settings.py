@@ -1,10 +1,13 @@
-"""Server settings, declared once: name, default, help. Read from `COLLECTOR_*` env vars
-and mirrored as `collector serve` options (see cli.py)."""
+"""Server settings, declared once: name, default, help. Read from a TOML file
+(`--config`), from `COLLECTOR_*` env vars and from `collector serve` options (see cli.py),
+in that order of strength: options win over env vars, env vars over the file, the file
+over the defaults."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import tomllib
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -88,12 +91,36 @@ class Settings:
     log_level: str = field(
         default="info", metadata=_meta("Log level.", "COLLECTOR_LOG_LEVEL", "--log-level")
     )
+    access_log: bool = field(
+        default=False,
+        metadata=_meta(
+            "Log every request as a JSON line on stderr (no query string, no secrets).",
+            "COLLECTOR_ACCESS_LOG",
+            "--access-log",
+        ),
+    )
+    retention_interval: float = field(
+        default=3600.0,
+        metadata=_meta(
+            "Seconds between background passes that delete events past each app's "
+            "retention_days (0: never in the background).",
+            "COLLECTOR_RETENTION_INTERVAL",
+            "--retention-interval",
+        ),
+    )
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
-        """Defaults, then `COLLECTOR_*` variables, then explicit overrides (CLI options)."""
+    def from_env(
+        cls,
+        env: dict[str, str] | None = None,
+        *,
+        config: str | os.PathLike[str] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Defaults, then the TOML file `config`, then `COLLECTOR_*` variables, then
+        explicit overrides (CLI options)."""
         source = os.environ if env is None else env
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = read_config(config) if config else {}
         for f in fields(cls):
             raw = source.get(f.metadata["env"])
             if raw is None or raw == "":
@@ -111,6 +138,8 @@ class Settings:
             raise ValueError("workers must be at least 1")
         if self.max_backlog < 0:
             raise ValueError("max_backlog must be 0 or more")
+        if self.retention_interval < 0:
+            raise ValueError("retention_interval must be 0 or more")
         if not 0 <= self.indexer_idle <= 1:
             raise ValueError("indexer_idle must be between 0 and 1")
 
@@ -126,6 +155,50 @@ class Settings:
             else:
                 out[f.metadata["env"]] = str(value)
         return out
+
+
+CONFIG_ENV = "COLLECTOR_CONFIG"
+
+
+def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The settings in a TOML file: top-level keys named as the settings (`port = 8000`,
+    `trusted_proxies = ["10.0.0.0/8"]`). ValueError names an unknown key or a value of
+    the wrong type; OSError if the file cannot be read."""
+    with open(path, "rb") as fh:
+        try:
+            data = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+    known = {f.name: f for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    for name, value in data.items():
+        f = known.get(name.replace("-", "_"))
+        if f is None:
+            raise ValueError(f"{path}: unknown setting {name!r} (known: {', '.join(known)})")
+        values[f.name] = _typed(f.default, value, f"{path}: {name}")
+    return values
+
+
+def _typed(default: Any, value: Any, where: str) -> Any:
+    """A TOML value checked against the setting's type (an int is a valid float)."""
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{where} must be a list of strings")
+        return tuple(value)
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise ValueError(f"{where} must be a {type(default).__name__}, not {value!r}")
+    return value
 
 
 def _convert(default: Any, raw: str) -> Any:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import threading
@@ -109,6 +110,7 @@ class Workers:
                 log.warning(
                     "worker [%s] exited (%s); starting another", process.pid, process.exitcode
                 )
+                _forget_live_metrics(process.pid)
                 processes[i] = self._start(i)
         for process in processes:
             if process.is_alive():
@@ -121,3 +123,11 @@ class Workers:
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stop.set()
+
+
+def _forget_live_metrics(pid: int | None) -> None:
+    """A dead worker's gauges (its write queue) no longer count; its counters do."""
+    if pid is not None and "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

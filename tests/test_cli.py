@@ -280,3 +280,72 @@ def test_a_mistyped_db_is_never_created_silently(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["app_id"].startswith("app_")
     result = runner.invoke(main, ["apps", "list", "--db", str(missing)])
     assert result.exit_code == 0 and "creating" not in result.output
+
+
+def test_export_takes_a_duration_as_purge_does(run, db: str) -> None:
+    app = created(run)
+    store = open_store(db)
+    now = now_ms()
+    for name, ago in (("old", 5 * 86_400_000), ("new", 3_600_000)):
+        store.write(
+            [
+                Event(
+                    kind="track",
+                    name=name,
+                    app_id=app["app_id"],
+                    user_id="u",
+                    anonymous_id=None,
+                    message_id=name,
+                    ts=now - ago,
+                    received_at=now - ago,
+                    timestamp=None,
+                    sent_at=None,
+                    properties={},
+                    context={},
+                    id=f"evt_{name}",
+                )
+            ]
+        )
+    store.close()
+    out = run("export", app["app_id"], "--since", "2d")
+    assert [json.loads(x)["event"] for x in out.splitlines()] == ["new"]
+    out = run("export", app["app_id"], "--until", "2d")
+    assert [json.loads(x)["event"] for x in out.splitlines()] == ["old"]
+    assert "duration" in run("export", app["app_id"], "--since", "soon", ok=False)
+
+
+def test_users_delete_of_an_unknown_user_fails(run, db: str) -> None:
+    app = created(run)
+    out = run("users", "delete", app["app_id"], "nobody", ok=False)
+    assert "no user 'nobody'" in out
+
+
+def test_serve_on_a_port_in_use_fails_before_printing_a_demo_key(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        db = tmp_path / "demo.db"
+        result = CliRunner().invoke(main, ["serve", "--demo", "--port", str(port), "--db", str(db)])
+    assert result.exit_code == 1
+    assert "cannot listen" in result.output
+    assert "API key" not in result.output
+    assert not db.exists()
+
+
+def test_a_second_demo_run_names_the_key_it_revoked(tmp_path: Path) -> None:
+    from collector.settings import Settings
+    from collector.web.demo import ensure_demo_app
+
+    store = open_store(str(tmp_path / "demo.db"))
+    store.migrate()
+    settings = Settings(db=str(tmp_path / "demo.db"), demo=True)
+    app, first, revoked = ensure_demo_app(store, settings)
+    assert revoked == []
+    [key] = store.list_keys(app.app_id)
+    again, second, revoked = ensure_demo_app(store, settings)
+    assert again.app_id == app.app_id and second != first
+    assert revoked == [key["key_id"]]
+    store.close()

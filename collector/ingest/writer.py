@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from collector.errors import StorageFailed, Unavailable
+from collector.ingest.metrics import Tally
 from collector.models import Event, Outcome
 from collector.store.base import Store
 
@@ -37,9 +39,15 @@ Pending = tuple[Sequence[Event], "asyncio.Future[list[Outcome]]"]
 
 class Writer:
     def __init__(
-        self, store: Store, *, queue_size: int = 50_000, commit_batch: int = 5_000
+        self,
+        store: Store,
+        *,
+        queue_size: int = 50_000,
+        commit_batch: int = 5_000,
+        tally: Tally | None = None,
     ) -> None:
         self.store = store
+        self.tally = tally or Tally()  # each commit is recorded here (ingest/metrics.py)
         self.queue_size = queue_size
         self.commit_batch = commit_batch
         self._pending: deque[Pending] = deque()
@@ -94,6 +102,7 @@ class Writer:
             self._flush_in_thread()
             return
         self._group = []
+        started = time.perf_counter()
         try:
             outcomes = self.store.try_write(self._take)
         except Exception:  # the store failed: nothing of this group is stored
@@ -106,6 +115,7 @@ class Writer:
                 # Another worker process is mid-transaction (a few ms at most).
                 self._loop.call_later(_LOCK_RETRY_S, self._flush)
                 return
+            self.tally.commit(outcomes, time.perf_counter() - started, self._pending_events)
             start = 0
             for events, future in self._group:
                 if not future.done():
@@ -130,9 +140,12 @@ class Writer:
         assert self._thread is not None and self._loop is not None
         group = self._take_group()
         events = [ev for batch, _ in group for ev in batch]
+        started = time.perf_counter()
         done = self._thread.submit(self._write, events)
         loop = self._loop
-        done.add_done_callback(lambda f: loop.call_soon_threadsafe(self._committed, group, f))
+        done.add_done_callback(
+            lambda f: loop.call_soon_threadsafe(self._committed, group, f, started)
+        )
 
     def _write(self, events: Sequence[Event]) -> list[Outcome]:
         while True:  # a store that commits in a thread does not take turns; just in case
@@ -140,10 +153,12 @@ class Writer:
             if outcomes is not None:
                 return outcomes
 
-    def _committed(self, group: list[Pending], done: Future[list[Outcome]]) -> None:
+    def _committed(self, group: list[Pending], done: Future[list[Outcome]], started: float) -> None:
         exc = done.exception()
         if exc is not None:  # the store failed: nothing of this group is stored
             log.error("group commit of %d requests failed", len(group), exc_info=exc)
+        else:
+            self.tally.commit(done.result(), time.perf_counter() - started, self._pending_events)
         start = 0
         for events, future in group:
             if not future.done():

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -35,6 +36,7 @@ from collector.store import Store, open_store
 from collector.web.api import routes as query_routes
 from collector.web.demo import find_demo_app
 from collector.web.ingest import Collector, IngestEndpoint, cors_headers
+from collector.web.metrics import ObserveMiddleware, flushing, metrics_endpoint
 from collector.web.responses import JSONResponse, error_response
 
 log = logging.getLogger("collector")
@@ -283,7 +285,8 @@ def create_app(
         if tune_gc:
             _tune_gc()
         try:
-            yield
+            async with flushing(collector.tally):
+                yield
         finally:
             await collector.writer.stop()
             store.close()
@@ -298,6 +301,7 @@ def create_app(
         Route("/telltale.tgz", sdk_package, methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/v1/projects/{write_key}/settings", segment_settings, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/", demo_page, methods=["GET"]),
         Route("/demo.js", demo_js, methods=["GET"]),
     ]
@@ -305,6 +309,7 @@ def create_app(
     app = CollectorApp(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(ObserveMiddleware, observer=collector.observer)],
         exception_handlers={
             CollectorError: _collector_error,
             HTTPException: _http_error,

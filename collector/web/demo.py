@@ -16,8 +16,9 @@ def find_demo_app(store: Store) -> App | None:
     return None
 
 
-def ensure_demo_app(store: Store, settings: Settings) -> tuple[App, str]:
-    """The demo app (created on first run) and a fresh API key for it.
+def ensure_demo_app(store: Store, settings: Settings) -> tuple[App, str, list[str]]:
+    """The demo app (created on first run), a fresh API key for it, and the ids of the
+    keys that were revoked to make way for it.
 
     Keys are stored hashed, so a key printed on an earlier run can't be shown again: each
     run revokes the demo app's old keys and prints a new one that works."""
@@ -29,8 +30,10 @@ def ensure_demo_app(store: Store, settings: Settings) -> tuple[App, str]:
         store.add_rule(app.app_id, "email_opened", throttle_ms=20 * 60 * 1000)
     elif sorted(app.origins) != sorted(set(app.origins) | set(origins)):
         app = store.update_app(app.app_id, origins=sorted(set(app.origins) | set(origins)))
+    revoked = []
     for key in store.list_keys(app.app_id):
         if key["revoked_at"] is None:
             store.revoke_key(key["key_id"])
+            revoked.append(key["key_id"])
     _, secret = store.create_key(app.app_id)
-    return app, secret
+    return app, secret, revoked

@@ -5,6 +5,7 @@ state, reading the body, running the pipeline, the group commit and the answer."
 from __future__ import annotations
 
 import logging
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -19,6 +20,7 @@ from collector.ingest.dialects.base import Dialect
 from collector.ingest.dialects.routes import ROUTES, Route
 from collector.ingest.encoding import decode_content
 from collector.ingest.enrich import client_ip, parse_networks
+from collector.ingest.metrics import Tally
 from collector.ingest.normalize import MAX_REQUEST_BYTES, decode_body, parse_payload
 from collector.ingest.ratelimit import RateLimiter
 from collector.ingest.writer import Writer
@@ -26,6 +28,7 @@ from collector.models import Event, Kind, Outcome
 from collector.settings import Settings
 from collector.store import Store
 from collector.timeutil import now_ms
+from collector.web.metrics import Observer
 
 log = logging.getLogger("collector")
 
@@ -39,10 +42,15 @@ class Collector:
         self.cache = pipeline.AppCache(store)
         self.limiter = RateLimiter(workers=settings.workers)
         self.trusted = parse_networks(settings.trusted_proxies)
+        self.tally = Tally()
         self.writer = Writer(
-            store, queue_size=settings.queue_size, commit_batch=settings.commit_batch
+            store,
+            queue_size=settings.queue_size,
+            commit_batch=settings.commit_batch,
+            tally=self.tally,
         )
         self.demo_app_id: str | None = None
+        self.observer = Observer(self.tally, settings.access_log)
 
 
 def raw_headers(scope: Scope) -> dict[str, str]:
@@ -86,6 +94,7 @@ class IngestEndpoint:
         self.collector = collector
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         path = scope["path"]
         route = ROUTES.get(path)
         forced: Kind | None = "identify" if path == "/v1/identify" else None
@@ -107,6 +116,7 @@ class IngestEndpoint:
         ]
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": content})
+        self.collector.observer.observe(scope, scope["path"], status, started)
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, int]:
@@ -184,6 +194,8 @@ async def _ingest(
             headers=headers,
             received_at=now_ms(),
         )
+        if errors:
+            c.tally.event("invalid", len(errors))
         outcomes = await _store(c, caller.app.setting("bot_policy"), events)
         if payload.is_batch:
             status, answer = pipeline.batch_answer(outcomes, errors, warnings)
@@ -233,9 +245,12 @@ async def _store(c: Collector, bot_policy: str, events: list[Event | None]) -> d
     for index, ev in enumerate(events):
         if ev is None:
             continue
-        if ev.is_bot and bot_policy == "drop":
-            outcomes[index] = Outcome("discarded", reason=f"bot: {ev.bot_reason}")
-            continue
+        if ev.is_bot:
+            c.tally.bot(ev.bot_reason or "unknown")
+            if bot_policy == "drop":
+                c.tally.event("discarded")
+                outcomes[index] = Outcome("discarded", reason=f"bot: {ev.bot_reason}")
+                continue
         to_write.append(ev)
         indexes.append(index)
     if to_write:
