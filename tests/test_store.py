@@ -38,3 +38,16 @@ def test_a_retry_is_stored_once_and_answered_with_the_original_id(store: Store) 
     outcome = store.write([retry])[0]
     assert (outcome.status, outcome.event_id) == ("duplicate", first.id)
     assert [e["id"] for e in store.export_events(app_id)] == [first.id]
+
+
+def test_a_removed_rules_id_is_never_given_to_a_new_rule(store: Store) -> None:
+    app_id = store.create_app("Shop", ["https://shop.example.com"], {}).app_id
+    store.add_rule(app_id, "confirmation", dedupe_key="orderId")
+    last = store.add_rule(app_id, "email_opened", throttle_ms=60_000)
+    # The throttle has seen u1: a rule that took its id would inherit that state.
+    store.write([ev(app_id, "email_opened", NOW, user="u1")])
+    assert store.remove_rule(app_id, last.id)
+    again = store.add_rule(app_id, "email_opened", throttle_ms=60_000)
+    assert again.id > last.id
+    outcome = store.write([ev(app_id, "email_opened", NOW + 1_000, user="u1")])[0]
+    assert outcome.status == "accepted"

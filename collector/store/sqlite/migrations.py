@@ -228,6 +228,33 @@ def _user_aliases(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX user_aliases_user ON user_aliases(app_id, user_id)")
 
 
+def _rule_ids_never_reused(db: sqlite_utils.Database) -> None:
+    # A rowid alias hands the largest id out again once its rule is removed, and a new
+    # rule with an old id would inherit the old rule's state (rule_state is keyed by id).
+    # AUTOINCREMENT never reuses one; SQLite cannot add it to a table, hence the copy.
+    for sql in (
+        """
+        CREATE TABLE rules_new (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            app_id TEXT NOT NULL REFERENCES apps(app_id),
+            event TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            dedupe_key TEXT,
+            throttle_ms INTEGER,
+            created_at TEXT NOT NULL
+        )
+        """,
+        "INSERT INTO rules_new (id, app_id, event, kind, dedupe_key, throttle_ms, created_at) "
+        "SELECT id, app_id, event, kind, dedupe_key, throttle_ms, created_at FROM rules",
+        "DROP TABLE rules",
+        "ALTER TABLE rules_new RENAME TO rules",
+        # Ids of rules removed before this migration are past the largest left: the rule
+        # states still keyed by them go too.
+        "DELETE FROM rule_state WHERE rule_id NOT IN (SELECT id FROM rules)",
+    ):
+        db.execute(sql)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "initial schema", _initial),
     (2, "query summaries: person_event_stats, covering event indexes", _query_summaries),
@@ -236,4 +263,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (5, "meta table with the cursor-signing secret", _meta),
     (6, "inbox and message_ids: accept now, index later", _inbox),
     (7, "user_aliases: alias calls from other products' libraries", _user_aliases),
+    (8, "rules: a removed rule's id is never given to a new one", _rule_ids_never_reused),
 ]
