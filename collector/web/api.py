@@ -81,9 +81,22 @@ def _app(request: Request) -> App:
 
 
 async def _json_body(request: Request) -> Any:
-    body = await request.body()
-    if len(body) > MAX_QUERY_BODY:
-        raise PayloadTooLarge(errors=[field_error("body", f"is over {MAX_QUERY_BODY // 1024} KB")])
+    """The JSON body, read chunk by chunk and refused as soon as it passes MAX_QUERY_BODY:
+    a client announcing or sending gigabytes costs no more memory than the cap."""
+    too_large = PayloadTooLarge(
+        errors=[field_error("body", f"is over {MAX_QUERY_BODY // 1024} KB")]
+    )
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_QUERY_BODY:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_QUERY_BODY:
+            raise too_large
+        chunks.append(chunk)
+    body = b"".join(chunks)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
