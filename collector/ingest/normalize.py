@@ -9,6 +9,7 @@ its field; an invalid item in a batch never blocks its valid neighbours.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from dataclasses import dataclass, field
@@ -288,6 +289,8 @@ def normalize_item(
     else:
         if ip is not None and not isinstance(ip, str):
             errors.append(field_error("ip", "must be a string"))
+        elif ip is not None and not _is_ip(ip):
+            errors.append(field_error("ip", "must be an IPv4 or IPv6 address"))
         if ua is not None and not isinstance(ua, str):
             errors.append(field_error("ua", "must be a string"))
     for key in RESERVED_CONTEXT.intersection(context):
@@ -310,6 +313,17 @@ def normalize_item(
         ua=ua if isinstance(ua, str) else None,
         warnings=warnings,
     )
+
+
+def _is_ip(text: str) -> bool:
+    # No IPv6 zone ("%eth0"): ipaddress accepts any text there, and it names no visitor.
+    if len(text) > 45 or "%" in text:
+        return False
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _first(raw: dict[str, Any], *keys: str) -> Any:
