@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from collector import ids
 from collector.errors import (
     FieldError,
     InvalidRequest,
@@ -27,6 +28,7 @@ from collector.errors import (
     field_error,
 )
 from collector.ingest import pipeline
+from collector.ingest.auth import key_from_authorization
 from collector.models import App
 from collector.query.funnels import parse_funnel_query, run_funnel
 from collector.query.segments import (
@@ -222,13 +224,60 @@ async def stats(request: Request) -> Response:
 STREAM_POLL_S = 0.25
 STREAM_HEARTBEAT_S = 15.0
 STREAM_BATCH = 500
+# How often a long-lived answer checks that the credential that opened it still holds.
+RECHECK_S = 0.5
+
+StillValid = Callable[[], Awaitable[bool]]
+
+
+def key_check(request: Request, app: App) -> StillValid:
+    """Whether the request's API key still opens `app`, asked of the store itself (not the
+    per-process cache): a key revoked by the CLI, another worker or another host is seen
+    at the next check."""
+    key = key_from_authorization(request.headers.get("authorization")) or ""
+    key_hash = ids.hash_key(key)
+    store = _collector(request).store
+
+    async def still_valid() -> bool:
+        current = await _run(store.app_for_key, key_hash)
+        return current is not None and current.app_id == app.app_id
+
+    return still_valid
+
+
+class CredentialGuard:
+    """Ends a long-lived answer once the credential that opened it no longer holds.
+
+    A stream that only checked its key when it opened would outlive a revocation for as
+    long as the client keeps it open. Its loop asks `revoked()` on every turn; the store
+    is asked at most every `every` seconds, so a revocation made by the CLI, another
+    worker or another host ends the stream within `every` plus one turn of the loop.
+    Anything that streams under a credential (the live stream's API key; dashboard
+    sessions, whose admin may be deleted or change password) takes a guard with its own
+    `still_valid` check."""
+
+    def __init__(self, still_valid: StillValid, every: float = RECHECK_S) -> None:
+        self.still_valid = still_valid
+        self.every = every
+        self._next = 0.0
+
+    async def revoked(self) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self.every
+        return not await self.still_valid()
+
+
+REVOKED_MESSAGE = b'event: revoked\ndata: {"message": "credentials revoked"}\n\n'
 
 
 async def stream(request: Request) -> Response:
     """`GET /v1/stream`: Server-Sent Events, one `event` message per stored event, as it
     is committed by any worker process. Resumes after `Last-Event-ID` (or `?after=`),
     else starts now. `?event=` (repeatable) and `?include_bots=` filter as for
-    `/v1/events`; a comment line every 15 s keeps proxies from closing the connection."""
+    `/v1/events`; a comment line every 15 s keeps proxies from closing the connection.
+    Once its key is revoked, a last `revoked` event and the stream ends (CredentialGuard)."""
     app = _app(request)
     params = request.query_params
     errors: list[FieldError] = []
@@ -247,11 +296,16 @@ async def stream(request: Request) -> Response:
     if after is None:
         after = await _run(store.stream_position)
 
+    guard = CredentialGuard(key_check(request, app))
+
     async def messages() -> AsyncIterator[bytes]:
         position = after
         quiet_since = time.monotonic()
         yield b": telltale stream\n\n"
         while True:
+            if await guard.revoked():
+                yield REVOKED_MESSAGE
+                return
             rows = await _run(
                 store.stream_events, app.app_id, position, events, include_bots, STREAM_BATCH
             )
