@@ -232,8 +232,10 @@ def serve(**options: Any) -> None:
 def _serve(settings: Settings) -> None:
     import uvicorn
 
+    from collector.web.protocol import raise_open_file_limit
     from collector.workers import Workers, listeners, run_server
 
+    raise_open_file_limit()  # inherited by the worker processes
     config = uvicorn.Config(
         "collector.web.app:app_from_env",
         factory=True,
@@ -245,6 +247,8 @@ def _serve(settings: Settings) -> None:
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=10,
+        # Header and body timeouts, a header size cap, connections per client address.
+        http="collector.web.protocol:GuardedHttpToolsProtocol",
     )
     if settings.workers == 1:
         run_server(config)
