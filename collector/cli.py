@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -62,11 +63,20 @@ def open_store(db: str, *, create: bool = False) -> Store:
             if not path.parent.is_dir():
                 raise click.ClickException(f"cannot create {path}: {path.parent} is not a folder")
             click.echo(f"collector: creating a new SQLite database at {path}", err=True)
+            # The database holds the apps' key hashes and the cursor secret: readable by
+            # its owner only, as are the WAL and shared-memory files SQLite gives its mode.
+            try:
+                path.touch(mode=0o600)
+            except OSError as exc:
+                raise click.ClickException(f"cannot create {path}: {exc.strerror}") from None
     try:
         store = store_for(db)
         store.migrate()
     except StoreUnavailable as exc:
         raise click.ClickException(str(exc)) from None
+    except (sqlite3.Error, OSError) as exc:
+        # A file that is no database, or one we may not read or write: one line, no trace.
+        raise click.ClickException(f"cannot open the database {db}: {exc}") from None
     return store
 
 
@@ -233,7 +243,7 @@ def _serve(settings: Settings) -> None:
     import uvicorn
 
     from collector.web.protocol import raise_open_file_limit
-    from collector.workers import Workers, listeners, run_server
+    from collector.workers import Workers, listeners
 
     raise_open_file_limit()  # inherited by the worker processes
     config = uvicorn.Config(
@@ -250,11 +260,8 @@ def _serve(settings: Settings) -> None:
         # Header and body timeouts, a header size cap, connections per client address.
         http="collector.web.protocol:GuardedHttpToolsProtocol",
     )
-    if settings.workers == 1:
-        run_server(config)
-        return
     # A listening socket per worker (collector/workers.py), so connections are spread
-    # evenly over the workers.
+    # evenly over the workers; a supervisor restarts any worker that dies, one worker too.
     try:
         socks = listeners(settings.host, settings.port, settings.workers)
     except OSError as exc:
@@ -263,7 +270,7 @@ def _serve(settings: Settings) -> None:
         ) from None
     click.echo(
         f"Serving on http://{settings.host}:{socks[0].getsockname()[1]} "
-        f"with {settings.workers} workers",
+        f"with {settings.workers} worker{'s' if settings.workers > 1 else ''}",
         err=True,
     )
     status = Workers(config, socks).run()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -280,3 +283,34 @@ def test_a_mistyped_db_is_never_created_silently(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["app_id"].startswith("app_")
     result = runner.invoke(main, ["apps", "list", "--db", str(missing)])
     assert result.exit_code == 0 and "creating" not in result.output
+
+
+def test_a_database_that_cannot_be_opened_is_one_line(tmp_path: Path) -> None:
+    not_a_db = tmp_path / "notes.db"
+    not_a_db.write_bytes(b"these are not the pages of a SQLite database" * 100)
+    for args in (["apps", "list"], ["serve", "--port", "0"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "collector", *args, "--db", str(not_a_db)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 1, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: cannot open the database"), lines
+        assert "Traceback" not in proc.stderr
+
+
+def test_a_new_database_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    db = tmp_path / "private.db"
+    CliRunner().invoke(main, ["apps", "create", "Shop", "--db", str(db)], catch_exceptions=False)
+    store = open_store(str(db))  # an open store keeps its WAL and shared memory files
+    try:
+        store.create_key(store.list_apps()[0].app_id)
+        files = [db, *db.parent.glob("private.db-*")]
+        assert {p.name for p in files} >= {"private.db", "private.db-wal", "private.db-shm"}
+        for path in files:
+            assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, (path, oct(path.stat().st_mode))
+    finally:
+        store.close()

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from collector.errors import Unavailable
+from collector.errors import StorageFailed, Unavailable
 from collector.ingest.writer import Writer
 from collector.models import Event, Outcome
 
@@ -123,5 +123,29 @@ def test_a_failed_commit_is_503_not_500() -> None:
         with pytest.raises(Unavailable):
             await writer.submit([event(0)])
         await writer.stop()
+
+    asyncio.run(scenario())
+
+
+class FailingStore:
+    """A store whose commit fails (a full disk, a database file gone)."""
+
+    def try_write(self, take: Callable[[], Sequence[Event]]) -> list[Outcome] | None:
+        take()
+        raise OSError(28, "No space left on device")
+
+
+def test_a_failed_commit_answers_503_naming_storage() -> None:
+    async def scenario() -> None:
+        writer = Writer(FailingStore(), queue_size=100)  # type: ignore[arg-type]
+        await writer.start()
+        try:
+            with pytest.raises(StorageFailed) as exc:
+                await writer.submit([event(0)])
+        finally:
+            await writer.stop()
+        assert exc.value.status == 503
+        assert [e["field"] for e in exc.value.body()["errors"]] == ["storage"]
+        assert exc.value.headers["Retry-After"] == "1"
 
     asyncio.run(scenario())
