@@ -419,7 +419,16 @@ def bench_app(db: Path | str) -> tuple[dict[str, Any], dict[str, str], dict[str,
     """The app the benchmark writes to (no rate limits), with the headers of its browser
     requests and of its server requests (API key)."""
     app = create_app(
-        db, "bench", "--origin", ORIGIN, "--rate-limit-app", "0", "--rate-limit-ip", "0"
+        db,
+        "bench",
+        "--origin",
+        ORIGIN,
+        "--rate-limit-app",
+        "0",
+        "--rate-limit-ip",
+        "0",
+        "--rate-limit-events",
+        "0",
     )
     browser = {
         "Content-Type": "text/plain",

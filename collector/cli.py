@@ -147,6 +147,11 @@ def app_settings_options(func: F) -> F:
         click.option(
             "--rate-limit-ip", type=int, help="Requests per second per client IP (0: no limit)."
         ),
+        click.option(
+            "--rate-limit-events",
+            type=int,
+            help="Events per second for the whole app, a batch counted per event (0: no limit).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)

@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 
 from collector.ingest import bots, pipeline, useragent
 from collector.ingest.enrich import enrich_context
+from collector.ingest.ratelimit import RateLimiter
 from collector.models import App
 from collector.settings import Settings
 from collector.store import Store
@@ -281,3 +282,45 @@ def test_query_body_is_read_in_bounded_chunks(db: str, key: str, path: str) -> N
         status, pulled = _post_chunks(asgi, path, key, chunks=8000, headers=length)
         assert status == 413
         assert pulled == 0
+
+
+# 7. Floods are measured in events -----------------------------------------------------
+
+
+def _stopped_clock(client: TestClient) -> None:
+    """No bucket refills while the test runs: what passes depends on the requests only."""
+    collector = client.app.state.collector  # type: ignore[attr-defined]
+    collector.limiter = RateLimiter(clock=lambda: 1000.0)
+
+
+def test_rate_limit_counts_events_not_only_requests(
+    client: TestClient, store: Store, app: App, key: str
+) -> None:
+    """Today one app got 978,000 events through in 10 s in batches of 2,000."""
+    _stopped_clock(client)
+    store.update_app(app.app_id, settings={"rate_limit_events": 100, "rate_limit_ip": 0})
+    other = store.create_app("Quiet", [], {"rate_limit_events": 100})
+    other_key = store.create_key(other.app_id)[1]
+
+    def batch(n: int, k: str = key) -> Any:
+        body = {
+            "events": [{"event": "e", "user": "u", "message_id": _junk(12, rng)} for _ in range(n)]
+        }
+        return client.post("/v1/events", json=body, headers=auth(k))
+
+    rng = random.Random(7)
+    assert batch(150).status_code == 202  # a burst of two seconds' worth: 200 events
+    limited = batch(100)
+    assert limited.status_code == 429  # 2 requests: far under the request limit
+    assert limited.json()["errors"][0]["field"] == "rate_limit"
+    assert int(limited.headers["retry-after"]) >= 1
+    assert batch(50).status_code == 202  # what is left of the burst
+    assert (
+        client.post("/v1/event", json={"event": "e", "user": "u"}, headers=auth(key)).status_code
+        == 429
+    )
+    assert len(events(store, app)) == 200
+    # Another app is not charged for this app's flood; a batch over the whole burst still
+    # passes once, on a full bucket.
+    assert batch(500, other_key).status_code == 202
+    assert batch(1, other_key).status_code == 429

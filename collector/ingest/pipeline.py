@@ -149,10 +149,16 @@ def browser_caller(
     return Caller(app, "browser", canonical_origin(caller_origin) if origin else None)
 
 
-def check_rate(limiter: RateLimiter, app: App, ip: str | None) -> None:
+def check_rate(limiter: RateLimiter, app: App, ip: str | None, events: int = 1) -> None:
+    """429 past the app's request rate, its (app, IP) request rate, or its event rate: a
+    request is charged once, and `events` times in events, so a flood of big batches is
+    held to the event limit."""
     wait = limiter.check(("app", app.app_id), float(app.setting("rate_limit_app")))
     if not wait and ip:
         wait = limiter.check(("ip", app.app_id, ip), float(app.setting("rate_limit_ip")))
+    if not wait:
+        rate = float(app.setting("rate_limit_events"))
+        wait = limiter.check(("events", app.app_id), rate, float(max(1, events)))
     if wait:
         raise RateLimited(wait)
 

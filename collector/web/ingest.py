@@ -138,7 +138,7 @@ async def _ingest(
                 c.cache, app_id, headers.get("origin"), headers.get("referer")
             )
             origin = caller.origin
-        pipeline.check_rate(c.limiter, caller.app, ip)
+        pipeline.check_rate(c.limiter, caller.app, ip, len(payload.items))
         events, errors, warnings = pipeline.build_events(
             payload,
             caller,
