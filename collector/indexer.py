@@ -70,6 +70,9 @@ def run(db: str, parent: int, idle: float, poll_s: float = POLL_S) -> None:
         store.close()
 
 
+PROC_STAT = "/proc/stat"
+
+
 class SpareCpu:
     """The share of the machine's CPU that was idle over the last `window` seconds (Linux
     /proc/stat; elsewhere always 1.0). The indexer's own use does not count as spare:
@@ -84,9 +87,11 @@ class SpareCpu:
     @staticmethod
     def _read() -> tuple[int, int] | None:
         try:
-            with open("/proc/stat") as f:
+            with open(PROC_STAT) as f:
                 values = [int(v) for v in f.readline().split()[1:9]]
         except (OSError, ValueError):
+            return None
+        if len(values) < 8:  # not the "cpu" line we know
             return None
         return values[3] + values[4], sum(values)  # idle + iowait, all
 

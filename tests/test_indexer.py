@@ -3,6 +3,8 @@ counters, recomputed once per window."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from collector import indexer
@@ -25,6 +27,23 @@ def test_without_proc_stat_the_gate_stays_open(monkeypatch: pytest.MonkeyPatch) 
     assert cpu.spare() == 1.0
 
 
-def test_reads_this_machine() -> None:
-    cpu = indexer.SpareCpu(window=0.0)
-    assert 0.0 <= cpu.spare() <= 1.0
+def test_reads_the_idle_and_total_ticks_of_proc_stat(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # user nice system idle iowait irq softirq steal (guest ticks are already in user)
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 20 30 400 50 6 7 8 9 10\ncpu0 1 2 3 4 5 6 7 8 9 10\n")
+    monkeypatch.setattr(indexer, "PROC_STAT", str(stat))
+    assert indexer.SpareCpu._read() == (450, 621)
+    stat.write_text("garbage\n")
+    assert indexer.SpareCpu._read() is None  # unreadable: the gate stays open
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="Linux only")
+def test_this_machines_counters_are_read_and_only_grow() -> None:
+    first = indexer.SpareCpu._read()
+    sum(i * i for i in range(200_000))  # some CPU time between the two readings
+    second = indexer.SpareCpu._read()
+    assert first is not None and second is not None
+    assert 0 <= first[0] <= first[1] and 0 <= second[0] <= second[1]
+    assert second[0] >= first[0] and second[1] >= first[1]
