@@ -324,3 +324,25 @@ def test_rate_limit_counts_events_not_only_requests(
     # passes once, on a full bucket.
     assert batch(500, other_key).status_code == 202
     assert batch(1, other_key).status_code == 429
+
+
+# Found by the fuzzer (tests/test_fuzz.py) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (
+            {"user": "u", "event": {"confirmation": {"orderId": "o"}}, "properties": [1]},
+            "properties",
+        ),
+        ({"user": "u", "event": {"update": {"plan": "pro"}}, "traits": [1]}, "traits"),
+    ],
+)
+def test_seed_002_shape_with_a_non_object_beside_it_is_a_400(
+    client: TestClient, store: Store, app: App, key: str, body: dict, field: str
+) -> None:
+    r = client.post("/v1/event", json=body, headers=auth(key))
+    assert r.status_code == 400, r.text
+    assert field in [e["field"] for e in r.json()["errors"]]
+    assert events(store, app) == []

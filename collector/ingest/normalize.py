@@ -230,9 +230,11 @@ def normalize_item(
         seed = _seed_event(name_value, errors)
         if seed is not None:
             kind, name_value, seed_props = seed
+            # A value that is no object is left as sent, for its own validation error.
             if kind == "identify":
-                traits_value = {**(traits_value or {}), **seed_props}
-            else:
+                if traits_value is None or isinstance(traits_value, dict):
+                    traits_value = {**(traits_value or {}), **seed_props}
+            elif properties_value is None or isinstance(properties_value, dict):
                 properties_value = {**seed_props, **(properties_value or {})}
 
     name = "identify" if kind == "identify" else _name(name_value, errors, warnings)
