@@ -346,3 +346,16 @@ def test_seed_002_shape_with_a_non_object_beside_it_is_a_400(
     assert r.status_code == 400, r.text
     assert field in [e["field"] for e in r.json()["errors"]]
     assert events(store, app) == []
+
+
+def test_a_flood_is_refused_before_its_body_is_read_once_the_budget_is_spent(
+    client: TestClient, store: Store, app: App, key: str
+) -> None:
+    _stopped_clock(client)
+    store.update_app(app.app_id, settings={"rate_limit_events": 10, "rate_limit_ip": 0})
+    items = [{"event": "e", "user": "u"} for _ in range(20)]
+    assert client.post("/v1/events", json={"events": items}, headers=auth(key)).status_code == 202
+    # Not even valid JSON: refused for the budget, before anything reads the body.
+    r = client.post("/v1/events", content=b"{not json", headers=auth(key))
+    assert r.status_code == 429, r.text
+    assert r.json()["errors"][0]["field"] == "rate_limit"

@@ -163,6 +163,14 @@ def check_rate(limiter: RateLimiter, app: App, ip: str | None, events: int = 1) 
         raise RateLimited(wait)
 
 
+def check_event_budget(limiter: RateLimiter, app: App) -> None:
+    """429 at once when the app has no event left to spend: a known caller's flood is
+    refused before its body is decoded and validated, which is most of its cost."""
+    wait = limiter.exhausted(("events", app.app_id), float(app.setting("rate_limit_events")))
+    if wait:
+        raise RateLimited(wait)
+
+
 def build_events(
     payload: Payload,
     caller: Caller,
@@ -332,6 +340,7 @@ __all__ = [
     "batch_answer",
     "browser_caller",
     "build_events",
+    "check_event_budget",
     "check_rate",
     "corrected_time",
     "is_app_id",

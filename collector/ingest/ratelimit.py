@@ -32,6 +32,19 @@ class RateLimiter:
         self._buckets: OrderedDict[tuple[str, ...], _Bucket] = OrderedDict()
         self._max_keys = max_keys
 
+    def exhausted(self, key: tuple[str, ...], rate: float) -> int:
+        """0 while the bucket holds a token, else the seconds until it will; takes nothing.
+        Lets a request be refused before the work of reading it when its cost is known
+        only afterwards (the events of a batch)."""
+        bucket = self._buckets.get(key)
+        if rate <= 0 or bucket is None:
+            return 0
+        rate *= self._share
+        tokens = bucket.tokens + (self._clock() - bucket.updated) * rate
+        if tokens >= 1:
+            return 0
+        return max(1, math.ceil((1 - tokens) / rate))
+
     def check(self, key: tuple[str, ...], rate: float, cost: float = 1.0) -> int:
         """Take `cost` tokens; 0 if allowed, else the seconds to wait (for Retry-After).
 

@@ -123,6 +123,8 @@ async def _ingest(
     origin: str | None = None  # the allowed Origin, to echo in CORS headers
     try:
         caller = pipeline.server_caller(c.cache, headers.get("authorization"))
+        if caller is not None:
+            pipeline.check_event_budget(c.limiter, caller.app)
         data = decode_body(body, headers.get("content-type"), size)
         payload = parse_payload(
             data,
