@@ -359,3 +359,37 @@ def test_a_flood_is_refused_before_its_body_is_read_once_the_budget_is_spent(
     r = client.post("/v1/events", content=b"{not json", headers=auth(key))
     assert r.status_code == 429, r.text
     assert r.json()["errors"][0]["field"] == "rate_limit"
+
+
+def test_a_body_cut_short_by_a_disconnect_is_never_processed(
+    client: TestClient, store: Store, app: App, key: str
+) -> None:
+    sent: list[dict[str, Any]] = []
+    messages = iter(
+        [
+            {
+                "type": "http.request",
+                "body": b'{"event": "partial", "user": "u"}',
+                "more_body": True,
+            },
+            {"type": "http.disconnect"},
+        ]
+    )
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/event",
+        "query_string": b"",
+        "client": ("203.0.113.5", 5000),
+        "headers": [(b"authorization", f"Bearer {key}".encode())],
+    }
+    asyncio.run(client.app.ingest(scope, receive, send))  # type: ignore[attr-defined]
+    assert sent == []  # nobody to answer
+    assert events(store, app) == []

@@ -84,7 +84,10 @@ class IngestEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         forced: Kind | None = "identify" if scope["path"] == "/v1/identify" else None
         try:
-            body, size = await _read_body(receive)
+            read = await _read_body(receive)
+            if read is None:
+                return  # the client left (or timed out) before its body was complete
+            body, size = read
             status, answer, headers = await _ingest(self.collector, scope, body, size, forced)
         except Exception:
             log.exception("unhandled error on POST %s", scope["path"])
@@ -99,13 +102,16 @@ class IngestEndpoint:
         await send({"type": "http.response.body", "body": content})
 
 
-async def _read_body(receive: Receive) -> tuple[bytes, int]:
+async def _read_body(receive: Receive) -> tuple[bytes, int] | None:
     """The request body and its size; past the size cap the rest is read and counted but
-    not kept (decode_body answers 413 with the size)."""
+    not kept (decode_body answers 413 with the size). None if the client disconnected
+    first: a partial body is never processed."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
         chunk = message.get("body", b"")
         if size <= MAX_REQUEST_BYTES:
             chunks.append(chunk)
