@@ -244,14 +244,12 @@ def serve(**options: Any) -> None:
         indexer.wait(timeout=30)
 
 
-def _serve(settings: Settings) -> None:
+def uvicorn_config(settings: Settings) -> Any:
+    """The uvicorn.Config of `collector serve` (bench/serve.py serves its baselines alike;
+    tests/test_bench.py checks the two agree)."""
     import uvicorn
 
-    from collector.web.protocol import raise_open_file_limit
-    from collector.workers import Workers, listeners
-
-    raise_open_file_limit()  # inherited by the worker processes
-    config = uvicorn.Config(
+    return uvicorn.Config(
         "collector.web.app:app_from_env",
         factory=True,
         host=settings.host,
@@ -265,6 +263,14 @@ def _serve(settings: Settings) -> None:
         # Header and body timeouts, a header size cap, connections per client address.
         http="collector.web.protocol:GuardedHttpToolsProtocol",
     )
+
+
+def _serve(settings: Settings) -> None:
+    from collector.web.protocol import raise_open_file_limit
+    from collector.workers import Workers, listeners
+
+    raise_open_file_limit()  # inherited by the worker processes
+    config = uvicorn_config(settings)
     # A listening socket per worker (collector/workers.py), so connections are spread
     # evenly over the workers; a supervisor restarts any worker that dies, one worker too.
     try:
