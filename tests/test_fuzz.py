@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 CASES = int(os.environ.get("FUZZ_CASES", "1200"))
 SEED = int(os.environ.get("FUZZ_SEED", "20"))
 PROPERTY_SHARE = 0.2  # of CASES drawn by hypothesis, the rest by mutation
-WARM_UP_SHARE = 0.2  # of the mutation cases, before memory is measured
+WARM_UP_SHARE = 0.5  # of the mutation cases, before memory is first measured
 
 
 @pytest.fixture(params=BACKENDS)
@@ -86,4 +86,7 @@ def test_fuzzed_requests_never_break_the_collector(served: tuple[CollectorProces
     assert tally.acknowledged, "no event was acknowledged: the check below would be empty"
     assert tally.acknowledged <= {e["id"] for e in stored}
     assert (worker,) == tuple(server.worker_pids())  # the worker never died
-    assert end_rss <= warm_rss * 1.10, f"RSS {warm_rss} kB after warm-up, {end_rss} kB at the end"
+    print(
+        f"{tally.sent} cases: {tally.by_status}; RSS {warm_rss} kB halfway, {end_rss} kB at the end"
+    )
+    assert end_rss <= warm_rss * 1.10, f"RSS {warm_rss} kB halfway, {end_rss} kB at the end"
