@@ -393,3 +393,19 @@ def test_a_body_cut_short_by_a_disconnect_is_never_processed(
     asyncio.run(client.app.ingest(scope, receive, send))  # type: ignore[attr-defined]
     assert sent == []  # nobody to answer
     assert events(store, app) == []
+
+
+@pytest.mark.parametrize("field", ["ua", "user_agent", "userAgent"])
+def test_a_server_user_agent_with_a_nul_is_a_400(
+    client: TestClient, store: Store, app: App, key: str, field: str
+) -> None:
+    """Found by `make fuzz` on PostgreSQL: acknowledged, then refused by every indexing
+    transaction (a NUL cannot be stored as text), so every read answered 500."""
+    body = {"event": "x", "user": "u", field: "Mozilla/5.0 \u0000 (X11)"}
+    r = client.post("/v1/event", json=body, headers=auth(key))
+    assert r.status_code == 400, r.text
+    assert [e["field"] for e in r.json()["errors"]] == ["ua"]
+    batch = {"events": [body, {"event": "y", "user": "u"}]}
+    r = client.post("/v1/events", json=batch, headers=auth(key))
+    assert r.status_code == 202, r.text
+    assert [e["event"] for e in events(store, app)] == ["y"]  # and every read still works

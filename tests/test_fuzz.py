@@ -58,7 +58,8 @@ def test_fuzzed_requests_never_break_the_collector(served: tuple[CollectorProces
     fuzz.run_cases(server.url, cases, tally)
     end_rss = fuzz.rss_kb(worker)
 
-    assert tally.failures == [], "\n".join(tally.failures)
+    log_tail = server.output()[-3000:]
+    assert tally.failures == [], "\n".join(tally.failures) + "\nserver log:\n" + log_tail
     assert tally.sent >= CASES * 0.9  # hypothesis may draw a few fewer than asked
     assert max(tally.by_status) < 500, tally.by_status
     assert tally.by_status.get(202, 0) > 0 and tally.by_status.get(400, 0) > 0, tally.by_status

@@ -295,6 +295,9 @@ def normalize_item(
             errors.append(field_error("ip", "must be an IPv4 or IPv6 address"))
         if ua is not None and not isinstance(ua, str):
             errors.append(field_error("ua", "must be a string"))
+        elif ua is not None and "\x00" in ua:
+            # Stored as text: PostgreSQL refuses a NUL in text and JSON, SQLite cuts at it.
+            errors.append(field_error("ua", "must not contain NUL characters"))
     for key in RESERVED_CONTEXT.intersection(context):
         del context[key]
 
