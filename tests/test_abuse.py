@@ -409,3 +409,28 @@ def test_a_server_user_agent_with_a_nul_is_a_400(
     r = client.post("/v1/events", json=batch, headers=auth(key))
     assert r.status_code == 202, r.text
     assert [e["event"] for e in events(store, app)] == ["y"]  # and every read still works
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/v1/stats?event=a%00b", "event"),
+        ("/v1/events?user=u%00", "user"),
+        ("/v1/events?anonymous_id=%00", "anonymous_id"),
+        ("/v1/users/u%001", "user_id"),
+    ],
+)
+def test_a_nul_in_a_query_parameter_is_a_400(
+    client: TestClient, key: str, path: str, field: str
+) -> None:
+    """Found by `make fuzz` on PostgreSQL, which refuses a NUL in text: a 500."""
+    r = client.get(path, headers=auth(key))
+    assert r.status_code == 400, r.text
+    assert [e["field"] for e in r.json()["errors"]] == [field]
+
+
+def test_a_nul_in_a_query_body_is_a_400(client: TestClient, key: str) -> None:
+    body = {"conditions": [{"has_done": {"event": "e", "where": {"plan": "a\u0000"}}}]}
+    r = client.post("/v1/segments/query", json=body, headers=auth(key))
+    assert r.status_code == 400, r.text
+    assert r.json()["errors"][0]["field"] == "body"

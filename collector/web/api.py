@@ -73,11 +73,19 @@ def _collector(request: Request) -> Collector:
 
 
 def _app(request: Request) -> App:
-    """The app of the server key; the query API has no browser (origin) access."""
+    """The app of the server key; the query API has no browser (origin) access. A NUL in a
+    query or path parameter is refused here, for every handler: no database stores or
+    compares one as text (PostgreSQL refuses it outright)."""
     caller = pipeline.server_caller(_collector(request).cache, request.headers.get("authorization"))
     if caller is None:
         raise Unauthorized(
             errors=[field_error("authorization", "is required: Bearer KEY with a server key")]
+        )
+    params = [*request.query_params.multi_items(), *request.path_params.items()]
+    nul = sorted({name for name, value in params if "\x00" in str(value)})
+    if nul:
+        raise InvalidRequest(
+            errors=[field_error(n, "must not contain NUL characters") for n in nul]
         )
     return caller.app
 
@@ -99,6 +107,8 @@ async def _json_body(request: Request) -> Any:
             raise too_large
         chunks.append(chunk)
     body = b"".join(chunks)
+    if b"\\u0000" in body or b"\x00" in body:
+        raise InvalidRequest(errors=[field_error("body", "must not contain NUL characters")])
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
