@@ -433,4 +433,4 @@ def test_a_nul_in_a_query_body_is_a_400(client: TestClient, key: str) -> None:
     body = {"conditions": [{"has_done": {"event": "e", "where": {"plan": "a\u0000"}}}]}
     r = client.post("/v1/segments/query", json=body, headers=auth(key))
     assert r.status_code == 400, r.text
-    assert r.json()["errors"][0]["field"] == "body"
+    assert r.json()["errors"][0]["field"] == "conditions[0].has_done.where.plan"
