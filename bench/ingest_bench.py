@@ -418,9 +418,8 @@ def _wait(url: str, post: bool = False) -> None:
 def bench_app(db: Path | str) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
     """The app the benchmark writes to (no rate limits), with the headers of its browser
     requests and of its server requests (API key)."""
-    app = create_app(
-        db, "bench", "--origin", ORIGIN, "--rate-limit-app", "0", "--rate-limit-ip", "0"
-    )
+    limits = ("--rate-limit-app", "0", "--rate-limit-ip", "0", "--rate-limit-events", "0")
+    app = create_app(db, "bench", "--origin", ORIGIN, *limits)
     browser = {
         "Content-Type": "text/plain",
         "Origin": ORIGIN,

@@ -19,9 +19,9 @@ from collector.workers import Workers, listeners
 
 
 def config(app: str, *, factory: bool, host: str = "127.0.0.1", port: int = 0) -> uvicorn.Config:
-    """uvicorn's settings as collector/cli.py's `_serve` gives them for `collector serve`
-    with its defaults (copied: the collector builds them inline, with no helper to share;
-    tests/test_bench.py checks that the two agree). Left on, uvicorn's proxy-header
+    """uvicorn's settings as `collector serve` gives them with its defaults
+    (collector/cli.py's `uvicorn_config`, for another app; tests/test_bench.py checks
+    that the two agree). Left on, uvicorn's proxy-header
     middleware and its `server` header cost every request, so a baseline served with
     uvicorn's defaults is slower than the collector's server and flatters every ratio."""
     return uvicorn.Config(
@@ -34,6 +34,7 @@ def config(app: str, *, factory: bool, host: str = "127.0.0.1", port: int = 0) -
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=10,
+        http="collector.web.protocol:GuardedHttpToolsProtocol",
     )
 
 

@@ -67,11 +67,20 @@ def open_store(db: str, *, create: bool = False) -> Store:
             if not path.parent.is_dir():
                 raise click.ClickException(f"cannot create {path}: {path.parent} is not a folder")
             click.echo(f"collector: creating a new SQLite database at {path}", err=True)
+            # The database holds the apps' key hashes and the cursor secret: readable by
+            # its owner only, as are the WAL and shared-memory files SQLite gives its mode.
+            try:
+                path.touch(mode=0o600)
+            except OSError as exc:
+                raise click.ClickException(f"cannot create {path}: {exc.strerror}") from None
     try:
         store = store_for(db)
         store.migrate()
     except StoreUnavailable as exc:
         raise click.ClickException(str(exc)) from None
+    except (sqlite3.Error, OSError) as exc:
+        # A file that is no database, or one we may not read or write: one line, no trace.
+        raise click.ClickException(f"cannot open the database {db}: {exc}") from None
     return store
 
 
@@ -141,6 +150,11 @@ def app_settings_options(func: F) -> F:
         ),
         click.option(
             "--rate-limit-ip", type=int, help="Requests per second per client IP (0: no limit)."
+        ),
+        click.option(
+            "--rate-limit-events",
+            type=int,
+            help="Events per second for the whole app, a batch counted per event (0: no limit).",
         ),
         click.option(
             "--retention-days",
@@ -295,12 +309,12 @@ def _check_port(host: str, port: int) -> None:
             raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
 
 
-def _serve(settings: Settings) -> None:
+def uvicorn_config(settings: Settings) -> Any:
+    """The uvicorn.Config of `collector serve` (bench/serve.py serves its baselines alike;
+    tests/test_bench.py checks the two agree)."""
     import uvicorn
 
-    from collector.workers import Workers, listeners, run_server
-
-    config = uvicorn.Config(
+    return uvicorn.Config(
         "collector.web.app:app_from_env",
         factory=True,
         host=settings.host,
@@ -311,12 +325,19 @@ def _serve(settings: Settings) -> None:
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=10,
+        # Header and body timeouts, a header size cap, connections per client address.
+        http="collector.web.protocol:GuardedHttpToolsProtocol",
     )
-    if settings.workers == 1:
-        run_server(config)
-        return
+
+
+def _serve(settings: Settings) -> None:
+    from collector.web.protocol import raise_open_file_limit
+    from collector.workers import Workers, listeners
+
+    raise_open_file_limit()  # inherited by the worker processes
+    config = uvicorn_config(settings)
     # A listening socket per worker (collector/workers.py), so connections are spread
-    # evenly over the workers.
+    # evenly over the workers; a supervisor restarts any worker that dies, one worker too.
     try:
         socks = listeners(settings.host, settings.port, settings.workers)
     except OSError as exc:
@@ -325,7 +346,7 @@ def _serve(settings: Settings) -> None:
         ) from None
     click.echo(
         f"Serving on http://{settings.host}:{socks[0].getsockname()[1]} "
-        f"with {settings.workers} workers",
+        f"with {settings.workers} worker{'s' if settings.workers > 1 else ''}",
         err=True,
     )
     status = Workers(config, socks).run()

@@ -120,6 +120,9 @@ class Pressure:
         return self._on
 
 
+PROC_STAT = "/proc/stat"
+
+
 class SpareCpu:
     """The share of the machine's CPU that was idle over the last `window` seconds (Linux
     /proc/stat; elsewhere always 1.0). The indexer's own use does not count as spare:
@@ -134,9 +137,11 @@ class SpareCpu:
     @staticmethod
     def _read() -> tuple[int, int] | None:
         try:
-            with open("/proc/stat") as f:
+            with open(PROC_STAT) as f:
                 values = [int(v) for v in f.readline().split()[1:9]]
         except (OSError, ValueError):
+            return None
+        if len(values) < 8:  # not the "cpu" line we know
             return None
         return values[3] + values[4], sum(values)  # idle + iowait, all
 

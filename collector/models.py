@@ -10,13 +10,15 @@ IpMode = Literal["full", "truncate", "none"]
 Source = Literal["browser", "server"]
 Kind = Literal["track", "identify", "alias"]
 
-# Per-app defaults. Rate limits are requests per second; 0 turns a limit off.
+# Per-app defaults. Rate limits are requests per second, `rate_limit_events` events per
+# second (a batch of 2,000 costs 2,000); 0 turns a limit off.
 DEFAULT_APP_SETTINGS: dict[str, Any] = {
     "bot_policy": "flag",
     "require_known_user": False,
     "ip_mode": "full",
     "rate_limit_app": 1000,
     "rate_limit_ip": 100,
+    "rate_limit_events": 10_000,
     "retention_days": 0,  # 0: keep events for ever (collector/retention.py)
 }
 

@@ -88,6 +88,31 @@ class Settings:
             "--demo",
         ),
     )
+    header_timeout: float = field(
+        default=10.0,
+        metadata=_meta(
+            "Seconds a client has to send a request's line and headers (0: no limit).",
+            "COLLECTOR_HEADER_TIMEOUT",
+            "--header-timeout",
+        ),
+    )
+    body_timeout: float = field(
+        default=30.0,
+        metadata=_meta(
+            "Seconds a client has to send a request's body once its headers are in (0: no limit).",
+            "COLLECTOR_BODY_TIMEOUT",
+            "--body-timeout",
+        ),
+    )
+    max_connections_per_ip: int = field(
+        default=256,
+        metadata=_meta(
+            "Open connections one client address may hold in each worker process "
+            "(trusted proxies are exempt).",
+            "COLLECTOR_MAX_CONNECTIONS_PER_IP",
+            "--max-connections-per-ip",
+        ),
+    )
     log_level: str = field(
         default="info", metadata=_meta("Log level.", "COLLECTOR_LOG_LEVEL", "--log-level")
     )
@@ -142,6 +167,10 @@ class Settings:
             raise ValueError("retention_interval must be 0 or more")
         if not 0 <= self.indexer_idle <= 1:
             raise ValueError("indexer_idle must be between 0 and 1")
+        if self.header_timeout < 0 or self.body_timeout < 0:
+            raise ValueError("header_timeout and body_timeout must be 0 or more")
+        if self.max_connections_per_ip < 1:
+            raise ValueError("max_connections_per_ip must be at least 1")
 
     def to_env(self) -> dict[str, str]:
         """The settings as env vars, so worker processes read the same values."""

@@ -35,13 +35,8 @@ from tests.server import CollectorProcess, index_all
 needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 
 
-def test_targets_are_served_with_the_collectors_uvicorn_settings(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    served: list[Any] = []
-    monkeypatch.setattr("collector.workers.run_server", lambda config: served.append(config))
-    cli._serve(Settings())  # what `collector serve` (one worker) hands to uvicorn
-    (collector,) = served
+def test_targets_are_served_with_the_collectors_uvicorn_settings() -> None:
+    collector = cli.uvicorn_config(Settings())  # what `collector serve` hands to uvicorn
     bench = bench_config("bench.bare_app:app", factory=False)
     assert bench.proxy_headers is False and bench.server_header is False
     different = {"app", "factory", "host", "port"}

@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -349,3 +352,34 @@ def test_a_second_demo_run_names_the_key_it_revoked(tmp_path: Path) -> None:
     assert again.app_id == app.app_id and second != first
     assert revoked == [key["key_id"]]
     store.close()
+
+
+def test_a_database_that_cannot_be_opened_is_one_line(tmp_path: Path) -> None:
+    not_a_db = tmp_path / "notes.db"
+    not_a_db.write_bytes(b"these are not the pages of a SQLite database" * 100)
+    for args in (["apps", "list"], ["serve", "--port", "0"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "collector", *args, "--db", str(not_a_db)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 1, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: cannot open the database"), lines
+        assert "Traceback" not in proc.stderr
+
+
+def test_a_new_database_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    db = tmp_path / "private.db"
+    CliRunner().invoke(main, ["apps", "create", "Shop", "--db", str(db)], catch_exceptions=False)
+    store = open_store(str(db))  # an open store keeps its WAL and shared memory files
+    try:
+        store.create_key(store.list_apps()[0].app_id)
+        files = [db, *db.parent.glob("private.db-*")]
+        assert {p.name for p in files} >= {"private.db", "private.db-wal", "private.db-shm"}
+        for path in files:
+            assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, (path, oct(path.stat().st_mode))
+    finally:
+        store.close()

@@ -3,6 +3,8 @@ counters, recomputed once per window."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from collector import indexer
@@ -78,3 +80,25 @@ def test_past_half_the_bound_it_indexes_in_large_chunks_whatever_the_cpu(
     assert store.calls == [(indexer.PRESSED_CHUNK, False), (indexer.PRESSED_CHUNK, False)]
     assert indexer.step(store, cpu, pressure, 0.2, 0.05) == indexer.BUSY_S  # type: ignore[arg-type]
     assert store.pending == 2_000 and len(store.calls) == 2
+
+
+def test_reads_the_idle_and_total_ticks_of_proc_stat(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # user nice system idle iowait irq softirq steal (guest ticks are already in user)
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 20 30 400 50 6 7 8 9 10\ncpu0 1 2 3 4 5 6 7 8 9 10\n")
+    monkeypatch.setattr(indexer, "PROC_STAT", str(stat))
+    assert indexer.SpareCpu._read() == (450, 621)
+    stat.write_text("garbage\n")
+    assert indexer.SpareCpu._read() is None  # unreadable: the gate stays open
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="Linux only")
+def test_this_machines_counters_are_read_and_only_grow() -> None:
+    first = indexer.SpareCpu._read()
+    sum(i * i for i in range(200_000))  # some CPU time between the two readings
+    second = indexer.SpareCpu._read()
+    assert first is not None and second is not None
+    assert 0 <= first[0] <= first[1] and 0 <= second[0] <= second[1]
+    assert second[0] >= first[0] and second[1] >= first[1]

@@ -17,7 +17,10 @@ UUID7 = r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 def test_uuid7_is_version_7_with_the_time_first() -> None:
     before = int(time.time() * 1000)
     first = store_bench.uuid7()
-    while int(time.time() * 1000) == before:  # the next millisecond, without sleeping
+    first_ms = int(first.replace("-", "")[:12], 16)
+    # The millisecond after the first id's (not after `before`: a slow machine may have
+    # made the first id a millisecond later already), without sleeping.
+    while int(time.time() * 1000) <= first_ms:
         pass
     second = store_bench.uuid7()
     after = int(time.time() * 1000)

@@ -3,6 +3,7 @@ either worker arrive, in order, filtered, resumable; bots only when asked."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import orjson
 import pytest
 
 from tests.conftest import BACKENDS
-from tests.server import CollectorProcess, create_app
+from tests.server import CollectorProcess, cli, create_app
 
 pytestmark = pytest.mark.slow
 
@@ -163,3 +164,35 @@ def test_a_key_streams_its_own_app_only(served: tuple[CollectorProcess, dict]) -
         finally:
             response.close()
     assert event["event"] == "yours"
+
+
+def test_a_revoked_key_ends_its_open_stream(served: tuple[CollectorProcess, dict]) -> None:
+    """Revocation reaches open connections: the stream delivers up to the revocation, then
+    a `revoked` event and its end, on whichever worker holds it (today it went on
+    delivering events 8 s later)."""
+    server, app = served
+    created = orjson.loads(cli(server.db, "keys", "create", app["app_id"], "--json"))
+    streaming_key, other_key = created["api_key"], app["api_key"]
+    with httpx.Client(base_url=server.url, timeout=20) as client:
+        response, lines = open_stream(client, streaming_key, event="before_revoke")
+        try:
+            post(server, other_key, {"event": "before_revoke", "user": "r"})
+            (first,) = read_events(lines, 1)
+            assert first[1]["user_id"] == "r"
+            cli(server.db, "keys", "revoke", created["key_id"])
+            rest = _until_end(lines, give_up=time.monotonic() + 60)
+        finally:
+            response.close()
+    assert rest[-2:] == ["event: revoked", 'data: {"message": "credentials revoked"}'], rest
+
+
+def _until_end(lines: Iterator[str], give_up: float) -> list[str]:
+    """The stream's remaining lines up to its end. A stream that never ends fails the
+    test at `give_up` (checked at each line: a quiet stream still sends a keep-alive
+    comment every 15 s), instead of hanging it."""
+    out: list[str] = []
+    for line in lines:
+        assert time.monotonic() < give_up, f"the stream is still open: {out[-5:]}"
+        if line:
+            out.append(line)
+    return out

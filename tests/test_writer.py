@@ -8,16 +8,16 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from collector.errors import Unavailable
+from collector.errors import StorageFailed, Unavailable
 from collector.ingest.writer import Writer
 from collector.models import Event, Outcome
 
 
-def event(i: int) -> Event:
+def event(i: int, app_id: str = "app") -> Event:
     return Event(
         kind="track",
         name="e",
-        app_id="app",
+        app_id=app_id,
         user_id="u",
         anonymous_id=None,
         message_id=None,
@@ -81,10 +81,11 @@ def test_full_queue_answers_503_with_retry_after() -> None:
         waiting = asyncio.create_task(writer.submit([event(0)]))
         while not store.entered.is_set():
             await asyncio.sleep(0.001)
-        queued = asyncio.create_task(writer.submit([event(1), event(2), event(3)]))
+        # Another app's three events: one app alone may hold only half the queue.
+        queued = asyncio.create_task(writer.submit([event(i, "other") for i in (1, 2, 3)]))
         await asyncio.sleep(0)
         with pytest.raises(Unavailable) as info:
-            await writer.submit([event(4)])
+            await writer.submit([event(4, "third")])
         assert info.value.status == 503
         assert info.value.headers["Retry-After"] == "1"
         store.gate.set()
@@ -179,6 +180,32 @@ def test_a_commit_on_the_writer_thread_leaves_the_loop_serving() -> None:
     asyncio.run(scenario())
 
 
+class FailingStore:
+    """A store whose commit fails (a full disk, a database file gone)."""
+
+    commit_in_thread = False
+
+    def try_write(self, take: Callable[[], Sequence[Event]]) -> list[Outcome] | None:
+        take()
+        raise OSError(28, "No space left on device")
+
+
+def test_a_failed_commit_answers_503_naming_storage() -> None:
+    async def scenario() -> None:
+        writer = Writer(FailingStore(), queue_size=100)  # type: ignore[arg-type]
+        await writer.start()
+        try:
+            with pytest.raises(StorageFailed) as exc:
+                await writer.submit([event(0)])
+        finally:
+            await writer.stop()
+        assert exc.value.status == 503
+        assert [e["field"] for e in exc.value.body()["errors"]] == ["storage"]
+        assert exc.value.headers["Retry-After"] == "1"
+
+    asyncio.run(scenario())
+
+
 def test_a_failed_commit_on_the_writer_thread_is_503_and_stop_drains() -> None:
     async def scenario() -> None:
         store = SlowServer(fail=True)
@@ -195,5 +222,38 @@ def test_a_failed_commit_on_the_writer_thread_is_503_and_stop_drains() -> None:
             assert info.value.status == 503
         with pytest.raises(Unavailable):
             await writer.submit([event(99)])
+
+    asyncio.run(scenario())
+
+
+def test_a_flooding_app_cannot_crowd_another_out_of_the_writer() -> None:
+    """Today one app's 2,000-event batches filled the queue and every group before
+    another app's single event, whose p99 rose from 7 ms to 285 ms."""
+
+    async def scenario() -> None:
+        store = GatedStore()
+        writer = Writer(store, queue_size=10_000, commit_batch=2_000)  # type: ignore[arg-type]
+        await writer.start()
+        flood = [
+            asyncio.create_task(writer.submit([event(b * 1000 + i, "flood") for i in range(1000)]))
+            for b in range(5)
+        ]
+        while not store.entered.is_set():
+            await asyncio.sleep(0.001)
+        more = [  # past half the queue the flood is refused, and nobody else
+            asyncio.create_task(writer.submit([event(b * 1000 + i, "flood") for i in range(1000)]))
+            for b in range(5, 20)
+        ]
+        quiet = asyncio.create_task(writer.submit([event(1, "quiet")]))
+        await asyncio.sleep(0)
+        assert all(t.done() and isinstance(t.exception(), Unavailable) for t in more)
+        assert not quiet.done()
+        store.gate.set()
+        await quiet
+        await asyncio.gather(*flood)
+        await writer.stop()
+        first_group = store.groups[0]
+        assert "evt_1" in first_group  # the quiet app's event: in the first commit
+        assert len(first_group) <= 2_000
 
     asyncio.run(scenario())

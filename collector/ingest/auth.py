@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -69,15 +70,27 @@ class OriginPattern:
         return origin.host == self.host
 
 
+# An origin is a scheme, a host name (at most 253 characters) and a port: anything longer
+# is refused before it reaches a cache.
+MAX_ORIGIN = 300
+
+
 def request_origin(origin: str | None, referer: str | None) -> OriginPattern | None:
-    """The caller's origin from `Origin`, else from `Referer`; None if neither parses."""
-    for candidate in (origin, referer):
-        if not candidate or candidate == "null":
-            continue
-        parsed = _caller_origin(candidate if candidate is origin else _origin_part(candidate))
-        if parsed is not None:
-            return parsed
-    return None
+    """The caller's origin from `Origin`, else from `Referer`; None if neither parses.
+
+    A request that carries an Origin is judged by it alone: `Origin: null` (a sandboxed
+    frame, a file: page, a redirect across origins) or one that does not parse is refused,
+    never rescued by a Referer, which the same page could have chosen."""
+    if origin:
+        if origin == "null" or len(origin) > MAX_ORIGIN:
+            return None
+        return _caller_origin(origin)
+    if not referer:
+        return None
+    part = _origin_part(referer)
+    if len(part) > MAX_ORIGIN:
+        return None
+    return _caller_origin(part)
 
 
 def _origin_part(url: str) -> str:
@@ -86,10 +99,26 @@ def _origin_part(url: str) -> str:
     return scheme + sep + rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
 
 
+def canonical_origin(origin: OriginPattern) -> str:
+    """`scheme://host[:port]`, lower-case, the default port left out: how browsers
+    serialise an origin, and so what `Access-Control-Allow-Origin` must say."""
+    port = "" if origin.port == _DEFAULT_PORTS[origin.scheme] else f":{origin.port}"
+    return f"{origin.scheme}://{origin.host}{port}"
+
+
+# A host name's letters, digits, dots and dashes (or an IPv6 literal): an Origin with
+# anything else, a path or credentials is not one a browser sends.
+_HOST = re.compile(r"[a-z0-9.-]+|[0-9a-f:.]+")
+
+
 @lru_cache(maxsize=4096)
 def _caller_origin(text: str) -> OriginPattern | None:
     parts = urlsplit(text)
     if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    if parts.path or parts.query or parts.fragment or "@" in parts.netloc:
+        return None
+    if _HOST.fullmatch(parts.hostname) is None:
         return None
     try:
         port = parts.port or _DEFAULT_PORTS[parts.scheme]
@@ -116,7 +145,4 @@ def origin_allowed(allowed: Iterable[str], caller: OriginPattern) -> bool:
 
 def normalise_origin(text: str) -> str:
     """Validate an allowed origin and return it in canonical form (raises ValueError)."""
-    pattern = OriginPattern.parse(text)
-    default = _DEFAULT_PORTS[pattern.scheme]
-    port = "" if pattern.port == default else f":{pattern.port}"
-    return f"{pattern.scheme}://{pattern.host}{port}"
+    return canonical_origin(OriginPattern.parse(text))

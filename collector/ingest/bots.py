@@ -4,6 +4,8 @@
 
 1. ``"webdriver"``        the browser SDK saw ``navigator.webdriver === true``
 2. ``"empty_user_agent"`` no User-Agent, or only whitespace
+   ``"oversized_user_agent"`` longer than any browser sends (useragent.MAX_USER_AGENT);
+                          nothing past that length is parsed or cached
 3. ``"headless"``         HeadlessChrome, PhantomJS, Puppeteer/Playwright/Selenium markers, ...
 4. ``"http_library"``     curl, wget, python-requests, Go-http-client, okhttp, axios, ...
 5. ``"crawler"``          Crawler-Detect's pattern list, isbot's pattern list, uap-core's
@@ -34,7 +36,7 @@ from pathlib import Path
 from crawlerdetect.providers.crawlers import data as _CRAWLER_PATTERNS
 from crawlerdetect.providers.exclusions import data as _EXCLUSION_PATTERNS
 
-from collector.ingest.useragent import parse_user_agent
+from collector.ingest.useragent import MAX_USER_AGENT, parse_user_agent
 
 __all__ = [
     "BOT_REASONS",
@@ -48,6 +50,7 @@ __all__ = [
 BOT_REASONS: tuple[str, ...] = (
     "webdriver",
     "empty_user_agent",
+    "oversized_user_agent",
     "headless",
     "http_library",
     "crawler",
@@ -311,6 +314,8 @@ def detect_bot(
     if ua is None or not ua.strip():
         return "empty_user_agent"
     ua = ua.strip()
+    if len(ua) > MAX_USER_AGENT:
+        return "oversized_user_agent"
     reason = classify_user_agent(ua)
     if reason is not None:
         return reason

@@ -11,7 +11,7 @@ from typing import Any
 from collector.ingest.bots import detect_bot
 from collector.ingest.geo import country_for_ip
 from collector.ingest.sources import source_fields
-from collector.ingest.useragent import parse_user_agent
+from collector.ingest.useragent import MAX_USER_AGENT, parse_user_agent
 from collector.models import IpMode, Source
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -102,7 +102,8 @@ def enrich_context(
     context["source"] = source
     context["country"] = country_for_ip(ip)
     context["ip"] = apply_ip_mode(ip, ip_mode)
-    context["user_agent"] = user_agent
+    # Stored as parsed: no more than MAX_USER_AGENT characters (the verdict says why).
+    context["user_agent"] = user_agent[:MAX_USER_AGENT] if user_agent is not None else None
     context["browser"] = parsed.browser
     context["browser_version"] = parsed.browser_version
     context["os"] = parsed.os

@@ -9,6 +9,7 @@ its field; an invalid item in a batch never blocks its valid neighbours.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from dataclasses import dataclass, field
@@ -240,9 +241,11 @@ def normalize_item(
         seed = _seed_event(name_value, errors)
         if seed is not None:
             kind, name_value, seed_props = seed
+            # A value that is no object is left as sent, for its own validation error.
             if kind == "identify":
-                traits_value = {**(traits_value or {}), **seed_props}
-            else:
+                if traits_value is None or isinstance(traits_value, dict):
+                    traits_value = {**(traits_value or {}), **seed_props}
+            elif properties_value is None or isinstance(properties_value, dict):
                 properties_value = {**seed_props, **(properties_value or {})}
 
     # An identify or alias call is named after its kind; only a track event names itself.
@@ -300,8 +303,13 @@ def normalize_item(
     else:
         if ip is not None and not isinstance(ip, str):
             errors.append(field_error("ip", "must be a string"))
+        elif ip is not None and not _is_ip(ip):
+            errors.append(field_error("ip", "must be an IPv4 or IPv6 address"))
         if ua is not None and not isinstance(ua, str):
             errors.append(field_error("ua", "must be a string"))
+        elif ua is not None and "\x00" in ua:
+            # Stored as text: PostgreSQL refuses a NUL in text and JSON, SQLite cuts at it.
+            errors.append(field_error("ua", "must not contain NUL characters"))
     for key in RESERVED_CONTEXT.intersection(context):
         del context[key]
 
@@ -322,6 +330,17 @@ def normalize_item(
         ua=ua if isinstance(ua, str) else None,
         warnings=warnings,
     )
+
+
+def _is_ip(text: str) -> bool:
+    # No IPv6 zone ("%eth0"): ipaddress accepts any text there, and it names no visitor.
+    if len(text) > 45 or "%" in text:
+        return False
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _first(raw: dict[str, Any], *keys: str) -> Any:

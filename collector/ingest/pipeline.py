@@ -6,6 +6,7 @@ across worker processes."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -21,7 +22,12 @@ from collector.errors import (
     Unauthorized,
     field_error,
 )
-from collector.ingest.auth import key_from_authorization, origin_allowed, request_origin
+from collector.ingest.auth import (
+    canonical_origin,
+    key_from_authorization,
+    origin_allowed,
+    request_origin,
+)
 from collector.ingest.enrich import enrich_context
 from collector.ingest.normalize import EVENT_TOO_LARGE, Item, Payload
 from collector.ingest.ratelimit import RateLimiter
@@ -34,12 +40,26 @@ UNKNOWN_USER = "is not a known user of this app"
 APP_ID_PREFIX = "app_"  # ids.app_id(): what tells a browser write key from an API key
 
 _CACHE_TTL = 2.0  # seconds: how long a revoked key or an edited app may still be served
+# Entries of each AppCache map. Keys are app ids (at most MAX_APP_ID characters, checked
+# before any lookup) and key hashes (64 hex digits), so entries bound the bytes too.
+CACHE_ENTRIES = 10_000
+MAX_APP_ID = 64
+MAX_KEY = 256  # longer than any key we issue (`sk_` + 32 characters)
+# What ids.app_id() makes, with room for ids of other forms an operator may have imported.
+_APP_ID = re.compile(r"app_[A-Za-z0-9_-]{1,60}")
+
+
+def is_app_id(text: str) -> bool:
+    """Whether `text` could be an app id: anything else is refused before any lookup, so an
+    anonymous client cannot fill a cache (or the store's page cache) with its inventions."""
+    return len(text) <= MAX_APP_ID and _APP_ID.fullmatch(text) is not None
 
 
 class AppCache:
     """Apps by id and by key hash, re-read from the store every couple of seconds so
     edits made by the CLI (another process) take effect quickly without a lookup per
-    request."""
+    request. Each map holds at most CACHE_ENTRIES, oldest first out: misses are cached
+    too (a client repeating an unknown id costs no lookup), so the bound matters."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -47,28 +67,42 @@ class AppCache:
         self._by_key: dict[str, tuple[float, App | None]] = {}
 
     def by_id(self, app_id: str) -> App | None:
+        if not is_app_id(app_id):
+            return None
         hit = self._by_id.get(app_id)
         now = time.monotonic()
         if hit is not None and now - hit[0] < _CACHE_TTL:
             return hit[1]
         app = self.store.get_app(app_id)
-        self._by_id[app_id] = (now, app)
+        _remember(self._by_id, app_id, (now, app))
         return app
 
     def by_key(self, key: str) -> App | None:
+        if len(key) > MAX_KEY:
+            return None
         key_hash = ids.hash_key(key)
         hit = self._by_key.get(key_hash)
         now = time.monotonic()
         if hit is not None and now - hit[0] < _CACHE_TTL:
             return hit[1]
         app = self.store.app_for_key(key_hash)
-        if len(self._by_key) > 10_000:
-            self._by_key.clear()
-        self._by_key[key_hash] = (now, app)
+        _remember(self._by_key, key_hash, (now, app))
         return app
+
+    def __len__(self) -> int:
+        return len(self._by_id) + len(self._by_key)
 
     def all_origins(self) -> list[str]:
         return [o for app in self.store.list_apps() for o in app.origins]
+
+
+def _remember(
+    cache: dict[str, tuple[float, App | None]], key: str, value: tuple[float, App | None]
+) -> None:
+    cache.pop(key, None)  # re-inserted last: dicts keep insertion order
+    cache[key] = value
+    while len(cache) > CACHE_ENTRIES:
+        del cache[next(iter(cache))]
 
 
 class Caller(NamedTuple):
@@ -103,6 +137,8 @@ def browser_caller(
             "Missing credentials",
             [field_error("app_id", "is required (or an Authorization header with an API key)")],
         )
+    if not is_app_id(app_id):
+        raise Forbidden("Unknown app", [field_error("app_id", "is not an app id (app_…)")])
     app = cache.by_id(app_id)
     if app is None:
         raise Forbidden("Unknown app", [field_error("app_id", "is not a known app")])
@@ -111,7 +147,8 @@ def browser_caller(
         raise Forbidden(errors=[field_error("origin", "is required (Origin or Referer header)")])
     if not origin_allowed(app.origins, caller_origin):
         raise Forbidden(errors=[field_error("origin", "is not an allowed origin for this app")])
-    return Caller(app, "browser", origin or None)
+    # Echoed in CORS headers only when the Origin header named it (a Referer is no CORS).
+    return Caller(app, "browser", canonical_origin(caller_origin) if origin else None)
 
 
 def write_key_caller(
@@ -133,10 +170,24 @@ def write_key_caller(
     return Caller(app, "server", None)
 
 
-def check_rate(limiter: RateLimiter, app: App, ip: str | None) -> None:
+def check_rate(limiter: RateLimiter, app: App, ip: str | None, events: int = 1) -> None:
+    """429 past the app's request rate, its (app, IP) request rate, or its event rate: a
+    request is charged once, and `events` times in events, so a flood of big batches is
+    held to the event limit."""
     wait = limiter.check(("app", app.app_id), float(app.setting("rate_limit_app")))
     if not wait and ip:
         wait = limiter.check(("ip", app.app_id, ip), float(app.setting("rate_limit_ip")))
+    if not wait:
+        rate = float(app.setting("rate_limit_events"))
+        wait = limiter.check(("events", app.app_id), rate, float(max(1, events)))
+    if wait:
+        raise RateLimited(wait)
+
+
+def check_event_budget(limiter: RateLimiter, app: App) -> None:
+    """429 at once when the app has no event left to spend: a known caller's flood is
+    refused before its body is decoded and validated, which is most of its cost."""
+    wait = limiter.exhausted(("events", app.app_id), float(app.setting("rate_limit_events")))
     if wait:
         raise RateLimited(wait)
 
@@ -320,8 +371,10 @@ __all__ = [
     "batch_answer",
     "browser_caller",
     "build_events",
+    "check_event_budget",
     "check_rate",
     "corrected_time",
+    "is_app_id",
     "server_caller",
     "single_answer",
     "write_key_caller",

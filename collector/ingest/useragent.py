@@ -21,9 +21,21 @@ from user_agents.parsers import (
     parse_operating_system,
 )
 
-__all__ = ["ParsedUA", "cache_clear", "cache_info", "parse_user_agent", "to_user_agent"]
+__all__ = [
+    "MAX_USER_AGENT",
+    "ParsedUA",
+    "cache_clear",
+    "cache_info",
+    "parse_user_agent",
+    "to_user_agent",
+]
 
 CACHE_SIZE = 8192
+# Real browsers send a few hundred characters (at most 392 in data/ua/). Parsing costs
+# time in proportion to the length, and the caches keep the strings: past this, only the
+# first MAX_USER_AGENT characters are parsed, cached and stored (bots.detect_bot flags the
+# rest as "oversized_user_agent"). Bounds each cache to CACHE_SIZE x this many characters.
+MAX_USER_AGENT = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,13 +123,14 @@ def _parse_cached(ua: str) -> ParsedUA:
 def parse_user_agent(ua: str | None) -> ParsedUA:
     """Parse a User-Agent header into browser, OS and device type.
 
-    Results are kept in a bounded LRU cache (`CACHE_SIZE` strings), so a repeated string
+    Only the first MAX_USER_AGENT characters are read. Results are kept in a bounded LRU
+    cache (`CACHE_SIZE` strings), so a repeated string
     returns the same `ParsedUA` object. `None` or a blank string gives all-None fields and
     device type "other".
     """
     if ua is None:
         return _EMPTY
-    ua = ua.strip()
+    ua = ua[:MAX_USER_AGENT].strip()
     if not ua:
         return _EMPTY
     return _parse_cached(ua)

@@ -7,6 +7,11 @@ requests, and no request is answered before its events are on disk. While a comm
 new requests pile up for the next one. The queue is bounded: past `queue_size` waiting
 events a request is refused with 503 + Retry-After rather than held in memory.
 
+The writer is shared fairly between apps: requests wait in a queue per app, a group takes
+one request from each waiting app in turn, and one app may hold at most APP_SHARE of the
+queue. An app that floods the collector with big batches fills its own queue and gets
+the 503s; another app's request still joins the next group.
+
 Where the transaction runs depends on the store (`Store.commit_in_thread`). SQLite's is
 mostly computation in this process: it runs on the event loop itself, as a plain
 callback, because a writer task woken by an event costs more a request, and a writer
@@ -36,6 +41,9 @@ _LOCK_RETRY_S = 0.0005
 
 Pending = tuple[Sequence[Event], "asyncio.Future[list[Outcome]]"]
 
+# The share of `queue_size` one app may hold, so that another app always finds room.
+APP_SHARE = 0.5
+
 
 class Writer:
     def __init__(
@@ -50,7 +58,9 @@ class Writer:
         self.tally = tally or Tally()  # each commit is recorded here (ingest/metrics.py)
         self.queue_size = queue_size
         self.commit_batch = commit_batch
-        self._pending: deque[Pending] = deque()
+        # Waiting requests by app, apps in turn order (a dict keeps insertion order).
+        self._pending: dict[str, deque[Pending]] = {}
+        self._pending_by_app: dict[str, int] = {}
         self._group: list[Pending] = []
         self._pending_events = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -76,10 +86,18 @@ class Writer:
             return []
         if self._closing or self._loop is None:
             raise Unavailable(1, "Collector is shutting down, retry later")
-        if self._pending_events + len(events) > self.queue_size:
+        app_id = events[0].app_id
+        waiting = self._pending_by_app.get(app_id, 0)
+        if self._pending_events + len(events) > self.queue_size or (
+            waiting and waiting + len(events) > self.queue_size * APP_SHARE
+        ):
             raise Unavailable(1)
         future: asyncio.Future[list[Outcome]] = self._loop.create_future()
-        self._pending.append((events, future))
+        queue = self._pending.get(app_id)
+        if queue is None:
+            queue = self._pending[app_id] = deque()
+        queue.append((events, future))
+        self._pending_by_app[app_id] = waiting + len(events)
         self._pending_events += len(events)
         if not self._scheduled:
             self._scheduled = True
@@ -177,13 +195,27 @@ class Writer:
         return [ev for events, _ in self._group for ev in events]
 
     def _take_group(self) -> list[Pending]:
+        """Up to `commit_batch` events (always at least one request): one request from
+        each waiting app in turn. An app that still waits afterwards goes to the back of
+        the turn order, so the next group starts with the others."""
         group: list[Pending] = []
         count = 0
-        while self._pending and (
-            not group or count + len(self._pending[0][0]) <= self.commit_batch
-        ):
-            events, future = self._pending.popleft()
-            group.append((events, future))
-            count += len(events)
+        full = False
+        while self._pending and not full:
+            for app_id in list(self._pending):
+                queue = self._pending[app_id]
+                events = queue[0][0]
+                if group and count + len(events) > self.commit_batch:
+                    full = True
+                    break
+                group.append(queue.popleft())
+                count += len(events)
+                left = self._pending_by_app[app_id] - len(events)
+                del self._pending[app_id]
+                if queue:
+                    self._pending[app_id] = queue  # to the back of the turn order
+                    self._pending_by_app[app_id] = left
+                else:
+                    del self._pending_by_app[app_id]
         self._pending_events -= count
         return group

@@ -151,8 +151,13 @@ def _number_ok(value: Any) -> bool:
     return isinstance(value, float) and math.isfinite(value)
 
 
+def _text_ok(value: Any) -> bool:
+    # No NUL: PostgreSQL refuses one in text, and no stored value holds one.
+    return isinstance(value, str) and "\x00" not in value
+
+
 def _scalar_ok(value: Any) -> bool:
-    return value is None or isinstance(value, bool | str) or _number_ok(value)
+    return value is None or isinstance(value, bool) or _text_ok(value) or _number_ok(value)
 
 
 def parse_key(key: Any, path: str, errors: list[FieldError]) -> bool:
@@ -211,7 +216,7 @@ def parse_tests(
                 continue
             value = tuple(value)
         elif op in ("gt", "gte", "lt", "lte"):
-            if not (isinstance(value, str) or _number_ok(value)):
+            if not (_text_ok(value) or _number_ok(value)):
                 errors.append(field_error(here, "must be a number or a string"))
                 continue
         elif op == "exists":

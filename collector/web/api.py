@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from collector import ids
 from collector.errors import (
     FieldError,
     InvalidRequest,
@@ -27,6 +28,7 @@ from collector.errors import (
     field_error,
 )
 from collector.ingest import pipeline
+from collector.ingest.auth import key_from_authorization
 from collector.models import App
 from collector.query.funnels import parse_funnel_query, run_funnel
 from collector.query.segments import (
@@ -71,19 +73,40 @@ def _collector(request: Request) -> Collector:
 
 
 def _app(request: Request) -> App:
-    """The app of the server key; the query API has no browser (origin) access."""
+    """The app of the server key; the query API has no browser (origin) access. A NUL in a
+    query or path parameter is refused here, for every handler: no database stores or
+    compares one as text (PostgreSQL refuses it outright)."""
     caller = pipeline.server_caller(_collector(request).cache, request.headers.get("authorization"))
     if caller is None:
         raise Unauthorized(
             errors=[field_error("authorization", "is required: Bearer KEY with a server key")]
         )
+    params = [*request.query_params.multi_items(), *request.path_params.items()]
+    nul = sorted({name for name, value in params if "\x00" in str(value)})
+    if nul:
+        raise InvalidRequest(
+            errors=[field_error(n, "must not contain NUL characters") for n in nul]
+        )
     return caller.app
 
 
 async def _json_body(request: Request) -> Any:
-    body = await request.body()
-    if len(body) > MAX_QUERY_BODY:
-        raise PayloadTooLarge(errors=[field_error("body", f"is over {MAX_QUERY_BODY // 1024} KB")])
+    """The JSON body, read chunk by chunk and refused as soon as it passes MAX_QUERY_BODY:
+    a client announcing or sending gigabytes costs no more memory than the cap."""
+    too_large = PayloadTooLarge(
+        errors=[field_error("body", f"is over {MAX_QUERY_BODY // 1024} KB")]
+    )
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_QUERY_BODY:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_QUERY_BODY:
+            raise too_large
+        chunks.append(chunk)
+    body = b"".join(chunks)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -209,13 +232,60 @@ async def stats(request: Request) -> Response:
 STREAM_POLL_S = 0.25
 STREAM_HEARTBEAT_S = 15.0
 STREAM_BATCH = 500
+# How often a long-lived answer checks that the credential that opened it still holds.
+RECHECK_S = 0.5
+
+StillValid = Callable[[], Awaitable[bool]]
+
+
+def key_check(request: Request, app: App) -> StillValid:
+    """Whether the request's API key still opens `app`, asked of the store itself (not the
+    per-process cache): a key revoked by the CLI, another worker or another host is seen
+    at the next check."""
+    key = key_from_authorization(request.headers.get("authorization")) or ""
+    key_hash = ids.hash_key(key)
+    store = _collector(request).store
+
+    async def still_valid() -> bool:
+        current = await _run(store.app_for_key, key_hash)
+        return current is not None and current.app_id == app.app_id
+
+    return still_valid
+
+
+class CredentialGuard:
+    """Ends a long-lived answer once the credential that opened it no longer holds.
+
+    A stream that only checked its key when it opened would outlive a revocation for as
+    long as the client keeps it open. Its loop asks `revoked()` on every turn; the store
+    is asked at most every `every` seconds, so a revocation made by the CLI, another
+    worker or another host ends the stream within `every` plus one turn of the loop.
+    Anything that streams under a credential (the live stream's API key; dashboard
+    sessions, whose admin may be deleted or change password) takes a guard with its own
+    `still_valid` check."""
+
+    def __init__(self, still_valid: StillValid, every: float = RECHECK_S) -> None:
+        self.still_valid = still_valid
+        self.every = every
+        self._next = 0.0
+
+    async def revoked(self) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self.every
+        return not await self.still_valid()
+
+
+REVOKED_MESSAGE = b'event: revoked\ndata: {"message": "credentials revoked"}\n\n'
 
 
 async def stream(request: Request) -> Response:
     """`GET /v1/stream`: Server-Sent Events, one `event` message per stored event, as it
     is committed by any worker process. Resumes after `Last-Event-ID` (or `?after=`),
     else starts now. `?event=` (repeatable) and `?include_bots=` filter as for
-    `/v1/events`; a comment line every 15 s keeps proxies from closing the connection."""
+    `/v1/events`; a comment line every 15 s keeps proxies from closing the connection.
+    Once its key is revoked, a last `revoked` event and the stream ends (CredentialGuard)."""
     app = _app(request)
     params = request.query_params
     errors: list[FieldError] = []
@@ -234,11 +304,16 @@ async def stream(request: Request) -> Response:
     if after is None:
         after = await _run(store.stream_position)
 
+    guard = CredentialGuard(key_check(request, app))
+
     async def messages() -> AsyncIterator[bytes]:
         position = after
         quiet_since = time.monotonic()
         yield b": telltale stream\n\n"
         while True:
+            if await guard.revoked():
+                yield REVOKED_MESSAGE
+                return
             rows = await _run(
                 store.stream_events, app.app_id, position, events, include_bots, STREAM_BATCH
             )

@@ -28,7 +28,7 @@ from collector.errors import (
     NotFound,
     field_error,
 )
-from collector.ingest.auth import origin_allowed, request_origin
+from collector.ingest.auth import canonical_origin, origin_allowed, request_origin
 from collector.ingest.dialects.routes import ROUTES as DIALECT_ROUTES
 from collector.query.segments import set_cursor_secret
 from collector.settings import Settings
@@ -87,7 +87,7 @@ async def preflight(request: Request) -> Response:
         origins = c.cache.all_origins()
     if caller is None or not origin_allowed(origins, caller):
         raise Forbidden(errors=[field_error("origin", "is not an allowed origin")])
-    headers = cors_headers(request.headers["origin"])
+    headers = cors_headers(canonical_origin(caller))
     headers.update(
         {
             "Access-Control-Allow-Methods": "POST, OPTIONS",

@@ -99,7 +99,10 @@ class IngestEndpoint:
         route = ROUTES.get(path)
         forced: Kind | None = "identify" if path == "/v1/identify" else None
         try:
-            body, size = await _read_body(receive)
+            read = await _read_body(receive)
+            if read is None:
+                return  # the client left (or timed out) before its body was complete
+            body, size = read
             status, answer, headers = await _ingest(
                 self.collector, scope, body, size, forced, route
             )
@@ -119,13 +122,16 @@ class IngestEndpoint:
         self.collector.observer.observe(scope, scope["path"], status, started)
 
 
-async def _read_body(receive: Receive) -> tuple[bytes, int]:
+async def _read_body(receive: Receive) -> tuple[bytes, int] | None:
     """The request body and its size; past the size cap the rest is read and counted but
-    not kept (decode_body answers 413 with the size)."""
+    not kept (decode_body answers 413 with the size). None if the client disconnected
+    first: a partial body is never processed."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
         chunk = message.get("body", b"")
         if size <= MAX_REQUEST_BYTES:
             chunks.append(chunk)
@@ -164,10 +170,14 @@ async def _ingest(
         caller: pipeline.Caller | None
         if dialect is not None and route is not None:
             caller = _dialect_caller(c, dialect, headers, data)
+            if caller.source == "server":
+                pipeline.check_event_budget(c.limiter, caller.app)
             payload = dialect.payload(data, caller.source, route.message_type, len(body))
             origin = caller.origin
         else:
             caller = pipeline.server_caller(c.cache, headers.get("authorization"))
+            if caller is not None:
+                pipeline.check_event_budget(c.limiter, caller.app)
             if route is None:
                 data = decode_body(body, headers.get("content-type"), size)
             payload = parse_payload(
@@ -184,7 +194,7 @@ async def _ingest(
                 c.cache, app_id, headers.get("origin"), headers.get("referer")
             )
             origin = caller.origin
-        pipeline.check_rate(c.limiter, caller.app, ip)
+        pipeline.check_rate(c.limiter, caller.app, ip, len(payload.items))
         events, errors, warnings = pipeline.build_events(
             payload,
             caller,

@@ -1,0 +1,452 @@
+"""Fuzzing every endpoint of a real collector: bodies and header sets made by mutation of
+valid requests of every dialect (byte and JSON-level), and by hypothesis from a grammar of
+event-like JSON. `tests/test_fuzz.py` runs a seeded, short round in `make test`; `make
+fuzz` runs 100,000 cases (FUZZ_CASES).
+
+What is checked, request by request and at the end:
+- no answer is a 5xx; a 4xx is the one error shape, each error naming its field; no answer
+  carries a traceback, nor does the server's log;
+- every event acknowledged (as "Event tracked successfully") is stored, and nothing
+  invalid is: every stored event has a name of 1-255 characters, an IP that is an IP, a
+  capped User-Agent, object properties;
+- the worker's memory at the end is within 10% of what it was halfway through the same
+  traffic (the bounded caches fill in the first half of a long run; after it, nothing may
+  keep growing).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import ipaddress
+import json
+import random
+import string
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+
+from collector.ingest.useragent import MAX_USER_AGENT
+
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Safari/537.36"
+)
+INGEST_PATHS = ("/v1/event", "/v1/events", "/events", "/api/v1/events", "/v1/track", "/v1/identify")
+QUERY_PATHS = ("/v1/segments/query", "/v1/funnels")
+GET_PATHS = ("/v1/events", "/v1/stats", "/v1/users/u1", "/healthz", "/sdk.js", "/v1/nope")
+
+
+def seed_bodies(app_id: str) -> list[dict[str, Any]]:
+    """One valid body of each shape the ingestion paths accept (SPEC: Ingestion API)."""
+    event = {
+        "event": "user_signed_up",
+        "user": {"id": "u1", "traits": {"plan": "pro"}},
+        "timestamp": "2026-11-22T10:00:00Z",
+        "properties": {"amount": 9.5, "tags": ["a", "b"], "nested": {"k": True}},
+        "message_id": "m-1",
+        "context": {"url": "https://shop.example.com/a", "locale": "en-GB"},
+    }
+    return [
+        event,
+        {"events": [event, {"event": "page_viewed", "user": "u2"}], "sent_at": 1764000000000},
+        {"event_name": "purchase_completed", "user_id": "u3", "ip": "192.0.2.1", "ua": CHROME},
+        {"eventKey": "purchase_completed", "externalId": "u4", "metadata": {"plan": "team"}},
+        {"user": {"email": "a@example.com"}, "event": {"update": {"firstname": "al"}}},
+        {"user": {"_id": "u5"}, "event": {"confirmation": {"orderId": "o1", "total": 3}}},
+        {
+            "user": {"email": "b@example.com"},
+            "event": {"generic": {"generic": {"event_name": "g"}}},
+        },
+        {"app_id": app_id, "event": "page_viewed", "anonymous_id": "anon-1"},
+        {"app_id": app_id, "events": [{"event": "clicked", "anonymous_id": "anon-2"}]},
+        {"user": "u6", "traits": {"plan": "free"}},
+    ]
+
+
+QUERY_BODIES: list[dict[str, Any]] = [
+    {"match": "all", "conditions": [{"has_done": {"event": "user_signed_up"}}]},
+    {"match": "any", "conditions": [{"count": {"event": "e", "gt": 1, "within_days": 30}}]},
+    {"steps": ["user_signed_up", "purchase_completed"], "within_days": 7, "breakdown": "plan"},
+]
+
+JUNK_VALUES: list[Any] = [
+    None,
+    True,
+    0,
+    -1,
+    2**63,
+    1e308,
+    -0.0,
+    "",
+    " ",
+    "x" * 300,
+    "é\u0000\ud7ff",
+    [],
+    {},
+    [[[]]],
+    {"a": {"b": {"c": {"d": {"e": {}}}}}},
+    "2026-13-45T99:99:99Z",
+    "not-an-ip <script>",
+    "\u202e",
+    "app_" + "a" * 70,
+    "🙂" * 50,
+    "null",
+    "NaN",
+]
+
+
+@dataclass
+class Case:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes = b""
+    query: str = ""
+
+
+@dataclass
+class Tally:
+    sent: int = 0
+    by_status: dict[int, int] = field(default_factory=dict)
+    acknowledged: set[str] = field(default_factory=set)  # ids of events answered as stored
+    failures: list[str] = field(default_factory=list)
+
+    def fail(self, case: Case, why: str) -> None:
+        if len(self.failures) < 20:
+            self.failures.append(f"{case.method} {case.path}: {why}; body={case.body[:200]!r}")
+
+
+class Mutator:
+    """Valid requests, then changed: a value, a key, a byte, the headers."""
+
+    def __init__(self, rng: random.Random, app_id: str, api_key: str, origin: str) -> None:
+        self.rng = rng
+        self.app_id = app_id
+        self.api_key = api_key
+        self.origin = origin
+        self.bodies = seed_bodies(app_id)
+
+    def value(self) -> Any:
+        r = self.rng
+        choice = r.random()
+        if choice < 0.5:
+            return r.choice(JUNK_VALUES)
+        if choice < 0.7:
+            return "".join(r.choices(string.printable, k=r.randint(0, 40)))
+        if choice < 0.8:
+            return r.randint(-(2**70), 2**70)
+        if choice < 0.9:
+            return "x" * r.choice([255, 256, 1024, 33_000])
+        return {"k" * r.randint(1, 300): [r.random()] * r.randint(0, 5)}
+
+    def mutate_json(self, value: Any, depth: int = 0) -> Any:
+        r = self.rng
+        if isinstance(value, dict) and value and depth < 4:
+            out = dict(value)
+            key = r.choice(list(out))
+            action = r.random()
+            if action < 0.4:
+                out[key] = self.mutate_json(out[key], depth + 1)
+            elif action < 0.6:
+                out[key] = self.value()
+            elif action < 0.75:
+                del out[key]
+            else:
+                out[r.choice([key.upper(), key + "_", "ip", "ua", "app_id", "user", "event"])] = (
+                    self.value()
+                )
+            return out
+        if isinstance(value, list) and value and depth < 4:
+            out_list = list(value)
+            i = r.randrange(len(out_list))
+            action = r.random()
+            if action < 0.5:
+                out_list[i] = self.mutate_json(out_list[i], depth + 1)
+            elif action < 0.7:
+                out_list = out_list * r.randint(1, 30)
+            else:
+                out_list.append(self.value())
+            return out_list
+        return self.value()
+
+    def mutate_bytes(self, raw: bytes) -> bytes:
+        r = self.rng
+        data = bytearray(raw)
+        for _ in range(r.randint(1, 4)):
+            action = r.random()
+            if not data or action < 0.3:
+                data[r.randrange(len(data) + 1) : r.randrange(len(data) + 1)] = r.randbytes(
+                    r.randint(1, 8)
+                )
+            elif action < 0.6:
+                data[r.randrange(len(data))] = r.randrange(256)
+            elif action < 0.8:
+                del data[r.randrange(len(data)) :]
+            else:
+                data += b"\xff\xfe" + r.randbytes(r.randint(1, 16))
+        return bytes(data)
+
+    def headers(self, browser: bool) -> dict[str, str]:
+        r = self.rng
+        h: dict[str, str] = {}
+        if browser:
+            h["Origin"] = r.choice(
+                [
+                    self.origin,
+                    self.origin,
+                    "null",
+                    "https://evil.example.net",
+                    self.origin.upper() + ":443",
+                    "https://" + "a" * 400 + ".example.com",
+                    "",
+                ]
+            )
+            if r.random() < 0.3:
+                h["Referer"] = self.origin + "/page?x=1"
+            h["Accept-Language"] = "en"
+        else:
+            h["Authorization"] = r.choice(
+                [
+                    f"Bearer {self.api_key}",
+                    f"Bearer {self.api_key}",
+                    f"Token {self.api_key}",
+                    "Basic " + base64.b64encode(f"{self.api_key}:".encode()).decode(),
+                    "Bearer sk_nope",
+                    "Basic !!!",
+                    "Bearer " + "k" * 5000,
+                    "Digest x",
+                ]
+            )
+        h["Content-Type"] = r.choice(
+            [
+                "application/json",
+                "application/json",
+                "text/plain;charset=UTF-8",
+                "application/x-www-form-urlencoded",
+                "",
+                "application/json; charset=latin-1",
+            ]
+        )
+        # A third of the User-Agents are new: the bounded caches fill in the first half of
+        # a long run, so that memory after it may not grow.
+        if r.random() < 1 / 3:
+            h["User-Agent"] = (
+                CHROME + " " + "".join(r.choices(string.ascii_letters, k=r.randint(1, 3000)))
+            )
+        else:
+            h["User-Agent"] = r.choice([CHROME, CHROME, "curl/8.0", "", "Googlebot/2.1"])
+        return {k: v for k, v in h.items() if v}
+
+    def ingest_case(self) -> Case:
+        r = self.rng
+        body = r.choice(self.bodies)
+        browser = "app_id" in body and r.random() < 0.8
+        if r.random() < 0.85:
+            value = self.mutate_json(body)
+            raw = json.dumps(value, default=str).encode("utf-8", "surrogatepass")
+        else:
+            raw = self.mutate_bytes(json.dumps(body).encode())
+        if r.random() < 0.05:
+            raw = raw * r.randint(100, 2000)  # over 512 KB some of the time
+        headers = self.headers(browser)
+        if r.random() < 0.05:
+            raw = gzip.compress(raw)
+            headers["Content-Encoding"] = "gzip"
+        query = f"app_id={self.app_id}" if browser and r.random() < 0.2 else ""
+        return Case("POST", r.choice(INGEST_PATHS), headers, raw, query)
+
+    def other_case(self) -> Case:
+        r = self.rng
+        action = r.random()
+        key = {"Authorization": f"Bearer {self.api_key}"}
+        if action < 0.4:
+            value = self.mutate_json(r.choice(QUERY_BODIES))
+            raw = json.dumps(value, default=str).encode("utf-8", "surrogatepass")
+            return Case("POST", r.choice(QUERY_PATHS), key, raw)
+        if action < 0.7:
+            params = ["since", "until", "event", "limit", "cursor", "include_bots", "order"]
+            query = "&".join(
+                f"{r.choice(params)}={r.choice(['1', 'x', '-5', '2026-01-01', 'true', '%00'])}"
+                for _ in range(r.randint(0, 4))
+            )
+            return Case("GET", r.choice(GET_PATHS), key, b"", query)
+        origin = r.choice([self.origin, "null", "https://evil.example.net"])
+        query = r.choice(["", f"app_id={self.app_id}", "app_id=app_" + "z" * 200])
+        return Case("OPTIONS", r.choice(INGEST_PATHS), {"Origin": origin}, b"", query)
+
+    def case(self) -> Case:
+        return self.ingest_case() if self.rng.random() < 0.85 else self.other_case()
+
+
+# Property-based: hypothesis draws event-like JSON from a grammar -------------------------
+
+_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=40)
+)
+_json = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_event = st.fixed_dictionaries(
+    {},
+    optional={
+        "event": st.one_of(st.text(max_size=300), _json),
+        "user": st.one_of(st.text(max_size=20), _json),
+        "anonymous_id": _json,
+        "timestamp": st.one_of(st.integers(), st.text(max_size=30), _json),
+        "properties": _json,
+        "context": _json,
+        "message_id": _json,
+        "ip": st.one_of(st.ip_addresses().map(str), st.text(max_size=50), _json),
+        "ua": _json,
+    },
+)
+BODIES = st.one_of(
+    _event,
+    st.fixed_dictionaries({"events": st.lists(_event, max_size=5)}, optional={"sent_at": _json}),
+    _json,
+)
+
+
+def property_cases(app_id: str, api_key: str, count: int, rng_seed: int) -> list[Case]:
+    """`count` cases drawn by hypothesis (seeded: the same cases every run)."""
+    cases: list[Case] = []
+
+    @seed(rng_seed)
+    @settings(
+        max_examples=count,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(body=BODIES, path=st.sampled_from(INGEST_PATHS), server=st.booleans())
+    def draw(body: Any, path: str, server: bool) -> None:
+        headers = {"Content-Type": "application/json", "User-Agent": CHROME}
+        if server:
+            headers["Authorization"] = f"Bearer {api_key}"
+        else:
+            headers.update({"Origin": "https://shop.example.com", "Accept-Language": "en"})
+            if isinstance(body, dict):
+                body = {**body, "app_id": app_id}
+        raw = json.dumps(body, default=str).encode("utf-8", "surrogatepass")
+        cases.append(Case("POST", path, headers, raw))
+
+    draw()
+    return cases
+
+
+# Sending and checking ---------------------------------------------------------------------
+
+
+def check(case: Case, response: httpx.Response, tally: Tally) -> None:
+    tally.sent += 1
+    tally.by_status[response.status_code] = tally.by_status.get(response.status_code, 0) + 1
+    text = response.text
+    if response.status_code >= 500:
+        tally.fail(case, f"status {response.status_code}: {text[:200]}")
+        return
+    if "Traceback" in text or 'File "' in text:
+        tally.fail(case, "a traceback in the answer")
+    if case.method == "POST" and case.path in INGEST_PATHS:
+        try:
+            answer = response.json()
+        except ValueError:
+            tally.fail(case, f"not JSON: {text[:100]}")
+            return
+        if response.status_code >= 400:
+            errors = answer.get("errors")
+            if answer.get("success") is not False or not errors:
+                tally.fail(case, f"not the error shape: {answer}")
+            elif not all(isinstance(e.get("field"), str) and e["field"] for e in errors):
+                tally.fail(case, f"an error without its field: {answer}")
+        elif answer.get("message") == "Event tracked successfully":
+            # A stored event (an identify call is stored as traits, and a batch's ids do not
+            # say which of its items were identify calls: those are not followed here).
+            tally.acknowledged.add(answer["event_id"])
+
+
+def run_cases(
+    base_url: str, cases: Iterator[Case] | list[Case], tally: Tally, connections: int = 4
+) -> None:
+    """Send every case, `connections` at a time (the cases are made in this thread, in
+    their seeded order; only the order they are answered in varies)."""
+    lock = threading.Lock()
+    local = threading.local()
+    clients: list[httpx.Client] = []
+
+    def send(case: Case) -> None:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = httpx.Client(base_url=base_url, timeout=60)
+            with lock:
+                clients.append(client)
+        url = case.path + (f"?{case.query}" if case.query else "")
+        try:
+            response = client.request(case.method, url, headers=case.headers, content=case.body)
+        except httpx.HTTPError as exc:
+            with lock:
+                tally.fail(case, f"transport error {exc!r}")
+            return
+        with lock:
+            check(case, response, tally)
+
+    with ThreadPoolExecutor(connections) as pool:
+        pending: set[Future[None]] = set()
+        for case in cases:
+            pending.add(pool.submit(send, case))
+            if len(pending) >= connections * 4:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()
+        for future in pending:
+            future.result()
+    for client in clients:
+        client.close()
+
+
+def mutation_cases(mutator: Mutator, count: int) -> Iterator[Case]:
+    for _ in range(count):
+        yield mutator.case()
+
+
+def invalid_stored(events: list[dict[str, Any]]) -> list[str]:
+    """What is wrong with stored events (an empty list when everything is valid)."""
+    problems: list[str] = []
+    for e in events:
+        name = e.get("event")
+        if not isinstance(name, str) or not 1 <= len(name) <= 255:
+            problems.append(f"{e['id']}: event name {name!r}")
+        ctx = e.get("context") or {}
+        ip = ctx.get("ip")
+        if ip is not None:
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError:
+                problems.append(f"{e['id']}: ip {ip!r}")
+        ua = ctx.get("user_agent")
+        if ua is not None and len(ua) > MAX_USER_AGENT:
+            problems.append(f"{e['id']}: user_agent of {len(ua)} characters")
+        if not isinstance(e.get("properties"), dict):
+            problems.append(f"{e['id']}: properties {e.get('properties')!r}")
+    return problems
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+Progress = Callable[[str], None]
