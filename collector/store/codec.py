@@ -87,23 +87,10 @@ def decode(data: bytes) -> list[Accepted]:
     cut = raw.index(b"\n")
     pos = cut + 1
     out: list[Accepted] = []
-    for (
-        kind,
-        eid,
-        app_id,
-        name,
-        user_id,
-        anonymous_id,
-        message_id,
-        ts,
-        timestamp,
-        sent_at,
-        received_at,
-        is_bot,
-        n_properties,
-        n_context,
-        n_traits,
-    ) in orjson.loads(raw[:cut]):
+    # Each header row: Accepted's first eleven fields in order, is_bot, then the byte
+    # lengths of properties, context and traits (-1: no traits).
+    for row in orjson.loads(raw[:cut]):
+        n_properties, n_context, n_traits = row[12], row[13], row[14]
         properties = raw[pos : pos + n_properties].decode()
         pos += n_properties
         context = raw[pos : pos + n_context].decode()
@@ -112,25 +99,7 @@ def decode(data: bytes) -> list[Accepted]:
         if n_traits >= 0:
             traits = raw[pos : pos + n_traits].decode()
             pos += n_traits
-        out.append(
-            Accepted(
-                kind,
-                eid,
-                app_id,
-                name,
-                user_id,
-                anonymous_id,
-                message_id,
-                ts,
-                timestamp,
-                sent_at,
-                received_at,
-                properties,
-                context,
-                traits,
-                is_bot,
-            )
-        )
+        out.append(Accepted._make((*row[:11], properties, context, traits, row[11])))
     return out
 
 
@@ -146,39 +115,17 @@ def _decode_whole(data: bytes) -> list[Accepted]:
     def text(value: object) -> str:
         return orjson.dumps(value).decode()
 
+    # Each row: Accepted's first eleven fields in order, then properties, context and
+    # traits as objects, and is_bot.
     return [
-        Accepted(
-            kind,
-            eid,
-            app_id,
-            name,
-            user_id,
-            anonymous_id,
-            message_id,
-            ts,
-            timestamp,
-            sent_at,
-            received_at,
-            text(properties),
-            text(context),
-            None if traits is None else text(traits),
-            is_bot,
+        Accepted._make(
+            (
+                *row[:11],
+                text(row[11]),
+                text(row[12]),
+                None if row[13] is None else text(row[13]),
+                row[14],
+            )
         )
-        for (
-            kind,
-            eid,
-            app_id,
-            name,
-            user_id,
-            anonymous_id,
-            message_id,
-            ts,
-            timestamp,
-            sent_at,
-            received_at,
-            properties,
-            context,
-            traits,
-            is_bot,
-        ) in orjson.loads(data)
+        for row in orjson.loads(data)
     ]

@@ -351,27 +351,7 @@ class Primitives:
             _columns(ordered, 4),
         )
         # What the visitor did before logging in now belongs to the user.
-        moves = _columns([(app, core.ANON + anon, user) for app, anon, user, _ in ordered], 3)
-        unnest = "unnest(%b::text[], %b::text[], %b::text[]) AS m(app_id, person, user_id)"
-        self.conn.execute(
-            f"UPDATE events e SET person = m.user_id FROM {unnest} "
-            "WHERE e.app_id = m.app_id AND e.person = m.person",
-            moves,
-        )
-        # Two anonymous ids linked to one user in the same chunk fold into one row each.
-        self.conn.execute(
-            f"INSERT INTO person_event_stats AS s ({core.STAT_COLUMNS}) "
-            "SELECT s.app_id, m.user_id, s.event, s.is_bot, sum(s.n), min(s.first_ts), "
-            f"max(s.last_ts) FROM person_event_stats s JOIN {unnest} "
-            "ON s.app_id = m.app_id AND s.person = m.person "
-            "GROUP BY s.app_id, m.user_id, s.event, s.is_bot " + _STATS_MERGE,
-            moves,
-        )
-        self.conn.execute(
-            f"DELETE FROM person_event_stats s USING {unnest} "
-            "WHERE s.app_id = m.app_id AND s.person = m.person",
-            moves,
-        )
+        self.move_persons([(user, app, core.ANON + anon) for app, anon, user, _ in ordered])
 
     # User aliases (core.apply_aliases) ----------------------------------------------
 
@@ -397,12 +377,13 @@ class Primitives:
 
     def move_persons(self, moves: Sequence[core.Move]) -> None:
         columns = _columns([(app, old, new) for new, app, old in sorted(moves)], 3)
-        unnest = "unnest(%s::text[], %s::text[], %s::text[]) AS m(app_id, person, user_id)"
+        unnest = "unnest(%b::text[], %b::text[], %b::text[]) AS m(app_id, person, user_id)"
         self.conn.execute(
             f"UPDATE events e SET person = m.user_id FROM {unnest} "
             "WHERE e.app_id = m.app_id AND e.person = m.person",
             columns,
         )
+        # Two persons moved to one user at once fold into one row each.
         self.conn.execute(
             f"INSERT INTO person_event_stats AS s ({core.STAT_COLUMNS}) "
             "SELECT s.app_id, m.user_id, s.event, s.is_bot, sum(s.n), min(s.first_ts), "

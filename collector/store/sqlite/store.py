@@ -842,20 +842,8 @@ class _Primitives:
             "VALUES (?, ?, ?, ?)",
             links,
         )
-        moves = [(user, app, core.ANON + anon) for app, anon, user, _ in links]
         # What the visitor did before logging in now belongs to the user.
-        self.conn.executemany("UPDATE events SET person = ? WHERE app_id = ? AND person = ?", moves)
-        self.conn.executemany(
-            f"INSERT INTO person_event_stats ({core.STAT_COLUMNS}) "
-            "SELECT app_id, ?, event, is_bot, n, first_ts, last_ts FROM person_event_stats "
-            # Without statistics the planner would scan the app's whole key range instead.
-            "INDEXED BY person_event_stats_person WHERE app_id = ? AND person = ? " + _STATS_MERGE,
-            moves,
-        )
-        self.conn.executemany(
-            "DELETE FROM person_event_stats WHERE app_id = ? AND person = ?",
-            [(app, person) for _, app, person in moves],
-        )
+        self.move_persons([(user, app, core.ANON + anon) for app, anon, user, _ in links])
 
     # User aliases (core.apply_aliases) ----------------------------------------------
 
@@ -883,6 +871,7 @@ class _Primitives:
         self.conn.executemany(
             f"INSERT INTO person_event_stats ({core.STAT_COLUMNS}) "
             "SELECT app_id, ?, event, is_bot, n, first_ts, last_ts FROM person_event_stats "
+            # Without statistics the planner would scan the app's whole key range instead.
             "INDEXED BY person_event_stats_person WHERE app_id = ? AND person = ? " + _STATS_MERGE,
             moves,
         )
