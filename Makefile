@@ -1,19 +1,44 @@
 # One entry point per job. `make serve` and `make test` are the README's two commands:
-# each installs what it needs first (Python venv, npm packages, Debian's chromium/wrk).
+# each installs what it needs first. `make serve` needs Python 3.11+ and Node.js with npm,
+# nothing else: the runtime packages and the SDK build, made side by side, and no
+# compiler, browser or database server. `make test` adds the dev packages, other
+# products' npm libraries, and Debian's chromium, wrk, gcc and postgresql.
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PLAYWRIGHT_BROWSERS_PATH := $(CURDIR)/.playwright
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
+# A target whose recipe fails is removed, so that a failed SDK build is made again.
+.DELETE_ON_ERROR:
+
 .PHONY: install sdk native serve test test-fast lint bench fuzz apt clean
 
-install: $(VENV)/.installed sdk_js/node_modules/.installed tests/clients/node_modules/.installed apt
+install: $(VENV)/.installed $(VENV)/.installed-dev sdk_js/node_modules/.installed \
+	tests/clients/node_modules/.installed apt
 
+# pip into the venv: the system Python's pip when it can install into another interpreter
+# (`--python`, pip 22.3+), which spares making the venv with a pip of its own (ensurepip
+# installs pip and setuptools and compiles them: seconds of CPU on the way to the first
+# event); otherwise the venv's own pip, bootstrapped once.
+PIP := pip() { \
+	if python3 -m pip --python $(PY) --version >/dev/null 2>&1; then \
+		python3 -m pip --python $(PY) "$$@"; \
+	else \
+		$(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip -q --default-pip; \
+		$(PY) -m pip "$$@"; \
+	fi; }; pip
+
+# What `collector serve` needs. --no-compile: modules are compiled to bytecode when first
+# imported, and a server imports only some of what the packages ship.
 $(VENV)/.installed: pyproject.toml
-	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev]'
+	python3 -m venv --without-pip $(VENV)
+	$(PIP) install -q --no-compile -e .
+	touch $@
+
+# The tests', the linters' and the benchmarks' packages (pyproject.toml's dev extras).
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) install -q -e '.[dev]'
 	touch $@
 
 sdk_js/node_modules/.installed: sdk_js/package.json
@@ -38,28 +63,40 @@ apt:
 	fi
 
 # The hot modules compiled with mypyc, in place (collector/native.py); a no-op while the
-# build matches the sources.
-native: $(VENV)/.installed
+# build matches the sources. Nothing needs it: without a current build the same modules
+# run as plain Python. `make serve` never waits for it; `make test` and `make fuzz` run
+# whichever build is there and say which; CI (.ci/run) builds it and tests it; `make bench`
+# builds it, since the published figures are of the compiled build.
+native: $(VENV)/.installed-dev apt
 	$(PY) -c 'from collector import native; native.main()'
+
+# The SDK build (sdk_js/build.mjs writes static/ and sdk_js/dist/), remade when a source
+# changes; `make sdk` remakes it regardless.
+SDK_SOURCES := sdk_js/build.mjs sdk_js/package.json $(wildcard sdk_js/src/*)
+static/telltale.js: sdk_js/node_modules/.installed $(SDK_SOURCES)
+	cd sdk_js && npm run --silent build
 
 sdk: sdk_js/node_modules/.installed
 	cd sdk_js && npm run --silent build
 
-serve: install sdk native
+# The Python packages and the SDK side by side (one waits on the network while the other
+# builds), then the server, which prints the demo app's key and a curl once it answers.
+serve:
+	@$(MAKE) --no-print-directory -j2 $(VENV)/.installed static/telltale.js
 	$(VENV)/bin/collector serve --demo
 
-test: install sdk native
+test: install sdk
 	$(VENV)/bin/pytest
 
-test-fast: $(VENV)/.installed sdk native
+test-fast: $(VENV)/.installed-dev sdk
 	$(VENV)/bin/pytest -m "not e2e and not slow"
 
 # Fuzzing every endpoint of a real server on both backends (tests/fuzz.py): 100,000 cases
 # each; `make test` runs a seeded 1,200. FUZZ_SEED=N for another seed.
-fuzz: $(VENV)/.installed native
+fuzz: $(VENV)/.installed-dev
 	FUZZ_CASES=$${FUZZ_CASES:-100000} $(VENV)/bin/pytest -q tests/test_fuzz.py
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check collector tests e2e bench
 	$(VENV)/bin/ruff format --check collector tests e2e bench
 	$(VENV)/bin/mypy
@@ -68,5 +105,5 @@ bench: install sdk native
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) sdk_js/node_modules tests/clients/node_modules .playwright build collector/_native.stamp
+	rm -rf $(VENV) sdk_js/node_modules tests/clients/node_modules .playwright build collector/_native.stamp static
 	find collector -name "*.so" -delete

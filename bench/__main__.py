@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from bench import abuse_bench, ingest_bench, query_bench, store_bench, ua_bench
+from collector import native
 
 
 def main() -> None:
@@ -35,6 +36,8 @@ def main() -> None:
         "ingest": ["--without-storage", *backends],
         "query": backends,
     }
+    # Which build is measured: `make bench` compiles the hot modules first.
+    print(f"collector's hot modules: {native.status()} (collector/native.py)", flush=True)
     for name, (title, job) in jobs.items():
         if args.only and name != args.only:
             continue

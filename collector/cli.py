@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import click
 import orjson
 
-from collector import __version__
+from collector import __version__, native
 from collector.backup import backup_sqlite
 from collector.errors import StoreUnavailable
 from collector.ingest.auth import normalise_origin
@@ -232,12 +232,13 @@ def serve(config: str | None, **options: Any) -> None:
 
         app, key, revoked = ensure_demo_app(store, settings)
         base = f"http://{settings.host}:{settings.port}"
+        banner = ""
         if revoked:
-            click.echo(
+            banner += (
                 f"\nThe demo app's earlier key ({', '.join(revoked)}) is revoked: "
-                "keys are stored hashed, so a new one is shown for this run."
+                "keys are stored hashed, so a new one is shown for this run.\n"
             )
-        click.echo(
+        banner += (
             f"\nTelltale demo app: {app.app_id}\n"
             f"API key (shown once): {key}\n"
             f"Demo page (open it, watch the console): {base}/\n"
@@ -246,6 +247,8 @@ def serve(config: str | None, **options: Any) -> None:
             f"-H 'Content-Type: application/json' "
             f"-d '{DEMO_EVENT}'\n"
         )
+        # Shown once the server answers, so that the curl works when it is read.
+        _when_answering(settings.host, settings.port, lambda: click.echo(banner))
     store.close()
     # Workers are separate processes: they read the same settings from the environment.
     os.environ.update(settings.to_env())
@@ -293,6 +296,35 @@ def _stop_on_sigterm(stop: Callable[[], None]) -> None:
         signal.raise_signal(signum)
 
     signal.signal(signal.SIGTERM, handler)
+
+
+def _when_answering(host: str, port: int, then: Callable[[], None]) -> None:
+    """Call `then` from a daemon thread once `GET /healthz` on (host, port) answers 200:
+    the workers start in processes of their own, a second or more after this one."""
+    import http.client
+    import threading
+    import time
+
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+
+    def wait() -> None:
+        while True:
+            conn = http.client.HTTPConnection(host, port, timeout=2)
+            try:
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    then()
+                    return
+            except OSError:
+                pass
+            finally:
+                conn.close()
+            time.sleep(0.05)  # not answering yet: the workers are starting
+
+    threading.Thread(target=wait, name="collector-ready", daemon=True).start()
 
 
 def _check_port(host: str, port: int) -> None:
@@ -346,7 +378,8 @@ def _serve(settings: Settings) -> None:
         ) from None
     click.echo(
         f"Serving on http://{settings.host}:{socks[0].getsockname()[1]} "
-        f"with {settings.workers} worker{'s' if settings.workers > 1 else ''}",
+        f"with {settings.workers} worker{'s' if settings.workers > 1 else ''}; "
+        f"hot modules: {native.status()}",
         err=True,
     )
     status = Workers(config, socks).run()

@@ -1,6 +1,7 @@
-"""The hot modules, compiled with mypyc. `make native` (which `make serve`, `make test`
-and `make bench` run) builds them in place, next to their sources, as one extension
-group; it does nothing while the build matches the sources.
+"""The hot modules, compiled with mypyc. `make native` builds them in place, next to their
+sources, as one extension group; it does nothing while the build matches the sources.
+Nothing waits for it: `make serve` runs without it, `make test` runs whichever build is
+there (and says which), CI and `make bench` build it first.
 
 The same sources run as plain Python when nothing is built, when the build no longer
 matches them (a source was edited since: the build stamps a fingerprint of the sources,

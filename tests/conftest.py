@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from collector import native
 from collector.models import App
 from collector.settings import Settings
 from collector.store import Store, open_store
@@ -16,6 +17,16 @@ CHROME_UA = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
     "(KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
 )
+
+
+def pytest_report_header() -> str:
+    # Which build the run tests: `make test` runs whichever is there (`make native`
+    # compiles the hot modules; CI does, then tests).
+    return f"collector's hot modules: {native.status()} (collector/native.py)"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    terminalreporter.write_line(pytest_report_header())
 
 
 # Every test that takes `db` (or `store`, `client`, …) runs once per backend: an embedded
