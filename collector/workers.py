@@ -83,6 +83,10 @@ class Workers:
         self.socks = socks
         self.context = multiprocessing.get_context("spawn")
         self.stop = threading.Event()
+        # Set by the signal handler, which must take no lock: a second signal arriving
+        # while the first one's handler held the Event's lock (make forwards SIGTERM to
+        # its child, which the process group's SIGTERM reached already) deadlocked.
+        self.signalled = False
 
     def _start(self, index: int) -> SpawnProcess:
         process = self.context.Process(
@@ -98,7 +102,7 @@ class Workers:
             signal.signal(sig, self._on_signal)
         processes = [self._start(i) for i in range(len(self.socks))]
         status = 0
-        while not self.stop.wait(_POLL_S):
+        while not self.stop.wait(_POLL_S) and not self.signalled:
             for i, process in enumerate(processes):
                 if process.is_alive():
                     continue
@@ -122,7 +126,7 @@ class Workers:
         return status
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        self.stop.set()
+        self.signalled = True  # seen within _POLL_S by run's loop
 
 
 def _forget_live_metrics(pid: int | None) -> None:

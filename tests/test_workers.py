@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 import uvicorn
 from starlette.applications import Starlette
 
 from collector.workers import STARTUP_FAILURE, listeners, run_server
+from tests.server import CollectorProcess
 
 
 def test_listeners_share_one_port_with_reuseport() -> None:
@@ -46,3 +50,13 @@ def test_a_server_whose_app_cannot_start_exits_with_startup_failure() -> None:
     with pytest.raises(SystemExit) as exc:
         run_server(config)
     assert exc.value.code == STARTUP_FAILURE
+
+
+def test_serve_stops_on_sigterm_sent_twice(tmp_path: Path) -> None:
+    # `make serve` stopped with SIGTERM: the process group's signal, then make's own to
+    # its child. The second one, arriving inside the first one's handler, once hung it.
+    with CollectorProcess(tmp_path / "t.db") as server:
+        assert server.proc is not None
+        for _ in range(2):
+            os.kill(server.proc.pid, signal.SIGTERM)
+        assert server.proc.wait(timeout=30) is not None
