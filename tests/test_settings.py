@@ -11,15 +11,15 @@ from collector.cli import main
 from collector.settings import Settings, setting_fields
 from tests.server import CollectorProcess, create_app
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+CONFIGURATION = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 
 
 def test_every_setting_is_documented_in_the_readme() -> None:
-    text = README.read_text()
+    text = CONFIGURATION.read_text()
     for name, env, _help, cli, _multiple in setting_fields():
-        assert env in text, f"{env} ({name}) is not in the README"
+        assert env in text, f"{env} ({name}) is not in docs/configuration.md"
         if cli:
-            assert cli in text, f"{cli} ({name}) is not in the README"
+            assert cli in text, f"{cli} ({name}) is not in docs/configuration.md"
 
 
 def test_every_setting_is_a_serve_option() -> None:
