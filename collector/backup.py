@@ -8,7 +8,7 @@ copy is served). The copy is written beside PATH and renamed into place, so PATH
 never a half-written file.
 
 PostgreSQL has its own tool for this: `pg_dump --format=custom` and `pg_restore`
-(README, Operations)."""
+(docs/operations.md, Backups)."""
 
 from __future__ import annotations
 

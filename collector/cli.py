@@ -763,11 +763,11 @@ def users_delete(app_id: str, user_id: str, db: str) -> None:
 def backup(path: str, db: str) -> None:
     """Copy a SQLite database to PATH, consistently, while it is served (SQLite's online
     backup API). To restore, stop the collector and serve the copy (`--db PATH`), or move
-    it into the database's place. For PostgreSQL, use pg_dump (README, Operations)."""
+    it into the database's place. For PostgreSQL, use pg_dump (docs/operations.md, Backups)."""
     if is_url(db):
         raise click.ClickException(
             "collector backup copies SQLite files; for PostgreSQL use "
-            "pg_dump --format=custom (README, Operations)"
+            "pg_dump --format=custom (docs/operations.md, Backups)"
         )
     open_store(db).close()  # the same refusal of a missing file as every command
     try:

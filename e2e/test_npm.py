@@ -1,4 +1,4 @@
-"""The npm package as the README says to install it: from the tarball the collector
+"""The npm package as docs/sdk.md says to install it: from the tarball the collector
 serves, or from a checkout's sdk_js/. Installed into a scratch project, bundled with
 esbuild and run in Chromium."""
 

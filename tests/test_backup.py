@@ -1,5 +1,5 @@
 """Backups: `collector backup` copies a SQLite database while it is served, and the copy
-is served again (the restore); PostgreSQL's pg_dump / pg_restore, as the README says."""
+is served again (the restore); PostgreSQL's pg_dump / pg_restore, as docs/operations.md says."""
 
 from __future__ import annotations
 

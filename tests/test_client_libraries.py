@@ -2,7 +2,7 @@
 on both backends: Segment's Python and Node libraries, RudderStack's Python library and
 PostHog's. Each makes every call it has, flushes, and must have seen no error; then what
 was stored is read from the database. Only the host (and the key) is changed, as the
-README's "Coming from Segment / RudderStack / PostHog" says."""
+"Coming from Segment / RudderStack / PostHog" in docs/ingestion.md says."""
 
 from __future__ import annotations
 

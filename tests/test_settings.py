@@ -14,7 +14,7 @@ from tests.server import CollectorProcess, create_app
 CONFIGURATION = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 
 
-def test_every_setting_is_documented_in_the_readme() -> None:
+def test_every_setting_is_in_the_configuration_docs() -> None:
     text = CONFIGURATION.read_text()
     for name, env, _help, cli, _multiple in setting_fields():
         assert env in text, f"{env} ({name}) is not in docs/configuration.md"
