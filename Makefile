@@ -29,12 +29,8 @@ UV_INSTALL := $(UV) pip install -q --python $(PY)
 
 $(VENV)/bin/uv:
 	python3 -m venv --without-pip $(VENV)
-	if python3 -m pip --python $(PY) --version >/dev/null 2>&1; then \
-		python3 -m pip --python $(PY) install -q uv; \
-	else \
-		$(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip -q --default-pip; \
-		$(PY) -m pip install -q uv; \
-	fi
+	python3 -m pip --python $(PY) install -q uv 2>/dev/null \
+		|| { $(PY) -m ensurepip -q --default-pip && $(PY) -m pip install -q uv; }
 
 # What `collector serve` needs, without compiling to bytecode (uv's default): modules are
 # compiled when first imported, and a server imports only some of what the packages ship.
