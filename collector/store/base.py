@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from collector.models import App, Event, Outcome, Rule
 from collector.query.types import (
+    AnalyticsQuery,
     EventsPage,
     EventsQuery,
     FunnelEvents,
@@ -127,6 +128,14 @@ class Store(Protocol):
     ) -> dict[str, Any] | None: ...
     def events_page(self, app_id: str, query: EventsQuery) -> EventsPage: ...
     def event_stats(self, app_id: str, query: StatsQuery) -> dict[str, Any]: ...
+    def analytics_overview(self, app_id: str, query: AnalyticsQuery) -> dict[str, Any]:
+        """Visitors, visits, page views, bounce rate and visit duration for the range and
+        the period before it, a time series and current visitors (store/analytics.py)."""
+        ...
+
+    def analytics_breakdown(self, app_id: str, query: AnalyticsQuery, by: str) -> dict[str, Any]:
+        """The figures per value of dimension `by` (query.types.DIMENSIONS)."""
+        ...
 
     # Live stream.
     def stream_position(self) -> int:

@@ -127,6 +127,10 @@ class Primitives(Protocol):
 
     # Indexing.
     def insert_events(self, rows: Sequence[EventRow]) -> None: ...
+    def index_visits(self, rows: Sequence[EventRow]) -> None:
+        """Bring visits and hits up to date with just-inserted events (store/visits.py)."""
+        ...
+
     def insert_identifies(self, rows: Sequence[IdentifyRow]) -> None: ...
     def add_person_stats(self, rows: Sequence[StatRow]) -> None:
         """Add to the summaries: n summed, first_ts the least, last_ts the greatest."""
@@ -396,6 +400,7 @@ def plan_index(tx: Primitives, events: Sequence[Accepted]) -> IndexPlan:
 def write_index(tx: Primitives, plan: IndexPlan) -> None:
     if plan.events:
         tx.insert_events(plan.events)
+        tx.index_visits(plan.events)
     if plan.identifies:
         tx.insert_identifies(plan.identifies)
     if plan.stats:

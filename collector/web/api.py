@@ -30,6 +30,7 @@ from collector.errors import (
 from collector.ingest import pipeline
 from collector.ingest.auth import key_from_authorization
 from collector.models import App
+from collector.query.analytics import parse_analytics_query, parse_dimension
 from collector.query.funnels import parse_funnel_query, run_funnel
 from collector.query.segments import (
     MAX_INT,
@@ -229,6 +230,27 @@ async def stats(request: Request) -> Response:
     return JSONResponse(answer)
 
 
+async def analytics_overview(request: Request) -> Response:
+    app = _app(request)
+    errors: list[FieldError] = []
+    query = parse_analytics_query(request.query_params, now_ms(), errors)
+    if errors:
+        raise InvalidRequest("Invalid analytics query", errors)
+    store = _collector(request).store
+    return JSONResponse(await _run(store.analytics_overview, app.app_id, query))
+
+
+async def analytics_breakdown(request: Request) -> Response:
+    app = _app(request)
+    errors: list[FieldError] = []
+    by = parse_dimension(request.query_params.get("by"), errors)
+    query = parse_analytics_query(request.query_params, now_ms(), errors)
+    if errors:
+        raise InvalidRequest("Invalid analytics query", errors)
+    store = _collector(request).store
+    return JSONResponse(await _run(store.analytics_breakdown, app.app_id, query, by))
+
+
 STREAM_POLL_S = 0.25
 STREAM_HEARTBEAT_S = 15.0
 STREAM_BATCH = 500
@@ -345,5 +367,7 @@ def routes() -> list[Route]:
         Route("/v1/users/{user_id:path}", user_profile, methods=["GET"]),
         Route("/v1/events", list_events, methods=["GET"]),
         Route("/v1/stats", stats, methods=["GET"]),
+        Route("/v1/analytics/overview", analytics_overview, methods=["GET"]),
+        Route("/v1/analytics/breakdown", analytics_breakdown, methods=["GET"]),
         Route("/v1/stream", stream, methods=["GET"]),
     ]

@@ -14,6 +14,8 @@ from typing import Any
 
 import psycopg
 
+from collector.store.postgres import visits
+
 # Fixed and arbitrary: every collector must use the same key.
 MIGRATE_LOCK = 0x7E11_7A1E_0001
 
@@ -169,10 +171,19 @@ def _user_aliases(conn: psycopg.Connection[Any]) -> None:
     conn.execute("CREATE INDEX user_aliases_user ON user_aliases (app_id, user_id)")
 
 
+def _visits(conn: psycopg.Connection[Any]) -> None:
+    # Visits and the narrow copy of events they are counted from (store/visits.py),
+    # computed for the events already stored.
+    for statement in visits.SCHEMA:
+        conn.execute(statement)
+    visits.rebuild(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection[Any]], None]]] = [
     (1, "initial schema", _initial),
     (2, "accept_plain: the usual group commit in one statement", _accept_plain),
     (3, "user_aliases: alias calls from other products' libraries", _user_aliases),
+    (4, "visits and hits: the web analytics model", _visits),
 ]
 
 

@@ -29,6 +29,7 @@ from collector import ids
 from collector.errors import Unavailable
 from collector.models import DEFAULT_APP_SETTINGS, App, Event, Outcome, Rule
 from collector.query.types import (
+    AnalyticsQuery,
     EventsPage,
     EventsQuery,
     FunnelEvents,
@@ -38,7 +39,7 @@ from collector.query.types import (
     StatsQuery,
 )
 from collector.settings import DEFAULT_MAX_BACKLOG
-from collector.store import core
+from collector.store import core, visits
 from collector.store.postgres import migrations, partitions, queries
 from collector.store.postgres.connections import Database
 from collector.store.postgres.listen import Listener
@@ -57,6 +58,7 @@ from collector.store.postgres.primitives import (
     restat_persons,
 )
 from collector.store.tables import Table
+from collector.timeutil import now_ms
 
 INDEX_CHUNK = 5_000  # events an indexing transaction takes, as SQLite's
 STREAM_CHUNK = 1_000  # at most this many indexed by each poll of a live stream
@@ -402,6 +404,7 @@ class PostgresStore:
                 "DELETE FROM identifies WHERE app_id = %s AND ts < %s", (app_id, older_than_ms)
             )
             restat_persons(conn, app_id, affected)
+            visits.purge(Primitives(conn), app_id, older_than_ms)
         return deleted
 
     def delete_user(self, app_id: str, user_id: str) -> int:
@@ -424,6 +427,11 @@ class PostgresStore:
             deleted = conn.execute(
                 "DELETE FROM events WHERE app_id = %s AND person = ANY(%s)", (app_id, persons)
             ).rowcount
+            for table in ("hits", "visits"):
+                conn.execute(
+                    f"DELETE FROM {table} WHERE app_id = %s AND person = ANY(%s)",
+                    (app_id, persons),
+                )
             for table in ("identifies", "identities", "users"):
                 conn.execute(
                     f"DELETE FROM {table} WHERE app_id = %s AND user_id = %s", (app_id, user_id)
@@ -542,6 +550,16 @@ class PostgresStore:
         self.index_all()
         with self._db.transaction(snapshot=True) as conn:
             return queries.event_stats(conn, app_id, query)
+
+    def analytics_overview(self, app_id: str, query: AnalyticsQuery) -> dict[str, Any]:
+        self.index_all()
+        with self._db.transaction(snapshot=True) as conn:
+            return queries.analytics_overview(conn, app_id, query, now_ms())
+
+    def analytics_breakdown(self, app_id: str, query: AnalyticsQuery, by: str) -> dict[str, Any]:
+        self.index_all()
+        with self._db.transaction(snapshot=True) as conn:
+            return queries.analytics_breakdown(conn, app_id, query, by)
 
     def stream_position(self) -> int:
         self.index_all()

@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 import sqlite_utils
 
+from collector.store.sqlite import visits
+
 
 def _initial(db: sqlite_utils.Database) -> None:
     db.table("apps").create(
@@ -255,6 +257,14 @@ def _rule_ids_never_reused(db: sqlite_utils.Database) -> None:
         db.execute(sql)
 
 
+def _visits(db: sqlite_utils.Database) -> None:
+    # Visits and the narrow copy of events they are counted from (store/visits.py),
+    # computed for the events already stored.
+    for sql in visits.SCHEMA:
+        db.execute(sql)
+    visits.rebuild(db.conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "initial schema", _initial),
     (2, "query summaries: person_event_stats, covering event indexes", _query_summaries),
@@ -264,4 +274,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (6, "inbox and message_ids: accept now, index later", _inbox),
     (7, "user_aliases: alias calls from other products' libraries", _user_aliases),
     (8, "rules: a removed rule's id is never given to a new one", _rule_ids_never_reused),
+    (9, "visits and hits: the web analytics model", _visits),
 ]

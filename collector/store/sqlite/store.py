@@ -23,6 +23,7 @@ import sqlite_utils
 from collector import ids
 from collector.models import DEFAULT_APP_SETTINGS, App, Event, Outcome, Rule
 from collector.query.types import (
+    AnalyticsQuery,
     EventsPage,
     EventsQuery,
     FunnelEvents,
@@ -32,10 +33,12 @@ from collector.query.types import (
     StatsQuery,
 )
 from collector.settings import DEFAULT_MAX_BACKLOG
-from collector.store import codec, core
+from collector.store import codec, core, visits
 from collector.store.sqlite import queries
 from collector.store.sqlite.migrations import MIGRATIONS
+from collector.store.sqlite.visits import VisitTables
 from collector.store.tables import Table
+from collector.timeutil import now_ms
 
 _CHUNK = 500  # bound on host parameters in one IN (...)
 INDEX_CHUNK = 5_000  # events a catch-up transaction indexes
@@ -423,6 +426,7 @@ class SQLiteStore:
                 "DELETE FROM identifies WHERE app_id = ? AND ts < ?", (app_id, older_than_ms)
             )
             restat_persons(conn, app_id, affected)
+            visits.purge(_Primitives(conn), app_id, older_than_ms)
         return cur.rowcount
 
     def delete_user(self, app_id: str, user_id: str) -> int:
@@ -440,6 +444,8 @@ class SQLiteStore:
             # any written before the link. Events a *different* user made on the same
             # device (a shared browser) are theirs, not this user's, and stay.
             persons = [user_id, *("anon:" + a for a in anon_ids)]
+            tx = _Primitives(conn)
+            windows = tx.windows_of(app_id, "user_id = ?", (user_id,))
             _forget_message_ids(conn, "events", app_id, "user_id = ?", (user_id,))
             _forget_message_ids(conn, "identifies", app_id, "user_id = ?", (user_id,))
             deleted = conn.execute(
@@ -453,6 +459,16 @@ class SQLiteStore:
                     (app_id, *chunk),
                 ).rowcount
             affected = set(persons)
+            for chunk in _chunks(persons):
+                marks = ",".join("?" * len(chunk))
+                for table in ("hits", "visits"):
+                    conn.execute(
+                        f"DELETE FROM {table} WHERE app_id = ? AND person IN ({marks})",
+                        (app_id, *chunk),
+                    )
+            # Events of this user filed under another person (an alias's target) go
+            # from that person's visits.
+            visits.refresh(tx, [w for w in windows if w[0][1] not in affected])
             conn.execute(
                 "DELETE FROM identifies WHERE app_id = ? AND user_id = ?", (app_id, user_id)
             )
@@ -543,6 +559,14 @@ class SQLiteStore:
     def event_stats(self, app_id: str, query: StatsQuery) -> dict[str, Any]:
         self.index_all()
         return queries.event_stats(self.conn(), app_id, query)
+
+    def analytics_overview(self, app_id: str, query: AnalyticsQuery) -> dict[str, Any]:
+        self.index_all()
+        return queries.analytics_overview(self.conn(), app_id, query, now_ms())
+
+    def analytics_breakdown(self, app_id: str, query: AnalyticsQuery, by: str) -> dict[str, Any]:
+        self.index_all()
+        return queries.analytics_breakdown(self.conn(), app_id, query, by)
 
     def stream_position(self) -> int:
         self.index_all()
@@ -714,7 +738,7 @@ _STATS_MERGE = (
 )
 
 
-class _Primitives:
+class _Primitives(VisitTables):
     """core.Primitives on one SQLite connection, inside the transaction it has open."""
 
     def __init__(self, conn: sqlite3.Connection, max_backlog: int | None = None) -> None:
@@ -823,6 +847,9 @@ class _Primitives:
             rows,
         )
 
+    def index_visits(self, rows: Sequence[core.EventRow]) -> None:
+        visits.index(self, rows)
+
     def insert_identifies(self, rows: Sequence[core.IdentifyRow]) -> None:
         self.conn.executemany(
             f"INSERT INTO identifies ({core.IDENTIFY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -879,3 +906,4 @@ class _Primitives:
             "DELETE FROM person_event_stats WHERE app_id = ? AND person = ?",
             [(app, person) for _, app, person in moves],
         )
+        visits.move(self, moves)

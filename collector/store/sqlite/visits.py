@@ -1,0 +1,203 @@
+"""SQLite's visits and hits (store/visits.py decides what they hold)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from collector.store import core, visits
+from collector.store.visits import Hit, HitRow, Key, Visit
+
+# Hits are clustered by (app, visit start): the page and event figures of a date range
+# read one contiguous stretch. Recomputing a person's visits reads hits_person.
+SCHEMA = (
+    f"""
+    CREATE TABLE visits (
+        app_id TEXT NOT NULL,
+        person TEXT NOT NULL,
+        is_bot INTEGER NOT NULL,
+        start_ts INTEGER NOT NULL,
+        end_ts INTEGER NOT NULL,
+        page_views INTEGER NOT NULL,
+        events INTEGER NOT NULL,
+        entry_page TEXT,
+        exit_page TEXT,
+        landing_id TEXT,
+        {", ".join(a + " TEXT" for a in visits.ATTRIBUTES)},
+        PRIMARY KEY (app_id, person, is_bot, start_ts)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX visits_start ON visits(app_id, start_ts)",
+    """
+    CREATE TABLE hits (
+        app_id TEXT NOT NULL,
+        visit_start INTEGER NOT NULL,
+        person TEXT NOT NULL,
+        is_bot INTEGER NOT NULL,
+        ts INTEGER NOT NULL,
+        id TEXT NOT NULL,
+        event TEXT NOT NULL,
+        path TEXT,
+        PRIMARY KEY (app_id, visit_start, person, is_bot, ts, id)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX hits_person ON hits(app_id, person, is_bot, ts)",
+)
+
+_VISIT_MARKS = ", ".join("?" * len(visits.VISIT_COLUMNS.split(",")))
+_CHUNK = 300  # keys in one statement (three parameters each)
+
+
+class VisitTables:
+    """visits.VisitPrimitives on one connection, inside its open write transaction."""
+
+    conn: sqlite3.Connection
+
+    def last_visits(self, keys: Sequence[Key]) -> dict[Key, Visit]:
+        found: dict[Key, Visit] = {}
+        for i in range(0, len(keys), _CHUNK):
+            chunk = keys[i : i + _CHUNK]
+            values = ", ".join("(?, ?, ?)" for _ in chunk)
+            params = [p for key in chunk for p in key]
+            for row in self.conn.execute(
+                f"WITH k(app_id, person, is_bot) AS (VALUES {values}) "
+                f"SELECT {visits.VISIT_COLUMNS} FROM visits WHERE (app_id, person, is_bot, "
+                "start_ts) IN (SELECT k.app_id, k.person, k.is_bot, (SELECT max(start_ts) "
+                "FROM visits v WHERE v.app_id = k.app_id AND v.person = k.person "
+                "AND v.is_bot = k.is_bot) FROM k)",
+                params,
+            ):
+                visit = visits.visit_from_row(row)
+                found[visit.key] = visit
+        return found
+
+    def visits_touching(self, key: Key, lo: int, hi: int) -> list[Visit]:
+        return [
+            visits.visit_from_row(row)
+            for row in self.conn.execute(
+                f"SELECT {visits.VISIT_COLUMNS} FROM visits WHERE app_id = ? AND person = ? "
+                "AND is_bot = ? AND end_ts > ? AND start_ts < ? ORDER BY start_ts",
+                (*key, lo, hi),
+            )
+        ]
+
+    def hits_between(self, key: Key, lo: int, hi: int) -> list[Hit]:
+        return [
+            Hit(*row)
+            for row in self.conn.execute(
+                "SELECT ts, id, event, path FROM hits INDEXED BY hits_person WHERE app_id = ? "
+                "AND person = ? AND is_bot = ? AND ts BETWEEN ? AND ? ORDER BY ts, id",
+                (*key, lo, hi),
+            )
+        ]
+
+    def landing_contexts(self, events: Sequence[tuple[str, str, str]]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for app_id, person, event_id in events:
+            row = self.conn.execute(
+                "SELECT context FROM events WHERE app_id = ? AND person = ? AND id = ?",
+                (app_id, person, event_id),
+            ).fetchone()
+            if row is not None:
+                found[event_id] = row[0]
+        return found
+
+    def delete_visits(self, key: Key, starts: Sequence[int]) -> None:
+        self.conn.executemany(
+            "DELETE FROM visits WHERE app_id = ? AND person = ? AND is_bot = ? AND start_ts = ?",
+            [(*key, start) for start in starts],
+        )
+
+    def delete_hits_between(self, key: Key, lo: int, hi: int) -> None:
+        self.conn.execute(
+            "DELETE FROM hits INDEXED BY hits_person WHERE app_id = ? AND person = ? "
+            "AND is_bot = ? AND ts BETWEEN ? AND ?",
+            (*key, lo, hi),
+        )
+
+    def upsert_visits(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        self.conn.executemany(
+            f"INSERT OR REPLACE INTO visits ({visits.VISIT_COLUMNS}) VALUES ({_VISIT_MARKS})",
+            rows,
+        )
+
+    def insert_hits(self, rows: Sequence[HitRow]) -> None:
+        self.conn.executemany(
+            f"INSERT OR REPLACE INTO hits ({visits.HIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    def move_hits(self, moves: Sequence[core.Move]) -> list[tuple[Key, int, int]]:
+        windows: list[tuple[Key, int, int]] = []
+        for new, app_id, old in moves:
+            spans = self.conn.execute(
+                "SELECT is_bot, min(ts), max(ts) FROM hits INDEXED BY hits_person "
+                "WHERE app_id = ? AND person = ? GROUP BY is_bot",
+                (app_id, old),
+            ).fetchall()
+            if not spans:
+                continue
+            self.conn.execute(
+                "UPDATE hits SET person = ? WHERE app_id = ? AND person = ?", (new, app_id, old)
+            )
+            self.conn.execute("DELETE FROM visits WHERE app_id = ? AND person = ?", (app_id, old))
+            windows.extend(((app_id, new, int(bot)), lo, hi) for bot, lo, hi in spans)
+        return windows
+
+    def event_hits(self, key: Key, lo: int, hi: int) -> list[Hit]:
+        return [
+            Hit(ts, event_id, event, visits.path_of(visits.context_of(context)))
+            for ts, event_id, event, context in self.conn.execute(
+                "SELECT ts, id, event, context FROM events WHERE app_id = ? AND person = ? "
+                "AND is_bot = ? AND ts BETWEEN ? AND ?",
+                (*key, lo, hi),
+            )
+        ]
+
+    def visits_straddling(self, app_id: str, cutoff: int) -> list[tuple[Key, int]]:
+        return [
+            ((app_id, person, int(bot)), int(end))
+            for person, bot, end in self.conn.execute(
+                "SELECT person, is_bot, end_ts FROM visits "
+                "WHERE app_id = ? AND start_ts < ? AND end_ts >= ?",
+                (app_id, cutoff, cutoff),
+            )
+        ]
+
+    def delete_before(self, app_id: str, cutoff: int) -> None:
+        self.conn.execute(
+            "DELETE FROM hits WHERE app_id = ? AND visit_start < ? AND ts < ?",
+            (app_id, cutoff, cutoff),
+        )
+        self.conn.execute("DELETE FROM visits WHERE app_id = ? AND start_ts < ?", (app_id, cutoff))
+
+    def windows_of(
+        self, app_id: str, where: str, params: Sequence[Any]
+    ) -> list[tuple[Key, int, int]]:
+        """Each (key, first ts, last ts) of the app's events matching `where`."""
+        return [
+            ((app_id, person, int(bot)), int(lo), int(hi))
+            for person, bot, lo, hi in self.conn.execute(
+                "SELECT person, is_bot, min(ts), max(ts) FROM events "
+                f"WHERE app_id = ? AND ({where}) GROUP BY person, is_bot",
+                (app_id, *params),
+            )
+        ]
+
+
+def tables(conn: sqlite3.Connection) -> VisitTables:
+    found = VisitTables()
+    found.conn = conn
+    return found
+
+
+def rebuild(conn: sqlite3.Connection) -> int:
+    """Visits and hits recomputed from every stored event."""
+    conn.execute("DELETE FROM visits")
+    conn.execute("DELETE FROM hits")
+    rows = conn.execute(
+        "SELECT app_id, person, is_bot, ts, id, event, context FROM events "
+        "ORDER BY app_id, person, is_bot, ts, id"
+    )
+    return visits.rebuild(tables(conn), rows)
