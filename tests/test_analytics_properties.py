@@ -8,6 +8,7 @@ midnight, ranges that start or end on a visit's first event."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ class Write:
     anon: str | None
     bot: bool
     context: dict[str, Any]
+    tie: int  # orders events of the same time, as their ids do
 
 
 @st.composite
@@ -82,7 +84,8 @@ def writes(draw: st.DrawFn) -> Write:
     if draw(st.integers(0, 3)) == 0:
         context["utm_campaign"] = "launch"
     bot = draw(st.integers(0, 4)) == 0
-    return Write(name, draw(st.sampled_from(TIMES)), user, anon, bot, context)
+    tie = draw(st.integers(0, 9))
+    return Write(name, draw(st.sampled_from(TIMES)), user, anon, bot, context, tie)
 
 
 @dataclass
@@ -314,11 +317,17 @@ def shared(
 def build(world: World, store: Store) -> tuple[str, list[list[Event]]]:
     app_id = store.create_app("Analytics", ["http://localhost"], {}).app_id
     written = []
+    n = 0
     for batch in world.batches:
-        events = [
-            ev(app_id, w.name, w.ts, user=w.user, anon=w.anon, bot=w.bot, context=dict(w.context))
-            for w in batch
-        ]
+        events = []
+        for w in batch:
+            e = ev(
+                app_id, w.name, w.ts, user=w.user, anon=w.anon, bot=w.bot, context=dict(w.context)
+            )
+            # Ids of our own, unique and in a drawn order among equal times: the same
+            # example stores the same rows on every run.
+            events.append(dataclasses.replace(e, id=f"evt_{w.ts:013d}{w.tie}{n:04d}"))
+            n += 1
         store.write(events)
         written.append(events)
     if world.deleted is not None:

@@ -40,6 +40,9 @@ class _Where:
             parts.append("v.is_bot = 0")
         self.page: str | None = None
         self.has_page = False
+        # Whether anything but the range and bot flag is asked of the visit (a page
+        # filter is, unless the hits counted are that page's views: see breakdown).
+        self.visit_level = bool(q.filters)
         for name, value in q.filters:
             if name in VISIT_DIMENSIONS:
                 if value is None:
@@ -173,14 +176,26 @@ def breakdown(d: Dialect, run: Execute, app_id: str, q: AnalyticsQuery, by: str)
             hit_filter += " AND h.path IS NULL" if where.page is None else f" AND h.path = {m}"
             if where.page is not None:
                 params.append(where.page)
-        sql = (
+        head = (
             f"SELECT {column} AS value, count(DISTINCT h.person) AS visitors, "
             f"count(DISTINCT h.person || '|' || h.visit_start) AS visits, "
             f"sum(CASE WHEN h.event = '{PAGE_VIEW}' THEN 1 ELSE 0 END) AS page_views, "
-            f"count(*) AS events FROM hits h JOIN visits v ON {_SAME_VISIT} "
-            f"WHERE {hit_filter} AND {where.sql} GROUP BY {column}"
+            f"count(*) AS events FROM hits h"
         )
-        params.extend(where.params)
+        if where.visit_level and not (by == "page" and all(n == "page" for n, _ in q.filters)):
+            sql = f"{head} JOIN visits v ON {_SAME_VISIT} WHERE {hit_filter} AND {where.sql}"
+            params.extend(where.params)
+        else:
+            # Nothing to ask of the visit but its start and bot flag, which the hit has:
+            # one contiguous stretch of hits, no join. (A visit of engagement alone has no
+            # hit these filters keep.)
+            bots = "" if q.include_bots else " AND h.is_bot = 0"
+            sql = (
+                f"{head} WHERE h.app_id = {m} AND h.visit_start >= {m} "
+                f"AND h.visit_start < {m}{bots} AND {hit_filter}"
+            )
+            params[:0] = [app_id, q.since, q.until]
+        sql += f" GROUP BY {column}"
     # Wrapped: PostgreSQL orders by an output column only when it stands alone.
     rows = run(
         f"SELECT * FROM ({sql}) t ORDER BY visitors DESC, visits DESC, value IS NULL, "

@@ -172,7 +172,7 @@ def context_of(text: str | dict[str, Any] | None) -> dict[str, Any]:
 
 def sessionize(key: Key, hits: Sequence[Hit], seed: Visit | None = None) -> list[Visit]:
     """`hits` (sorted by time, then id) into visits. `seed`, the key's last stored visit,
-    ends at or before the first hit: the hits extend it or begin new visits after it.
+    ends before the first hit: the hits extend it or begin new visits after it.
     Returns the visits the hits fall in, the seed first when extended."""
     visits: list[Visit] = []
     current = seed
@@ -263,8 +263,10 @@ def index(tx: VisitPrimitives, rows: Sequence[core.EventRow]) -> None:
     for key in keys:
         hits = sorted(by_key[key])
         seed = last.get(key)
-        if seed is not None and hits[0].ts < seed.end:
-            # Earlier than what is stored: recompute around it once the hits are in.
+        if seed is not None and hits[0].ts <= seed.end:
+            # Not after what is stored (a tie too: the order of equal times is the ids',
+            # which may put it before the last stored hit): recompute around it once
+            # the hits are in.
             hit_rows.extend(_hit_rows(key, hits, None))
             slow.append((key, hits[0].ts, hits[-1].ts))
             continue

@@ -9,8 +9,8 @@ from typing import Any
 from collector.store import core, visits
 from collector.store.visits import Hit, HitRow, Key, Visit
 
-# Hits are clustered by (app, visit start): the page and event figures of a date range
-# read one contiguous stretch. Recomputing a person's visits reads hits_person.
+# Both tables are clustered by (app, visit start): the figures of a date range read one
+# contiguous stretch of each. Keeping them up to date reads visits_person, hits_person.
 SCHEMA = (
     f"""
     CREATE TABLE visits (
@@ -25,10 +25,10 @@ SCHEMA = (
         exit_page TEXT,
         landing_id TEXT,
         {", ".join(a + " TEXT" for a in visits.ATTRIBUTES)},
-        PRIMARY KEY (app_id, person, is_bot, start_ts)
+        PRIMARY KEY (app_id, start_ts, person, is_bot)
     ) WITHOUT ROWID
     """,
-    "CREATE INDEX visits_start ON visits(app_id, start_ts)",
+    "CREATE UNIQUE INDEX visits_person ON visits(app_id, person, is_bot, start_ts)",
     """
     CREATE TABLE hits (
         app_id TEXT NOT NULL,
