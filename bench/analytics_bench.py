@@ -196,7 +196,7 @@ def main() -> None:
                 if isinstance(value, float) and value < 1000
                 else f"{int(value):>12,}"
             )
-        print(f"{name:<{width}}" + "  ".join([""] + cells))
+        print(f"{name:<{width}}" + "  ".join(["", *cells]))
     print("(seconds: the median of the runs, timed at the store; target ≤ 0.300 on SQLite)")
 
 
