@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias
 from urllib.parse import urlsplit
 
 import orjson
@@ -75,11 +75,9 @@ VISIT_COLUMNS = (
 HIT_COLUMNS = "app_id, visit_start, person, is_bot, ts, id, event, path"
 
 
-class Hit(NamedTuple):
-    ts: int
-    id: str
-    event: str
-    path: str | None
+# (ts, event id, event name, page path): an event as visits see it. A plain tuple (not
+# a NamedTuple, whose construction costs more than the rest of indexing a hit).
+Hit: TypeAlias = tuple[int, str, str, str | None]
 
 
 # A hit as stored: (app_id, visit_start, person, is_bot, ts, id, event, path).
@@ -176,27 +174,27 @@ def sessionize(key: Key, hits: Sequence[Hit], seed: Visit | None = None) -> list
     Returns the visits the hits fall in, the seed first when extended."""
     visits: list[Visit] = []
     current = seed
-    for hit in hits:
-        if current is None or hit.ts - current.end >= GAP_MS:
-            current = Visit(key, hit.ts, hit.ts)
+    for ts, event_id, event, path in hits:
+        if current is None or ts - current.end >= GAP_MS:
+            current = Visit(key, ts, ts)
             visits.append(current)
         elif current is seed and not visits:
             visits.append(current)
-        current.end = max(current.end, hit.ts)
-        if hit.event in ENGAGEMENT:
+        current.end = max(current.end, ts)
+        if event in ENGAGEMENT:
             continue
         current.events += 1
         if current.landing_id is None:
-            current.landing_id = hit.id
+            current.landing_id = event_id
             current.landing_changed = True
-        if hit.event == PAGE_VIEW:
+        if event == PAGE_VIEW:
             if current.page_views == 0:
                 # The first page view is the landing, whatever came before it.
-                current.entry_page = hit.path
-                current.landing_id = hit.id
+                current.entry_page = path
+                current.landing_id = event_id
                 current.landing_changed = True
             current.page_views += 1
-            current.exit_page = hit.path
+            current.exit_page = path
     return visits
 
 
@@ -211,16 +209,22 @@ class VisitPrimitives(Protocol):
         """The key's visits with end > lo and start < hi."""
         ...
 
-    def hits_between(self, key: Key, lo: int, hi: int) -> list[Hit]:
-        """The key's hits with lo <= ts <= hi, sorted by (ts, id)."""
+    def hits_of(self, key: Key, starts: Sequence[int]) -> list[Hit]:
+        """The hits of the key's visits that start at `starts`."""
+        ...
+
+    def delete_visits(self, key: Key, starts: Sequence[int]) -> None:
+        """Delete the key's visits that start at `starts`, and their hits."""
+        ...
+
+    def take_person(self, app_id: str, person: str) -> dict[int, list[Hit]]:
+        """Delete the person's visits and hits; return the hits by bot flag."""
         ...
 
     def landing_contexts(self, events: Sequence[tuple[str, str, str]]) -> dict[str, Any]:
         """(app_id, person, event id) → {event id: its context (JSON text or a dict)}."""
         ...
 
-    def delete_visits(self, key: Key, starts: Sequence[int]) -> None: ...
-    def delete_hits_between(self, key: Key, lo: int, hi: int) -> None: ...
     def upsert_visits(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Insert, or replace the row of the same (app, person, is_bot, start)."""
         ...
@@ -235,12 +239,7 @@ class VisitPrimitives(Protocol):
         ...
 
     def delete_before(self, app_id: str, cutoff: int) -> None:
-        """Delete the app's visits that start before `cutoff` and hits before it."""
-        ...
-
-    def move_hits(self, moves: Sequence[core.Move]) -> list[tuple[Key, int, int]]:
-        """Give the moved persons' hits to their new person and delete their visits;
-        return each (new key, first ts, last ts) whose visits must be recomputed."""
+        """Delete the app's visits that start before `cutoff`, with their hits."""
         ...
 
 
@@ -251,7 +250,7 @@ def index(tx: VisitPrimitives, rows: Sequence[core.EventRow]) -> None:
     for row in rows:
         context = context_of(row[12])
         contexts[row[0]] = context
-        hit = Hit(row[7], row[0], row[3], path_of(context))
+        hit: Hit = (row[7], row[0], row[3], path_of(context))
         by_key.setdefault((row[1], row[6], row[13]), []).append(hit)
     if not by_key:
         return
@@ -259,16 +258,14 @@ def index(tx: VisitPrimitives, rows: Sequence[core.EventRow]) -> None:
     last = tx.last_visits(keys)
     visits: list[Visit] = []
     hit_rows: list[HitRow] = []
-    slow: list[tuple[Key, int, int]] = []
+    slow: list[tuple[Key, list[Hit]]] = []
     for key in keys:
         hits = sorted(by_key[key])
         seed = last.get(key)
-        if seed is not None and hits[0].ts <= seed.end:
+        if seed is not None and hits[0][0] <= seed.end:
             # Not after what is stored (a tie too: the order of equal times is the ids',
-            # which may put it before the last stored hit): recompute around it once
-            # the hits are in.
-            hit_rows.extend(_hit_rows(key, hits, None))
-            slow.append((key, hits[0].ts, hits[-1].ts))
+            # which may put it before the last stored hit): recompute around it.
+            slow.append((key, hits))
             continue
         made = sessionize(key, hits, seed)
         visits.extend(made)
@@ -278,8 +275,8 @@ def index(tx: VisitPrimitives, rows: Sequence[core.EventRow]) -> None:
         tx.upsert_visits([v.row() for v in visits])
     if hit_rows:
         tx.insert_hits(hit_rows)
-    for key, lo, hi in slow:
-        recompute(tx, key, lo, hi)
+    for key, hits in slow:
+        recompute(tx, key, hits)
 
 
 def _hit_rows(key: Key, hits: Sequence[Hit], visits: Sequence[Visit] | None) -> list[HitRow]:
@@ -288,13 +285,13 @@ def _hit_rows(key: Key, hits: Sequence[Hit], visits: Sequence[Visit] | None) -> 
     app_id, person, is_bot = key
     out: list[HitRow] = []
     i = 0
-    for hit in hits:
-        start = hit.ts
+    for ts, event_id, event, path in hits:
+        start = ts
         if visits is not None:
-            while i + 1 < len(visits) and visits[i + 1].start <= hit.ts:
+            while i + 1 < len(visits) and visits[i + 1].start <= ts:
                 i += 1
             start = visits[i].start
-        out.append((app_id, start, person, is_bot, hit.ts, hit.id, hit.event, hit.path))
+        out.append((app_id, start, person, is_bot, ts, event_id, event, path))
     return out
 
 
@@ -311,51 +308,53 @@ def _fill_attributes(tx: VisitPrimitives, visits: Iterable[Visit], known: dict[s
         visit.landing_changed = False
 
 
-def recompute(tx: VisitPrimitives, key: Key, lo: int, hi: int) -> None:
-    """Recompute the key's visits around [lo, hi] from its hits: the visits that reach
-    within a gap of it go, and everything they and the range held is sessionized again.
-    Hits further out are a gap or more away, so their visits stand."""
+def recompute(tx: VisitPrimitives, key: Key, new: Sequence[Hit]) -> None:
+    """Sessionize again, with the `new` hits (not stored yet), the key's visits that
+    reach within a gap of them. Visits further out are a gap or more away from
+    everything that changes, so they stand."""
+    lo, hi = min(h[0] for h in new), max(h[0] for h in new)
     old = tx.visits_touching(key, lo - GAP_MS, hi + GAP_MS)
-    if old:
-        lo = min(lo, *(v.start for v in old))
-        hi = max(hi, *(v.end for v in old))
-    hits = tx.hits_between(key, lo, hi)
-    tx.delete_visits(key, [v.start for v in old])
-    tx.delete_hits_between(key, lo, hi)
+    starts = [v.start for v in old]
+    hits = sorted([*tx.hits_of(key, starts), *new]) if old else sorted(new)
+    _replace(tx, key, starts, hits)
+
+
+def _replace(tx: VisitPrimitives, key: Key, starts: Sequence[int], hits: list[Hit]) -> None:
+    """The key's visits that start at `starts` (and their hits) replaced by the visits of
+    `hits`, sorted."""
+    if starts:
+        tx.delete_visits(key, starts)
     made = sessionize(key, hits)
     _fill_attributes(tx, made, {})
     if made:
         tx.upsert_visits([v.row() for v in made])
-    if hits:
         tx.insert_hits(_hit_rows(key, hits, made))
 
 
 def move(tx: VisitPrimitives, moves: Sequence[core.Move]) -> None:
     """Persons merged into others (a login, an alias): their hits join the new person's
     and the visits around them are recomputed (one visit where the two overlapped)."""
-    if moves:
-        for key, lo, hi in tx.move_hits(moves):
-            recompute(tx, key, lo, hi)
+    for new, app_id, old in sorted(moves):
+        for is_bot, hits in sorted(tx.take_person(app_id, old).items()):
+            recompute(tx, (app_id, new, is_bot), hits)
 
 
 def refresh(tx: VisitPrimitives, windows: Iterable[tuple[Key, int, int]]) -> None:
-    """After events were deleted from these (key, first ts, last ts) windows: their hits
-    are read again from the events left, and the visits around them recomputed."""
+    """After events were deleted from these (key, first ts, last ts) windows: the visits
+    around them are sessionized again from the events left."""
     for key, lo, hi in windows:
-        tx.delete_hits_between(key, lo, hi)
-        hits = sorted(tx.event_hits(key, lo, hi))
-        if hits:
-            tx.insert_hits(_hit_rows(key, hits, None))
-        recompute(tx, key, lo, hi)
+        old = tx.visits_touching(key, lo - GAP_MS, hi + GAP_MS)
+        if old:
+            lo, hi = min(lo, *(v.start for v in old)), max(hi, *(v.end for v in old))
+        _replace(tx, key, [v.start for v in old], sorted(tx.event_hits(key, lo, hi)))
 
 
 def purge(tx: VisitPrimitives, app_id: str, cutoff: int) -> None:
     """After the app's events before `cutoff` were deleted: a visit that began before it
-    and goes on after it is recomputed from what is left."""
+    and goes on after it is sessionized again from what is left."""
     straddling = tx.visits_straddling(app_id, cutoff)
     tx.delete_before(app_id, cutoff)
-    for key, end in straddling:
-        recompute(tx, key, cutoff, end)
+    refresh(tx, [(key, cutoff, end) for key, end in straddling])
 
 
 # (app_id, person, is_bot, ts, id, event, context): an event as `rebuild` reads it.
@@ -385,7 +384,7 @@ def rebuild(tx: VisitPrimitives, events: Iterable[EventFacts]) -> int:
             key, hits, contexts = this, [], {}
         parsed = context_of(context)
         contexts[event_id] = parsed
-        hits.append(Hit(int(ts), event_id, event, path_of(parsed)))
+        hits.append((int(ts), event_id, event, path_of(parsed)))
     if key is not None:
         made += flush(key, hits, contexts)
     return made

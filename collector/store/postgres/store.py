@@ -427,11 +427,9 @@ class PostgresStore:
             deleted = conn.execute(
                 "DELETE FROM events WHERE app_id = %s AND person = ANY(%s)", (app_id, persons)
             ).rowcount
-            for table in ("hits", "visits"):
-                conn.execute(
-                    f"DELETE FROM {table} WHERE app_id = %s AND person = ANY(%s)",
-                    (app_id, persons),
-                )
+            tx = Primitives(conn)
+            for person in persons:
+                tx.take_person(app_id, person)
             for table in ("identifies", "identities", "users"):
                 conn.execute(
                     f"DELETE FROM {table} WHERE app_id = %s AND user_id = %s", (app_id, user_id)

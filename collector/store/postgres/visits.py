@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from collector.store import core, visits
+from collector.store import visits
 from collector.store.visits import Hit, HitRow, Key, Visit
 
 SCHEMA = (
@@ -30,7 +30,6 @@ SCHEMA = (
         PRIMARY KEY (app_id, visit_start, person, is_bot, ts, id)
     )
     """,
-    "CREATE INDEX hits_person ON hits (app_id, person, is_bot, ts)",
 )
 
 _KEYS = "unnest(%b::text[], %b::text[], %b::smallint[]) AS k(app_id, person, is_bot)"
@@ -69,13 +68,16 @@ class VisitTables:
             )
         ]
 
-    def hits_between(self, key: Key, lo: int, hi: int) -> list[Hit]:
+    def hits_of(self, key: Key, starts: Sequence[int]) -> list[Hit]:
+        if not starts:
+            return []
+        app_id, person, is_bot = key
         return [
-            Hit(*row)
-            for row in self.conn.execute(
-                "SELECT ts, id, event, path FROM hits WHERE app_id = %s AND person = %s "
-                'AND is_bot = %s AND ts BETWEEN %s AND %s ORDER BY ts, id COLLATE "C"',
-                (*key, lo, hi),
+            (int(ts), event_id, event, path)
+            for ts, event_id, event, path in self.conn.execute(
+                "SELECT ts, id, event, path FROM hits WHERE app_id = %s "
+                "AND visit_start = ANY(%b::bigint[]) AND person = %s AND is_bot = %s",
+                (app_id, list(starts), person, is_bot),
             )
         ]
 
@@ -89,19 +91,29 @@ class VisitTables:
         return {event_id: context for event_id, context in rows}
 
     def delete_visits(self, key: Key, starts: Sequence[int]) -> None:
-        if starts:
+        if not starts:
+            return
+        app_id, person, is_bot = key
+        for table, column in (("visits", "start_ts"), ("hits", "visit_start")):
             self.conn.execute(
-                "DELETE FROM visits WHERE app_id = %s AND person = %s AND is_bot = %s "
-                "AND start_ts = ANY(%b::bigint[])",
-                (*key, list(starts)),
+                f"DELETE FROM {table} WHERE app_id = %s AND {column} = ANY(%b::bigint[]) "
+                "AND person = %s AND is_bot = %s",
+                (app_id, list(starts), person, is_bot),
             )
 
-    def delete_hits_between(self, key: Key, lo: int, hi: int) -> None:
-        self.conn.execute(
-            "DELETE FROM hits WHERE app_id = %s AND person = %s AND is_bot = %s "
-            "AND ts BETWEEN %s AND %s",
-            (*key, lo, hi),
-        )
+    def take_person(self, app_id: str, person: str) -> dict[int, list[Hit]]:
+        taken: dict[int, list[Hit]] = {}
+        by_bot: dict[int, list[int]] = {}
+        for is_bot, start in self.conn.execute(
+            "SELECT is_bot, start_ts FROM visits WHERE app_id = %s AND person = %s",
+            (app_id, person),
+        ):
+            by_bot.setdefault(int(is_bot), []).append(int(start))
+        for is_bot, starts in by_bot.items():
+            key = (app_id, person, is_bot)
+            taken[is_bot] = self.hits_of(key, starts)
+            self.delete_visits(key, starts)
+        return taken
 
     def upsert_visits(self, rows: Sequence[tuple[Any, ...]]) -> None:
         if not rows:
@@ -124,26 +136,9 @@ class VisitTables:
             for row in rows:
                 copy.write_row(row)
 
-    def move_hits(self, moves: Sequence[core.Move]) -> list[tuple[Key, int, int]]:
-        windows: list[tuple[Key, int, int]] = []
-        for new, app_id, old in sorted(moves):
-            spans = self.conn.execute(
-                "SELECT is_bot, min(ts), max(ts) FROM hits WHERE app_id = %s AND person = %s "
-                "GROUP BY is_bot",
-                (app_id, old),
-            ).fetchall()
-            if not spans:
-                continue
-            self.conn.execute(
-                "UPDATE hits SET person = %s WHERE app_id = %s AND person = %s", (new, app_id, old)
-            )
-            self.conn.execute("DELETE FROM visits WHERE app_id = %s AND person = %s", (app_id, old))
-            windows.extend(((app_id, new, int(bot)), int(lo), int(hi)) for bot, lo, hi in spans)
-        return windows
-
     def event_hits(self, key: Key, lo: int, hi: int) -> list[Hit]:
         return [
-            Hit(int(ts), event_id, event, visits.path_of(visits.context_of(context)))
+            (int(ts), event_id, event, visits.path_of(visits.context_of(context)))
             for ts, event_id, event, context in self.conn.execute(
                 "SELECT ts, id, event, context FROM events WHERE app_id = %s AND person = %s "
                 "AND is_bot = %s AND ts BETWEEN %s AND %s",
@@ -163,8 +158,7 @@ class VisitTables:
 
     def delete_before(self, app_id: str, cutoff: int) -> None:
         self.conn.execute(
-            "DELETE FROM hits WHERE app_id = %s AND visit_start < %s AND ts < %s",
-            (app_id, cutoff, cutoff),
+            "DELETE FROM hits WHERE app_id = %s AND visit_start < %s", (app_id, cutoff)
         )
         self.conn.execute(
             "DELETE FROM visits WHERE app_id = %s AND start_ts < %s", (app_id, cutoff)

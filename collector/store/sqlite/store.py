@@ -459,13 +459,8 @@ class SQLiteStore:
                     (app_id, *chunk),
                 ).rowcount
             affected = set(persons)
-            for chunk in _chunks(persons):
-                marks = ",".join("?" * len(chunk))
-                for table in ("hits", "visits"):
-                    conn.execute(
-                        f"DELETE FROM {table} WHERE app_id = ? AND person IN ({marks})",
-                        (app_id, *chunk),
-                    )
+            for person in persons:
+                tx.take_person(app_id, person)
             # Events of this user filed under another person (an alias's target) go
             # from that person's visits.
             visits.refresh(tx, [w for w in windows if w[0][1] not in affected])

@@ -6,11 +6,12 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from collector.store import core, visits
+from collector.store import visits
 from collector.store.visits import Hit, HitRow, Key, Visit
 
 # Both tables are clustered by (app, visit start): the figures of a date range read one
-# contiguous stretch of each. Keeping them up to date reads visits_person, hits_person.
+# contiguous stretch of each. Keeping them up to date finds a person's visits by
+# visits_person, and a visit's hits by the hits' key (app, visit start, person, bot).
 SCHEMA = (
     f"""
     CREATE TABLE visits (
@@ -42,10 +43,10 @@ SCHEMA = (
         PRIMARY KEY (app_id, visit_start, person, is_bot, ts, id)
     ) WITHOUT ROWID
     """,
-    "CREATE INDEX hits_person ON hits(app_id, person, is_bot, ts)",
 )
 
 _VISIT_MARKS = ", ".join("?" * len(visits.VISIT_COLUMNS.split(",")))
+_V_COLUMNS = ", ".join("v." + c.strip() for c in visits.VISIT_COLUMNS.split(","))
 _CHUNK = 300  # keys in one statement (three parameters each)
 
 
@@ -62,10 +63,10 @@ class VisitTables:
             params = [p for key in chunk for p in key]
             for row in self.conn.execute(
                 f"WITH k(app_id, person, is_bot) AS (VALUES {values}) "
-                f"SELECT {visits.VISIT_COLUMNS} FROM visits WHERE (app_id, person, is_bot, "
-                "start_ts) IN (SELECT k.app_id, k.person, k.is_bot, (SELECT max(start_ts) "
-                "FROM visits v WHERE v.app_id = k.app_id AND v.person = k.person "
-                "AND v.is_bot = k.is_bot) FROM k)",
+                f"SELECT {_V_COLUMNS} FROM k JOIN visits v INDEXED BY visits_person "
+                "ON v.app_id = k.app_id AND v.person = k.person AND v.is_bot = k.is_bot "
+                "AND v.start_ts = (SELECT max(start_ts) FROM visits w INDEXED BY visits_person "
+                "WHERE w.app_id = k.app_id AND w.person = k.person AND w.is_bot = k.is_bot)",
                 params,
             ):
                 visit = visits.visit_from_row(row)
@@ -76,19 +77,22 @@ class VisitTables:
         return [
             visits.visit_from_row(row)
             for row in self.conn.execute(
-                f"SELECT {visits.VISIT_COLUMNS} FROM visits WHERE app_id = ? AND person = ? "
-                "AND is_bot = ? AND end_ts > ? AND start_ts < ? ORDER BY start_ts",
+                f"SELECT {visits.VISIT_COLUMNS} FROM visits INDEXED BY visits_person "
+                "WHERE app_id = ? AND person = ? AND is_bot = ? AND end_ts > ? AND start_ts < ? "
+                "ORDER BY start_ts",
                 (*key, lo, hi),
             )
         ]
 
-    def hits_between(self, key: Key, lo: int, hi: int) -> list[Hit]:
+    def hits_of(self, key: Key, starts: Sequence[int]) -> list[Hit]:
+        app_id, person, is_bot = key
         return [
-            Hit(*row)
+            (int(row[0]), row[1], row[2], row[3])
+            for start in starts
             for row in self.conn.execute(
-                "SELECT ts, id, event, path FROM hits INDEXED BY hits_person WHERE app_id = ? "
-                "AND person = ? AND is_bot = ? AND ts BETWEEN ? AND ? ORDER BY ts, id",
-                (*key, lo, hi),
+                "SELECT ts, id, event, path FROM hits WHERE app_id = ? AND visit_start = ? "
+                "AND person = ? AND is_bot = ?",
+                (app_id, start, person, is_bot),
             )
         ]
 
@@ -104,17 +108,29 @@ class VisitTables:
         return found
 
     def delete_visits(self, key: Key, starts: Sequence[int]) -> None:
+        app_id, person, is_bot = key
+        rows = [(app_id, start, person, is_bot) for start in starts]
         self.conn.executemany(
-            "DELETE FROM visits WHERE app_id = ? AND person = ? AND is_bot = ? AND start_ts = ?",
-            [(*key, start) for start in starts],
+            "DELETE FROM visits WHERE app_id = ? AND start_ts = ? AND person = ? AND is_bot = ?",
+            rows,
+        )
+        self.conn.executemany(
+            "DELETE FROM hits WHERE app_id = ? AND visit_start = ? AND person = ? AND is_bot = ?",
+            rows,
         )
 
-    def delete_hits_between(self, key: Key, lo: int, hi: int) -> None:
-        self.conn.execute(
-            "DELETE FROM hits INDEXED BY hits_person WHERE app_id = ? AND person = ? "
-            "AND is_bot = ? AND ts BETWEEN ? AND ?",
-            (*key, lo, hi),
-        )
+    def take_person(self, app_id: str, person: str) -> dict[int, list[Hit]]:
+        taken: dict[int, list[Hit]] = {}
+        starts = self.conn.execute(
+            "SELECT is_bot, start_ts FROM visits INDEXED BY visits_person "
+            "WHERE app_id = ? AND person = ?",
+            (app_id, person),
+        ).fetchall()
+        for is_bot, start in starts:
+            key = (app_id, person, int(is_bot))
+            taken.setdefault(int(is_bot), []).extend(self.hits_of(key, [start]))
+            self.delete_visits(key, [start])
+        return taken
 
     def upsert_visits(self, rows: Sequence[tuple[Any, ...]]) -> None:
         self.conn.executemany(
@@ -128,26 +144,9 @@ class VisitTables:
             rows,
         )
 
-    def move_hits(self, moves: Sequence[core.Move]) -> list[tuple[Key, int, int]]:
-        windows: list[tuple[Key, int, int]] = []
-        for new, app_id, old in moves:
-            spans = self.conn.execute(
-                "SELECT is_bot, min(ts), max(ts) FROM hits INDEXED BY hits_person "
-                "WHERE app_id = ? AND person = ? GROUP BY is_bot",
-                (app_id, old),
-            ).fetchall()
-            if not spans:
-                continue
-            self.conn.execute(
-                "UPDATE hits SET person = ? WHERE app_id = ? AND person = ?", (new, app_id, old)
-            )
-            self.conn.execute("DELETE FROM visits WHERE app_id = ? AND person = ?", (app_id, old))
-            windows.extend(((app_id, new, int(bot)), lo, hi) for bot, lo, hi in spans)
-        return windows
-
     def event_hits(self, key: Key, lo: int, hi: int) -> list[Hit]:
         return [
-            Hit(ts, event_id, event, visits.path_of(visits.context_of(context)))
+            (int(ts), event_id, event, visits.path_of(visits.context_of(context)))
             for ts, event_id, event, context in self.conn.execute(
                 "SELECT ts, id, event, context FROM events WHERE app_id = ? AND person = ? "
                 "AND is_bot = ? AND ts BETWEEN ? AND ?",
@@ -166,10 +165,7 @@ class VisitTables:
         ]
 
     def delete_before(self, app_id: str, cutoff: int) -> None:
-        self.conn.execute(
-            "DELETE FROM hits WHERE app_id = ? AND visit_start < ? AND ts < ?",
-            (app_id, cutoff, cutoff),
-        )
+        self.conn.execute("DELETE FROM hits WHERE app_id = ? AND visit_start < ?", (app_id, cutoff))
         self.conn.execute("DELETE FROM visits WHERE app_id = ? AND start_ts < ?", (app_id, cutoff))
 
     def windows_of(
