@@ -724,6 +724,97 @@ def users_delete(app_id: str, user_id: str, db: str) -> None:
     click.echo(f"deleted user {user_id} and {deleted} events")
 
 
+# dashboard ----------------------------------------------------------------------------
+
+
+@main.group()
+def admins() -> None:
+    """Dashboard accounts (log in at /dashboard/)."""
+
+
+def _email(value: str) -> str:
+    from collector.dashboard.accounts import normalise_email
+
+    email = normalise_email(value)
+    if email is None:
+        raise click.BadParameter(f"{value!r} is not an email address", param_hint="EMAIL")
+    return email
+
+
+def _new_password(from_stdin: bool) -> str:
+    from collector.dashboard.passwords import check_password
+
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    problem = check_password(password)
+    if problem:
+        raise click.BadParameter(f"the password {problem}", param_hint="password")
+    return password
+
+
+@admins.command("create")
+@click.argument("email")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
+)
+@db_option
+def admins_create(email: str, password_stdin: bool, db: str) -> None:
+    """Create a dashboard admin (asks for the password unless --password-stdin)."""
+    from collector.dashboard.passwords import hash_password
+
+    address = _email(email)
+    store = open_store(db, create=True)
+    if store.get_admin(address) is not None:
+        raise click.ClickException(f"an admin {address} exists (see `collector admins passwd`)")
+    if not store.create_admin(address, hash_password(_new_password(password_stdin))):
+        raise click.ClickException(f"an admin {address} exists")
+    click.echo(f"created admin {address}")
+
+
+@admins.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@db_option
+def admins_list(as_json: bool, db: str) -> None:
+    """List dashboard admins, with their open sessions."""
+    found = open_store(db).list_admins()
+    if as_json:
+        _echo_json(found)
+        return
+    for admin in found:
+        click.echo(f"{admin['email']}\t{admin['created_at']}\t{admin['sessions']} sessions")
+
+
+@admins.command("delete")
+@click.argument("email")
+@db_option
+def admins_delete(email: str, db: str) -> None:
+    """Delete an admin; their sessions end at once."""
+    address = _email(email)
+    if not open_store(db).delete_admin(address):
+        raise click.ClickException(f"no admin {address}")
+    click.echo(f"deleted admin {address}")
+
+
+@admins.command("passwd")
+@click.argument("email")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the new password from the first line of stdin."
+)
+@db_option
+def admins_passwd(email: str, password_stdin: bool, db: str) -> None:
+    """Change an admin's password; their sessions end at once."""
+    from collector.dashboard.passwords import hash_password
+
+    address = _email(email)
+    store = open_store(db)
+    if store.get_admin(address) is None:
+        raise click.ClickException(f"no admin {address}")
+    store.set_admin_password(address, hash_password(_new_password(password_stdin)))
+    click.echo(f"changed the password of {address}; their sessions are ended")
+
+
 @main.command()
 @click.argument("path", type=click.Path(dir_okay=False))
 @db_option

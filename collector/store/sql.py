@@ -543,6 +543,7 @@ class Reader(ABC):
         if query.anonymous_id is not None:
             where.append(f"anonymous_id = {m}")
             params.append(query.anonymous_id)
+        where.extend(test_sql(d, "properties", test, params) for test in query.where)
         desc = query.order == "desc"
         if query.after is not None:
             where.append(f"(ts, {d.rowid}) {'<' if desc else '>'} ({m}, {m})")

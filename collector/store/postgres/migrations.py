@@ -169,10 +169,31 @@ def _user_aliases(conn: psycopg.Connection[Any]) -> None:
     conn.execute("CREATE INDEX user_aliases_user ON user_aliases (app_id, user_id)")
 
 
+def _dashboard(conn: psycopg.Connection[Any]) -> None:
+    # Dashboard accounts, their sessions (by the SHA-256 of the token), saved segments.
+    conn.execute(
+        "CREATE TABLE admins ("
+        " email text PRIMARY KEY, password_hash text NOT NULL, created_at text NOT NULL)"
+    )
+    conn.execute(
+        "CREATE TABLE admin_sessions ("
+        " token_hash text PRIMARY KEY, email text NOT NULL REFERENCES admins(email),"
+        " created_at bigint NOT NULL, expires_at bigint NOT NULL)"
+    )
+    conn.execute("CREATE INDEX admin_sessions_email ON admin_sessions (email)")
+    conn.execute(
+        "CREATE TABLE saved_segments ("
+        " segment_id text PRIMARY KEY, app_id text NOT NULL REFERENCES apps(app_id),"
+        " name text NOT NULL, rules jsonb NOT NULL, created_at text NOT NULL)"
+    )
+    conn.execute("CREATE INDEX saved_segments_app ON saved_segments (app_id, name)")
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection[Any]], None]]] = [
     (1, "initial schema", _initial),
     (2, "accept_plain: the usual group commit in one statement", _accept_plain),
     (3, "user_aliases: alias calls from other products' libraries", _user_aliases),
+    (4, "dashboard: admins, their sessions, saved segments", _dashboard),
 ]
 
 
