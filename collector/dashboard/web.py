@@ -8,9 +8,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import jinja2
+import orjson
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -85,8 +86,9 @@ def render(
     status: int = 200,
     session: Session | None = None,
 ) -> HTMLResponse:
+    defaults = {"app": None, "nav": "", "bots": False, "params": {}}
     html = _env.get_template(template).render(
-        request=request, session=session, path=request.url.path, **context
+        {**defaults, **context, "request": request, "session": session}
     )
     return HTMLResponse(
         html,
@@ -122,7 +124,25 @@ def query_string(params: dict[str, Any]) -> str:
     return "?" + urlencode(pairs) if pairs else ""
 
 
-_env.globals["qs"] = query_string
+def person_key(user: dict[str, Any]) -> str:
+    """How a person is named in URLs and the Query API: the user id, or anon:ID."""
+    if user.get("id") is not None:
+        return str(user["id"])
+    return "anon:" + str(user["anonymous_id"])
+
+
+def compact(value: Any) -> str:
+    """A JSON value on one line, for tables."""
+    return orjson.dumps(value).decode()
+
+
+def when(text: str | None) -> str:
+    """An ISO time as `2026-12-07 10:00:00` (UTC)."""
+    return "" if not text else text.replace("T", " ")[:19]
+
+
+_env.globals.update(qs=query_string, person_key=person_key)
+_env.filters.update(compact=compact, when=when, quote=lambda s: quote(str(s), safe=""))
 
 Handler = Callable[[Request, Session], Awaitable[Response]]
 

@@ -28,6 +28,7 @@ from collector.errors import (
     NotFound,
     field_error,
 )
+from collector.dashboard.views import routes as dashboard_routes
 from collector.ingest.auth import canonical_origin, origin_allowed, request_origin
 from collector.ingest.dialects.routes import ROUTES as DIALECT_ROUTES
 from collector.query.segments import set_cursor_secret
@@ -306,6 +307,7 @@ def create_app(
         Route("/demo.js", demo_js, methods=["GET"]),
     ]
     routes += query_routes()
+    routes += dashboard_routes()
     app = CollectorApp(
         routes=routes,
         lifespan=lifespan,
