@@ -227,11 +227,40 @@ def serve(config: str | None, **options: Any) -> None:
         raise click.ClickException(str(exc)) from None
     _check_port(settings.host, settings.port)
     store = open_store(settings.db, create=True)
+    demo_fill: subprocess.Popen[bytes] | None = None
     if settings.demo:
-        from collector.web.demo import ensure_demo_app
+        from collector.web.demo import (
+            DEMO_DAYS,
+            DEMO_PAGE_VIEWS,
+            ensure_demo_admin,
+            ensure_demo_app,
+            needs_demo_data,
+        )
 
         app, key, revoked = ensure_demo_app(store, settings)
+        email, password = ensure_demo_admin(store)
         base = f"http://{settings.host}:{settings.port}"
+        if needs_demo_data(app):
+            # Filled by a process of its own, so the server answers at once; marked first,
+            # so a second run never fills it twice.
+            store.update_app(app.app_id, settings={"demo_data": DEMO_DAYS})
+            demo_fill = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "collector", "demo-data", app.app_id),
+                    *("--days", str(DEMO_DAYS), "--page-views", str(DEMO_PAGE_VIEWS)),
+                ],
+                env={**os.environ, "COLLECTOR_DB": settings.db},
+                stdout=subprocess.DEVNULL,
+            )
+            click.echo(
+                f"\nFilling the demo app with {DEMO_DAYS} days of generated traffic "
+                "in the background (a few seconds)."
+            )
+        click.echo(
+            f"\nDashboard: {base}/dashboard/\n"
+            f"  email:    {email}\n"
+            f"  password: {password}   (new for this run)"
+        )
         if revoked:
             click.echo(
                 f"\nThe demo app's earlier key ({', '.join(revoked)}) is revoked: "
@@ -270,6 +299,9 @@ def serve(config: str | None, **options: Any) -> None:
     )
 
     def stop() -> None:
+        if demo_fill is not None and demo_fill.poll() is None:
+            demo_fill.terminate()
+            demo_fill.wait(timeout=30)
         indexer.terminate()
         indexer.wait(timeout=30)
         shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -725,6 +757,40 @@ def users_delete(app_id: str, user_id: str, db: str) -> None:
 
 
 # dashboard ----------------------------------------------------------------------------
+
+
+@main.command("demo-data")
+@click.argument("app_id")
+@click.option(
+    "--days",
+    type=click.IntRange(1, 3650),
+    default=30,
+    show_default=True,
+    help="Spread the traffic over this many days up to now.",
+)
+@click.option(
+    "--page-views",
+    type=click.IntRange(1),
+    default=30_000,
+    show_default=True,
+    help="About this many page views (bots' included).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=1,
+    show_default=True,
+    help="The same seed, days and size give the same visitors and events.",
+)
+@db_option
+def demo_data(app_id: str, days: int, page_views: int, seed: int, db: str) -> None:
+    """Fill an app with realistic generated traffic (collector/demo/traffic.py)."""
+    from collector.demo.traffic import generate, ingest
+
+    store = open_store(db)
+    app = _require_app(store, app_id)
+    stored = ingest(store, app, generate(days=days, page_views=page_views, seed=seed))
+    click.echo(f"stored {stored} generated events in {app_id} over {days} days")
 
 
 @main.group()

@@ -127,8 +127,8 @@ async def login(request: Request) -> Response:
             context["error"] = "Wrong email or password."
             status = 401
     context["csrf"] = k.csrf("login:" + nonce)
-    answer = render(request, "login.html", context, status)
-    answer.set_cookie(
+    page_ = render(request, "login.html", context, status)
+    page_.set_cookie(
         accounts.LOGIN_COOKIE,
         nonce,
         max_age=3600,
@@ -137,7 +137,7 @@ async def login(request: Request) -> Response:
         samesite="lax",
         secure=is_https(request),
     )
-    return answer
+    return page_
 
 
 def _limiter(request: Request) -> accounts.LoginLimiter:
@@ -300,9 +300,7 @@ async def events(request: Request, session: Session) -> Response:
     params = request.query_params
     errors: list[FieldError] = []
     period = parse_period(params, errors)
-    names = tuple(
-        parse_event_name(n, "event", errors) for n in params.getlist("event")[:20] if n
-    )
+    names = tuple(parse_event_name(n, "event", errors) for n in params.getlist("event")[:20] if n)
     person = params.get("person") or None
     key, op, value = params.get("prop", ""), params.get("op", "eq"), params.get("value", "")
     where = property_filter(key, op, value, errors)
@@ -374,8 +372,12 @@ async def people(request: Request, session: Session) -> Response:
             if profile is not None:
                 found.append(profile)
         by_email = parse_segment_query(
-            {"match": "all", "conditions": [{"trait": {"key": "email", "eq": q}}],
-             "include_bots": base["bots"], "limit": PAGE_SIZE},
+            {
+                "match": "all",
+                "conditions": [{"trait": {"key": "email", "eq": q}}],
+                "include_bots": base["bots"],
+                "limit": PAGE_SIZE,
+            },
             now_ms(),
         )
         page_ = await _run(store.segment, app.app_id, by_email)
@@ -498,7 +500,7 @@ async def segment_save(request: Request, session: Session) -> Response:
         return _unknown_app(request, session)
     form = await read_form(request)
     name = str(form.get("name", "")).strip()
-    text, rules = _rules_text(str(form.get("rules", "")))
+    _, rules = _rules_text(str(form.get("rules", "")))
     errors: list[FieldError] = []
     if not 1 <= len(name) <= 100:
         errors.append(field_error("name", "must be 1 to 100 characters"))
@@ -761,4 +763,3 @@ def routes() -> list[BaseRoute]:
         Route("/dashboard", to_index, methods=["GET"]),
         Route("/dashboard/{rest:path}", not_found, methods=["GET"]),
     ]
-

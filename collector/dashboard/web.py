@@ -71,9 +71,7 @@ async def current_session(request: Request) -> Session | None:
     token = k.session_token(request.cookies.get(accounts.SESSION_COOKIE))
     if token is None:
         return None
-    email = await _run(
-        collector(request).store.session_admin, accounts.token_hash(token), now_ms()
-    )
+    email = await _run(collector(request).store.session_admin, accounts.token_hash(token), now_ms())
     if email is None:
         return None
     return Session(email, token, k.csrf(token))
@@ -86,7 +84,7 @@ def render(
     status: int = 200,
     session: Session | None = None,
 ) -> HTMLResponse:
-    defaults = {"app": None, "nav": "", "bots": False, "params": {}}
+    defaults: dict[str, Any] = {"app": None, "nav": "", "bots": False, "params": {}}
     html = _env.get_template(template).render(
         {**defaults, **context, "request": request, "session": session}
     )

@@ -311,7 +311,11 @@ class SQLiteStore:
             )
             .fetchone()
         )
-        return None if row is None else dict(zip(("email", "password_hash", "created_at"), row))
+        return (
+            None
+            if row is None
+            else dict(zip(("email", "password_hash", "created_at"), row, strict=True))
+        )
 
     def list_admins(self) -> list[dict[str, Any]]:
         rows = self.conn().execute(
