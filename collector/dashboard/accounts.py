@@ -20,6 +20,10 @@ from itsdangerous import BadSignature, TimestampSigner
 SESSION_COOKIE = "telltale_session"
 LOGIN_COOKIE = "telltale_login"  # the nonce the login form's CSRF token is made from
 SESSION_TTL_S = 12 * 3600
+# A new API key travels to the page that shows it (once) in this cookie, so that the
+# POST that made it answers with a redirect and a reload makes no second key.
+FLASH_COOKIE = "telltale_new_key"
+FLASH_TTL_S = 60
 
 # Login attempts: per client IP, and per account (a botnet spread over many addresses
 # still meets the account's limit). Failed attempts count; a success clears the account.
@@ -51,6 +55,21 @@ class Keys:
             return None
         try:
             return self._signer().unsign(cookie, max_age=SESSION_TTL_S).decode()
+        except BadSignature:
+            return None
+
+    def _flash(self) -> TimestampSigner:
+        return TimestampSigner(self.secret, salt="telltale.dashboard.flash")
+
+    def sign_flash(self, text: str) -> str:
+        return self._flash().sign(text).decode()
+
+    def flash(self, cookie: str | None) -> str | None:
+        """A message for the next page only, at most a minute old."""
+        if not cookie or len(cookie) > 512:
+            return None
+        try:
+            return self._flash().unsign(cookie, max_age=FLASH_TTL_S).decode()
         except BadSignature:
             return None
 

@@ -619,7 +619,11 @@ async def settings(request: Request, session: Session) -> Response:
     app = _app(request, session)
     if app is None:
         return _unknown_app(request, session)
-    return await _settings_page(request, session, app)
+    new_key = (await keys(request)).flash(request.cookies.get(accounts.FLASH_COOKIE))
+    answer = await _settings_page(request, session, app, new_key=new_key)
+    if new_key is not None:
+        answer.delete_cookie(accounts.FLASH_COOKIE, path=f"/dashboard/apps/{app.app_id}/settings")
+    return answer
 
 
 @page
@@ -670,8 +674,18 @@ async def key_create(request: Request, session: Session) -> Response:
     if app is None:
         return _unknown_app(request, session)
     _, secret = await _run(collector(request).store.create_key, app.app_id)
-    # Shown on this answer only: keys are stored hashed.
-    return await _settings_page(request, session, app, new_key=secret)
+    # Keys are stored hashed: the next page shows it once, and a reload makes no other.
+    answer = redirect(f"/dashboard/apps/{app.app_id}/settings")
+    answer.set_cookie(
+        accounts.FLASH_COOKIE,
+        (await keys(request)).sign_flash(secret),
+        max_age=accounts.FLASH_TTL_S,
+        path=f"/dashboard/apps/{app.app_id}/settings",
+        httponly=True,
+        samesite="strict",
+        secure=is_https(request),
+    )
+    return answer
 
 
 @page
