@@ -241,13 +241,15 @@ def serve(config: str | None, **options: Any) -> None:
         email, password = ensure_demo_admin(store)
         base = f"http://{settings.host}:{settings.port}"
         if needs_demo_data(app):
-            # Filled by a process of its own, so the server answers at once; marked first,
-            # so a second run never fills it twice.
-            store.update_app(app.app_id, settings={"demo_data": DEMO_DAYS})
+            # Filled by a process of its own, so the server answers at once. The app is
+            # marked once the fill is done: a fill cut short runs again on the next start,
+            # and what it had stored is not stored twice (the seeded generator gives the
+            # same message ids).
             demo_fill = subprocess.Popen(
                 [
                     *(sys.executable, "-m", "collector", "demo-data", app.app_id),
                     *("--days", str(DEMO_DAYS), "--page-views", str(DEMO_PAGE_VIEWS)),
+                    "--mark-demo",
                 ],
                 env={**os.environ, "COLLECTOR_DB": settings.db},
                 stdout=subprocess.DEVNULL,
@@ -784,14 +786,17 @@ def users_delete(app_id: str, user_id: str, db: str) -> None:
     show_default=True,
     help="The same seed, days and size give the same visitors and events.",
 )
+@click.option("--mark-demo", is_flag=True, hidden=True)  # serve --demo's fill: mark it done
 @db_option
-def demo_data(app_id: str, days: int, page_views: int, seed: int, db: str) -> None:
+def demo_data(app_id: str, days: int, page_views: int, seed: int, mark_demo: bool, db: str) -> None:
     """Fill an app with realistic generated traffic (collector/demo/traffic.py)."""
     from collector.demo.traffic import generate, ingest
 
     store = open_store(db)
     app = _require_app(store, app_id)
     stored = ingest(store, app, generate(days=days, page_views=page_views, seed=seed))
+    if mark_demo:
+        store.update_app(app_id, settings={"demo_data": days})
     click.echo(f"stored {stored} generated events in {app_id} over {days} days")
 
 

@@ -79,3 +79,11 @@ def test_ingest_stores_through_the_enrichment(store: Store, app: App) -> None:
     profile = store.user_profile(app.app_id, user["user"])
     assert profile is not None and user["anonymous_id"] in profile["anonymous_ids"]
     assert profile["event_counts"]["page_viewed"] >= 1
+
+
+def test_a_second_fill_stores_nothing_twice(store: Store, app: App) -> None:
+    # serve --demo runs the fill again when one was cut short: the seeded generator gives
+    # the same message ids (the times are relative to now), which are stored once.
+    first = ingest(store, app, generate(days=3, page_views=200, seed=5, until_ms=UNTIL))
+    again = generate(days=3, page_views=200, seed=5, until_ms=UNTIL + 3_600_000)
+    assert first > 0 and ingest(store, app, again) == 0
