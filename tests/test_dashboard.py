@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from collector.dashboard import accounts
 from collector.dashboard.passwords import check_password, hash_password, verify_password
 from collector.models import App
-from collector.query.types import EventsQuery, PropertyTest
+from collector.query.types import EventsQuery, PropertyTest, StatsQuery
 from collector.store import Store
 from tests.conftest import auth
 from tests.server import ROOT
@@ -403,3 +403,23 @@ def test_admins_cli(db: str, store: Store) -> None:
     assert _cli(db, "admins", "delete", "me@example.com").returncode == 0
     assert _cli(db, "admins", "delete", "me@example.com").returncode == 1
     assert store.get_admin("me@example.com") is None
+
+
+def test_bot_reasons_read_the_bot_events_alone(
+    store: Store, app: App, client: TestClient, key: str
+) -> None:
+    events = [
+        {
+            "event": "page_viewed",
+            "user": "human",
+            "ua": "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0",
+        },
+        {"event": "page_viewed", "user": "c", "ua": "Mozilla/5.0 (compatible; Googlebot/2.1)"},
+        {"event": "signup", "user": "r", "ua": "python-requests/2.32"},
+    ]
+    assert client.post("/v1/events", json={"events": events}, headers=auth(key)).is_success
+    everything = store.event_stats(app.app_id, StatsQuery())
+    assert store.bot_reasons(app.app_id, StatsQuery()) == everything["bot_reasons"]
+    assert store.bot_reasons(app.app_id, StatsQuery()) == {"crawler": 1, "http_library": 1}
+    assert store.bot_reasons(app.app_id, StatsQuery(events=("signup",))) == {"http_library": 1}
+    assert store.bot_reasons(app.app_id, StatsQuery(until=1)) == {}

@@ -326,10 +326,10 @@ async def events(request: Request, session: Session) -> Response:
         return _bad(request, session, errors)
     store = collector(request).store
     found = await _run(store.events_page, app.app_id, query)
-    stats = await _run(
-        store.event_stats,
+    bot_reasons = await _run(
+        store.bot_reasons,
         app.app_id,
-        StatsQuery(events=names, since=period.since, until=period.until, include_bots=False),
+        StatsQuery(events=names, since=period.since, until=period.until),
     )
     more = encode_cursor({"at": list(found.last), "q": fp}) if found.last else None
     context = {
@@ -344,8 +344,8 @@ async def events(request: Request, session: Session) -> Response:
         "prop": key,
         "op": op,
         "value": value,
-        "event_names": sorted(stats["totals"]),
-        "bot_reasons": stats["bot_reasons"],
+        "event_names": sorted({e["event"] for e in found.events}),
+        "bot_reasons": bot_reasons,
     }
     return render(request, "events.html", context, session=session)
 
@@ -544,6 +544,7 @@ async def funnels(request: Request, session: Session) -> Response:
     within = params.get("within_days", "7")
     breakdown = params.get("breakdown", "").strip()
     result = None
+    bot_reasons: dict[str, int] | None = None
     if steps:
         try:
             days: Any = float(within)
@@ -564,7 +565,13 @@ async def funnels(request: Request, session: Session) -> Response:
         except InvalidRequest as exc:
             errors.extend(exc.errors)
         else:
-            result = await _run(run_funnel, collector(request).store, app.app_id, query)
+            store = collector(request).store
+            result = await _run(run_funnel, store, app.app_id, query)
+            bot_reasons = await _run(
+                store.bot_reasons,
+                app.app_id,
+                StatsQuery(events=tuple(steps), since=period.since, until=period.until),
+            )
     context = {
         **base,
         "period": period,
@@ -574,6 +581,7 @@ async def funnels(request: Request, session: Session) -> Response:
         "breakdown": breakdown,
         "result": result,
         "errors": errors,
+        "bot_reasons": bot_reasons,
     }
     return render(request, "funnels.html", context, session=session)
 

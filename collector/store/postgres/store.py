@@ -635,6 +635,11 @@ class PostgresStore:
         with self._db.transaction(snapshot=True) as conn:
             return queries.event_stats(conn, app_id, query)
 
+    def bot_reasons(self, app_id: str, query: StatsQuery) -> dict[str, int]:
+        self.index_all()
+        with self._db.transaction(snapshot=True) as conn:
+            return queries.bot_reasons(conn, app_id, query)
+
     def stream_position(self) -> int:
         self.index_all()
         with self._db.connection() as conn:

@@ -646,6 +646,10 @@ class SQLiteStore:
         self.index_all()
         return queries.event_stats(self.conn(), app_id, query)
 
+    def bot_reasons(self, app_id: str, query: StatsQuery) -> dict[str, int]:
+        self.index_all()
+        return queries.bot_reasons(self.conn(), app_id, query)
+
     def stream_position(self) -> int:
         self.index_all()
         return queries.stream_position(self.conn())
