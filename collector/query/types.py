@@ -192,6 +192,7 @@ class EventsQuery:
     since: int | None = None
     until: int | None = None
     include_bots: bool = False
+    where: tuple[PropertyTest, ...] = ()  # tests of the event's properties, all must hold
     order: str = "desc"  # newest first
     limit: int = 100
     after: tuple[int, int] | None = None  # (ts, rowid) of the previous page's last event

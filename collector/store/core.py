@@ -16,6 +16,7 @@ has accepted but not indexed is indexed before a read runs."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -73,6 +74,12 @@ def json_text(value: Any) -> str:
 def now_iso() -> str:
     """Now, as the admin tables store their times (apps, keys, rules, migrations)."""
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def new_segment_id() -> str:
+    """A saved segment's id: random text, so a database moved between backends keeps
+    making new ones without a sequence to advance."""
+    return "seg_" + secrets.token_hex(8)
 
 
 def new_app(name: str, origins: Sequence[str], settings: dict[str, Any]) -> App:

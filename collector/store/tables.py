@@ -36,4 +36,7 @@ TABLES = (
     _table("hits", visits.HIT_COLUMNS),
     _table("message_ids", "app_id kind message_id event_id"),
     _table("discards", "app_id day reason n"),
+    # Dashboard accounts move; their sessions do not (each admin logs in again).
+    _table("admins", "email password_hash created_at"),
+    _table("saved_segments", "segment_id app_id name rules created_at", json="rules"),
 )

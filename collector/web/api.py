@@ -49,6 +49,7 @@ from collector.timeutil import iso, now_ms
 from collector.web.responses import JSONResponse
 
 if TYPE_CHECKING:
+    from collector.store import Store
     from collector.web.ingest import Collector
 
 MAX_QUERY_BODY = 64 * 1024
@@ -66,6 +67,10 @@ T = TypeVar("T")
 
 async def _run(func: Callable[..., T], *args: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(_QUERY_THREADS, func, *args)
+
+
+# The dashboard's pages query on the same threads.
+run_query = _run
 
 
 def _collector(request: Request) -> Collector:
@@ -327,6 +332,19 @@ async def stream(request: Request) -> Response:
         after = await _run(store.stream_position)
 
     guard = CredentialGuard(key_check(request, app))
+    return event_stream(store, app.app_id, after, events, include_bots, guard)
+
+
+def event_stream(
+    store: Store,
+    app_id: str,
+    after: int,
+    events: tuple[str, ...],
+    include_bots: bool,
+    guard: CredentialGuard,
+) -> Response:
+    """The live stream's answer, after position `after`, for as long as `guard` holds
+    (the query API's key; the dashboard's session)."""
 
     async def messages() -> AsyncIterator[bytes]:
         position = after
@@ -337,7 +355,7 @@ async def stream(request: Request) -> Response:
                 yield REVOKED_MESSAGE
                 return
             rows = await _run(
-                store.stream_events, app.app_id, position, events, include_bots, STREAM_BATCH
+                store.stream_events, app_id, position, events, include_bots, STREAM_BATCH
             )
             for rowid, event in rows:
                 position = rowid
