@@ -192,6 +192,7 @@ def _dashboard(conn: psycopg.Connection[Any]) -> None:
     # Bot events alone, by time: every page counts what it filters out, by reason.
     conn.execute("CREATE INDEX events_bots ON events (app_id, ts) WHERE is_bot = 1")
 
+
 def _visits(conn: psycopg.Connection[Any]) -> None:
     # Visits and the narrow copy of events they are counted from (store/visits.py),
     # computed for the events already stored.

@@ -292,6 +292,7 @@ def _dashboard(db: sqlite_utils.Database) -> None:
     ):
         db.execute(sql)
 
+
 def _visits(db: sqlite_utils.Database) -> None:
     # Visits and the narrow copy of events they are counted from (store/visits.py),
     # computed for the events already stored.
