@@ -5,10 +5,12 @@ e2e/test_dashboard.py show the same pages in Chromium)."""
 
 from __future__ import annotations
 
+import html
 import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from starlette.testclient import TestClient
@@ -18,7 +20,7 @@ from collector.dashboard.passwords import check_password, hash_password, verify_
 from collector.models import App
 from collector.query.types import EventsQuery, PropertyTest, StatsQuery
 from collector.store import Store
-from tests.conftest import auth
+from tests.conftest import ORIGIN, auth
 from tests.server import ROOT
 
 EMAIL = "owner@example.com"
@@ -294,7 +296,7 @@ def test_bad_input_is_a_page_naming_the_field(dash: TestClient, app: App) -> Non
 def test_pages_show_the_figures(dash: TestClient, app: App) -> None:
     base = f"/dashboard/apps/{app.app_id}"
     overview = dash.get(base + "/").text
-    assert 'data-metric="events">3<' in overview  # the bot's page view left out
+    assert 'data-metric="unique_visitors">2<' in overview  # a1 and u1; the bot left out
     assert 'data-metric="page_views">2<' in overview
     assert 'data-bots-filtered="1"' in overview and "http_library 1" in overview
     with_bots = dash.get(base + "/?bots=1").text
@@ -423,3 +425,36 @@ def test_bot_reasons_read_the_bot_events_alone(
     assert store.bot_reasons(app.app_id, StatsQuery()) == {"crawler": 1, "http_library": 1}
     assert store.bot_reasons(app.app_id, StatsQuery(events=("signup",))) == {"http_library": 1}
     assert store.bot_reasons(app.app_id, StatsQuery(until=1)) == {}
+
+
+def test_the_overview_filters_by_any_row(dash: TestClient, app: App, key: str) -> None:
+    """Known traffic (tests/test_api_analytics.py) on the page: the figures, a row that
+    filters the whole page, the filter shown with its remove link, the URL as state."""
+    from tests.test_api_analytics import T0, traffic
+
+    events = traffic()
+    for e in events:  # the shop's pages, on this test app's origin
+        e["context"]["url"] = e["context"]["url"].replace("https://shop.example", ORIGIN)
+        if e["context"].get("referrer", "").startswith("https://shop.example"):
+            e["context"]["referrer"] = ORIGIN + "/"
+    assert dash.post("/v1/events", json={"events": events}, headers=auth(key)).is_success
+    day = datetime.fromtimestamp(T0 / 1000, tz=UTC).date().isoformat()
+    base = f"/dashboard/apps/{app.app_id}/?period=custom&from={day}&to={day}"
+    page = dash.get(base).text
+    assert 'data-metric="unique_visitors">3<' in page
+    assert 'data-metric="visits">4<' in page
+    assert 'data-metric="bounce_rate">50%<' in page
+    assert 'data-metric="visit_duration">2m 10s<' in page
+    for table in ("page", "entry_page", "exit_page", "referrer", "channel", "utm_campaign",
+                  "country", "browser", "os", "device", "event"):  # fmt: skip
+        assert f'data-table="{table}"' in page
+    paid = re.search(r'href="([^"]*)" data-filter="channel">Paid<', page)
+    assert paid is not None
+    link = html.unescape(paid.group(1))
+    assert "channel=Paid" in link and "period=custom" in link
+    filtered = dash.get(f"/dashboard/apps/{app.app_id}/{link}").text
+    assert 'data-metric="unique_visitors">1<' in filtered
+    assert 'data-metric="page_views">2<' in filtered
+    assert 'data-remove-filter="channel"' in filtered
+    direct = dash.get(base + "&referrer=(none)").text
+    assert 'data-metric="visits">3<' in direct

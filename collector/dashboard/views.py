@@ -16,7 +16,7 @@ from collector.dashboard import accounts
 from collector.dashboard.params import (
     OPERATORS,
     PERIODS,
-    Period,
+    analytics_filters,
     include_bots,
     parse_period,
     property_filter,
@@ -50,7 +50,7 @@ from collector.query.segments import (
     parse_event_name,
     parse_segment_query,
 )
-from collector.query.types import EventsQuery, StatsQuery
+from collector.query.types import DAY_MS, NONE_VALUE, AnalyticsQuery, EventsQuery, StatsQuery
 from collector.timeutil import now_ms, parse_duration_ms
 from collector.web.api import CredentialGuard, event_stream
 from collector.web.api import run_query as _run
@@ -193,55 +193,71 @@ def _bad(request: Request, session: Session, errors: list[FieldError]) -> Respon
 # Overview --------------------------------------------------------------------------------
 
 
+# What the overview breaks its range down by, each a table with its title.
+OVERVIEW_TABLES = (
+    ("page", "Top pages"),
+    ("entry_page", "Entry pages"),
+    ("exit_page", "Exit pages"),
+    ("referrer", "Sources"),
+    ("channel", "Channels"),
+    ("utm_campaign", "UTM campaigns"),
+    ("country", "Countries"),
+    ("browser", "Browsers"),
+    ("os", "Operating systems"),
+    ("device", "Devices"),
+    ("event", "Custom events"),
+)
+OVERVIEW_ROWS = 10
+
+
 @page
 async def overview(request: Request, session: Session) -> Response:
-    """OVERVIEW (placeholder): the figures the stats of the Query API can give today,
-    events per name and per day. The web-analytics overview (visitors, visits, bounce
-    rate, breakdowns; issue 16 item 2) replaces this view's body."""
+    """Visitors, visits, page views, views per visit, bounce rate and visit duration
+    for the period against the one before; the series; the breakdowns. Each row filters
+    the whole page by its value (a query parameter named after the dimension), so the
+    URL holds the view."""
     app = _app(request, session)
     if app is None:
         return _unknown_app(request, session)
     errors: list[FieldError] = []
     period = parse_period(request.query_params, errors)
+    filters = analytics_filters(request.query_params, errors)
     if errors:
         return _bad(request, session, errors)
     base = _base(request, session, app, "overview")
-    store = collector(request).store
-    stats = await _run(
-        store.event_stats,
-        app.app_id,
-        StatsQuery(since=period.since, until=period.until, include_bots=base["bots"]),
+    until = period.until if period.until is not None else now_ms()
+    query = AnalyticsQuery(
+        since=period.since,
+        until=until,
+        interval="hour" if until - period.since <= DAY_MS else "day",
+        filters=filters,
+        include_bots=base["bots"],
+        limit=OVERVIEW_ROWS,
     )
-    per_day: dict[str, int] = {}
-    people_per_day: dict[str, int] = {}
-    for row in stats["days"]:
-        per_day[row["day"]] = per_day.get(row["day"], 0) + row["count"]
-        if row["event"] == PAGE_VIEW:
-            people_per_day[row["day"]] = row["users"]
-    totals = stats["totals"]
+    store = collector(request).store
+    answer = await _run(store.analytics_overview, app.app_id, query)
+    tables = []
+    for by, title in OVERVIEW_TABLES:
+        rows = (await _run(store.analytics_breakdown, app.app_id, query, by))["results"]
+        if by == "event":
+            rows = [r for r in rows if r["value"] != PAGE_VIEW]
+        tables.append((by, title, rows))
+    reasons = await _run(store.bot_reasons, app.app_id, StatsQuery(since=period.since, until=until))
     context = {
         **base,
         "period": period,
         "periods": PERIODS,
-        "events_total": sum(totals.values()),
-        "page_views": totals.get(PAGE_VIEW, 0),
-        "totals": sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])),
-        "series": _series(period, per_day),
-        "bot_reasons": stats["bot_reasons"],
+        "filters": filters,
+        "figures": answer["results"],
+        "previous": answer["previous"],
+        "current_visitors": answer["current_visitors"],
+        "series": answer["series"],
+        "interval": query.interval,
+        "tables": tables,
+        "bot_reasons": reasons,
+        "none_value": NONE_VALUE,
     }
     return render(request, "overview.html", context, session=session)
-
-
-def _series(period: Period, per_day: dict[str, int]) -> list[tuple[str, int]]:
-    """Every day of the period, those without events at 0 (a chart with no gaps)."""
-    from datetime import date, timedelta
-
-    start, end = date.fromisoformat(period.start), date.fromisoformat(period.end)
-    days = []
-    while start <= end:
-        days.append((start.isoformat(), per_day.get(start.isoformat(), 0)))
-        start += timedelta(days=1)
-    return days
 
 
 # Live ------------------------------------------------------------------------------------
