@@ -159,8 +159,56 @@ def _run(url: str, visitors: int, page_views: int, runs: int) -> dict[str, float
     answer = store.analytics_overview(app.app_id, q)["results"]
     result["visits"] = answer["visits"]
     result["unique visitors"] = answer["unique_visitors"]
+    result.update(_dashboard_pages(store, url, app.app_id, runs))
     store.close()
     return result
+
+
+def _dashboard_pages(store: Any, url: str, app_id: str, runs: int) -> dict[str, float]:
+    """Each dashboard page for the 30 days, through the app in-process (the HTTP server
+    adds no more than for any page), logged in as an admin."""
+    import re
+    from datetime import UTC, datetime
+
+    from starlette.testclient import TestClient
+
+    from collector.dashboard.passwords import hash_password
+    from collector.settings import Settings
+    from collector.web.app import create_app
+
+    email, password = "bench@example.com", "bench password, long enough"
+    store.create_admin(email, hash_password(password))
+    day = lambda ms: datetime.fromtimestamp(ms / 1000, tz=UTC).date().isoformat()  # noqa: E731
+    period = f"period=custom&from={day(END - 30 * DAY)}&to={day(END - 1)}"
+    base = f"/dashboard/apps/{app_id}"
+    pages = {
+        "overview": f"{base}/?{period}",
+        "overview, filtered": f"{base}/?{period}&country=DE",
+        "live": f"{base}/live",
+        "events": f"{base}/events?{period}",
+        "people": f"{base}/people",
+        "person": f"{base}/people/anon:v1",
+        "funnels": f"{base}/funnels?{period}&step=page_viewed&step=signed_up",
+        "settings": f"{base}/settings",
+    }
+    found: dict[str, float] = {}
+    with TestClient(create_app(Settings(db=url))) as client:
+        form = client.get("/dashboard/login").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+        assert csrf is not None
+        client.post(
+            "/dashboard/login",
+            data={"email": email, "password": password, "csrf": csrf.group(1)},
+            follow_redirects=False,
+        )
+        for name, path in pages.items():
+
+            def get(path: str = path) -> None:
+                answer = client.get(path)
+                assert answer.status_code == 200, (path, answer.status_code)
+
+            found[f"page: {name}"] = _time(get, runs)
+    return found
 
 
 def main() -> None:
