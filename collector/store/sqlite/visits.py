@@ -47,6 +47,9 @@ SCHEMA = (
 
 _VISIT_MARKS = ", ".join("?" * len(visits.VISIT_COLUMNS.split(",")))
 _V_COLUMNS = ", ".join("v." + c.strip() for c in visits.VISIT_COLUMNS.split(","))
+_UPDATES = ", ".join(
+    f"{c} = excluded.{c}" for c in [c.strip() for c in visits.VISIT_COLUMNS.split(",")][4:]
+)
 _CHUNK = 300  # keys in one statement (three parameters each)
 
 
@@ -133,8 +136,11 @@ class VisitTables:
         return taken
 
     def upsert_visits(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        # An upsert changes an extended visit in place; INSERT OR REPLACE would delete
+        # and insert it again, index entry included.
         self.conn.executemany(
-            f"INSERT OR REPLACE INTO visits ({visits.VISIT_COLUMNS}) VALUES ({_VISIT_MARKS})",
+            f"INSERT INTO visits ({visits.VISIT_COLUMNS}) VALUES ({_VISIT_MARKS}) "
+            f"ON CONFLICT (app_id, start_ts, person, is_bot) DO UPDATE SET {_UPDATES}",
             rows,
         )
 
