@@ -785,7 +785,6 @@ def routes() -> list[BaseRoute]:
         Route("/dashboard/login", login, methods=["GET", "POST"]),
         Route("/dashboard/logout", logout, methods=["POST"]),
         Route("/dashboard/", index, methods=["GET"]),
-        # OVERVIEW: the lead's web-analytics overview takes this route.
         Route(a + "/", overview, methods=["GET"]),
         Route(a + "/live", live, methods=["GET"]),
         Route(a + "/live/stream", live_stream, methods=["GET"]),
