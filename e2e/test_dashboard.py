@@ -219,13 +219,22 @@ def test_overview_shows_the_totals_and_the_bots_filtered(
 ) -> None:
     page = logged_in.new_page()
     page.goto(known.base + "/")
-    expect(page.locator("[data-metric=events]")).to_have_text("5")  # bots excluded
+    expect(page.locator("[data-metric=unique_visitors]")).to_have_text("2")  # bots excluded
+    expect(page.locator("[data-metric=visits]")).to_have_text("2")
     expect(page.locator("[data-metric=page_views]")).to_have_text("3")
+    expect(page.locator("[data-metric=bounce_rate]")).to_have_text("0%")
     expect(page.locator("[data-bots-filtered]")).to_contain_text(
         "1 bot event in this period: crawler 1"
     )
-    expect(page.locator("[data-table=events] tbody tr")).to_have_count(3)
+    expect(page.locator("[data-table=event] tbody tr")).to_have_count(2)  # signup, purchase
     shot(page, "overview")
+    # A row filters the whole page; the filter shows and can be removed.
+    page.locator("[data-table=browser]").get_by_role("link", name="Chrome").click()
+    expect(page).to_have_url(re.compile(r"browser=Chrome"))
+    expect(page.locator("[data-metric=unique_visitors]")).to_have_text("1")
+    expect(page.locator("[data-metric=page_views]")).to_have_text("2")
+    page.get_by_role("link", name="Remove the browser filter").click()
+    expect(page.locator("[data-metric=page_views]")).to_have_text("3")
     page.get_by_role("link", name="Include bots").click()
     expect(page.locator("[data-metric=page_views]")).to_have_text("4")
     page.close()
