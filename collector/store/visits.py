@@ -217,8 +217,13 @@ class VisitPrimitives(Protocol):
         """Delete the key's visits that start at `starts`, and their hits."""
         ...
 
-    def take_person(self, app_id: str, person: str) -> dict[int, list[Hit]]:
-        """Delete the person's visits and hits; return the hits by bot flag."""
+    def take_person(self, app_id: str, person: str) -> dict[int, tuple[list[Hit], tuple[int, int]]]:
+        """Delete the person's visits and hits; return, by bot flag, the hits and the
+        span (first start, last end) of the visits."""
+        ...
+
+    def engagement_hits(self, key: Key, lo: int, hi: int) -> list[Hit]:
+        """The key's stored engagement events with lo <= ts <= hi, as hits."""
         ...
 
     def landing_contexts(self, events: Sequence[tuple[str, str, str]]) -> dict[str, Any]:
@@ -281,7 +286,8 @@ def index(tx: VisitPrimitives, rows: Sequence[core.EventRow]) -> None:
 
 def _hit_rows(key: Key, hits: Sequence[Hit], visits: Sequence[Visit] | None) -> list[HitRow]:
     """Hit rows with the start of the visit each falls in (the visits in order; None:
-    not known yet, `recompute` sets it)."""
+    not known yet, `recompute` sets it). Engagement is not kept as hits: it counts only
+    for the visits' ends, and the rare recomputation reads it from the events."""
     app_id, person, is_bot = key
     out: list[HitRow] = []
     i = 0
@@ -291,7 +297,8 @@ def _hit_rows(key: Key, hits: Sequence[Hit], visits: Sequence[Visit] | None) -> 
             while i + 1 < len(visits) and visits[i + 1].start <= ts:
                 i += 1
             start = visits[i].start
-        out.append((app_id, start, person, is_bot, ts, event_id, event, path))
+        if event not in ENGAGEMENT:
+            out.append((app_id, start, person, is_bot, ts, event_id, event, path))
     return out
 
 
@@ -308,15 +315,23 @@ def _fill_attributes(tx: VisitPrimitives, visits: Iterable[Visit], known: dict[s
         visit.landing_changed = False
 
 
-def recompute(tx: VisitPrimitives, key: Key, new: Sequence[Hit]) -> None:
-    """Sessionize again, with the `new` hits (not stored yet), the key's visits that
-    reach within a gap of them. Visits further out are a gap or more away from
-    everything that changes, so they stand."""
-    lo, hi = min(h[0] for h in new), max(h[0] for h in new)
+def recompute(
+    tx: VisitPrimitives, key: Key, new: Sequence[Hit], span: tuple[int, int] | None = None
+) -> None:
+    """Sessionize again, with the `new` hits (not stored as hits yet), the key's visits
+    that reach within a gap of them or of `span`. Visits further out are a gap or more
+    away from everything that changes, so they stand."""
+    times = [h[0] for h in new]
+    if span is not None:
+        times.extend(span)
+    lo, hi = min(times), max(times)
     old = tx.visits_touching(key, lo - GAP_MS, hi + GAP_MS)
+    if old:
+        lo, hi = min(lo, *(v.start for v in old)), max(hi, *(v.end for v in old))
     starts = [v.start for v in old]
-    hits = sorted([*tx.hits_of(key, starts), *new]) if old else sorted(new)
-    _replace(tx, key, starts, hits)
+    known = {h[1] for h in new}
+    engagement = [h for h in tx.engagement_hits(key, lo, hi) if h[1] not in known]
+    _replace(tx, key, starts, sorted([*tx.hits_of(key, starts), *new, *engagement]))
 
 
 def _replace(tx: VisitPrimitives, key: Key, starts: Sequence[int], hits: list[Hit]) -> None:
@@ -335,8 +350,8 @@ def move(tx: VisitPrimitives, moves: Sequence[core.Move]) -> None:
     """Persons merged into others (a login, an alias): their hits join the new person's
     and the visits around them are recomputed (one visit where the two overlapped)."""
     for new, app_id, old in sorted(moves):
-        for is_bot, hits in sorted(tx.take_person(app_id, old).items()):
-            recompute(tx, (app_id, new, is_bot), hits)
+        for is_bot, (hits, span) in sorted(tx.take_person(app_id, old).items()):
+            recompute(tx, (app_id, new, is_bot), hits, span)
 
 
 def refresh(tx: VisitPrimitives, windows: Iterable[tuple[Key, int, int]]) -> None:

@@ -10,6 +10,9 @@ import psycopg
 from collector.store import visits
 from collector.store.visits import Hit, HitRow, Key, Visit
 
+# The engagement events, as SQL text (a constant of ours, never user input).
+_ENGAGEMENT = ", ".join(f"'{name}'" for name in sorted(visits.ENGAGEMENT))
+
 SCHEMA = (
     f"""
     CREATE TABLE visits (
@@ -101,19 +104,31 @@ class VisitTables:
                 (app_id, list(starts), person, is_bot),
             )
 
-    def take_person(self, app_id: str, person: str) -> dict[int, list[Hit]]:
-        taken: dict[int, list[Hit]] = {}
-        by_bot: dict[int, list[int]] = {}
-        for is_bot, start in self.conn.execute(
-            "SELECT is_bot, start_ts FROM visits WHERE app_id = %s AND person = %s",
+    def take_person(self, app_id: str, person: str) -> dict[int, tuple[list[Hit], tuple[int, int]]]:
+        taken: dict[int, tuple[list[Hit], tuple[int, int]]] = {}
+        by_bot: dict[int, list[tuple[int, int]]] = {}
+        for is_bot, start, end in self.conn.execute(
+            "SELECT is_bot, start_ts, end_ts FROM visits WHERE app_id = %s AND person = %s",
             (app_id, person),
         ):
-            by_bot.setdefault(int(is_bot), []).append(int(start))
-        for is_bot, starts in by_bot.items():
+            by_bot.setdefault(int(is_bot), []).append((int(start), int(end)))
+        for is_bot, spans in by_bot.items():
             key = (app_id, person, is_bot)
-            taken[is_bot] = self.hits_of(key, starts)
+            starts = [start for start, _ in spans]
+            span = (min(starts), max(end for _, end in spans))
+            taken[is_bot] = (self.hits_of(key, starts), span)
             self.delete_visits(key, starts)
         return taken
+
+    def engagement_hits(self, key: Key, lo: int, hi: int) -> list[Hit]:
+        return [
+            (int(ts), event_id, event, None)
+            for ts, event_id, event in self.conn.execute(
+                "SELECT ts, id, event FROM events WHERE app_id = %s AND person = %s "
+                f"AND is_bot = %s AND event IN ({_ENGAGEMENT}) AND ts BETWEEN %s AND %s",
+                (*key, lo, hi),
+            )
+        ]
 
     def upsert_visits(self, rows: Sequence[tuple[Any, ...]]) -> None:
         if not rows:

@@ -9,6 +9,9 @@ from typing import Any
 from collector.store import visits
 from collector.store.visits import Hit, HitRow, Key, Visit
 
+# The engagement events, as SQL text (a constant of ours, never user input).
+_ENGAGEMENT = ", ".join(f"'{name}'" for name in sorted(visits.ENGAGEMENT))
+
 # Both tables are clustered by (app, visit start): the figures of a date range read one
 # contiguous stretch of each. Keeping them up to date finds a person's visits by
 # visits_person, and a visit's hits by the hits' key (app, visit start, person, bot).
@@ -122,18 +125,30 @@ class VisitTables:
             rows,
         )
 
-    def take_person(self, app_id: str, person: str) -> dict[int, list[Hit]]:
-        taken: dict[int, list[Hit]] = {}
-        starts = self.conn.execute(
-            "SELECT is_bot, start_ts FROM visits INDEXED BY visits_person "
+    def take_person(self, app_id: str, person: str) -> dict[int, tuple[list[Hit], tuple[int, int]]]:
+        taken: dict[int, tuple[list[Hit], tuple[int, int]]] = {}
+        rows = self.conn.execute(
+            "SELECT is_bot, start_ts, end_ts FROM visits INDEXED BY visits_person "
             "WHERE app_id = ? AND person = ?",
             (app_id, person),
         ).fetchall()
-        for is_bot, start in starts:
+        for is_bot, start, end in rows:
             key = (app_id, person, int(is_bot))
-            taken.setdefault(int(is_bot), []).extend(self.hits_of(key, [start]))
+            hits, (lo, hi) = taken.get(int(is_bot), ([], (start, end)))
+            hits.extend(self.hits_of(key, [start]))
+            taken[int(is_bot)] = (hits, (min(lo, start), max(hi, end)))
             self.delete_visits(key, [start])
         return taken
+
+    def engagement_hits(self, key: Key, lo: int, hi: int) -> list[Hit]:
+        return [
+            (int(ts), event_id, event, None)
+            for ts, event_id, event in self.conn.execute(
+                "SELECT ts, id, event FROM events WHERE app_id = ? AND person = ? "
+                f"AND is_bot = ? AND event IN ({_ENGAGEMENT}) AND ts BETWEEN ? AND ?",
+                (*key, lo, hi),
+            )
+        ]
 
     def upsert_visits(self, rows: Sequence[tuple[Any, ...]]) -> None:
         # An upsert changes an extended visit in place; INSERT OR REPLACE would delete
