@@ -1,6 +1,7 @@
 """`make bench`: every benchmark in one run, so the ratios share one machine state.
 
-python -m bench [--only ingest|store|ua|query|abuse] [--db-url sqlite] [--db-url postgresql…]
+python -m bench [--only ingest|store|ua|query|abuse|analytics]
+                [--db-url sqlite] [--db-url postgresql…]
 
 `--db-url` (repeatable) chooses the backends of the ingest and query benchmarks
 (bench/backends.py); by default they run on a scratch database of each backend and print
@@ -12,13 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import abuse_bench, ingest_bench, query_bench, store_bench, ua_bench
+from bench import abuse_bench, analytics_bench, ingest_bench, query_bench, store_bench, ua_bench
 from collector import native
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", choices=["ingest", "store", "ua", "query", "abuse"])
+    parser.add_argument("--only", choices=["ingest", "store", "ua", "query", "abuse", "analytics"])
     parser.add_argument(
         "--db-url", action="append", default=[], help="a backend's database (repeatable)"
     )
@@ -29,12 +30,17 @@ def main() -> None:
         "ua": ("User-Agent parsing and bot detection", ua_bench.main),
         "query": ("Queries on 1,000,000 events for 100,000 users", query_bench.main),
         "abuse": ("Each attack of issue 20 beside a steady app (2 workers)", abuse_bench.main),
+        "analytics": (
+            "Web analytics on 30 days, 1,000,000 page views by 100,000 visitors",
+            analytics_bench.main,
+        ),
     }
     backends = [arg for url in args.db_url for arg in ("--db-url", url)]
     options = {
         # The rows with storage taken out too: what storage costs, in the same run.
         "ingest": ["--without-storage", *backends],
         "query": backends,
+        "analytics": backends,
     }
     # Which build is measured: `make bench` compiles the hot modules first.
     print(f"collector's hot modules: {native.status()} (collector/native.py)", flush=True)

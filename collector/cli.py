@@ -227,12 +227,45 @@ def serve(config: str | None, **options: Any) -> None:
         raise click.ClickException(str(exc)) from None
     _check_port(settings.host, settings.port)
     store = open_store(settings.db, create=True)
+    demo_fill: subprocess.Popen[bytes] | None = None
     if settings.demo:
-        from collector.web.demo import ensure_demo_app
+        from collector.web.demo import (
+            DEMO_DAYS,
+            DEMO_PAGE_VIEWS,
+            ensure_demo_admin,
+            ensure_demo_app,
+            needs_demo_data,
+        )
 
         app, key, revoked = ensure_demo_app(store, settings)
+        email, password = ensure_demo_admin(store)
         base = f"http://{settings.host}:{settings.port}"
         banner = ""
+        if needs_demo_data(app):
+            # Filled by a process of its own, so the server answers at once. The app is
+            # marked once the fill is done: a fill cut short runs again on the next start,
+            # and what it had stored is not stored twice (the seeded generator gives the
+            # same message ids).
+            demo_fill = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "collector", "demo-data", app.app_id),
+                    *("--days", str(DEMO_DAYS), "--page-views", str(DEMO_PAGE_VIEWS)),
+                    "--mark-demo",
+                ],
+                env={**os.environ, "COLLECTOR_DB": settings.db},
+                stdout=subprocess.DEVNULL,
+                # Behind the server for the CPU: its first answers come first.
+                preexec_fn=lambda: os.nice(10),
+            )
+            banner += (
+                f"\nFilling the demo app with {DEMO_DAYS} days of generated traffic "
+                "in the background (a few seconds).\n"
+            )
+        banner += (
+            f"\nDashboard: {base}/dashboard/\n"
+            f"  email:    {email}\n"
+            f"  password: {password}   (new for this run)\n"
+        )
         if revoked:
             banner += (
                 f"\nThe demo app's earlier key ({', '.join(revoked)}) is revoked: "
@@ -273,6 +306,9 @@ def serve(config: str | None, **options: Any) -> None:
     )
 
     def stop() -> None:
+        if demo_fill is not None and demo_fill.poll() is None:
+            demo_fill.terminate()
+            demo_fill.wait(timeout=30)
         indexer.terminate()
         indexer.wait(timeout=30)
         shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -755,6 +791,134 @@ def users_delete(app_id: str, user_id: str, db: str) -> None:
     if not known and not deleted:
         raise click.ClickException(f"no user {user_id!r} in {app_id}")
     click.echo(f"deleted user {user_id} and {deleted} events")
+
+
+# dashboard ----------------------------------------------------------------------------
+
+
+@main.command("demo-data")
+@click.argument("app_id")
+@click.option(
+    "--days",
+    type=click.IntRange(1, 3650),
+    default=30,
+    show_default=True,
+    help="Spread the traffic over this many days up to now.",
+)
+@click.option(
+    "--page-views",
+    type=click.IntRange(1),
+    default=30_000,
+    show_default=True,
+    help="About this many page views (bots' included).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=1,
+    show_default=True,
+    help="The same seed, days and size give the same visitors and events.",
+)
+@click.option("--mark-demo", is_flag=True, hidden=True)  # serve --demo's fill: mark it done
+@db_option
+def demo_data(app_id: str, days: int, page_views: int, seed: int, mark_demo: bool, db: str) -> None:
+    """Fill an app with realistic generated traffic (collector/demo/traffic.py)."""
+    from collector.demo.traffic import generate, ingest
+
+    store = open_store(db)
+    app = _require_app(store, app_id)
+    stored = ingest(store, app, generate(days=days, page_views=page_views, seed=seed))
+    if mark_demo:
+        store.update_app(app_id, settings={"demo_data": days})
+    click.echo(f"stored {stored} generated events in {app_id} over {days} days")
+
+
+@main.group()
+def admins() -> None:
+    """Dashboard accounts (log in at /dashboard/)."""
+
+
+def _email(value: str) -> str:
+    from collector.dashboard.accounts import normalise_email
+
+    email = normalise_email(value)
+    if email is None:
+        raise click.BadParameter(f"{value!r} is not an email address", param_hint="EMAIL")
+    return email
+
+
+def _new_password(from_stdin: bool) -> str:
+    from collector.dashboard.passwords import check_password
+
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    problem = check_password(password)
+    if problem:
+        raise click.BadParameter(f"the password {problem}", param_hint="password")
+    return password
+
+
+@admins.command("create")
+@click.argument("email")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
+)
+@db_option
+def admins_create(email: str, password_stdin: bool, db: str) -> None:
+    """Create a dashboard admin (asks for the password unless --password-stdin)."""
+    from collector.dashboard.passwords import hash_password
+
+    address = _email(email)
+    store = open_store(db, create=True)
+    if store.get_admin(address) is not None:
+        raise click.ClickException(f"an admin {address} exists (see `collector admins passwd`)")
+    if not store.create_admin(address, hash_password(_new_password(password_stdin))):
+        raise click.ClickException(f"an admin {address} exists")
+    click.echo(f"created admin {address}")
+
+
+@admins.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@db_option
+def admins_list(as_json: bool, db: str) -> None:
+    """List dashboard admins, with their open sessions."""
+    found = open_store(db).list_admins()
+    if as_json:
+        _echo_json(found)
+        return
+    for admin in found:
+        click.echo(f"{admin['email']}\t{admin['created_at']}\t{admin['sessions']} sessions")
+
+
+@admins.command("delete")
+@click.argument("email")
+@db_option
+def admins_delete(email: str, db: str) -> None:
+    """Delete an admin; their sessions end at once."""
+    address = _email(email)
+    if not open_store(db).delete_admin(address):
+        raise click.ClickException(f"no admin {address}")
+    click.echo(f"deleted admin {address}")
+
+
+@admins.command("passwd")
+@click.argument("email")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the new password from the first line of stdin."
+)
+@db_option
+def admins_passwd(email: str, password_stdin: bool, db: str) -> None:
+    """Change an admin's password; their sessions end at once."""
+    from collector.dashboard.passwords import hash_password
+
+    address = _email(email)
+    store = open_store(db)
+    if store.get_admin(address) is None:
+        raise click.ClickException(f"no admin {address}")
+    store.set_admin_password(address, hash_password(_new_password(password_stdin)))
+    click.echo(f"changed the password of {address}; their sessions are ended")
 
 
 @main.command()

@@ -52,6 +52,7 @@ MODULES = (  # dotted names under the package
     "ingest.dialects.segment",
     "ingest.dialects.posthog",
     "query.funnels",
+    "store.visits",
 )
 GROUP = "collector._native"  # the shared library of the group: collector/_native__mypyc…so
 STAMP = PACKAGE / "_native.stamp"

@@ -17,7 +17,9 @@ ALLOWED = {
     "store": {"store", "query.types"},
     "query": {"query", "store"},
     "ingest": {"ingest", "store"},
-    "web": {"web", "ingest", "query", "store"},
+    "web": {"web", "ingest", "query", "store", "dashboard"},
+    "dashboard": {"dashboard", "web", "ingest", "query", "store"},
+    "demo": {"demo", "ingest", "store"},
 }
 SHARED = {"models", "errors", "settings", "ids", "timeutil", "native"}
 

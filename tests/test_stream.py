@@ -3,6 +3,9 @@ either worker arrive, in order, filtered, resumable; bots only when asked."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +15,7 @@ import orjson
 import pytest
 
 from tests.conftest import BACKENDS
-from tests.server import CollectorProcess, cli, create_app
+from tests.server import ROOT, CollectorProcess, cli, create_app
 
 pytestmark = pytest.mark.slow
 
@@ -196,3 +199,57 @@ def _until_end(lines: Iterator[str], give_up: float) -> list[str]:
         if line:
             out.append(line)
     return out
+
+
+@pytest.mark.parametrize("change", ["delete", "passwd"])
+def test_the_dashboards_live_stream_ends_with_its_session(
+    served: tuple[CollectorProcess, dict], change: str
+) -> None:
+    """The dashboard's live view streams behind a session instead of a key; deleting the
+    admin or changing their password ends it on whichever worker holds it."""
+    server, app = served
+    email = f"{change}@example.com"
+    done = _admins(server.db, "create", email, "--password-stdin", stdin="a long enough password")
+    assert done.returncode == 0, done.stderr
+    with httpx.Client(base_url=server.url, timeout=20) as client:
+        form = client.get("/dashboard/login").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+        assert csrf is not None
+        login = client.post(
+            "/dashboard/login",
+            data={"email": email, "password": "a long enough password", "csrf": csrf.group(1)},
+        )
+        assert login.status_code == 303
+        response = client.send(
+            client.build_request("GET", f"/dashboard/apps/{app['app_id']}/live/stream"),
+            stream=True,
+        )
+        try:
+            assert response.status_code == 200
+            lines = response.iter_lines()
+            assert next(lines) == ": telltale stream"
+            post(server, app["api_key"], {"event": "seen_live", "user": "d"})
+            ((_, event),) = read_events(lines, 1)
+            assert event["event"] == "seen_live"
+            if change == "delete":
+                cli(server.db, "admins", "delete", email)
+            else:
+                changed = _admins(
+                    server.db, "passwd", email, "--password-stdin", stdin="another password"
+                )
+                assert changed.returncode == 0, changed.stderr
+            rest = _until_end(lines, give_up=time.monotonic() + 60)
+        finally:
+            response.close()
+    assert rest[-2:] == ["event: revoked", 'data: {"message": "credentials revoked"}'], rest
+
+
+def _admins(db: str, *args: str, stdin: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "collector", "admins", *args, "--db", db],
+        input=stdin + "\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )

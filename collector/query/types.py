@@ -192,6 +192,7 @@ class EventsQuery:
     since: int | None = None
     until: int | None = None
     include_bots: bool = False
+    where: tuple[PropertyTest, ...] = ()  # tests of the event's properties, all must hold
     order: str = "desc"  # newest first
     limit: int = 100
     after: tuple[int, int] | None = None  # (ts, rowid) of the previous page's last event
@@ -209,3 +210,36 @@ class StatsQuery:
     since: int | None = None
     until: int | None = None
     include_bots: bool = False
+
+
+# Web analytics (store/visits.py says what a visit is). Visit attributes are the landing
+# event's: filtering by one keeps whole visits. `page` and `event` filter events.
+VISIT_DIMENSIONS = (
+    "entry_page",
+    "exit_page",
+    "referrer",
+    "channel",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "ref",
+    "country",
+    "browser",
+    "os",
+    "device",
+)
+EVENT_DIMENSIONS = ("page", "event")
+DIMENSIONS = ("page", *VISIT_DIMENSIONS, "event")
+NONE_VALUE = "(none)"  # a filter value that matches visits without the attribute
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsQuery:
+    since: int  # [since, until), epoch ms
+    until: int
+    interval: Literal["hour", "day"] = "day"
+    filters: tuple[tuple[str, str | None], ...] = ()  # (dimension, value); None: unset
+    include_bots: bool = False
+    limit: int = 100

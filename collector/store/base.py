@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from collector.models import App, Event, Outcome, Rule
 from collector.query.types import (
+    AnalyticsQuery,
     EventsPage,
     EventsQuery,
     FunnelEvents,
@@ -66,6 +67,35 @@ class Store(Protocol):
         throttle_ms: int | None = None,
     ) -> Rule: ...
     def remove_rule(self, app_id: str, rule_id: int) -> bool: ...
+
+    # Dashboard accounts, sessions and saved segments (collector/dashboard/).
+    def create_admin(self, email: str, password_hash: str) -> bool:
+        """False when an admin with this email exists."""
+
+    def get_admin(self, email: str) -> dict[str, Any] | None:
+        """{email, password_hash, created_at}."""
+
+    def list_admins(self) -> list[dict[str, Any]]:
+        """{email, created_at, sessions} of each admin, by email."""
+
+    def delete_admin(self, email: str) -> bool:
+        """Delete the admin and end every session of theirs."""
+
+    def set_admin_password(self, email: str, password_hash: str) -> bool:
+        """Change the hash and end every session of theirs."""
+
+    def create_session(self, token_hash: str, email: str, now_ms: int, expires_ms: int) -> None: ...
+    def session_admin(self, token_hash: str, now_ms: int) -> str | None:
+        """The email of the session's admin while it has not expired, else None."""
+
+    def delete_session(self, token_hash: str) -> None: ...
+    def save_segment(self, app_id: str, name: str, rules: dict[str, Any]) -> str:
+        """Store a named segment (its rules as the Query API takes them); its id."""
+
+    def list_segments(self, app_id: str) -> list[dict[str, Any]]:
+        """{segment_id, name, rules, created_at} of the app's saved segments, by name."""
+
+    def delete_segment(self, app_id: str, segment_id: str) -> bool: ...
 
     # Ingestion.
     def write(self, events: Sequence[Event]) -> list[Outcome]:
@@ -127,6 +157,18 @@ class Store(Protocol):
     ) -> dict[str, Any] | None: ...
     def events_page(self, app_id: str, query: EventsQuery) -> EventsPage: ...
     def event_stats(self, app_id: str, query: StatsQuery) -> dict[str, Any]: ...
+    def bot_reasons(self, app_id: str, query: StatsQuery) -> dict[str, int]:
+        """The bot events among the query's, by reason (event_stats' `bot_reasons`)."""
+        ...
+
+    def analytics_overview(self, app_id: str, query: AnalyticsQuery) -> dict[str, Any]:
+        """Visitors, visits, page views, bounce rate and visit duration for the range and
+        the period before it, a time series and current visitors (store/analytics.py)."""
+        ...
+
+    def analytics_breakdown(self, app_id: str, query: AnalyticsQuery, by: str) -> dict[str, Any]:
+        """The figures per value of dimension `by` (query.types.DIMENSIONS)."""
+        ...
 
     # Live stream.
     def stream_position(self) -> int:

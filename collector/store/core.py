@@ -16,6 +16,7 @@ has accepted but not indexed is indexed before a read runs."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,6 +76,12 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def new_segment_id() -> str:
+    """A saved segment's id: random text, so a database moved between backends keeps
+    making new ones without a sequence to advance."""
+    return "seg_" + secrets.token_hex(8)
+
+
 def new_app(name: str, origins: Sequence[str], settings: dict[str, Any]) -> App:
     """An app about to be stored: a new id, the default settings under the given ones."""
     return App(
@@ -127,6 +134,10 @@ class Primitives(Protocol):
 
     # Indexing.
     def insert_events(self, rows: Sequence[EventRow]) -> None: ...
+    def index_visits(self, rows: Sequence[EventRow]) -> None:
+        """Bring visits and hits up to date with just-inserted events (store/visits.py)."""
+        ...
+
     def insert_identifies(self, rows: Sequence[IdentifyRow]) -> None: ...
     def add_person_stats(self, rows: Sequence[StatRow]) -> None:
         """Add to the summaries: n summed, first_ts the least, last_ts the greatest."""
@@ -396,6 +407,7 @@ def plan_index(tx: Primitives, events: Sequence[Accepted]) -> IndexPlan:
 def write_index(tx: Primitives, plan: IndexPlan) -> None:
     if plan.events:
         tx.insert_events(plan.events)
+        tx.index_visits(plan.events)
     if plan.identifies:
         tx.insert_identifies(plan.identifies)
     if plan.stats:

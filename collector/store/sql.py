@@ -543,6 +543,7 @@ class Reader(ABC):
         if query.anonymous_id is not None:
             where.append(f"anonymous_id = {m}")
             params.append(query.anonymous_id)
+        where.extend(test_sql(d, "properties", test, params) for test in query.where)
         desc = query.order == "desc"
         if query.after is not None:
             where.append(f"(ts, {d.rowid}) {'<' if desc else '>'} ({m}, {m})")
@@ -588,24 +589,29 @@ class Reader(ABC):
         ):
             days.append({"day": day, "event": event, "count": count, "users": users})
             totals[event] = totals.get(event, 0) + count
-        # What was filtered, and why: the bots among the same events, whether or not the
-        # answer above includes them.
+        return {
+            "days": days,
+            "totals": dict(sorted(totals.items())),
+            "bot_reasons": self.bot_reasons(app_id, query),
+        }
+
+    def bot_reasons(self, app_id: str, query: StatsQuery) -> dict[str, int]:
+        """What was filtered, and why: the bots among the query's events (whether or not
+        the query includes bots), by reason. Bots are few: the partial index of bot
+        events (events_bots) reads them alone."""
+        d = self.dialect
         reason_params: list[Any] = []
         reason = d.json_text("context", "bot_reason", reason_params)
         where, params = event_filter(d, app_id, query.events, query.since, query.until, True)
         bots = {
             "unknown" if name is None else str(name): count
             for name, count in self.execute(
-                f"SELECT {reason}, COUNT(*) FROM events "
+                f"SELECT {reason}, COUNT(*) FROM {d.table('events', 'events_bots')} "
                 f"WHERE {' AND '.join(where)} AND is_bot = 1 GROUP BY 1",
                 [*reason_params, *params],
             )
         }
-        return {
-            "days": days,
-            "totals": dict(sorted(totals.items())),
-            "bot_reasons": dict(sorted(bots.items())),
-        }
+        return dict(sorted(bots.items()))
 
     def stream_position(self) -> int:
         """The newest event's position: a stream that starts now shows what comes after it."""

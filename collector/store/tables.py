@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from collector.store import core
+from collector.store import core, visits
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,11 @@ TABLES = (
     _table("events", core.EVENT_COLUMNS, json="properties context"),
     _table("identifies", core.IDENTIFY_COLUMNS, json="traits context"),
     _table("person_event_stats", core.STAT_COLUMNS),
+    _table("visits", visits.VISIT_COLUMNS),
+    _table("hits", visits.HIT_COLUMNS),
     _table("message_ids", "app_id kind message_id event_id"),
     _table("discards", "app_id day reason n"),
+    # Dashboard accounts move; their sessions do not (each admin logs in again).
+    _table("admins", "email password_hash created_at"),
+    _table("saved_segments", "segment_id app_id name rules created_at", json="rules"),
 )

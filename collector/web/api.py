@@ -30,6 +30,7 @@ from collector.errors import (
 from collector.ingest import pipeline
 from collector.ingest.auth import key_from_authorization
 from collector.models import App
+from collector.query.analytics import parse_analytics_query, parse_dimension
 from collector.query.funnels import parse_funnel_query, run_funnel
 from collector.query.segments import (
     MAX_INT,
@@ -48,6 +49,7 @@ from collector.timeutil import iso, now_ms
 from collector.web.responses import JSONResponse
 
 if TYPE_CHECKING:
+    from collector.store import Store
     from collector.web.ingest import Collector
 
 MAX_QUERY_BODY = 64 * 1024
@@ -65,6 +67,10 @@ T = TypeVar("T")
 
 async def _run(func: Callable[..., T], *args: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(_QUERY_THREADS, func, *args)
+
+
+# The dashboard's pages query on the same threads.
+run_query = _run
 
 
 def _collector(request: Request) -> Collector:
@@ -229,6 +235,27 @@ async def stats(request: Request) -> Response:
     return JSONResponse(answer)
 
 
+async def analytics_overview(request: Request) -> Response:
+    app = _app(request)
+    errors: list[FieldError] = []
+    query = parse_analytics_query(request.query_params, now_ms(), errors)
+    if errors:
+        raise InvalidRequest("Invalid analytics query", errors)
+    store = _collector(request).store
+    return JSONResponse(await _run(store.analytics_overview, app.app_id, query))
+
+
+async def analytics_breakdown(request: Request) -> Response:
+    app = _app(request)
+    errors: list[FieldError] = []
+    by = parse_dimension(request.query_params.get("by"), errors)
+    query = parse_analytics_query(request.query_params, now_ms(), errors)
+    if errors:
+        raise InvalidRequest("Invalid analytics query", errors)
+    store = _collector(request).store
+    return JSONResponse(await _run(store.analytics_breakdown, app.app_id, query, by))
+
+
 STREAM_POLL_S = 0.25
 STREAM_HEARTBEAT_S = 15.0
 STREAM_BATCH = 500
@@ -305,6 +332,19 @@ async def stream(request: Request) -> Response:
         after = await _run(store.stream_position)
 
     guard = CredentialGuard(key_check(request, app))
+    return event_stream(store, app.app_id, after, events, include_bots, guard)
+
+
+def event_stream(
+    store: Store,
+    app_id: str,
+    after: int,
+    events: tuple[str, ...],
+    include_bots: bool,
+    guard: CredentialGuard,
+) -> Response:
+    """The live stream's answer, after position `after`, for as long as `guard` holds
+    (the query API's key; the dashboard's session)."""
 
     async def messages() -> AsyncIterator[bytes]:
         position = after
@@ -315,7 +355,7 @@ async def stream(request: Request) -> Response:
                 yield REVOKED_MESSAGE
                 return
             rows = await _run(
-                store.stream_events, app.app_id, position, events, include_bots, STREAM_BATCH
+                store.stream_events, app_id, position, events, include_bots, STREAM_BATCH
             )
             for rowid, event in rows:
                 position = rowid
@@ -345,5 +385,7 @@ def routes() -> list[Route]:
         Route("/v1/users/{user_id:path}", user_profile, methods=["GET"]),
         Route("/v1/events", list_events, methods=["GET"]),
         Route("/v1/stats", stats, methods=["GET"]),
+        Route("/v1/analytics/overview", analytics_overview, methods=["GET"]),
+        Route("/v1/analytics/breakdown", analytics_breakdown, methods=["GET"]),
         Route("/v1/stream", stream, methods=["GET"]),
     ]

@@ -17,9 +17,10 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
+from collector.dashboard.views import routes as dashboard_routes
 from collector.errors import (
     CollectorError,
     Forbidden,
@@ -292,7 +293,7 @@ def create_app(
             store.close()
 
     endpoint = IngestEndpoint(collector)
-    routes = [Route(path, endpoint, methods=["POST"]) for path in _INGEST_ROUTES]
+    routes: list[BaseRoute] = [Route(path, endpoint, methods=["POST"]) for path in _INGEST_ROUTES]
     routes += [Route(path, preflight, methods=["OPTIONS"]) for path in _INGEST_ROUTES]
     routes += [
         Route("/sdk.js", sdk_js, methods=["GET", "HEAD"]),
@@ -306,6 +307,7 @@ def create_app(
         Route("/demo.js", demo_js, methods=["GET"]),
     ]
     routes += query_routes()
+    routes += dashboard_routes()
     app = CollectorApp(
         routes=routes,
         lifespan=lifespan,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from collector.models import App
 from collector.settings import Settings
 from collector.store.base import Store
@@ -37,3 +39,24 @@ def ensure_demo_app(store: Store, settings: Settings) -> tuple[App, str, list[st
             revoked.append(key["key_id"])
     _, secret = store.create_key(app.app_id)
     return app, secret, revoked
+
+
+DEMO_ADMIN = "demo@telltale.invalid"
+# Events the demo app is filled with on its first run (about a month of a small site).
+DEMO_PAGE_VIEWS = 30_000
+DEMO_DAYS = 30
+
+
+def ensure_demo_admin(store: Store) -> tuple[str, str]:
+    """The demo admin's email and a new password for this run (hashes can't be shown
+    again, as with the demo key); a new password ends the sessions of earlier runs."""
+    from collector.dashboard.passwords import hash_password
+
+    password = secrets.token_urlsafe(12)
+    if not store.create_admin(DEMO_ADMIN, hash_password(password)):
+        store.set_admin_password(DEMO_ADMIN, hash_password(password))
+    return DEMO_ADMIN, password
+
+
+def needs_demo_data(app: App) -> bool:
+    return not app.settings.get("demo_data")

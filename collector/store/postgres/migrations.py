@@ -14,6 +14,8 @@ from typing import Any
 
 import psycopg
 
+from collector.store.postgres import visits
+
 # Fixed and arbitrary: every collector must use the same key.
 MIGRATE_LOCK = 0x7E11_7A1E_0001
 
@@ -169,10 +171,42 @@ def _user_aliases(conn: psycopg.Connection[Any]) -> None:
     conn.execute("CREATE INDEX user_aliases_user ON user_aliases (app_id, user_id)")
 
 
+def _dashboard(conn: psycopg.Connection[Any]) -> None:
+    # Dashboard accounts, their sessions (by the SHA-256 of the token), saved segments.
+    conn.execute(
+        "CREATE TABLE admins ("
+        " email text PRIMARY KEY, password_hash text NOT NULL, created_at text NOT NULL)"
+    )
+    conn.execute(
+        "CREATE TABLE admin_sessions ("
+        " token_hash text PRIMARY KEY, email text NOT NULL REFERENCES admins(email),"
+        " created_at bigint NOT NULL, expires_at bigint NOT NULL)"
+    )
+    conn.execute("CREATE INDEX admin_sessions_email ON admin_sessions (email)")
+    conn.execute(
+        "CREATE TABLE saved_segments ("
+        " segment_id text PRIMARY KEY, app_id text NOT NULL REFERENCES apps(app_id),"
+        " name text NOT NULL, rules jsonb NOT NULL, created_at text NOT NULL)"
+    )
+    conn.execute("CREATE INDEX saved_segments_app ON saved_segments (app_id, name)")
+    # Bot events alone, by time: every page counts what it filters out, by reason.
+    conn.execute("CREATE INDEX events_bots ON events (app_id, ts) WHERE is_bot = 1")
+
+
+def _visits(conn: psycopg.Connection[Any]) -> None:
+    # Visits and the narrow copy of events they are counted from (store/visits.py),
+    # computed for the events already stored.
+    for statement in visits.SCHEMA:
+        conn.execute(statement)
+    visits.rebuild(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection[Any]], None]]] = [
     (1, "initial schema", _initial),
     (2, "accept_plain: the usual group commit in one statement", _accept_plain),
     (3, "user_aliases: alias calls from other products' libraries", _user_aliases),
+    (4, "dashboard: admins, their sessions, saved segments, bot events index", _dashboard),
+    (5, "visits and hits: the web analytics model", _visits),
 ]
 
 

@@ -19,8 +19,9 @@ from typing import Any
 import psycopg
 
 from collector.models import Event
-from collector.store import codec, core
+from collector.store import codec, core, visits
 from collector.store.postgres import migrations, partitions
+from collector.store.postgres.visits import VisitTables
 
 # Fixed and arbitrary: every collector must use the same key.
 INDEX_LOCK = 0x7E11_7A1E_0002
@@ -195,7 +196,7 @@ def bound_backlog(conn: psycopg.Connection[Any], gauge: BacklogGauge) -> None:
         gauge.counted(pending - index_pending(conn, over))
 
 
-class Primitives:
+class Primitives(VisitTables):
     """core.Primitives on one connection, inside the transaction it has open."""
 
     def __init__(self, conn: psycopg.Connection[Any], gauge: BacklogGauge | None = None) -> None:
@@ -327,6 +328,9 @@ class Primitives:
             for seq, event_row in enumerate(rows, first):
                 copy.write_row((seq, *event_row))
 
+    def index_visits(self, rows: Sequence[core.EventRow]) -> None:
+        visits.index(self, rows)
+
     def insert_identifies(self, rows: Sequence[core.IdentifyRow]) -> None:
         with self.conn.cursor().copy(
             f"COPY identifies ({core.IDENTIFY_COLUMNS}) FROM STDIN"
@@ -397,6 +401,7 @@ class Primitives:
             "WHERE s.app_id = m.app_id AND s.person = m.person",
             columns,
         )
+        visits.move(self, moves)
 
 
 _STATS_MERGE = (

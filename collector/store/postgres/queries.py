@@ -22,6 +22,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row, tuple_row
 
 from collector.query.types import (
+    AnalyticsQuery,
     EventsPage,
     EventsQuery,
     FunnelEvents,
@@ -32,7 +33,7 @@ from collector.query.types import (
     StatsQuery,
     is_number,
 )
-from collector.store import core, sql
+from collector.store import analytics, core, sql
 
 EXPORT_BATCH = 2_000  # rows a server-side cursor fetches at a time
 
@@ -154,6 +155,10 @@ def event_stats(conn: psycopg.Connection[Any], app_id: str, query: StatsQuery) -
     return _Reader(conn).event_stats(app_id, query)
 
 
+def bot_reasons(conn: psycopg.Connection[Any], app_id: str, query: StatsQuery) -> dict[str, int]:
+    return _Reader(conn).bot_reasons(app_id, query)
+
+
 def stream_position(conn: psycopg.Connection[Any]) -> int:
     return _Reader(conn).stream_position()
 
@@ -191,3 +196,19 @@ def export_rows(
         cur.execute(text, params)
         for row in cur:
             yield core.event_dict(row)
+
+
+def analytics_overview(
+    conn: psycopg.Connection[Any], app_id: str, query: AnalyticsQuery, now: int
+) -> dict[str, Any]:
+    reader = _Reader(conn)
+    with reader.snapshot():
+        return analytics.overview(POSTGRES, reader.execute, app_id, query, now)
+
+
+def analytics_breakdown(
+    conn: psycopg.Connection[Any], app_id: str, query: AnalyticsQuery, by: str
+) -> dict[str, Any]:
+    reader = _Reader(conn)
+    with reader.snapshot():
+        return analytics.breakdown(POSTGRES, reader.execute, app_id, query, by)

@@ -29,6 +29,7 @@ from collector import ids
 from collector.errors import Unavailable
 from collector.models import DEFAULT_APP_SETTINGS, App, Event, Outcome, Rule
 from collector.query.types import (
+    AnalyticsQuery,
     EventsPage,
     EventsQuery,
     FunnelEvents,
@@ -38,7 +39,7 @@ from collector.query.types import (
     StatsQuery,
 )
 from collector.settings import DEFAULT_MAX_BACKLOG
-from collector.store import core
+from collector.store import core, visits
 from collector.store.postgres import migrations, partitions, queries
 from collector.store.postgres.connections import Database
 from collector.store.postgres.listen import Listener
@@ -57,6 +58,7 @@ from collector.store.postgres.primitives import (
     restat_persons,
 )
 from collector.store.tables import Table
+from collector.timeutil import now_ms
 
 INDEX_CHUNK = 5_000  # events an indexing transaction takes, as SQLite's
 STREAM_CHUNK = 1_000  # at most this many indexed by each poll of a live stream
@@ -263,6 +265,97 @@ class PostgresStore:
                 conn.execute("DELETE FROM rule_state WHERE rule_id = %s", (rule_id,))
         return cur.rowcount > 0
 
+    # Dashboard accounts and saved segments ---------------------------------------------
+
+    def create_admin(self, email: str, password_hash: str) -> bool:
+        with self._db.connection() as conn:
+            cur = conn.execute(
+                "INSERT INTO admins (email, password_hash, created_at) VALUES (%s, %s, %s) "
+                "ON CONFLICT (email) DO NOTHING",
+                (email, password_hash, core.now_iso()),
+            )
+        return cur.rowcount > 0
+
+    def get_admin(self, email: str) -> dict[str, Any] | None:
+        with self._db.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            row: dict[str, Any] | None = cur.execute(
+                "SELECT email, password_hash, created_at FROM admins WHERE email = %s", (email,)
+            ).fetchone()
+        return row
+
+    def list_admins(self) -> list[dict[str, Any]]:
+        with self._db.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            return cur.execute(
+                "SELECT email, created_at, (SELECT COUNT(*) FROM admin_sessions s "
+                "WHERE s.email = admins.email AND s.expires_at > %s)::int AS sessions "
+                "FROM admins ORDER BY email",
+                (now_ms(),),
+            ).fetchall()
+
+    def delete_admin(self, email: str) -> bool:
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM admin_sessions WHERE email = %s", (email,))
+            cur = conn.execute("DELETE FROM admins WHERE email = %s", (email,))
+        return cur.rowcount > 0
+
+    def set_admin_password(self, email: str, password_hash: str) -> bool:
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM admin_sessions WHERE email = %s", (email,))
+            cur = conn.execute(
+                "UPDATE admins SET password_hash = %s WHERE email = %s", (password_hash, email)
+            )
+        return cur.rowcount > 0
+
+    def create_session(self, token_hash: str, email: str, now_ms: int, expires_ms: int) -> None:
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM admin_sessions WHERE expires_at <= %s", (now_ms,))
+            conn.execute(
+                "INSERT INTO admin_sessions (token_hash, email, created_at, expires_at) "
+                "VALUES (%s, %s, %s, %s)",
+                (token_hash, email, now_ms, expires_ms),
+            )
+
+    def session_admin(self, token_hash: str, now_ms: int) -> str | None:
+        with self._db.connection() as conn:
+            row = conn.execute(
+                "SELECT email FROM admin_sessions WHERE token_hash = %s AND expires_at > %s",
+                (token_hash, now_ms),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def delete_session(self, token_hash: str) -> None:
+        with self._db.connection() as conn:
+            conn.execute("DELETE FROM admin_sessions WHERE token_hash = %s", (token_hash,))
+
+    def save_segment(self, app_id: str, name: str, rules: dict[str, Any]) -> str:
+        segment_id = core.new_segment_id()
+        with self._db.connection() as conn:
+            conn.execute(
+                "INSERT INTO saved_segments (segment_id, app_id, name, rules, created_at) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                (segment_id, app_id, name, Jsonb(rules), core.now_iso()),
+            )
+        return segment_id
+
+    def list_segments(self, app_id: str) -> list[dict[str, Any]]:
+        with self._db.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            return cur.execute(
+                "SELECT segment_id, name, rules, created_at FROM saved_segments "
+                "WHERE app_id = %s ORDER BY name, segment_id",
+                (app_id,),
+            ).fetchall()
+
+    def delete_segment(self, app_id: str, segment_id: str) -> bool:
+        with self._db.connection() as conn:
+            cur = conn.execute(
+                "DELETE FROM saved_segments WHERE app_id = %s AND segment_id = %s",
+                (app_id, segment_id),
+            )
+        return cur.rowcount > 0
+
     # Ingestion -----------------------------------------------------------------------
 
     def user_exists(self, app_id: str, user_id: str) -> bool:
@@ -402,6 +495,7 @@ class PostgresStore:
                 "DELETE FROM identifies WHERE app_id = %s AND ts < %s", (app_id, older_than_ms)
             )
             restat_persons(conn, app_id, affected)
+            visits.purge(Primitives(conn), app_id, older_than_ms)
         return deleted
 
     def delete_user(self, app_id: str, user_id: str) -> int:
@@ -424,6 +518,9 @@ class PostgresStore:
             deleted = conn.execute(
                 "DELETE FROM events WHERE app_id = %s AND person = ANY(%s)", (app_id, persons)
             ).rowcount
+            tx = Primitives(conn)
+            for person in persons:
+                tx.take_person(app_id, person)
             for table in ("identifies", "identities", "users"):
                 conn.execute(
                     f"DELETE FROM {table} WHERE app_id = %s AND user_id = %s", (app_id, user_id)
@@ -542,6 +639,21 @@ class PostgresStore:
         self.index_all()
         with self._db.transaction(snapshot=True) as conn:
             return queries.event_stats(conn, app_id, query)
+
+    def bot_reasons(self, app_id: str, query: StatsQuery) -> dict[str, int]:
+        self.index_all()
+        with self._db.transaction(snapshot=True) as conn:
+            return queries.bot_reasons(conn, app_id, query)
+
+    def analytics_overview(self, app_id: str, query: AnalyticsQuery) -> dict[str, Any]:
+        self.index_all()
+        with self._db.transaction(snapshot=True) as conn:
+            return queries.analytics_overview(conn, app_id, query, now_ms())
+
+    def analytics_breakdown(self, app_id: str, query: AnalyticsQuery, by: str) -> dict[str, Any]:
+        self.index_all()
+        with self._db.transaction(snapshot=True) as conn:
+            return queries.analytics_breakdown(conn, app_id, query, by)
 
     def stream_position(self) -> int:
         self.index_all()

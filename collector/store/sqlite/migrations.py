@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 import sqlite_utils
 
+from collector.store.sqlite import visits
+
 
 def _initial(db: sqlite_utils.Database) -> None:
     db.table("apps").create(
@@ -255,6 +257,50 @@ def _rule_ids_never_reused(db: sqlite_utils.Database) -> None:
         db.execute(sql)
 
 
+def _dashboard(db: sqlite_utils.Database) -> None:
+    # Dashboard accounts: scrypt hashes (dashboard/passwords.py), sessions by the SHA-256
+    # of their token (a copy of the database opens no session), saved segments per app.
+    for sql in (
+        """
+        CREATE TABLE admins (
+            email TEXT PRIMARY KEY,
+            password_hash TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE admin_sessions (
+            token_hash TEXT PRIMARY KEY,
+            email TEXT NOT NULL REFERENCES admins(email),
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX admin_sessions_email ON admin_sessions(email)",
+        """
+        CREATE TABLE saved_segments (
+            segment_id TEXT PRIMARY KEY,
+            app_id TEXT NOT NULL REFERENCES apps(app_id),
+            name TEXT NOT NULL,
+            rules TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX saved_segments_app ON saved_segments(app_id, name)",
+        # Bot events alone, by time: every page counts what it filters out, by reason.
+        "CREATE INDEX events_bots ON events(app_id, ts) WHERE is_bot = 1",
+    ):
+        db.execute(sql)
+
+
+def _visits(db: sqlite_utils.Database) -> None:
+    # Visits and the narrow copy of events they are counted from (store/visits.py),
+    # computed for the events already stored.
+    for sql in visits.SCHEMA:
+        db.execute(sql)
+    visits.rebuild(db.conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "initial schema", _initial),
     (2, "query summaries: person_event_stats, covering event indexes", _query_summaries),
@@ -264,4 +310,6 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (6, "inbox and message_ids: accept now, index later", _inbox),
     (7, "user_aliases: alias calls from other products' libraries", _user_aliases),
     (8, "rules: a removed rule's id is never given to a new one", _rule_ids_never_reused),
+    (9, "dashboard: admins, their sessions, saved segments, bot events index", _dashboard),
+    (10, "visits and hits: the web analytics model", _visits),
 ]

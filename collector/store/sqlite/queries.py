@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from collector.query.types import (
+    AnalyticsQuery,
     EventsPage,
     EventsQuery,
     FunnelEvents,
@@ -23,7 +24,7 @@ from collector.query.types import (
     StatsQuery,
     is_number,
 )
-from collector.store import sql
+from collector.store import analytics, sql
 
 
 def _path(key: str) -> str:
@@ -162,6 +163,10 @@ def event_stats(conn: sqlite3.Connection, app_id: str, query: StatsQuery) -> dic
     return _Reader(conn).event_stats(app_id, query)
 
 
+def bot_reasons(conn: sqlite3.Connection, app_id: str, query: StatsQuery) -> dict[str, int]:
+    return _Reader(conn).bot_reasons(app_id, query)
+
+
 def stream_position(conn: sqlite3.Connection) -> int:
     return _Reader(conn).stream_position()
 
@@ -175,3 +180,19 @@ def stream_events(
     limit: int,
 ) -> list[tuple[int, dict[str, Any]]]:
     return _Reader(conn).stream_events(app_id, after, events, include_bots, limit)
+
+
+def analytics_overview(
+    conn: sqlite3.Connection, app_id: str, query: AnalyticsQuery, now: int
+) -> dict[str, Any]:
+    reader = _Reader(conn)
+    with reader.snapshot():
+        return analytics.overview(SQLITE, reader.execute, app_id, query, now)
+
+
+def analytics_breakdown(
+    conn: sqlite3.Connection, app_id: str, query: AnalyticsQuery, by: str
+) -> dict[str, Any]:
+    reader = _Reader(conn)
+    with reader.snapshot():
+        return analytics.breakdown(SQLITE, reader.execute, app_id, query, by)

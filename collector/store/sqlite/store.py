@@ -23,6 +23,7 @@ import sqlite_utils
 from collector import ids
 from collector.models import DEFAULT_APP_SETTINGS, App, Event, Outcome, Rule
 from collector.query.types import (
+    AnalyticsQuery,
     EventsPage,
     EventsQuery,
     FunnelEvents,
@@ -32,10 +33,12 @@ from collector.query.types import (
     StatsQuery,
 )
 from collector.settings import DEFAULT_MAX_BACKLOG
-from collector.store import codec, core
+from collector.store import codec, core, visits
 from collector.store.sqlite import queries
 from collector.store.sqlite.migrations import MIGRATIONS
+from collector.store.sqlite.visits import VisitTables
 from collector.store.tables import Table
+from collector.timeutil import now_ms
 
 _CHUNK = 500  # bound on host parameters in one IN (...)
 INDEX_CHUNK = 5_000  # events a catch-up transaction indexes
@@ -291,6 +294,107 @@ class SQLiteStore:
             conn.execute("DELETE FROM rule_state WHERE rule_id = ?", (rule_id,))
         return cur.rowcount > 0
 
+    # Dashboard accounts and saved segments ---------------------------------------------
+
+    def create_admin(self, email: str, password_hash: str) -> bool:
+        with self._tx() as conn:
+            cur = conn.execute(
+                "INSERT INTO admins (email, password_hash, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (email) DO NOTHING",
+                (email, password_hash, core.now_iso()),
+            )
+        return cur.rowcount > 0
+
+    def get_admin(self, email: str) -> dict[str, Any] | None:
+        row = (
+            self.conn()
+            .execute(
+                "SELECT email, password_hash, created_at FROM admins WHERE email = ?", (email,)
+            )
+            .fetchone()
+        )
+        return (
+            None
+            if row is None
+            else dict(zip(("email", "password_hash", "created_at"), row, strict=True))
+        )
+
+    def list_admins(self) -> list[dict[str, Any]]:
+        rows = self.conn().execute(
+            "SELECT email, created_at, (SELECT COUNT(*) FROM admin_sessions s "
+            "WHERE s.email = admins.email AND s.expires_at > ?) FROM admins ORDER BY email",
+            (now_ms(),),
+        )
+        return [{"email": e, "created_at": c, "sessions": n} for e, c, n in rows]
+
+    def delete_admin(self, email: str) -> bool:
+        with self._tx() as conn:
+            conn.execute("DELETE FROM admin_sessions WHERE email = ?", (email,))
+            cur = conn.execute("DELETE FROM admins WHERE email = ?", (email,))
+        return cur.rowcount > 0
+
+    def set_admin_password(self, email: str, password_hash: str) -> bool:
+        with self._tx() as conn:
+            conn.execute("DELETE FROM admin_sessions WHERE email = ?", (email,))
+            cur = conn.execute(
+                "UPDATE admins SET password_hash = ? WHERE email = ?", (password_hash, email)
+            )
+        return cur.rowcount > 0
+
+    def create_session(self, token_hash: str, email: str, now_ms: int, expires_ms: int) -> None:
+        with self._tx() as conn:
+            # Expired sessions go as new ones come: the table never grows past the live ones.
+            conn.execute("DELETE FROM admin_sessions WHERE expires_at <= ?", (now_ms,))
+            conn.execute(
+                "INSERT INTO admin_sessions (token_hash, email, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?)",
+                (token_hash, email, now_ms, expires_ms),
+            )
+
+    def session_admin(self, token_hash: str, now_ms: int) -> str | None:
+        row = (
+            self.conn()
+            .execute(
+                "SELECT email FROM admin_sessions WHERE token_hash = ? AND expires_at > ?",
+                (token_hash, now_ms),
+            )
+            .fetchone()
+        )
+        return None if row is None else str(row[0])
+
+    def delete_session(self, token_hash: str) -> None:
+        with self._tx() as conn:
+            conn.execute("DELETE FROM admin_sessions WHERE token_hash = ?", (token_hash,))
+
+    def save_segment(self, app_id: str, name: str, rules: dict[str, Any]) -> str:
+        segment_id = core.new_segment_id()
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO saved_segments (segment_id, app_id, name, rules, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (segment_id, app_id, name, core.json_text(rules), core.now_iso()),
+            )
+        return segment_id
+
+    def list_segments(self, app_id: str) -> list[dict[str, Any]]:
+        rows = self.conn().execute(
+            "SELECT segment_id, name, rules, created_at FROM saved_segments "
+            "WHERE app_id = ? ORDER BY name, segment_id",
+            (app_id,),
+        )
+        return [
+            {"segment_id": i, "name": n, "rules": orjson.loads(r), "created_at": c}
+            for i, n, r, c in rows
+        ]
+
+    def delete_segment(self, app_id: str, segment_id: str) -> bool:
+        with self._tx() as conn:
+            cur = conn.execute(
+                "DELETE FROM saved_segments WHERE app_id = ? AND segment_id = ?",
+                (app_id, segment_id),
+            )
+        return cur.rowcount > 0
+
     # Ingestion -----------------------------------------------------------------------
 
     def user_exists(self, app_id: str, user_id: str) -> bool:
@@ -423,6 +527,7 @@ class SQLiteStore:
                 "DELETE FROM identifies WHERE app_id = ? AND ts < ?", (app_id, older_than_ms)
             )
             restat_persons(conn, app_id, affected)
+            visits.purge(_Primitives(conn), app_id, older_than_ms)
         return cur.rowcount
 
     def delete_user(self, app_id: str, user_id: str) -> int:
@@ -440,6 +545,8 @@ class SQLiteStore:
             # any written before the link. Events a *different* user made on the same
             # device (a shared browser) are theirs, not this user's, and stay.
             persons = [user_id, *("anon:" + a for a in anon_ids)]
+            tx = _Primitives(conn)
+            windows = tx.windows_of(app_id, "user_id = ?", (user_id,))
             _forget_message_ids(conn, "events", app_id, "user_id = ?", (user_id,))
             _forget_message_ids(conn, "identifies", app_id, "user_id = ?", (user_id,))
             deleted = conn.execute(
@@ -453,6 +560,11 @@ class SQLiteStore:
                     (app_id, *chunk),
                 ).rowcount
             affected = set(persons)
+            for person in persons:
+                tx.take_person(app_id, person)
+            # Events of this user filed under another person (an alias's target) go
+            # from that person's visits.
+            visits.refresh(tx, [w for w in windows if w[0][1] not in affected])
             conn.execute(
                 "DELETE FROM identifies WHERE app_id = ? AND user_id = ?", (app_id, user_id)
             )
@@ -543,6 +655,18 @@ class SQLiteStore:
     def event_stats(self, app_id: str, query: StatsQuery) -> dict[str, Any]:
         self.index_all()
         return queries.event_stats(self.conn(), app_id, query)
+
+    def bot_reasons(self, app_id: str, query: StatsQuery) -> dict[str, int]:
+        self.index_all()
+        return queries.bot_reasons(self.conn(), app_id, query)
+
+    def analytics_overview(self, app_id: str, query: AnalyticsQuery) -> dict[str, Any]:
+        self.index_all()
+        return queries.analytics_overview(self.conn(), app_id, query, now_ms())
+
+    def analytics_breakdown(self, app_id: str, query: AnalyticsQuery, by: str) -> dict[str, Any]:
+        self.index_all()
+        return queries.analytics_breakdown(self.conn(), app_id, query, by)
 
     def stream_position(self) -> int:
         self.index_all()
@@ -714,7 +838,7 @@ _STATS_MERGE = (
 )
 
 
-class _Primitives:
+class _Primitives(VisitTables):
     """core.Primitives on one SQLite connection, inside the transaction it has open."""
 
     def __init__(self, conn: sqlite3.Connection, max_backlog: int | None = None) -> None:
@@ -823,6 +947,9 @@ class _Primitives:
             rows,
         )
 
+    def index_visits(self, rows: Sequence[core.EventRow]) -> None:
+        visits.index(self, rows)
+
     def insert_identifies(self, rows: Sequence[core.IdentifyRow]) -> None:
         self.conn.executemany(
             f"INSERT INTO identifies ({core.IDENTIFY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -879,3 +1006,4 @@ class _Primitives:
             "DELETE FROM person_event_stats WHERE app_id = ? AND person = ?",
             [(app, person) for _, app, person in moves],
         )
+        visits.move(self, moves)

@@ -1,0 +1,133 @@
+"""What a page's URL says: the period, the bot toggle, event and property filters. The
+URL holds a page's whole state, so any view can be bookmarked or shared."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import orjson
+from starlette.datastructures import QueryParams
+
+from collector.errors import FieldError, field_error
+from collector.query.segments import parse_where
+from collector.query.types import DAY_MS, DIMENSIONS, NONE_VALUE, PropertyTest
+
+PERIODS = {"today": "Today", "7d": "Last 7 days", "30d": "Last 30 days", "custom": "Custom"}
+DEFAULT_PERIOD = "30d"
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    key: str
+    since: int
+    until: int | None  # None: up to now
+    start: str  # the first day shown, YYYY-MM-DD
+    end: str  # the last day shown, inclusive
+
+    @property
+    def label(self) -> str:
+        if self.key == "custom":
+            return f"{self.start} – {self.end}"
+        return PERIODS[self.key]
+
+    def params(self) -> dict[str, str]:
+        """The query parameters that name this period."""
+        if self.key == "custom":
+            return {"period": "custom", "from": self.start, "to": self.end}
+        return {"period": self.key}
+
+    def previous(self) -> Period:
+        """The period of the same length just before (the overview compares with it)."""
+        until = self.since
+        length = (self.until if self.until is not None else _now()) - self.since
+        since = until - length
+        return Period(self.key, since, until, _day(since), _day(until - 1))
+
+
+def _now() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+def _day(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).date().isoformat()
+
+
+def _midnight(d: date) -> int:
+    return int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp() * 1000)
+
+
+def parse_period(params: QueryParams, errors: list[FieldError], now: int | None = None) -> Period:
+    """today, 7d, 30d (days counted back from today's UTC midnight, today included) or
+    custom (`from` and `to`, UTC days, both included)."""
+    now = _now() if now is None else now
+    today = datetime.fromtimestamp(now / 1000, tz=UTC).date()
+    key = params.get("period") or DEFAULT_PERIOD
+    if key not in PERIODS:
+        errors.append(field_error("period", f"must be one of {', '.join(PERIODS)}"))
+        key = DEFAULT_PERIOD
+    if key == "custom":
+        try:
+            start = date.fromisoformat(params.get("from", ""))
+            end = date.fromisoformat(params.get("to", ""))
+        except ValueError:
+            errors.append(field_error("from", "from and to must be days, YYYY-MM-DD"))
+            key = DEFAULT_PERIOD
+        else:
+            if end < start:
+                errors.append(field_error("to", "must be on or after from"))
+                end = start
+            until = _midnight(end) + DAY_MS
+            return Period(key, _midnight(start), until, start.isoformat(), end.isoformat())
+    days = {"today": 1, "7d": 7, "30d": 30}[key]
+    start = today - timedelta(days=days - 1)
+    return Period(key, _midnight(start), None, start.isoformat(), today.isoformat())
+
+
+def include_bots(params: QueryParams) -> bool:
+    return params.get("bots") in ("1", "true", "on")
+
+
+def scalar(text: str) -> Any:
+    """A filter value as typed in a form: JSON when it is a JSON scalar (`42`, `true`,
+    `"42"`), else the text itself."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+    return value if value is None or isinstance(value, str | int | float | bool) else text
+
+
+OPERATORS = ("eq", "neq", "gt", "gte", "lt", "lte", "exists")
+
+
+def property_filter(
+    key: str, op: str, value: str, errors: list[FieldError]
+) -> tuple[PropertyTest, ...]:
+    """One property test from a form's key, operator and value, by the Query API's own
+    parser (the same types, the same errors)."""
+    if not key:
+        return ()
+    if op not in OPERATORS:
+        errors.append(field_error("op", f"must be one of {', '.join(OPERATORS)}"))
+        return ()
+    given: Any = value.lower() not in ("false", "0", "no") if op == "exists" else scalar(value)
+    return parse_where({key: {op: given}}, "where", errors)
+
+
+def analytics_filters(
+    params: QueryParams, errors: list[FieldError]
+) -> tuple[tuple[str, str | None], ...]:
+    """The overview's filters: one per dimension named as a parameter, as the analytics
+    API reads them (`(none)`: the attribute is unset)."""
+    found: list[tuple[str, str | None]] = []
+    for name in DIMENSIONS:
+        value = params.get(name)
+        if value is None or value == "":
+            continue
+        if len(value) > 1024:
+            errors.append(field_error(name, "must be at most 1024 characters"))
+        else:
+            found.append((name, None if value == NONE_VALUE and name != "event" else value))
+    return tuple(found)

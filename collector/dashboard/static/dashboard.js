@@ -1,0 +1,271 @@
+/* Telltale dashboard: progressive enhancement only. Every page works without this file;
+   with it, the app picker navigates on change, the live page streams, and the segment
+   builder edits the rules as a tree instead of JSON. */
+(function () {
+  "use strict";
+
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) {
+      if (k === "text") node.textContent = attrs[k];
+      else node.setAttribute(k, attrs[k]);
+    });
+    (children || []).forEach(function (c) { if (c) node.appendChild(c); });
+    return node;
+  }
+
+  /* App picker ------------------------------------------------------------------- */
+  function picker() {
+    var select = document.getElementById("app-picker");
+    if (!select) return;
+    document.querySelectorAll("[data-hide-with-js]").forEach(function (n) { n.hidden = true; });
+    select.addEventListener("change", function () {
+      window.location.href = "/dashboard/apps/" + encodeURIComponent(select.value) + "/";
+    });
+  }
+
+  /* Live ------------------------------------------------------------------------- */
+  var MAX_ROWS = 200;
+
+  function eventRow(app, e, fresh) {
+    var who = e.person || (e.user_id ? e.user_id : "anon:" + e.anonymous_id);
+    var base = "/dashboard/apps/" + encodeURIComponent(app);
+    var name = el("td", {}, [el("a", { href: base + "/events?event=" + encodeURIComponent(e.event), text: e.event })]);
+    if (e.is_bot || (e.context && e.context.is_bot)) { name.appendChild(document.createTextNode(" ")); name.appendChild(el("span", { "class": "badge warn", text: "bot" })); }
+    var props = JSON.stringify(e.properties || {});
+    if (props.length > 160) props = props.slice(0, 157) + "...";
+    return el("tr", fresh ? { "class": "new" } : {}, [
+      el("td", {}, [el("time", { datetime: e.timestamp, text: (e.timestamp || "").replace("T", " ").slice(0, 19) })]),
+      name,
+      el("td", {}, [el("a", { href: base + "/people/" + encodeURIComponent(who), text: e.user_id || e.anonymous_id })]),
+      el("td", { "class": "props" }, [el("code", { text: props })]),
+    ]);
+  }
+
+  function live() {
+    var box = document.querySelector("[data-live]");
+    var rows = document.querySelector("[data-live-rows]");
+    if (!box || !rows || !window.EventSource) return;
+    var app = rows.getAttribute("data-app");
+    var status = box.querySelector("[data-live-status]");
+    var button = box.querySelector("[data-live-pause]");
+    var paused = false;
+    var held = [];
+    var source = new EventSource(box.getAttribute("data-stream"));
+    function show(e) {
+      rows.insertBefore(eventRow(app, e, true), rows.firstChild);
+      while (rows.children.length > MAX_ROWS) rows.removeChild(rows.lastChild);
+    }
+    function say(text) { status.textContent = text; }
+    button.hidden = false;
+    source.addEventListener("open", function () { if (!paused) say("Live: newest first."); });
+    source.addEventListener("event", function (msg) {
+      var e = JSON.parse(msg.data);
+      if (paused) { held.push(e); say("Paused: " + held.length + " new event" + (held.length === 1 ? "" : "s") + " held."); }
+      else show(e);
+    });
+    source.addEventListener("revoked", function () { source.close(); say("Your session has ended: log in again."); });
+    source.addEventListener("error", function () { if (!paused) say("Reconnecting..."); });
+    button.addEventListener("click", function () {
+      paused = !paused;
+      button.setAttribute("aria-pressed", String(paused));
+      button.textContent = paused ? "Resume" : "Pause";
+      if (!paused) { held.forEach(show); held = []; say("Live: newest first."); }
+      else say("Paused.");
+    });
+  }
+
+  /* Segment builder ---------------------------------------------------------------- */
+  var EVENT_KINDS = ["has_done", "has_not_done", "count", "first_done_within", "last_done_within"];
+  var KIND_LABELS = {
+    has_done: "has done", has_not_done: "has not done", count: "did N times",
+    first_done_within: "first did within days", last_done_within: "last did within days",
+    trait: "trait", not: "not", group: "group"
+  };
+  var TEST_OPS = ["eq", "neq", "in", "not_in", "gt", "gte", "lt", "lte", "exists"];
+  var COUNT_OPS = ["gt", "gte", "lt", "lte", "eq"];
+  var uid = 0;
+
+  function scalar(text) {
+    try {
+      var v = JSON.parse(text);
+      if (v === null || ["string", "number", "boolean"].indexOf(typeof v) >= 0) return v;
+    } catch (err) { /* plain text */ }
+    return text;
+  }
+  function show(v) { return typeof v === "string" ? v : JSON.stringify(v); }
+
+  /* The tree, as plain objects: {type: "group", match, items}, {type: "not", item},
+     {type: "trait", key, tests}, {type: KIND, event, tests, days, cmp, n}. */
+  function testsFrom(where) {
+    var tests = [];
+    Object.keys(where || {}).forEach(function (key) {
+      var t = where[key];
+      if (t !== null && typeof t === "object" && !Array.isArray(t)) {
+        Object.keys(t).forEach(function (op) { tests.push({ key: key, op: op, value: t[op] }); });
+      } else tests.push({ key: key, op: "eq", value: t });
+    });
+    return tests;
+  }
+  function fromJSON(raw) {
+    if (raw && (raw.conditions || raw.match)) {
+      return { type: "group", match: raw.match || "all", items: (raw.conditions || []).map(fromJSON) };
+    }
+    var kind = Object.keys(raw || {})[0];
+    var body = (raw || {})[kind] || {};
+    if (kind === "not") return { type: "not", item: fromJSON(body) };
+    if (kind === "trait") {
+      var tests = Object.keys(body).filter(function (k) { return k !== "key"; })
+        .map(function (op) { return { key: body.key, op: op, value: body[op] }; });
+      return { type: "trait", key: body.key || "", tests: tests.length ? tests : [{ key: body.key || "", op: "eq", value: "" }] };
+    }
+    if (EVENT_KINDS.indexOf(kind) < 0) throw new Error("unknown condition " + kind);
+    var node = { type: kind, event: body.event || "", tests: testsFrom(body.where),
+      days: body.days !== undefined ? body.days : body.within_days, cmp: "gte", n: 1 };
+    COUNT_OPS.forEach(function (op) { if (body[op] !== undefined) { node.cmp = op; node.n = body[op]; } });
+    return node;
+  }
+  function whereOf(tests) {
+    var where = {};
+    tests.forEach(function (t) {
+      if (!t.key) return;
+      where[t.key] = where[t.key] || {};
+      where[t.key][t.op] = t.value;
+    });
+    return where;
+  }
+  function toJSON(node) {
+    if (node.type === "group") return { match: node.match, conditions: node.items.map(toJSON) };
+    if (node.type === "not") return { not: toJSON(node.item) };
+    if (node.type === "trait") {
+      var t = { key: node.key };
+      node.tests.forEach(function (x) { t[x.op] = x.value; });
+      return { trait: t };
+    }
+    var body = { event: node.event };
+    var where = whereOf(node.tests);
+    if (Object.keys(where).length) body.where = where;
+    if (node.days !== undefined && node.days !== "" && node.days !== null) {
+      body[node.type === "first_done_within" || node.type === "last_done_within" ? "days" : "within_days"] = Number(node.days);
+    }
+    if (node.type === "count") body[node.cmp] = Number(node.n);
+    var out = {}; out[node.type] = body; return out;
+  }
+  function blank(type) {
+    if (type === "group") return { type: "group", match: "any", items: [blank("has_done")] };
+    if (type === "not") return { type: "not", item: blank("has_done") };
+    if (type === "trait") return { type: "trait", key: "", tests: [{ key: "", op: "eq", value: "" }] };
+    return { type: type, event: "", tests: [], days: type.indexOf("within") > 0 ? 7 : "", cmp: "gte", n: 1 };
+  }
+
+  function labelled(text, input) {
+    var id = "b" + (++uid);
+    input.id = id;
+    return [el("label", { "for": id, text: text }), input];
+  }
+  function input(value, onchange, attrs) {
+    var i = el("input", attrs || {});
+    i.value = value === undefined || value === null ? "" : show(value);
+    i.addEventListener("input", function () { onchange(i.value); });
+    return i;
+  }
+  function select(options, value, onchange, labels) {
+    var s = el("select", {});
+    options.forEach(function (o) {
+      var opt = el("option", { value: o, text: labels ? labels[o] : o });
+      if (o === value) opt.selected = true;
+      s.appendChild(opt);
+    });
+    s.addEventListener("change", function () { onchange(s.value); });
+    return s;
+  }
+  function button(text, onclick, label) {
+    var b = el("button", { type: "button", "class": "link", text: text });
+    if (label) b.setAttribute("aria-label", label);
+    b.addEventListener("click", onclick);
+    return b;
+  }
+
+  function builder() {
+    var box = document.querySelector("[data-builder]");
+    var area = document.querySelector("[data-rules]");
+    if (!box || !area) return;
+    var copy = document.querySelector("[data-rules-copy]");
+    var root;
+    try {
+      root = fromJSON(JSON.parse(area.value));
+      if (root.type !== "group") throw new Error("not a group");
+    } catch (err) { return; /* the JSON stays the editor */ }
+    box.hidden = false;
+    function sync() {
+      var text = JSON.stringify(toJSON(root));
+      area.value = text;
+      if (copy) copy.value = text;
+    }
+    function rerender() { box.textContent = ""; box.appendChild(render(root, null)); sync(); }
+    function testRows(node, holder) {
+      node.tests.forEach(function (t, i) {
+        var row = el("div", { "class": "builder-row" });
+        if (node.type !== "trait") labelled("where", input(t.key, function (v) { t.key = v; sync(); }, { placeholder: "property" })).forEach(function (n) { row.appendChild(n); });
+        labelled("test", select(TEST_OPS, t.op, function (v) { t.op = v; sync(); })).forEach(function (n) { row.appendChild(n); });
+        var val = t.op === "in" || t.op === "not_in" ? (t.value || []).map(show).join(", ") : t.value;
+        labelled("value", input(val, function (v) {
+          if (t.op === "in" || t.op === "not_in") t.value = v.split(",").map(function (x) { return scalar(x.trim()); }).filter(function (x) { return x !== ""; });
+          else if (t.op === "exists") t.value = v !== "false";
+          else t.value = scalar(v);
+          sync();
+        }, { "class": "narrow" })).forEach(function (n) { row.appendChild(n); });
+        if (node.type !== "trait" || node.tests.length > 1) row.appendChild(button("remove test", function () { node.tests.splice(i, 1); rerender(); }, "Remove this test"));
+        holder.appendChild(row);
+      });
+    }
+    function render(node, remove) {
+      var wrap = el("div", { "class": "builder-group" });
+      var head = el("div", { "class": "builder-row" });
+      if (remove) {
+        labelled("Condition", select(["has_done", "has_not_done", "count", "first_done_within", "last_done_within", "trait", "not", "group"], node.type, function (v) {
+          remove(blank(v));
+        }, KIND_LABELS)).forEach(function (n) { head.appendChild(n); });
+      }
+      wrap.appendChild(head);
+      if (node.type === "group") {
+        labelled(remove ? "match" : "People who match", select(["all", "any"], node.match, function (v) { node.match = v; sync(); }, { all: "all of", any: "any of" })).forEach(function (n) { head.appendChild(n); });
+        node.items.forEach(function (child, i) {
+          wrap.appendChild(render(child, function (replacement) {
+            if (replacement === null) node.items.splice(i, 1); else node.items[i] = replacement;
+            rerender();
+          }));
+        });
+        var add = el("div", { "class": "builder-row" });
+        add.appendChild(button("+ condition", function () { node.items.push(blank("has_done")); rerender(); }));
+        add.appendChild(button("+ group", function () { node.items.push(blank("group")); rerender(); }));
+        wrap.appendChild(add);
+      } else if (node.type === "not") {
+        wrap.appendChild(render(node.item, function (replacement) { node.item = replacement || blank("has_done"); rerender(); }));
+      } else if (node.type === "trait") {
+        labelled("key", input(node.key, function (v) { node.key = v; node.tests.forEach(function (t) { t.key = v; }); sync(); }, { placeholder: "e.g. plan" })).forEach(function (n) { head.appendChild(n); });
+        testRows(node, wrap);
+        wrap.appendChild(button("+ test", function () { node.tests.push({ key: node.key, op: "eq", value: "" }); rerender(); }));
+      } else {
+        labelled("event", input(node.event, function (v) { node.event = v; sync(); }, { placeholder: "event name" })).forEach(function (n) { head.appendChild(n); });
+        if (node.type === "count") {
+          labelled("times", select(COUNT_OPS, node.cmp, function (v) { node.cmp = v; sync(); })).forEach(function (n) { head.appendChild(n); });
+          head.appendChild(input(node.n, function (v) { node.n = v; sync(); }, { "class": "narrow", "aria-label": "count", inputmode: "numeric" }));
+        }
+        var within = node.type.indexOf("_within") > 0 ? "days" : "within days (optional)";
+        labelled(within, input(node.days, function (v) { node.days = v; sync(); }, { "class": "narrow", inputmode: "decimal" })).forEach(function (n) { head.appendChild(n); });
+        testRows(node, wrap);
+        wrap.appendChild(button("+ property filter", function () { node.tests.push({ key: "", op: "eq", value: "" }); rerender(); }));
+      }
+      if (remove) head.appendChild(button("remove", function () { remove(null); }, "Remove this condition"));
+      return wrap;
+    }
+    rerender();
+    area.addEventListener("change", function () {
+      try { root = fromJSON(JSON.parse(area.value)); rerender(); } catch (err) { /* keep typing */ }
+    });
+    document.querySelector("[data-save-segment]").addEventListener("submit", sync);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { picker(); live(); builder(); });
+})();

@@ -1,0 +1,807 @@
+"""The dashboard's pages: plain async functions over the store and the query layer the
+Query API uses (parsers, run_funnel, the store's reads); no query of their own."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from collector.dashboard import accounts
+from collector.dashboard.params import (
+    OPERATORS,
+    PERIODS,
+    analytics_filters,
+    include_bots,
+    parse_period,
+    property_filter,
+)
+from collector.dashboard.passwords import verify_password
+from collector.dashboard.web import (
+    STATIC,
+    Session,
+    collector,
+    current_session,
+    error_page,
+    is_https,
+    keys,
+    page,
+    read_form,
+    redirect,
+    render,
+)
+from collector.errors import FieldError, InvalidRequest, field_error
+from collector.ingest.auth import normalise_origin
+from collector.ingest.enrich import client_ip
+from collector.models import App
+from collector.query.funnels import parse_funnel_query, run_funnel
+from collector.query.segments import (
+    MAX_INT,
+    MAX_TIME_MS,
+    decode_cursor,
+    encode_cursor,
+    fingerprint,
+    next_cursor,
+    parse_event_name,
+    parse_segment_query,
+)
+from collector.query.types import DAY_MS, NONE_VALUE, AnalyticsQuery, EventsQuery, StatsQuery
+from collector.timeutil import now_ms, parse_duration_ms
+from collector.web.api import CredentialGuard, event_stream
+from collector.web.api import run_query as _run
+
+PAGE_SIZE = 50
+PAGE_VIEW = "page_viewed"
+
+
+# Login and logout ------------------------------------------------------------------------
+
+
+def _safe_next(value: str | None) -> str:
+    """Where to go after login: only a dashboard path of this site."""
+    if value and value.startswith("/dashboard/") and not value.startswith("//"):
+        return value
+    return "/dashboard/"
+
+
+async def login(request: Request) -> Response:
+    k = await keys(request)
+    nonce = request.cookies.get(accounts.LOGIN_COOKIE) or ""
+    fresh = not (20 <= len(nonce) <= 100)
+    if fresh:
+        nonce = accounts.new_token()
+    context: dict[str, Any] = {
+        "next": _safe_next(request.query_params.get("next")),
+        "email": "",
+        "error": None,
+    }
+    status = 200
+    if request.method == "POST":
+        form = await read_form(request)
+        email = str(form.get("email", ""))[:254]
+        password = str(form.get("password", ""))
+        context.update(next=_safe_next(str(form.get("next", ""))), email=email)
+        address = accounts.normalise_email(email) or email.strip().lower()
+        peer = request.client.host if request.client else None
+        ip = client_ip(peer, request.headers.get("x-forwarded-for"), collector(request).trusted)
+        limiter = _limiter(request)
+        if fresh or not k.csrf_ok("login:" + nonce, form.get("csrf")):
+            context["error"] = "This form has expired: please try again."
+            status = 403
+        elif not limiter.allowed(ip or "?", address):
+            context["error"] = "Too many attempts: wait a few minutes and try again."
+            status = 429
+        else:
+            store = collector(request).store
+            admin = await _run(store.get_admin, address)
+            stored = admin["password_hash"] if admin else None
+            if await _run(verify_password, password, stored) and admin is not None:
+                limiter.succeeded(address)
+                token = accounts.new_token()
+                now = now_ms()
+                await _run(
+                    store.create_session,
+                    accounts.token_hash(token),
+                    address,
+                    now,
+                    now + accounts.SESSION_TTL_S * 1000,
+                )
+                answer = redirect(context["next"])
+                answer.set_cookie(
+                    accounts.SESSION_COOKIE,
+                    k.sign_session(token),
+                    max_age=accounts.SESSION_TTL_S,
+                    path="/dashboard/",
+                    httponly=True,
+                    samesite="lax",
+                    secure=is_https(request),
+                )
+                answer.delete_cookie(accounts.LOGIN_COOKIE, path="/dashboard/")
+                return answer
+            limiter.failed(address)
+            context["error"] = "Wrong email or password."
+            status = 401
+    context["csrf"] = k.csrf("login:" + nonce)
+    page_ = render(request, "login.html", context, status)
+    page_.set_cookie(
+        accounts.LOGIN_COOKIE,
+        nonce,
+        max_age=3600,
+        path="/dashboard/",
+        httponly=True,
+        samesite="lax",
+        secure=is_https(request),
+    )
+    return page_
+
+
+def _limiter(request: Request) -> accounts.LoginLimiter:
+    found: accounts.LoginLimiter | None = getattr(request.app.state, "login_limiter", None)
+    if found is None:
+        found = request.app.state.login_limiter = accounts.LoginLimiter()
+    return found
+
+
+@page
+async def logout(request: Request, session: Session) -> Response:
+    await _run(collector(request).store.delete_session, accounts.token_hash(session.token))
+    answer = redirect("/dashboard/login")
+    answer.delete_cookie(accounts.SESSION_COOKIE, path="/dashboard/")
+    return answer
+
+
+# Apps ------------------------------------------------------------------------------------
+
+
+@page
+async def index(request: Request, session: Session) -> Response:
+    """The app picker (`?app=` goes to that app); straight to the app's overview when
+    there is one app."""
+    chosen = request.query_params.get("app")
+    if any(a.app_id == chosen for a in session.apps):
+        return redirect(f"/dashboard/apps/{chosen}/")
+    if len(session.apps) == 1:
+        return redirect(f"/dashboard/apps/{session.apps[0].app_id}/")
+    return render(request, "apps.html", {"app": None, "nav": "apps"}, session=session)
+
+
+def _app(request: Request, session: Session) -> App | None:
+    app_id = request.path_params["app_id"]
+    return next((a for a in session.apps if a.app_id == app_id), None)
+
+
+def _base(request: Request, session: Session, app: App, nav: str) -> dict[str, Any]:
+    """What every app page's template is given: the app, the nav entry, the bot toggle."""
+    bots = include_bots(request.query_params)
+    return {"app": app, "nav": nav, "bots": bots, "params": dict(request.query_params)}
+
+
+def _unknown_app(request: Request, session: Session) -> Response:
+    return error_page(request, 404, "No such app (see the list of apps).", session)
+
+
+def _bad(request: Request, session: Session, errors: list[FieldError]) -> Response:
+    message = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return error_page(request, 400, message, session)
+
+
+# Overview --------------------------------------------------------------------------------
+
+
+# What the overview breaks its range down by, each a table with its title.
+OVERVIEW_TABLES = (
+    ("page", "Top pages"),
+    ("entry_page", "Entry pages"),
+    ("exit_page", "Exit pages"),
+    ("referrer", "Sources"),
+    ("channel", "Channels"),
+    ("utm_campaign", "UTM campaigns"),
+    ("country", "Countries"),
+    ("browser", "Browsers"),
+    ("os", "Operating systems"),
+    ("device", "Devices"),
+    ("event", "Custom events"),
+)
+OVERVIEW_ROWS = 10
+
+
+@page
+async def overview(request: Request, session: Session) -> Response:
+    """Visitors, visits, page views, views per visit, bounce rate and visit duration
+    for the period against the one before; the series; the breakdowns. Each row filters
+    the whole page by its value (a query parameter named after the dimension), so the
+    URL holds the view."""
+    app = _app(request, session)
+    if app is None:
+        return _unknown_app(request, session)
+    errors: list[FieldError] = []
+    period = parse_period(request.query_params, errors)
+    filters = analytics_filters(request.query_params, errors)
+    if errors:
+        return _bad(request, session, errors)
+    base = _base(request, session, app, "overview")
+    until = period.until if period.until is not None else now_ms()
+    query = AnalyticsQuery(
+        since=period.since,
+        until=until,
+        interval="hour" if until - period.since <= DAY_MS else "day",
+        filters=filters,
+        include_bots=base["bots"],
+        limit=OVERVIEW_ROWS,
+    )
+    store = collector(request).store
+    # Side by side on the query threads: each is a read of its own.
+    answer, reasons, *breakdowns = await asyncio.gather(
+        _run(store.analytics_overview, app.app_id, query),
+        _run(store.bot_reasons, app.app_id, StatsQuery(since=period.since, until=until)),
+        *(_run(store.analytics_breakdown, app.app_id, query, by) for by, _ in OVERVIEW_TABLES),
+    )
+    tables = []
+    for (by, title), found in zip(OVERVIEW_TABLES, breakdowns, strict=True):
+        rows = found["results"]
+        if by == "event":
+            rows = [r for r in rows if r["value"] != PAGE_VIEW]
+        tables.append((by, title, rows))
+    context = {
+        **base,
+        "period": period,
+        "periods": PERIODS,
+        "filters": filters,
+        "figures": answer["results"],
+        "previous": answer["previous"],
+        "current_visitors": answer["current_visitors"],
+        "series": answer["series"],
+        "interval": query.interval,
+        "tables": tables,
+        "bot_reasons": reasons,
+        "none_value": NONE_VALUE,
+    }
+    return render(request, "overview.html", context, session=session)
+
+
+# Live ------------------------------------------------------------------------------------
+
+
+@page
+async def live(request: Request, session: Session) -> Response:
+    app = _app(request, session)
+    if app is None:
+        return _unknown_app(request, session)
+    base = _base(request, session, app, "live")
+    store = collector(request).store
+    # Without script, the page shows the latest events and a reload link; with it, the
+    # stream prepends what arrives after them.
+    position = await _run(store.stream_position)
+    recent = await _run(
+        store.events_page,
+        app.app_id,
+        EventsQuery(include_bots=base["bots"], limit=PAGE_SIZE),
+    )
+    context = {**base, "events": recent.events, "position": position}
+    return render(request, "live.html", context, session=session)
+
+
+@page
+async def live_stream(request: Request, session: Session) -> Response:
+    """The live stream of /v1/stream behind the session instead of a key; it ends when
+    the session does (logout, the admin deleted or their password changed)."""
+    app = _app(request, session)
+    if app is None:
+        return _unknown_app(request, session)
+    params = request.query_params
+    store = collector(request).store
+    resume = request.headers.get("last-event-id") or params.get("after") or ""
+    after = int(resume) if resume.isdigit() and int(resume) <= MAX_INT else None
+    if after is None:
+        after = await _run(store.stream_position)
+    token_hash = accounts.token_hash(session.token)
+
+    async def still_valid() -> bool:
+        return await _run(store.session_admin, token_hash, now_ms()) is not None
+
+    return event_stream(
+        store, app.app_id, after, (), include_bots(params), CredentialGuard(still_valid)
+    )
+
+
+# Events explorer -----------------------------------------------------------------------
+
+
+@page
+async def events(request: Request, session: Session) -> Response:
+    app = _app(request, session)
+    if app is None:
+        return _unknown_app(request, session)
+    params = request.query_params
+    errors: list[FieldError] = []
+    period = parse_period(params, errors)
+    names = tuple(parse_event_name(n, "event", errors) for n in params.getlist("event")[:20] if n)
+    person = params.get("person") or None
+    key, op, value = params.get("prop", ""), params.get("op", "eq"), params.get("value", "")
+    where = property_filter(key, op, value, errors)
+    base = _base(request, session, app, "events")
+    query = EventsQuery(
+        user=person,
+        events=names,
+        since=period.since,
+        until=period.until,
+        include_bots=base["bots"],
+        where=where,
+        limit=PAGE_SIZE,
+    )
+    fp = fingerprint("dashboard-events", person, names, period.since, period.until, key, op, value)
+    if params.get("cursor"):
+        cursor = decode_cursor(params["cursor"], fp, errors)
+        match cursor.get("at"):
+            case [int(ts), int(rowid)] if 0 <= ts <= MAX_TIME_MS and 0 <= rowid <= MAX_INT:
+                query = dataclasses.replace(query, after=(ts, rowid))
+            case _ if cursor:
+                errors.append(field_error("cursor", "is not a valid cursor"))
+    if errors:
+        return _bad(request, session, errors)
+    store = collector(request).store
+    found = await _run(store.events_page, app.app_id, query)
+    bot_reasons = await _run(
+        store.bot_reasons,
+        app.app_id,
+        StatsQuery(events=names, since=period.since, until=period.until),
+    )
+    more = encode_cursor({"at": list(found.last), "q": fp}) if found.last else None
+    context = {
+        **base,
+        "period": period,
+        "periods": PERIODS,
+        "operators": OPERATORS,
+        "found": found.events,
+        "more": more,
+        "names": names,
+        "person": person or "",
+        "prop": key,
+        "op": op,
+        "value": value,
+        "event_names": sorted({e["event"] for e in found.events}),
+        "bot_reasons": bot_reasons,
+    }
+    return render(request, "events.html", context, session=session)
+
+
+# People ----------------------------------------------------------------------------------
+
+EVERYONE: dict[str, Any] = {"match": "all", "conditions": []}
+
+
+@page
+async def people(request: Request, session: Session) -> Response:
+    """Everyone the app has seen (a segment with no condition), or a search: a user id,
+    an anonymous id, or an email trait, each matched exactly."""
+    app = _app(request, session)
+    if app is None:
+        return _unknown_app(request, session)
+    base = _base(request, session, app, "people")
+    store = collector(request).store
+    q = request.query_params.get("q", "").strip()[:255]
+    if q:
+        found = []
+        for person in (q, "anon:" + q):
+            profile = await _run(store.user_profile, app.app_id, person, base["bots"])
+            if profile is not None:
+                found.append(profile)
+        by_email = parse_segment_query(
+            {
+                "match": "all",
+                "conditions": [{"trait": {"key": "email", "eq": q}}],
+                "include_bots": base["bots"],
+                "limit": PAGE_SIZE,
+            },
+            now_ms(),
+        )
+        page_ = await _run(store.segment, app.app_id, by_email)
+        seen = {(p["id"], p["anonymous_id"]) for p in found}
+        found += [u for u in page_.users if (u["id"], u["anonymous_id"]) not in seen]
+        context = {**base, "q": q, "users": found, "count": len(found), "more": None}
+        return render(request, "people.html", context, session=session)
+    body = {**EVERYONE, "include_bots": base["bots"], "limit": PAGE_SIZE}
+    if request.query_params.get("cursor"):
+        body["cursor"] = request.query_params["cursor"]
+    try:
+        query = parse_segment_query(body, now_ms())
+    except InvalidRequest as exc:
+        return _bad(request, session, exc.errors)
+    everyone = await _run(store.segment, app.app_id, query)
+    context = {
+        **base,
+        "q": "",
+        "users": everyone.users,
+        "count": everyone.count,
+        "more": next_cursor(query, everyone.last),
+    }
+    return render(request, "people.html", context, session=session)
+
+
+@page
+async def person(request: Request, session: Session) -> Response:
+    app = _app(request, session)
+    if app is None:
+        return _unknown_app(request, session)
+    base = _base(request, session, app, "people")
+    who = request.path_params["person"]
+    store = collector(request).store
+    profile = await _run(store.user_profile, app.app_id, who, base["bots"])
+    if profile is None:
+        return error_page(request, 404, f"{who} is not a person of this app.", session)
+    errors: list[FieldError] = []
+    query = EventsQuery(user=who, include_bots=base["bots"], limit=PAGE_SIZE)
+    fp = fingerprint("dashboard-person", who, base["bots"])
+    if request.query_params.get("cursor"):
+        cursor = decode_cursor(request.query_params["cursor"], fp, errors)
+        match cursor.get("at"):
+            case [int(ts), int(rowid)] if 0 <= ts <= MAX_TIME_MS and 0 <= rowid <= MAX_INT:
+                query = dataclasses.replace(query, after=(ts, rowid))
+            case _ if cursor:
+                errors.append(field_error("cursor", "is not a valid cursor"))
+    if errors:
+        return _bad(request, session, errors)
+    timeline = await _run(store.events_page, app.app_id, query)
+    more = encode_cursor({"at": list(timeline.last), "q": fp}) if timeline.last else None
+    context = {**base, "who": who, "profile": profile, "timeline": timeline.events, "more": more}
+    return render(request, "person.html", context, session=session)
+
+
+# Segments --------------------------------------------------------------------------------
+
+
+def _rules_text(value: str | None) -> tuple[str, Any]:
+    text = (value or "").strip() or orjson.dumps(EVERYONE).decode()
+    try:
+        return text, orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text, None
+
+
+@page
+async def segments(request: Request, session: Session) -> Response:
+    app = _app(request, session)
+    if app is None:
+        return _unknown_app(request, session)
+    base = _base(request, session, app, "segments")
+    store = collector(request).store
+    saved = await _run(store.list_segments, app.app_id)
+    params = request.query_params
+    chosen = next((s for s in saved if s["segment_id"] == params.get("segment")), None)
+    if chosen is not None:
+        text = orjson.dumps(chosen["rules"], option=orjson.OPT_INDENT_2).decode()
+        rules: Any = chosen["rules"]
+    else:
+        text, rules = _rules_text(params.get("rules"))
+    result = None
+    errors: list[FieldError] = []
+    if "rules" in params or chosen is not None:
+        if not isinstance(rules, dict):
+            errors.append(field_error("rules", "must be a JSON object of segment rules"))
+        else:
+            body = {
+                **{k: v for k, v in rules.items() if k in ("match", "conditions")},
+                "include_bots": base["bots"],
+                "limit": PAGE_SIZE,
+            }
+            if params.get("cursor"):
+                body["cursor"] = params["cursor"]
+            try:
+                query = parse_segment_query(body, now_ms())
+            except InvalidRequest as exc:
+                errors.extend(exc.errors)
+            else:
+                found = await _run(store.segment, app.app_id, query)
+                result = {
+                    "count": found.count,
+                    "users": found.users,
+                    "more": next_cursor(query, found.last),
+                }
+    context = {
+        **base,
+        "saved": saved,
+        "chosen": chosen,
+        "rules_text": text,
+        "result": result,
+        "errors": errors,
+    }
+    return render(request, "segments.html", context, session=session)
+
+
+@page
+async def segment_save(request: Request, session: Session) -> Response:
+    app = _app(request, session)
+    if app is None:
+        return _unknown_app(request, session)
+    form = await read_form(request)
+    name = str(form.get("name", "")).strip()
+    _, rules = _rules_text(str(form.get("rules", "")))
+    errors: list[FieldError] = []
+    if not 1 <= len(name) <= 100:
+        errors.append(field_error("name", "must be 1 to 100 characters"))
+    if not isinstance(rules, dict):
+        errors.append(field_error("rules", "must be a JSON object of segment rules"))
+    else:
+        rules = {k: v for k, v in rules.items() if k in ("match", "conditions")}
+        try:
+            parse_segment_query(rules, now_ms())  # saved only if the Query API takes it
+        except InvalidRequest as exc:
+            errors.extend(exc.errors)
+    if errors:
+        return _bad(request, session, errors)
+    segment_id = await _run(collector(request).store.save_segment, app.app_id, name, rules)
+    return redirect(f"/dashboard/apps/{app.app_id}/segments?segment={segment_id}")
+
+
+@page
+async def segment_delete(request: Request, session: Session) -> Response:
+    app = _app(request, session)
+    if app is None:
+        return _unknown_app(request, session)
+    segment_id = request.path_params["segment_id"]
+    await _run(collector(request).store.delete_segment, app.app_id, segment_id)
+    return redirect(f"/dashboard/apps/{app.app_id}/segments")
+
+
+# Funnels ---------------------------------------------------------------------------------
+
+
+@page
+async def funnels(request: Request, session: Session) -> Response:
+    app = _app(request, session)
+    if app is None:
+        return _unknown_app(request, session)
+    base = _base(request, session, app, "funnels")
+    params = request.query_params
+    errors: list[FieldError] = []
+    period = parse_period(params, errors)
+    steps = [s.strip() for s in params.getlist("step") if s.strip()]
+    within = params.get("within_days", "7")
+    breakdown = params.get("breakdown", "").strip()
+    result = None
+    bot_reasons: dict[str, int] | None = None
+    if steps:
+        try:
+            days: Any = float(within)
+        except ValueError:
+            days = within
+        body: dict[str, Any] = {
+            "steps": steps,
+            "within_days": days,
+            "since": period.since,
+            "include_bots": base["bots"],
+        }
+        if period.until is not None:
+            body["until"] = period.until
+        if breakdown:
+            body["breakdown"] = breakdown
+        try:
+            query = parse_funnel_query(body)
+        except InvalidRequest as exc:
+            errors.extend(exc.errors)
+        else:
+            store = collector(request).store
+            result = await _run(run_funnel, store, app.app_id, query)
+            bot_reasons = await _run(
+                store.bot_reasons,
+                app.app_id,
+                StatsQuery(events=tuple(steps), since=period.since, until=period.until),
+            )
+    context = {
+        **base,
+        "period": period,
+        "periods": PERIODS,
+        "steps": steps or ["", ""],
+        "within_days": within,
+        "breakdown": breakdown,
+        "result": result,
+        "errors": errors,
+        "bot_reasons": bot_reasons,
+    }
+    return render(request, "funnels.html", context, session=session)
+
+
+# Settings --------------------------------------------------------------------------------
+
+BOT_POLICIES = ("flag", "drop")
+IP_MODES = ("full", "truncate", "none")
+
+
+async def _settings_page(
+    request: Request,
+    session: Session,
+    app: App,
+    *,
+    new_key: str | None = None,
+    errors: list[FieldError] | None = None,
+    status: int = 200,
+) -> Response:
+    store = collector(request).store
+    api_keys = await _run(store.list_keys, app.app_id)
+    fresh = await _run(store.get_app, app.app_id) or app
+    host = request.headers.get("host", request.url.netloc)
+    scheme = "https" if is_https(request) else "http"
+    context = {
+        **_base(request, session, fresh, "settings"),
+        "api_keys": api_keys,
+        "new_key": new_key,
+        "errors": errors or [],
+        "saved": request.query_params.get("saved"),
+        "bot_policies": BOT_POLICIES,
+        "ip_modes": IP_MODES,
+        "script_tag": (
+            f'<script defer src="{scheme}://{host}/sdk.js" data-app-id="{fresh.app_id}"></script>'
+        ),
+        "discards": await _run(store.discard_counts, app.app_id),
+    }
+    return render(request, "settings.html", context, status, session=session)
+
+
+@page
+async def settings(request: Request, session: Session) -> Response:
+    app = _app(request, session)
+    if app is None:
+        return _unknown_app(request, session)
+    new_key = (await keys(request)).flash(request.cookies.get(accounts.FLASH_COOKIE))
+    answer = await _settings_page(request, session, app, new_key=new_key)
+    if new_key is not None:
+        answer.delete_cookie(accounts.FLASH_COOKIE, path=f"/dashboard/apps/{app.app_id}/settings")
+    return answer
+
+
+@page
+async def settings_save(request: Request, session: Session) -> Response:
+    """Name, origins, bot policy, IP mode and retention, as `collector apps update`."""
+    app = _app(request, session)
+    if app is None:
+        return _unknown_app(request, session)
+    form = await read_form(request)
+    errors: list[FieldError] = []
+    name = str(form.get("name", "")).strip()
+    if not 1 <= len(name) <= 200:
+        errors.append(field_error("name", "must be 1 to 200 characters"))
+    origins = []
+    for line in str(form.get("origins", "")).splitlines():
+        if line.strip():
+            try:
+                origins.append(normalise_origin(line.strip()))
+            except ValueError as exc:
+                errors.append(field_error("origins", str(exc)))
+    changes: dict[str, Any] = {}
+    if form.get("bot_policy") in BOT_POLICIES:
+        changes["bot_policy"] = form.get("bot_policy")
+    else:
+        errors.append(field_error("bot_policy", f"must be one of {', '.join(BOT_POLICIES)}"))
+    if form.get("ip_mode") in IP_MODES:
+        changes["ip_mode"] = form.get("ip_mode")
+    else:
+        errors.append(field_error("ip_mode", f"must be one of {', '.join(IP_MODES)}"))
+    retention = str(form.get("retention_days", "0")).strip()
+    if retention.isdigit() and int(retention) <= 36_500:
+        changes["retention_days"] = int(retention)
+    else:
+        errors.append(field_error("retention_days", "must be a whole number of days (0: keep all)"))
+    if errors:
+        return await _settings_page(request, session, app, errors=errors, status=400)
+    await _run(
+        lambda: collector(request).store.update_app(
+            app.app_id, name=name, origins=sorted(set(origins)), settings=changes
+        )
+    )
+    return redirect(f"/dashboard/apps/{app.app_id}/settings?saved=1")
+
+
+@page
+async def key_create(request: Request, session: Session) -> Response:
+    app = _app(request, session)
+    if app is None:
+        return _unknown_app(request, session)
+    _, secret = await _run(collector(request).store.create_key, app.app_id)
+    # Keys are stored hashed: the next page shows it once, and a reload makes no other.
+    answer = redirect(f"/dashboard/apps/{app.app_id}/settings")
+    answer.set_cookie(
+        accounts.FLASH_COOKIE,
+        (await keys(request)).sign_flash(secret),
+        max_age=accounts.FLASH_TTL_S,
+        path=f"/dashboard/apps/{app.app_id}/settings",
+        httponly=True,
+        samesite="strict",
+        secure=is_https(request),
+    )
+    return answer
+
+
+@page
+async def key_revoke(request: Request, session: Session) -> Response:
+    app = _app(request, session)
+    if app is None:
+        return _unknown_app(request, session)
+    store = collector(request).store
+    key_id = request.path_params["key_id"]
+    mine = {k["key_id"] for k in await _run(store.list_keys, app.app_id)}
+    if key_id in mine:
+        await _run(store.revoke_key, key_id)
+    return redirect(f"/dashboard/apps/{app.app_id}/settings?saved=1")
+
+
+@page
+async def rule_add(request: Request, session: Session) -> Response:
+    """A rule, as `collector rules add`: a dedupe key or a throttle window."""
+    app = _app(request, session)
+    if app is None:
+        return _unknown_app(request, session)
+    form = await read_form(request)
+    errors: list[FieldError] = []
+    event = parse_event_name(str(form.get("event", "")).strip(), "event", errors)
+    dedupe = str(form.get("dedupe_key", "")).strip() or None
+    throttle = str(form.get("throttle", "")).strip() or None
+    throttle_ms = None
+    if (dedupe is None) == (throttle is None):
+        errors.append(field_error("dedupe_key", "give exactly one of a dedupe key and a throttle"))
+    elif throttle is not None:
+        try:
+            throttle_ms = parse_duration_ms(throttle)
+        except ValueError as exc:
+            errors.append(field_error("throttle", str(exc)))
+    if errors:
+        return await _settings_page(request, session, app, errors=errors, status=400)
+    store = collector(request).store
+    await _run(
+        lambda: store.add_rule(app.app_id, event, dedupe_key=dedupe, throttle_ms=throttle_ms)
+    )
+    return redirect(f"/dashboard/apps/{app.app_id}/settings?saved=1")
+
+
+@page
+async def rule_remove(request: Request, session: Session) -> Response:
+    app = _app(request, session)
+    if app is None:
+        return _unknown_app(request, session)
+    rule_id = request.path_params["rule_id"]
+    await _run(collector(request).store.remove_rule, app.app_id, rule_id)
+    return redirect(f"/dashboard/apps/{app.app_id}/settings?saved=1")
+
+
+async def to_index(request: Request) -> Response:
+    return redirect("/dashboard/")
+
+
+async def not_found(request: Request) -> Response:
+    session = await current_session(request)
+    if session is None:
+        return redirect("/dashboard/login")
+    return error_page(request, 404, f"{request.url.path} is not a page.", session)
+
+
+def routes() -> list[BaseRoute]:
+    a = "/dashboard/apps/{app_id}"
+    return [
+        Route("/dashboard/login", login, methods=["GET", "POST"]),
+        Route("/dashboard/logout", logout, methods=["POST"]),
+        Route("/dashboard/", index, methods=["GET"]),
+        Route(a + "/", overview, methods=["GET"]),
+        Route(a + "/live", live, methods=["GET"]),
+        Route(a + "/live/stream", live_stream, methods=["GET"]),
+        Route(a + "/events", events, methods=["GET"]),
+        Route(a + "/people", people, methods=["GET"]),
+        Route(a + "/people/{person:path}", person, methods=["GET"]),
+        Route(a + "/segments", segments, methods=["GET"]),
+        Route(a + "/segments", segment_save, methods=["POST"]),
+        Route(a + "/segments/{segment_id}/delete", segment_delete, methods=["POST"]),
+        Route(a + "/funnels", funnels, methods=["GET"]),
+        Route(a + "/settings", settings, methods=["GET"]),
+        Route(a + "/settings", settings_save, methods=["POST"]),
+        Route(a + "/keys", key_create, methods=["POST"]),
+        Route(a + "/keys/{key_id}/revoke", key_revoke, methods=["POST"]),
+        Route(a + "/rules", rule_add, methods=["POST"]),
+        Route(a + "/rules/{rule_id:int}/delete", rule_remove, methods=["POST"]),
+        Mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static"),
+        Route("/dashboard", to_index, methods=["GET"]),
+        Route("/dashboard/{rest:path}", not_found, methods=["GET"]),
+    ]

@@ -1,0 +1,403 @@
+"""The dashboard in a real Chromium against a `collector serve` process: login and
+logout, a wrong password, a forged POST refused, every page showing the figures of
+known data, filters, the bot toggle, and a new event on the live view.
+
+Each page's screenshot is kept in e2e/artifacts/ (gitignored; docs/img/ has a copy)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from e2e.harness import ROOT, App, Collector
+
+pytestmark = pytest.mark.e2e
+
+ARTIFACTS = ROOT / "e2e" / "artifacts"
+EMAIL = "owner@example.com"
+PASSWORD = "correct horse battery"
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
+    "like Gecko) Version/17.6 Mobile/15E148 Safari/604.1"
+)
+GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+
+
+@dataclass
+class Known:
+    """An app with events whose figures the pages must show."""
+
+    app: App
+    base: str
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
+
+
+def _post(collector: Collector, app: App, events: list[dict[str, object]]) -> None:
+    answer = httpx.post(
+        collector.url + "/v1/events",
+        json={"events": events},
+        headers={"Authorization": f"Bearer {app.api_key}"},
+        timeout=10,
+    )
+    assert answer.status_code in (200, 202), answer.text
+
+
+def _page_view(
+    anon: str, path: str, at: int, ua: str, user: str | None = None
+) -> dict[str, object]:
+    page = {"url": "https://shop.example.com" + path, "path": path, "title": path.strip("/")}
+    event: dict[str, object] = {
+        "event": "page_viewed",
+        "anonymous_id": anon,
+        "timestamp": _iso(at),
+        "properties": page,
+        "context": page,
+        "ip": "81.2.69.160",
+        "ua": ua,
+    }
+    if user:
+        event["user"] = user
+    return event
+
+
+@pytest.fixture(scope="module")
+def admin(collector: Collector) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "collector", "admins", "create", EMAIL, "--password-stdin"],
+        input=PASSWORD + "\n",
+        cwd=ROOT,
+        env={**collector.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return EMAIL
+
+
+@pytest.fixture(scope="module")
+def known(collector: Collector, admin: str) -> Known:
+    """Two visitors: anonymous a_1 views / and /pricing; a_2 views / on a phone, signs up
+    as u_1 (identify with traits) and buys; a crawler views / once (a bot)."""
+    created = collector.create_app("https://shop.example.com")
+    now = int(time.time() * 1000) - 600_000
+    events: list[dict[str, object]] = [
+        _page_view("a_1", "/", now, CHROME),
+        _page_view("a_1", "/pricing", now + 20_000, CHROME),
+        _page_view("a_2", "/", now + 30_000, IPHONE),
+        {
+            "type": "identify",
+            "user": "u_1",
+            "anonymous_id": "a_2",
+            "traits": {"email": "u1@example.com", "plan": "pro"},
+            "timestamp": _iso(now + 40_000),
+            "ip": "81.2.69.160",
+            "ua": IPHONE,
+        },
+        {
+            "event": "signup",
+            "user": "u_1",
+            "anonymous_id": "a_2",
+            "timestamp": _iso(now + 41_000),
+            "properties": {"method": "email"},
+            "ip": "81.2.69.160",
+            "ua": IPHONE,
+        },
+        {
+            "event": "purchase",
+            "user": "u_1",
+            "anonymous_id": "a_2",
+            "timestamp": _iso(now + 100_000),
+            "properties": {"plan": "pro", "revenue": 49},
+            "ip": "81.2.69.160",
+            "ua": IPHONE,
+        },
+        _page_view("crawler", "/", now + 5_000, GOOGLEBOT),
+    ]
+    _post(collector, created, events)
+    collector.wait_events(created, "purchase")
+    return Known(created, f"{collector.url}/dashboard/apps/{created.app_id}")
+
+
+@pytest.fixture(scope="module")
+def logged_in(browser: Browser, collector: Collector, admin: str) -> Iterator[BrowserContext]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.goto(collector.url + "/dashboard/login")
+    page.fill("#email", EMAIL)
+    page.fill("#password", PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/dashboard/**")
+    page.close()
+    yield context
+    context.close()
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
+
+
+def test_pages_redirect_to_the_login_without_a_session(page: Page, known: Known) -> None:
+    page.goto(known.base + "/events")
+    expect(page).to_have_url(re.compile(r"/dashboard/login\?next="))
+    expect(page.locator("h1")).to_have_text("Log in")
+    shot(page, "login")
+
+
+def test_a_wrong_password_answers_the_form_again(
+    page: Page, collector: Collector, admin: str
+) -> None:
+    page.goto(collector.url + "/dashboard/login")
+    page.fill("#email", EMAIL)
+    page.fill("#password", "not the password")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("[role=alert]")).to_have_text("Wrong email or password.")
+    expect(page.locator("#email")).to_have_value(EMAIL)
+    assert page.context.cookies() == [] or all(
+        c["name"] != "telltale_session" for c in page.context.cookies()
+    )
+
+
+def test_login_then_logout(browser: Browser, collector: Collector, known: Known) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(known.base + "/people")
+    page.fill("#email", EMAIL)
+    page.fill("#password", PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    # Back where the login was asked from.
+    expect(page).to_have_url(known.base + "/people")
+    cookie = next(c for c in context.cookies() if c["name"] == "telltale_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    page.get_by_role("button", name="Log out").click()
+    expect(page.locator("h1")).to_have_text("Log in")
+    page.goto(known.base + "/people")
+    expect(page.locator("h1")).to_have_text("Log in")
+    # The old cookie no longer opens anything: the session ended on the server.
+    replay = httpx.get(
+        known.base + "/people",
+        cookies={"telltale_session": cookie["value"]},
+        follow_redirects=False,
+    )
+    assert replay.status_code == 303 and "/dashboard/login" in replay.headers["location"]
+    context.close()
+
+
+def test_a_forged_post_is_refused(
+    logged_in: BrowserContext, collector: Collector, known: Known
+) -> None:
+    page = logged_in.new_page()
+    before = collector.cli("keys", "list", known.app.app_id, "--json")
+    # The browser sends the session cookie; the form lacks this session's CSRF token.
+    for token in (None, "forged"):
+        form = {} if token is None else {"csrf": token}
+        answer = page.request.post(known.base + "/keys", form=form)
+        assert answer.status == 403
+        assert "another site" in answer.text()
+    assert collector.cli("keys", "list", known.app.app_id, "--json") == before
+    page.close()
+
+
+def test_overview_shows_the_totals_and_the_bots_filtered(
+    logged_in: BrowserContext, known: Known
+) -> None:
+    page = logged_in.new_page()
+    page.goto(known.base + "/")
+    expect(page.locator("[data-metric=unique_visitors]")).to_have_text("2")  # bots excluded
+    expect(page.locator("[data-metric=visits]")).to_have_text("2")
+    expect(page.locator("[data-metric=page_views]")).to_have_text("3")
+    expect(page.locator("[data-metric=bounce_rate]")).to_have_text("0%")
+    expect(page.locator("[data-bots-filtered]")).to_contain_text(
+        "1 bot event in this period: crawler 1"
+    )
+    expect(page.locator("[data-table=event] tbody tr")).to_have_count(2)  # signup, purchase
+    shot(page, "overview")
+    # A row filters the whole page; the filter shows and can be removed.
+    page.locator("[data-table=browser]").get_by_role("link", name="Chrome").click()
+    expect(page).to_have_url(re.compile(r"browser=Chrome"))
+    expect(page.locator("[data-metric=unique_visitors]")).to_have_text("1")
+    expect(page.locator("[data-metric=page_views]")).to_have_text("2")
+    page.get_by_role("link", name="Remove the browser filter").click()
+    expect(page.locator("[data-metric=page_views]")).to_have_text("3")
+    page.get_by_role("link", name="Include bots").click()
+    expect(page.locator("[data-metric=page_views]")).to_have_text("4")
+    page.close()
+
+
+def test_events_explorer_filters(logged_in: BrowserContext, known: Known) -> None:
+    page = logged_in.new_page()
+    page.goto(known.base + "/events")
+    rows = page.locator("[data-table=events] tbody tr")
+    expect(rows).to_have_count(5)  # no bot; identify calls are not events
+    page.fill("#event", "page_viewed")
+    page.get_by_role("button", name="Filter").click()
+    expect(rows).to_have_count(3)
+    page.fill("#prop", "path")
+    page.select_option("#op", "eq")
+    page.fill("#value", "/pricing")
+    page.get_by_role("button", name="Filter").click()
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("a_1")
+    expect(page.locator(".chips")).to_contain_text("path eq /pricing")
+    shot(page, "events")
+    # Removing a filter keeps the others.
+    page.click("[aria-label='Remove the property filter']")
+    expect(rows).to_have_count(3)
+    page.fill("#event", "")
+    page.fill("#person", "u_1")
+    page.get_by_role("button", name="Filter").click()
+    # u_1's events include what a_2 did before signing up.
+    expect(rows).to_have_count(3)
+    page.get_by_role("link", name="Include bots").click()
+    page.fill("#person", "")
+    page.fill("#event", "page_viewed")
+    page.get_by_role("button", name="Filter").click()
+    expect(rows).to_have_count(4)
+    expect(page.locator("[data-table=events] .badge.warn")).to_have_count(1)
+    page.close()
+
+
+def test_people_and_a_profile(logged_in: BrowserContext, known: Known) -> None:
+    page = logged_in.new_page()
+    page.goto(known.base + "/people")
+    expect(page.locator("[data-people-count]")).to_have_attribute("data-people-count", "2")
+    shot(page, "people")
+    page.fill("#q", "u1@example.com")
+    page.get_by_role("button", name="Search").click()
+    expect(page.locator("[data-table=people] tbody tr")).to_have_count(1)
+    page.click("[data-table=people] tbody a")
+    expect(page.locator("h1")).to_contain_text("u_1")
+    expect(page.locator("[data-anonymous-ids]")).to_contain_text("a_2")
+    expect(page.locator(".traits")).to_contain_text("u1@example.com")
+    expect(page.locator("[data-person-events]")).to_have_text("3")  # page view, signup, purchase
+    shot(page, "person")
+    page.close()
+
+
+def test_segment_builder_counts_and_saves(logged_in: BrowserContext, known: Known) -> None:
+    page = logged_in.new_page()
+    page.goto(known.base + "/segments")
+    builder = page.locator("[data-builder]")
+    expect(builder).to_be_visible()
+    page.get_by_role("button", name="+ condition").click()
+    page.locator("[data-builder] input[placeholder='event name']").fill("signup")
+    page.get_by_role("button", name="Count and list").click()
+    expect(page.locator("[data-segment-count]")).to_have_attribute("data-segment-count", "1")
+    expect(page.locator("[data-table=people]")).to_contain_text("u_1")
+    # Nested: has done signup, and any of (did page_viewed >= 2 times, a trait plan = pro).
+    page.get_by_role("button", name="+ group").click()
+    # Every condition is a .builder-group: the signup one, the new group, its child.
+    group = page.locator("[data-builder] .builder-group .builder-group").nth(2)
+    group.locator("select").first.select_option("count")
+    group.locator("input[placeholder='event name']").fill("page_viewed")
+    page.locator("#segment-name").fill("Signed up")
+    page.locator("[data-save-segment] button").click()
+    expect(page.locator(".saved")).to_contain_text("Signed up")
+    expect(page.locator("[data-segment-count]")).to_be_visible()
+    shot(page, "segments")
+    page.close()
+
+
+def test_funnel_conversion(logged_in: BrowserContext, known: Known) -> None:
+    page = logged_in.new_page()
+    page.goto(known.base + "/funnels")
+    page.fill("#step-1", "page_viewed")
+    page.fill("#step-2", "signup")
+    page.fill("#step-3", "purchase")
+    page.get_by_role("button", name="Show").click()
+    steps = page.locator(".funnel-table").first.locator("tbody tr")
+    expect(steps).to_have_count(3)
+    expect(steps.nth(0).locator("[data-users]")).to_have_text("2")
+    expect(steps.nth(1).locator("[data-users]")).to_have_text("1")
+    expect(steps.nth(1)).to_contain_text("50.0%")
+    expect(steps.nth(2).locator("[data-users]")).to_have_text("1")
+    shot(page, "funnels")
+    page.close()
+
+
+def test_settings_keys_shown_once_and_script_tag(logged_in: BrowserContext, known: Known) -> None:
+    page = logged_in.new_page()
+    page.goto(known.base + "/settings")
+    expect(page.locator("[data-script-tag]")).to_contain_text(f'data-app-id="{known.app.app_id}"')
+    page.get_by_role("button", name="Create a key").click()
+    key = page.locator("[data-new-key]").inner_text()
+    assert key.startswith("sk_")
+    works = httpx.get(
+        known.base.split("/dashboard")[0] + "/v1/stats",
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert works.status_code == 200
+    page.reload()
+    expect(page.locator("[data-new-key]")).to_have_count(0)
+    page.select_option("#ip_mode", "truncate")
+    page.fill("#retention_days", "90")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.locator("[role=status]")).to_have_text("Saved.")
+    expect(page.locator("#ip_mode")).to_have_value("truncate")
+    shot(page, "settings")
+    page.close()
+
+
+def test_live_view_shows_a_new_event_and_pauses(
+    logged_in: BrowserContext, collector: Collector, known: Known
+) -> None:
+    page = logged_in.new_page()
+    page.goto(known.base + "/live")
+    expect(page.locator("[data-live-status]")).to_have_text("Live: newest first.")
+    rows = page.locator("[data-live-rows] tr")
+    _post(collector, known.app, [{"event": "live_check", "user": "u_1", "ip": "81.2.69.160"}])
+    # Within 2 s of the collector's answer (issue 16: the live view's promise).
+    expect(rows.first).to_contain_text("live_check", timeout=2_000)
+    shot(page, "live")
+    page.click("[data-live-pause]")
+    _post(collector, known.app, [{"event": "while_paused", "user": "u_1"}])
+    expect(page.locator("[data-live-status]")).to_contain_text("1 new event held")
+    expect(rows.first).to_contain_text("live_check")
+    page.click("[data-live-pause]")
+    expect(rows.first).to_contain_text("while_paused")
+    page.close()
+
+
+def test_readable_on_a_phone(browser: Browser, collector: Collector, known: Known) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    page.goto(known.base + "/")
+    page.fill("#email", EMAIL)
+    page.fill("#password", PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    # (The live test adds events, not page views.)
+    expect(page.locator("[data-metric=page_views]")).to_have_text("3")
+    # Nothing wider than the screen but the tables' own scrolling cards.
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390
+    shot(page, "phone")
+    context.close()
+
+
+def test_keyboard_reaches_the_nav(logged_in: BrowserContext, known: Known) -> None:
+    page = logged_in.new_page()
+    page.goto(known.base + "/")
+    page.keyboard.press("Tab")
+    expect(page.locator(":focus")).to_have_text("Skip to content")
+    labels = page.evaluate(
+        "[...document.querySelectorAll('input:not([type=hidden]), select, textarea')]"
+        ".filter(e => !e.labels || !e.labels.length).map(e => e.name || e.id)"
+    )
+    assert labels == []
+    page.close()

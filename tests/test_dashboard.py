@@ -1,0 +1,460 @@
+"""The dashboard's accounts and pages, on both backends: admins in the store, sessions
+that end with a logout, a deleted admin or a new password, CSRF on every POST, the
+login rate limits, and pages answering from the query layer (the browser tests in
+e2e/test_dashboard.py show the same pages in Chromium)."""
+
+from __future__ import annotations
+
+import html
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from starlette.testclient import TestClient
+
+from collector.dashboard import accounts
+from collector.dashboard.passwords import check_password, hash_password, verify_password
+from collector.models import App
+from collector.query.types import EventsQuery, PropertyTest, StatsQuery
+from collector.store import Store
+from tests.conftest import ORIGIN, auth
+from tests.server import ROOT
+
+EMAIL = "owner@example.com"
+PASSWORD = "a long enough password"
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html[:500]
+    return found.group(1)
+
+
+def login(client: TestClient, email: str = EMAIL, password: str = PASSWORD) -> int:
+    form = client.get("/dashboard/login")
+    answer = client.post(
+        "/dashboard/login",
+        data={"email": email, "password": password, "csrf": _csrf(form.text)},
+        follow_redirects=False,
+    )
+    return answer.status_code
+
+
+@pytest.fixture
+def admin(store: Store) -> str:
+    assert store.create_admin(EMAIL, hash_password(PASSWORD))
+    return EMAIL
+
+
+@pytest.fixture
+def dash(client: TestClient, admin: str, app: App, key: str) -> Iterator[TestClient]:
+    """A client logged in, with an app holding a few events."""
+    events = [
+        {"event": "page_viewed", "anonymous_id": "a1", "properties": {"path": "/"}},
+        {"event": "page_viewed", "anonymous_id": "a1", "properties": {"path": "/pricing"}},
+        {"event": "signup", "user": {"id": "u1", "traits": {"email": "u1@example.com"}}},
+        {
+            "event": "page_viewed",
+            "anonymous_id": "bot",
+            "ua": "python-requests/2.32",
+            "properties": {"path": "/"},
+        },
+    ]
+    assert client.post("/v1/events", json={"events": events}, headers=auth(key)).is_success
+    assert login(client) == 303
+    yield client
+
+
+# Passwords --------------------------------------------------------------------------------
+
+
+def test_passwords_are_salted_scrypt_hashes() -> None:
+    first, second = hash_password(PASSWORD), hash_password(PASSWORD)
+    assert first != second and first.startswith("scrypt$16384$8$1$")
+    assert verify_password(PASSWORD, first) and verify_password(PASSWORD, second)
+    assert not verify_password(PASSWORD + "!", first)
+    assert not verify_password(PASSWORD, None)  # an unknown account
+    assert not verify_password(PASSWORD, "md5$garbage")
+    assert check_password("short") == "must be at least 8 characters"
+    assert check_password(PASSWORD) is None
+
+
+# The store --------------------------------------------------------------------------------
+
+
+def test_admins_in_the_store(store: Store) -> None:
+    assert store.create_admin(EMAIL, "h1")
+    assert not store.create_admin(EMAIL, "h2")  # one admin per email
+    found = store.get_admin(EMAIL)
+    assert found is not None and found["password_hash"] == "h1"
+    store.create_session("t1", EMAIL, 1_000, 10_000)
+    store.create_session("t2", EMAIL, 1_000, 2_000)
+    assert store.session_admin("t1", 5_000) == EMAIL
+    assert store.session_admin("t2", 5_000) is None  # expired
+    assert store.session_admin("nope", 5_000) is None
+    assert store.list_admins()[0]["email"] == EMAIL
+    # A new password ends every session of the admin.
+    assert store.set_admin_password(EMAIL, "h3")
+    assert store.session_admin("t1", 5_000) is None
+    store.create_session("t3", EMAIL, 1_000, 10_000)
+    store.delete_session("t3")
+    assert store.session_admin("t3", 5_000) is None
+    store.create_session("t4", EMAIL, 1_000, 10_000)
+    assert store.delete_admin(EMAIL)
+    assert store.session_admin("t4", 5_000) is None
+    assert store.get_admin(EMAIL) is None
+    assert not store.delete_admin(EMAIL)
+    assert not store.set_admin_password(EMAIL, "h4")
+
+
+def test_saved_segments_per_app(store: Store, app: App) -> None:
+    other = store.create_app("Other", [], {})
+    rules = {"match": "all", "conditions": [{"has_done": {"event": "signup"}}]}
+    seg = store.save_segment(app.app_id, "Signed up", rules)
+    store.save_segment(other.app_id, "Elsewhere", rules)
+    assert [(s["segment_id"], s["name"], s["rules"]) for s in store.list_segments(app.app_id)] == [
+        (seg, "Signed up", rules)
+    ]
+    assert not store.delete_segment(other.app_id, seg)  # not that app's
+    assert store.delete_segment(app.app_id, seg)
+    assert store.list_segments(app.app_id) == []
+
+
+def test_events_page_filters_by_property(
+    store: Store, app: App, client: TestClient, key: str
+) -> None:
+    events = [
+        {"event": "purchase", "user": "u1", "properties": {"plan": "pro", "revenue": 49}},
+        {"event": "purchase", "user": "u2", "properties": {"plan": "team", "revenue": 199}},
+        {"event": "purchase", "user": "u3", "properties": {"plan": "pro", "revenue": "49"}},
+    ]
+    assert client.post("/v1/events", json={"events": events}, headers=auth(key)).is_success
+    page = store.events_page(app.app_id, EventsQuery(where=(PropertyTest("revenue", "gt", 40),)))
+    assert sorted(e["user_id"] for e in page.events) == ["u1", "u2"]  # "49" is a string
+    page = store.events_page(
+        app.app_id,
+        EventsQuery(where=(PropertyTest("plan", "eq", "pro"), PropertyTest("revenue", "eq", 49))),
+    )
+    assert [e["user_id"] for e in page.events] == ["u1"]
+
+
+# Logging in -------------------------------------------------------------------------------
+
+
+def test_pages_redirect_to_the_login(client: TestClient, app: App) -> None:
+    for path in ("/dashboard/", f"/dashboard/apps/{app.app_id}/events", "/dashboard/anything"):
+        answer = client.get(path, follow_redirects=False)
+        assert answer.status_code == 303
+        assert answer.headers["location"].startswith("/dashboard/login")
+    assert client.get("/dashboard/login").status_code == 200
+
+
+def test_login_wrong_password_and_unknown_account(client: TestClient, admin: str) -> None:
+    assert login(client, password="wrong password") == 401
+    assert login(client, email="nobody@example.com") == 401
+    form = client.get("/dashboard/login")
+    answer = client.post(
+        "/dashboard/login", data={"email": EMAIL, "password": "wrong", "csrf": _csrf(form.text)}
+    )
+    assert "Wrong email or password." in answer.text
+    assert "telltale_session" not in client.cookies
+
+
+def test_the_session_cookie(client: TestClient, admin: str) -> None:
+    form = client.get("/dashboard/login")
+    answer = client.post(
+        "/dashboard/login",
+        data={"email": " Owner@Example.com ", "password": PASSWORD, "csrf": _csrf(form.text)},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    cookie = next(
+        c for c in answer.headers.get_list("set-cookie") if c.startswith("telltale_session=")
+    )
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Max-Age=43200" in cookie
+    assert "Secure" not in cookie  # plain HTTP here
+    form = client.get("/dashboard/login", headers={"X-Forwarded-Proto": "https"})
+    answer = client.post(
+        "/dashboard/login",
+        data={"email": EMAIL, "password": PASSWORD, "csrf": _csrf(form.text)},
+        headers={"X-Forwarded-Proto": "https"},
+        follow_redirects=False,
+    )
+    assert "Secure" in answer.headers["set-cookie"]
+
+
+def test_a_tampered_cookie_opens_nothing(dash: TestClient, app: App) -> None:
+    value = dash.cookies["telltale_session"]
+    dash.cookies.set("telltale_session", value[:-2] + ("AA" if value[-2:] != "AA" else "BB"))
+    answer = dash.get(f"/dashboard/apps/{app.app_id}/events", follow_redirects=False)
+    assert answer.status_code == 303
+
+
+def test_login_is_rate_limited_per_account(client: TestClient, admin: str) -> None:
+    for _ in range(accounts.ACCOUNT_FAILURES):
+        assert login(client, password="wrong password") == 401
+    # Now even the right password waits: guessing has to stop.
+    assert login(client) == 429
+
+
+def test_login_is_rate_limited_per_ip(client: TestClient, admin: str) -> None:
+    codes = [login(client, email=f"guess{i}@example.com") for i in range(accounts.IP_ATTEMPTS + 1)]
+    assert codes[:-1] == [401] * accounts.IP_ATTEMPTS
+    assert codes[-1] == 429
+
+
+def test_the_login_form_needs_its_csrf_token(client: TestClient, admin: str) -> None:
+    client.get("/dashboard/login")
+    answer = client.post("/dashboard/login", data={"email": EMAIL, "password": PASSWORD})
+    assert answer.status_code == 403
+    assert "telltale_session" not in client.cookies
+
+
+def test_logout_ends_the_session(dash: TestClient, app: App) -> None:
+    page = f"/dashboard/apps/{app.app_id}/people"
+    cookie = dash.cookies["telltale_session"]
+    csrf = _csrf(dash.get(page).text)
+    assert dash.post("/dashboard/logout", data={"csrf": csrf}).status_code == 200
+    dash.cookies.set("telltale_session", cookie)  # a copy kept by an attacker
+    assert dash.get(page, follow_redirects=False).status_code == 303
+
+
+@pytest.mark.parametrize("change", ["delete", "passwd"])
+def test_deleting_an_admin_or_a_new_password_ends_their_sessions(
+    dash: TestClient, app: App, store: Store, change: str
+) -> None:
+    page = f"/dashboard/apps/{app.app_id}/events"
+    assert dash.get(page, follow_redirects=False).status_code == 200
+    if change == "delete":
+        store.delete_admin(EMAIL)
+    else:
+        store.set_admin_password(EMAIL, hash_password("another password"))
+    assert dash.get(page, follow_redirects=False).status_code == 303
+
+
+def test_a_post_without_this_sessions_csrf_token_is_refused(
+    dash: TestClient, app: App, store: Store
+) -> None:
+    before = store.list_keys(app.app_id)
+    for data in ({}, {"csrf": "forged"}, {"csrf": accounts.Keys("another").csrf("x")}):
+        answer = dash.post(f"/dashboard/apps/{app.app_id}/keys", data=data)
+        assert answer.status_code == 403
+    assert store.list_keys(app.app_id) == before
+
+
+def test_the_query_api_still_needs_a_server_key(dash: TestClient) -> None:
+    # A dashboard session opens the dashboard, not the API.
+    assert dash.get("/v1/stats").status_code == 401
+
+
+# Pages ------------------------------------------------------------------------------------
+
+
+def test_every_page_answers(dash: TestClient, app: App) -> None:
+    base = f"/dashboard/apps/{app.app_id}"
+    for path in (
+        "/dashboard/",
+        base + "/",
+        base + "/?period=today",
+        base + "/?period=custom&from=2026-01-01&to=2026-01-31",
+        base + "/live",
+        base + "/events?event=page_viewed&prop=path&op=eq&value=/pricing",
+        base + "/people",
+        base + "/people?q=u1@example.com",
+        base + "/people/u1",
+        base + "/people/anon:a1",
+        base + '/segments?rules={"match":"any","conditions":[{"not":{"has_done":{"event":"x"}}}]}',
+        base + "/funnels?step=page_viewed&step=signup&breakdown=path",
+        base + "/settings",
+    ):
+        answer = dash.get(path)
+        assert answer.status_code == 200, (path, answer.text[:300])
+        assert "Content-Security-Policy" in answer.headers
+
+
+def test_bad_input_is_a_page_naming_the_field(dash: TestClient, app: App) -> None:
+    base = f"/dashboard/apps/{app.app_id}"
+    for path, field in (
+        (base + "/events?period=forever", "period"),
+        (base + "/events?period=custom&from=x&to=y", "from"),
+        (base + "/events?prop=plan&op=like&value=x", "op"),
+        (base + "/events?cursor=forged", "cursor"),
+        (base + "/segments?rules=[1]", "rules"),
+        (base + '/segments?rules={"match":"all","conditions":[{"count":{"event":"x"}}]}', "count"),
+        (base + "/funnels?step=a", "steps"),
+    ):
+        answer = dash.get(path)
+        assert answer.status_code in (200, 400), path
+        assert field in answer.text, (path, answer.text[:400])
+    assert dash.get(base + "/people/nobody").status_code == 404
+    assert dash.get("/dashboard/apps/app_nope/events").status_code == 404
+
+
+def test_pages_show_the_figures(dash: TestClient, app: App) -> None:
+    base = f"/dashboard/apps/{app.app_id}"
+    overview = dash.get(base + "/").text
+    assert 'data-metric="unique_visitors">2<' in overview  # a1 and u1; the bot left out
+    assert 'data-metric="page_views">2<' in overview
+    assert 'data-bots-filtered="1"' in overview and "http_library 1" in overview
+    with_bots = dash.get(base + "/?bots=1").text
+    assert 'data-metric="page_views">3<' in with_bots
+    events = dash.get(base + "/events?event=page_viewed&prop=path&op=eq&value=/pricing").text
+    assert events.count("<tr>") == 2  # the header and one event
+    people = dash.get(base + "/people").text
+    assert 'data-people-count="2"' in people
+    person = dash.get(base + "/people/u1").text
+    assert "u1@example.com" in person
+    funnel = dash.get(base + "/funnels?step=page_viewed&step=signup").text
+    assert re.findall(r"data-users>(\d+)<", funnel) == ["1", "0"]
+
+
+def test_segments_are_saved_counted_and_deleted(dash: TestClient, app: App, store: Store) -> None:
+    base = f"/dashboard/apps/{app.app_id}"
+    csrf = _csrf(dash.get(base + "/segments").text)
+    rules = '{"match":"all","conditions":[{"trait":{"key":"email","eq":"u1@example.com"}}]}'
+    saved = dash.post(
+        base + "/segments",
+        data={"csrf": csrf, "name": "U1", "rules": rules},
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303
+    page = dash.get(saved.headers["location"]).text
+    assert 'data-segment-count="1"' in page
+    (seg,) = store.list_segments(app.app_id)
+    refused = dash.post(base + "/segments", data={"csrf": csrf, "name": "Bad", "rules": "{}"})
+    assert refused.status_code == 400 and "conditions" in refused.text
+    dash.post(base + f"/segments/{seg['segment_id']}/delete", data={"csrf": csrf})
+    assert store.list_segments(app.app_id) == []
+
+
+def test_settings_change_the_app_as_the_cli_does(dash: TestClient, app: App, store: Store) -> None:
+    base = f"/dashboard/apps/{app.app_id}"
+    csrf = _csrf(dash.get(base + "/settings").text)
+    form = {
+        "csrf": csrf,
+        "name": "Shop 2",
+        "origins": "https://a.example.com\nhttps://*.example.net",
+        "bot_policy": "drop",
+        "ip_mode": "none",
+        "retention_days": "30",
+    }
+    assert dash.post(base + "/settings", data=form).status_code == 200
+    changed = store.get_app(app.app_id)
+    assert changed is not None and changed.name == "Shop 2"
+    assert changed.origins == ["https://*.example.net", "https://a.example.com"]
+    assert changed.setting("bot_policy") == "drop" and changed.setting("ip_mode") == "none"
+    assert changed.setting("retention_days") == 30
+    bad = dash.post(base + "/settings", data={**form, "origins": "not an origin"})
+    assert bad.status_code == 400 and "origins" in bad.text
+    dash.post(base + "/rules", data={"csrf": csrf, "event": "ping", "throttle": "10m"})
+    rule = next(r for r in store.get_app(app.app_id).rules if r.event == "ping")  # type: ignore[union-attr]
+    assert rule.throttle_ms == 600_000
+    dash.post(base + f"/rules/{rule.id}/delete", data={"csrf": csrf})
+    assert all(r.event != "ping" for r in store.get_app(app.app_id).rules)  # type: ignore[union-attr]
+
+
+def test_a_new_key_is_shown_once(dash: TestClient, app: App, store: Store) -> None:
+    base = f"/dashboard/apps/{app.app_id}"
+    csrf = _csrf(dash.get(base + "/settings").text)
+    shown = dash.post(base + "/keys", data={"csrf": csrf})
+    key = re.search(r"data-new-key>([^<]+)<", shown.text)
+    assert key is not None
+    assert dash.get("/v1/stats", headers=auth(key.group(1))).status_code == 200
+    assert "data-new-key" not in dash.get(base + "/settings").text
+    key_id = store.list_keys(app.app_id)[-1]["key_id"]
+    dash.post(base + f"/keys/{key_id}/revoke", data={"csrf": csrf})
+    assert store.list_keys(app.app_id)[-1]["revoked_at"] is not None
+
+
+# The CLI ----------------------------------------------------------------------------------
+
+
+def _cli(db: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "collector", *args, "--db", db],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+
+
+def test_admins_cli(db: str, store: Store) -> None:
+    made = _cli(db, "admins", "create", "Me@Example.com", "--password-stdin", stdin=PASSWORD)
+    assert made.returncode == 0, made.stderr
+    assert "created admin me@example.com" in made.stdout
+    again = _cli(db, "admins", "create", "me@example.com", "--password-stdin", stdin=PASSWORD)
+    assert again.returncode == 1 and "exists" in again.stderr
+    short = _cli(db, "admins", "create", "x@example.com", "--password-stdin", stdin="short")
+    assert short.returncode == 2 and "at least 8" in short.stderr
+    assert (
+        _cli(db, "admins", "create", "not-an-email", "--password-stdin", stdin=PASSWORD).returncode
+        == 2
+    )
+    assert "me@example.com" in _cli(db, "admins", "list").stdout
+    changed = _cli(
+        db, "admins", "passwd", "me@example.com", "--password-stdin", stdin="new password!"
+    )
+    assert changed.returncode == 0
+    found = store.get_admin("me@example.com")
+    assert found is not None and verify_password("new password!", found["password_hash"])
+    assert _cli(db, "admins", "delete", "me@example.com").returncode == 0
+    assert _cli(db, "admins", "delete", "me@example.com").returncode == 1
+    assert store.get_admin("me@example.com") is None
+
+
+def test_bot_reasons_read_the_bot_events_alone(
+    store: Store, app: App, client: TestClient, key: str
+) -> None:
+    events = [
+        {
+            "event": "page_viewed",
+            "user": "human",
+            "ua": "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0",
+        },
+        {"event": "page_viewed", "user": "c", "ua": "Mozilla/5.0 (compatible; Googlebot/2.1)"},
+        {"event": "signup", "user": "r", "ua": "python-requests/2.32"},
+    ]
+    assert client.post("/v1/events", json={"events": events}, headers=auth(key)).is_success
+    everything = store.event_stats(app.app_id, StatsQuery())
+    assert store.bot_reasons(app.app_id, StatsQuery()) == everything["bot_reasons"]
+    assert store.bot_reasons(app.app_id, StatsQuery()) == {"crawler": 1, "http_library": 1}
+    assert store.bot_reasons(app.app_id, StatsQuery(events=("signup",))) == {"http_library": 1}
+    assert store.bot_reasons(app.app_id, StatsQuery(until=1)) == {}
+
+
+def test_the_overview_filters_by_any_row(dash: TestClient, app: App, key: str) -> None:
+    """Known traffic (tests/test_api_analytics.py) on the page: the figures, a row that
+    filters the whole page, the filter shown with its remove link, the URL as state."""
+    from tests.test_api_analytics import T0, traffic
+
+    events = traffic()
+    for e in events:  # the shop's pages, on this test app's origin
+        e["context"]["url"] = e["context"]["url"].replace("https://shop.example", ORIGIN)
+        if e["context"].get("referrer", "").startswith("https://shop.example"):
+            e["context"]["referrer"] = ORIGIN + "/"
+    assert dash.post("/v1/events", json={"events": events}, headers=auth(key)).is_success
+    day = datetime.fromtimestamp(T0 / 1000, tz=UTC).date().isoformat()
+    base = f"/dashboard/apps/{app.app_id}/?period=custom&from={day}&to={day}"
+    page = dash.get(base).text
+    assert 'data-metric="unique_visitors">3<' in page
+    assert 'data-metric="visits">4<' in page
+    assert 'data-metric="bounce_rate">50%<' in page
+    assert 'data-metric="visit_duration">2m 10s<' in page
+    for table in ("page", "entry_page", "exit_page", "referrer", "channel", "utm_campaign",
+                  "country", "browser", "os", "device", "event"):  # fmt: skip
+        assert f'data-table="{table}"' in page
+    paid = re.search(r'href="([^"]*)" data-filter="channel">Paid<', page)
+    assert paid is not None
+    link = html.unescape(paid.group(1))
+    assert "channel=Paid" in link and "period=custom" in link
+    filtered = dash.get(f"/dashboard/apps/{app.app_id}/{link}").text
+    assert 'data-metric="unique_visitors">1<' in filtered
+    assert 'data-metric="page_views">2<' in filtered
+    assert 'data-remove-filter="channel"' in filtered
+    direct = dash.get(base + "&referrer=(none)").text
+    assert 'data-metric="visits">3<' in direct
