@@ -4,6 +4,7 @@ Query API uses (parsers, run_funnel, the store's reads); no query of their own."
 from __future__ import annotations
 
 import dataclasses
+from datetime import date, timedelta
 from typing import Any
 
 import orjson
@@ -234,8 +235,6 @@ async def overview(request: Request, session: Session) -> Response:
 
 def _series(period: Period, per_day: dict[str, int]) -> list[tuple[str, int]]:
     """Every day of the period, those without events at 0 (a chart with no gaps)."""
-    from datetime import date, timedelta
-
     start, end = date.fromisoformat(period.start), date.fromisoformat(period.end)
     days = []
     while start <= end:
