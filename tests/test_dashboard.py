@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 
 from collector.dashboard import accounts
 from collector.dashboard.passwords import check_password, hash_password, verify_password
+from collector.errors import FieldError
 from collector.models import App
 from collector.query.types import EventsQuery, PropertyTest, StatsQuery
 from collector.store import Store
@@ -458,3 +459,32 @@ def test_the_overview_filters_by_any_row(dash: TestClient, app: App, key: str) -
     assert 'data-remove-filter="channel"' in filtered
     direct = dash.get(base + "&referrer=(none)").text
     assert 'data-metric="visits">3<' in direct
+
+
+def test_periods() -> None:
+    from starlette.datastructures import QueryParams
+
+    from collector.dashboard.params import parse_period, scalar
+
+    now = 1_796_000_000_000  # 2026-11-30T00:53:20Z
+    errors: list[FieldError] = []
+    week = parse_period(QueryParams("period=7d"), errors, now)
+    assert (week.start, week.end, week.until) == ("2026-11-24", "2026-11-30", None)
+    today = parse_period(QueryParams("period=today"), errors, now)
+    assert today.start == today.end == "2026-11-30" and today.since == 1_795_996_800_000
+    custom = parse_period(QueryParams("period=custom&from=2026-11-01&to=2026-11-02"), errors, now)
+    assert custom.until is not None and custom.until - custom.since == 2 * 86_400_000
+    before = custom.previous()
+    assert (before.start, before.end, before.until) == ("2026-10-30", "2026-10-31", custom.since)
+    assert errors == []
+    parse_period(QueryParams("period=custom&from=2026-11-05&to=2026-11-01"), errors, now)
+    parse_period(QueryParams("period=ever"), errors, now)
+    assert [e["field"] for e in errors] == ["to", "period"]
+    assert [scalar(t) for t in ("42", '"42"', "true", "pro", "null", "[1]")] == [
+        42,
+        "42",
+        True,
+        "pro",
+        None,
+        "[1]",
+    ]
