@@ -23,9 +23,6 @@ var options = {
   downloadExtensions: 'pdf,xlsx,docx,pptx,csv,txt,rtf,zip,rar,7z,gz,dmg,exe,msi,pkg,apk,iso,mp3,wav,mp4,mov,avi',
 }
 var url // POST URL; set by init(), sends wait for it
-var queue = [] // undelivered events, oldest first, mirrored in localStorage
-var done = {} // message_ids this page has delivered or given up, never re-adopted
-var beaconed = {} // message_ids handed to sendBeacon since the page was last visible
 var memory = {} // storage fallback when localStorage throws (Safari private mode, sandboxes)
 var unsaved = {} // keys whose last write failed (blocked storage, quota): memory has them
 var sending // the delivery in progress, if any: one at a time keeps retries in order
@@ -52,7 +49,6 @@ var doc = document
 var assign = Object.assign
 var now = () => Date.now()
 var json = (value) => JSON.stringify(value)
-var ids = (list, map) => list.forEach((e) => (map[e.message_id] = 1))
 var on = (type, listener, target) => (target || window).addEventListener(type, listener, true)
 
 // ---- storage: every access in try/catch, with an in-memory copy as the fallback -------
@@ -126,7 +122,7 @@ var item = (fields, at, where) =>
       screen: screen.width + 'x' + screen.height,
       library: { name: 'telltale', version: __VERSION__ },
       // Automation says so itself; the collector flags the visitor as a bot.
-      webdriver: navigator.webdriver || undefined,
+      webdriver: navigator.webdriver,
     }),
   })
 
@@ -135,47 +131,42 @@ var blocked = () =>
 
 var bytes = (s) => new Blob([s]).size
 
+// ---- the persisted queue ------------------------------------------------------------
+
+// Undelivered events, oldest first. Storage is the queue (with memory as the fallback):
+// every change reads it, changes it and writes it back, so events that another tab or an
+// earlier page left there are sent too. A duplicate send is harmless (the collector
+// stores each message_id once); a lost event is not.
+var load = () => {
+  try {
+    return JSON.parse(get('queue')) || []
+  } catch (e) {
+    return []
+  }
+}
+
+// Writes the queue back, keeping the newest MAX_QUEUE events.
+var store = (queue) => {
+  var over = queue.length - MAX_QUEUE
+  if (over > 0) report('f', over)
+  set('queue', json(queue.slice(-MAX_QUEUE)))
+}
+
 var enqueue = (event) => {
   if (blocked()) return report('o')
   if (bytes(json(event)) > MAX_EVENT_BYTES) return report('z', event)
-  queue.push(event)
-  save()
+  store([...load(), event])
   report('q', event)
   schedule()
 }
 
-// ---- the persisted queue ------------------------------------------------------------
-
-// Writes the queue back, first adopting events another tab (or an earlier page) left in
-// storage: a duplicate send is harmless (the collector dedupes by message_id), a lost
-// event is not. Events this page is done with go.
-var save = () => {
-  var seen = assign({}, done)
-  var stored
-  try {
-    stored = JSON.parse(get('queue'))
-  } catch (e) {}
-  // Adopted events go first: they are usually the older ones.
-  queue = (stored || []).concat(queue).filter((e) => !seen[e.message_id] && (seen[e.message_id] = 1))
-  var over = queue.length - MAX_QUEUE
-  if (over > 0) {
-    report('f', over)
-    ids(queue.splice(0, over), done)
-  }
-  set('queue', json(queue))
-}
-
-// Events not yet handed to a beacon: a beacon'd event waits for the page to be visible
-// again (or the next load) before it is resent with fetch and confirmed.
-var pending = () => queue.filter((e) => !beaconed[e.message_id])
-
-// The first pending events that fit one request (at most `max` events and
+// The first queued events that fit one request (at most `max` events and
 // MAX_BODY_BYTES, and always at least one), and that request's body.
 var take = (max) => {
   var batch = []
   var size = 200 // the envelope around the events
   // Stops before an event that would not fit, or after the max-th.
-  pending().some((e) => ((size += bytes(json(e)) + 1) > MAX_BODY_BYTES && batch[0]) || !batch.push(e) || !--max)
+  load().some((e) => ((size += bytes(json(e)) + 1) > MAX_BODY_BYTES && batch[0]) || !batch.push(e) || !--max)
   return [batch, json({ app_id: options.appId, sent_at: new Date().toISOString(), events: batch })]
 }
 
@@ -188,7 +179,7 @@ var post = (data, keepalive) => fetch(url, { method: 'POST', body: data, keepali
 
 // Sends when a batch is full, else after flushInterval; never before a backoff ends.
 var schedule = () => {
-  var count = pending().length
+  var count = load().length
   var at = Math.max(retryAt, now() + (count < options.batchSize && options.flushInterval))
   if (url && !sending && count && !(timer && timerAt <= at)) {
     clearTimeout(timer)
@@ -210,7 +201,7 @@ var send = () =>
 var deliver = async () => {
   for (;;) {
     var [batch, data] = take(options.batchSize)
-    if (!url || !batch[0] || blocked()) return !pending()[0]
+    if (!url || !batch[0]) return !batch[0]
     report('s', batch, url)
     try {
       var response = await post(data)
@@ -218,8 +209,8 @@ var deliver = async () => {
       attempt = retryAt = 0
       // Any other 4xx is final: retrying cannot fix it, so the events go too.
       report('a', response, batch)
-      ids(batch, done)
-      save()
+      // The batch leaves the queue: its body names each of its message_ids.
+      store(load().filter((e) => !data.includes(e.message_id)))
     } catch (failure) {
       // Offline, unreachable, 408, 429 or 5xx: the events stay queued and are retried
       // when the collector says (Retry-After, in seconds), else after a jittered
@@ -236,22 +227,16 @@ var deliver = async () => {
 export var flush = () => send()
 
 // The page is going away (or hidden, which on mobile may be the last chance): hand the
-// pending events to sendBeacon (or fetch with keepalive), as many as one request takes:
+// queued events to sendBeacon (or fetch with keepalive), as many as one request takes:
 // browsers allow 64 KB in flight for those together. Beacons give no answer, so the
-// events stay in storage and are sent again later; the collector stores each message_id
-// once.
+// events stay queued and are sent again (by the next send, or the next page); the
+// collector stores each message_id once.
 var beacon = () => {
   var [batch, data] = take(1e9)
-  if (url && batch[0] && !blocked()) {
-    ids(batch, beaconed)
+  if (url && batch[0]) {
     report('b', batch)
     if (!navigator.sendBeacon(url, data)) post(data, true).catch(() => {})
   }
-}
-
-var visible = () => {
-  beaconed = {}
-  schedule()
 }
 
 // ---- automatic events ---------------------------------------------------------------
@@ -407,10 +392,7 @@ var hook = () => {
   on('hashchange', navigated)
   on('pageshow', (e) => {
     // Restored from the back/forward cache: no load happened, but it is a page view.
-    if (e.persisted) {
-      visible()
-      if (options.autoEvents) pageView(now())
-    }
+    if (e.persisted && options.autoEvents) pageView(now())
   })
   on('scroll', scrolled)
   // Capture phase (as every listener here): runs before the page's own handlers, so a
@@ -424,10 +406,7 @@ var hook = () => {
     'visibilitychange',
     () => {
       if (doc.hidden) hidden()
-      else {
-        shown(now())
-        visible()
-      }
+      else shown(now())
     },
     doc,
   )
@@ -448,8 +427,7 @@ export var init = (config) => {
   if (!options.appId) return report('m')
   url = new URL(options.endpoint || location.origin, location.href).href.replace(/\/*$/, '/v1/events')
   report('i', options)
-  if (blocked()) clear()
-  save() // adopt what earlier pages left undelivered
+  if (blocked()) set('queue')
   if (!hooked) hook()
   if (lastUrl == null && !waiting) watch()
   schedule()
@@ -487,16 +465,10 @@ export var reset = () => {
   set('id', uuid())
 }
 
-var clear = () => {
-  ids(queue, done)
-  queue = []
-  set('queue')
-}
-
 /** Stops tracking in this browser (remembered in localStorage) and drops the queue. */
 export var optOut = () => {
   set('optout', 1)
-  clear()
+  set('queue')
 }
 
 /** Undoes optOut(). */
