@@ -334,10 +334,7 @@ var linkClicked = (event) => {
   if (options.autoEvents && link && event.button == (event.type == 'auxclick') && !link.closest(IGNORE)) {
     var to = new URL(link.href, location.href)
     var extension = (to.pathname.toLowerCase().match(/\.(\w+)$/) || [])[1]
-    if (
-      link.hasAttribute('download') ||
-      (extension && (',' + options.downloadExtensions + ',').replace(/\s/g, '').includes(',' + extension + ','))
-    )
+    if (link.hasAttribute('download') || ('' + options.downloadExtensions).split(/\W+/).includes(extension))
       track('file_downloaded', { url: to.href, extension: extension || null })
     else if (/^http/.test(to.protocol) && to.host != location.host) track('outbound_link_clicked', { url: to.href })
   }
