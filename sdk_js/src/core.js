@@ -49,7 +49,9 @@ var doc = document
 var assign = Object.assign
 var now = () => Date.now()
 var json = (value) => JSON.stringify(value)
-var on = (type, listener, target) => (target || window).addEventListener(type, listener, true)
+// Every listener is on window in the capture phase: window sees events dispatched at the
+// document and its elements before anything on the page does.
+var on = (type, listener) => addEventListener(type, listener, true)
 
 // ---- storage: every access in try/catch, with an in-memory copy as the fallback -------
 
@@ -90,13 +92,11 @@ export var report = (...args) => options.debug && reporter && reporter(...args)
 // Ids made at about the same time sort together, so the collector's message_id index
 // grows at its end instead of dirtying a random page for every event (measured with
 // bench/store_bench.py). getRandomValues works on plain http too, unlike randomUUID.
-var uuid = (t) => (
-  (t = now().toString(16).padStart(12, 0)),
+var uuid = (t = now().toString(16).padStart(12, 0), random = crypto.getRandomValues(new Uint8Array(24))) =>
   // Random hex for each 0 and 1 of the template, 8 → 8…b (the variant); 7 stays.
-  t.slice(0, 8) + '-' + t.slice(8) + (-7e3 + '' + -8e3 + -1e11).replace(/[018]/g, (c) =>
-    (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16),
+  t.slice(0, 8) + '-' + t.slice(8) + (-7e3 + '' + -8e3 + -1e11).replace(/[018]/g, (c, i) =>
+    (c ^ (random[i] & (15 >> (c / 4)))).toString(16),
   )
-)
 
 export var getAnonymousId = () => get('id') || (set('id', uuid()), get('id'))
 
@@ -255,9 +255,9 @@ var pageView = (restored) => {
   lastUrl = href
   var at = restored || changedAt
   pageLeft(at)
+  shown(at)
   current = page()
   visibleMs = deepest = 0
-  shownAt = !doc.hidden && at
   scrolled()
   track('page_viewed', current, at, current)
 }
@@ -332,11 +332,11 @@ var IGNORE = '[data-telltale-ignore]'
 var linkClicked = (event) => {
   var link = event.target.closest && event.target.closest('a[href]')
   if (options.autoEvents && link && event.button == (event.type == 'auxclick') && !link.closest(IGNORE)) {
-    var to = new URL(link.href, location.href)
-    var extension = (to.pathname.toLowerCase().match(/\.(\w+)$/) || [])[1]
+    // An HTML link resolves its own URL (href, pathname, host, protocol).
+    var extension = (link.pathname.toLowerCase().match(/\.(\w+)$/) || [])[1]
     if (link.hasAttribute('download') || ('' + options.downloadExtensions).split(/\W+/).includes(extension))
-      track('file_downloaded', { url: to.href, extension: extension || null })
-    else if (/^http/.test(to.protocol) && to.host != location.host) track('outbound_link_clicked', { url: to.href })
+      track('file_downloaded', { url: link.href, extension: extension || null })
+    else if (/^http/.test(link.protocol) && link.host != location.host) track('outbound_link_clicked', { url: link.href })
   }
 }
 
@@ -362,7 +362,7 @@ var formSubmitted = (event) => {
         fields.push(name)
     })
     // getAttribute, not form.id/.action/...: an input named "action" would shadow those.
-    var action = new URL(attr('action') || '', location.href)
+    var action = new URL(attr('action') || '', location)
     track('form_submitted', {
       form_id: attr('id'),
       form_name: attr('name'),
@@ -395,9 +395,9 @@ var hook = () => {
   // Capture phase (as every listener here): runs before the page's own handlers, so a
   // submit or a click that the page prevents still counts; the SDK never prevents,
   // delays or repeats one.
-  on('submit', formSubmitted, doc)
-  on('click', linkClicked, doc)
-  on('auxclick', linkClicked, doc)
+  on('submit', formSubmitted)
+  on('click', linkClicked)
+  on('auxclick', linkClicked)
   on('pagehide', hidden)
   on(
     'visibilitychange',
@@ -405,7 +405,6 @@ var hook = () => {
       if (doc.hidden) hidden()
       else shown(now())
     },
-    doc,
   )
   on('online', () => {
     retryAt = 0
@@ -420,9 +419,9 @@ export var init = (config) => {
   // Unset options keep their defaults.
   for (var key in config) if (config[key] != null) options[key] = config[key]
   // ?telltale_debug=1 is read once: an SPA navigation may drop it from the URL.
-  options.debug = options.debug || /[?&]telltale_debug=1/.test(location.search) || get('debug') == 1
+  options.debug = options.debug || /[?&]telltale_debug=1/.test(location) || get('debug') == 1
   if (!options.appId) return report('m')
-  url = new URL(options.endpoint || location.origin, location.href).href.replace(/\/*$/, '/v1/events')
+  url = new URL(options.endpoint || '/', location).href.replace(/\/*$/, '/v1/events')
   report('i', options)
   if (blocked()) set('queue')
   if (!hooked) hook()
@@ -440,7 +439,7 @@ var identified = (more) => enqueue(item({ type: 'identify', traits: more }))
 
 /** Links this visitor's anonymous id to your user id (after login or signup), with optional traits. */
 export var setUserId = (id, more) => {
-  if (id != null && id !== '') {
+  if (id || id === 0) {
     id += ''
     // Traits given by identify() while anonymous are sent with the first user id.
     more = assign(traits(), more)
@@ -459,7 +458,7 @@ export var identify = (more) =>
 export var reset = () => {
   set('user')
   set('traits')
-  set('id', uuid())
+  set('id') // a new one is made when next needed
 }
 
 /** Stops tracking in this browser (remembered in localStorage) and drops the queue. */
