@@ -8,7 +8,6 @@
 /* global __VERSION__ */
 var PREFIX = 'telltale_'
 var MAX_QUEUE = 500 // events kept in localStorage while undelivered; the oldest go first
-var MAX_EVENT_BYTES = 32000 // the collector refuses an event over 32 KB (413)
 // A request body stays under the 64 KB that browsers allow in flight for sendBeacon and
 // fetch keepalive together (and far under the collector's 512 KB).
 var MAX_BODY_BYTES = 60000
@@ -154,14 +153,15 @@ var store = (queue) => {
 
 var enqueue = (event) => {
   if (blocked()) return report('o')
-  if (bytes(json(event)) > MAX_EVENT_BYTES) return report('z', event)
   store([...load(), event])
   report('q', event)
   schedule()
 }
 
 // The first queued events that fit one request (at most `max` events and
-// MAX_BODY_BYTES, and always at least one), and that request's body.
+// MAX_BODY_BYTES, and always at least one), and that request's body. An event over the
+// collector's 32 KB is refused on its own (in the answer's errors), the others in its
+// batch are stored.
 var take = (max) => {
   var batch = []
   var size = 200 // the envelope around the events
@@ -433,26 +433,27 @@ export var init = (config) => {
 export var trackEvent = (name, properties) =>
   name && typeof name == 'string' ? track(name, properties) : report('n')
 
-var traits = () => JSON.parse(get('traits') || '{}')
+// The traits kept while anonymous, with `more` merged in.
+var traits = (more) => assign(JSON.parse(get('traits') || '{}'), more)
 
 var identified = (more) => enqueue(item({ type: 'identify', traits: more }))
 
 /** Links this visitor's anonymous id to your user id (after login or signup), with optional traits. */
 export var setUserId = (id, more) => {
   if (id || id === 0) {
-    id += ''
     // Traits given by identify() while anonymous are sent with the first user id.
-    more = assign(traits(), more)
-    var known = get('user') == id
-    set('user', id)
-    set('traits')
-    if (!known || Object.keys(more)[0]) identified(more)
+    more = traits(more)
+    if (get('user') != (id += '') || Object.keys(more)[0]) {
+      set('user', id)
+      set('traits')
+      identified(more)
+    }
   }
 }
 
 /** Merges traits into the current user; while anonymous they wait for setUserId. */
 export var identify = (more) =>
-  get('user') ? identified(more || {}) : set('traits', json(assign(traits(), more)))
+  get('user') ? identified(more || {}) : set('traits', json(traits(more)))
 
 /** Forgets the user (logout): the next events carry a new anonymous id and no user. */
 export var reset = () => {

@@ -53,7 +53,6 @@ var lines = {
   n: () => warn('trackEvent needs an event name'),
   u: (method) => warn('unknown method', method),
   o: () => log('not tracking (opted out or Do Not Track)'),
-  z: (event) => warn('dropped, over 32 KB:', event.event),
   q: queued,
   f: (over) => warn('queue full: dropped ' + over + ' oldest events'),
   s: (batch, url) => log('sending ' + batch.length + ' event(s) to ' + url),
