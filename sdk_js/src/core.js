@@ -91,11 +91,13 @@ export var report = (...args) => options.debug && reporter && reporter(...args)
 // Ids made at about the same time sort together, so the collector's message_id index
 // grows at its end instead of dirtying a random page for every event (measured with
 // bench/store_bench.py). getRandomValues works on plain http too, unlike randomUUID.
-var uuid = (t = now().toString(16).padStart(12, 0), random = crypto.getRandomValues(new Uint8Array(24))) =>
+var uuid = (t) => (
+  (t = now().toString(16).padStart(12, 0)),
   // Random hex for each 0 and 1 of the template, 8 → 8…b (the variant); 7 stays.
-  t.slice(0, 8) + '-' + t.slice(8) + (-7e3 + '' + -8e3 + -1e11).replace(/[018]/g, (c, i) =>
-    (c ^ (random[i] & (15 >> (c / 4)))).toString(16),
+  t.slice(0, 8) + '-' + t.slice(8) + (-7e3 + '' + -8e3 + -1e11).replace(/[018]/g, (c) =>
+    (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16),
   )
+)
 
 export var getAnonymousId = () => get('id') || (set('id', uuid()), get('id'))
 
@@ -111,7 +113,7 @@ var page = () => ({
 // (default the current one).
 var item = (fields, at, where) =>
   assign(fields, {
-    user: get('user') || undefined,
+    user: get('user'), // null while anonymous
     message_id: uuid(),
     timestamp: new Date(at || now()).toISOString(),
     anonymous_id: getAnonymousId(),
