@@ -23,7 +23,6 @@ var options = {
 }
 var url // POST URL; set by init(), sends wait for it
 var memory = {} // storage fallback when localStorage throws (Safari private mode, sandboxes)
-var unsaved = {} // keys whose last write failed (blocked storage, quota): memory has them
 var sending // the delivery in progress, if any: one at a time keeps retries in order
 var timer
 var timerAt
@@ -55,21 +54,24 @@ var on = (type, listener) => addEventListener(type, listener, true)
 // ---- storage: every access in try/catch, with an in-memory copy as the fallback -------
 
 // Storage is the truth (another tab may have changed it), memory the fallback for a key
-// that storage could not keep.
+// that storage could not keep: a write removes the key from storage first, so that after
+// a failed write (blocked storage, quota) reads find memory's copy, and after a good one
+// memory's copy is gone.
 var get = (key) => {
   try {
-    if (!unsaved[key]) return localStorage.getItem(PREFIX + key)
-  } catch (e) {}
-  return memory[key]
+    return localStorage.getItem(PREFIX + key) ?? memory[key]
+  } catch (e) {
+    return memory[key]
+  }
 }
 
 var set = (key, value) => {
-  memory[key] = value
-  unsaved[key] = 1
   try {
-    localStorage[value == null ? 'removeItem' : 'setItem'](PREFIX + key, value)
-    unsaved[key] = 0
-  } catch (e) {}
+    memory[key] = localStorage.removeItem(PREFIX + key) // undefined
+    if (value != null) localStorage.setItem(PREFIX + key, value)
+  } catch (e) {
+    memory[key] = value
+  }
 }
 
 // ---- debug output -------------------------------------------------------------------
