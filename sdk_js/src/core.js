@@ -434,8 +434,9 @@ export var init = (config) => {
 }
 
 /** Tracks an event named in snake_case, e.g. trackEvent('plan_upgraded', {plan: 'pro'}). */
-export var trackEvent = (name, properties) =>
-  name && typeof name == 'string' ? track(name, properties) : report('n')
+// A missing or bad name is the collector's to refuse (in its answer, which debug mode
+// prints).
+export var trackEvent = (name, properties) => track(name, properties)
 
 // The traits kept while anonymous, with `more` merged in.
 var traits = (more) => assign(JSON.parse(get('traits') || '{}'), more)

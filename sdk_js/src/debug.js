@@ -50,7 +50,6 @@ var failed = (failure, wait) =>
 var lines = {
   i: (options) => log('init', options),
   m: () => warn('missing app id: use data-app-id or init({appId})'),
-  n: () => warn('trackEvent needs an event name'),
   u: (method) => warn('unknown method', method),
   o: () => log('not tracking (opted out or Do Not Track)'),
   q: queued,

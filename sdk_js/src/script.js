@@ -31,10 +31,7 @@ core.debugWith(
   (...args) =>
     reports.push(args) == 1 &&
     script &&
-    (document.head.appendChild(document.createElement('script')).src = script.src.replace(
-      /(\.js)?(\?|#|$)/,
-      '-debug.js$2',
-    )),
+    (document.head.appendChild(document.createElement('script')).src = script.src.replace(/(\.js)?(?=[?#]|$)/, '-debug.js')),
 )
 Object.assign(api, {
   init: core.init,
