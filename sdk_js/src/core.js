@@ -44,7 +44,7 @@ var visibleMs // how long it has been visible, before shownAt
 var deepest // the deepest scroll reached, in % of the page's height
 
 var doc = document
-var assign = Object.assign
+export var assign = Object.assign
 var now = () => Date.now()
 var json = (value) => JSON.stringify(value)
 // Every listener is on window in the capture phase: window sees events dispatched at the

@@ -33,7 +33,7 @@ core.debugWith(
     script &&
     (document.head.appendChild(document.createElement('script')).src = script.src.replace(/(\.js)?(?=[?#]|$)/, '-debug.js')),
 )
-Object.assign(api, {
+core.assign(api, {
   init: core.init,
   trackEvent: core.trackEvent,
   setUserId: core.setUserId,
@@ -50,6 +50,6 @@ window.telltale = api
 // Without an app id, init() warns and waits: a later telltale.init({appId}) supplies it
 // while the events wait in the queue.
 // The script tag's own options come first.
-calls.forEach((call) => call[0] == 'init' && Object.assign(defaults, call[1]))
+calls.forEach((call) => call[0] == 'init' && core.assign(defaults, call[1]))
 api.init(defaults)
 calls.forEach((call) => call[0] != 'init' && api(...call))
