@@ -319,9 +319,8 @@ var pageLeft = (at) => {
 // The page is going away or hidden: a page view still waiting for its title is taken
 // now, the engagement is queued, and everything queued leaves with a beacon.
 var hidden = () => {
-  var at = now()
   if (waiting) pageView()
-  pageLeft(at)
+  pageLeft(now())
   beacon()
 }
 
@@ -429,7 +428,7 @@ export var init = (config) => {
   report('i', options)
   if (blocked()) set('queue')
   if (!hooked) hook()
-  if (lastUrl == null && !waiting) watch()
+  if (!lastUrl && !waiting) watch()
   schedule()
 }
 
