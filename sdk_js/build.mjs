@@ -8,13 +8,16 @@ import { execFileSync } from 'node:child_process'
 import { copyFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib'
 
-// Bytes gzipped. The script tag carries every feature of the SPEC but debug mode's lines,
-// which it loads on demand (telltale-debug.js); the ES module has them built in.
-// TELLTALE_SIZE_BUDGET overrides the script tag's.
+// Bytes gzipped, each a little over the file's size today, so that any growth is a
+// decision (README.md in this folder has the figures). The script tag carries every
+// feature of the SPEC but debug mode's lines, which it loads on demand
+// (telltale-debug.js); the ES module has them built in. The SPEC's goal for the script
+// tag, 2,500 bytes, is not met with every feature. TELLTALE_SIZE_BUDGET overrides the
+// script tag's.
 const BUDGETS = {
-  'telltale.js': Number(process.env.TELLTALE_SIZE_BUDGET || 3250),
-  'telltale-debug.js': 1000,
-  'telltale.mjs': 3800,
+  'telltale.js': Number(process.env.TELLTALE_SIZE_BUDGET || 3025),
+  'telltale-debug.js': 875,
+  'telltale.mjs': 3550,
 }
 
 const here = new URL('.', import.meta.url).pathname

@@ -1,9 +1,9 @@
 // Telltale browser SDK: one instance per page, shared by the script-tag build (script.js)
 // and the ES module (index.js). Nothing here runs at import time; index.js keeps calls
 // made during server-side rendering (no window) from reaching it.
-// Size is a feature: the script tag must stay under 2,500 bytes gzipped with every
-// feature, so the code is dense, and the small helpers exist because each saves bytes
-// where the names they wrap would repeat.
+// Size is a feature: the script tag carries every feature in about 3,000 bytes gzipped
+// (the build's budget; the goal is 2,500), so the code is dense, and the small helpers
+// exist because each saves bytes where the names they wrap would repeat.
 
 /* global __VERSION__ */
 var PREFIX = 'telltale_'
