@@ -59,7 +59,7 @@ var on = (type, listener) => addEventListener(type, listener, true)
 // memory's copy is gone.
 var get = (key) => {
   try {
-    return localStorage.getItem(PREFIX + key) ?? memory[key]
+    return localStorage.getItem(PREFIX + key) || memory[key] // no value here is ''
   } catch (e) {
     return memory[key]
   }
@@ -108,7 +108,7 @@ var page = () => ({
   url: location.href,
   path: location.pathname,
   title: doc.title,
-  referrer: referrer == null ? doc.referrer : referrer,
+  referrer: referrer || doc.referrer,
 })
 
 // An event item. `at` is when it happened (default now), `where` the page it happened on
@@ -131,8 +131,6 @@ var item = (fields, at, where) =>
 
 var blocked = () =>
   get('optout') || (options.respectDoNotTrack && (navigator.doNotTrack == 1 || navigator.globalPrivacyControl))
-
-var bytes = (s) => new Blob([s]).size
 
 // ---- the persisted queue ------------------------------------------------------------
 
@@ -170,7 +168,7 @@ var take = (max) => {
   var batch = []
   var size = 200 // the envelope around the events
   // Stops before an event that would not fit, or after the max-th.
-  load().some((e) => ((size += bytes(json(e)) + 1) > MAX_BODY_BYTES && batch[0]) || !batch.push(e) || !--max)
+  load().some((e) => ((size += new Blob([json(e)]).size + 1) > MAX_BODY_BYTES && batch[0]) || !batch.push(e) || !--max)
   return [batch, json({ app_id: options.appId, sent_at: new Date().toISOString(), events: batch })]
 }
 
@@ -255,11 +253,11 @@ var pageView = (restored) => {
   waiting = checks = 0
   var href = location.href
   if (href == lastUrl && !restored) return
-  if (lastUrl && href != lastUrl) referrer = lastUrl // an SPA navigation: the previous URL
+  // After an SPA navigation the referrer is the previous URL (none before the first).
+  if (href != lastUrl) referrer = lastUrl
   lastUrl = href
   var at = restored || changedAt
   pageLeft(at)
-  shown(at)
   current = page()
   visibleMs = deepest = 0
   scrolled()
@@ -309,11 +307,9 @@ var shown = (at) => {
 // visible has none. Visit duration and scroll figures read it; it never makes a visit
 // with one page view a non-bounce.
 var pageLeft = (at) => {
-  if (current) {
-    shown(at)
-    if (visibleMs) track('page_left', { engaged_ms: visibleMs, scroll_depth: deepest }, at, current)
-    current = 0
-  }
+  shown(at)
+  if (current && visibleMs) track('page_left', { engaged_ms: visibleMs, scroll_depth: deepest }, at, current)
+  current = 0
 }
 
 // The page is going away or hidden: a page view still waiting for its title is taken
@@ -383,9 +379,8 @@ var hook = () => {
     history[name] = function () {
       // A page view still waiting for its title is for the URL that is about to change.
       if (checks) pageView()
-      var result = original.apply(this, arguments)
+      original.apply(this, arguments) // returns nothing
       navigated()
-      return result
     }
   })
   on('popstate', navigated)
