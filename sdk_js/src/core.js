@@ -24,8 +24,7 @@ var options = {
 var url // POST URL; set by init(), sends wait for it
 var memory = {} // storage fallback when localStorage throws (Safari private mode, sandboxes)
 var sending // the delivery in progress, if any: one at a time keeps retries in order
-var timer
-var timerAt
+var timerAt // when the next send is due
 var attempt = 0 // consecutive failed sends, for the backoff
 var retryAt = 0
 var hooked // listeners installed
@@ -179,14 +178,13 @@ var take = (max) => {
 // (the sendBeacon fallback).
 var post = (data, keepalive) => fetch(url, { method: 'POST', body: data, keepalive, credentials: 'omit' })
 
-// Sends when a batch is full, else after flushInterval; never before a backoff ends.
+// Sends when a batch is full, else after flushInterval; never before a backoff ends. A
+// timer that is still to come and no later stays; an earlier one is added (the later
+// one then finds less or nothing to send).
 var schedule = () => {
   var count = load().length
   var at = Math.max(retryAt, now() + (count < options.batchSize && options.flushInterval))
-  if (url && !sending && count && !(timer && timerAt <= at)) {
-    clearTimeout(timer)
-    timer = setTimeout(send, (timerAt = at) - now())
-  }
+  if (url && !sending && count && !(timerAt > now() && timerAt <= at)) setTimeout(send, (timerAt = at) - now())
 }
 
 // One delivery at a time: requests of at most batchSize events, oldest first, until
@@ -195,7 +193,7 @@ var schedule = () => {
 var send = () =>
   sending ||
   (sending = deliver().then((ok) => {
-    timer = sending = 0
+    sending = 0
     schedule() // what came meanwhile, or the retry
     return ok
   }))
