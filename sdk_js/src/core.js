@@ -24,7 +24,7 @@ var options = {
 var url // POST URL; set by init(), sends wait for it
 var memory = {} // storage fallback when localStorage throws (Safari private mode, sandboxes)
 var sending // the delivery in progress, if any: one at a time keeps retries in order
-var timerAt // when the next send is due
+var timerAt = 0 // when the next send is due (a number: the build compares it unsafely)
 var attempt = 0 // consecutive failed sends, for the backoff
 var retryAt = 0
 var hooked // listeners installed
