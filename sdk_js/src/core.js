@@ -1,7 +1,7 @@
 // Telltale browser SDK: one instance per page, shared by the script-tag build (script.js)
 // and the ES module (index.js). Nothing here runs at import time; index.js keeps calls
 // made during server-side rendering (no window) from reaching it.
-// Size is a feature: the script tag carries every feature in about 3,000 bytes gzipped
+// Size is a feature: the script tag carries every feature in under 2,900 bytes gzipped
 // (the build's budget; the goal is 2,500), so the code is dense, and the small helpers
 // exist because each saves bytes where the names they wrap would repeat.
 
@@ -42,7 +42,6 @@ var shownAt // when it last became visible; 0 while hidden
 var visibleMs // how long it has been visible, before shownAt
 var deepest // the deepest scroll reached, in % of the page's height
 
-var doc = document
 export var assign = Object.assign
 var now = () => Date.now()
 var json = (value) => JSON.stringify(value)
@@ -75,16 +74,21 @@ var set = (key, value) => {
 
 // ---- debug output -------------------------------------------------------------------
 
-// What debug mode prints lives in debug.js, which the script tag loads only when debug
-// mode is on: here each report is a one-letter code and its data. init() decides
-// whether debug mode is on.
+// What debug mode prints lives in debug.js: here each report is a one-letter code and
+// its data. init() decides whether debug mode is on. __DEBUG__ is false in the script
+// tag, which has no reports at all: in debug mode it hands over to its debug build (see
+// script.js).
 
 /** Sets the function that turns debug reports into console lines (see debug.js). */
 export var debugWith = (fn) => {
   reporter = fn
 }
 
-export var report = (...args) => options.debug && reporter && reporter(...args)
+/* global __DEBUG__ */
+export var report = (...args) => __DEBUG__ && options.debug && reporter(...args)
+
+/** Whether debug mode is asked for by the page's URL or a flag in localStorage. */
+export var debugAsked = () => /[?&]telltale_debug=1/.test(location) || get('debug') == 1
 
 // ---- ids and event items ------------------------------------------------------------
 
@@ -106,8 +110,8 @@ export var getAnonymousId = () => get('id') || (set('id', uuid()), get('id'))
 var page = () => ({
   url: location.href,
   path: location.pathname,
-  title: doc.title,
-  referrer: referrer || doc.referrer,
+  title: document.title,
+  referrer: referrer || document.referrer,
 })
 
 // An event item. `at` is when it happened (default now), `where` the page it happened on
@@ -268,7 +272,7 @@ var pageView = (restored) => {
 // at most half a second, then takes the title as it is (some pages share a title).
 // Several history calls in one task make one page view, for the final URL.
 var check = () => {
-  if (doc.title != title || checks++ > 9) pageView()
+  if (document.title != title || checks++ > 9) pageView()
   else waiting = setTimeout(check, 50)
 }
 
@@ -284,20 +288,20 @@ var watch = (before) => {
   }
 }
 
-var navigated = () => watch(doc.title)
+var navigated = () => watch(document.title)
 
 // ---- engagement: how long the page was visible, how far down it was read --------------
 
 var scrolled = () => {
   deepest = Math.max(
     deepest,
-    Math.min(100, Math.round((100 * (scrollY + innerHeight)) / doc.documentElement.scrollHeight)) || 0,
+    Math.min(100, Math.round((100 * (scrollY + innerHeight)) / document.documentElement.scrollHeight)) || 0,
   )
 }
 
 var shown = (at) => {
   if (shownAt) visibleMs += at - shownAt
-  shownAt = !doc.hidden && at
+  shownAt = !document.hidden && at
 }
 
 // The page is left (another page view, hidden, or unloaded): its engagement, once per
@@ -398,7 +402,7 @@ var hook = () => {
   on(
     'visibilitychange',
     () => {
-      if (doc.hidden) hidden()
+      if (document.hidden) hidden()
       else shown(now())
     },
   )
@@ -415,7 +419,7 @@ export var init = (config) => {
   // Unset options keep their defaults.
   for (var key in config) if (config[key] != null) options[key] = config[key]
   // ?telltale_debug=1 is read once: an SPA navigation may drop it from the URL.
-  options.debug = options.debug || /[?&]telltale_debug=1/.test(location) || get('debug') == 1
+  if (__DEBUG__) options.debug = options.debug || debugAsked()
   if (!options.appId) return report('m')
   url = new URL(options.endpoint || '/', location).href.replace(/\/*$/, '/v1/events')
   report('i', options)
