@@ -114,24 +114,6 @@ var page = () => ({
   referrer: referrer || document.referrer,
 })
 
-// An event item. `at` is when it happened (default now), `where` the page it happened on
-// (default the current one).
-var item = (fields, at, where) =>
-  assign(fields, {
-    user: get('user'), // null while anonymous
-    message_id: uuid(),
-    timestamp: new Date(at || now()).toISOString(),
-    anonymous_id: getAnonymousId(),
-    context: assign({}, where || page(), {
-      locale: navigator.language,
-      timezone: Intl.DateTimeFormat().resolvedOptions().timeZone,
-      screen: screen.width + 'x' + screen.height,
-      library: { name: 'telltale', version: __VERSION__ },
-      // Automation says so itself; the collector flags the visitor as a bot.
-      webdriver: navigator.webdriver,
-    }),
-  })
-
 var blocked = () =>
   get('optout') || (options.respectDoNotTrack && (navigator.doNotTrack == 1 || navigator.globalPrivacyControl))
 
@@ -156,8 +138,24 @@ var store = (queue) => {
   set('queue', json(queue.slice(-MAX_QUEUE)))
 }
 
-var enqueue = (event) => {
+// Queues an event item. `at` is when it happened (default now), `where` the page it
+// happened on (default the current one).
+var enqueue = (fields, at, where) => {
   if (blocked()) return report('o')
+  var event = assign(fields, {
+    user: get('user'), // null while anonymous
+    message_id: uuid(),
+    timestamp: new Date(at || now()).toISOString(),
+    anonymous_id: getAnonymousId(),
+    context: assign({}, where || page(), {
+      locale: navigator.language,
+      timezone: Intl.DateTimeFormat().resolvedOptions().timeZone,
+      screen: screen.width + 'x' + screen.height,
+      library: { name: 'telltale', version: __VERSION__ },
+      // Automation says so itself; the collector flags the visitor as a bot.
+      webdriver: navigator.webdriver,
+    }),
+  })
   store([...load(), event])
   report('q', event)
   schedule()
@@ -245,7 +243,8 @@ var beacon = () => {
 
 // ---- automatic events ---------------------------------------------------------------
 
-var track = (name, properties, at, where) => enqueue(item({ event: name, properties: properties || {} }, at, where))
+// Without properties the collector stores {}.
+var track = (name, properties, at, where) => enqueue({ event: name, properties }, at, where)
 
 // A page view: once per real URL change (a replaceState to the same URL, a hash change's
 // popstate + hashchange pair count once), timed when the URL changed. A return from the
@@ -437,7 +436,7 @@ export var trackEvent = (name, properties) => track(name, properties)
 // The traits kept while anonymous, with `more` merged in.
 var traits = (more) => assign(JSON.parse(get('traits') || '{}'), more)
 
-var identified = (more) => enqueue(item({ type: 'identify', traits: more }))
+var identified = (more) => enqueue({ type: 'identify', traits: more })
 
 /** Links this visitor's anonymous id to your user id (after login or signup), with optional traits. */
 export var setUserId = (id, more) => {
