@@ -1,20 +1,24 @@
 // Builds the SDK with esbuild (then terser, which squeezes a few percent more) into
-// ../static/ (served by the collector: telltale.js at GET /sdk.js, telltale-debug.js at
-// GET /sdk-debug.js, the npm package's tarball at GET /telltale.tgz) and ./dist/ (the npm
-// package), prints raw/gzip/brotli sizes and fails when a file is over its gzip budget.
+// ../static/ (served by the collector: telltale.js at GET /sdk.js, its debug build
+// telltale-debug.js at GET /sdk-debug.js, the npm package's tarball at GET /telltale.tgz)
+// and ./dist/ (the npm package), prints raw/gzip/brotli sizes and fails when a file is
+// over its gzip budget.
 import { build } from 'esbuild'
 import { minify } from 'terser'
 import { execFileSync } from 'node:child_process'
 import { copyFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib'
 
-// Bytes gzipped. The script tag carries every feature of the SPEC but debug mode's lines,
-// which it loads on demand (telltale-debug.js); the ES module has them built in.
-// TELLTALE_SIZE_BUDGET overrides the script tag's.
+// Bytes gzipped, each a little over the file's size today, so that any growth is a
+// decision (README.md in this folder has the figures). The script tag carries every
+// feature of the SPEC and no debug code: in debug mode it loads its debug build
+// (telltale-debug.js, the same SDK with debug mode's console lines), as the ES module
+// has them built in. The SPEC's goal for the script tag, 2,500 bytes, is not met with
+// every feature. TELLTALE_SIZE_BUDGET overrides the script tag's.
 const BUDGETS = {
-  'telltale.js': Number(process.env.TELLTALE_SIZE_BUDGET || 3250),
-  'telltale-debug.js': 1000,
-  'telltale.mjs': 3800,
+  'telltale.js': Number(process.env.TELLTALE_SIZE_BUDGET || 2900),
+  'telltale-debug.js': 3575,
+  'telltale.mjs': 3500,
 }
 
 const here = new URL('.', import.meta.url).pathname
@@ -29,12 +33,13 @@ const common = {
   define: { __VERSION__: JSON.stringify(pkg.version) },
   write: false,
 }
-// The script tag always runs in a browser: the server-side-rendering checks go.
-const browser = { ...common, format: 'iife', define: { ...common.define, __BROWSER__: 'true' } }
+// The script tag always runs in a browser: the server-side-rendering checks go. It has
+// no debug code (__DEBUG__ false): in debug mode it loads its debug build, which has.
+const browser = { ...common, format: 'iife', entryPoints: [here + 'src/script.js'] }
 const outputs = [
-  ['telltale.js', { ...browser, entryPoints: [here + 'src/script.js'] }],
-  ['telltale-debug.js', { ...browser, entryPoints: [here + 'src/debug-chunk.js'] }],
-  ['telltale.mjs', { ...common, entryPoints: [here + 'src/index.js'], format: 'esm', define: { ...common.define, __BROWSER__: 'false' } }],
+  ['telltale.js', { ...browser, define: { ...common.define, __BROWSER__: 'true', __DEBUG__: 'false' } }],
+  ['telltale-debug.js', { ...browser, define: { ...common.define, __BROWSER__: 'true', __DEBUG__: 'true' } }],
+  ['telltale.mjs', { ...common, entryPoints: [here + 'src/index.js'], format: 'esm', define: { ...common.define, __BROWSER__: 'false', __DEBUG__: 'true' } }],
 ]
 
 const over = []

@@ -44,6 +44,23 @@ def test_build_fails_over_budget() -> None:
     assert "over the 1000 B gzip budget" in result.stderr
 
 
+def test_es_module_imports_and_does_nothing_without_a_dom() -> None:
+    # Server-side rendering imports the module where there is no window or document.
+    assert build().returncode == 0
+    script = (
+        "const m = await import(process.argv[1]);"
+        "m.init({appId: 'app_x'}); m.trackEvent('rendered');"
+        "console.log(JSON.stringify([await m.flush(), Object.keys(m).length]))"
+    )
+    result = subprocess.run(
+        ["node", "--input-type=module", "-e", script, str(SDK / "dist" / "telltale.mjs")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[false,10]"
+
+
 def test_sdk_served_with_etag_cache_and_gzip(client: TestClient) -> None:
     raw = (ROOT / "static" / "telltale.js").read_bytes()
     r = client.get("/sdk.js", headers={"Accept-Encoding": "gzip"})

@@ -1,14 +1,13 @@
 // Telltale browser SDK: one instance per page, shared by the script-tag build (script.js)
 // and the ES module (index.js). Nothing here runs at import time; index.js keeps calls
 // made during server-side rendering (no window) from reaching it.
-// Size is a feature: the script tag must stay under 2,500 bytes gzipped with every
-// feature, so the code is dense, and the small helpers exist because each saves bytes
-// where the names they wrap would repeat.
+// Size is a feature: the script tag carries every feature in under 2,900 bytes gzipped
+// (the build's budget; the goal is 2,500), so the code is dense, and the small helpers
+// exist because each saves bytes where the names they wrap would repeat.
 
 /* global __VERSION__ */
 var PREFIX = 'telltale_'
 var MAX_QUEUE = 500 // events kept in localStorage while undelivered; the oldest go first
-var MAX_EVENT_BYTES = 32000 // the collector refuses an event over 32 KB (413)
 // A request body stays under the 64 KB that browsers allow in flight for sendBeacon and
 // fetch keepalive together (and far under the collector's 512 KB).
 var MAX_BODY_BYTES = 60000
@@ -23,14 +22,9 @@ var options = {
   downloadExtensions: 'pdf,xlsx,docx,pptx,csv,txt,rtf,zip,rar,7z,gz,dmg,exe,msi,pkg,apk,iso,mp3,wav,mp4,mov,avi',
 }
 var url // POST URL; set by init(), sends wait for it
-var queue = [] // undelivered events, oldest first, mirrored in localStorage
-var done = {} // message_ids this page has delivered or given up, never re-adopted
-var beaconed = {} // message_ids handed to sendBeacon since the page was last visible
 var memory = {} // storage fallback when localStorage throws (Safari private mode, sandboxes)
-var unsaved = {} // keys whose last write failed (blocked storage, quota): memory has them
 var sending // the delivery in progress, if any: one at a time keeps retries in order
-var timer
-var timerAt
+var timerAt = 0 // when the next send is due (a number: the build compares it unsafely)
 var attempt = 0 // consecutive failed sends, for the backoff
 var retryAt = 0
 var hooked // listeners installed
@@ -48,45 +42,53 @@ var shownAt // when it last became visible; 0 while hidden
 var visibleMs // how long it has been visible, before shownAt
 var deepest // the deepest scroll reached, in % of the page's height
 
-var doc = document
-var assign = Object.assign
+export var assign = Object.assign
 var now = () => Date.now()
 var json = (value) => JSON.stringify(value)
-var ids = (list, map) => list.forEach((e) => (map[e.message_id] = 1))
-var on = (type, listener, target) => (target || window).addEventListener(type, listener, true)
+// Every listener is on window in the capture phase: window sees events dispatched at the
+// document and its elements before anything on the page does.
+var on = (type, listener) => addEventListener(type, listener, true)
 
 // ---- storage: every access in try/catch, with an in-memory copy as the fallback -------
 
 // Storage is the truth (another tab may have changed it), memory the fallback for a key
-// that storage could not keep.
+// that storage could not keep: a write removes the key from storage first, so that after
+// a failed write (blocked storage, quota) reads find memory's copy, and after a good one
+// memory's copy is gone.
 var get = (key) => {
   try {
-    if (!unsaved[key]) return localStorage.getItem(PREFIX + key)
-  } catch (e) {}
-  return memory[key]
+    return localStorage.getItem(PREFIX + key) || memory[key] // no value here is ''
+  } catch (e) {
+    return memory[key]
+  }
 }
 
 var set = (key, value) => {
-  memory[key] = value
-  unsaved[key] = 1
   try {
-    localStorage[value == null ? 'removeItem' : 'setItem'](PREFIX + key, value)
-    unsaved[key] = 0
-  } catch (e) {}
+    memory[key] = localStorage.removeItem(PREFIX + key) // undefined
+    if (value != null) localStorage.setItem(PREFIX + key, value)
+  } catch (e) {
+    memory[key] = value
+  }
 }
 
 // ---- debug output -------------------------------------------------------------------
 
-// What debug mode prints lives in debug.js, which the script tag loads only when debug
-// mode is on: here each report is a one-letter code and its data. init() decides
-// whether debug mode is on.
+// What debug mode prints lives in debug.js: here each report is a one-letter code and
+// its data. init() decides whether debug mode is on. __DEBUG__ is false in the script
+// tag, which has no reports at all: in debug mode it hands over to its debug build (see
+// script.js).
 
 /** Sets the function that turns debug reports into console lines (see debug.js). */
 export var debugWith = (fn) => {
   reporter = fn
 }
 
-export var report = (...args) => options.debug && reporter && reporter(...args)
+/* global __DEBUG__ */
+export var report = (...args) => __DEBUG__ && options.debug && reporter(...args)
+
+/** Whether debug mode is asked for by the page's URL or a flag in localStorage. */
+export var debugAsked = () => /[?&]telltale_debug=1/.test(location) || get('debug') == 1
 
 // ---- ids and event items ------------------------------------------------------------
 
@@ -108,15 +110,40 @@ export var getAnonymousId = () => get('id') || (set('id', uuid()), get('id'))
 var page = () => ({
   url: location.href,
   path: location.pathname,
-  title: doc.title,
-  referrer: referrer == null ? doc.referrer : referrer,
+  title: document.title,
+  referrer: referrer || document.referrer,
 })
 
-// An event item. `at` is when it happened (default now), `where` the page it happened on
-// (default the current one).
-var item = (fields, at, where) =>
-  assign(fields, {
-    user: get('user') || undefined,
+var blocked = () =>
+  get('optout') || (options.respectDoNotTrack && (navigator.doNotTrack == 1 || navigator.globalPrivacyControl))
+
+// ---- the persisted queue ------------------------------------------------------------
+
+// Undelivered events, oldest first. Storage is the queue (with memory as the fallback):
+// every change reads it, changes it and writes it back, so events that another tab or an
+// earlier page left there are sent too. A duplicate send is harmless (the collector
+// stores each message_id once); a lost event is not.
+var load = () => {
+  try {
+    return JSON.parse(get('queue')) || []
+  } catch (e) {
+    return []
+  }
+}
+
+// Writes the queue back, keeping the newest MAX_QUEUE events.
+var store = (queue) => {
+  var over = queue.length - MAX_QUEUE
+  if (over > 0) report('f', over)
+  set('queue', json(queue.slice(-MAX_QUEUE)))
+}
+
+// Queues an event item. `at` is when it happened (default now), `where` the page it
+// happened on (default the current one).
+var enqueue = (fields, at, where) => {
+  if (blocked()) return report('o')
+  var event = assign(fields, {
+    user: get('user'), // null while anonymous
     message_id: uuid(),
     timestamp: new Date(at || now()).toISOString(),
     anonymous_id: getAnonymousId(),
@@ -126,56 +153,23 @@ var item = (fields, at, where) =>
       screen: screen.width + 'x' + screen.height,
       library: { name: 'telltale', version: __VERSION__ },
       // Automation says so itself; the collector flags the visitor as a bot.
-      webdriver: navigator.webdriver || undefined,
+      webdriver: navigator.webdriver,
     }),
   })
-
-var blocked = () =>
-  get('optout') || (options.respectDoNotTrack && (navigator.doNotTrack == 1 || navigator.globalPrivacyControl))
-
-var bytes = (s) => new Blob([s]).size
-
-var enqueue = (event) => {
-  if (blocked()) return report('o')
-  if (bytes(json(event)) > MAX_EVENT_BYTES) return report('z', event)
-  queue.push(event)
-  save()
+  store([...load(), event])
   report('q', event)
   schedule()
 }
 
-// ---- the persisted queue ------------------------------------------------------------
-
-// Writes the queue back, first adopting events another tab (or an earlier page) left in
-// storage: a duplicate send is harmless (the collector dedupes by message_id), a lost
-// event is not. Events this page is done with go.
-var save = () => {
-  var seen = assign({}, done)
-  var stored
-  try {
-    stored = JSON.parse(get('queue'))
-  } catch (e) {}
-  // Adopted events go first: they are usually the older ones.
-  queue = (stored || []).concat(queue).filter((e) => !seen[e.message_id] && (seen[e.message_id] = 1))
-  var over = queue.length - MAX_QUEUE
-  if (over > 0) {
-    report('f', over)
-    ids(queue.splice(0, over), done)
-  }
-  set('queue', json(queue))
-}
-
-// Events not yet handed to a beacon: a beacon'd event waits for the page to be visible
-// again (or the next load) before it is resent with fetch and confirmed.
-var pending = () => queue.filter((e) => !beaconed[e.message_id])
-
-// The first pending events that fit one request (at most `max` events and
-// MAX_BODY_BYTES, and always at least one), and that request's body.
+// The first queued events that fit one request (at most `max` events and
+// MAX_BODY_BYTES, and always at least one), and that request's body. An event over the
+// collector's 32 KB is refused on its own (in the answer's errors), the others in its
+// batch are stored.
 var take = (max) => {
   var batch = []
   var size = 200 // the envelope around the events
   // Stops before an event that would not fit, or after the max-th.
-  pending().some((e) => ((size += bytes(json(e)) + 1) > MAX_BODY_BYTES && batch[0]) || !batch.push(e) || !--max)
+  load().some((e) => ((size += new Blob([json(e)]).size + 1) > MAX_BODY_BYTES && batch[0]) || !batch.push(e) || !--max)
   return [batch, json({ app_id: options.appId, sent_at: new Date().toISOString(), events: batch })]
 }
 
@@ -186,14 +180,13 @@ var take = (max) => {
 // (the sendBeacon fallback).
 var post = (data, keepalive) => fetch(url, { method: 'POST', body: data, keepalive, credentials: 'omit' })
 
-// Sends when a batch is full, else after flushInterval; never before a backoff ends.
+// Sends when a batch is full, else after flushInterval; never before a backoff ends. A
+// timer that is still to come and no later stays; an earlier one is added (the later
+// one then finds less or nothing to send).
 var schedule = () => {
-  var count = pending().length
+  var count = load().length
   var at = Math.max(retryAt, now() + (count < options.batchSize && options.flushInterval))
-  if (url && !sending && count && !(timer && timerAt <= at)) {
-    clearTimeout(timer)
-    timer = setTimeout(send, (timerAt = at) - now())
-  }
+  if (url && !sending && count && !(timerAt > now() && timerAt <= at)) setTimeout(send, (timerAt = at) - now())
 }
 
 // One delivery at a time: requests of at most batchSize events, oldest first, until
@@ -202,7 +195,7 @@ var schedule = () => {
 var send = () =>
   sending ||
   (sending = deliver().then((ok) => {
-    timer = sending = 0
+    sending = 0
     schedule() // what came meanwhile, or the retry
     return ok
   }))
@@ -210,7 +203,7 @@ var send = () =>
 var deliver = async () => {
   for (;;) {
     var [batch, data] = take(options.batchSize)
-    if (!url || !batch[0] || blocked()) return !pending()[0]
+    if (!url || !batch[0]) return !batch[0]
     report('s', batch, url)
     try {
       var response = await post(data)
@@ -218,8 +211,8 @@ var deliver = async () => {
       attempt = retryAt = 0
       // Any other 4xx is final: retrying cannot fix it, so the events go too.
       report('a', response, batch)
-      ids(batch, done)
-      save()
+      // The batch leaves the queue: its body names each of its message_ids.
+      store(load().filter((e) => !data.includes(e.message_id)))
     } catch (failure) {
       // Offline, unreachable, 408, 429 or 5xx: the events stay queued and are retried
       // when the collector says (Retry-After, in seconds), else after a jittered
@@ -236,27 +229,22 @@ var deliver = async () => {
 export var flush = () => send()
 
 // The page is going away (or hidden, which on mobile may be the last chance): hand the
-// pending events to sendBeacon (or fetch with keepalive), as many as one request takes:
+// queued events to sendBeacon (or fetch with keepalive), as many as one request takes:
 // browsers allow 64 KB in flight for those together. Beacons give no answer, so the
-// events stay in storage and are sent again later; the collector stores each message_id
-// once.
+// events stay queued and are sent again (by the next send, or the next page); the
+// collector stores each message_id once.
 var beacon = () => {
   var [batch, data] = take(1e9)
-  if (url && batch[0] && !blocked()) {
-    ids(batch, beaconed)
+  if (url && batch[0]) {
     report('b', batch)
     if (!navigator.sendBeacon(url, data)) post(data, true).catch(() => {})
   }
 }
 
-var visible = () => {
-  beaconed = {}
-  schedule()
-}
-
 // ---- automatic events ---------------------------------------------------------------
 
-var track = (name, properties, at, where) => enqueue(item({ event: name, properties: properties || {} }, at, where))
+// Without properties the collector stores {}.
+var track = (name, properties, at, where) => enqueue({ event: name, properties }, at, where)
 
 // A page view: once per real URL change (a replaceState to the same URL, a hash change's
 // popstate + hashchange pair count once), timed when the URL changed. A return from the
@@ -266,13 +254,13 @@ var pageView = (restored) => {
   waiting = checks = 0
   var href = location.href
   if (href == lastUrl && !restored) return
-  if (lastUrl && href != lastUrl) referrer = lastUrl // an SPA navigation: the previous URL
+  // After an SPA navigation the referrer is the previous URL (none before the first).
+  if (href != lastUrl) referrer = lastUrl
   lastUrl = href
   var at = restored || changedAt
   pageLeft(at)
   current = page()
   visibleMs = deepest = 0
-  shownAt = !doc.hidden && at
   scrolled()
   track('page_viewed', current, at, current)
 }
@@ -283,7 +271,7 @@ var pageView = (restored) => {
 // at most half a second, then takes the title as it is (some pages share a title).
 // Several history calls in one task make one page view, for the final URL.
 var check = () => {
-  if (doc.title != title || checks++ > 9) pageView()
+  if (document.title != title || checks++ > 9) pageView()
   else waiting = setTimeout(check, 50)
 }
 
@@ -299,20 +287,20 @@ var watch = (before) => {
   }
 }
 
-var navigated = () => watch(doc.title)
+var navigated = () => watch(document.title)
 
 // ---- engagement: how long the page was visible, how far down it was read --------------
 
 var scrolled = () => {
   deepest = Math.max(
     deepest,
-    Math.min(100, Math.round((100 * (scrollY + innerHeight)) / doc.documentElement.scrollHeight)) || 0,
+    Math.min(100, Math.round((100 * (scrollY + innerHeight)) / document.documentElement.scrollHeight)) || 0,
   )
 }
 
 var shown = (at) => {
   if (shownAt) visibleMs += at - shownAt
-  shownAt = !doc.hidden && at
+  shownAt = !document.hidden && at
 }
 
 // The page is left (another page view, hidden, or unloaded): its engagement, once per
@@ -320,19 +308,16 @@ var shown = (at) => {
 // visible has none. Visit duration and scroll figures read it; it never makes a visit
 // with one page view a non-bounce.
 var pageLeft = (at) => {
-  if (current) {
-    shown(at)
-    if (visibleMs) track('page_left', { engaged_ms: visibleMs, scroll_depth: deepest }, at, current)
-    current = 0
-  }
+  shown(at)
+  if (current && visibleMs) track('page_left', { engaged_ms: visibleMs, scroll_depth: deepest }, at, current)
+  current = 0
 }
 
 // The page is going away or hidden: a page view still waiting for its title is taken
 // now, the engagement is queued, and everything queued leaves with a beacon.
 var hidden = () => {
-  var at = now()
   if (waiting) pageView()
-  pageLeft(at)
+  pageLeft(now())
   beacon()
 }
 
@@ -347,14 +332,11 @@ var IGNORE = '[data-telltale-ignore]'
 var linkClicked = (event) => {
   var link = event.target.closest && event.target.closest('a[href]')
   if (options.autoEvents && link && event.button == (event.type == 'auxclick') && !link.closest(IGNORE)) {
-    var to = new URL(link.href, location.href)
-    var extension = (to.pathname.toLowerCase().match(/\.(\w+)$/) || [])[1]
-    if (
-      link.hasAttribute('download') ||
-      (extension && (',' + options.downloadExtensions + ',').replace(/\s/g, '').includes(',' + extension + ','))
-    )
-      track('file_downloaded', { url: to.href, extension: extension || null })
-    else if (/^http/.test(to.protocol) && to.host != location.host) track('outbound_link_clicked', { url: to.href })
+    // An HTML link resolves its own URL (href, pathname, host, protocol).
+    var extension = (link.pathname.toLowerCase().match(/\.(\w+)$/) || [])[1]
+    if (link.hasAttribute('download') || ('' + options.downloadExtensions).split(/\W+/).includes(extension))
+      track('file_downloaded', { url: link.href, extension: extension || null })
+    else if (/^http/.test(link.protocol) && link.host != location.host) track('outbound_link_clicked', { url: link.href })
   }
 }
 
@@ -380,7 +362,7 @@ var formSubmitted = (event) => {
         fields.push(name)
     })
     // getAttribute, not form.id/.action/...: an input named "action" would shadow those.
-    var action = new URL(attr('action') || '', location.href)
+    var action = new URL(attr('action') || '', location)
     track('form_submitted', {
       form_id: attr('id'),
       form_name: attr('name'),
@@ -398,38 +380,30 @@ var hook = () => {
     history[name] = function () {
       // A page view still waiting for its title is for the URL that is about to change.
       if (checks) pageView()
-      var result = original.apply(this, arguments)
+      original.apply(this, arguments) // returns nothing
       navigated()
-      return result
     }
   })
   on('popstate', navigated)
   on('hashchange', navigated)
   on('pageshow', (e) => {
     // Restored from the back/forward cache: no load happened, but it is a page view.
-    if (e.persisted) {
-      visible()
-      if (options.autoEvents) pageView(now())
-    }
+    if (e.persisted && options.autoEvents) pageView(now())
   })
   on('scroll', scrolled)
   // Capture phase (as every listener here): runs before the page's own handlers, so a
   // submit or a click that the page prevents still counts; the SDK never prevents,
   // delays or repeats one.
-  on('submit', formSubmitted, doc)
-  on('click', linkClicked, doc)
-  on('auxclick', linkClicked, doc)
+  on('submit', formSubmitted)
+  on('click', linkClicked)
+  on('auxclick', linkClicked)
   on('pagehide', hidden)
   on(
     'visibilitychange',
     () => {
-      if (doc.hidden) hidden()
-      else {
-        shown(now())
-        visible()
-      }
+      if (document.hidden) hidden()
+      else shown(now())
     },
-    doc,
   )
   on('online', () => {
     retryAt = 0
@@ -444,59 +418,54 @@ export var init = (config) => {
   // Unset options keep their defaults.
   for (var key in config) if (config[key] != null) options[key] = config[key]
   // ?telltale_debug=1 is read once: an SPA navigation may drop it from the URL.
-  options.debug = options.debug || /[?&]telltale_debug=1/.test(location.search) || get('debug') == 1
+  if (__DEBUG__) options.debug = options.debug || debugAsked()
   if (!options.appId) return report('m')
-  url = new URL(options.endpoint || location.origin, location.href).href.replace(/\/*$/, '/v1/events')
+  url = new URL(options.endpoint || '/', location).href.replace(/\/*$/, '/v1/events')
   report('i', options)
-  if (blocked()) clear()
-  save() // adopt what earlier pages left undelivered
+  if (blocked()) set('queue')
   if (!hooked) hook()
-  if (lastUrl == null && !waiting) watch()
+  if (!lastUrl && !waiting) watch()
   schedule()
 }
 
 /** Tracks an event named in snake_case, e.g. trackEvent('plan_upgraded', {plan: 'pro'}). */
-export var trackEvent = (name, properties) =>
-  name && typeof name == 'string' ? track(name, properties) : report('n')
+// A missing or bad name is the collector's to refuse (in its answer, which debug mode
+// prints).
+export var trackEvent = (name, properties) => track(name, properties)
 
-var traits = () => JSON.parse(get('traits') || '{}')
+// The traits kept while anonymous, with `more` merged in.
+var traits = (more) => assign(JSON.parse(get('traits') || '{}'), more)
 
-var identified = (more) => enqueue(item({ type: 'identify', traits: more }))
+var identified = (more) => enqueue({ type: 'identify', traits: more })
 
 /** Links this visitor's anonymous id to your user id (after login or signup), with optional traits. */
 export var setUserId = (id, more) => {
-  if (id != null && id !== '') {
-    id += ''
+  if (id || id === 0) {
     // Traits given by identify() while anonymous are sent with the first user id.
-    more = assign(traits(), more)
-    var known = get('user') == id
-    set('user', id)
-    set('traits')
-    if (!known || Object.keys(more)[0]) identified(more)
+    more = traits(more)
+    if (get('user') != (id += '') || Object.keys(more)[0]) {
+      set('user', id)
+      set('traits')
+      identified(more)
+    }
   }
 }
 
 /** Merges traits into the current user; while anonymous they wait for setUserId. */
 export var identify = (more) =>
-  get('user') ? identified(more || {}) : set('traits', json(assign(traits(), more)))
+  get('user') ? identified(more || {}) : set('traits', json(traits(more)))
 
 /** Forgets the user (logout): the next events carry a new anonymous id and no user. */
 export var reset = () => {
   set('user')
   set('traits')
-  set('id', uuid())
-}
-
-var clear = () => {
-  ids(queue, done)
-  queue = []
-  set('queue')
+  set('id') // a new one is made when next needed
 }
 
 /** Stops tracking in this browser (remembered in localStorage) and drops the queue. */
 export var optOut = () => {
   set('optout', 1)
-  clear()
+  set('queue')
 }
 
 /** Undoes optOut(). */

@@ -1,7 +1,8 @@
 // Debug mode's console lines. The core reports what happens as a one-letter code and its
 // data (core.report); this turns each report into lines prefixed [telltale], and checks
-// event names and property keys against the naming guide. The script tag loads it from
-// the collector only when debug mode is on (debug-chunk.js); the ES module imports it.
+// event names and property keys against the naming guide. It is part of the ES module and
+// of the script tag's debug build (telltale-debug.js), which the script tag loads from the
+// collector only when debug mode is on.
 
 var log = (...args) => console.log('[telltale]', ...args)
 var warn = (...args) => console.warn('[telltale]', ...args)
@@ -50,10 +51,8 @@ var failed = (failure, wait) =>
 var lines = {
   i: (options) => log('init', options),
   m: () => warn('missing app id: use data-app-id or init({appId})'),
-  n: () => warn('trackEvent needs an event name'),
   u: (method) => warn('unknown method', method),
   o: () => log('not tracking (opted out or Do Not Track)'),
-  z: (event) => warn('dropped, over 32 KB:', event.event),
   q: queued,
   f: (over) => warn('queue full: dropped ' + over + ' oldest events'),
   s: (batch, url) => log('sending ' + batch.length + ' event(s) to ' + url),

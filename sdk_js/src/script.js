@@ -1,9 +1,18 @@
 // Script-tag build: <script async src=".../sdk.js" data-app-id="app_…"></script>.
 // Reads the data-* options, replaces the pre-load stub with the real API and replays the
 // calls the stub kept, in order.
+//
+// Built twice: telltale.js (GET /sdk.js, __DEBUG__ false) and its debug build
+// telltale-debug.js (GET /sdk-debug.js, __DEBUG__ true, with debug mode's console lines).
+// In debug mode the first loads the second, next to it, and leaves everything to it: a
+// visitor without debug mode never downloads those lines, and the script tag carries no
+// debug code at all.
 import * as core from './core.js'
+import { describe } from './debug.js'
 
-var script = document.currentScript
+/* global __DEBUG__ */
+var doc = document
+var script = doc.currentScript
 var stub = window.telltale
 // The stub is a function that pushes its arguments to .q, or a plain array of calls.
 var calls = Array.isArray(stub) ? stub : (stub && stub.q) || []
@@ -18,41 +27,34 @@ for (var key in script && script.dataset) {
   defaults[key == 'respectDnt' ? 'respectDoNotTrack' : key] =
     value == '' || value == 'true' || (value != 'false' && (isNaN(value) ? value : +value))
 }
-
-// telltale('trackEvent', 'x', {...}) and telltale.trackEvent('x', {...}) both work.
-var api = (method, ...args) => (api[method] ? api[method](...args) : core.report('u', method))
-
-// Debug mode's lines come from a second file next to this one (sdk.js → sdk-debug.js),
-// loaded with the first report: a visitor without debug mode never downloads it. Until
-// it has loaded, reports wait in telltale.d; it then prints them and takes over that
-// list's push.
-var reports = (api.d = [])
-core.debugWith(
-  (...args) =>
-    reports.push(args) == 1 &&
-    script &&
-    (document.head.appendChild(document.createElement('script')).src = script.src.replace(
-      /(\.js)?(\?|#|$)/,
-      '-debug.js$2',
-    )),
-)
-Object.assign(api, {
-  init: core.init,
-  trackEvent: core.trackEvent,
-  setUserId: core.setUserId,
-  identify: core.identify,
-  reset: core.reset,
-  flush: core.flush,
-  getAnonymousId: core.getAnonymousId,
-  optOut: core.optOut,
-  optIn: core.optIn,
-})
-window.telltale = api
-
 // Queued init calls merge into one, so the options they set apply before any event.
 // Without an app id, init() warns and waits: a later telltale.init({appId}) supplies it
-// while the events wait in the queue.
-// The script tag's own options come first.
-calls.forEach((call) => call[0] == 'init' && Object.assign(defaults, call[1]))
-api.init(defaults)
-calls.forEach((call) => call[0] != 'init' && api(...call))
+// while the events wait in the queue. The script tag's own options come first.
+calls.forEach((call) => call[0] == 'init' && core.assign(defaults, call[1]))
+
+if (!__DEBUG__ && script && (defaults.debug || core.debugAsked())) {
+  // Debug mode: the debug build takes over, with this tag's data-* options; the stub
+  // (and the calls it keeps) stays for it.
+  var debug = doc.createElement('script')
+  core.assign(debug.dataset, script.dataset)
+  debug.src = script.src.replace(/(\.js)?(?=[?#]|$)/, '-debug.js')
+  doc.head.appendChild(debug)
+} else {
+  if (__DEBUG__) core.debugWith(describe)
+  // telltale('trackEvent', 'x', {...}) and telltale.trackEvent('x', {...}) both work.
+  var api = (method, ...args) => (api[method] ? api[method](...args) : core.report('u', method))
+  core.assign(api, {
+    init: core.init,
+    trackEvent: core.trackEvent,
+    setUserId: core.setUserId,
+    identify: core.identify,
+    reset: core.reset,
+    flush: core.flush,
+    getAnonymousId: core.getAnonymousId,
+    optOut: core.optOut,
+    optIn: core.optIn,
+  })
+  window.telltale = api
+  api.init(defaults)
+  calls.forEach((call) => call[0] != 'init' && api(...call))
+}
