@@ -32,6 +32,7 @@ TABLES = (
     _table("events", core.EVENT_COLUMNS, json="properties context"),
     _table("identifies", core.IDENTIFY_COLUMNS, json="traits context"),
     _table("person_event_stats", core.STAT_COLUMNS),
+    _table("persons", core.PERSON_COLUMNS),
     _table("message_ids", "app_id kind message_id event_id"),
     _table("discards", "app_id day reason n"),
 )
