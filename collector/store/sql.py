@@ -286,9 +286,8 @@ def segment_sql(d: Dialect, app_id: str, query: SegmentQuery) -> tuple[str, list
     unless include_bots, so a person seen only as a bot is out), plus identified users
     who have no events at all (has_not_done and trait conditions can find them): the
     `persons` rows with events not from a bot, or with none at all (a known user)."""
-    m = d.mark
-    compiler = _Compiler(d, app_id, query.include_bots, query.as_of)
     if positive(query.rules):
+        compiler = _Compiler(d, app_id, query.include_bots, query.as_of)
         source = _Compiler(d, app_id, query.include_bots, query.as_of)
         candidates = source.candidates(query.rules)
         rest = residual(query.rules)

@@ -262,7 +262,9 @@ def _properties_in_event_index(db: sqlite_utils.Database) -> None:
     # a sequential read. Same leading columns, so every lookup it served it still
     # serves; an insert writes the same number of entries, only longer ones.
     db.execute("DROP INDEX events_event_ts")
-    db.execute("CREATE INDEX events_event_ts ON events(app_id, event, ts, person, is_bot, properties)")
+    db.execute(
+        "CREATE INDEX events_event_ts ON events(app_id, event, ts, person, is_bot, properties)"
+    )
 
 
 def _persons(db: sqlite_utils.Database) -> None:

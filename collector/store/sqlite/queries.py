@@ -10,8 +10,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-import orjson
-
 from collector.query.types import (
     EventsPage,
     EventsQuery,
