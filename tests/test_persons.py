@@ -7,7 +7,6 @@ it gets the same rows."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 
@@ -42,9 +41,7 @@ def expected(db: str, app_id: str) -> list[tuple[str, int, int, int]]:
 
 
 def stored(db: str, app_id: str) -> list[tuple[str, int, int, int]]:
-    found = rows(
-        db, "SELECT person, human, bot, known FROM persons WHERE app_id = ?", [app_id]
-    )
+    found = rows(db, "SELECT person, human, bot, known FROM persons WHERE app_id = ?", [app_id])
     return sorted((p, int(h), int(b), int(k)) for p, h, b, k in found)
 
 
