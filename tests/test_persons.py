@@ -14,6 +14,7 @@ from collector.models import App, Event
 from collector.store import Store, core, open_store
 from collector.store.postgres import migrations as pg_migrations
 from collector.store.postgres import primitives as pg_primitives
+from collector.store.sqlite import migrations as sqlite_migrations
 from collector.store.sqlite import store as sqlite_store
 from tests.dbrows import rows
 from tests.factories import DAY, ev
@@ -98,16 +99,18 @@ def test_a_database_from_before_persons_gets_them_at_migration(
 ) -> None:
     # The schema and the indexing from before the table: indexing writes no persons.
     if backend == "sqlite":
-        before = [m for m in sqlite_store.MIGRATIONS if m[0] < 10]
-        monkeypatch.setattr(sqlite_store, "MIGRATIONS", before)
+        version = 9
+        lite = [m for m in sqlite_migrations.MIGRATIONS if m[0] <= version]
+        monkeypatch.setattr(sqlite_store, "MIGRATIONS", lite)
         monkeypatch.setattr(sqlite_store, "_move_scope", lambda conn, moves: None)
     else:
-        before = [m for m in pg_migrations.MIGRATIONS if m[0] < 4]
-        monkeypatch.setattr(pg_migrations, "MIGRATIONS", before)
+        version = 3
+        pg = [m for m in pg_migrations.MIGRATIONS if m[0] <= version]
+        monkeypatch.setattr(pg_migrations, "MIGRATIONS", pg)
         monkeypatch.setattr(pg_primitives.Primitives, "_move_scope", lambda *_: None)
     monkeypatch.setattr(core, "person_rows", lambda stats, events: [])
     old = open_store(db)
-    assert old.migrate() == before[-1][0]
+    assert old.migrate() == version
     a = old.create_app("Old", ["http://localhost"], {}).app_id
     for batch in traffic(a):
         old.write(batch)
