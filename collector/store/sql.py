@@ -434,9 +434,7 @@ class Reader(ABC):
                 # Tens of thousands of persons match "has not done" alike: count them in
                 # the database, and read only the page, where the ordered walk stops.
                 sql, params = scope_sql(self.dialect, app_id, query)
-                (row,) = self.execute(f"SELECT count(*) FROM ({sql}) AS matched", params)
-                count = int(row[0])
-                page = self.segment_page(sql, params, query)
+                count, page = self.count_and_page(sql, params, query)
                 more = len(page) > query.limit
                 page = page[: query.limit]
             else:
@@ -450,8 +448,13 @@ class Reader(ABC):
             users = self.describe_persons(app_id, page, query.include_bots)
         return SegmentPage(count, users, page[-1] if more and page else None)
 
-    def segment_page(self, sql: str, params: list[Any], query: SegmentQuery) -> list[str]:
-        """Up to limit + 1 persons of `scope_sql`'s after the cursor's, in order."""
+    def count_and_page(
+        self, sql: str, params: list[Any], query: SegmentQuery
+    ) -> tuple[int, list[str]]:
+        """How many persons `scope_sql`'s statement finds, and up to limit + 1 of them
+        after the cursor's, in order: `count(*)`, then the page, where SQLite's ordered
+        walk of `persons` stops after limit + 1 rows."""
+        (row,) = self.execute(f"SELECT count(*) FROM ({sql}) AS matched", params)
         m, collate = self.dialect.mark, self.dialect.collate
         text, args = sql, list(params)
         if query.after is not None:
@@ -459,7 +462,7 @@ class Reader(ABC):
             args.append(query.after)
         text += f" ORDER BY person{collate} LIMIT {m}"
         args.append(query.limit + 1)
-        return [row[0] for row in self.execute(text, args)]
+        return int(row[0]), [r[0] for r in self.execute(text, args)]
 
     def describe_persons(
         self, app_id: str, persons: Sequence[str], include_bots: bool

@@ -126,6 +126,22 @@ class _Reader(sql.Reader):
             self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield
 
+    def count_and_page(
+        self, sql: str, params: list[Any], query: SegmentQuery
+    ) -> tuple[int, list[str]]:
+        # The page is sorted by code point, which the persons index (in the database's
+        # collation) does not give: a second statement would evaluate the segment again
+        # to sort it, so one statement counts the matches as it sorts them.
+        after = "" if query.after is None else 'WHERE person COLLATE "C" > %s'
+        rows = self.execute(
+            f"SELECT person, total FROM (SELECT person, count(*) OVER () AS total "
+            f'FROM ({sql}) AS matched) AS counted {after} ORDER BY person COLLATE "C" LIMIT %s',
+            [*params, *([] if query.after is None else [query.after]), query.limit + 1],
+        ).fetchall()
+        if rows:
+            return int(rows[0][1]), [r[0] for r in rows]
+        return super().count_and_page(sql, params, query)  # past the last page: count alone
+
     def funnel_rows(self, app_id: str, query: FunnelQuery) -> Iterable[FunnelRow]:
         rows = super().funnel_rows(app_id, query)
         if query.breakdown is None:
