@@ -22,7 +22,7 @@ import itertools
 import math
 import operator
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, TypeAlias
 
 import orjson
@@ -37,7 +37,7 @@ from collector.query.segments import (
     parse_time,
     parse_where,
 )
-from collector.query.types import DAY_MS, BreakdownLookup, FunnelQuery, FunnelRow, Step
+from collector.query.types import DAY_MS, FunnelQuery, FunnelRow, Step
 from collector.store.base import Store
 
 MAX_STEPS = 20
@@ -97,17 +97,17 @@ def _parse_step(raw: Any, path: str, errors: list[FieldError]) -> Step | None:
     return Step(name, where, raw.get("where") if where else None)
 
 
-# The winning attempt of one person: the times of the steps reached, and the ref of
-# its first event.
-_Attempt: TypeAlias = tuple[list[int], int | None]
+# The winning attempt of one person: the times of the steps reached, and the breakdown
+# value of its first event.
+_Attempt: TypeAlias = tuple[list[int], str | None]
 
 
 def _best_attempt(
     events: list[FunnelRow], n_steps: int, window_ms: int, lo: float, hi: float
 ) -> _Attempt | None:
     if len(events) == 1:  # the common case of people who stop at the first step
-        _, t0, mask, ref = events[0]
-        return ([t0], ref) if mask & 1 and lo <= t0 < hi else None
+        _, t0, mask, value = events[0]
+        return ([t0], value) if mask & 1 and lo <= t0 < hi else None
     times = [e[1] for e in events]
     masks = [e[2] for e in events]
     size = len(events)
@@ -193,11 +193,9 @@ class _Tally:
         return out
 
 
-def compute_funnel(
-    query: FunnelQuery, rows: Iterable[FunnelRow], lookup: BreakdownLookup | None = None
-) -> dict[str, Any]:
+def compute_funnel(query: FunnelQuery, rows: Iterable[FunnelRow]) -> dict[str, Any]:
     """The answer: per step users, conversions and median time from the previous step;
-    with a breakdown (values read through `lookup`), the same per value."""
+    with a breakdown (the rows' values), the same per value."""
     n_steps, window = len(query.steps), query.window_ms
     lo = -math.inf if query.since is None else query.since
     hi = math.inf if query.until is None else query.until
@@ -211,12 +209,9 @@ def compute_funnel(
         for times, _ in attempts:
             overall.add(times)
         return {"steps": overall.answers(query.steps), "breakdown": None}
-    refs = [ref for _, ref in attempts if ref is not None]
-    values: Mapping[int, str | None] = lookup(refs) if lookup is not None else {}
     buckets: dict[str, _Tally] = {}
     keys: dict[str | None, str] = {}  # few distinct values: decode each once
-    for times, ref in attempts:
-        raw = values.get(ref) if ref is not None else None
+    for times, raw in attempts:
         key = keys.get(raw)
         if key is None:
             key = keys[raw] = breakdown_key(raw)
@@ -236,4 +231,4 @@ def compute_funnel(
 def run_funnel(store: Store, app_id: str, query: FunnelQuery) -> dict[str, Any]:
     """The funnel's answer, from the events the store reads for it."""
     with store.funnel_events(app_id, query) as found:
-        return compute_funnel(query, found.rows, found.breakdown)
+        return compute_funnel(query, found.rows)

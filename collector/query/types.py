@@ -6,7 +6,7 @@ the query layer (no parsing, no algorithm)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
@@ -166,22 +166,18 @@ class FunnelQuery:
 
 
 # An event matching at least one step, as the store yields it, ordered by person, time
-# and insertion: (person, ts, mask, ref). Bit k of `mask` is set when it matches step k
-# (one event can match several); `ref` identifies the event (its rowid), so the
-# breakdown property is read afterwards for the winning first steps only.
-FunnelRow: TypeAlias = tuple[str, int, int, int | None]
-
-# Breakdown values by event ref: the property's JSON text, None when absent.
-BreakdownLookup: TypeAlias = Callable[[list[int]], Mapping[int, str | None]]
+# and insertion: (person, ts, mask, value). Bit k of `mask` is set when it matches step
+# k (one event can match several); with a breakdown, `value` is the breakdown
+# property of an event that matches the first step (its JSON text as SQLite's `->`
+# gives it, None when absent), else None.
+FunnelRow: TypeAlias = tuple[str, int, int, str | None]
 
 
 @dataclass(frozen=True, slots=True)
 class FunnelEvents:
-    """What the store reads for a funnel, inside one read snapshot: the rows, and the
-    breakdown property's lookup (when the query has a breakdown)."""
+    """What the store reads for a funnel, inside one read snapshot."""
 
     rows: Iterable[FunnelRow]
-    breakdown: BreakdownLookup | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,11 @@ IDENTIFY_COLUMNS = "id, app_id, message_id, user_id, anonymous_id, traits, ts, r
 # event, added to what is stored.
 StatRow: TypeAlias = tuple[str, str, str, int, int, int, int]
 STAT_COLUMNS = "app_id, person, event, is_bot, n, first_ts, last_ts"
+# (app_id, person, human, bot, known, each 0|1): a person a segment can find, with events
+# not from a bot, events from one, a users row. Flags only grow while indexing, so most
+# batches find every row already as they would leave it.
+PersonRow: TypeAlias = tuple[str, str, int, int, int]
+PERSON_COLUMNS = "app_id, person, human, bot, known"
 
 ANON = "anon:"
 
@@ -142,6 +147,9 @@ class Primitives(Protocol):
     def add_person_stats(self, rows: Sequence[StatRow]) -> None:
         """Add to the summaries: n summed, first_ts the least, last_ts the greatest."""
 
+    def add_persons(self, rows: Sequence[PersonRow]) -> None:
+        """Add to the persons: each flag the greater of the stored and the new one."""
+
     def link(self, links: Sequence[Link]) -> None:
         """Store new links (an anonymous id already linked keeps its user), then move
         each linked anonymous person's events and summaries to the user."""
@@ -155,8 +163,8 @@ class Primitives(Protocol):
         that named the previous id as their user at the new user."""
 
     def move_persons(self, moves: Sequence[Move]) -> None:
-        """Give each old person's events to the new person and fold its summaries into
-        the new person's."""
+        """Give each old person's events to the new person and fold its summaries and its
+        persons row's event flags into the new person's (the old one keeps `known`)."""
 
 
 def rule_kind(dedupe_key: str | None, throttle_ms: int | None) -> Literal["dedupe", "throttle"]:
@@ -328,6 +336,7 @@ class IndexPlan:
     events: list[EventRow]
     identifies: list[IdentifyRow]
     stats: list[StatRow]
+    persons: list[PersonRow]
     links: list[Link]
     aliases: list[Alias]  # applied after the rest is written (apply_aliases)
 
@@ -401,7 +410,8 @@ def plan_index(tx: Primitives, events: Sequence[Accepted]) -> IndexPlan:
             )
 
     stats = person_stats(event_rows) if event_rows else []
-    return IndexPlan(event_rows, identify_rows, stats, new_links, aliases)
+    persons = person_rows(stats, events)
+    return IndexPlan(event_rows, identify_rows, stats, persons, new_links, aliases)
 
 
 def write_index(tx: Primitives, plan: IndexPlan) -> None:
@@ -412,6 +422,8 @@ def write_index(tx: Primitives, plan: IndexPlan) -> None:
         tx.insert_identifies(plan.identifies)
     if plan.stats:
         tx.add_person_stats(plan.stats)
+    if plan.persons:
+        tx.add_persons(plan.persons)
     if plan.links:
         tx.link(plan.links)
     apply_aliases(tx, plan.aliases, plan.events, plan.links)
@@ -464,6 +476,25 @@ def person_stats(rows: Sequence[EventRow]) -> list[StatRow]:
             group[1] = min(group[1], ts)
             group[2] = max(group[2], ts)
     return [(*key, n, first, last) for key, (n, first, last) in groups.items()]
+
+
+def person_rows(stats: Sequence[StatRow], events: Sequence[Accepted]) -> list[PersonRow]:
+    """The persons rows a run of accepted events adds: the event flags of each person in
+    its summaries, and `known` for each user `accept` gave a users row (the same events
+    as `_judge` merges: an identify or alias call, or an event with traits)."""
+    rows: dict[tuple[str, str], list[int]] = {}
+    for app_id, person, _, is_bot, *_ in stats:
+        flags = rows.get((app_id, person))
+        if flags is None:
+            flags = rows[(app_id, person)] = [0, 0, 0]
+        flags[1 if is_bot else 0] = 1
+    for ev in events:
+        if ev.user_id is not None and (ev.kind != "track" or ev.traits not in (None, "{}")):
+            flags = rows.get((ev.app_id, ev.user_id))
+            if flags is None:
+                flags = rows[(ev.app_id, ev.user_id)] = [0, 0, 0]
+            flags[2] = 1
+    return [(app_id, person, f[0], f[1], f[2]) for (app_id, person), f in rows.items()]
 
 
 def event_dict(row: dict[str, Any]) -> dict[str, Any]:

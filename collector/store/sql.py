@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Protocol
 
@@ -76,6 +76,12 @@ class Dialect(ABC):
     @abstractmethod
     def json_text(self, column: str, key: str, params: list[Any]) -> str:
         """The key's value as text (NULL when missing or null), to group by."""
+
+    @abstractmethod
+    def json_raw(self, column: str, key: str, params: list[Any]) -> str:
+        """The key's value as JSON text, as SQLite's `->` gives it (NULL when missing):
+        what funnel breakdown buckets are named after. A backend whose text differs
+        converts it in `Reader.funnel_rows`."""
 
     @abstractmethod
     def json_in(self, column: str, key: str, values: Sequence[Scalar], params: list[Any]) -> str:
@@ -278,10 +284,10 @@ def segment_sql(d: Dialect, app_id: str, query: SegmentQuery) -> tuple[str, list
 
     Who is in scope: everyone with at least one event in the app (bots' events left out
     unless include_bots, so a person seen only as a bot is out), plus identified users
-    who have no events at all (has_not_done and trait conditions can find them)."""
-    m = d.mark
-    compiler = _Compiler(d, app_id, query.include_bots, query.as_of)
+    who have no events at all (has_not_done and trait conditions can find them): the
+    `persons` rows with events not from a bot, or with none at all (a known user)."""
     if positive(query.rules):
+        compiler = _Compiler(d, app_id, query.include_bots, query.as_of)
         source = _Compiler(d, app_id, query.include_bots, query.as_of)
         candidates = source.candidates(query.rules)
         rest = residual(query.rules)
@@ -291,17 +297,19 @@ def segment_sql(d: Dialect, app_id: str, query: SegmentQuery) -> tuple[str, list
             f"GROUP BY person ORDER BY person{d.collate}"
         )
         return sql, [*source.params, *compiler.params]
-    bots = "" if query.include_bots else " AND is_bot = 0"
+    sql, params = scope_sql(d, app_id, query)
+    return f"{sql} ORDER BY person{d.collate}", params
+
+
+def scope_sql(d: Dialect, app_id: str, query: SegmentQuery) -> tuple[str, list[Any]]:
+    """The persons in scope that match a segment that is not `positive`, unordered:
+    one walk of the app's persons rows, in key order, so that a page with LIMIT stops
+    early."""
+    compiler = _Compiler(d, app_id, query.include_bots, query.as_of)
+    scope = "" if query.include_bots else " AND (human = 1 OR bot = 0)"
     condition = compiler.compile(query.rules)
-    sql = (
-        "WITH scope(person) AS ("
-        f"SELECT DISTINCT person FROM person_event_stats WHERE app_id = {m}{bots} "
-        f"UNION ALL SELECT user_id FROM users WHERE app_id = {m} AND NOT EXISTS "
-        "(SELECT 1 FROM person_event_stats s WHERE s.app_id = users.app_id "
-        "AND s.person = users.user_id)) "
-        f"SELECT person FROM scope WHERE {condition} ORDER BY person{d.collate}"
-    )
-    return sql, [app_id, app_id, *compiler.params]
+    sql = f"SELECT person FROM persons WHERE app_id = {d.mark}{scope} AND {condition}"
+    return sql, [app_id, *compiler.params]
 
 
 # Funnels -------------------------------------------------------------------------------
@@ -309,8 +317,10 @@ def segment_sql(d: Dialect, app_id: str, query: SegmentQuery) -> tuple[str, list
 
 def funnel_sql(d: Dialect, app_id: str, query: FunnelQuery) -> tuple[str, list[Any]]:
     """Events matching any step, by (person, time, commit order), with the mask of the
-    steps each matches (one event can match several). Without property filters this
-    reads the (event, ts, person, is_bot) index alone."""
+    steps each matches (one event can match several) and, with a breakdown, the
+    property of those that match the first step (its JSON text as `Dialect.json_raw`
+    gives it). On SQLite this reads the (event, ts, person, is_bot, properties) index
+    alone."""
     m = d.mark
     params: list[Any] = []
     masks = []
@@ -318,11 +328,18 @@ def funnel_sql(d: Dialect, app_id: str, query: FunnelQuery) -> tuple[str, list[A
         params.append(step.event)
         where = where_sql(d, "properties", step.where, params)
         masks.append(f"(CASE WHEN event = {m}{where} THEN {1 << k} ELSE 0 END)")
-    # The ref is only read for a breakdown; NULL spares creating 100,000s of ints.
-    ref = d.rowid if query.breakdown is not None else "NULL"
+    # Only the first step's events name a bucket; NULL elsewhere spares creating
+    # 100,000s of values nobody reads.
+    value = "NULL"
+    if query.breakdown is not None:
+        first = query.steps[0]
+        params.append(first.event)
+        where = where_sql(d, "properties", first.where, params)
+        raw = d.json_raw("properties", query.breakdown, params)
+        value = f"CASE WHEN event = {m}{where} THEN {raw} END"
     events = sorted({s.event for s in query.steps})
     sql = (
-        f"SELECT person, ts, {' | '.join(masks)} AS mask, {ref} "
+        f"SELECT person, ts, {' | '.join(masks)} AS mask, {value} "
         f"FROM {d.table('events', 'events_event_ts')} "
         f"WHERE app_id = {m} AND event IN ({d.marks(len(events))})"
     )
@@ -411,20 +428,41 @@ class Reader(ABC):
         """One read transaction, so a count and the page it describes agree even while
         writers commit. Inside a transaction the caller opened, that one."""
 
-    @abstractmethod
-    def breakdown_values(self, app_id: str, key: str, refs: list[int]) -> Mapping[int, str | None]:
-        """Property `key` of the events with these refs: its JSON text as SQLite's `->`
-        gives it (what breakdown buckets are named after), None when absent."""
-
     def segment(self, app_id: str, query: SegmentQuery) -> SegmentPage:
-        sql, params = segment_sql(self.dialect, app_id, query)
         with self.snapshot():
-            persons = [row[0] for row in self.execute(sql, params)]
-            start = bisect.bisect_right(persons, query.after) if query.after is not None else 0
-            page = persons[start : start + query.limit]
+            if not positive(query.rules):
+                # Tens of thousands of persons match "has not done" alike: count them in
+                # the database, and read only the page, where the ordered walk stops.
+                sql, params = scope_sql(self.dialect, app_id, query)
+                count, page = self.count_and_page(sql, params, query)
+                more = len(page) > query.limit
+                page = page[: query.limit]
+            else:
+                # Candidates are grouped after reading: one pass, the page cut here.
+                sql, params = segment_sql(self.dialect, app_id, query)
+                persons = [row[0] for row in self.execute(sql, params)]
+                start = bisect.bisect_right(persons, query.after) if query.after is not None else 0
+                page = persons[start : start + query.limit]
+                more = start + query.limit < len(persons)
+                count = len(persons)
             users = self.describe_persons(app_id, page, query.include_bots)
-        more = start + query.limit < len(persons)
-        return SegmentPage(len(persons), users, page[-1] if more and page else None)
+        return SegmentPage(count, users, page[-1] if more and page else None)
+
+    def count_and_page(
+        self, sql: str, params: list[Any], query: SegmentQuery
+    ) -> tuple[int, list[str]]:
+        """How many persons `scope_sql`'s statement finds, and up to limit + 1 of them
+        after the cursor's, in order: `count(*)`, then the page, where SQLite's ordered
+        walk of `persons` stops after limit + 1 rows."""
+        (row,) = self.execute(f"SELECT count(*) FROM ({sql}) AS matched", params)
+        m, collate = self.dialect.mark, self.dialect.collate
+        text, args = sql, list(params)
+        if query.after is not None:
+            text += f" AND person{collate} > {m}"
+            args.append(query.after)
+        text += f" ORDER BY person{collate} LIMIT {m}"
+        args.append(query.limit + 1)
+        return int(row[0]), [r[0] for r in self.execute(text, args)]
 
     def describe_persons(
         self, app_id: str, persons: Sequence[str], include_bots: bool
@@ -475,11 +513,7 @@ class Reader(ABC):
     @contextlib.contextmanager
     def funnel_events(self, app_id: str, query: FunnelQuery) -> Iterator[FunnelEvents]:
         with self.snapshot():
-            key = query.breakdown
-            yield FunnelEvents(
-                self.funnel_rows(app_id, query),
-                None if key is None else lambda refs: self.breakdown_values(app_id, key, refs),
-            )
+            yield FunnelEvents(self.funnel_rows(app_id, query))
 
     def user_profile(self, app_id: str, user_id: str, include_bots: bool) -> dict[str, Any] | None:
         """A user (or an `anon:` person): traits, first/last seen, event counts by name and

@@ -201,12 +201,32 @@ def _visits(conn: psycopg.Connection[Any]) -> None:
     visits.rebuild(conn)
 
 
+def _persons(conn: psycopg.Connection[Any]) -> None:
+    # Who a segment's scope holds, kept at indexing (as SQLite's migration 10 says):
+    # whoever has events (`human`: some not from a bot, `bot`: some from one) and every
+    # identified user (`known`: has a users row).
+    conn.execute(
+        "CREATE TABLE persons ("
+        " app_id text NOT NULL, person text NOT NULL, human smallint NOT NULL,"
+        " bot smallint NOT NULL, known smallint NOT NULL, PRIMARY KEY (app_id, person))"
+    )
+    conn.execute(
+        "INSERT INTO persons (app_id, person, human, bot, known) "
+        "SELECT app_id, person, max(human), max(bot), max(known) FROM ("
+        " SELECT app_id, person, max(CASE WHEN is_bot = 0 THEN 1 ELSE 0 END) AS human,"
+        " max(is_bot) AS bot, 0 AS known FROM person_event_stats GROUP BY app_id, person"
+        " UNION ALL SELECT app_id, user_id, 0, 0, 1 FROM users"
+        ") AS found GROUP BY app_id, person"
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection[Any]], None]]] = [
     (1, "initial schema", _initial),
     (2, "accept_plain: the usual group commit in one statement", _accept_plain),
     (3, "user_aliases: alias calls from other products' libraries", _user_aliases),
     (4, "dashboard: admins, their sessions, saved segments, bot events index", _dashboard),
     (5, "visits and hits: the web analytics model", _visits),
+    (6, "persons: who a segment's scope holds, kept at indexing", _persons),
 ]
 
 

@@ -131,6 +131,22 @@ def restat_persons(conn: psycopg.Connection[Any], app_id: str, persons: Iterable
         "WHERE app_id = %s AND person = ANY(%s) GROUP BY app_id, person, event, is_bot",
         (app_id, chosen),
     )
+    _restat_scope(conn, app_id, chosen)
+
+
+def _restat_scope(conn: psycopg.Connection[Any], app_id: str, persons: list[str]) -> None:
+    """The persons rows of these persons, from their summaries and users rows."""
+    conn.execute("DELETE FROM persons WHERE app_id = %s AND person = ANY(%s)", (app_id, persons))
+    conn.execute(
+        f"INSERT INTO persons ({core.PERSON_COLUMNS}) "
+        "SELECT %s, person, max(human), max(bot), max(known) FROM ("
+        " SELECT person, max(CASE WHEN is_bot = 0 THEN 1 ELSE 0 END) AS human,"
+        " max(is_bot) AS bot, 0 AS known FROM person_event_stats"
+        " WHERE app_id = %s AND person = ANY(%s) GROUP BY person"
+        " UNION ALL SELECT user_id, 0, 0, 1 FROM users WHERE app_id = %s AND user_id = ANY(%s)"
+        ") AS found GROUP BY person",
+        (app_id, app_id, persons, app_id, persons),
+    )
 
 
 class BacklogGauge:
@@ -346,6 +362,18 @@ class Primitives(VisitTables):
             _columns(sorted(rows), 7),
         )
 
+    def add_persons(self, rows: Sequence[core.PersonRow]) -> None:
+        # The WHERE leaves a row that already has the flags untouched: no new version.
+        self.conn.execute(
+            f"INSERT INTO persons AS p ({core.PERSON_COLUMNS}) "
+            "SELECT * FROM unnest(%b::text[], %b::text[], %b::smallint[], %b::smallint[], "
+            " %b::smallint[]) ON CONFLICT (app_id, person) DO UPDATE SET "
+            "human = greatest(p.human, excluded.human), bot = greatest(p.bot, excluded.bot), "
+            "known = greatest(p.known, excluded.known) WHERE excluded.human > p.human "
+            "OR excluded.bot > p.bot OR excluded.known > p.known",
+            _columns(sorted(rows), 5),
+        )
+
     def link(self, links: Sequence[core.Link]) -> None:
         ordered = sorted(links)
         self.conn.execute(
@@ -402,6 +430,30 @@ class Primitives(VisitTables):
             columns,
         )
         visits.move(self, moves)
+        self._move_scope(columns, unnest)
+
+    def _move_scope(self, columns: list[list[Any]], unnest: str) -> None:
+        """The persons rows' side of move_persons: the new person gains the old one's
+        event flags; the old one, left without events, stays only as a known user."""
+        self.conn.execute(
+            f"INSERT INTO persons AS p ({core.PERSON_COLUMNS}) "
+            "SELECT o.app_id, m.user_id, max(o.human), max(o.bot), 0 FROM persons o "
+            f"JOIN {unnest} ON o.app_id = m.app_id AND o.person = m.person "
+            "WHERE o.human = 1 OR o.bot = 1 GROUP BY o.app_id, m.user_id "
+            "ON CONFLICT (app_id, person) DO UPDATE SET "
+            "human = greatest(p.human, excluded.human), bot = greatest(p.bot, excluded.bot)",
+            columns,
+        )
+        self.conn.execute(
+            f"DELETE FROM persons p USING {unnest} "
+            "WHERE p.app_id = m.app_id AND p.person = m.person AND p.known = 0",
+            columns,
+        )
+        self.conn.execute(
+            f"UPDATE persons p SET human = 0, bot = 0 FROM {unnest} "
+            "WHERE p.app_id = m.app_id AND p.person = m.person",
+            columns,
+        )
 
 
 _STATS_MERGE = (

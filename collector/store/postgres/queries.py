@@ -1,10 +1,10 @@
 """The query API's read side on PostgreSQL (psycopg 3): its dialect, and what only
-PostgreSQL does (a REPEATABLE READ READ ONLY transaction as the snapshot, breakdown values
-read by `seq`, the export through a server-side cursor). The queries themselves are
-store/sql.py's, shared with SQLite, so both answer alike on the same events.
+PostgreSQL does (a REPEATABLE READ READ ONLY transaction as the snapshot, funnel breakdown
+values named as SQLite names them, the export through a server-side cursor). The queries
+themselves are store/sql.py's, shared with SQLite, so both answer alike on the same events.
 
-`seq` plays SQLite's rowid: the stream's position, a funnel row's ref and the event
-pages' tiebreak. Functions take a psycopg connection, in autocommit mode or not, with any
+`seq` plays SQLite's rowid: the stream's position, the funnel rows' tiebreak and the
+event pages'. Functions take a psycopg connection, in autocommit mode or not, with any
 row factory; they leave it as they found it, except that a statement run outside a
 transaction on a connection that is not in autocommit mode opens one, as psycopg does."""
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -27,6 +27,7 @@ from collector.query.types import (
     EventsQuery,
     FunnelEvents,
     FunnelQuery,
+    FunnelRow,
     Scalar,
     SegmentPage,
     SegmentQuery,
@@ -59,6 +60,10 @@ class PostgresDialect(sql.Dialect):
     def json_text(self, column: str, key: str, params: list[Any]) -> str:
         params.append(key)
         return f"{column} ->> %s"
+
+    def json_raw(self, column: str, key: str, params: list[Any]) -> str:
+        params.append(key)
+        return f"({column} -> %s)::text"
 
     def json_in(self, column: str, key: str, values: Sequence[Scalar], params: list[Any]) -> str:
         params.extend([key, [core.json_text(v) for v in values]])
@@ -122,13 +127,36 @@ class _Reader(sql.Reader):
             self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield
 
-    def breakdown_values(self, app_id: str, key: str, refs: list[int]) -> dict[int, str | None]:
+    def count_and_page(
+        self, sql: str, params: list[Any], query: SegmentQuery
+    ) -> tuple[int, list[str]]:
+        # The page is sorted by code point, which the persons index (in the database's
+        # collation) does not give: a second statement would evaluate the segment again
+        # to sort it, so one statement counts the matches as it sorts them.
+        after = "" if query.after is None else 'WHERE person COLLATE "C" > %s'
         rows = self.execute(
-            "SELECT seq, (properties -> %s)::text FROM events "
-            "WHERE seq = ANY(%s::bigint[]) AND app_id = %s",
-            (key, refs, app_id),
-        )
-        return {seq: sqlite_json(text) for seq, text in rows}
+            f"SELECT person, total FROM (SELECT person, count(*) OVER () AS total "
+            f'FROM ({sql}) AS matched) AS counted {after} ORDER BY person COLLATE "C" LIMIT %s',
+            [*params, *([] if query.after is None else [query.after]), query.limit + 1],
+        ).fetchall()
+        if rows:
+            return int(rows[0][1]), [r[0] for r in rows]
+        return super().count_and_page(sql, params, query)  # past the last page: count alone
+
+    def funnel_rows(self, app_id: str, query: FunnelQuery) -> Iterable[FunnelRow]:
+        rows = super().funnel_rows(app_id, query)
+        if query.breakdown is None:
+            return rows
+        # Breakdown values as SQLite names them; few distinct ones, each converted once.
+        names: dict[str | None, str | None] = {None: None}
+
+        def named(text: str | None) -> str | None:
+            name = names.get(text, names)
+            if name is names:
+                name = names[text] = sqlite_json(text)
+            return name  # type: ignore[return-value]
+
+        return ((person, ts, mask, named(value)) for person, ts, mask, value in rows)
 
 
 def segment(conn: psycopg.Connection[Any], app_id: str, query: SegmentQuery) -> SegmentPage:

@@ -301,6 +301,46 @@ def _visits(db: sqlite_utils.Database) -> None:
     visits.rebuild(db.conn)
 
 
+def _properties_in_event_index(db: sqlite_utils.Database) -> None:
+    # Property filters and funnel breakdowns read `properties` of one event's rows: from
+    # the table that is a random row read each (about 2 µs, most of a filtered
+    # segment's time on 1M events); from the index that already orders them by event,
+    # a sequential read. Same leading columns, so every lookup it served it still
+    # serves; an insert writes the same number of entries, only longer ones.
+    db.execute("DROP INDEX events_event_ts")
+    db.execute(
+        "CREATE INDEX events_event_ts ON events(app_id, event, ts, person, is_bot, properties)"
+    )
+
+
+def _persons(db: sqlite_utils.Database) -> None:
+    # One row per person a segment can find: whoever has events (`human`: some not from
+    # a bot, `bot`: some from one) and every identified user (`known`: has a users row,
+    # with or without events). A segment's scope is then one ordered range of this table
+    # instead of every person_event_stats row grouped by person plus an anti-join of
+    # users; indexing keeps it (core.person_rows), after the summaries.
+    db.execute(
+        """
+        CREATE TABLE persons (
+            app_id TEXT NOT NULL,
+            person TEXT NOT NULL,
+            human INTEGER NOT NULL,
+            bot INTEGER NOT NULL,
+            known INTEGER NOT NULL,
+            PRIMARY KEY (app_id, person)
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute(
+        "INSERT INTO persons (app_id, person, human, bot, known) "
+        "SELECT app_id, person, max(human), max(bot), max(known) FROM ("
+        " SELECT app_id, person, max(is_bot = 0) AS human, max(is_bot = 1) AS bot, 0 AS known"
+        " FROM person_event_stats GROUP BY app_id, person"
+        " UNION ALL SELECT app_id, user_id, 0, 0, 1 FROM users"
+        ") GROUP BY app_id, person"
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "initial schema", _initial),
     (2, "query summaries: person_event_stats, covering event indexes", _query_summaries),
@@ -312,4 +352,6 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (8, "rules: a removed rule's id is never given to a new one", _rule_ids_never_reused),
     (9, "dashboard: admins, their sessions, saved segments, bot events index", _dashboard),
     (10, "visits and hits: the web analytics model", _visits),
+    (11, "events_event_ts covers properties", _properties_in_event_index),
+    (12, "persons: who a segment's scope holds, kept at indexing", _persons),
 ]

@@ -1,5 +1,5 @@
 """The query API's read side on SQLite: its dialect, and what only SQLite does (a WAL
-read transaction as the snapshot, index hints, breakdown values read by rowid). The
+read transaction as the snapshot, index hints). The
 queries themselves are store/sql.py's, shared with every backend."""
 
 from __future__ import annotations
@@ -9,8 +9,6 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
-
-import orjson
 
 from collector.query.types import (
     AnalyticsQuery,
@@ -62,6 +60,10 @@ class SQLiteDialect(sql.Dialect):
     def json_text(self, column: str, key: str, params: list[Any]) -> str:
         params.append(_path(key))
         return f"json_extract({column}, ?)"
+
+    def json_raw(self, column: str, key: str, params: list[Any]) -> str:
+        params.append(_path(key))
+        return f"{column} -> ?"
 
     def json_in(self, column: str, key: str, values: Sequence[Scalar], params: list[Any]) -> str:
         # A few flat terms (one per JSON type), whatever the list's length: an OR per
@@ -123,17 +125,6 @@ class _Reader(sql.Reader):
             yield
         finally:
             self.conn.execute("COMMIT")
-
-    def breakdown_values(self, app_id: str, key: str, refs: list[int]) -> dict[int, str | None]:
-        # Read in rowid order, which walks the table forwards instead of jumping around
-        # it: about twice as fast.
-        rows = self.conn.execute(
-            "SELECT rowid, properties -> ? FROM events "
-            # `+app_id`: a check, not an index to use (that would walk the whole app).
-            "WHERE rowid IN (SELECT value FROM json_each(?)) AND +app_id = ?",
-            (_path(key), orjson.dumps(sorted(refs)).decode(), app_id),
-        )
-        return dict(rows)
 
 
 # The store's entry points: functions of its connection.

@@ -817,7 +817,8 @@ def _index_pending(conn: sqlite3.Connection, at_least: int | None) -> int:
 
 
 def restat_persons(conn: sqlite3.Connection, app_id: str, persons: Iterable[str]) -> None:
-    """Rebuild the persons' person_event_stats rows from their events (after deletes)."""
+    """Rebuild the persons' person_event_stats and persons rows from their events and
+    users rows (after deletes)."""
     for chunk in _chunks(sorted(persons)):
         marks = ",".join("?" * len(chunk))
         conn.execute(
@@ -830,6 +831,23 @@ def restat_persons(conn: sqlite3.Connection, app_id: str, persons: Iterable[str]
             f"WHERE app_id = ? AND person IN ({marks}) GROUP BY person, event, is_bot",
             (app_id, *chunk),
         )
+        _restat_scope(conn, app_id, chunk)
+
+
+def _restat_scope(conn: sqlite3.Connection, app_id: str, persons: Sequence[str]) -> None:
+    marks = ",".join("?" * len(persons))
+    conn.execute(
+        f"DELETE FROM persons WHERE app_id = ? AND person IN ({marks})", (app_id, *persons)
+    )
+    conn.execute(
+        f"INSERT INTO persons ({core.PERSON_COLUMNS}) "
+        "SELECT ?, person, max(human), max(bot), max(known) FROM ("
+        " SELECT person, max(is_bot = 0) AS human, max(is_bot = 1) AS bot, 0 AS known"
+        f" FROM person_event_stats WHERE app_id = ? AND person IN ({marks}) GROUP BY person"
+        f" UNION ALL SELECT user_id, 0, 0, 1 FROM users WHERE app_id = ? AND user_id IN ({marks})"
+        ") GROUP BY person",
+        (app_id, app_id, *persons, app_id, *persons),
+    )
 
 
 _STATS_MERGE = (
@@ -963,6 +981,16 @@ class _Primitives(VisitTables):
             rows,
         )
 
+    def add_persons(self, rows: Sequence[core.PersonRow]) -> None:
+        # The WHERE leaves a row that already has the flags untouched: no page written.
+        self.conn.executemany(
+            f"INSERT INTO persons ({core.PERSON_COLUMNS}) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (app_id, person) DO UPDATE SET human = max(human, excluded.human), "
+            "bot = max(bot, excluded.bot), known = max(known, excluded.known) "
+            "WHERE excluded.human > human OR excluded.bot > bot OR excluded.known > known",
+            rows,
+        )
+
     def link(self, links: Sequence[core.Link]) -> None:
         self.conn.executemany(
             "INSERT OR IGNORE INTO identities (app_id, anonymous_id, user_id, linked_at) "
@@ -1007,3 +1035,19 @@ class _Primitives(VisitTables):
             [(app, person) for _, app, person in moves],
         )
         visits.move(self, moves)
+        _move_scope(self.conn, moves)
+
+
+def _move_scope(conn: sqlite3.Connection, moves: Sequence[core.Move]) -> None:
+    """The persons rows' side of move_persons: the new person gains the old one's event
+    flags; the old one, left without events, stays only as a known user."""
+    conn.executemany(
+        f"INSERT INTO persons ({core.PERSON_COLUMNS}) "
+        "SELECT app_id, ?, human, bot, 0 FROM persons WHERE app_id = ? AND person = ? "
+        "AND (human OR bot) ON CONFLICT (app_id, person) DO UPDATE SET "
+        "human = max(human, excluded.human), bot = max(bot, excluded.bot)",
+        moves,
+    )
+    old = [(app, person) for _, app, person in moves]
+    conn.executemany("DELETE FROM persons WHERE app_id = ? AND person = ? AND NOT known", old)
+    conn.executemany("UPDATE persons SET human = 0, bot = 0 WHERE app_id = ? AND person = ?", old)
