@@ -99,12 +99,12 @@ def test_a_database_from_before_persons_gets_them_at_migration(
 ) -> None:
     # The schema and the indexing from before the table: indexing writes no persons.
     if backend == "sqlite":
-        version = 9
+        version = 11
         lite = [m for m in sqlite_migrations.MIGRATIONS if m[0] <= version]
         monkeypatch.setattr(sqlite_store, "MIGRATIONS", lite)
         monkeypatch.setattr(sqlite_store, "_move_scope", lambda conn, moves: None)
     else:
-        version = 3
+        version = 5
         pg = [m for m in pg_migrations.MIGRATIONS if m[0] <= version]
         monkeypatch.setattr(pg_migrations, "MIGRATIONS", pg)
         monkeypatch.setattr(pg_primitives.Primitives, "_move_scope", lambda *_: None)
