@@ -169,10 +169,22 @@ def _user_aliases(conn: psycopg.Connection[Any]) -> None:
     conn.execute("CREATE INDEX user_aliases_user ON user_aliases (app_id, user_id)")
 
 
+def _rate_buckets(conn: psycopg.Connection[Any]) -> None:
+    # Shared rate limits (ingest/ratelimit.py). UNLOGGED: a bucket is worth nothing after
+    # a crash (a full bucket is what an empty table means), so its updates, several a
+    # second from every collector, write no WAL.
+    conn.execute(
+        "CREATE UNLOGGED TABLE rate_buckets ("
+        " key text PRIMARY KEY, tokens float8 NOT NULL, rate float8 NOT NULL,"
+        " cap float8 NOT NULL, updated float8 NOT NULL)"
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection[Any]], None]]] = [
     (1, "initial schema", _initial),
     (2, "accept_plain: the usual group commit in one statement", _accept_plain),
     (3, "user_aliases: alias calls from other products' libraries", _user_aliases),
+    (4, "rate_buckets: rate limits shared by every collector", _rate_buckets),
 ]
 
 

@@ -55,6 +55,7 @@ from collector.store.postgres.primitives import (
     last_inbox_id,
     lock_indexing,
     restat_persons,
+    share_rate_usage,
 )
 from collector.store.tables import Table
 
@@ -73,6 +74,7 @@ class PostgresStore:
     own, so the event loop keeps serving while a commit waits on the server."""
 
     commit_in_thread = True
+    shares_rate_limits = True
 
     def __init__(self, url: str, *, max_backlog: int = DEFAULT_MAX_BACKLOG) -> None:
         self.max_backlog = max_backlog
@@ -271,6 +273,22 @@ class PostgresStore:
                 "SELECT 1 FROM users WHERE app_id = %s AND user_id = %s", (app_id, user_id)
             ).fetchone()
         return row is not None
+
+    def share_rate_usage(
+        self, usage: Sequence[tuple[str, float, float, float]]
+    ) -> dict[str, float]:
+        with self._db.connection() as conn:
+            return share_rate_usage(conn, usage)
+
+    def ready(self) -> dict[str, int]:
+        # A fresh connection, not a pooled one: the pools may hold a connection that
+        # has not noticed yet that the server is gone.
+        try:
+            with self._db.connect(connect_timeout=2) as conn:
+                pending = backlog(conn)
+        except psycopg.Error as exc:
+            raise self._db.unreachable(exc) from None
+        return {"backlog": pending, "max_backlog": self.max_backlog}
 
     def write(self, events: Sequence[Event]) -> list[Outcome]:
         with self._db.transaction() as conn:
