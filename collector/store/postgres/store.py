@@ -59,6 +59,12 @@ from collector.store.postgres.primitives import (
 )
 from collector.store.tables import Table
 
+# For transactions that hold what other collectors wait for (the indexing lock, a
+# group's message-id claims): should this collector's host vanish from the network
+# mid-transaction, the server would otherwise keep its session, and the locks, until
+# its TCP keepalives give up (two hours by default). Idle means waiting on the
+# collector between statements, which takes milliseconds.
+HOLDING_LOCKS = "SET LOCAL idle_in_transaction_session_timeout = '10s'"
 INDEX_CHUNK = 5_000  # events an indexing transaction takes, as SQLite's
 STREAM_CHUNK = 1_000  # at most this many indexed by each poll of a live stream
 
@@ -316,6 +322,7 @@ class PostgresStore:
                             bound_backlog(conn, self._gauge)
                     return core.all_accepted(events)
                 with conn.transaction():
+                    conn.execute(HOLDING_LOCKS)
                     return core.accept(Primitives(conn, self._gauge), events)
         except Unavailable:
             if not taken:
@@ -355,7 +362,7 @@ class PostgresStore:
                     # Not durable at commit: a crash loses the whole indexing
                     # transaction, its inbox rows included, so they are indexed again;
                     # the next acknowledged commit's WAL flush covers this one anyway.
-                    conn.execute("SET LOCAL synchronous_commit = off")
+                    conn.execute("SET LOCAL synchronous_commit = off; " + HOLDING_LOCKS)
                     if not lock_indexing(conn, wait):
                         return 0
                     return index_pending(conn, chunk, until=until, create_partitions=False)
