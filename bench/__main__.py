@@ -1,6 +1,7 @@
 """`make bench`: every benchmark in one run, so the ratios share one machine state.
 
-python -m bench [--only ingest|store|ua|query|abuse] [--db-url sqlite] [--db-url postgresql…]
+python -m bench [--only ingest|store|ua|query|abuse|scaleout]
+                [--db-url sqlite] [--db-url postgresql…]
 
 `--db-url` (repeatable) chooses the backends of the ingest and query benchmarks
 (bench/backends.py); by default they run on a scratch database of each backend and print
@@ -12,12 +13,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import abuse_bench, ingest_bench, query_bench, store_bench, ua_bench
+from bench import abuse_bench, ingest_bench, query_bench, scaleout_bench, store_bench, ua_bench
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", choices=["ingest", "store", "ua", "query", "abuse"])
+    parser.add_argument("--only", choices=["ingest", "store", "ua", "query", "abuse", "scaleout"])
     parser.add_argument(
         "--db-url", action="append", default=[], help="a backend's database (repeatable)"
     )
@@ -28,6 +29,10 @@ def main() -> None:
         "ua": ("User-Agent parsing and bot detection", ua_bench.main),
         "query": ("Queries on 1,000,000 events for 100,000 users", query_bench.main),
         "abuse": ("Each attack of issue 20 beside a steady app (2 workers)", abuse_bench.main),
+        "scaleout": (
+            "1, 2 and 3 collectors on one PostgreSQL: events/s, CPU per event, projection",
+            scaleout_bench.main,
+        ),
     }
     backends = [arg for url in args.db_url for arg in ("--db-url", url)]
     options = {
