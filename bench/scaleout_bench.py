@@ -20,6 +20,8 @@ forked: backends, WAL writer, checkpointer), over the run and over run + drain (
 indexing of what the run accepted). From these it projects what N collectors on N
 machines would sustain before PostgreSQL saturates: PostgreSQL's CPU per event sets the
 ceiling (its cores over its CPU per event), the collectors' sets how many hosts reach it.
+Also the database's transactions committed (every transaction of the run: group
+commits, indexing, the rate-limit syncs) per event, and WAL bytes per event.
 
 The machine's load average is printed beside the figures: on a shared 2-core machine the
 collectors, PostgreSQL and wrk compete for the same cores, so the absolute events/s say
@@ -35,6 +37,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import psycopg
 
 from bench.ingest_bench import (
     _LUA_BATCH,
@@ -98,6 +102,17 @@ class Cpu:
         )
 
 
+def _server_counters(url: str) -> tuple[int, int]:
+    """(transactions committed in the database, WAL bytes written by the server)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT xact_commit, pg_current_wal_lsn() - '0/0'::pg_lsn FROM pg_stat_database "
+            "WHERE datname = current_database()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
 def _load(
     procs: list[CollectorProcess], script: str, headers: dict[str, str], seconds: int, conns: int
 ) -> list[dict[str, Any]]:
@@ -135,10 +150,15 @@ def run_one(
         store.index_all()
         os.sync()
         before = Cpu.read(procs, cluster.data_dir)
+        counters = _server_counters(url)
         load_before = os.getloadavg()[0]
         runs = _load(procs, script, headers, duration, connections)
         loadavg = os.getloadavg()[0]
         after_run = Cpu.read(procs, cluster.data_dir)
+        # pg_stat_database lags by up to a second (stats are flushed by the backends).
+        time.sleep(1.0)
+        commits_after, wal_after = _server_counters(url)
+        commits, wal = commits_after - counters[0], wal_after - counters[1]
         backlog = store.backlog()
         drain_s, drain_cpu = _index_rest(store)
         after_drain = Cpu.read(procs, cluster.data_dir)
@@ -161,6 +181,8 @@ def run_one(
         "non2xx": sum(r["non2xx"] for r in runs),
         "errors": sum(r["socket_errors"] for r in runs),
         "backlog": backlog,
+        "events_per_commit": events / max(1, commits),
+        "wal_bytes_per_event": wal / max(1, events),
         "drain_s": drain_s,
         "loadavg": (load_before, loadavg),
         # µs of CPU per acknowledged event: each collector's per event it acknowledged,
@@ -179,7 +201,7 @@ def report(results: list[dict[str, Any]], cores: int) -> None:
     print(
         f"\n{'shape':7}{'N':>3}{'events/s':>10}{'p50 ms':>8}{'p99 ms':>8}"
         f"{'each coll µs/ev':>18}{'all coll':>9}{'pg':>7}{'+ indexing: coll':>18}{'pg':>7}"
-        f"{'backlog':>9}{'load avg':>10}"
+        f"{'backlog':>9}{'ev/xact':>8}{'WAL B/ev':>9}{'load avg':>10}"
     )
     for r in results:
         each = "/".join(f"{c:.0f}" for c in r["collector_us"])
@@ -188,7 +210,8 @@ def report(results: list[dict[str, Any]], cores: int) -> None:
             f"{r['shape']:7}{r['n']:>3}{r['events_per_s']:>10,.0f}{r['p50_ms']:>8.1f}"
             f"{r['p99_ms']:>8.1f}{each:>18}{r['collectors_us']:>9.1f}{r['postgres_us']:>7.1f}"
             f"{coll_all:>18.1f}"
-            f"{r['postgres_all_us']:>7.1f}{r['backlog']:>9,}{r['loadavg'][1]:>10.1f}"
+            f"{r['postgres_all_us']:>7.1f}{r['backlog']:>9,}{r['events_per_commit']:>8.1f}"
+            f"{r['wal_bytes_per_event']:>9.0f}{r['loadavg'][1]:>10.1f}"
             + (f"  non-2xx {r['non2xx']:.0f}" if r["non2xx"] else "")
             + (f"  socket errors {r['errors']:.0f}" if r["errors"] else "")
         )
