@@ -16,6 +16,7 @@ What differs from SQLite, and why:
 from __future__ import annotations
 
 import contextlib
+import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -65,7 +66,8 @@ from collector.store.tables import Table
 # its TCP keepalives give up (two hours by default). Idle means waiting on the
 # collector between statements, which takes milliseconds.
 HOLDING_LOCKS = "SET LOCAL idle_in_transaction_session_timeout = '10s'"
-INDEX_CHUNK = 5_000  # events an indexing transaction takes, as SQLite's
+INDEX_CHUNK = 5_000
+INDEXING_BACKOFF_S = 0.01  # events an indexing transaction takes, as SQLite's
 STREAM_CHUNK = 1_000  # at most this many indexed by each poll of a live stream
 
 
@@ -86,6 +88,7 @@ class PostgresStore:
         self.max_backlog = max_backlog
         self._db = Database(url)
         self._gauge = BacklogGauge(max_backlog)
+        self._indexing_elsewhere_until = 0.0  # index_some(wait=False) skips until then
         self._listener = Listener(self._db, CHANNEL)
         # A store dropped without close() (a CLI command, a test) still closes its pools
         # and threads, from the thread that dropped it. Left to the pools' own __del__,
@@ -356,6 +359,8 @@ class PostgresStore:
         return self._index_chunk(chunk, wait=wait, until=None)
 
     def _index_chunk(self, chunk: int, *, wait: bool, until: int | None) -> int:
+        if not wait and time.monotonic() < self._indexing_elsewhere_until:
+            return 0
         while True:
             try:
                 with self._db.transaction() as conn:
@@ -364,6 +369,10 @@ class PostgresStore:
                     # the next acknowledged commit's WAL flush covers this one anyway.
                     conn.execute("SET LOCAL synchronous_commit = off; " + HOLDING_LOCKS)
                     if not lock_indexing(conn, wait):
+                        # Another collector is indexing (a chunk takes tens of ms): asking
+                        # again at once, as a pressed indexer would every millisecond,
+                        # costs the server a transaction each time and gains nothing.
+                        self._indexing_elsewhere_until = time.monotonic() + INDEXING_BACKOFF_S
                         return 0
                     return index_pending(conn, chunk, until=until, create_partitions=False)
             except PartitionsMissing as missing:
