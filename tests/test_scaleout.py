@@ -64,17 +64,22 @@ def test_a_revoked_key_stops_working_on_every_collector_within_two_seconds(
             assert r.status_code == 401, (proc.url, r.status_code, r.text)
 
 
-def test_rate_limits_hold_across_collectors(pg_url: str, three: list[CollectorProcess]) -> None:
-    """Three collectors offered far more than an app's request rate admit, together,
-    the rate (plus its 2 s burst) within 10%; each alone would admit all of it."""
+@pytest.mark.parametrize("limit", ["app", "ip"])
+def test_rate_limits_hold_across_collectors(
+    pg_url: str, three: list[CollectorProcess], limit: str
+) -> None:
+    """Three collectors offered far more than an app's request rate (or its rate per
+    client address: every request here comes from 127.0.0.1) admit, together, the rate
+    (plus its 2 s burst) within 10%; each alone would admit all of it."""
     rate = 30
+    limits = {"app": "0", "ip": "0", limit: str(rate)}
     app = create_app(
         pg_url,
         "limited",
         "--rate-limit-app",
-        str(rate),
+        limits["app"],
         "--rate-limit-ip",
-        "0",
+        limits["ip"],
         "--rate-limit-events",
         "0",
     )

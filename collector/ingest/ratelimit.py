@@ -64,6 +64,9 @@ class RateLimiter:
         self._buckets: OrderedDict[tuple[str, ...], _Bucket] = OrderedDict()
         self._max_keys = max_keys
         self._in_flight: dict[tuple[str, ...], float] = {}  # spending a sync is sending
+        # Buckets spent from since the last sync: a sync visits these, not every bucket
+        # (up to max_keys of them, most of them idle per-IP buckets).
+        self._spent: set[tuple[str, ...]] = set()
 
     def exhausted(self, key: tuple[str, ...], rate: float) -> int:
         """0 while the bucket holds a token, else the seconds until it will; takes nothing.
@@ -107,7 +110,9 @@ class RateLimiter:
                 bucket.tokens = min(bucket.tokens, _lease(rate))
         if bucket.tokens >= cost:
             bucket.tokens -= cost
-            bucket.spent += cost
+            if self.shared:
+                bucket.spent += cost
+                self._spent.add(key)
             return 0
         return max(1, math.ceil((cost - bucket.tokens) / rate))
 
@@ -117,10 +122,10 @@ class RateLimiter:
         """What each bucket spent since the last sync, to send to the database; until
         `reconcile` or `restore` the amounts are in flight."""
         usage: list[Usage] = []
-        if not self.shared:
-            return usage
-        for key, bucket in self._buckets.items():
-            if bucket.spent > 0:
+        spent, self._spent = self._spent, set()
+        for key in spent:
+            bucket = self._buckets.get(key)
+            if bucket is not None and bucket.spent > 0:
                 usage.append((KEY_SEP.join(key), bucket.spent, bucket.rate, bucket.capacity))
                 self._in_flight[key] = bucket.spent
                 bucket.spent = 0.0
@@ -147,6 +152,7 @@ class RateLimiter:
             bucket = self._buckets.get(key)
             if bucket is not None:
                 bucket.spent += spent
+                self._spent.add(key)
         self._in_flight.clear()
 
 
