@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -242,6 +243,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32, help="per collector")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
+    # A SIGTERM (`timeout`, a CI job ending) unwinds as Ctrl-C does, so the collectors
+    # and the PostgreSQL server this started are stopped rather than left running.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     counts = [int(n) for n in args.collectors.split(",")]
     shapes = args.shape or ["single", "batch"]
     print(f"load average before: {os.getloadavg()}; {os.cpu_count()} CPUs", flush=True)
