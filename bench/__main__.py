@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in one run, so the ratios share one machine state.
 
-python -m bench [--only ingest|store|ua|query|abuse|analytics]
+python -m bench [--only ingest|store|ua|query|abuse|analytics|scaleout]
                 [--db-url sqlite] [--db-url postgresql…]
 
 `--db-url` (repeatable) chooses the backends of the ingest and query benchmarks
@@ -13,13 +13,24 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import abuse_bench, analytics_bench, ingest_bench, query_bench, store_bench, ua_bench
+from bench import (
+    abuse_bench,
+    analytics_bench,
+    ingest_bench,
+    query_bench,
+    scaleout_bench,
+    store_bench,
+    ua_bench,
+)
 from collector import native
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", choices=["ingest", "store", "ua", "query", "abuse", "analytics"])
+    parser.add_argument(
+        "--only",
+        choices=["ingest", "store", "ua", "query", "abuse", "analytics", "scaleout"],
+    )
     parser.add_argument(
         "--db-url", action="append", default=[], help="a backend's database (repeatable)"
     )
@@ -33,6 +44,10 @@ def main() -> None:
         "analytics": (
             "Web analytics on 30 days, 1,000,000 page views by 100,000 visitors",
             analytics_bench.main,
+        ),
+        "scaleout": (
+            "1, 2 and 3 collectors on one PostgreSQL: events/s, CPU per event, projection",
+            scaleout_bench.main,
         ),
     }
     backends = [arg for url in args.db_url for arg in ("--db-url", url)]

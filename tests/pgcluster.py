@@ -61,12 +61,26 @@ class PostgresCluster:
     survives a crash, and tests that stop the server mid-load should see real durability.
     """
 
-    def __init__(self, bindir: Path | None = None, *, max_connections: int = 200) -> None:
+    def __init__(
+        self,
+        bindir: Path | None = None,
+        *,
+        max_connections: int = 200,
+        host: str = "127.0.0.1",
+        netns: str | None = None,
+        allow: str | None = None,
+    ) -> None:
+        """host: the address it listens on; netns: the network namespace it runs in
+        (`ip netns exec`; tests/netns.py), where it takes port 5432; allow: a CIDR whose
+        clients may connect too (trust, as 127.0.0.1)."""
         found = bindir or find_bindir()
         if found is None:
             raise PostgresClusterError("no PostgreSQL server binaries (apt-get install postgresql)")
         self.bindir = found
         self.max_connections = max_connections
+        self.host = host
+        self.netns = netns
+        self.allow = allow
         self.root: Path | None = None  # the temporary folder: data/, sock/, postgres.log
         self.port = 0
         self.running = False
@@ -88,7 +102,7 @@ class PostgresCluster:
 
     def url_for(self, dbname: str) -> str:
         """The URL of database `dbname` on this server (which need not exist yet)."""
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+        return f"postgresql://postgres@{self.host}:{self.port}/{dbname}"
 
     def start(self) -> None:
         """Create the cluster on first use, then start the server and wait until it accepts
@@ -98,12 +112,13 @@ class PostgresCluster:
             return
         if self.root is None:
             self.root = self._initdb()
-            self.port = _free_port()
+            # A namespace of its own has every port free.
+            self.port = 5432 if self.netns else _free_port()
             # Stop the server even if the process exits without leaving the `with` block.
             atexit.register(self.stop)
         options = (
             f"-p {self.port} -k {shlex.quote(str(self.root / 'sock'))} "
-            f"-c listen_addresses=127.0.0.1 -c max_connections={self.max_connections}"
+            f"-c listen_addresses={self.host} -c max_connections={self.max_connections}"
         )
         proc = self._run(
             "pg_ctl", "start", "-w", "-D", self.data_dir, "-l", self.log_path, "-o", options
@@ -183,6 +198,9 @@ class PostgresCluster:
         if proc.returncode != 0:
             shutil.rmtree(root, ignore_errors=True)
             raise PostgresClusterError(f"initdb failed:\n{proc.stdout}")
+        if self.allow:
+            with (root / "data" / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {self.allow} trust\n")
         return root
 
     def _run(
@@ -191,6 +209,8 @@ class PostgresCluster:
         command = [str(self.bindir / program), *map(str, args)]
         if os.geteuid() == 0:
             command = ["runuser", "-u", "postgres", "--", *command]
+        if self.netns:
+            command = ["ip", "netns", "exec", self.netns, *command]
         # cwd: the postgres user may not be allowed into the caller's working folder.
         return subprocess.run(
             command,

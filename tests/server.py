@@ -60,12 +60,26 @@ def create_app(db: str | Path, name: str = "test", *extra: str) -> dict[str, Any
 class CollectorProcess:
     """`collector serve` in its own process group, so a kill -9 takes its workers too."""
 
-    def __init__(self, db: str | Path, *, workers: int = 1, extra: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        db: str | Path,
+        *,
+        workers: int = 1,
+        extra: tuple[str, ...] = (),
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        prefix: tuple[str, ...] = (),
+    ) -> None:
+        """host, port: where it listens (a free port of 127.0.0.1 by default); prefix: a
+        command it runs under, such as `ip netns exec NS` (tests/netns.py), which execs
+        it, so the process (and group) is still the collector's."""
         self.db = str(db)
         self.workers = workers
         self.extra = extra
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.host = host
+        self.port = port or free_port()
+        self.prefix = prefix
+        self.url = f"http://{host}:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
         self._final_output = ""
@@ -73,10 +87,13 @@ class CollectorProcess:
     def start(self, timeout: float = 30.0) -> CollectorProcess:
         self.proc = subprocess.Popen(
             [
+                *self.prefix,
                 sys.executable,
                 "-m",
                 "collector",
                 "serve",
+                "--host",
+                self.host,
                 "--port",
                 str(self.port),
                 "--db",

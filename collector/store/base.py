@@ -32,6 +32,10 @@ class Store(Protocol):
     # meanwhile; one that mostly computes in-process (SQLite) costs less on the loop
     # than the hand-off to a thread.
     commit_in_thread: bool
+    # Whether collectors that share this store share their rate limits through it
+    # (ingest/ratelimit.py): PostgreSQL, many hosts. SQLite is one host, whose worker
+    # processes each enforce their share of the rate.
+    shares_rate_limits: bool
 
     def migrate(self) -> int:
         """Apply pending schema migrations; return the schema version."""
@@ -109,6 +113,16 @@ class Store(Protocol):
         has the turn), so the caller's event loop keeps serving and tries again."""
 
     def user_exists(self, app_id: str, user_id: str) -> bool: ...
+    def share_rate_usage(
+        self, usage: Sequence[tuple[str, float, float, float]]
+    ) -> dict[str, float]:
+        """Shared rate limits: for each (key, spent, rate, capacity), take `spent` from the
+        one bucket every collector shares, refilled at `rate` up to `capacity`; return
+        what each bucket holds now (it may be below 0: a debt everyone waits out)."""
+
+    def ready(self) -> dict[str, int]:
+        """For /healthz/ready: raises if the database cannot be reached now; else what
+        is pending (`backlog`) and its bound (`max_backlog`)."""
 
     # Deferred indexing: accepted events are indexed later, by the indexer process, by
     # a read that needs them, or by the writer when the backlog is at its bound.

@@ -3,6 +3,8 @@ pipeline's steps together."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import gzip
 import hashlib
@@ -13,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -31,6 +34,7 @@ from collector.errors import (
 )
 from collector.ingest.auth import canonical_origin, origin_allowed, request_origin
 from collector.ingest.dialects.routes import ROUTES as DIALECT_ROUTES
+from collector.ingest.ratesync import share_limits
 from collector.query.segments import set_cursor_secret
 from collector.settings import Settings
 from collector.store import Store, open_store
@@ -221,8 +225,41 @@ async def segment_settings(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
+    """Liveness: this process serves requests (`/healthz/live` is the same)."""
     c = _collector(request)
     return JSONResponse({"ok": True, "queue": c.writer.pending, "worker": os.getpid()})
+
+
+async def healthz_ready(request: Request) -> Response:
+    """Readiness, for a load balancer: 200 while this process can take events: its
+    database answers now, its write queue has room, and the accepted-but-not-indexed
+    backlog is within twice its bound (past the bound each commit indexes as much as
+    it adds, so the backlog stays near it; twice means indexing is not keeping up at
+    all). Else 503 with Retry-After and the reasons."""
+    c = _collector(request)
+    body: dict[str, object] = {
+        "ready": False,
+        "worker": os.getpid(),
+        "queue": c.writer.pending,
+        "queue_size": c.settings.queue_size,
+    }
+    reasons: list[str] = []
+    try:
+        state = await run_in_threadpool(c.store.ready)
+    except Exception as exc:  # whatever the driver raised: the database is not usable
+        reasons.append(f"database unreachable: {str(exc).splitlines()[0] if str(exc) else exc}")
+    else:
+        body.update(state)
+        bound = state["max_backlog"]
+        if bound and state["backlog"] > 2 * bound:
+            reasons.append(f"backlog {state['backlog']} is over twice its bound {bound}")
+    if c.writer.pending >= c.settings.queue_size:
+        reasons.append("the write queue is full")
+    if reasons:
+        body["reasons"] = reasons
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+    body["ready"] = True
+    return JSONResponse(body)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -283,6 +320,11 @@ def create_app(
             demo = find_demo_app(store)
             collector.demo_app_id = demo.app_id if demo else None
         await collector.writer.start()
+        sharing = (
+            asyncio.create_task(share_limits(store, lambda: collector.limiter))
+            if store.shares_rate_limits
+            else None
+        )
         if tune_gc:
             _tune_gc()
         try:
@@ -290,6 +332,10 @@ def create_app(
                 yield
         finally:
             await collector.writer.stop()
+            if sharing is not None:
+                sharing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sharing
             store.close()
 
     endpoint = IngestEndpoint(collector)
@@ -301,6 +347,8 @@ def create_app(
         Route("/telltale.mjs", sdk_module, methods=["GET", "HEAD"]),
         Route("/telltale.tgz", sdk_package, methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/healthz/live", healthz, methods=["GET"]),
+        Route("/healthz/ready", healthz_ready, methods=["GET"]),
         Route("/v1/projects/{write_key}/settings", segment_settings, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/", demo_page, methods=["GET"]),

@@ -40,7 +40,7 @@ class Collector:
         self.settings = settings
         self.store = store
         self.cache = pipeline.AppCache(store)
-        self.limiter = RateLimiter(workers=settings.workers)
+        self.limiter = RateLimiter(workers=settings.workers, shared=store.shares_rate_limits)
         self.trusted = parse_networks(settings.trusted_proxies)
         self.tally = Tally()
         self.writer = Writer(

@@ -202,7 +202,7 @@ def _visits(conn: psycopg.Connection[Any]) -> None:
 
 
 def _persons(conn: psycopg.Connection[Any]) -> None:
-    # Who a segment's scope holds, kept at indexing (as SQLite's migration 10 says):
+    # Who a segment's scope holds, kept at indexing (as SQLite's migration 12 says):
     # whoever has events (`human`: some not from a bot, `bot`: some from one) and every
     # identified user (`known`: has a users row).
     conn.execute(
@@ -220,6 +220,17 @@ def _persons(conn: psycopg.Connection[Any]) -> None:
     )
 
 
+def _rate_buckets(conn: psycopg.Connection[Any]) -> None:
+    # Shared rate limits (ingest/ratelimit.py). UNLOGGED: a bucket is worth nothing after
+    # a crash (a full bucket is what an empty table means), so its updates, several a
+    # second from every collector, write no WAL.
+    conn.execute(
+        "CREATE UNLOGGED TABLE rate_buckets ("
+        " key text PRIMARY KEY, tokens float8 NOT NULL, rate float8 NOT NULL,"
+        " cap float8 NOT NULL, updated float8 NOT NULL)"
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection[Any]], None]]] = [
     (1, "initial schema", _initial),
     (2, "accept_plain: the usual group commit in one statement", _accept_plain),
@@ -227,6 +238,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection[Any]], None]]] = [
     (4, "dashboard: admins, their sessions, saved segments, bot events index", _dashboard),
     (5, "visits and hits: the web analytics model", _visits),
     (6, "persons: who a segment's scope holds, kept at indexing", _persons),
+    (7, "rate_buckets: rate limits shared by every collector", _rate_buckets),
 ]
 
 

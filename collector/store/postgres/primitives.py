@@ -183,6 +183,54 @@ class BacklogGauge:
             self._added = 0
 
 
+# Shared rate limits (ingest/ratelimit.py). A bucket is refilled by the server's clock,
+# so collectors' clocks need not agree. Its debt is floored at DEBT_FLOOR capacities.
+# A row untouched for RATE_IDLE_S is a full bucket again, the same as no row: every
+# RATE_SWEEP_S each process deletes such rows, so per-IP buckets do not pile up.
+DEBT_FLOOR = 4.0
+RATE_IDLE_S = 300.0
+RATE_SWEEP_S = 60.0
+_sweep = {"at": 0.0}
+
+_SHARE_RATE_USAGE = """
+WITH u AS (
+  SELECT * FROM unnest(%b::text[], %b::float8[], %b::float8[], %b::float8[])
+    AS u(key, spent, rate, cap)
+), t AS (SELECT extract(epoch FROM clock_timestamp())::float8 AS now)
+INSERT INTO rate_buckets AS b (key, tokens, rate, cap, updated)
+SELECT u.key, greatest(u.cap - u.spent, -%b * u.cap), u.rate, u.cap, t.now FROM u, t
+ON CONFLICT (key) DO UPDATE SET
+  tokens = greatest(
+    least(excluded.cap, b.tokens + greatest(excluded.updated - b.updated, 0) * excluded.rate)
+      - (excluded.cap - excluded.tokens),
+    -%b * excluded.cap),
+  rate = excluded.rate, cap = excluded.cap, updated = excluded.updated
+RETURNING key, tokens
+"""
+
+
+def share_rate_usage(
+    conn: psycopg.Connection[Any], usage: Sequence[tuple[str, float, float, float]]
+) -> dict[str, float]:
+    """Take each key's spending from the bucket every collector shares; what each holds.
+    One statement, keys in order (as every multi-row write here: two collectors syncing
+    the same keys never deadlock). A bucket's first row starts full, less the spending:
+    `excluded.tokens` carries cap - spent into the update."""
+    ordered = sorted(usage)
+    keys, spent, rates, caps = _columns(ordered, 4) if ordered else ([], [], [], [])
+    rows = conn.execute(
+        _SHARE_RATE_USAGE, (keys, spent, rates, caps, DEBT_FLOOR, DEBT_FLOOR)
+    ).fetchall()
+    now = time.monotonic()
+    if now - _sweep["at"] >= RATE_SWEEP_S:
+        _sweep["at"] = now
+        conn.execute(
+            "DELETE FROM rate_buckets WHERE updated < extract(epoch FROM clock_timestamp()) - %s",
+            (RATE_IDLE_S,),
+        )
+    return {str(key): float(tokens) for key, tokens in rows}
+
+
 def accept_plain(conn: psycopg.Connection[Any], events: Sequence[Event]) -> bool:
     """Accept a plain group (core.is_plain) in one statement, which commits as it ends
     (the connection is in autocommit): whether it did. False, with nothing stored, if

@@ -16,6 +16,7 @@ What differs from SQLite, and why:
 from __future__ import annotations
 
 import contextlib
+import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -56,11 +57,19 @@ from collector.store.postgres.primitives import (
     last_inbox_id,
     lock_indexing,
     restat_persons,
+    share_rate_usage,
 )
 from collector.store.tables import Table
 from collector.timeutil import now_ms
 
-INDEX_CHUNK = 5_000  # events an indexing transaction takes, as SQLite's
+# For transactions that hold what other collectors wait for (the indexing lock, a
+# group's message-id claims): should this collector's host vanish from the network
+# mid-transaction, the server would otherwise keep its session, and the locks, until
+# its TCP keepalives give up (two hours by default). Idle means waiting on the
+# collector between statements, which takes milliseconds.
+HOLDING_LOCKS = "SET LOCAL idle_in_transaction_session_timeout = '10s'"
+INDEX_CHUNK = 5_000
+INDEXING_BACKOFF_S = 0.01  # events an indexing transaction takes, as SQLite's
 STREAM_CHUNK = 1_000  # at most this many indexed by each poll of a live stream
 
 
@@ -75,11 +84,13 @@ class PostgresStore:
     own, so the event loop keeps serving while a commit waits on the server."""
 
     commit_in_thread = True
+    shares_rate_limits = True
 
     def __init__(self, url: str, *, max_backlog: int = DEFAULT_MAX_BACKLOG) -> None:
         self.max_backlog = max_backlog
         self._db = Database(url)
         self._gauge = BacklogGauge(max_backlog)
+        self._indexing_elsewhere_until = 0.0  # index_some(wait=False) skips until then
         self._listener = Listener(self._db, CHANNEL)
         # A store dropped without close() (a CLI command, a test) still closes its pools
         # and threads, from the thread that dropped it. Left to the pools' own __del__,
@@ -365,6 +376,22 @@ class PostgresStore:
             ).fetchone()
         return row is not None
 
+    def share_rate_usage(
+        self, usage: Sequence[tuple[str, float, float, float]]
+    ) -> dict[str, float]:
+        with self._db.connection() as conn:
+            return share_rate_usage(conn, usage)
+
+    def ready(self) -> dict[str, int]:
+        # A fresh connection, not a pooled one: the pools may hold a connection that
+        # has not noticed yet that the server is gone.
+        try:
+            with self._db.connect(connect_timeout=2) as conn:
+                pending = backlog(conn)
+        except psycopg.Error as exc:
+            raise self._db.unreachable(exc) from None
+        return {"backlog": pending, "max_backlog": self.max_backlog}
+
     def write(self, events: Sequence[Event]) -> list[Outcome]:
         with self._db.transaction() as conn:
             return core.accept(Primitives(conn, self._gauge), events)
@@ -391,6 +418,7 @@ class PostgresStore:
                             bound_backlog(conn, self._gauge)
                     return core.all_accepted(events)
                 with conn.transaction():
+                    conn.execute(HOLDING_LOCKS)
                     return core.accept(Primitives(conn, self._gauge), events)
         except Unavailable:
             if not taken:
@@ -424,14 +452,20 @@ class PostgresStore:
         return self._index_chunk(chunk, wait=wait, until=None)
 
     def _index_chunk(self, chunk: int, *, wait: bool, until: int | None) -> int:
+        if not wait and time.monotonic() < self._indexing_elsewhere_until:
+            return 0
         while True:
             try:
                 with self._db.transaction() as conn:
                     # Not durable at commit: a crash loses the whole indexing
                     # transaction, its inbox rows included, so they are indexed again;
                     # the next acknowledged commit's WAL flush covers this one anyway.
-                    conn.execute("SET LOCAL synchronous_commit = off")
+                    conn.execute("SET LOCAL synchronous_commit = off; " + HOLDING_LOCKS)
                     if not lock_indexing(conn, wait):
+                        # Another collector is indexing (a chunk takes tens of ms): asking
+                        # again at once, as a pressed indexer would every millisecond,
+                        # costs the server a transaction each time and gains nothing.
+                        self._indexing_elsewhere_until = time.monotonic() + INDEXING_BACKOFF_S
                         return 0
                     return index_pending(conn, chunk, until=until, create_partitions=False)
             except PartitionsMissing as missing:

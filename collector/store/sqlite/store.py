@@ -51,6 +51,7 @@ class SQLiteStore:
     is the only thread that writes events."""
 
     commit_in_thread = False
+    shares_rate_limits = False  # one host: each worker enforces its share
 
     def __init__(self, path: str, *, max_backlog: int = DEFAULT_MAX_BACKLOG) -> None:
         self.path = path
@@ -436,6 +437,14 @@ class SQLiteStore:
     def backlog(self) -> int:
         """Events accepted (committed and acknowledged) but not indexed yet."""
         return _backlog(self.conn())
+
+    def ready(self) -> dict[str, int]:
+        return {"backlog": self.backlog(), "max_backlog": self.max_backlog}
+
+    def share_rate_usage(
+        self, usage: Sequence[tuple[str, float, float, float]]
+    ) -> dict[str, float]:
+        raise NotImplementedError("SQLite serves one host: rate limits stay in each process")
 
     def index_all(self, *, wait: bool = True, chunk: int = INDEX_CHUNK) -> int:
         """Index every event accepted before this call, `chunk` events a transaction;
