@@ -210,6 +210,48 @@ def steady(url: str, key: str, seconds: float) -> dict[str, Any]:
     }
 
 
+def commits(url: str) -> dict[str, float]:
+    """The group commits' counters from /metrics (every worker's, summed)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(url + "/metrics", timeout=30).text
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name not in ("telltale_group_commit_seconds", "telltale_group_commit_events"):
+            continue
+        for sample in family.samples:
+            if sample.name.endswith(("_count", "_sum")):
+                found[sample.name] = found.get(sample.name, 0.0) + sample.value
+            elif sample.name.endswith("_bucket") and sample.labels.get("le") == "0.1":
+                found["over_100ms"] = found.get("over_100ms", 0.0) - sample.value
+    found["over_100ms"] = found.get("over_100ms", 0.0) + found.get(
+        "telltale_group_commit_seconds_count", 0.0
+    )
+    return found
+
+
+def commit_stats(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """The commits made between two readings: how many, their mean size and time, and how
+    many took over 100 ms."""
+    n = after.get("telltale_group_commit_seconds_count", 0) - before.get(
+        "telltale_group_commit_seconds_count", 0
+    )
+    if not n:
+        return {"commits": 0}
+    seconds = after["telltale_group_commit_seconds_sum"] - before.get(
+        "telltale_group_commit_seconds_sum", 0
+    )
+    events = after["telltale_group_commit_events_sum"] - before.get(
+        "telltale_group_commit_events_sum", 0
+    )
+    return {
+        "commits": int(n),
+        "mean_events": round(events / n, 1),
+        "mean_ms": round(seconds / n * 1000, 1),
+        "over_100ms": int(after["over_100ms"] - before.get("over_100ms", 0)),
+    }
+
+
 def rss_mb(pids: set[int]) -> float:
     total = 0
     for pid in pids:
@@ -249,35 +291,46 @@ def revocation_seconds(server: CollectorProcess, app: dict, db: str) -> float:
     return time.monotonic() - revoked_at
 
 
-def run(seconds: float, db_url: str | None) -> list[dict[str, Any]]:
+def run(
+    seconds: float,
+    db_url: str | None,
+    attacks: list[str] | None = None,
+    extra: tuple[str, ...] = (),
+) -> list[dict[str, Any]]:
     workdir = Path(tempfile.mkdtemp(prefix="telltale-abuse-"))
     db = db_url or str(workdir / "abuse.db")
     steady_app = create_app(db, "steady", "--rate-limit-app", "0", "--rate-limit-ip", "0")
     attacker = create_app(db, "attacker", "--origin", ORIGIN)  # default limits
     ctx = multiprocessing.get_context("spawn")
     rows: list[dict[str, Any]] = []
-    with CollectorProcess(db, workers=2) as server:
+    chosen = {n: a for n, a in ATTACKS.items() if attacks is None or n in attacks}
+    with CollectorProcess(db, workers=2, extra=extra) as server:
         pids = server.worker_pids()
         steady(server.url, steady_app["api_key"], 2)  # warm-up
+        before = commits(server.url)
         base = steady(server.url, steady_app["api_key"], seconds)
+        base["commits"] = commit_stats(before, commits(server.url))
         rows.append({"attack": "none (unloaded)", **base, "rss_mb": rss_mb(pids), "attacker": {}})
-        for name, attack in ATTACKS.items():
+        for name, attack in chosen.items():
             stop = ctx.Event()
             out = ctx.Queue()
             proc = ctx.Process(target=attack, args=(server.url, attacker, stop, out))
             proc.start()
             time.sleep(1.0 if name != "slow" else 3.0)  # let the attack reach its rate
             peak = rss_mb(pids)
+            before = commits(server.url)
             result = steady(server.url, steady_app["api_key"], seconds)
             peak = max(peak, rss_mb(pids))
+            result["commits"] = commit_stats(before, commits(server.url))
             stop.set()
             stats = out.get(timeout=120)
             proc.join(60)
             rows.append({"attack": name, **result, "rss_mb": peak, "attacker": stats})
-        times = [revocation_seconds(server, steady_app, db) for _ in range(3)]
-        rows.append(
-            {"attack": "revoke", "revocation_s": [round(t, 2) for t in times], "attacker": {}}
-        )
+        if attacks is None or "revoke" in attacks:
+            times = [revocation_seconds(server, steady_app, db) for _ in range(3)]
+            rows.append(
+                {"attack": "revoke", "revocation_s": [round(t, 2) for t in times], "attacker": {}}
+            )
         rows.append({"attack": "end", "rss_mb": rss_mb(pids), "attacker": {}})
         assert "Traceback" not in server.output()
     return rows
@@ -296,6 +349,7 @@ def report(rows: list[dict[str, Any]]) -> str:
                 f"{row['p99_ms']:>8.1f} {row['p99_ms'] / base:>8.1f}x {row['rss_mb']:>8.0f}  "
                 f"{row['attacker']}"
             )
+            lines.append(f"{'':<16} group commits while measured: {row['commits']}")
         elif "revocation_s" in row:
             lines.append(f"{'revoke':<16} stream ended {row['revocation_s']} s after revocation")
         else:
@@ -307,11 +361,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="per attack")
     parser.add_argument("--db-url", default=None, help="a postgresql:// URL (default: SQLite)")
-    args = parser.parse_args()
-    print(
-        f"# {os.uname().nodename}, {os.cpu_count()} CPUs; {args.seconds:g} s per attack", flush=True
+    parser.add_argument(
+        "--attacks",
+        default=None,
+        help=f"a comma-separated subset of {','.join([*ATTACKS, 'revoke'])} (default: all)",
     )
-    print(report(run(args.seconds, args.db_url)))
+    parser.add_argument(
+        "--serve-option",
+        action="append",
+        default=[],
+        help="an option for `collector serve` (repeatable), e.g. --serve-option=--queue-size=20000",
+    )
+    args = parser.parse_args()
+    attacks = args.attacks.split(",") if args.attacks else None
+    print(
+        f"# {os.uname().nodename}, {os.cpu_count()} CPUs; {args.seconds:g} s per attack; "
+        f"load average {_load()} at the start",
+        flush=True,
+    )
+    print(report(run(args.seconds, args.db_url, attacks, tuple(args.serve_option))))
+    print(f"# load average {_load()} at the end")
+
+
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":
