@@ -294,9 +294,7 @@ def test_another_app_commits_beside_a_long_commit_and_one_app_never_has_two() ->
         first = asyncio.create_task(writer.submit([event(i, "flood") for i in range(2000)]))
         while not store.holding.is_set():
             await asyncio.sleep(0.001)
-        second = asyncio.create_task(
-            writer.submit([event(2000 + i, "flood") for i in range(2000)])
-        )
+        second = asyncio.create_task(writer.submit([event(2000 + i, "flood") for i in range(2000)]))
         # Answered while the flood's commit is held (the timeout only ends a hang).
         quiet = await asyncio.wait_for(writer.submit([event(9999, "quiet")]), 60)
         assert [o.event_id for o in quiet] == ["evt_9999"]
