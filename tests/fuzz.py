@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from hypothesis import HealthCheck, given, seed, settings
@@ -422,7 +423,9 @@ class Mutator:
                 [
                     *GET_PATHS,
                     f"/v1/projects/{self.app_id}/settings",
-                    f"/v1/projects/{r.choice(JUNK_VALUES)}/settings",
+                    "/v1/projects/"
+                    + quote(str(r.choice(JUNK_VALUES)), safe="", errors="surrogatepass")
+                    + "/settings",
                 ]
             )
             return Case("GET", path, key, b"", query)
