@@ -56,6 +56,23 @@ def _junk(rng: random.Random, size: int) -> str:
 # Attacks: each runs in its own process until `stop` is set ---------------------------
 
 
+class Started:
+    """Tells the benchmark, once, that the attack is under way (its first request
+    answered): a process spawned on a busy machine takes seconds to import before it
+    attacks, and the measurement must not begin before the attack does."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.done = False
+        self.lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self.lock:
+            if not self.done:
+                self.done = True
+                self.out.put("started")
+
+
 def _client() -> httpx.Client:
     return httpx.Client(
         transport=httpx.HTTPTransport(local_address=ATTACKER), timeout=60, http2=False
@@ -65,6 +82,7 @@ def _client() -> httpx.Client:
 def attack_ids(url: str, app: dict, stop: EventType, out: Any) -> None:
     rng = random.Random(1)
     sent = 0
+    started = Started(out)
     with _client() as c:
         while not stop.is_set():
             big = "app_" + _junk(rng, 200_000)
@@ -72,12 +90,14 @@ def attack_ids(url: str, app: dict, stop: EventType, out: Any) -> None:
             c.post(url + "/v1/event", content=body, headers={"Origin": ORIGIN})
             c.options(url + f"/v1/event?app_id={big[:60_000]}", headers={"Origin": ORIGIN})
             sent += 2
+            started()
     out.put({"requests": sent})
 
 
 def attack_user_agent(url: str, app: dict, stop: EventType, out: Any) -> None:
     rng = random.Random(2)
     sent = 0
+    started = Started(out)
     body = orjson.dumps({"app_id": app["app_id"], "event": "page_viewed", "anonymous_id": "a"})
     with _client() as c:
         while not stop.is_set():
@@ -85,6 +105,7 @@ def attack_user_agent(url: str, app: dict, stop: EventType, out: Any) -> None:
             headers = {"Origin": ORIGIN, "User-Agent": ua, "Accept-Language": "en"}
             c.post(url + "/v1/event", content=body, headers=headers)
             sent += 1
+            started()
             time.sleep(1 / 38)
     out.put({"requests": sent})
 
@@ -100,6 +121,7 @@ def attack_slow(url: str, app: dict, stop: EventType, out: Any) -> None:
             socks.append(s)
         except OSError:
             refused += 1
+    Started(out)()
     stop.wait()
     answered = 0  # refused (429) or timed out (408) by the server: it spoke, or closed
     for s in socks:
@@ -124,12 +146,14 @@ def attack_query_body(url: str, app: dict, stop: EventType, out: Any) -> None:
             yield chunk
 
     headers = {"Authorization": f"Bearer {app['api_key']}", "Content-Type": "application/json"}
+    started = Started(out)
     with _client() as c:
         while not stop.is_set():
             # Answered 413 and closed while the body was still being sent: an HTTP error.
             with contextlib.suppress(httpx.HTTPError):
                 c.post(url + "/v1/segments/query", content=body(), headers=headers)
             sent += 1
+            started()
     out.put({"requests": sent})
 
 
@@ -138,6 +162,7 @@ def attack_flood(url: str, app: dict, stop: EventType, out: Any) -> None:
     limited = 0
     lock = threading.Lock()
     started = time.monotonic()
+    under_way = Started(out)
 
     def one(n: int) -> None:
         nonlocal accepted, limited
@@ -157,6 +182,7 @@ def attack_flood(url: str, app: dict, stop: EventType, out: Any) -> None:
                         accepted += len(r.json()["accepted"])
                     elif r.status_code == 429:
                         limited += 1
+                under_way()
 
     threads = [threading.Thread(target=one, args=(n,)) for n in range(4)]
     for t in threads:
@@ -316,7 +342,8 @@ def run(
             out = ctx.Queue()
             proc = ctx.Process(target=attack, args=(server.url, attacker, stop, out))
             proc.start()
-            time.sleep(1.0 if name != "slow" else 3.0)  # let the attack reach its rate
+            assert out.get(timeout=120) == "started"
+            time.sleep(1.0)  # let the attack reach its rate
             peak = rss_mb(pids)
             before = commits(server.url)
             result = steady(server.url, steady_app["api_key"], seconds)
