@@ -56,6 +56,23 @@ def _junk(rng: random.Random, size: int) -> str:
 # Attacks: each runs in its own process until `stop` is set ---------------------------
 
 
+class Started:
+    """Tells the benchmark, once, that the attack is under way (its first request
+    answered): a process spawned on a busy machine takes seconds to import before it
+    attacks, and the measurement must not begin before the attack does."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.done = False
+        self.lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self.lock:
+            if not self.done:
+                self.done = True
+                self.out.put("started")
+
+
 def _client() -> httpx.Client:
     return httpx.Client(
         transport=httpx.HTTPTransport(local_address=ATTACKER), timeout=60, http2=False
@@ -65,6 +82,7 @@ def _client() -> httpx.Client:
 def attack_ids(url: str, app: dict, stop: EventType, out: Any) -> None:
     rng = random.Random(1)
     sent = 0
+    started = Started(out)
     with _client() as c:
         while not stop.is_set():
             big = "app_" + _junk(rng, 200_000)
@@ -72,12 +90,14 @@ def attack_ids(url: str, app: dict, stop: EventType, out: Any) -> None:
             c.post(url + "/v1/event", content=body, headers={"Origin": ORIGIN})
             c.options(url + f"/v1/event?app_id={big[:60_000]}", headers={"Origin": ORIGIN})
             sent += 2
+            started()
     out.put({"requests": sent})
 
 
 def attack_user_agent(url: str, app: dict, stop: EventType, out: Any) -> None:
     rng = random.Random(2)
     sent = 0
+    started = Started(out)
     body = orjson.dumps({"app_id": app["app_id"], "event": "page_viewed", "anonymous_id": "a"})
     with _client() as c:
         while not stop.is_set():
@@ -85,6 +105,7 @@ def attack_user_agent(url: str, app: dict, stop: EventType, out: Any) -> None:
             headers = {"Origin": ORIGIN, "User-Agent": ua, "Accept-Language": "en"}
             c.post(url + "/v1/event", content=body, headers=headers)
             sent += 1
+            started()
             time.sleep(1 / 38)
     out.put({"requests": sent})
 
@@ -100,6 +121,7 @@ def attack_slow(url: str, app: dict, stop: EventType, out: Any) -> None:
             socks.append(s)
         except OSError:
             refused += 1
+    Started(out)()
     stop.wait()
     answered = 0  # refused (429) or timed out (408) by the server: it spoke, or closed
     for s in socks:
@@ -124,12 +146,14 @@ def attack_query_body(url: str, app: dict, stop: EventType, out: Any) -> None:
             yield chunk
 
     headers = {"Authorization": f"Bearer {app['api_key']}", "Content-Type": "application/json"}
+    started = Started(out)
     with _client() as c:
         while not stop.is_set():
             # Answered 413 and closed while the body was still being sent: an HTTP error.
             with contextlib.suppress(httpx.HTTPError):
                 c.post(url + "/v1/segments/query", content=body(), headers=headers)
             sent += 1
+            started()
     out.put({"requests": sent})
 
 
@@ -138,6 +162,7 @@ def attack_flood(url: str, app: dict, stop: EventType, out: Any) -> None:
     limited = 0
     lock = threading.Lock()
     started = time.monotonic()
+    under_way = Started(out)
 
     def one(n: int) -> None:
         nonlocal accepted, limited
@@ -157,6 +182,7 @@ def attack_flood(url: str, app: dict, stop: EventType, out: Any) -> None:
                         accepted += len(r.json()["accepted"])
                     elif r.status_code == 429:
                         limited += 1
+                under_way()
 
     threads = [threading.Thread(target=one, args=(n,)) for n in range(4)]
     for t in threads:
@@ -210,6 +236,48 @@ def steady(url: str, key: str, seconds: float) -> dict[str, Any]:
     }
 
 
+def commits(url: str) -> dict[str, float]:
+    """The group commits' counters from /metrics (every worker's, summed)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(url + "/metrics", timeout=30).text
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name not in ("telltale_group_commit_seconds", "telltale_group_commit_events"):
+            continue
+        for sample in family.samples:
+            if sample.name.endswith(("_count", "_sum")):
+                found[sample.name] = found.get(sample.name, 0.0) + sample.value
+            elif sample.name.endswith("_bucket") and sample.labels.get("le") == "0.1":
+                found["over_100ms"] = found.get("over_100ms", 0.0) - sample.value
+    found["over_100ms"] = found.get("over_100ms", 0.0) + found.get(
+        "telltale_group_commit_seconds_count", 0.0
+    )
+    return found
+
+
+def commit_stats(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """The commits made between two readings: how many, their mean size and time, and how
+    many took over 100 ms."""
+    n = after.get("telltale_group_commit_seconds_count", 0) - before.get(
+        "telltale_group_commit_seconds_count", 0
+    )
+    if not n:
+        return {"commits": 0}
+    seconds = after["telltale_group_commit_seconds_sum"] - before.get(
+        "telltale_group_commit_seconds_sum", 0
+    )
+    events = after["telltale_group_commit_events_sum"] - before.get(
+        "telltale_group_commit_events_sum", 0
+    )
+    return {
+        "commits": int(n),
+        "mean_events": round(events / n, 1),
+        "mean_ms": round(seconds / n * 1000, 1),
+        "over_100ms": int(after["over_100ms"] - before.get("over_100ms", 0)),
+    }
+
+
 def rss_mb(pids: set[int]) -> float:
     total = 0
     for pid in pids:
@@ -249,35 +317,47 @@ def revocation_seconds(server: CollectorProcess, app: dict, db: str) -> float:
     return time.monotonic() - revoked_at
 
 
-def run(seconds: float, db_url: str | None) -> list[dict[str, Any]]:
+def run(
+    seconds: float,
+    db_url: str | None,
+    attacks: list[str] | None = None,
+    extra: tuple[str, ...] = (),
+) -> list[dict[str, Any]]:
     workdir = Path(tempfile.mkdtemp(prefix="telltale-abuse-"))
     db = db_url or str(workdir / "abuse.db")
     steady_app = create_app(db, "steady", "--rate-limit-app", "0", "--rate-limit-ip", "0")
     attacker = create_app(db, "attacker", "--origin", ORIGIN)  # default limits
     ctx = multiprocessing.get_context("spawn")
     rows: list[dict[str, Any]] = []
-    with CollectorProcess(db, workers=2) as server:
+    chosen = {n: a for n, a in ATTACKS.items() if attacks is None or n in attacks}
+    with CollectorProcess(db, workers=2, extra=extra) as server:
         pids = server.worker_pids()
         steady(server.url, steady_app["api_key"], 2)  # warm-up
+        before = commits(server.url)
         base = steady(server.url, steady_app["api_key"], seconds)
+        base["commits"] = commit_stats(before, commits(server.url))
         rows.append({"attack": "none (unloaded)", **base, "rss_mb": rss_mb(pids), "attacker": {}})
-        for name, attack in ATTACKS.items():
+        for name, attack in chosen.items():
             stop = ctx.Event()
             out = ctx.Queue()
             proc = ctx.Process(target=attack, args=(server.url, attacker, stop, out))
             proc.start()
-            time.sleep(1.0 if name != "slow" else 3.0)  # let the attack reach its rate
+            assert out.get(timeout=120) == "started"
+            time.sleep(1.0)  # let the attack reach its rate
             peak = rss_mb(pids)
+            before = commits(server.url)
             result = steady(server.url, steady_app["api_key"], seconds)
             peak = max(peak, rss_mb(pids))
+            result["commits"] = commit_stats(before, commits(server.url))
             stop.set()
             stats = out.get(timeout=120)
             proc.join(60)
             rows.append({"attack": name, **result, "rss_mb": peak, "attacker": stats})
-        times = [revocation_seconds(server, steady_app, db) for _ in range(3)]
-        rows.append(
-            {"attack": "revoke", "revocation_s": [round(t, 2) for t in times], "attacker": {}}
-        )
+        if attacks is None or "revoke" in attacks:
+            times = [revocation_seconds(server, steady_app, db) for _ in range(3)]
+            rows.append(
+                {"attack": "revoke", "revocation_s": [round(t, 2) for t in times], "attacker": {}}
+            )
         rows.append({"attack": "end", "rss_mb": rss_mb(pids), "attacker": {}})
         assert "Traceback" not in server.output()
     return rows
@@ -296,6 +376,7 @@ def report(rows: list[dict[str, Any]]) -> str:
                 f"{row['p99_ms']:>8.1f} {row['p99_ms'] / base:>8.1f}x {row['rss_mb']:>8.0f}  "
                 f"{row['attacker']}"
             )
+            lines.append(f"{'':<16} group commits while measured: {row['commits']}")
         elif "revocation_s" in row:
             lines.append(f"{'revoke':<16} stream ended {row['revocation_s']} s after revocation")
         else:
@@ -307,11 +388,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="per attack")
     parser.add_argument("--db-url", default=None, help="a postgresql:// URL (default: SQLite)")
-    args = parser.parse_args()
-    print(
-        f"# {os.uname().nodename}, {os.cpu_count()} CPUs; {args.seconds:g} s per attack", flush=True
+    parser.add_argument(
+        "--attacks",
+        default=None,
+        help=f"a comma-separated subset of {','.join([*ATTACKS, 'revoke'])} (default: all)",
     )
-    print(report(run(args.seconds, args.db_url)))
+    parser.add_argument(
+        "--serve-option",
+        action="append",
+        default=[],
+        help="an option for `collector serve` (repeatable), e.g. --serve-option=--queue-size=20000",
+    )
+    args = parser.parse_args()
+    attacks = args.attacks.split(",") if args.attacks else None
+    print(
+        f"# {os.uname().nodename}, {os.cpu_count()} CPUs; {args.seconds:g} s per attack; "
+        f"load average {_load()} at the start",
+        flush=True,
+    )
+    print(report(run(args.seconds, args.db_url, attacks, tuple(args.serve_option))))
+    print(f"# load average {_load()} at the end")
+
+
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from collector.web.app import create_app
 class WithoutStorage(SQLiteStore):
     """Reads apps and keys from the database as usual; writes nothing."""
 
-    commit_in_thread = False
+    commit_threads = 0
 
     def write(self, events: Sequence[Event]) -> list[Outcome]:
         return [Outcome("accepted", ev.id) for ev in events]

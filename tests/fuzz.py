@@ -1,7 +1,9 @@
 """Fuzzing every endpoint of a real collector: bodies and header sets made by mutation of
-valid requests of every dialect (byte and JSON-level), and by hypothesis from a grammar of
-event-like JSON. `tests/test_fuzz.py` runs a seeded, short round in `make test`; `make
-fuzz` runs 100,000 cases (FUZZ_CASES).
+valid requests of every dialect (ours, Segment's and RudderStack's, PostHog's: on every
+path of `ingest/dialects/routes.py`), byte and JSON-level, some gzip- or
+deflate-compressed (rightly, wrongly, or past the size limit once inflated); and by
+hypothesis from grammars of event-like JSON in each dialect. `tests/test_fuzz.py` runs a
+seeded, short round in `make test`; `make fuzz` runs 100,000 cases (FUZZ_CASES).
 
 What is checked, request by request and at the end:
 - no answer is a 5xx; a 4xx is the one error shape, each error naming its field; no answer
@@ -23,28 +25,38 @@ import json
 import random
 import string
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
+from collector.ingest.dialects.routes import ROUTES
+from collector.ingest.normalize import MAX_REQUEST_BYTES
 from collector.ingest.useragent import MAX_USER_AGENT
 
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/124.0.0.0 Safari/537.36"
 )
-INGEST_PATHS = ("/v1/event", "/v1/events", "/events", "/api/v1/events", "/v1/track", "/v1/identify")
+ORIGIN_URL = "https://shop.example.com/pricing?x=1"
+OWN_PATHS = ("/v1/event", "/v1/events", "/events", "/api/v1/events", "/v1/track", "/v1/identify")
+# Every path of each dialect (ingest/dialects/routes.py), /v1/track and /v1/identify shared.
+SEGMENT_PATHS = tuple(sorted(p for p, r in ROUTES.items() if r.dialect.name == "segment"))
+POSTHOG_PATHS = tuple(sorted(p for p, r in ROUTES.items() if r.dialect.name == "posthog"))
+INGEST_PATHS = tuple(dict.fromkeys((*OWN_PATHS, *SEGMENT_PATHS, *POSTHOG_PATHS)))
+PATHS_OF = {"own": OWN_PATHS, "segment": SEGMENT_PATHS, "posthog": POSTHOG_PATHS}
 QUERY_PATHS = ("/v1/segments/query", "/v1/funnels")
 GET_PATHS = ("/v1/events", "/v1/stats", "/v1/users/u1", "/healthz", "/sdk.js", "/v1/nope")
 
 
 def seed_bodies(app_id: str) -> list[dict[str, Any]]:
-    """One valid body of each shape the ingestion paths accept (SPEC: Ingestion API)."""
+    """One valid body of each shape our own paths accept (SPEC: Ingestion API)."""
     event = {
         "event": "user_signed_up",
         "user": {"id": "u1", "traits": {"plan": "pro"}},
@@ -68,6 +80,99 @@ def seed_bodies(app_id: str) -> list[dict[str, Any]]:
         {"app_id": app_id, "events": [{"event": "clicked", "anonymous_id": "anon-2"}]},
         {"user": "u6", "traits": {"plan": "free"}},
     ]
+
+
+def segment_messages() -> list[dict[str, Any]]:
+    """One message of each Segment type, as its libraries (and RudderStack's) send them."""
+    context = {
+        "library": {"name": "analytics-python", "version": "2.4.0"},
+        "ip": "203.0.113.9",
+        "userAgent": CHROME,
+        "page": {"path": "/pricing", "referrer": "https://search.example/", "url": ORIGIN_URL},
+        "traits": {"email": "a@example.com"},
+    }
+    return [
+        {
+            "type": "track",
+            "event": "order_completed",
+            "userId": "u1",
+            "properties": {"total": 30.5, "items": [{"sku": "a"}]},
+            "messageId": "seg-m-1",
+            "timestamp": "2026-11-22T10:00:00Z",
+            "context": context,
+            "integrations": {"All": True},
+        },
+        {"type": "identify", "userId": "u1", "anonymousId": "anon-1", "traits": {"plan": "pro"}},
+        {"type": "page", "anonymousId": "anon-1", "name": "Pricing", "properties": {"x": 1}},
+        {"type": "screen", "userId": "u1", "name": "Settings", "category": "App"},
+        {"type": "group", "userId": "u1", "groupId": "g-42", "traits": {"name": "Acme"}},
+        {"type": "alias", "previousId": "anon-2", "userId": "u1"},
+    ]
+
+
+def posthog_events(token: str | None) -> list[dict[str, Any]]:
+    """PostHog events as its libraries send them; `token` in the properties as posthog-js
+    puts its project key there."""
+    props: dict[str, Any] = {"$current_url": ORIGIN_URL, "$lib": "web", "plan": "pro"}
+    if token is not None:
+        props["token"] = token
+    return [
+        {
+            "event": "$pageview",
+            "distinct_id": "u1",
+            "uuid": "0190b2d6-0000-7000-8000-000000000001",
+            "timestamp": "2026-11-22T10:00:00Z",
+            "properties": {**props, "$ip": "203.0.113.7", "$raw_user_agent": CHROME},
+        },
+        {
+            "event": "$identify",
+            "distinct_id": "u1",
+            "properties": {**props, "$anon_distinct_id": "anon-1", "$set": {"a": 1}},
+        },
+        {"event": "$set", "distinct_id": "u1", "$set": {"plan": "pro"}, "properties": props},
+        {
+            "event": "$groupidentify",
+            "distinct_id": "u1",
+            "properties": {**props, "$group_type": "company", "$group_key": "acme"},
+        },
+        {"event": "$create_alias", "distinct_id": "u1", "properties": {**props, "alias": "u9"}},
+        {"event": "button_clicked", "distinct_id": "u2", "properties": props},
+    ]
+
+
+@dataclass
+class Seed:
+    """A valid request: its dialect (the paths it belongs on), body, and caller."""
+
+    dialect: str  # "own", "segment" or "posthog"
+    body: Any
+    browser: bool = False  # from a page (Origin, the app id as key) rather than a server
+    basic_auth: bool = False  # Segment's server libraries: the key as Basic auth's user
+
+
+def seeds(app_id: str, api_key: str) -> list[Seed]:
+    own = [Seed("own", b, browser="app_id" in b) for b in seed_bodies(app_id)]
+    messages = segment_messages()
+    segment = [
+        Seed("segment", {"batch": messages, "sentAt": "2026-11-22T10:00:05Z"}, basic_auth=True),
+        Seed("segment", {"batch": messages[:2], "writeKey": api_key}),
+        *(Seed("segment", m, basic_auth=True) for m in messages),
+        Seed("segment", {**messages[0], "writeKey": api_key}),
+        # analytics.js from a page: the app id as write key, on every message of a batch.
+        Seed("segment", {**messages[2], "writeKey": app_id}, browser=True),
+        Seed("segment", {"batch": [{**m, "writeKey": app_id} for m in messages]}, browser=True),
+    ]
+    server_events = posthog_events(None)
+    browser_events = posthog_events(app_id)
+    posthog = [
+        Seed("posthog", {"api_key": api_key, "batch": server_events, "sent_at": "2026-11-22"}),
+        *(Seed("posthog", {"api_key": api_key, **e}) for e in server_events[:3]),
+        Seed("posthog", {"token": api_key, **server_events[5]}),
+        # posthog-js: a bare list, or one event, the key in each event's properties.
+        Seed("posthog", browser_events, browser=True),
+        Seed("posthog", browser_events[0], browser=True),
+    ]
+    return own + segment + posthog
 
 
 QUERY_BODIES: list[dict[str, Any]] = [
@@ -131,7 +236,7 @@ class Mutator:
         self.app_id = app_id
         self.api_key = api_key
         self.origin = origin
-        self.bodies = seed_bodies(app_id)
+        self.seeds = seeds(app_id, api_key)
 
     def value(self) -> Any:
         r = self.rng
@@ -193,9 +298,12 @@ class Mutator:
                 data += b"\xff\xfe" + r.randbytes(r.randint(1, 16))
         return bytes(data)
 
-    def headers(self, browser: bool) -> dict[str, str]:
+    def headers(self, browser: bool, basic_auth: bool = False) -> dict[str, str]:
         r = self.rng
         h: dict[str, str] = {}
+        if basic_auth and r.random() < 0.8:
+            h["Authorization"] = "Basic " + base64.b64encode(f"{self.api_key}:".encode()).decode()
+            browser = False
         if browser:
             h["Origin"] = r.choice(
                 [
@@ -246,21 +354,56 @@ class Mutator:
 
     def ingest_case(self) -> Case:
         r = self.rng
-        body = r.choice(self.bodies)
-        browser = "app_id" in body and r.random() < 0.8
+        seed = r.choice(self.seeds)
+        browser = seed.browser and r.random() < 0.8
         if r.random() < 0.85:
-            value = self.mutate_json(body)
+            value = self.mutate_json(seed.body)
             raw = json.dumps(value, default=str).encode("utf-8", "surrogatepass")
         else:
-            raw = self.mutate_bytes(json.dumps(body).encode())
+            raw = self.mutate_bytes(json.dumps(seed.body).encode())
         if r.random() < 0.05:
             raw = raw * r.randint(100, 2000)  # over 512 KB some of the time
-        headers = self.headers(browser)
-        if r.random() < 0.05:
-            raw = gzip.compress(raw)
-            headers["Content-Encoding"] = "gzip"
+        headers = self.headers(browser, seed.basic_auth)
+        # Mostly a path of the body's own dialect, else any ingestion path.
+        paths = PATHS_OF[seed.dialect] if r.random() < 0.8 else INGEST_PATHS
+        path = r.choice(paths)
         query = f"app_id={self.app_id}" if browser and r.random() < 0.2 else ""
-        return Case("POST", r.choice(INGEST_PATHS), headers, raw, query)
+        if r.random() < 0.2:
+            raw, headers, query = self.compress(raw, headers, query, path)
+        return Case("POST", path, headers, raw, query)
+
+    def compress(
+        self, raw: bytes, headers: dict[str, str], query: str, path: str
+    ) -> tuple[bytes, dict[str, str], str]:
+        """The body compressed as a library would (gzip, deflate, posthog-js's gzip-js
+        said in the query string), or compressed wrongly: said and not done, cut short,
+        a bomb that inflates past the size limit, an encoding we do not read."""
+        r = self.rng
+        action = r.random()
+        encoding = "gzip"
+        if action < 0.45:
+            raw = gzip.compress(raw)
+        elif action < 0.55:
+            raw = zlib.compress(raw)
+            encoding = "deflate"
+        elif action < 0.65:
+            raw = gzip.compress(raw)
+            raw = raw[: r.randrange(len(raw))]
+        elif action < 0.75:
+            raw = self.mutate_bytes(gzip.compress(raw))
+        elif action < 0.82:
+            raw = gzip.compress(b"[" + b" " * (MAX_REQUEST_BYTES + r.randint(1, 100_000)) + b"]")
+        elif action < 0.9:
+            encoding = r.choice(["br", "gzip, gzip", "x-gzip", "identity", "GZIP", "compress"])
+            if encoding.lower() in ("x-gzip", "gzip"):
+                raw = gzip.compress(raw)
+        else:
+            pass  # said, and not done
+        if path in POSTHOG_PATHS and r.random() < 0.5:
+            query = "&".join(q for q in (query, "compression=gzip-js") if q)
+        else:
+            headers = {**headers, "Content-Encoding": encoding}
+        return raw, headers, query
 
     def other_case(self) -> Case:
         r = self.rng
@@ -276,7 +419,16 @@ class Mutator:
                 f"{r.choice(params)}={r.choice(['1', 'x', '-5', '2026-01-01', 'true', '%00'])}"
                 for _ in range(r.randint(0, 4))
             )
-            return Case("GET", r.choice(GET_PATHS), key, b"", query)
+            path = r.choice(
+                [
+                    *GET_PATHS,
+                    f"/v1/projects/{self.app_id}/settings",
+                    "/v1/projects/"
+                    + quote(str(r.choice(JUNK_VALUES)), safe="", errors="surrogatepass")
+                    + "/settings",
+                ]
+            )
+            return Case("GET", path, key, b"", query)
         origin = r.choice([self.origin, "null", "https://evil.example.net"])
         query = r.choice(["", f"app_id={self.app_id}", "app_id=app_" + "z" * 200])
         return Case("OPTIONS", r.choice(INGEST_PATHS), {"Origin": origin}, b"", query)
@@ -316,11 +468,107 @@ BODIES = st.one_of(
     st.fixed_dictionaries({"events": st.lists(_event, max_size=5)}, optional={"sent_at": _json}),
     _json,
 )
+_segment_message = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.one_of(
+            st.sampled_from(["track", "identify", "page", "screen", "group", "alias"]), _json
+        ),
+        "event": st.one_of(st.text(max_size=300), _json),
+        "userId": st.one_of(st.text(max_size=20), _json),
+        "anonymousId": st.one_of(st.text(max_size=20), _json),
+        "previousId": st.one_of(st.text(max_size=20), _json),
+        "groupId": _json,
+        "messageId": _json,
+        "timestamp": st.one_of(st.text(max_size=30), _json),
+        "name": _json,
+        "category": _json,
+        "properties": _json,
+        "traits": _json,
+        "context": st.one_of(
+            _json,
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "ip": st.one_of(st.ip_addresses().map(str), _json),
+                    "userAgent": _json,
+                    "library": _json,
+                    "page": _json,
+                    "traits": _json,
+                },
+            ),
+        ),
+        "integrations": _json,
+    },
+)
+SEGMENT_BODIES = st.one_of(
+    _segment_message,
+    st.fixed_dictionaries(
+        {"batch": st.lists(_segment_message, max_size=5)},
+        optional={"sentAt": _json, "context": _json},
+    ),
+    _json,
+)
+_POSTHOG_PROPERTIES = [
+    "$set", "$set_once", "$anon_distinct_id", "alias", "$ip", "$current_url",
+    "$raw_user_agent", "$group_type", "$group_key", "distinct_id", "plan",
+]  # fmt: skip
+_posthog_event = st.fixed_dictionaries(
+    {},
+    optional={
+        "event": st.one_of(
+            st.sampled_from(["$pageview", "$identify", "$set", "$create_alias", "$groupidentify"]),
+            st.text(max_size=300),
+            _json,
+        ),
+        "distinct_id": st.one_of(st.text(max_size=20), _json),
+        "uuid": st.one_of(st.uuids().map(str), _json),
+        "timestamp": st.one_of(st.text(max_size=30), _json),
+        "properties": st.one_of(
+            _json,
+            st.dictionaries(st.sampled_from(_POSTHOG_PROPERTIES), _json, max_size=5),
+        ),
+        "$set": _json,
+        "$set_once": _json,
+    },
+)
+POSTHOG_BODIES = st.one_of(
+    _posthog_event,
+    st.fixed_dictionaries(
+        {"batch": st.lists(_posthog_event, max_size=5)}, optional={"sent_at": _json}
+    ),
+    st.lists(_posthog_event, max_size=5),
+    _json,
+)
+
+
+def _keyed(body: Any, dialect: str, key: str, server: bool) -> Any:
+    """The body with its caller's key where the dialect's libraries put it."""
+    if dialect == "own":
+        return body if server or not isinstance(body, dict) else {**body, "app_id": key}
+    if dialect == "segment":
+        return {**body, "writeKey": key} if isinstance(body, dict) else body
+    if isinstance(body, dict) and server:
+        return {**body, "api_key": key}
+    if isinstance(body, list):  # posthog-js: the key in each event's properties
+        return [
+            {**e, "properties": {**(e.get("properties") or {}), "token": key}}
+            if isinstance(e, dict) and isinstance(e.get("properties", {}), dict)
+            else e
+            for e in body
+        ]
+    return {**body, "token": key} if isinstance(body, dict) else body
 
 
 def property_cases(app_id: str, api_key: str, count: int, rng_seed: int) -> list[Case]:
-    """`count` cases drawn by hypothesis (seeded: the same cases every run)."""
+    """`count` cases drawn by hypothesis (seeded: the same cases every run), in every
+    dialect, on its paths; a fifth of them gzip-compressed."""
     cases: list[Case] = []
+    grammar = st.one_of(
+        st.tuples(st.just("own"), BODIES, st.sampled_from(OWN_PATHS)),
+        st.tuples(st.just("segment"), SEGMENT_BODIES, st.sampled_from(SEGMENT_PATHS)),
+        st.tuples(st.just("posthog"), POSTHOG_BODIES, st.sampled_from(POSTHOG_PATHS)),
+    )
 
     @seed(rng_seed)
     @settings(
@@ -329,16 +577,22 @@ def property_cases(app_id: str, api_key: str, count: int, rng_seed: int) -> list
         deadline=None,
         suppress_health_check=list(HealthCheck),
     )
-    @given(body=BODIES, path=st.sampled_from(INGEST_PATHS), server=st.booleans())
-    def draw(body: Any, path: str, server: bool) -> None:
+    @given(drawn=grammar, server=st.booleans(), compressed=st.integers(0, 4))
+    def draw(drawn: tuple[str, Any, str], server: bool, compressed: int) -> None:
+        dialect, body, path = drawn
         headers = {"Content-Type": "application/json", "User-Agent": CHROME}
         if server:
-            headers["Authorization"] = f"Bearer {api_key}"
+            if dialect == "own" or not isinstance(body, dict):
+                headers["Authorization"] = f"Bearer {api_key}"
+            else:
+                body = _keyed(body, dialect, api_key, server)
         else:
             headers.update({"Origin": "https://shop.example.com", "Accept-Language": "en"})
-            if isinstance(body, dict):
-                body = {**body, "app_id": app_id}
+            body = _keyed(body, dialect, app_id, server)
         raw = json.dumps(body, default=str).encode("utf-8", "surrogatepass")
+        if compressed == 0:
+            raw = gzip.compress(raw)
+            headers["Content-Encoding"] = "gzip"
         cases.append(Case("POST", path, headers, raw))
 
     draw()

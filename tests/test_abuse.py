@@ -434,3 +434,21 @@ def test_a_nul_in_a_query_body_is_a_400(client: TestClient, key: str) -> None:
     r = client.post("/v1/segments/query", json=body, headers=auth(key))
     assert r.status_code == 400, r.text
     assert r.json()["errors"][0]["field"] == "conditions[0].has_done.where.plan"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/funnels", {"steps": ["a", "b\u0000"]}, "steps[1]"),
+        ("/v1/funnels", {"steps": [{"event": "\u0000"}, "b"]}, "steps[0].event"),
+        ("/v1/segments/query", {"conditions": [{"has_done": {"event": "e\u0000"}}]},
+         "conditions[0].has_done.event"),
+    ],
+)  # fmt: skip
+def test_a_nul_in_an_event_name_of_a_query_is_a_400(
+    client: TestClient, key: str, path: str, body: dict, field: str
+) -> None:
+    """Found by make fuzz on PostgreSQL: a funnel step named with a NUL was a 500."""
+    r = client.post(path, json=body, headers=auth(key))
+    assert r.status_code == 400, r.text
+    assert [e["field"] for e in r.json()["errors"]] == [field]

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -15,6 +16,7 @@ from starlette.testclient import TestClient
 from collector.ingest.ratelimit import RateLimiter
 from collector.models import App
 from collector.store import Store
+from collector.web.ingest import BUILD_SLICE
 from tests.conftest import CHROME_UA, ORIGIN, auth, browser
 from tests.dbrows import json_value, rows, scalar
 
@@ -465,6 +467,29 @@ def test_require_known_user(client: TestClient, store: Store, app: App, key: str
     assert r.json()["errors"] == [
         {"index": 2, "errors": [{"field": "user", "message": "is not a known user of this app"}]}
     ]
+
+
+def test_a_big_batch_built_in_slices_keeps_indexes_and_known_users(
+    client: TestClient, store: Store, app: App, key: str, db: str
+) -> None:
+    """A batch longer than BUILD_SLICE is enriched a slice at a time (the loop serves
+    other requests in between): its answer is the one a single pass gives, errors by
+    their index in the whole batch, a user identified in one slice known in the next."""
+    store.update_app(app.app_id, settings={"require_known_user": True, "rate_limit_events": 0})
+    size = BUILD_SLICE * 2 + 7
+    events: list[dict[str, Any]] = [{"event": "e", "user": "known"} for _ in range(size)]
+    events[0] = {"type": "identify", "user": "known"}
+    events[BUILD_SLICE + 3] = {"event": "", "user": "known"}  # invalid, in the second slice
+    events[-1] = {"event": "e", "user": "ghost"}  # unknown, in the last slice
+    r = client.post("/v1/events", json={"events": events}, headers=auth(key))
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert [e["index"] for e in body["errors"]] == [BUILD_SLICE + 3, size - 1]
+    assert body["errors"][1]["errors"][0]["message"] == "is not a known user of this app"
+    assert len(body["accepted"]) == size - 2  # all but the two errors
+    store.index_all()
+    # Every accepted track event is stored (the identify call is stored as traits).
+    assert scalar(db, "SELECT count(*) FROM events WHERE app_id = ?", [app.app_id]) == size - 3
 
 
 def test_identify_links_anonymous_history_to_user(

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bench import backends
+from bench import abuse_bench, backends
 from bench.ingest_bench import (
     _LUA_BATCH,
     _LUA_SINGLE,
@@ -179,3 +179,36 @@ def test_without_storage_answers_like_the_collector_and_stores_nothing(tmp_path:
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM inbox").fetchone()[0] == 0
+
+
+def test_abuse_bench_counts_the_group_commits_between_two_readings() -> None:
+    before = {
+        "telltale_group_commit_seconds_count": 10.0,
+        "telltale_group_commit_seconds_sum": 0.1,
+        "telltale_group_commit_events_sum": 10.0,
+        "over_100ms": 0.0,
+    }
+    after = {
+        "telltale_group_commit_seconds_count": 14.0,
+        "telltale_group_commit_seconds_sum": 0.5,
+        "telltale_group_commit_events_sum": 4010.0,
+        "over_100ms": 1.0,
+    }
+    assert abuse_bench.commit_stats(before, after) == {
+        "commits": 4,
+        "mean_events": 1000.0,
+        "mean_ms": 100.0,
+        "over_100ms": 1,
+    }
+    assert abuse_bench.commit_stats(before, before) == {"commits": 0}
+
+
+@pytest.mark.slow
+def test_abuse_bench_replays_an_attack_beside_the_steady_app() -> None:
+    rows = abuse_bench.run(0.5, None, attacks=["ids"])
+    assert [row["attack"] for row in rows] == ["none (unloaded)", "ids", "end"]
+    for row in rows[:2]:
+        assert row["requests"] > 0 and row["success"] == 1.0, row
+        assert row["commits"]["commits"] > 0, row  # the steady app's events were committed
+    assert rows[1]["attacker"]["requests"] > 0
+    assert "ids" in abuse_bench.report(rows)

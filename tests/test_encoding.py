@@ -68,6 +68,39 @@ def test_bad_compressed_bodies(body: bytes, name: str, error: type[Exception]) -
         decode_content(body, name, 10_000)
 
 
+@pytest.mark.parametrize("size", [10, 150_000])
+def test_bytes_after_the_end_of_the_stream_are_a_400_not_an_endless_loop(
+    monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    """Found by make fuzz: a 756-byte gzip body with bytes after its end held a worker
+    forever (once an output step was cut short, zlib handed those bytes back on every
+    call after the end, and the loop waited for them to be used up)."""
+    calls = [0]
+    real = zlib.decompressobj
+
+    class Counted:
+        def __init__(self, wbits: int) -> None:
+            self.inner = real(wbits)
+
+        def decompress(self, data: bytes, max_length: int) -> bytes:
+            calls[0] += 1
+            assert calls[0] < 100, "inflating never ends"
+            return self.inner.decompress(data, max_length)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+    monkeypatch.setattr(encoding.zlib, "decompressobj", Counted)
+    data = b'{"event": "' + bytes(range(97, 123)) * (size // 26 + 1) + b'"}'
+    for name, packed in (("gzip", gzip.compress(data)), ("deflate", zlib.compress(data))):
+        with pytest.raises(InvalidRequest) as err:
+            decode_content(packed + b"trailing bytes", name, 512 * 1024)
+        assert err.value.errors == [
+            {"field": "body", "message": f"has data after the end of its {name} stream"}
+        ]
+        assert decode_content(packed, name, 512 * 1024) == data  # without them: fine
+
+
 @pytest.mark.parametrize(
     "path", ["/v1/event", "/v1/events", "/events", "/api/v1/events", "/v1/track", "/v1/batch"]
 )

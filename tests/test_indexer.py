@@ -27,11 +27,6 @@ def test_without_proc_stat_the_gate_stays_open(monkeypatch: pytest.MonkeyPatch) 
     assert cpu.spare() == 1.0
 
 
-def test_reads_this_machine() -> None:
-    cpu = indexer.SpareCpu(window=0.0)
-    assert 0.0 <= cpu.spare() <= 1.0
-
-
 class FakeStore:
     """What the indexer's loop asks of a store: the backlog, and indexing."""
 

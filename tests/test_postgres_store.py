@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -624,3 +626,18 @@ def test_writes_fail_while_the_server_is_down_and_resume_after(tmp_path: Any) ->
             )
         finally:
             store.close()
+
+
+def test_new_pooled_connections_leave_the_shared_random_generator_alone(pg_url: str) -> None:
+    """What tests/conftest.py sees to, and hypothesis checks while it draws a property
+    test's arguments: the pools' worker threads draw nothing from `random`'s shared
+    generator when they open connections."""
+    before = random.getstate()
+    store = PostgresStore(pg_url)
+    try:
+        store.migrate()
+        with ThreadPoolExecutor(4) as threads:  # four readers at once: the pool grows
+            list(threads.map(lambda _: store.list_apps(), range(16)))
+    finally:
+        store.close()
+    assert random.getstate() == before

@@ -5,7 +5,10 @@ and through all of it another client is served."""
 
 from __future__ import annotations
 
+import resource
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +16,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.server import CollectorProcess, create_app
+from tests.server import ROOT, CollectorProcess, create_app
 
 pytestmark = pytest.mark.slow
 
@@ -123,3 +126,24 @@ def test_oversized_headers_are_refused(served: tuple[CollectorProcess, dict]) ->
     finally:
         sock.close()
     legitimate_event(server, app)
+
+
+def test_the_open_file_limit_is_raised_to_the_hard_limit() -> None:
+    """1,100 idle connections used up a soft limit of 1,024 descriptors; `serve` raises
+    the soft limit to the hard one first (inherited by its workers)."""
+    code = (
+        "import resource\n"
+        "from collector.web.protocol import raise_open_file_limit\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))\n"
+        "raise_open_file_limit()\n"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
+    soft, hard = (int(v) for v in out.split())
+    if hard == resource.RLIM_INFINITY:
+        assert soft >= 65_536
+    else:
+        assert soft == hard > 64

@@ -3,6 +3,7 @@ either worker arrive, in order, filtered, resumable; bots only when asked."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import httpx
 import orjson
 import pytest
 
+from collector.web import api
 from tests.conftest import BACKENDS
 from tests.server import ROOT, CollectorProcess, cli, create_app
 
@@ -253,3 +255,32 @@ def _admins(db: str, *args: str, stdin: str) -> subprocess.CompletedProcess[str]
         cwd=ROOT,
         check=False,
     )
+
+
+def test_a_stream_guard_asks_the_store_at_most_every_recheck_and_at_least_that_often(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Item 5's bound: a revocation ends a stream within RECHECK_S (0.5 s) plus one turn
+    of its loop, well inside 2 s; the store is asked no more often than that."""
+    clock = [100.0]
+    monkeypatch.setattr(api.time, "monotonic", lambda: clock[0])
+    valid = [True]
+    asked: list[float] = []
+
+    async def still_valid() -> bool:
+        asked.append(clock[0])
+        return valid[0]
+
+    async def scenario() -> list[bool]:
+        guard = api.CredentialGuard(still_valid)
+        seen = [await guard.revoked()]  # asked at once
+        clock[0] += api.RECHECK_S / 2
+        valid[0] = False  # revoked now
+        seen.append(await guard.revoked())  # within the interval: not asked yet
+        clock[0] += api.RECHECK_S / 2
+        seen.append(await guard.revoked())  # RECHECK_S after the last question: asked
+        return seen
+
+    assert asyncio.run(scenario()) == [False, False, True]
+    assert asked == [100.0, 100.0 + api.RECHECK_S]
+    assert api.RECHECK_S < 2

@@ -52,10 +52,20 @@ def inflate(body: bytes, wbits: int, limit: int, name: str = "gzip") -> bytes:
                     [field_error("body", f"inflates past {limit} bytes")],
                 )
             parts.append(part)
-            data = inflater.unconsumed_tail
-            # Input used up: done once the stream ended or nothing more comes out.
-            if not data and (inflater.eof or not part):
+            if inflater.eof:
+                # Bytes after the end of the stream: zlib keeps handing them back (in
+                # unconsumed_tail once an output step was cut short), so a loop waiting
+                # for them to be used up never ends.
+                if inflater.unconsumed_tail or inflater.unused_data:
+                    raise InvalidRequest(
+                        "Request body is not valid " + name,
+                        [field_error("body", f"has data after the end of its {name} stream")],
+                    )
                 break
+            tail = inflater.unconsumed_tail
+            if not part and len(tail) == len(data):
+                break  # no progress: the input is used up (and the stream truncated)
+            data = tail
     except zlib.error:
         raise InvalidRequest(
             "Request body is not valid " + name,

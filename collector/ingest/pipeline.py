@@ -201,13 +201,19 @@ def build_events(
     header_ua: str | None,
     headers: Mapping[str, str],
     received_at: int,
+    start: int = 0,
+    stop: int | None = None,
+    known_users: set[str] | None = None,
 ) -> tuple[list[Event | None], dict[int, list[FieldError]], dict[int, list[FieldError]]]:
-    """Enriched events (None where an item is invalid), errors and warnings by index."""
+    """Enriched events (None where an item is invalid), errors and warnings by index, for
+    the payload's items from `start` to `stop` (a big batch is built a slice at a time,
+    the users it identified so far carried in `known_users`)."""
     app = caller.app
     errors: dict[int, list[FieldError]] = {}
     warnings: dict[int, list[FieldError]] = {}
     events: list[Event | None] = []
-    known_users: set[str] = set()
+    if known_users is None:
+        known_users = set()
     require_known = bool(app.setting("require_known_user"))
     ip_mode = app.setting("ip_mode")
     site_hosts = own_hosts(tuple(app.origins))
@@ -215,7 +221,8 @@ def build_events(
     for rule in app.rules:
         rules_by_event.setdefault(rule.event, []).append(rule)
 
-    for index, item in enumerate(payload.items):
+    items = payload.items if start == 0 and stop is None else payload.items[start:stop]
+    for index, item in enumerate(items, start):
         if not isinstance(item, Item):
             errors[index] = item
             events.append(None)

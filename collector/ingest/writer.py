@@ -12,18 +12,23 @@ one request from each waiting app in turn, and one app may hold at most APP_SHAR
 queue. An app that floods the collector with big batches fills its own queue and gets
 the 503s; another app's request still joins the next group.
 
-Where the transaction runs depends on the store (`Store.commit_in_thread`). SQLite's is
+Where the transaction runs depends on the store (`Store.commit_threads`). SQLite's is
 mostly computation in this process: it runs on the event loop itself, as a plain
 callback, because a writer task woken by an event costs more a request, and a writer
 thread costs more in hand-offs than it gains in overlap (docs/benchmarks.md has the
 measurements); while another worker process has the write turn, the loop keeps serving
 requests and tries again shortly. PostgreSQL's is mostly waiting on the server (round
-trips, its flush to disk): it runs on one writer thread, one group at a time, while the
-loop keeps reading requests into the next group."""
+trips, its flush to disk): it runs on writer threads while the loop keeps reading
+requests into the next group. Commits there may run side by side (the server admits
+concurrent writers), a lane each, but an app has at most one group in flight: so its
+requests are committed in the order they came, and an app whose 2,000-event batch keeps
+one lane busy for a long commit leaves the other lane to everyone else, whose requests
+no longer wait for that commit, nor share one with it."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -67,11 +72,14 @@ class Writer:
         self._scheduled = False
         self._closing = False
         self._drained: asyncio.Future[None] | None = None
+        self.lanes = store.commit_threads
         self._thread = (
-            ThreadPoolExecutor(1, thread_name_prefix="group-commit")
-            if store.commit_in_thread
+            ThreadPoolExecutor(self.lanes, thread_name_prefix="group-commit")
+            if self.lanes
             else None
         )
+        self._busy_lanes = 0
+        self._in_flight: set[str] = set()  # apps with a group on a lane
 
     @property
     def pending(self) -> int:
@@ -107,7 +115,7 @@ class Writer:
     async def stop(self) -> None:
         """Refuse new work, write everything already queued, then stop."""
         self._closing = True
-        if self._loop is not None and self._scheduled:
+        if self._loop is not None and (self._scheduled or self._busy_lanes):
             self._drained = self._loop.create_future()
             await self._drained
         if self._thread is not None:
@@ -117,7 +125,8 @@ class Writer:
         """Commit one group (a loop callback); schedule the next while work remains."""
         assert self._loop is not None
         if self._thread is not None:
-            self._flush_in_thread()
+            self._scheduled = False
+            self._start_commits()
             return
         self._group = []
         started = time.perf_counter()
@@ -149,21 +158,39 @@ class Writer:
             self._loop.call_soon(self._flush)
             return
         self._scheduled = False
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
+        self._idle()
 
-    def _flush_in_thread(self) -> None:
-        """Hand the next group to the writer thread; `_committed` answers it, on the
-        loop, once the commit returns."""
+    def _start_commits(self) -> None:
+        """Hand groups to the free lanes (writer threads), each from the waiting apps that
+        have no group in flight; `_committed` answers a group, on the loop, once its
+        commit returns, and frees its lane."""
         assert self._thread is not None and self._loop is not None
-        group = self._take_group()
-        events = [ev for batch, _ in group for ev in batch]
-        started = time.perf_counter()
-        done = self._thread.submit(self._write, events)
         loop = self._loop
-        done.add_done_callback(
-            lambda f: loop.call_soon_threadsafe(self._committed, group, f, started)
-        )
+        while self._busy_lanes < self.lanes:
+            group = self._take_group(skip=self._in_flight)
+            if not group:
+                break
+            apps = {batch[0].app_id for batch, _ in group}
+            self._in_flight |= apps
+            self._busy_lanes += 1
+            events = [ev for batch, _ in group for ev in batch]
+            started = time.perf_counter()
+            done = self._thread.submit(self._write, events)
+            done.add_done_callback(
+                functools.partial(self._answer_on_loop, loop, group, apps, started)
+            )
+        if not self._busy_lanes and not self._pending:
+            self._idle()
+
+    def _answer_on_loop(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        group: list[Pending],
+        apps: set[str],
+        started: float,
+        done: Future[list[Outcome]],
+    ) -> None:
+        loop.call_soon_threadsafe(self._committed, group, apps, done, started)
 
     def _write(self, events: Sequence[Event]) -> list[Outcome]:
         while True:  # a store that commits in a thread does not take turns; just in case
@@ -171,7 +198,15 @@ class Writer:
             if outcomes is not None:
                 return outcomes
 
-    def _committed(self, group: list[Pending], done: Future[list[Outcome]], started: float) -> None:
+    def _committed(
+        self,
+        group: list[Pending],
+        apps: set[str],
+        done: Future[list[Outcome]],
+        started: float,
+    ) -> None:
+        self._busy_lanes -= 1
+        self._in_flight -= apps
         exc = done.exception()
         if exc is not None:  # the store failed: nothing of this group is stored
             log.error("group commit of %d requests failed", len(group), exc_info=exc)
@@ -185,7 +220,12 @@ class Writer:
                 else:
                     future.set_result(done.result()[start : start + len(events)])
             start += len(events)
-        self._next()
+        if not self._scheduled:  # else a flush is coming anyway, with this loop turn's work
+            self._start_commits()
+
+    def _idle(self) -> None:
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
 
     def _take(self) -> list[Event]:
         """The next group, taken once the write lock is held: whatever arrived while
@@ -194,21 +234,26 @@ class Writer:
         self._group = self._take_group()
         return [ev for events, _ in self._group for ev in events]
 
-    def _take_group(self) -> list[Pending]:
+    def _take_group(self, skip: set[str] | None = None) -> list[Pending]:
         """Up to `commit_batch` events (always at least one request): one request from
-        each waiting app in turn. An app that still waits afterwards goes to the back of
-        the turn order, so the next group starts with the others."""
+        each waiting app in turn, apps in `skip` left waiting. An app that still waits
+        afterwards goes to the back of the turn order, so the next group starts with the
+        others. Empty if no app but those in `skip` is waiting."""
         group: list[Pending] = []
         count = 0
-        full = False
-        while self._pending and not full:
+        took = True
+        while took:
+            took = False
             for app_id in list(self._pending):
+                if skip and app_id in skip:
+                    continue
                 queue = self._pending[app_id]
                 events = queue[0][0]
                 if group and count + len(events) > self.commit_batch:
-                    full = True
-                    break
+                    self._pending_events -= count
+                    return group
                 group.append(queue.popleft())
+                took = True
                 count += len(events)
                 left = self._pending_by_app[app_id] - len(events)
                 del self._pending[app_id]

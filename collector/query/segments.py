@@ -142,6 +142,9 @@ def parse_event_name(value: Any, path: str, errors: list[FieldError]) -> str:
     if not isinstance(value, str) or not 1 <= len(value) <= 255:
         errors.append(field_error(path, "must be an event name (1-255 characters)"))
         return ""
+    if "\x00" in value:  # PostgreSQL refuses a NUL in text, and no stored name holds one
+        errors.append(field_error(path, "must not contain NUL characters"))
+        return ""
     return value
 
 

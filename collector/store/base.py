@@ -27,11 +27,13 @@ from collector.store.tables import Table
 
 
 class Store(Protocol):
-    # Whether the group commit runs on a thread of its own. A commit that mostly waits
-    # (PostgreSQL: round trips and the server's flush) lets the event loop keep serving
-    # meanwhile; one that mostly computes in-process (SQLite) costs less on the loop
-    # than the hand-off to a thread.
-    commit_in_thread: bool
+    # How many group commits may run at once, each on a thread of its own; 0: one at a
+    # time, on the event loop. A commit that mostly waits (PostgreSQL: round trips and
+    # the server's flush) lets the event loop keep serving meanwhile, and commits that
+    # wait side by side let one app's long commit hold up only that app
+    # (ingest/writer.py); one that mostly computes in-process (SQLite, whose writers
+    # take turns anyway) costs less on the loop than the hand-off to a thread.
+    commit_threads: int
     # Whether collectors that share this store share their rate limits through it
     # (ingest/ratelimit.py): PostgreSQL, many hosts. SQLite is one host, whose worker
     # processes each enforce their share of the rate.

@@ -4,6 +4,7 @@ state, reading the body, running the pipeline, the group commit and the answer."
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from functools import lru_cache
@@ -13,7 +14,13 @@ import orjson
 from starlette.datastructures import QueryParams
 from starlette.types import Receive, Scope, Send
 
-from collector.errors import CollectorError, InternalError, Unauthorized, field_error
+from collector.errors import (
+    CollectorError,
+    FieldError,
+    InternalError,
+    Unauthorized,
+    field_error,
+)
 from collector.ingest import pipeline
 from collector.ingest.auth import key_from_authorization
 from collector.ingest.dialects.base import Dialect
@@ -21,7 +28,7 @@ from collector.ingest.dialects.routes import ROUTES, Route
 from collector.ingest.encoding import decode_content
 from collector.ingest.enrich import client_ip, parse_networks
 from collector.ingest.metrics import Tally
-from collector.ingest.normalize import MAX_REQUEST_BYTES, decode_body, parse_payload
+from collector.ingest.normalize import MAX_REQUEST_BYTES, Payload, decode_body, parse_payload
 from collector.ingest.ratelimit import RateLimiter
 from collector.ingest.writer import Writer
 from collector.models import Event, Kind, Outcome
@@ -195,15 +202,7 @@ async def _ingest(
             )
             origin = caller.origin
         pipeline.check_rate(c.limiter, caller.app, ip, len(payload.items))
-        events, errors, warnings = pipeline.build_events(
-            payload,
-            caller,
-            store=c.store,
-            peer_ip=ip,
-            header_ua=headers.get("user-agent"),
-            headers=headers,
-            received_at=now_ms(),
-        )
+        events, errors, warnings = await _build_events(c, payload, caller, ip, headers)
         if errors:
             c.tally.event("invalid", len(errors))
         outcomes = await _store(c, caller.app.setting("bot_policy"), events)
@@ -229,6 +228,56 @@ async def _ingest(
         # anything else).
         return 200, dialect.answer(answer), _cors_raw(origin)
     return status, answer, _cors_raw(origin)
+
+
+# A big batch is enriched this many events at a time, the event loop serving other
+# requests in between: a 2,000-event batch takes ~10 ms of CPU, which another app's
+# single event would otherwise wait out whole (longer on a busy machine).
+BUILD_SLICE = 250
+
+
+async def _build_events(
+    c: Collector,
+    payload: Payload,
+    caller: pipeline.Caller,
+    ip: str | None,
+    headers: dict[str, str],
+) -> tuple[list[Event | None], dict[int, list[FieldError]], dict[int, list[FieldError]]]:
+    received_at = now_ms()
+    ua = headers.get("user-agent")
+    count = len(payload.items)
+    if count <= BUILD_SLICE:
+        return pipeline.build_events(
+            payload,
+            caller,
+            store=c.store,
+            peer_ip=ip,
+            header_ua=ua,
+            headers=headers,
+            received_at=received_at,
+        )
+    events: list[Event | None] = []
+    errors: dict[int, list[FieldError]] = {}
+    warnings: dict[int, list[FieldError]] = {}
+    known_users: set[str] = set()
+    for start in range(0, count, BUILD_SLICE):
+        await asyncio.sleep(0)  # a turn for the requests that arrived meanwhile
+        part, part_errors, part_warnings = pipeline.build_events(
+            payload,
+            caller,
+            store=c.store,
+            peer_ip=ip,
+            header_ua=ua,
+            headers=headers,
+            received_at=received_at,
+            start=start,
+            stop=start + BUILD_SLICE,
+            known_users=known_users,
+        )
+        events += part
+        errors.update(part_errors)
+        warnings.update(part_warnings)
+    return events, errors, warnings
 
 
 def _dialect_caller(

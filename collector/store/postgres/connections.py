@@ -2,9 +2,9 @@
 being reachable, and the errors callers get when it is not.
 
 - The `main` pool serves reads, indexing and administration, from any thread.
-- The `ingest` pool holds the one connection of the group-commit writer, which runs on
-  the event loop: it never queues behind queries for a connection, so a burst of slow
-  reads cannot stall ingestion (or the loop).
+- The `ingest` pool holds a connection for each of the group-commit writer's threads
+  (`PostgresStore.commit_threads`): a commit never queues behind queries for a
+  connection, so a burst of slow reads cannot stall ingestion.
 
 When a connection breaks or cannot be had, the server is taken to be down: both pools
 are closed and every call fails at once with `Unavailable` (a 503 with Retry-After)
@@ -104,10 +104,13 @@ def _reset(conn: psycopg.Connection[Any]) -> None:
 class Database:
     """One PostgreSQL database as this process reaches it."""
 
-    def __init__(self, url: str, *, main_pool_size: int = MAIN_POOL_SIZE) -> None:
+    def __init__(
+        self, url: str, *, main_pool_size: int = MAIN_POOL_SIZE, ingest_pool_size: int = 1
+    ) -> None:
         self.url = url
         self.safe_url = safe_url(url)
         self.main_pool_size = main_pool_size
+        self.ingest_pool_size = ingest_pool_size
         try:
             given = conninfo_to_dict(url)
         except psycopg.Error as exc:
@@ -183,7 +186,7 @@ class Database:
                     self.url,
                     kwargs={**self.kwargs, "autocommit": True},
                     min_size=1,
-                    max_size=self.main_pool_size if role == "main" else 1,
+                    max_size=self.main_pool_size if role == "main" else self.ingest_pool_size,
                     open=False,
                     configure=_configure,
                     # Only reads change what _reset undoes. With a reset, the pool hands
@@ -191,7 +194,7 @@ class Database:
                     # waits for that thread to give it back.
                     reset=_reset if role == "main" else None,
                     name=f"telltale-{role}",
-                    # Its one connection needs one thread to replace it, not three.
+                    # Its few connections need one thread to replace them, not three.
                     num_workers=3 if role == "main" else 1,
                 )
                 pool.open(wait=False)

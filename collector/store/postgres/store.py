@@ -80,15 +80,16 @@ def _close(listener: Listener, db: Database) -> None:
 
 class PostgresStore:
     """The store for a `postgresql://` URL. Safe to share between threads; the
-    group-commit writer calls try_write from a thread of its own, on a connection of its
-    own, so the event loop keeps serving while a commit waits on the server."""
+    group-commit writer calls try_write from threads of its own, each on a connection of
+    its own, so the event loop keeps serving while a commit waits on the server, and two
+    commits may wait side by side."""
 
-    commit_in_thread = True
+    commit_threads = 2
     shares_rate_limits = True
 
     def __init__(self, url: str, *, max_backlog: int = DEFAULT_MAX_BACKLOG) -> None:
         self.max_backlog = max_backlog
-        self._db = Database(url)
+        self._db = Database(url, ingest_pool_size=self.commit_threads)
         self._gauge = BacklogGauge(max_backlog)
         self._indexing_elsewhere_until = 0.0  # index_some(wait=False) skips until then
         self._listener = Listener(self._db, CHANNEL)

@@ -50,7 +50,7 @@ class SQLiteStore:
     """The default store. Each thread gets its own connection; the group-commit writer
     is the only thread that writes events."""
 
-    commit_in_thread = False
+    commit_threads = 0
     shares_rate_limits = False  # one host: each worker enforces its share
 
     def __init__(self, path: str, *, max_backlog: int = DEFAULT_MAX_BACKLOG) -> None:
