@@ -31,15 +31,15 @@ import orjson
 
 from collector.store import core
 
-GAP_MS = 30 * 60 * 1000
-PAGE_VIEW = "page_viewed"
-ENGAGEMENT = frozenset({"page_left"})
+GAP_MS: int = 30 * 60 * 1000
+PAGE_VIEW: str = "page_viewed"
+ENGAGEMENT: frozenset[str] = frozenset({"page_left"})
 
 # (app_id, person, is_bot)
 Key: TypeAlias = tuple[str, str, int]
 
 # The landing event's attributes, in this order (visits' columns after the counts).
-ATTRIBUTES = (
+ATTRIBUTES: tuple[str, ...] = (
     "referrer",
     "channel",
     "utm_source",
@@ -54,7 +54,7 @@ ATTRIBUTES = (
     "device",
 )
 # Context keys the attributes are read from.
-_CONTEXT_KEYS = (
+_CONTEXT_KEYS: tuple[str, ...] = (
     "referrer_host",
     "channel",
     "utm_source",
@@ -68,11 +68,11 @@ _CONTEXT_KEYS = (
     "os",
     "device_type",
 )
-VISIT_COLUMNS = (
+VISIT_COLUMNS: str = (
     "app_id, person, is_bot, start_ts, end_ts, page_views, events, entry_page, exit_page, "
     "landing_id, " + ", ".join(ATTRIBUTES)
 )
-HIT_COLUMNS = "app_id, visit_start, person, is_bot, ts, id, event, path"
+HIT_COLUMNS: str = "app_id, visit_start, person, is_bot, ts, id, event, path"
 
 
 # (ts, event id, event name, page path): an event as visits see it. A plain tuple (not
