@@ -5,6 +5,7 @@ tested (`make native` before `make test` in .ci/run)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -97,8 +98,15 @@ def test_serve_demo_without_a_build_prints_a_curl_that_works_at_once(tmp_path: P
         assert answer.status_code == 202, answer.text
         event_id = answer.json()["event_id"]
 
+        # The demo app also fills with generated traffic in the background: look for
+        # this event by its name and user.
+        sent = json.loads(body)
+        user = sent["user"]["id"] if isinstance(sent["user"], dict) else sent["user"]
         listed = httpx.get(
-            url.replace("/v1/event", "/v1/events"), headers=headers, timeout=10
+            url.replace("/v1/event", "/v1/events"),
+            params={"event": sent["event"], "user": user},
+            headers=headers,
+            timeout=10,
         ).json()
         assert [e["id"] for e in listed["events"]] == [event_id]
     finally:
