@@ -237,9 +237,14 @@ def steady(url: str, key: str, seconds: float) -> dict[str, Any]:
 
 
 def commits(url: str) -> dict[str, float]:
-    """The group commits' counters from /metrics (every worker's, summed)."""
+    """The group commits' counters from /metrics (every worker's, summed), once every
+    worker has handed its counts to the client: a worker keeps them for up to FLUSH_S
+    (ingest/metrics.py), so a reading taken at once would miss the last second's."""
     from prometheus_client.parser import text_string_to_metric_families
 
+    from collector.ingest.metrics import FLUSH_S
+
+    time.sleep(FLUSH_S + 0.25)
     text = httpx.get(url + "/metrics", timeout=30).text
     found: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
