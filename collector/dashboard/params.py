@@ -12,7 +12,7 @@ from starlette.datastructures import QueryParams
 
 from collector.errors import FieldError, field_error
 from collector.query.segments import parse_where
-from collector.query.types import DAY_MS, DIMENSIONS, NONE_VALUE, PropertyTest
+from collector.query.types import DAY_MS, PropertyTest
 
 PERIODS = {"today": "Today", "7d": "Last 7 days", "30d": "Last 30 days", "custom": "Custom"}
 DEFAULT_PERIOD = "30d"
@@ -114,20 +114,3 @@ def property_filter(
         return ()
     given: Any = value.lower() not in ("false", "0", "no") if op == "exists" else scalar(value)
     return parse_where({key: {op: given}}, "where", errors)
-
-
-def analytics_filters(
-    params: QueryParams, errors: list[FieldError]
-) -> tuple[tuple[str, str | None], ...]:
-    """The overview's filters: one per dimension named as a parameter, as the analytics
-    API reads them (`(none)`: the attribute is unset)."""
-    found: list[tuple[str, str | None]] = []
-    for name in DIMENSIONS:
-        value = params.get(name)
-        if value is None or value == "":
-            continue
-        if len(value) > 1024:
-            errors.append(field_error(name, "must be at most 1024 characters"))
-        else:
-            found.append((name, None if value == NONE_VALUE and name != "event" else value))
-    return tuple(found)

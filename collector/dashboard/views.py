@@ -17,7 +17,6 @@ from collector.dashboard import accounts
 from collector.dashboard.params import (
     OPERATORS,
     PERIODS,
-    analytics_filters,
     include_bots,
     parse_period,
     property_filter,
@@ -40,6 +39,7 @@ from collector.errors import FieldError, InvalidRequest, field_error
 from collector.ingest.auth import normalise_origin
 from collector.ingest.enrich import client_ip
 from collector.models import App
+from collector.query.analytics import parse_filters
 from collector.query.funnels import parse_funnel_query, run_funnel
 from collector.query.segments import (
     MAX_INT,
@@ -222,7 +222,7 @@ async def overview(request: Request, session: Session) -> Response:
         return _unknown_app(request, session)
     errors: list[FieldError] = []
     period = parse_period(request.query_params, errors)
-    filters = analytics_filters(request.query_params, errors)
+    filters = parse_filters(request.query_params, errors, empty_is_unset=True)
     if errors:
         return _bad(request, session, errors)
     base = _base(request, session, app, "overview")

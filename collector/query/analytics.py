@@ -47,10 +47,28 @@ def parse_analytics_query(
             include_bots = True
         else:
             errors.append(field_error("include_bots", "must be true or false"))
+    filters = parse_filters(params, errors)
+    when: Literal["hour", "day"] = "hour" if interval == "hour" else "day"
+    return AnalyticsQuery(
+        since=since,
+        until=until,
+        interval=when,
+        filters=filters,
+        include_bots=include_bots,
+        limit=parse_limit(params.get("limit"), "limit", errors),
+    )
+
+
+def parse_filters(
+    params: Mapping[str, str], errors: list[FieldError], *, empty_is_unset: bool = False
+) -> tuple[tuple[str, str | None], ...]:
+    """One filter per dimension named as a parameter; `(none)` matches visits without
+    the attribute. An empty value is an error, or no filter with `empty_is_unset` (a
+    form's blank field)."""
     filters: list[tuple[str, str | None]] = []
     for name in DIMENSIONS:
         value = params.get(name)
-        if value is None:
+        if value is None or (empty_is_unset and value == ""):
             continue
         if not value or len(value) > MAX_VALUE:
             errors.append(field_error(name, f"must be 1-{MAX_VALUE} characters"))
@@ -58,15 +76,7 @@ def parse_analytics_query(
             filters.append((name, None))
         else:
             filters.append((name, value))
-    when: Literal["hour", "day"] = "hour" if interval == "hour" else "day"
-    return AnalyticsQuery(
-        since=since,
-        until=until,
-        interval=when,
-        filters=tuple(filters),
-        include_bots=include_bots,
-        limit=parse_limit(params.get("limit"), "limit", errors),
-    )
+    return tuple(filters)
 
 
 def parse_dimension(value: str | None, errors: list[FieldError]) -> str:
