@@ -13,15 +13,13 @@ from typing import Any
 
 from collector.query.types import EVENT_DIMENSIONS, VISIT_DIMENSIONS, AnalyticsQuery
 from collector.store.sql import Cursor, Dialect
-from collector.store.visits import ENGAGEMENT, PAGE_VIEW
+from collector.store.visits import ENGAGEMENT_SQL, PAGE_VIEW
 from collector.timeutil import iso
 
 Execute = Callable[[str, Sequence[Any]], Cursor]
 
 CURRENT_MS = 5 * 60 * 1000  # "current visitors": an event within the last five minutes
 _BUCKET = {"hour": 3_600_000, "day": 86_400_000}
-# The engagement event, as SQL text (a constant of ours, never user input).
-_ENGAGEMENT = ", ".join(f"'{name}'" for name in sorted(ENGAGEMENT))
 _SAME_VISIT = (
     "h.app_id = v.app_id AND h.visit_start = v.start_ts AND h.person = v.person "
     "AND h.is_bot = v.is_bot"
@@ -132,7 +130,7 @@ def overview(d: Dialect, run: Execute, app_id: str, q: AnalyticsQuery, now: int)
     m = d.mark
     current = run(
         f"SELECT count(DISTINCT person) FROM events WHERE app_id = {m} AND ts >= {m} "
-        f"AND ts <= {m} AND event NOT IN ({_ENGAGEMENT}){bots}",
+        f"AND ts <= {m} AND event NOT IN ({ENGAGEMENT_SQL}){bots}",
         [app_id, now - CURRENT_MS, now],
     ).fetchone()
     return {
@@ -170,7 +168,7 @@ def breakdown(d: Dialect, run: Execute, app_id: str, q: AnalyticsQuery, by: str)
         assert by in EVENT_DIMENSIONS
         column = "h.path" if by == "page" else "h.event"
         hit_filter = (
-            f"h.event = '{PAGE_VIEW}'" if by == "page" else f"h.event NOT IN ({_ENGAGEMENT})"
+            f"h.event = '{PAGE_VIEW}'" if by == "page" else f"h.event NOT IN ({ENGAGEMENT_SQL})"
         )
         if where.has_page:
             hit_filter += " AND h.path IS NULL" if where.page is None else f" AND h.path = {m}"

@@ -34,6 +34,8 @@ from collector.store import core
 GAP_MS: int = 30 * 60 * 1000
 PAGE_VIEW: str = "page_viewed"
 ENGAGEMENT: frozenset[str] = frozenset({"page_left"})
+# The engagement event names as an SQL list (constants of ours, never user input).
+ENGAGEMENT_SQL: str = ", ".join(f"'{name}'" for name in sorted(ENGAGEMENT))
 
 # (app_id, person, is_bot)
 Key: TypeAlias = tuple[str, str, int]
@@ -53,20 +55,9 @@ ATTRIBUTES: tuple[str, ...] = (
     "os",
     "device",
 )
-# Context keys the attributes are read from.
-_CONTEXT_KEYS: tuple[str, ...] = (
-    "referrer_host",
-    "channel",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_term",
-    "utm_content",
-    "ref",
-    "country",
-    "browser",
-    "os",
-    "device_type",
+# Context keys the attributes are read from: their own names, but for these two.
+_CONTEXT_KEYS: tuple[str, ...] = tuple(
+    {"referrer": "referrer_host", "device": "device_type"}.get(a, a) for a in ATTRIBUTES
 )
 VISIT_COLUMNS: str = (
     "app_id, person, is_bot, start_ts, end_ts, page_views, events, entry_page, exit_page, "

@@ -10,9 +10,6 @@ import psycopg
 from collector.store import visits
 from collector.store.visits import Hit, HitRow, Key, Visit
 
-# The engagement events, as SQL text (a constant of ours, never user input).
-_ENGAGEMENT = ", ".join(f"'{name}'" for name in sorted(visits.ENGAGEMENT))
-
 SCHEMA = (
     f"""
     CREATE TABLE visits (
@@ -125,7 +122,7 @@ class VisitTables:
             (int(ts), event_id, event, None)
             for ts, event_id, event in self.conn.execute(
                 "SELECT ts, id, event FROM events WHERE app_id = %s AND person = %s "
-                f"AND is_bot = %s AND event IN ({_ENGAGEMENT}) AND ts BETWEEN %s AND %s",
+                f"AND is_bot = %s AND event IN ({visits.ENGAGEMENT_SQL}) AND ts BETWEEN %s AND %s",
                 (*key, lo, hi),
             )
         ]
@@ -178,19 +175,6 @@ class VisitTables:
         self.conn.execute(
             "DELETE FROM visits WHERE app_id = %s AND start_ts < %s", (app_id, cutoff)
         )
-
-    def windows_of(
-        self, app_id: str, where: str, params: Sequence[Any]
-    ) -> list[tuple[Key, int, int]]:
-        """Each (key, first ts, last ts) of the app's events matching `where`."""
-        return [
-            ((app_id, person, int(bot)), int(lo), int(hi))
-            for person, bot, lo, hi in self.conn.execute(
-                "SELECT person, is_bot, min(ts), max(ts) FROM events "
-                f"WHERE app_id = %s AND ({where}) GROUP BY person, is_bot",
-                (app_id, *params),
-            )
-        ]
 
 
 def tables(conn: psycopg.Connection[Any]) -> VisitTables:

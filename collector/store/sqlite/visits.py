@@ -9,9 +9,6 @@ from typing import Any
 from collector.store import visits
 from collector.store.visits import Hit, HitRow, Key, Visit
 
-# The engagement events, as SQL text (a constant of ours, never user input).
-_ENGAGEMENT = ", ".join(f"'{name}'" for name in sorted(visits.ENGAGEMENT))
-
 # Both tables are clustered by (app, visit start): the figures of a date range read one
 # contiguous stretch of each. Keeping them up to date finds a person's visits by
 # visits_person, and a visit's hits by the hits' key (app, visit start, person, bot).
@@ -145,7 +142,7 @@ class VisitTables:
             (int(ts), event_id, event, None)
             for ts, event_id, event in self.conn.execute(
                 "SELECT ts, id, event FROM events WHERE app_id = ? AND person = ? "
-                f"AND is_bot = ? AND event IN ({_ENGAGEMENT}) AND ts BETWEEN ? AND ?",
+                f"AND is_bot = ? AND event IN ({visits.ENGAGEMENT_SQL}) AND ts BETWEEN ? AND ?",
                 (*key, lo, hi),
             )
         ]
