@@ -62,3 +62,21 @@ def test_purge_through_a_visit_recomputes_what_is_left(store: Store) -> None:
     store.purge(app_id, T0 + 15 * MIN)
     rows = store.analytics_breakdown(app_id, RANGE, "entry_page")["results"]
     assert [(r["value"], r["page_views"]) for r in rows] == [("/2", 2)]
+
+
+def test_the_figures_reread_only_the_days_that_changed(store: Store) -> None:
+    app_id = store.create_app("x", ["http://localhost"], {}).app_id
+    day = 86_400_000
+    store.write([page(app_id, T0 - day + i * MIN, f"/{i}", f"evt_0{i}") for i in range(3)])
+    store.write([page(app_id, T0 + i * MIN, f"/{i}", f"evt_1{i}") for i in range(3)])
+    first = store.analytics_overview(app_id, RANGE)["results"]
+    assert (first["visits"], first["page_views"]) == (2, 6)
+    read = store.columns.days_read
+    assert store.analytics_overview(app_id, RANGE)["results"] == first
+    assert store.columns.days_read == read  # nothing changed, nothing read again
+    store.write([page(app_id, T0 + 10 * MIN, "/more", "evt_2")])
+    assert store.analytics_overview(app_id, RANGE)["results"]["page_views"] == 7
+    assert store.columns.days_read == read + 1  # the day of the change alone
+    store.purge(app_id, T0)  # the day before goes, with its visit
+    results = store.analytics_overview(app_id, RANGE)["results"]
+    assert (results["visits"], results["page_views"]) == (1, 4)

@@ -1,5 +1,6 @@
-"""The web analytics figures as SQL, written once for every backend: overview, time
-series and breakdowns over the `visits` and `hits` tables (store/visits.py).
+"""The web analytics figures, written once for every backend: overview, time series and
+breakdowns, computed over the visits and hits of store/visits.py as numpy columns
+(store/columns.py reads and caches them; why, it says).
 
 Visits count in the range their start falls in, with everything in them (their page
 views, their events). Visit attributes (entry page, source, country, ...) filter whole
@@ -8,73 +9,20 @@ views, an `event` filter keeps visits with such an event."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from collector.query.types import EVENT_DIMENSIONS, VISIT_DIMENSIONS, AnalyticsQuery
-from collector.store.sql import Cursor, Dialect
+from collector.store.columns import ColumnCache, Execute, Frame
+from collector.store.sql import Dialect
 from collector.store.visits import ENGAGEMENT_SQL, PAGE_VIEW
 from collector.timeutil import iso
 
-Execute = Callable[[str, Sequence[Any]], Cursor]
-
 CURRENT_MS = 5 * 60 * 1000  # "current visitors": an event within the last five minutes
 _BUCKET = {"hour": 3_600_000, "day": 86_400_000}
-_SAME_VISIT = (
-    "h.app_id = v.app_id AND h.visit_start = v.start_ts AND h.person = v.person "
-    "AND h.is_bot = v.is_bot"
-)
-_BOUNCE = "CASE WHEN v.page_views = 1 AND v.events = 1 THEN 1 ELSE 0 END"
-
-
-class _Where:
-    """The conditions on `visits v` for a query and range, with their parameters."""
-
-    def __init__(self, d: Dialect, app_id: str, q: AnalyticsQuery, since: int, until: int):
-        m = d.mark
-        self.params: list[Any] = [app_id, since, until]
-        parts = [f"v.app_id = {m}", f"v.start_ts >= {m}", f"v.start_ts < {m}", "v.events > 0"]
-        if not q.include_bots:
-            parts.append("v.is_bot = 0")
-        self.page: str | None = None
-        self.has_page = False
-        # Whether anything but the range and bot flag is asked of the visit (a page
-        # filter is, unless the hits counted are that page's views: see breakdown).
-        self.visit_level = bool(q.filters)
-        for name, value in q.filters:
-            if name in VISIT_DIMENSIONS:
-                if value is None:
-                    parts.append(f"v.{name} IS NULL")
-                else:
-                    parts.append(f"v.{name} = {m}")
-                    self.params.append(value)
-            elif name == "page":
-                self.has_page, self.page = True, value
-                path = "h.path IS NULL" if value is None else f"h.path = {m}"
-                parts.append(
-                    f"EXISTS (SELECT 1 FROM hits h WHERE {_SAME_VISIT} "
-                    f"AND h.event = '{PAGE_VIEW}' AND {path})"
-                )
-                if value is not None:
-                    self.params.append(value)
-            elif name == "event":
-                parts.append(f"EXISTS (SELECT 1 FROM hits h WHERE {_SAME_VISIT} AND h.event = {m})")
-                self.params.append(value)
-        self.sql = " AND ".join(parts)
-
-    def page_views(self, d: Dialect, params: list[Any]) -> str:
-        """A visit's page views that count: all, or the filtered page's."""
-        if not self.has_page:
-            return "v.page_views"
-        if self.page is None:
-            path = "h.path IS NULL"
-        else:
-            path = f"h.path = {d.mark}"
-            params.append(self.page)
-        return (
-            f"(SELECT count(*) FROM hits h WHERE {_SAME_VISIT} "
-            f"AND h.event = '{PAGE_VIEW}' AND {path})"
-        )
+# A group × item bitmap up to this many cells (bytes); past it, distinct pairs by sorting.
+_BITMAP_CELLS = 64 * 1024 * 1024
 
 
 def figures(
@@ -90,130 +38,188 @@ def figures(
     }
 
 
-def _totals(
-    d: Dialect, run: Execute, app_id: str, q: AnalyticsQuery, since: int, until: int
-) -> dict[str, Any]:
-    where = _Where(d, app_id, q, since, until)
-    params: list[Any] = []
-    pv = where.page_views(d, params)
-    row = run(
-        f"SELECT count(DISTINCT v.person), count(*), coalesce(sum({pv}), 0), "
-        f"coalesce(sum({_BOUNCE}), 0), coalesce(sum(v.end_ts - v.start_ts), 0) "
-        f"FROM visits v WHERE {where.sql}",
-        [*params, *where.params],
-    ).fetchone()
-    return figures(*(int(x or 0) for x in row))
+def distinct_per_group(groups: np.ndarray, items: np.ndarray, n_groups: int) -> np.ndarray:
+    """How many distinct items each group code 0..n_groups-1 has, from (group, item)
+    pairs (both non-negative integer arrays)."""
+    if len(items) == 0:
+        return np.zeros(n_groups, np.int64)
+    n_items = int(items.max()) + 1
+    if n_groups * n_items <= _BITMAP_CELLS:
+        seen = np.zeros(n_groups * n_items, dtype=bool)
+        seen[groups.astype(np.int64) * n_items + items] = True
+        counts: np.ndarray = seen.reshape(n_groups, n_items).sum(axis=1)
+        return counts
+    pairs = np.unique(groups.astype(np.int64) * n_items + items)
+    return np.bincount(pairs // n_items, minlength=n_groups)
 
 
-def overview(d: Dialect, run: Execute, app_id: str, q: AnalyticsQuery, now: int) -> dict[str, Any]:
-    """The figures for the range and for the period of the same length just before it,
-    the time series, and the visitors of the last five minutes."""
-    span = q.until - q.since
-    where = _Where(d, app_id, q, q.since, q.until)
-    size = _BUCKET[q.interval]
-    params: list[Any] = []
-    pv = where.page_views(d, params)
-    buckets: dict[int, tuple[int, int, int]] = {}
-    for bucket, visitors, visits, views in run(
-        f"SELECT (v.start_ts / {size}) * {size} AS b, count(DISTINCT v.person), count(*), "
-        f"coalesce(sum({pv}), 0) FROM visits v WHERE {where.sql} GROUP BY b",
-        [*params, *where.params],
-    ):
-        buckets[int(bucket)] = (int(visitors), int(visits), int(views))
-    series = []
-    for start in range((q.since // size) * size, q.until, size):
-        visitors, visits, views = buckets.get(start, (0, 0, 0))
-        series.append(
-            {"t": iso(start), "unique_visitors": visitors, "visits": visits, "page_views": views}
+def _distinct(items: np.ndarray) -> int:
+    if len(items) == 0:
+        return 0
+    seen = np.zeros(int(items.max()) + 1, dtype=bool)
+    seen[items] = True
+    return int(seen.sum())
+
+
+class _Selection:
+    """The visits (a mask) a query and range keep, and the page views that count."""
+
+    def __init__(self, frame: Frame, q: AnalyticsQuery, since: int, until: int):
+        c, codes = frame.columns, frame.codes
+        self.columns = c
+        mask = (c.start >= since) & (c.start < until)
+        if not q.include_bots:
+            mask &= ~c.bot
+        self.page: int | None = None  # the filtered page's code (the last page filter's)
+        for name, value in q.filters:
+            if name in VISIT_DIMENSIONS:
+                family = codes["path" if name in ("entry_page", "exit_page") else name]
+                code = family.get(value)
+                if code is None:
+                    mask &= False
+                else:
+                    mask &= c.strings[name] == code
+            elif name in EVENT_DIMENSIONS:
+                if name == "page":
+                    code = codes["path"].get(value)
+                    self.page = -1 if code is None else code
+                    hits = (c.hit_event == codes["event"].get(PAGE_VIEW, -1)) & (
+                        c.hit_path == self.page
+                    )
+                else:
+                    hits = c.hit_event == codes["event"].get(value, -1)
+                has = np.zeros(len(c.start), dtype=bool)
+                has[c.hit_visit[hits]] = True
+                mask &= has
+        self.mask = mask
+        self.page_views = c.page_views
+        if self.page is not None:
+            views = (c.hit_event == codes["event"].get(PAGE_VIEW, -1)) & (c.hit_path == self.page)
+            self.page_views = np.bincount(c.hit_visit[views], minlength=len(c.start))
+
+    def totals(self) -> dict[str, Any]:
+        c, m = self.columns, self.mask
+        bounces = (c.page_views[m] == 1) & (c.events[m] == 1)
+        return figures(
+            _distinct(c.person[m]),
+            int(m.sum()),
+            int(self.page_views[m].sum()),
+            int(bounces.sum()),
+            int((c.end[m] - c.start[m]).sum()),
         )
-    bots = "" if q.include_bots else " AND is_bot = 0"
+
+
+def _current_visitors(d: Dialect, run: Execute, app_id: str, include_bots: bool, now: int) -> int:
+    bots = "" if include_bots else " AND is_bot = 0"
     m = d.mark
-    current = run(
+    row = run(
         f"SELECT count(DISTINCT person) FROM events WHERE app_id = {m} AND ts >= {m} "
         f"AND ts <= {m} AND event NOT IN ({ENGAGEMENT_SQL}){bots}",
         [app_id, now - CURRENT_MS, now],
     ).fetchone()
+    return int(row[0] or 0) if row else 0
+
+
+def overview(
+    d: Dialect, run: Execute, cache: ColumnCache, app_id: str, q: AnalyticsQuery, now: int
+) -> dict[str, Any]:
+    """The figures for the range and for the period of the same length just before it,
+    the time series, and the visitors of the last five minutes."""
+    span = q.until - q.since
+    frame = cache.frame(d, run, app_id, q.since - span, q.until)
+    this = _Selection(frame, q, q.since, q.until)
+    previous = _Selection(frame, q, q.since - span, q.since)
+    c, m = frame.columns, this.mask
+    size = _BUCKET[q.interval]
+    first = (q.since // size) * size
+    n = (q.until - first + size - 1) // size
+    bucket = (c.start[m] // size * size - first) // size
+    visitors = distinct_per_group(bucket, c.person[m], n)
+    visits = np.bincount(bucket, minlength=n)
+    views = np.bincount(bucket, weights=this.page_views[m], minlength=n)
+    series = [
+        {
+            "t": iso(first + i * size),
+            "unique_visitors": int(visitors[i]),
+            "visits": int(visits[i]),
+            "page_views": int(views[i]),
+        }
+        for i in range(n)
+    ]
     return {
         "since": iso(q.since),
         "until": iso(q.until),
         "interval": q.interval,
         "include_bots": q.include_bots,
         "filters": [{"dimension": n, "value": v} for n, v in q.filters],
-        "results": _totals(d, run, app_id, q, q.since, q.until),
-        "previous": {
-            "since": iso(q.since - span),
-            "until": iso(q.since),
-            **_totals(d, run, app_id, q, q.since - span, q.since),
-        },
-        "current_visitors": int(current[0] or 0),
+        "results": this.totals(),
+        "previous": {"since": iso(q.since - span), "until": iso(q.since), **previous.totals()},
+        "current_visitors": _current_visitors(d, run, app_id, q.include_bots, now),
         "series": series,
     }
 
 
-def breakdown(d: Dialect, run: Execute, app_id: str, q: AnalyticsQuery, by: str) -> dict[str, Any]:
+def breakdown(
+    d: Dialect, run: Execute, cache: ColumnCache, app_id: str, q: AnalyticsQuery, by: str
+) -> dict[str, Any]:
     """Visitors, visits, page views and events per value of a dimension, the most
     visitors first (then visits, then the value in code point order, unset last)."""
-    where = _Where(d, app_id, q, q.since, q.until)
-    m = d.mark
-    params: list[Any] = []
+    frame = cache.frame(d, run, app_id, q.since, q.until)
+    chosen = _Selection(frame, q, q.since, q.until)
+    c, codes, m = frame.columns, frame.codes, chosen.mask
     if by in VISIT_DIMENSIONS:
-        pv = where.page_views(d, params)
-        sql = (
-            f"SELECT v.{by} AS value, count(DISTINCT v.person) AS visitors, count(*) AS visits, "
-            f"coalesce(sum({pv}), 0) AS page_views, coalesce(sum(v.events), 0) AS events "
-            f"FROM visits v WHERE {where.sql} GROUP BY v.{by}"
-        )
-        params.extend(where.params)
+        names = codes["path" if by in ("entry_page", "exit_page") else by].strings
+        groups = c.strings[by][m]
+        n = len(names)
+        visitors = distinct_per_group(groups, c.person[m], n)
+        visits = np.bincount(groups, minlength=n)
+        views = np.bincount(groups, weights=chosen.page_views[m], minlength=n)
+        events = np.bincount(groups, weights=c.events[m], minlength=n)
     else:
-        assert by in EVENT_DIMENSIONS
-        column = "h.path" if by == "page" else "h.event"
-        hit_filter = (
-            f"h.event = '{PAGE_VIEW}'" if by == "page" else f"h.event NOT IN ({ENGAGEMENT_SQL})"
-        )
-        if where.has_page:
-            hit_filter += " AND h.path IS NULL" if where.page is None else f" AND h.path = {m}"
-            if where.page is not None:
-                params.append(where.page)
-        head = (
-            f"SELECT {column} AS value, count(DISTINCT h.person) AS visitors, "
-            f"count(DISTINCT h.person || '|' || h.visit_start) AS visits, "
-            f"sum(CASE WHEN h.event = '{PAGE_VIEW}' THEN 1 ELSE 0 END) AS page_views, "
-            f"count(*) AS events FROM hits h"
-        )
-        if where.visit_level and not (by == "page" and all(n == "page" for n, _ in q.filters)):
-            sql = f"{head} JOIN visits v ON {_SAME_VISIT} WHERE {hit_filter} AND {where.sql}"
-            params.extend(where.params)
-        else:
-            # Nothing to ask of the visit but its start and bot flag, which the hit has:
-            # one contiguous stretch of hits, no join. (A visit of engagement alone has no
-            # hit these filters keep.)
-            bots = "" if q.include_bots else " AND h.is_bot = 0"
-            sql = (
-                f"{head} WHERE h.app_id = {m} AND h.visit_start >= {m} "
-                f"AND h.visit_start < {m}{bots} AND {hit_filter}"
-            )
-            params[:0] = [app_id, q.since, q.until]
-        sql += f" GROUP BY {column}"
-    # Wrapped: PostgreSQL orders by an output column only when it stands alone.
-    rows = run(
-        f"SELECT * FROM ({sql}) t ORDER BY visitors DESC, visits DESC, value IS NULL, "
-        f"value{d.collate} LIMIT {m}",
-        [*params, q.limit],
-    )
+        page_view = codes["event"].get(PAGE_VIEW, -1)
+        hits = m[c.hit_visit]
+        if by == "page":
+            hits &= c.hit_event == page_view
+        if chosen.page is not None:
+            hits &= c.hit_path == chosen.page
+        column = c.hit_path if by == "page" else c.hit_event
+        names = codes["path" if by == "page" else "event"].strings
+        groups, of_visit = column[hits], c.hit_visit[hits]
+        n = len(names)
+        visitors = distinct_per_group(groups, c.person[of_visit], n)
+        visits = distinct_per_group(groups, of_visit, n)
+        views = np.bincount(groups, weights=c.hit_event[hits] == page_view, minlength=n)
+        events = np.bincount(groups, minlength=n)
     return {
         "by": by,
         "since": iso(q.since),
         "until": iso(q.until),
         "include_bots": q.include_bots,
         "filters": [{"dimension": n, "value": v} for n, v in q.filters],
-        "results": [
-            {
-                "value": value,
-                "visitors": int(visitors),
-                "visits": int(visits),
-                "page_views": int(page_views or 0),
-                "events": int(events or 0),
-            }
-            for value, visitors, visits, page_views, events in rows
-        ],
+        "results": _rows(names, visitors, visits, views, events, q.limit),
     }
+
+
+def _rows(
+    names: list[str | None],
+    visitors: np.ndarray,
+    visits: np.ndarray,
+    views: np.ndarray,
+    events: np.ndarray,
+    limit: int,
+) -> list[dict[str, Any]]:
+    present = np.flatnonzero(events > 0) if len(events) else np.zeros(0, np.int64)
+    ranked = sorted(
+        present.tolist(),
+        key=lambda i: (-int(visitors[i]), -int(visits[i]), names[i] is None, names[i] or ""),
+    )
+    return [
+        {
+            "value": names[i],
+            "visitors": int(visitors[i]),
+            "visits": int(visits[i]),
+            "page_views": int(views[i]),
+            "events": int(events[i]),
+        }
+        for i in ranked[:limit]
+    ]

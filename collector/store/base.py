@@ -23,6 +23,7 @@ from collector.query.types import (
     SegmentQuery,
     StatsQuery,
 )
+from collector.store.columns import ColumnCache
 from collector.store.tables import Table
 
 
@@ -38,6 +39,8 @@ class Store(Protocol):
     # (ingest/ratelimit.py): PostgreSQL, many hosts. SQLite is one host, whose worker
     # processes each enforce their share of the rate.
     shares_rate_limits: bool
+    # This process's cache of the web figures' columns (store/columns.py).
+    columns: ColumnCache
 
     def migrate(self) -> int:
         """Apply pending schema migrations; return the schema version."""

@@ -65,6 +65,27 @@ VISIT_COLUMNS: str = (
 )
 HIT_COLUMNS: str = "app_id, visit_start, person, is_bot, ts, id, event, path"
 
+# `visit_days` holds a version per (app, UTC day of a visit's start) that every change
+# to the visits starting that day, or to their hits, raises in the same transaction:
+# the figures' column cache (store/columns.py) reloads a day only when its version
+# moved. A version is never lowered or deleted, so one seen once always means the same
+# rows.
+DAY_MS: int = 86_400_000
+VISIT_DAYS_SCHEMA: str = (
+    "CREATE TABLE IF NOT EXISTS visit_days (app_id TEXT NOT NULL, day INTEGER NOT NULL, "
+    "version INTEGER NOT NULL, PRIMARY KEY (app_id, day))"
+)
+# Raises one (app, day)'s version, or creates it at 1; marks as the backend's.
+BUMP_DAY_SQL: str = (
+    "INSERT INTO visit_days (app_id, day, version) VALUES ({m}, {m}, 1) "
+    "ON CONFLICT (app_id, day) DO UPDATE SET version = visit_days.version + 1"
+)
+
+
+def days_of(app_starts: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The distinct (app, day) of (app, visit start) pairs, sorted (a fixed lock order)."""
+    return sorted({(app_id, start // DAY_MS) for app_id, start in app_starts})
+
 
 # (ts, event id, event name, page path): an event as visits see it. A plain tuple (not
 # a NamedTuple, whose construction costs more than the rest of indexing a hit).

@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 
+from collector.store import visits as visit_model
 from collector.store.postgres import visits
 
 # Fixed and arbitrary: every collector must use the same key.
@@ -231,6 +232,16 @@ def _rate_buckets(conn: psycopg.Connection[Any]) -> None:
     )
 
 
+def _visit_days(conn: psycopg.Connection[Any]) -> None:
+    # As SQLite's migration 13: a version per (app, day of visit start).
+    conn.execute(visit_model.VISIT_DAYS_SCHEMA)
+    conn.execute(
+        "INSERT INTO visit_days (app_id, day, version) "
+        f"SELECT app_id, start_ts / {visit_model.DAY_MS}, 1 FROM visits GROUP BY 1, 2 "
+        "ON CONFLICT DO NOTHING"
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection[Any]], None]]] = [
     (1, "initial schema", _initial),
     (2, "accept_plain: the usual group commit in one statement", _accept_plain),
@@ -239,6 +250,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection[Any]], None]]] = [
     (5, "visits and hits: the web analytics model", _visits),
     (6, "persons: who a segment's scope holds, kept at indexing", _persons),
     (7, "rate_buckets: rate limits shared by every collector", _rate_buckets),
+    (8, "visit_days: a version per day of visits, for the figures' cache", _visit_days),
 ]
 
 

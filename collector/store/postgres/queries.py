@@ -35,6 +35,7 @@ from collector.query.types import (
     is_number,
 )
 from collector.store import analytics, core, sql
+from collector.store.columns import ColumnCache
 
 EXPORT_BATCH = 2_000  # rows a server-side cursor fetches at a time
 
@@ -227,16 +228,16 @@ def export_rows(
 
 
 def analytics_overview(
-    conn: psycopg.Connection[Any], app_id: str, query: AnalyticsQuery, now: int
+    conn: psycopg.Connection[Any], cache: ColumnCache, app_id: str, query: AnalyticsQuery, now: int
 ) -> dict[str, Any]:
     reader = _Reader(conn)
     with reader.snapshot():
-        return analytics.overview(POSTGRES, reader.execute, app_id, query, now)
+        return analytics.overview(POSTGRES, reader.execute, cache, app_id, query, now)
 
 
 def analytics_breakdown(
-    conn: psycopg.Connection[Any], app_id: str, query: AnalyticsQuery, by: str
+    conn: psycopg.Connection[Any], cache: ColumnCache, app_id: str, query: AnalyticsQuery, by: str
 ) -> dict[str, Any]:
     reader = _Reader(conn)
     with reader.snapshot():
-        return analytics.breakdown(POSTGRES, reader.execute, app_id, query, by)
+        return analytics.breakdown(POSTGRES, reader.execute, cache, app_id, query, by)

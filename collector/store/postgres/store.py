@@ -41,6 +41,7 @@ from collector.query.types import (
 )
 from collector.settings import DEFAULT_MAX_BACKLOG
 from collector.store import core, visits
+from collector.store.columns import ColumnCache
 from collector.store.postgres import migrations, partitions, queries
 from collector.store.postgres.connections import Database
 from collector.store.postgres.listen import Listener
@@ -93,6 +94,7 @@ class PostgresStore:
         self._gauge = BacklogGauge(max_backlog)
         self._indexing_elsewhere_until = 0.0  # index_some(wait=False) skips until then
         self._listener = Listener(self._db, CHANNEL)
+        self.columns = ColumnCache()  # the web figures' columns (store/columns.py)
         # A store dropped without close() (a CLI command, a test) still closes its pools
         # and threads, from the thread that dropped it. Left to the pools' own __del__,
         # the last reference may go in one of their worker threads, which cannot join
@@ -683,12 +685,12 @@ class PostgresStore:
     def analytics_overview(self, app_id: str, query: AnalyticsQuery) -> dict[str, Any]:
         self.index_all()
         with self._db.transaction(snapshot=True) as conn:
-            return queries.analytics_overview(conn, app_id, query, now_ms())
+            return queries.analytics_overview(conn, self.columns, app_id, query, now_ms())
 
     def analytics_breakdown(self, app_id: str, query: AnalyticsQuery, by: str) -> dict[str, Any]:
         self.index_all()
         with self._db.transaction(snapshot=True) as conn:
-            return queries.analytics_breakdown(conn, app_id, query, by)
+            return queries.analytics_breakdown(conn, self.columns, app_id, query, by)
 
     def stream_position(self) -> int:
         self.index_all()

@@ -30,7 +30,9 @@ SCHEMA = (
         PRIMARY KEY (app_id, visit_start, person, is_bot, ts, id)
     )
     """,
+    visits.VISIT_DAYS_SCHEMA,
 )
+_BUMP = visits.BUMP_DAY_SQL.format(m="%s")
 
 _KEYS = "unnest(%b::text[], %b::text[], %b::smallint[]) AS k(app_id, person, is_bot)"
 
@@ -90,10 +92,18 @@ class VisitTables:
         ).fetchall()
         return {event_id: context for event_id, context in rows}
 
+    def bump_days(self, app_starts: Sequence[tuple[str, int]]) -> None:
+        """Raise the version of each (app, day) these visit starts fall in."""
+        days = visits.days_of(app_starts)
+        if days:
+            with self.conn.cursor() as cur:
+                cur.executemany(_BUMP, days)
+
     def delete_visits(self, key: Key, starts: Sequence[int]) -> None:
         if not starts:
             return
         app_id, person, is_bot = key
+        self.bump_days([(app_id, start) for start in starts])
         for table, column in (("visits", "start_ts"), ("hits", "visit_start")):
             self.conn.execute(
                 f"DELETE FROM {table} WHERE app_id = %s AND {column} = ANY(%b::bigint[]) "
@@ -135,6 +145,7 @@ class VisitTables:
         types += ["text"] * (len(columns) - len(types))
         arrays = ", ".join(f"%b::{t}[]" for t in types)
         updates = ", ".join(f"{c} = excluded.{c}" for c in columns[4:])
+        self.bump_days([(row[0], row[3]) for row in rows])
         self.conn.execute(
             f"INSERT INTO visits ({visits.VISIT_COLUMNS}) SELECT * FROM unnest({arrays}) "
             f"ON CONFLICT (app_id, person, is_bot, start_ts) DO UPDATE SET {updates}",
@@ -170,6 +181,10 @@ class VisitTables:
 
     def delete_before(self, app_id: str, cutoff: int) -> None:
         self.conn.execute(
+            "UPDATE visit_days SET version = version + 1 WHERE app_id = %s AND day <= %s",
+            (app_id, (cutoff - 1) // visits.DAY_MS),
+        )
+        self.conn.execute(
             "DELETE FROM hits WHERE app_id = %s AND visit_start < %s", (app_id, cutoff)
         )
         self.conn.execute(
@@ -187,6 +202,7 @@ def rebuild(conn: psycopg.Connection[Any]) -> int:
     """Visits and hits recomputed from every stored event."""
     conn.execute("DELETE FROM visits")
     conn.execute("DELETE FROM hits")
+    conn.execute("UPDATE visit_days SET version = version + 1")
     with conn.cursor(name="visits_rebuild") as cur:
         cur.execute(
             "SELECT app_id, person, is_bot, ts, id, event, context FROM events "

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import sqlite_utils
 
+from collector.store import visits as visit_model
 from collector.store.sqlite import visits
 
 
@@ -341,6 +342,17 @@ def _persons(db: sqlite_utils.Database) -> None:
     )
 
 
+def _visit_days(db: sqlite_utils.Database) -> None:
+    # A version per (app, day of visit start) that indexing raises with every change
+    # there, so the figures' column cache reloads only the days that changed. A
+    # database made since migration 10 had it created with the visits.
+    db.execute(visit_model.VISIT_DAYS_SCHEMA)
+    db.execute(
+        "INSERT OR IGNORE INTO visit_days (app_id, day, version) "
+        f"SELECT app_id, start_ts / {visit_model.DAY_MS}, 1 FROM visits GROUP BY 1, 2"
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "initial schema", _initial),
     (2, "query summaries: person_event_stats, covering event indexes", _query_summaries),
@@ -354,4 +366,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (10, "visits and hits: the web analytics model", _visits),
     (11, "events_event_ts covers properties", _properties_in_event_index),
     (12, "persons: who a segment's scope holds, kept at indexing", _persons),
+    (13, "visit_days: a version per day of visits, for the figures' cache", _visit_days),
 ]

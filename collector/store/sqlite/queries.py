@@ -23,6 +23,7 @@ from collector.query.types import (
     is_number,
 )
 from collector.store import analytics, sql
+from collector.store.columns import ColumnCache
 
 
 def _path(key: str) -> str:
@@ -174,16 +175,16 @@ def stream_events(
 
 
 def analytics_overview(
-    conn: sqlite3.Connection, app_id: str, query: AnalyticsQuery, now: int
+    conn: sqlite3.Connection, cache: ColumnCache, app_id: str, query: AnalyticsQuery, now: int
 ) -> dict[str, Any]:
     reader = _Reader(conn)
     with reader.snapshot():
-        return analytics.overview(SQLITE, reader.execute, app_id, query, now)
+        return analytics.overview(SQLITE, reader.execute, cache, app_id, query, now)
 
 
 def analytics_breakdown(
-    conn: sqlite3.Connection, app_id: str, query: AnalyticsQuery, by: str
+    conn: sqlite3.Connection, cache: ColumnCache, app_id: str, query: AnalyticsQuery, by: str
 ) -> dict[str, Any]:
     reader = _Reader(conn)
     with reader.snapshot():
-        return analytics.breakdown(SQLITE, reader.execute, app_id, query, by)
+        return analytics.breakdown(SQLITE, reader.execute, cache, app_id, query, by)

@@ -34,6 +34,7 @@ from collector.query.types import (
 )
 from collector.settings import DEFAULT_MAX_BACKLOG
 from collector.store import codec, core, visits
+from collector.store.columns import ColumnCache
 from collector.store.sqlite import queries
 from collector.store.sqlite.migrations import MIGRATIONS
 from collector.store.sqlite.visits import VisitTables
@@ -60,6 +61,7 @@ class SQLiteStore:
         self._lock = threading.Lock()
         self._all: list[sqlite3.Connection] = []
         self._lock_fd: int | None = None
+        self.columns = ColumnCache()  # the web figures' columns (store/columns.py)
 
     # Connections -----------------------------------------------------------------
 
@@ -671,11 +673,11 @@ class SQLiteStore:
 
     def analytics_overview(self, app_id: str, query: AnalyticsQuery) -> dict[str, Any]:
         self.index_all()
-        return queries.analytics_overview(self.conn(), app_id, query, now_ms())
+        return queries.analytics_overview(self.conn(), self.columns, app_id, query, now_ms())
 
     def analytics_breakdown(self, app_id: str, query: AnalyticsQuery, by: str) -> dict[str, Any]:
         self.index_all()
-        return queries.analytics_breakdown(self.conn(), app_id, query, by)
+        return queries.analytics_breakdown(self.conn(), self.columns, app_id, query, by)
 
     def stream_position(self) -> int:
         self.index_all()

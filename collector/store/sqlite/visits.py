@@ -43,7 +43,9 @@ SCHEMA = (
         PRIMARY KEY (app_id, visit_start, person, is_bot, ts, id)
     ) WITHOUT ROWID
     """,
+    visits.VISIT_DAYS_SCHEMA,
 )
+_BUMP = visits.BUMP_DAY_SQL.format(m="?")
 
 _VISIT_MARKS = ", ".join("?" * len(visits.VISIT_COLUMNS.split(",")))
 _V_COLUMNS = ", ".join("v." + c.strip() for c in visits.VISIT_COLUMNS.split(","))
@@ -110,8 +112,13 @@ class VisitTables:
                 found[event_id] = row[0]
         return found
 
+    def bump_days(self, app_starts: Sequence[tuple[str, int]]) -> None:
+        """Raise the version of each (app, day) these visit starts fall in."""
+        self.conn.executemany(_BUMP, visits.days_of(app_starts))
+
     def delete_visits(self, key: Key, starts: Sequence[int]) -> None:
         app_id, person, is_bot = key
+        self.bump_days([(app_id, start) for start in starts])
         rows = [(app_id, start, person, is_bot) for start in starts]
         self.conn.executemany(
             "DELETE FROM visits WHERE app_id = ? AND start_ts = ? AND person = ? AND is_bot = ?",
@@ -150,6 +157,7 @@ class VisitTables:
     def upsert_visits(self, rows: Sequence[tuple[Any, ...]]) -> None:
         # An upsert changes an extended visit in place; INSERT OR REPLACE would delete
         # and insert it again, index entry included.
+        self.bump_days([(row[0], row[3]) for row in rows])
         self.conn.executemany(
             f"INSERT INTO visits ({visits.VISIT_COLUMNS}) VALUES ({_VISIT_MARKS}) "
             f"ON CONFLICT (app_id, start_ts, person, is_bot) DO UPDATE SET {_UPDATES}",
@@ -183,6 +191,10 @@ class VisitTables:
         ]
 
     def delete_before(self, app_id: str, cutoff: int) -> None:
+        self.conn.execute(
+            "UPDATE visit_days SET version = version + 1 WHERE app_id = ? AND day <= ?",
+            (app_id, (cutoff - 1) // visits.DAY_MS),
+        )
         self.conn.execute("DELETE FROM hits WHERE app_id = ? AND visit_start < ?", (app_id, cutoff))
         self.conn.execute("DELETE FROM visits WHERE app_id = ? AND start_ts < ?", (app_id, cutoff))
 
@@ -210,6 +222,7 @@ def rebuild(conn: sqlite3.Connection) -> int:
     """Visits and hits recomputed from every stored event."""
     conn.execute("DELETE FROM visits")
     conn.execute("DELETE FROM hits")
+    conn.execute("UPDATE visit_days SET version = version + 1")
     rows = conn.execute(
         "SELECT app_id, person, is_bot, ts, id, event, context FROM events "
         "ORDER BY app_id, person, is_bot, ts, id"
