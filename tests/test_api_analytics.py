@@ -12,7 +12,10 @@ from starlette.testclient import TestClient
 
 from collector.settings import Settings
 from collector.store import Store, open_store
+from collector.timeutil import now_ms
 from collector.web.app import create_app
+from tests.factories import ev
+from tests.load import wait_for
 from tests.test_api_query import assert_error, post_events
 
 MIN = 60_000
@@ -189,3 +192,14 @@ def test_server_key_and_own_app_only(setup: Any) -> None:
         "/v1/analytics/overview", params=RANGE, headers={"Authorization": f"Bearer {key}"}
     ).json()
     assert theirs["results"]["visits"] == 0
+
+
+def test_a_started_collector_reads_the_last_month_into_the_figures_cache(db: str) -> None:
+    store = open_store(db)
+    store.migrate()
+    app_id = store.create_app("Shop", ["https://shop.example"], {}).app_id
+    store.write([ev(app_id, "page_viewed", now_ms() - 3_600_000, anon="a")])
+    assert store.columns.days_read == 0
+    with TestClient(create_app(Settings(db=db), store=store)):
+        # Without a request: the warm-up runs beside serving, from the start.
+        wait_for("the figures' columns read", lambda: store.columns.days_read > 0, 60)

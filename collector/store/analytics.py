@@ -187,7 +187,12 @@ def breakdown(
         groups, of_visit = column[hits], c.hit_visit[hits]
         n = len(names)
         visitors = distinct_per_group(groups, c.person[of_visit], n)
-        visits = distinct_per_group(groups, of_visit, n)
+        if by == "page":
+            visits = np.bincount(c.hit_path[hits & c.hit_first_view], minlength=n)
+        elif chosen.page is None:
+            visits = np.bincount(c.hit_event[hits & c.hit_first_event], minlength=n)
+        else:  # only the events on one page: their first in the visit may be elsewhere
+            visits = distinct_per_group(groups, of_visit, n)
         views = np.bincount(groups, weights=c.hit_event[hits] == page_view, minlength=n)
         events = np.bincount(groups, minlength=n)
     return {

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from collector.store.sql import Cursor, Dialect
-from collector.store.visits import ATTRIBUTES, DAY_MS
+from collector.store.visits import ATTRIBUTES, DAY_MS, PAGE_VIEW
 
 Execute = Callable[[str, Sequence[Any]], Cursor]
 
@@ -69,18 +69,24 @@ class Columns:
     hit_visit: np.ndarray  # int32, an index into the visits
     hit_event: np.ndarray  # int32 codes
     hit_path: np.ndarray
+    # Whether a hit is its visit's first of its event name, and (for page views) its
+    # visit's first view of its path: a query keeps or drops whole visits, so counting
+    # the visits of each page or event is a sum of these, not a distinct count.
+    hit_first_event: np.ndarray  # bool
+    hit_first_view: np.ndarray
 
     @property
     def nbytes(self) -> int:
         arrays = [self.person, self.bot, self.start, self.end, self.page_views, self.events]
         arrays += [*self.strings.values(), self.hit_visit, self.hit_event, self.hit_path]
+        arrays += [self.hit_first_event, self.hit_first_view]
         return sum(a.nbytes for a in arrays)
 
 
 def _empty() -> Columns:
-    i32, i64 = np.zeros(0, np.int32), np.zeros(0, np.int64)
+    i32, i64, no = np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, bool)
     return Columns(
-        i32, np.zeros(0, bool), i64, i64, i32, i32, {c: i32 for c in STRING_COLUMNS}, i32, i32, i32
+        i32, no, i64, i64, i32, i32, {c: i32 for c in STRING_COLUMNS}, i32, i32, i32, no, no
     )
 
 
@@ -101,6 +107,8 @@ def _concat(parts: Sequence[Columns]) -> Columns:
         ).astype(np.int32, copy=False),
         np.concatenate([p.hit_event for p in parts]),
         np.concatenate([p.hit_path for p in parts]),
+        np.concatenate([p.hit_first_event for p in parts]),
+        np.concatenate([p.hit_first_view for p in parts]),
     )
 
 
@@ -233,7 +241,12 @@ class ColumnCache:
             hit_visit.astype(np.int32),
             codes["event"].coded(hits[3]),
             codes["path"].coded(hits[4]),
+            np.zeros(0, bool),
+            np.zeros(0, bool),
         )
+        views = whole.hit_event == codes["event"].get(PAGE_VIEW, -1)
+        whole.hit_first_event = _firsts(whole.hit_visit, whole.hit_event)
+        whole.hit_first_view = _firsts(whole.hit_visit, whole.hit_path, views)
         self.days_read += last - first + 1
         visit_cut = np.searchsorted(start, [day * DAY_MS for day in range(first, last + 2)])
         hit_cut = np.searchsorted(hit_start, [day * DAY_MS for day in range(first, last + 2)])
@@ -252,6 +265,8 @@ class ColumnCache:
                 (whole.hit_visit[h0:h1] - np.int32(v0)).astype(np.int32),
                 whole.hit_event[h0:h1].copy(),
                 whole.hit_path[h0:h1].copy(),
+                whole.hit_first_event[h0:h1].copy(),
+                whole.hit_first_view[h0:h1].copy(),
             )
             app.days[day] = (versions[day], part)
             self._lru[(app_id, day)] = part.nbytes
@@ -271,6 +286,17 @@ class ColumnCache:
                 self._frames = OrderedDict(
                     (k, f) for k, f in self._frames.items() if k[0] != app_id
                 )
+
+
+def _firsts(visit: np.ndarray, value: np.ndarray, among: np.ndarray | None = None) -> np.ndarray:
+    """Whether each item is the first (visit, value) pair of its kind (among those
+    `among` marks; the others are False)."""
+    chosen = np.arange(len(visit)) if among is None else np.flatnonzero(among)
+    pairs = visit[chosen].astype(np.int64) * (int(value.max(initial=0)) + 1) + value[chosen]
+    _, first = np.unique(pairs, return_index=True)
+    found = np.zeros(len(visit), dtype=bool)
+    found[chosen[first]] = True
+    return found
 
 
 def _runs(days: Sequence[int]) -> list[tuple[int, int]]:

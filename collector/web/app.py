@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -36,8 +37,10 @@ from collector.ingest.auth import canonical_origin, origin_allowed, request_orig
 from collector.ingest.dialects.routes import ROUTES as DIALECT_ROUTES
 from collector.ingest.ratesync import share_limits
 from collector.query.segments import set_cursor_secret
+from collector.query.types import AnalyticsQuery
 from collector.settings import Settings
 from collector.store import Store, open_store
+from collector.timeutil import now_ms
 from collector.web.api import routes as query_routes
 from collector.web.demo import find_demo_app
 from collector.web.ingest import Collector, IngestEndpoint, cors_headers
@@ -302,6 +305,21 @@ def _tune_gc() -> None:
     gc.set_threshold(20_000, 20, 20)
 
 
+def _warm_figures(store: Store, stop: threading.Event) -> None:
+    """Read each app's last 30 days (and the 30 before, which the overview compares
+    with) into the figures' column cache, so the first dashboard view after a start
+    does not wait for it (store/columns.py)."""
+    now = now_ms()
+    query = AnalyticsQuery(since=now - 30 * 86_400_000, until=now)
+    try:
+        for app in store.list_apps():
+            if stop.is_set():
+                return
+            store.analytics_overview(app.app_id, query)
+    except Exception:  # a cache left cold is read on demand; serving goes on
+        log.exception("collector: reading the figures' columns at start failed")
+
+
 def create_app(
     settings: Settings | None = None, store: Store | None = None, *, tune_gc: bool = False
 ) -> Starlette:
@@ -327,10 +345,14 @@ def create_app(
         )
         if tune_gc:
             _tune_gc()
+        stop_warming = threading.Event()
+        warming = asyncio.create_task(asyncio.to_thread(_warm_figures, store, stop_warming))
         try:
             async with flushing(collector.tally):
                 yield
         finally:
+            stop_warming.set()
+            await warming
             await collector.writer.stop()
             if sharing is not None:
                 sharing.cancel()
