@@ -13,9 +13,11 @@ from collector.ids import hash_key
 from collector.models import Event
 from collector.query.funnels import parse_funnel_query, run_funnel
 from collector.query.segments import parse_segment_query
-from collector.query.types import EventsQuery
+from collector.query.types import AnalyticsQuery, EventsQuery
 from collector.store import Store, open_store
 from tests.test_segments import DAY, NOW, ev
+
+FIGURES = AnalyticsQuery(since=NOW - 7 * DAY, until=NOW + DAY, include_bots=True)
 
 
 def ruled(store: Store, event: Event) -> Event:
@@ -56,6 +58,9 @@ def _answers(store: Store, app_id: str) -> dict[str, object]:
         "funnel": run_funnel(store, app_id, funnel),
         "profile": store.user_profile(app_id, "u1"),
         "events": [(e["id"], e["event"], e["person"]) for e in events],
+        # The figures read visits by their day's version (visit_days), which moves too.
+        "figures": store.analytics_overview(app_id, FIGURES)["results"],
+        "pages": store.analytics_breakdown(app_id, FIGURES, "page")["results"],
         "apps": [(a.app_id, a.name, a.origins, a.settings, a.rules) for a in store.list_apps()],
         "secret": store.secret(),
     }

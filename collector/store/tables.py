@@ -34,6 +34,7 @@ TABLES = (
     _table("person_event_stats", core.STAT_COLUMNS),
     _table("visits", visits.VISIT_COLUMNS),
     _table("hits", visits.HIT_COLUMNS),
+    _table("visit_days", "app_id day version"),
     _table("persons", core.PERSON_COLUMNS),
     _table("message_ids", "app_id kind message_id event_id"),
     _table("discards", "app_id day reason n"),
