@@ -163,8 +163,10 @@ class ColumnCache:
                 for day, version in sorted(versions.items())
                 if app.days.get(day, (None,))[0] != version
             ]
-            for run_first, run_last in _runs(stale):
-                self._read(d, run, app, app_id, run_first, run_last, versions)
+            for day in stale:  # a day at a time: what a read holds at once stays small
+                app.days[day] = (versions[day], self._read(d, run, app, app_id, day))
+                self._lru[(app_id, day)] = app.days[day][1].nbytes
+                self.days_read += 1
             parts = [app.days[day][1] for day in sorted(versions)]
             for day in versions:
                 self._lru.move_to_end((app_id, day))
@@ -175,19 +177,10 @@ class ColumnCache:
             self._evict()
             return frame
 
-    def _read(
-        self,
-        d: Dialect,
-        run: Execute,
-        app: _App,
-        app_id: str,
-        first: int,
-        last: int,
-        versions: dict[int, int],
-    ) -> None:
-        """Read the days first..last (each with a version) in one statement per table."""
+    def _read(self, d: Dialect, run: Execute, app: _App, app_id: str, day: int) -> Columns:
+        """One day's visits and hits, coded."""
         m, collate = d.mark, d.collate
-        lo, hi = first * DAY_MS, (last + 1) * DAY_MS
+        lo, hi = day * DAY_MS, (day + 1) * DAY_MS
         order = f"start_ts, person{collate}, is_bot"
         rows = run(
             f"SELECT person, is_bot, start_ts, end_ts, page_views, events, "
@@ -226,8 +219,11 @@ class ColumnCache:
             or not np.array_equal(person[hit_visit], hit_person)
             or not np.array_equal(bot[hit_visit], hit_bot)
         ):
-            raise RuntimeError(f"visits and hits of {app_id} disagree on days {first}..{last}")
-        whole = Columns(
+            raise RuntimeError(f"visits and hits of {app_id} disagree on day {day}")
+        hit_event = codes["event"].coded(hits[3])
+        hit_path = codes["path"].coded(hits[4])
+        views = hit_event == codes["event"].get(PAGE_VIEW, -1)
+        return Columns(
             person,
             bot,
             start,
@@ -239,38 +235,11 @@ class ColumnCache:
                 for i, name in enumerate(STRING_COLUMNS)
             },
             hit_visit.astype(np.int32),
-            codes["event"].coded(hits[3]),
-            codes["path"].coded(hits[4]),
-            np.zeros(0, bool),
-            np.zeros(0, bool),
+            hit_event,
+            hit_path,
+            _firsts(hit_visit, hit_event),
+            _firsts(hit_visit, hit_path, views),
         )
-        views = whole.hit_event == codes["event"].get(PAGE_VIEW, -1)
-        whole.hit_first_event = _firsts(whole.hit_visit, whole.hit_event)
-        whole.hit_first_view = _firsts(whole.hit_visit, whole.hit_path, views)
-        self.days_read += last - first + 1
-        visit_cut = np.searchsorted(start, [day * DAY_MS for day in range(first, last + 2)])
-        hit_cut = np.searchsorted(hit_start, [day * DAY_MS for day in range(first, last + 2)])
-        for i, day in enumerate(range(first, last + 1)):
-            if day not in versions:
-                continue
-            v0, v1, h0, h1 = visit_cut[i], visit_cut[i + 1], hit_cut[i], hit_cut[i + 1]
-            part = Columns(
-                whole.person[v0:v1].copy(),
-                whole.bot[v0:v1].copy(),
-                whole.start[v0:v1].copy(),
-                whole.end[v0:v1].copy(),
-                whole.page_views[v0:v1].copy(),
-                whole.events[v0:v1].copy(),
-                {c: a[v0:v1].copy() for c, a in whole.strings.items()},
-                (whole.hit_visit[h0:h1] - np.int32(v0)).astype(np.int32),
-                whole.hit_event[h0:h1].copy(),
-                whole.hit_path[h0:h1].copy(),
-                whole.hit_first_event[h0:h1].copy(),
-                whole.hit_first_view[h0:h1].copy(),
-            )
-            app.days[day] = (versions[day], part)
-            self._lru[(app_id, day)] = part.nbytes
-            self._lru.move_to_end((app_id, day))
 
     def _evict(self) -> None:
         """Drop the least recently used days past the budget; an app left with none
@@ -297,14 +266,3 @@ def _firsts(visit: np.ndarray, value: np.ndarray, among: np.ndarray | None = Non
     found = np.zeros(len(visit), dtype=bool)
     found[chosen[first]] = True
     return found
-
-
-def _runs(days: Sequence[int]) -> list[tuple[int, int]]:
-    """Sorted days as (first, last) runs of consecutive ones."""
-    runs: list[tuple[int, int]] = []
-    for day in days:
-        if runs and runs[-1][1] == day - 1:
-            runs[-1] = (runs[-1][0], day)
-        else:
-            runs.append((day, day))
-    return runs
