@@ -182,28 +182,30 @@ class ColumnCache:
         """One day's visits and hits, coded."""
         m, collate = d.mark, d.collate
         lo, hi = day * DAY_MS, (day + 1) * DAY_MS
-        order = f"start_ts, person{collate}, is_bot"
-        rows = run(
-            f"SELECT person, is_bot, start_ts, end_ts, page_views, events, "
-            f"{', '.join(STRING_COLUMNS)} FROM visits WHERE app_id = {m} AND start_ts >= {m} "
-            f"AND start_ts < {m} AND events > 0 ORDER BY {order}",
-            [app_id, lo, hi],
-        ).fetchall()
+
+        def read(columns: str, table: str, start: str, where: str = "") -> list[Sequence[Any]]:
+            """The day's rows of `table`, column by column, ordered by visit."""
+            rows = run(
+                f"SELECT {columns} FROM {table} WHERE app_id = {m} AND {start} >= {m} "
+                f"AND {start} < {m}{where} ORDER BY {start}, person{collate}, is_bot",
+                [app_id, lo, hi],
+            ).fetchall()
+            return list(zip(*rows, strict=True)) if rows else [()] * len(columns.split(","))
+
+        cols = read(
+            f"person, is_bot, start_ts, end_ts, page_views, events, {', '.join(STRING_COLUMNS)}",
+            "visits",
+            "start_ts",
+            " AND events > 0",
+        )
         # Hits in the same order as the visits: a hit's visit is the how-manyth change of
         # (start, person, bot) it is (every visit with an event has that event's hit, and
         # hits are kept for events only), checked against the visits below.
-        hit_rows = run(
-            f"SELECT visit_start, person, is_bot, event, path FROM hits WHERE app_id = {m} "
-            f"AND visit_start >= {m} AND visit_start < {m} "
-            f"ORDER BY visit_start, person{collate}, is_bot",
-            [app_id, lo, hi],
-        ).fetchall()
+        hits = read("visit_start, person, is_bot, event, path", "hits", "visit_start")
         codes = app.codes
-        cols = list(zip(*rows, strict=True)) if rows else [()] * (6 + len(STRING_COLUMNS))
         start = np.array(cols[2], dtype=np.int64)
         person = codes["person"].coded(cols[0])
         bot = np.array(cols[1], dtype=np.int8).astype(bool)
-        hits = list(zip(*hit_rows, strict=True)) if hit_rows else [(), (), (), (), ()]
         hit_start = np.array(hits[0], dtype=np.int64)
         hit_person = codes["person"].coded(hits[1])
         hit_bot = np.array(hits[2], dtype=np.int8).astype(bool)
