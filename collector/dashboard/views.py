@@ -90,19 +90,19 @@ async def login(request: Request) -> Response:
         address = accounts.normalise_email(email) or email.strip().lower()
         peer = request.client.host if request.client else None
         ip = client_ip(peer, request.headers.get("x-forwarded-for"), collector(request).trusted)
-        limiter = _limiter(request)
+        store = collector(request).store
+        limiter = accounts.LoginLimiter(store)
         if fresh or not k.csrf_ok("login:" + nonce, form.get("csrf")):
             context["error"] = "This form has expired: please try again."
             status = 403
-        elif not limiter.allowed(ip or "?", address):
+        elif not await _run(limiter.attempt, ip or "?", address):
             context["error"] = "Too many attempts: wait a few minutes and try again."
             status = 429
         else:
-            store = collector(request).store
             admin = await _run(store.get_admin, address)
             stored = admin["password_hash"] if admin else None
             if await _run(verify_password, password, stored) and admin is not None:
-                limiter.succeeded(address)
+                await _run(limiter.succeeded, address)
                 token = accounts.new_token()
                 now = now_ms()
                 await _run(
@@ -124,7 +124,6 @@ async def login(request: Request) -> Response:
                 )
                 answer.delete_cookie(accounts.LOGIN_COOKIE, path="/dashboard/")
                 return answer
-            limiter.failed(address)
             context["error"] = "Wrong email or password."
             status = 401
     context["csrf"] = k.csrf("login:" + nonce)
@@ -139,13 +138,6 @@ async def login(request: Request) -> Response:
         secure=is_https(request),
     )
     return page_
-
-
-def _limiter(request: Request) -> accounts.LoginLimiter:
-    found: accounts.LoginLimiter | None = getattr(request.app.state, "login_limiter", None)
-    if found is None:
-        found = request.app.state.login_limiter = accounts.LoginLimiter()
-    return found
 
 
 @page

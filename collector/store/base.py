@@ -120,7 +120,8 @@ class Store(Protocol):
     ) -> dict[str, float]:
         """Shared rate limits: for each (key, spent, rate, capacity), take `spent` from the
         one bucket every collector shares, refilled at `rate` up to `capacity`; return
-        what each bucket holds now (it may be below 0: a debt everyone waits out)."""
+        what each bucket holds now (it may be below 0: a debt everyone waits out). A
+        negative `spent` gives tokens back, up to the capacity."""
 
     def ready(self) -> dict[str, int]:
         """For /healthz/ready: raises if the database cannot be reached now; else what

@@ -341,6 +341,15 @@ def _persons(db: sqlite_utils.Database) -> None:
     )
 
 
+def _rate_buckets(db: sqlite_utils.Database) -> None:
+    # Limits every worker of the host shares (the dashboard's login limits; ingestion's
+    # stay in each process here): PostgreSQL's rate_buckets (its migration 7).
+    db.execute(
+        "CREATE TABLE rate_buckets (key TEXT PRIMARY KEY, tokens REAL NOT NULL,"
+        " rate REAL NOT NULL, cap REAL NOT NULL, updated REAL NOT NULL) WITHOUT ROWID"
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "initial schema", _initial),
     (2, "query summaries: person_event_stats, covering event indexes", _query_summaries),
@@ -354,4 +363,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (10, "visits and hits: the web analytics model", _visits),
     (11, "events_event_ts covers properties", _properties_in_event_index),
     (12, "persons: who a segment's scope holds, kept at indexing", _persons),
+    (15, "rate_buckets: limits every worker shares (dashboard logins)", _rate_buckets),
 ]
