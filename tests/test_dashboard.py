@@ -21,6 +21,8 @@ from collector.errors import FieldError
 from collector.models import App
 from collector.query.types import EventsQuery, PropertyTest, StatsQuery
 from collector.store import Store
+from collector.settings import Settings
+from collector.web.app import create_app
 from tests.conftest import ORIGIN, auth
 from tests.server import ROOT
 
@@ -177,14 +179,44 @@ def test_the_session_cookie(client: TestClient, admin: str) -> None:
     )
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Max-Age=43200" in cookie
     assert "Secure" not in cookie  # plain HTTP here
-    form = client.get("/dashboard/login", headers={"X-Forwarded-Proto": "https"})
+
+
+def _login_cookie(client: TestClient, headers: dict[str, str]) -> str:
+    """The session cookie's Set-Cookie. The client talks plain HTTP to the collector (as
+    a proxy does), so it keeps the cookies as if they were not Secure."""
+    client.cookies.clear()
+    form = client.get("/dashboard/login", headers=headers)
+    client.cookies.set("telltale_login", form.cookies["telltale_login"], path="/dashboard/")
     answer = client.post(
         "/dashboard/login",
         data={"email": EMAIL, "password": PASSWORD, "csrf": _csrf(form.text)},
-        headers={"X-Forwarded-Proto": "https"},
+        headers=headers,
         follow_redirects=False,
     )
-    assert "Secure" in answer.headers["set-cookie"]
+    assert answer.status_code == 303
+    client.cookies.set("telltale_session", answer.cookies["telltale_session"], path="/dashboard/")
+    return next(
+        c for c in answer.headers.get_list("set-cookie") if c.startswith("telltale_session=")
+    )
+
+
+@pytest.mark.parametrize("peer", ["10.1.2.3", "192.0.2.7"])
+def test_x_forwarded_proto_is_believed_only_from_a_trusted_proxy(
+    db: str, store: Store, admin: str, app: App, peer: str
+) -> None:
+    trusted = peer.startswith("10.")
+    settings = Settings(db=db, trusted_proxies=("10.0.0.0/8",))
+    with TestClient(create_app(settings), client=(peer, 40000)) as client:
+        https = {"X-Forwarded-Proto": "https"}
+        assert ("Secure" in _login_cookie(client, https)) is trusted
+        # The settings page's script tag takes its scheme the same way.
+        tag = client.get(f"/dashboard/apps/{app.app_id}/settings", headers=https).text
+        scheme = "https" if trusted else "http"
+        assert f'src="{scheme}://testserver/sdk.js"' in html.unescape(tag)
+        # The nearest proxy's value is the last one: a client's own "https" before it
+        # is not believed.
+        forged = {"X-Forwarded-Proto": "https, http"}
+        assert "Secure" not in _login_cookie(client, forged)
 
 
 def test_a_tampered_cookie_opens_nothing(dash: TestClient, app: App) -> None:
