@@ -20,8 +20,8 @@ from collector.dashboard.passwords import check_password, hash_password, verify_
 from collector.errors import FieldError
 from collector.models import App
 from collector.query.types import EventsQuery, PropertyTest, StatsQuery
-from collector.store import Store
 from collector.settings import Settings
+from collector.store import Store
 from collector.web.app import create_app
 from tests.conftest import ORIGIN, auth
 from tests.server import ROOT

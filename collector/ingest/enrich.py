@@ -39,7 +39,9 @@ def client_ip(
     return peer
 
 
-def forwarded_https(peer: str | None, forwarded_proto: str | None, trusted: Sequence[Network]) -> bool:
+def forwarded_https(
+    peer: str | None, forwarded_proto: str | None, trusted: Sequence[Network]
+) -> bool:
     """Whether a trusted proxy says the client's request came over HTTPS (it ended TLS):
     `X-Forwarded-Proto` believed only from a `--trusted-proxy` peer, as X-Forwarded-For
     is; its last value, the one the nearest proxy set or appended."""
