@@ -344,6 +344,42 @@ def test_pages_show_the_figures(dash: TestClient, app: App) -> None:
     assert re.findall(r"data-users>(\d+)<", funnel) == ["1", "0"]
 
 
+def test_funnel_steps_take_property_filters(dash: TestClient, app: App) -> None:
+    base = f"/dashboard/apps/{app.app_id}/funnels"
+    # a1 viewed / and /pricing (the fixture's events share their timestamp).
+    plain = dash.get(base + "?step=page_viewed&step=page_viewed").text
+    assert re.findall(r"data-users>(\d+)<", plain) == ["1", "1"]
+    url = base + "?step=page_viewed&step=page_viewed&w2.key=path&w2.op=eq&w2.value=/nowhere"
+    filtered = dash.get(url).text
+    assert re.findall(r"data-users>(\d+)<", filtered) == ["1", "0"]
+    assert 'path eq "/nowhere"' in html.unescape(filtered)
+    # The form shows the filter back, under its step, plus a blank row for another.
+    assert 'name="w2.key" value="path"' in filtered
+    assert [filtered.count(f'name="w{n}.key"') for n in (1, 2, 3)] == [1, 2, 1]
+    # Several tests on a step; a blank step between is left out, its filters with it.
+    two = (
+        base + "?step=page_viewed&w1.key=path&w1.op=neq&w1.value=/pricing"
+        "&w1.key=path&w1.op=exists&w1.value=true&step=&w2.key=x&step=page_viewed"
+        "&w3.key=path&w3.op=eq&w3.value="
+    )
+    assert re.findall(r"data-users>(\d+)<", dash.get(two + "/pricing").text) == ["1", "1"]
+    assert re.findall(r"data-users>(\d+)<", dash.get(two + "/nowhere").text) == ["1", "0"]
+    first = base + "?step=page_viewed&w1.key=path&w1.op=eq&w1.value=/nowhere&step=page_viewed"
+    assert re.findall(r"data-users>(\d+)<", dash.get(first).text) == ["0", "0"]
+    # A clear property drops its filter.
+    cleared = dash.get(url.replace("w2.key=path", "w2.key=")).text
+    assert re.findall(r"data-users>(\d+)<", cleared) == ["1", "1"]
+    # Bad input names its field; nothing is computed.
+    for query, field in (
+        ("&w2.key=path&w2.op=like&w2.value=x", "steps[1].where.path"),
+        ("&w2.key=path&w2.op=gt&w2.value=true", "steps[1].where.path.gt"),
+        ('&w2.key=a"b&w2.op=eq&w2.value=x', "steps[1].where"),
+    ):
+        answer = dash.get(base + "?step=page_viewed&step=signup" + query)
+        assert answer.status_code == 200 and field in html.unescape(answer.text), query
+        assert "data-users" not in answer.text
+
+
 def test_segments_are_saved_counted_and_deleted(dash: TestClient, app: App, store: Store) -> None:
     base = f"/dashboard/apps/{app.app_id}"
     csrf = _csrf(dash.get(base + "/segments").text)

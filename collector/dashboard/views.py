@@ -17,6 +17,8 @@ from collector.dashboard import accounts
 from collector.dashboard.params import (
     OPERATORS,
     PERIODS,
+    FunnelStep,
+    funnel_steps,
     include_bots,
     parse_period,
     property_filter,
@@ -553,7 +555,8 @@ async def funnels(request: Request, session: Session) -> Response:
     params = request.query_params
     errors: list[FieldError] = []
     period = parse_period(params, errors)
-    steps = [s.strip() for s in params.getlist("step") if s.strip()]
+    steps = funnel_steps(params)
+    step_errors: list[FieldError] = []
     within = params.get("within_days", "7")
     breakdown = params.get("breakdown", "").strip()
     result = None
@@ -564,7 +567,7 @@ async def funnels(request: Request, session: Session) -> Response:
         except ValueError:
             days = within
         body: dict[str, Any] = {
-            "steps": steps,
+            "steps": [step.body(f"steps[{i}]", step_errors) for i, step in enumerate(steps)],
             "within_days": days,
             "since": period.since,
             "include_bots": base["bots"],
@@ -576,20 +579,23 @@ async def funnels(request: Request, session: Session) -> Response:
         try:
             query = parse_funnel_query(body)
         except InvalidRequest as exc:
-            errors.extend(exc.errors)
-        else:
+            step_errors.extend(exc.errors)
+        errors.extend(step_errors)
+        if not step_errors:
             store = collector(request).store
             result = await _run(run_funnel, store, app.app_id, query)
+            names = tuple(dict.fromkeys(step.event for step in steps))
             bot_reasons = await _run(
                 store.bot_reasons,
                 app.app_id,
-                StatsQuery(events=tuple(steps), since=period.since, until=period.until),
+                StatsQuery(events=names, since=period.since, until=period.until),
             )
     context = {
         **base,
         "period": period,
         "periods": PERIODS,
-        "steps": steps or ["", ""],
+        "operators": OPERATORS,
+        "steps": steps or [FunnelStep(""), FunnelStep("")],
         "within_days": within,
         "breakdown": breakdown,
         "result": result,
