@@ -338,6 +338,11 @@ def test_pages_show_the_figures(dash: TestClient, app: App) -> None:
     assert events.count("<tr>") == 2  # the header and one event
     people = dash.get(base + "/people").text
     assert 'data-people-count="2"' in people
+    # Every page with the bot toggle says what it left out, by reason.
+    for path, scope in (("/people", "so far"), ("/segments?rules=", "so far"), ("/live", "today")):
+        shown = dash.get(base + path).text
+        assert 'data-bots-filtered="1"' in shown, path
+        assert f"1 bot event {scope}: http_library 1" in shown, path
     person = dash.get(base + "/people/u1").text
     assert "u1@example.com" in person
     funnel = dash.get(base + "/funnels?step=page_viewed&step=signup").text

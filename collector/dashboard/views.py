@@ -277,7 +277,9 @@ async def live(request: Request, session: Session) -> Response:
         app.app_id,
         EventsQuery(include_bots=base["bots"], limit=PAGE_SIZE),
     )
-    context = {**base, "events": recent.events, "position": position}
+    today = now_ms() // DAY_MS * DAY_MS
+    reasons = await _run(store.bot_reasons, app.app_id, StatsQuery(since=today))
+    context = {**base, "events": recent.events, "position": position, "bot_reasons": reasons}
     return render(request, "live.html", context, session=session)
 
 
@@ -398,7 +400,14 @@ async def people(request: Request, session: Session) -> Response:
         page_ = await _run(store.segment, app.app_id, by_email)
         seen = {(p["id"], p["anonymous_id"]) for p in found}
         found += [u for u in page_.users if (u["id"], u["anonymous_id"]) not in seen]
-        context = {**base, "q": q, "users": found, "count": len(found), "more": None}
+        context = {
+            **base,
+            "q": q,
+            "users": found,
+            "count": len(found),
+            "more": None,
+            "bot_reasons": await _run(store.bot_reasons, app.app_id, StatsQuery()),
+        }
         return render(request, "people.html", context, session=session)
     body = {**EVERYONE, "include_bots": base["bots"], "limit": PAGE_SIZE}
     if request.query_params.get("cursor"):
@@ -414,6 +423,7 @@ async def people(request: Request, session: Session) -> Response:
         "users": everyone.users,
         "count": everyone.count,
         "more": next_cursor(query, everyone.last),
+        "bot_reasons": await _run(store.bot_reasons, app.app_id, StatsQuery()),
     }
     return render(request, "people.html", context, session=session)
 
@@ -504,6 +514,9 @@ async def segments(request: Request, session: Session) -> Response:
         "rules_text": text,
         "result": result,
         "errors": errors,
+        "bot_reasons": (
+            await _run(store.bot_reasons, app.app_id, StatsQuery()) if result else None
+        ),
     }
     return render(request, "segments.html", context, session=session)
 
