@@ -371,6 +371,20 @@ def test_funnel_steps_take_property_filters(dash: TestClient, app: App) -> None:
     assert re.findall(r"data-users>(\d+)<", dash.get(two + "/nowhere").text) == ["1", "0"]
     first = base + "?step=page_viewed&w1.key=path&w1.op=eq&w1.value=/nowhere&step=page_viewed"
     assert re.findall(r"data-users>(\d+)<", dash.get(first).text) == ["0", "0"]
+    # in and not_in take values split on commas, or a JSON array.
+    for op, values, users in (
+        ("in", "/nowhere, /pricing", ["1", "1"]),
+        ("in", '["/nowhere"]', ["1", "0"]),
+        ("not_in", "/,/pricing", ["1", "0"]),
+    ):
+        answer = dash.get(
+            base + f"?step=page_viewed&step=page_viewed&w2.key=path&w2.op={op}&w2.value={values}"
+        )
+        assert re.findall(r"data-users>(\d+)<", answer.text) == users, (op, values)
+    events = dash.get(
+        f"/dashboard/apps/{app.app_id}/events?event=page_viewed&prop=path&op=in&value=/,/pricing"
+    ).text
+    assert events.count("<tr>") == 3  # the header and two events
     # A clear property drops its filter.
     cleared = dash.get(url.replace("w2.key=path", "w2.key=")).text
     assert re.findall(r"data-users>(\d+)<", cleared) == ["1", "1"]

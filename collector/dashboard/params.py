@@ -12,7 +12,7 @@ from starlette.datastructures import QueryParams
 
 from collector.errors import FieldError, field_error
 from collector.query.segments import parse_where
-from collector.query.types import DAY_MS, PropertyTest
+from collector.query.types import DAY_MS, FILTER_OPS, PropertyTest
 
 PERIODS = {"today": "Today", "7d": "Last 7 days", "30d": "Last 30 days", "custom": "Custom"}
 DEFAULT_PERIOD = "30d"
@@ -99,15 +99,25 @@ def scalar(text: str) -> Any:
     return value if value is None or isinstance(value, str | int | float | bool) else text
 
 
-OPERATORS = ("eq", "neq", "gt", "gte", "lt", "lte", "exists")
+OPERATORS = FILTER_OPS  # eq, neq, in, not_in, gt, gte, lt, lte, exists
 # What the funnels form reads at most: the Query API refuses more steps or tests anyway.
 MAX_FORM_STEPS, MAX_FORM_FILTERS = 50, 50
 
 
 def typed_value(op: str, value: str) -> Any:
     """A form's value for an operator, as the Query API takes it: a boolean for
-    `exists`, else `scalar`."""
-    return value.lower() not in ("false", "0", "no") if op == "exists" else scalar(value)
+    `exists`; a list for `in` and `not_in` (a JSON array, or values split on commas,
+    each as `scalar`); else `scalar`."""
+    if op == "exists":
+        return value.lower() not in ("false", "0", "no")
+    if op in ("in", "not_in"):
+        if value.strip().startswith("["):
+            try:
+                return orjson.loads(value)  # the Query API's parser checks the items
+            except orjson.JSONDecodeError:
+                pass
+        return [scalar(v.strip()) for v in value.split(",") if v.strip()]
+    return scalar(value)
 
 
 def property_filter(
