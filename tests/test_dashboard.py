@@ -343,6 +343,9 @@ def test_pages_show_the_figures(dash: TestClient, app: App) -> None:
         shown = dash.get(base + path).text
         assert 'data-bots-filtered="1"' in shown, path
         assert f"1 bot event {scope}: http_library 1" in shown, path
+    assert 'data-bots-filtered="0"' in dash.get(base + "/people/u1").text
+    bot = dash.get(base + "/people/anon:bot?bots=1").text
+    assert "1 bot event of theirs: http_library 1" in bot
     person = dash.get(base + "/people/u1").text
     assert "u1@example.com" in person
     funnel = dash.get(base + "/funnels?step=page_viewed&step=signup").text

@@ -453,7 +453,15 @@ async def person(request: Request, session: Session) -> Response:
         return _bad(request, session, errors)
     timeline = await _run(store.events_page, app.app_id, query)
     more = encode_cursor({"at": list(timeline.last), "q": fp}) if timeline.last else None
-    context = {**base, "who": who, "profile": profile, "timeline": timeline.events, "more": more}
+    reasons = await _run(store.bot_reasons, app.app_id, StatsQuery(), who)
+    context = {
+        **base,
+        "who": who,
+        "profile": profile,
+        "timeline": timeline.events,
+        "more": more,
+        "bot_reasons": reasons,
+    }
     return render(request, "person.html", context, session=session)
 
 

@@ -174,8 +174,11 @@ class Store(Protocol):
     ) -> dict[str, Any] | None: ...
     def events_page(self, app_id: str, query: EventsQuery) -> EventsPage: ...
     def event_stats(self, app_id: str, query: StatsQuery) -> dict[str, Any]: ...
-    def bot_reasons(self, app_id: str, query: StatsQuery) -> dict[str, int]:
-        """The bot events among the query's, by reason (event_stats' `bot_reasons`)."""
+    def bot_reasons(
+        self, app_id: str, query: StatsQuery, person: str | None = None
+    ) -> dict[str, int]:
+        """The bot events among the query's (and one person's, a user id or `anon:ID`,
+        when given), by reason (event_stats' `bot_reasons`)."""
         ...
 
     def analytics_overview(self, app_id: str, query: AnalyticsQuery) -> dict[str, Any]:

@@ -629,14 +629,19 @@ class Reader(ABC):
             "bot_reasons": self.bot_reasons(app_id, query),
         }
 
-    def bot_reasons(self, app_id: str, query: StatsQuery) -> dict[str, int]:
+    def bot_reasons(
+        self, app_id: str, query: StatsQuery, person: str | None = None
+    ) -> dict[str, int]:
         """What was filtered, and why: the bots among the query's events (whether or not
-        the query includes bots), by reason. Bots are few: the partial index of bot
-        events (events_bots) reads them alone."""
+        the query includes bots), and one person's when given, by reason. Bots are few:
+        the partial index of bot events (events_bots) reads them alone."""
         d = self.dialect
         reason_params: list[Any] = []
         reason = d.json_text("context", "bot_reason", reason_params)
         where, params = event_filter(d, app_id, query.events, query.since, query.until, True)
+        if person is not None:
+            where.append(f"person = {d.mark}")
+            params.append(person)
         bots = {
             "unknown" if name is None else str(name): count
             for name, count in self.execute(

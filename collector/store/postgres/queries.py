@@ -183,8 +183,10 @@ def event_stats(conn: psycopg.Connection[Any], app_id: str, query: StatsQuery) -
     return _Reader(conn).event_stats(app_id, query)
 
 
-def bot_reasons(conn: psycopg.Connection[Any], app_id: str, query: StatsQuery) -> dict[str, int]:
-    return _Reader(conn).bot_reasons(app_id, query)
+def bot_reasons(
+    conn: psycopg.Connection[Any], app_id: str, query: StatsQuery, person: str | None = None
+) -> dict[str, int]:
+    return _Reader(conn).bot_reasons(app_id, query, person)
 
 
 def stream_position(conn: psycopg.Connection[Any]) -> int:

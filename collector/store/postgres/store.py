@@ -675,10 +675,12 @@ class PostgresStore:
         with self._db.transaction(snapshot=True) as conn:
             return queries.event_stats(conn, app_id, query)
 
-    def bot_reasons(self, app_id: str, query: StatsQuery) -> dict[str, int]:
+    def bot_reasons(
+        self, app_id: str, query: StatsQuery, person: str | None = None
+    ) -> dict[str, int]:
         self.index_all()
         with self._db.transaction(snapshot=True) as conn:
-            return queries.bot_reasons(conn, app_id, query)
+            return queries.bot_reasons(conn, app_id, query, person)
 
     def analytics_overview(self, app_id: str, query: AnalyticsQuery) -> dict[str, Any]:
         self.index_all()

@@ -154,8 +154,10 @@ def event_stats(conn: sqlite3.Connection, app_id: str, query: StatsQuery) -> dic
     return _Reader(conn).event_stats(app_id, query)
 
 
-def bot_reasons(conn: sqlite3.Connection, app_id: str, query: StatsQuery) -> dict[str, int]:
-    return _Reader(conn).bot_reasons(app_id, query)
+def bot_reasons(
+    conn: sqlite3.Connection, app_id: str, query: StatsQuery, person: str | None = None
+) -> dict[str, int]:
+    return _Reader(conn).bot_reasons(app_id, query, person)
 
 
 def stream_position(conn: sqlite3.Connection) -> int:

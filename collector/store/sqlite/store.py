@@ -682,9 +682,11 @@ class SQLiteStore:
         self.index_all()
         return queries.event_stats(self.conn(), app_id, query)
 
-    def bot_reasons(self, app_id: str, query: StatsQuery) -> dict[str, int]:
+    def bot_reasons(
+        self, app_id: str, query: StatsQuery, person: str | None = None
+    ) -> dict[str, int]:
         self.index_all()
-        return queries.bot_reasons(self.conn(), app_id, query)
+        return queries.bot_reasons(self.conn(), app_id, query, person)
 
     def analytics_overview(self, app_id: str, query: AnalyticsQuery) -> dict[str, Any]:
         self.index_all()
