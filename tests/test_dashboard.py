@@ -226,6 +226,15 @@ def test_a_tampered_cookie_opens_nothing(dash: TestClient, app: App) -> None:
     assert answer.status_code == 303
 
 
+@pytest.fixture
+def no_refill(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Login buckets that do not refill during the test (one attempt every 15 s
+    otherwise), so that their counts are exact however slow the machine."""
+    monkeypatch.setattr(accounts, "IP_WINDOW_S", 1e9)
+    monkeypatch.setattr(accounts, "ACCOUNT_WINDOW_S", 1e9)
+
+
+@pytest.mark.usefixtures("no_refill")
 def test_login_is_rate_limited_per_account(client: TestClient, admin: str) -> None:
     for _ in range(accounts.ACCOUNT_FAILURES):
         assert login(client, password="wrong password") == 401
@@ -233,6 +242,18 @@ def test_login_is_rate_limited_per_account(client: TestClient, admin: str) -> No
     assert login(client) == 429
 
 
+@pytest.mark.usefixtures("no_refill")
+def test_a_login_clears_the_accounts_failures(client: TestClient, admin: str) -> None:
+    for _ in range(accounts.ACCOUNT_FAILURES - 1):
+        assert login(client, password="wrong password") == 401
+    assert login(client) == 303
+    client.cookies.clear()
+    for _ in range(accounts.ACCOUNT_FAILURES):
+        assert login(client, password="wrong password") == 401
+    assert login(client) == 429
+
+
+@pytest.mark.usefixtures("no_refill")
 def test_login_is_rate_limited_per_ip(client: TestClient, admin: str) -> None:
     codes = [login(client, email=f"guess{i}@example.com") for i in range(accounts.IP_ATTEMPTS + 1)]
     assert codes[:-1] == [401] * accounts.IP_ATTEMPTS
