@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from urllib.parse import unquote
 
 import pytest
 from starlette.testclient import TestClient
@@ -421,6 +422,23 @@ def test_funnel_steps_take_property_filters(dash: TestClient, app: App) -> None:
         answer = dash.get(base + "?step=page_viewed&step=signup" + query)
         assert answer.status_code == 200 and field in html.unescape(answer.text), query
         assert "data-users" not in answer.text
+
+
+def test_people_search_finds_by_the_start_of_an_id_or_email(dash: TestClient, app: App) -> None:
+    base = f"/dashboard/apps/{app.app_id}/people"
+
+    def found(q: str, bots: str = "") -> list[str]:
+        page = dash.get(base, params={"q": q, "bots": bots}).text
+        return [unquote(p) for p in re.findall(r'/people/([^"?]+)', page)]
+
+    assert found("u1") == ["u1"]  # exact
+    assert found("u") == ["u1"]  # the start of a user id
+    assert found("U1@EXAMPLE") == ["u1"]  # the start of an email, in any case
+    assert found("a") == ["anon:a1"]  # the start of an anonymous id
+    assert found("bo") == []  # a bot, left out...
+    assert found("bo", "1") == ["anon:bot"]  # ...unless bots are included
+    assert found("zz") == []
+    assert found("1@example.com") == []  # the start, not anywhere
 
 
 def test_segments_are_saved_counted_and_deleted(dash: TestClient, app: App, store: Store) -> None:

@@ -383,23 +383,17 @@ async def people(request: Request, session: Session) -> Response:
     store = collector(request).store
     q = request.query_params.get("q", "").strip()[:255]
     if q:
-        found = []
-        for person in (q, "anon:" + q):
+        # Exact first (a user id, an anonymous id), then everyone whose id or email
+        # starts with what was typed.
+        people = [q, "anon:" + q]
+        people += await _run(store.find_people, app.app_id, q, base["bots"], PAGE_SIZE)
+        found: list[dict[str, Any]] = []
+        for person in dict.fromkeys(people):
+            if len(found) == PAGE_SIZE:
+                break
             profile = await _run(store.user_profile, app.app_id, person, base["bots"])
             if profile is not None:
                 found.append(profile)
-        by_email = parse_segment_query(
-            {
-                "match": "all",
-                "conditions": [{"trait": {"key": "email", "eq": q}}],
-                "include_bots": base["bots"],
-                "limit": PAGE_SIZE,
-            },
-            now_ms(),
-        )
-        page_ = await _run(store.segment, app.app_id, by_email)
-        seen = {(p["id"], p["anonymous_id"]) for p in found}
-        found += [u for u in page_.users if (u["id"], u["anonymous_id"]) not in seen]
         context = {
             **base,
             "q": q,

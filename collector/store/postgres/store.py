@@ -665,6 +665,11 @@ class PostgresStore:
         with self._db.transaction(snapshot=True) as conn:
             return queries.user_profile(conn, app_id, user_id, include_bots)
 
+    def find_people(self, app_id: str, text: str, include_bots: bool, limit: int) -> list[str]:
+        self.index_all()
+        with self._db.transaction(snapshot=True) as conn:
+            return queries.find_people(conn, app_id, text, include_bots, limit)
+
     def events_page(self, app_id: str, query: EventsQuery) -> EventsPage:
         self.index_all()
         with self._db.transaction(snapshot=True) as conn:

@@ -146,6 +146,12 @@ def user_profile(
     return _Reader(conn).user_profile(app_id, user_id, include_bots)
 
 
+def find_people(
+    conn: sqlite3.Connection, app_id: str, text: str, include_bots: bool, limit: int
+) -> list[str]:
+    return _Reader(conn).find_people(app_id, text, include_bots, limit)
+
+
 def events_page(conn: sqlite3.Connection, app_id: str, query: EventsQuery) -> EventsPage:
     return _Reader(conn).events_page(app_id, query)
 

@@ -674,6 +674,10 @@ class SQLiteStore:
         self.index_all()
         return queries.user_profile(self.conn(), app_id, user_id, include_bots)
 
+    def find_people(self, app_id: str, text: str, include_bots: bool, limit: int) -> list[str]:
+        self.index_all()
+        return queries.find_people(self.conn(), app_id, text, include_bots, limit)
+
     def events_page(self, app_id: str, query: EventsQuery) -> EventsPage:
         self.index_all()
         return queries.events_page(self.conn(), app_id, query)
