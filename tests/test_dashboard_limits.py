@@ -63,7 +63,7 @@ class Attempts:
             client.close()
 
 
-@pytest.fixture(params=["sqlite, 2 workers", "postgres, 2 workers", "postgres, 2 collectors"])
+@pytest.fixture(params=["sqlite-2-workers", "postgres-2-workers", "postgres-2-collectors"])
 def attempts(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Attempts]:
     layout = str(request.param)
     if layout.startswith("sqlite"):
@@ -72,7 +72,7 @@ def attempts(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Attempt
         db = request.getfixturevalue("pg_url")
     _create_admin(db)
     with ExitStack() as stack:
-        if layout.endswith("2 workers"):
+        if layout.endswith("2-workers"):
             servers = [stack.enter_context(CollectorProcess(db, workers=2))]
         else:
             servers = [stack.enter_context(CollectorProcess(db)) for _ in range(2)]
