@@ -42,7 +42,8 @@ class Settings:
     trusted_proxies: tuple[str, ...] = field(
         default=(),
         metadata=_meta(
-            "CIDR whose X-Forwarded-For is believed (repeatable; env: comma-separated).",
+            "CIDR whose X-Forwarded-For and X-Forwarded-Proto are believed"
+            " (repeatable; env: comma-separated).",
             "COLLECTOR_TRUSTED_PROXIES",
             "--trusted-proxy",
             multiple=True,

@@ -331,6 +331,82 @@ def test_funnel_conversion(logged_in: BrowserContext, known: Known) -> None:
     page.close()
 
 
+def _funnel_users(page: Page) -> list[str]:
+    return page.locator(".funnel-table").first.locator("[data-users]").all_inner_texts()
+
+
+def test_funnel_step_filters(logged_in: BrowserContext, known: Known) -> None:
+    """Per-step property filters with the script: added and removed in place, each
+    field labelled; the figures of the known data (page_viewed: a_1 and a_2; purchase:
+    u_1, once a_2, with revenue 49)."""
+    page = logged_in.new_page()
+    page.goto(known.base + "/funnels")
+    expect(page.locator("[data-blank-filter]")).to_have_count(0)  # the script took them
+    page.fill("#step-1", "page_viewed")
+    page.fill("#step-2", "purchase")
+    page.get_by_role("button", name="Add a property filter to step 2").click()
+    row = page.locator("[data-filters='2'] .step-filter")
+    expect(row).to_have_count(1)
+    row.get_by_label("Property").fill("revenue")
+    row.get_by_label("Test").select_option("gte")
+    row.get_by_label("Value").fill("50")
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator(".funnel-table").first.locator("tbody tr")).to_have_count(2)
+    assert _funnel_users(page) == ["2", "0"]
+    expect(page.locator("[data-where]").first).to_have_text("where revenue gte 50")
+    assert "w2.key=revenue" in page.url  # the URL holds the filters: bookmarkable
+    # Shown back in the form, with its own Remove button.
+    page.get_by_label("Value").first.fill("49")
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator("[data-where]").first).to_have_text("where revenue gte 49")
+    assert _funnel_users(page) == ["2", "1"]
+    page.get_by_role("button", name="Add a property filter to step 1").click()
+    first = page.locator("[data-filters='1'] .step-filter")
+    first.get_by_label("Property").fill("path")
+    first.get_by_label("Value").fill("/pricing")
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator("[data-where]")).to_have_count(2)
+    assert _funnel_users(page) == ["1", "0"]  # a_1 viewed /pricing and bought nothing
+    # Every filter field has its label.
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll('[data-filters] input, [data-filters] select')]
+            .filter(f => !f.labels || f.labels.length !== 1).map(f => f.name)"""
+    )
+    assert unlabelled == []
+    page.get_by_role("button", name="Remove this filter from step 1").click()
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator("[data-where]")).to_have_count(1)
+    assert _funnel_users(page) == ["2", "1"]
+    shot(page, "funnel-filters")
+    page.close()
+
+
+def test_funnel_step_filters_without_script(
+    browser: Browser, collector: Collector, known: Known
+) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(collector.url + "/dashboard/login")
+    page.fill("#email", EMAIL)
+    page.fill("#password", PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/dashboard/**")
+    page.goto(known.base + "/funnels?step=page_viewed&step=purchase")
+    assert _funnel_users(page) == ["2", "1"]
+    # Each step has one blank filter row to fill.
+    page.fill("#w2-1-key", "plan")
+    page.select_option("#w2-1-op", "eq")
+    page.fill("#w2-1-value", "team")
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator("[data-where]")).to_have_text('where plan eq "team"')
+    assert _funnel_users(page) == ["2", "0"]
+    page.fill("#w2-1-value", "pro")
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator("[data-where]")).to_have_text('where plan eq "pro"')
+    assert _funnel_users(page) == ["2", "1"]
+    context.close()
+
+
 def test_settings_keys_shown_once_and_script_tag(logged_in: BrowserContext, known: Known) -> None:
     page = logged_in.new_page()
     page.goto(known.base + "/settings")

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from urllib.parse import unquote
 
 import pytest
 from starlette.testclient import TestClient
@@ -20,7 +21,9 @@ from collector.dashboard.passwords import check_password, hash_password, verify_
 from collector.errors import FieldError
 from collector.models import App
 from collector.query.types import EventsQuery, PropertyTest, StatsQuery
+from collector.settings import Settings
 from collector.store import Store
+from collector.web.app import create_app
 from tests.conftest import ORIGIN, auth
 from tests.server import ROOT
 
@@ -177,14 +180,44 @@ def test_the_session_cookie(client: TestClient, admin: str) -> None:
     )
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Max-Age=43200" in cookie
     assert "Secure" not in cookie  # plain HTTP here
-    form = client.get("/dashboard/login", headers={"X-Forwarded-Proto": "https"})
+
+
+def _login_cookie(client: TestClient, headers: dict[str, str]) -> str:
+    """The session cookie's Set-Cookie. The client talks plain HTTP to the collector (as
+    a proxy does), so it keeps the cookies as if they were not Secure."""
+    client.cookies.clear()
+    form = client.get("/dashboard/login", headers=headers)
+    client.cookies.set("telltale_login", form.cookies["telltale_login"], path="/dashboard/")
     answer = client.post(
         "/dashboard/login",
         data={"email": EMAIL, "password": PASSWORD, "csrf": _csrf(form.text)},
-        headers={"X-Forwarded-Proto": "https"},
+        headers=headers,
         follow_redirects=False,
     )
-    assert "Secure" in answer.headers["set-cookie"]
+    assert answer.status_code == 303
+    client.cookies.set("telltale_session", answer.cookies["telltale_session"], path="/dashboard/")
+    return next(
+        c for c in answer.headers.get_list("set-cookie") if c.startswith("telltale_session=")
+    )
+
+
+@pytest.mark.parametrize("peer", ["10.1.2.3", "192.0.2.7"])
+def test_x_forwarded_proto_is_believed_only_from_a_trusted_proxy(
+    db: str, store: Store, admin: str, app: App, peer: str
+) -> None:
+    trusted = peer.startswith("10.")
+    settings = Settings(db=db, trusted_proxies=("10.0.0.0/8",))
+    with TestClient(create_app(settings), client=(peer, 40000)) as client:
+        https = {"X-Forwarded-Proto": "https"}
+        assert ("Secure" in _login_cookie(client, https)) is trusted
+        # The settings page's script tag takes its scheme the same way.
+        tag = client.get(f"/dashboard/apps/{app.app_id}/settings", headers=https).text
+        scheme = "https" if trusted else "http"
+        assert f'src="{scheme}://testserver/sdk.js"' in html.unescape(tag)
+        # The nearest proxy's value is the last one: a client's own "https" before it
+        # is not believed.
+        forged = {"X-Forwarded-Proto": "https, http"}
+        assert "Secure" not in _login_cookie(client, forged)
 
 
 def test_a_tampered_cookie_opens_nothing(dash: TestClient, app: App) -> None:
@@ -194,6 +227,15 @@ def test_a_tampered_cookie_opens_nothing(dash: TestClient, app: App) -> None:
     assert answer.status_code == 303
 
 
+@pytest.fixture
+def no_refill(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Login buckets that do not refill during the test (one attempt every 15 s
+    otherwise), so that their counts are exact however slow the machine."""
+    monkeypatch.setattr(accounts, "IP_WINDOW_S", 1e9)
+    monkeypatch.setattr(accounts, "ACCOUNT_WINDOW_S", 1e9)
+
+
+@pytest.mark.usefixtures("no_refill")
 def test_login_is_rate_limited_per_account(client: TestClient, admin: str) -> None:
     for _ in range(accounts.ACCOUNT_FAILURES):
         assert login(client, password="wrong password") == 401
@@ -201,6 +243,18 @@ def test_login_is_rate_limited_per_account(client: TestClient, admin: str) -> No
     assert login(client) == 429
 
 
+@pytest.mark.usefixtures("no_refill")
+def test_a_login_clears_the_accounts_failures(client: TestClient, admin: str) -> None:
+    for _ in range(accounts.ACCOUNT_FAILURES - 1):
+        assert login(client, password="wrong password") == 401
+    assert login(client) == 303
+    client.cookies.clear()
+    for _ in range(accounts.ACCOUNT_FAILURES):
+        assert login(client, password="wrong password") == 401
+    assert login(client) == 429
+
+
+@pytest.mark.usefixtures("no_refill")
 def test_login_is_rate_limited_per_ip(client: TestClient, admin: str) -> None:
     codes = [login(client, email=f"guess{i}@example.com") for i in range(accounts.IP_ATTEMPTS + 1)]
     assert codes[:-1] == [401] * accounts.IP_ATTEMPTS
@@ -306,10 +360,85 @@ def test_pages_show_the_figures(dash: TestClient, app: App) -> None:
     assert events.count("<tr>") == 2  # the header and one event
     people = dash.get(base + "/people").text
     assert 'data-people-count="2"' in people
+    # Every page with the bot toggle says what it left out, by reason.
+    for path, scope in (("/people", "so far"), ("/segments?rules=", "so far"), ("/live", "today")):
+        shown = dash.get(base + path).text
+        assert 'data-bots-filtered="1"' in shown, path
+        assert f"1 bot event {scope}: http_library 1" in shown, path
+    assert 'data-bots-filtered="0"' in dash.get(base + "/people/u1").text
+    bot = dash.get(base + "/people/anon:bot?bots=1").text
+    assert "1 bot event of theirs: http_library 1" in bot
     person = dash.get(base + "/people/u1").text
     assert "u1@example.com" in person
     funnel = dash.get(base + "/funnels?step=page_viewed&step=signup").text
     assert re.findall(r"data-users>(\d+)<", funnel) == ["1", "0"]
+
+
+def test_funnel_steps_take_property_filters(dash: TestClient, app: App) -> None:
+    base = f"/dashboard/apps/{app.app_id}/funnels"
+    # a1 viewed / and /pricing (the fixture's events share their timestamp).
+    plain = dash.get(base + "?step=page_viewed&step=page_viewed").text
+    assert re.findall(r"data-users>(\d+)<", plain) == ["1", "1"]
+    url = base + "?step=page_viewed&step=page_viewed&w2.key=path&w2.op=eq&w2.value=/nowhere"
+    filtered = dash.get(url).text
+    assert re.findall(r"data-users>(\d+)<", filtered) == ["1", "0"]
+    assert 'path eq "/nowhere"' in html.unescape(filtered)
+    # The form shows the filter back, under its step, plus a blank row for another.
+    assert 'name="w2.key" value="path"' in filtered
+    assert [filtered.count(f'name="w{n}.key"') for n in (1, 2, 3)] == [1, 2, 1]
+    # Several tests on a step; a blank step between is left out, its filters with it.
+    two = (
+        base + "?step=page_viewed&w1.key=path&w1.op=neq&w1.value=/pricing"
+        "&w1.key=path&w1.op=exists&w1.value=true&step=&w2.key=x&step=page_viewed"
+        "&w3.key=path&w3.op=eq&w3.value="
+    )
+    assert re.findall(r"data-users>(\d+)<", dash.get(two + "/pricing").text) == ["1", "1"]
+    assert re.findall(r"data-users>(\d+)<", dash.get(two + "/nowhere").text) == ["1", "0"]
+    first = base + "?step=page_viewed&w1.key=path&w1.op=eq&w1.value=/nowhere&step=page_viewed"
+    assert re.findall(r"data-users>(\d+)<", dash.get(first).text) == ["0", "0"]
+    # in and not_in take values split on commas, or a JSON array.
+    for op, values, users in (
+        ("in", "/nowhere, /pricing", ["1", "1"]),
+        ("in", '["/nowhere"]', ["1", "0"]),
+        ("not_in", "/,/pricing", ["1", "0"]),
+    ):
+        answer = dash.get(
+            base + f"?step=page_viewed&step=page_viewed&w2.key=path&w2.op={op}&w2.value={values}"
+        )
+        assert re.findall(r"data-users>(\d+)<", answer.text) == users, (op, values)
+    events = dash.get(
+        f"/dashboard/apps/{app.app_id}/events?event=page_viewed&prop=path&op=in&value=/,/pricing"
+    ).text
+    assert events.count("<tr>") == 3  # the header and two events
+    # A clear property drops its filter.
+    cleared = dash.get(url.replace("w2.key=path", "w2.key=")).text
+    assert re.findall(r"data-users>(\d+)<", cleared) == ["1", "1"]
+    # Bad input names its field; nothing is computed.
+    for query, field in (
+        ("&w2.key=path&w2.op=like&w2.value=x", "steps[1].where.path"),
+        ("&w2.key=path&w2.op=gt&w2.value=true", "steps[1].where.path.gt"),
+        ('&w2.key=a"b&w2.op=eq&w2.value=x', "steps[1].where"),
+    ):
+        answer = dash.get(base + "?step=page_viewed&step=signup" + query)
+        assert answer.status_code == 200 and field in html.unescape(answer.text), query
+        assert "data-users" not in answer.text
+
+
+def test_people_search_finds_by_the_start_of_an_id_or_email(dash: TestClient, app: App) -> None:
+    base = f"/dashboard/apps/{app.app_id}/people"
+
+    def found(q: str, bots: str = "") -> list[str]:
+        page = dash.get(base, params={"q": q, "bots": bots}).text
+        return [unquote(p) for p in re.findall(r'/people/([^"?]+)', page)]
+
+    assert found("u1") == ["u1"]  # exact
+    assert found("u") == ["u1"]  # the start of a user id
+    assert found("U1@EXAMPLE") == ["u1"]  # the start of an email, in any case
+    assert found("a") == ["anon:a1"]  # the start of an anonymous id
+    assert found("bo") == []  # a bot, left out...
+    assert found("bo", "1") == ["anon:bot"]  # ...unless bots are included
+    assert found("zz") == []
+    assert found("1@example.com") == []  # the start, not anywhere
 
 
 def test_segments_are_saved_counted_and_deleted(dash: TestClient, app: App, store: Store) -> None:

@@ -79,8 +79,21 @@ def test_a_sync_that_fails_keeps_the_spending_for_the_next(pg_url: str) -> None:
     assert limiter.take_usage() == []
 
 
-def test_sqlite_keeps_rate_limits_in_each_process(tmp_path: object) -> None:
+def test_sqlite_keeps_ingestion_rate_limits_in_each_process(tmp_path: object) -> None:
     store = open_store(str(tmp_path) + "/t.db")
     assert isinstance(store, SQLiteStore) and not store.shares_rate_limits
-    with pytest.raises(NotImplementedError):
-        store.share_rate_usage([])
+    store.close()
+
+
+def test_a_shared_bucket_takes_refunds_up_to_its_capacity(store: Store) -> None:
+    """What the dashboard's login limits (on both backends) need of the shared buckets:
+    spending, and a refund that never fills a bucket past its capacity."""
+    slow = ("login-account\x1fa@example.com", 1.0, 5 / 900, 5.0)
+    for left in (4.0, 3.0, 2.0):
+        assert store.share_rate_usage([slow]) == pytest.approx({slow[0]: left}, abs=0.01)
+    store.share_rate_usage([(slow[0], -1.0, slow[2], slow[3])])
+    assert store.share_rate_usage([(slow[0], 0.0, slow[2], slow[3])])[slow[0]] == pytest.approx(
+        3.0, abs=0.01
+    )
+    store.share_rate_usage([(slow[0], -5.0, slow[2], slow[3])])  # a success clears it
+    assert store.share_rate_usage([slow])[slow[0]] == pytest.approx(4.0, abs=0.01)

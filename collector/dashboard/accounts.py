@@ -4,18 +4,20 @@ A session is a random token in a signed (itsdangerous), HttpOnly, SameSite=Lax c
 Secure over HTTPS; the store keeps only its SHA-256 and expiry, so logging out,
 deleting the admin or changing their password ends it at once, on every worker. CSRF
 tokens are an HMAC of the session token (or, before login, of a random cookie): a page
-of another site can neither read nor compute one."""
+of another site can neither read nor compute one. The login limits are counted in the
+database, so they hold across workers and collectors."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
-import time
-from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, TimestampSigner
+
+from collector.ingest.ratelimit import KEY_SEP, Usage
+from collector.store.base import Store
 
 SESSION_COOKIE = "telltale_session"
 LOGIN_COOKIE = "telltale_login"  # the nonce the login form's CSRF token is made from
@@ -29,7 +31,6 @@ FLASH_TTL_S = 60
 # still meets the account's limit). Failed attempts count; a success clears the account.
 IP_ATTEMPTS, IP_WINDOW_S = 20, 300.0
 ACCOUNT_FAILURES, ACCOUNT_WINDOW_S = 5, 900.0
-MAX_TRACKED = 10_000
 
 
 def token_hash(token: str) -> str:
@@ -95,37 +96,40 @@ def new_token() -> str:
 
 
 class LoginLimiter:
-    """Sliding windows of login attempts per IP and failures per account, in this
-    process (each worker counts its own)."""
+    """Login attempts per client IP and failed attempts per account, counted in token
+    buckets every worker and every collector of the database shares (the ingestion
+    limits' buckets: `Store.share_rate_usage`). A bucket holds the limit and refills
+    over its window: 20 attempts at once from an IP, then one every 15 s; 5 failures on
+    an account, then one every 3 minutes. Each attempt asks the database as it comes,
+    so the count is exact with any number of processes (logins are rare, and each costs
+    a 50 ms hash already). An attempt takes its tokens first and gives them back when it
+    is refused, so concurrent attempts cannot all pass on the last token."""
 
-    def __init__(self) -> None:
-        self._ips: OrderedDict[str, deque[float]] = OrderedDict()
-        self._accounts: OrderedDict[str, deque[float]] = OrderedDict()
+    def __init__(self, store: Store) -> None:
+        self._store = store
 
-    @staticmethod
-    def _recent(table: OrderedDict[str, deque[float]], key: str, window: float) -> deque[float]:
-        now = time.monotonic()
-        times = table.get(key)
-        if times is None:
-            times = table[key] = deque()
-            if len(table) > MAX_TRACKED:
-                table.popitem(last=False)
-        table.move_to_end(key)
-        while times and times[0] <= now - window:
-            times.popleft()
-        return times
+    def _take(self, usage: list[Usage]) -> bool:
+        left = self._store.share_rate_usage(usage)
+        if all(left[key] >= 0 for key, *_ in usage):
+            return True
+        self._store.share_rate_usage([(key, -spent, rate, cap) for key, spent, rate, cap in usage])
+        return False
 
-    def allowed(self, ip: str, email: str) -> bool:
-        """Whether an attempt may be tried now; counts it against the IP."""
-        ip_times = self._recent(self._ips, ip, IP_WINDOW_S)
-        account = self._recent(self._accounts, email, ACCOUNT_WINDOW_S)
-        if len(ip_times) >= IP_ATTEMPTS or len(account) >= ACCOUNT_FAILURES:
-            return False
-        ip_times.append(time.monotonic())
-        return True
-
-    def failed(self, email: str) -> None:
-        self._recent(self._accounts, email, ACCOUNT_WINDOW_S).append(time.monotonic())
+    def attempt(self, ip: str, email: str) -> bool:
+        """Whether an attempt may be tried now. If it may, it is counted against the IP
+        and, until `succeeded`, as a failure of the account (so that attempts under way
+        count too)."""
+        return self._take([_ip_bucket(ip, 1.0), _account_bucket(email, 1.0)])
 
     def succeeded(self, email: str) -> None:
-        self._accounts.pop(email, None)
+        """A success clears the account's failures."""
+        self._store.share_rate_usage([_account_bucket(email, -float(ACCOUNT_FAILURES))])
+
+
+def _ip_bucket(ip: str, spent: float) -> Usage:
+    return (KEY_SEP.join(("login-ip", ip)), spent, IP_ATTEMPTS / IP_WINDOW_S, IP_ATTEMPTS)
+
+
+def _account_bucket(email: str, spent: float) -> Usage:
+    key = KEY_SEP.join(("login-account", email))
+    return (key, spent, ACCOUNT_FAILURES / ACCOUNT_WINDOW_S, ACCOUNT_FAILURES)

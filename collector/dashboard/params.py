@@ -12,7 +12,7 @@ from starlette.datastructures import QueryParams
 
 from collector.errors import FieldError, field_error
 from collector.query.segments import parse_where
-from collector.query.types import DAY_MS, PropertyTest
+from collector.query.types import DAY_MS, FILTER_OPS, PropertyTest
 
 PERIODS = {"today": "Today", "7d": "Last 7 days", "30d": "Last 30 days", "custom": "Custom"}
 DEFAULT_PERIOD = "30d"
@@ -99,7 +99,25 @@ def scalar(text: str) -> Any:
     return value if value is None or isinstance(value, str | int | float | bool) else text
 
 
-OPERATORS = ("eq", "neq", "gt", "gte", "lt", "lte", "exists")
+OPERATORS = FILTER_OPS  # eq, neq, in, not_in, gt, gte, lt, lte, exists
+# What the funnels form reads at most: the Query API refuses more steps or tests anyway.
+MAX_FORM_STEPS, MAX_FORM_FILTERS = 50, 50
+
+
+def typed_value(op: str, value: str) -> Any:
+    """A form's value for an operator, as the Query API takes it: a boolean for
+    `exists`; a list for `in` and `not_in` (a JSON array, or values split on commas,
+    each as `scalar`); else `scalar`."""
+    if op == "exists":
+        return value.lower() not in ("false", "0", "no")
+    if op in ("in", "not_in"):
+        if value.strip().startswith("["):
+            try:
+                return orjson.loads(value)  # the Query API's parser checks the items
+            except orjson.JSONDecodeError:
+                pass
+        return [scalar(v.strip()) for v in value.split(",") if v.strip()]
+    return scalar(value)
 
 
 def property_filter(
@@ -112,5 +130,44 @@ def property_filter(
     if op not in OPERATORS:
         errors.append(field_error("op", f"must be one of {', '.join(OPERATORS)}"))
         return ()
-    given: Any = value.lower() not in ("false", "0", "no") if op == "exists" else scalar(value)
-    return parse_where({key: {op: given}}, "where", errors)
+    return parse_where({key: {op: typed_value(op, value)}}, "where", errors)
+
+
+@dataclass(frozen=True, slots=True)
+class FunnelStep:
+    """A step of the funnels form: an event name and its property tests, each a key,
+    an operator and a value as typed."""
+
+    event: str
+    filters: tuple[tuple[str, str, str], ...] = ()
+
+    def body(self, path: str, errors: list[FieldError]) -> str | dict[str, Any]:
+        """The step as `POST /v1/funnels` takes it: the name, or {"event", "where"}."""
+        if not self.filters:
+            return self.event
+        where: dict[str, dict[str, Any]] = {}
+        for key, op, value in self.filters:
+            if op not in OPERATORS:
+                errors.append(
+                    field_error(f"{path}.where.{key}", f"must be one of {', '.join(OPERATORS)}")
+                )
+                continue
+            where.setdefault(key, {})[op] = typed_value(op, value)
+        return {"event": self.event, "where": where}
+
+
+def funnel_steps(params: QueryParams) -> list[FunnelStep]:
+    """The steps of the funnels form, blank ones left out. Step N of the form (counting
+    from 1, blank ones included) has its filters in `wN.key`, `wN.op` and `wN.value`,
+    repeated in order for several; a filter without a key is left out."""
+    steps: list[FunnelStep] = []
+    for n, name in enumerate(params.getlist("step")[:MAX_FORM_STEPS], 1):
+        keys, ops, values = (params.getlist(f"w{n}.{part}") for part in ("key", "op", "value"))
+        filters = tuple(
+            (key.strip(), ops[i] if i < len(ops) else "eq", values[i] if i < len(values) else "")
+            for i, key in enumerate(keys[:MAX_FORM_FILTERS])
+            if key.strip()
+        )
+        if name.strip():
+            steps.append(FunnelStep(name.strip(), filters))
+    return steps

@@ -17,6 +17,8 @@ from collector.dashboard import accounts
 from collector.dashboard.params import (
     OPERATORS,
     PERIODS,
+    FunnelStep,
+    funnel_steps,
     include_bots,
     parse_period,
     property_filter,
@@ -90,19 +92,19 @@ async def login(request: Request) -> Response:
         address = accounts.normalise_email(email) or email.strip().lower()
         peer = request.client.host if request.client else None
         ip = client_ip(peer, request.headers.get("x-forwarded-for"), collector(request).trusted)
-        limiter = _limiter(request)
+        store = collector(request).store
+        limiter = accounts.LoginLimiter(store)
         if fresh or not k.csrf_ok("login:" + nonce, form.get("csrf")):
             context["error"] = "This form has expired: please try again."
             status = 403
-        elif not limiter.allowed(ip or "?", address):
+        elif not await _run(limiter.attempt, ip or "?", address):
             context["error"] = "Too many attempts: wait a few minutes and try again."
             status = 429
         else:
-            store = collector(request).store
             admin = await _run(store.get_admin, address)
             stored = admin["password_hash"] if admin else None
             if await _run(verify_password, password, stored) and admin is not None:
-                limiter.succeeded(address)
+                await _run(limiter.succeeded, address)
                 token = accounts.new_token()
                 now = now_ms()
                 await _run(
@@ -124,7 +126,6 @@ async def login(request: Request) -> Response:
                 )
                 answer.delete_cookie(accounts.LOGIN_COOKIE, path="/dashboard/")
                 return answer
-            limiter.failed(address)
             context["error"] = "Wrong email or password."
             status = 401
     context["csrf"] = k.csrf("login:" + nonce)
@@ -139,13 +140,6 @@ async def login(request: Request) -> Response:
         secure=is_https(request),
     )
     return page_
-
-
-def _limiter(request: Request) -> accounts.LoginLimiter:
-    found: accounts.LoginLimiter | None = getattr(request.app.state, "login_limiter", None)
-    if found is None:
-        found = request.app.state.login_limiter = accounts.LoginLimiter()
-    return found
 
 
 @page
@@ -283,7 +277,9 @@ async def live(request: Request, session: Session) -> Response:
         app.app_id,
         EventsQuery(include_bots=base["bots"], limit=PAGE_SIZE),
     )
-    context = {**base, "events": recent.events, "position": position}
+    today = now_ms() // DAY_MS * DAY_MS
+    reasons = await _run(store.bot_reasons, app.app_id, StatsQuery(since=today))
+    context = {**base, "events": recent.events, "position": position, "bot_reasons": reasons}
     return render(request, "live.html", context, session=session)
 
 
@@ -387,24 +383,25 @@ async def people(request: Request, session: Session) -> Response:
     store = collector(request).store
     q = request.query_params.get("q", "").strip()[:255]
     if q:
-        found = []
-        for person in (q, "anon:" + q):
+        # Exact first (a user id, an anonymous id), then everyone whose id or email
+        # starts with what was typed.
+        people = [q, "anon:" + q]
+        people += await _run(store.find_people, app.app_id, q, base["bots"], PAGE_SIZE)
+        found: list[dict[str, Any]] = []
+        for person in dict.fromkeys(people):
+            if len(found) == PAGE_SIZE:
+                break
             profile = await _run(store.user_profile, app.app_id, person, base["bots"])
             if profile is not None:
                 found.append(profile)
-        by_email = parse_segment_query(
-            {
-                "match": "all",
-                "conditions": [{"trait": {"key": "email", "eq": q}}],
-                "include_bots": base["bots"],
-                "limit": PAGE_SIZE,
-            },
-            now_ms(),
-        )
-        page_ = await _run(store.segment, app.app_id, by_email)
-        seen = {(p["id"], p["anonymous_id"]) for p in found}
-        found += [u for u in page_.users if (u["id"], u["anonymous_id"]) not in seen]
-        context = {**base, "q": q, "users": found, "count": len(found), "more": None}
+        context = {
+            **base,
+            "q": q,
+            "users": found,
+            "count": len(found),
+            "more": None,
+            "bot_reasons": await _run(store.bot_reasons, app.app_id, StatsQuery()),
+        }
         return render(request, "people.html", context, session=session)
     body = {**EVERYONE, "include_bots": base["bots"], "limit": PAGE_SIZE}
     if request.query_params.get("cursor"):
@@ -420,6 +417,7 @@ async def people(request: Request, session: Session) -> Response:
         "users": everyone.users,
         "count": everyone.count,
         "more": next_cursor(query, everyone.last),
+        "bot_reasons": await _run(store.bot_reasons, app.app_id, StatsQuery()),
     }
     return render(request, "people.html", context, session=session)
 
@@ -449,7 +447,15 @@ async def person(request: Request, session: Session) -> Response:
         return _bad(request, session, errors)
     timeline = await _run(store.events_page, app.app_id, query)
     more = encode_cursor({"at": list(timeline.last), "q": fp}) if timeline.last else None
-    context = {**base, "who": who, "profile": profile, "timeline": timeline.events, "more": more}
+    reasons = await _run(store.bot_reasons, app.app_id, StatsQuery(), who)
+    context = {
+        **base,
+        "who": who,
+        "profile": profile,
+        "timeline": timeline.events,
+        "more": more,
+        "bot_reasons": reasons,
+    }
     return render(request, "person.html", context, session=session)
 
 
@@ -510,6 +516,9 @@ async def segments(request: Request, session: Session) -> Response:
         "rules_text": text,
         "result": result,
         "errors": errors,
+        "bot_reasons": (
+            await _run(store.bot_reasons, app.app_id, StatsQuery()) if result else None
+        ),
     }
     return render(request, "segments.html", context, session=session)
 
@@ -561,7 +570,8 @@ async def funnels(request: Request, session: Session) -> Response:
     params = request.query_params
     errors: list[FieldError] = []
     period = parse_period(params, errors)
-    steps = [s.strip() for s in params.getlist("step") if s.strip()]
+    steps = funnel_steps(params)
+    step_errors: list[FieldError] = []
     within = params.get("within_days", "7")
     breakdown = params.get("breakdown", "").strip()
     result = None
@@ -572,7 +582,7 @@ async def funnels(request: Request, session: Session) -> Response:
         except ValueError:
             days = within
         body: dict[str, Any] = {
-            "steps": steps,
+            "steps": [step.body(f"steps[{i}]", step_errors) for i, step in enumerate(steps)],
             "within_days": days,
             "since": period.since,
             "include_bots": base["bots"],
@@ -584,20 +594,23 @@ async def funnels(request: Request, session: Session) -> Response:
         try:
             query = parse_funnel_query(body)
         except InvalidRequest as exc:
-            errors.extend(exc.errors)
-        else:
+            step_errors.extend(exc.errors)
+        errors.extend(step_errors)
+        if not step_errors:
             store = collector(request).store
             result = await _run(run_funnel, store, app.app_id, query)
+            names = tuple(dict.fromkeys(step.event for step in steps))
             bot_reasons = await _run(
                 store.bot_reasons,
                 app.app_id,
-                StatsQuery(events=tuple(steps), since=period.since, until=period.until),
+                StatsQuery(events=names, since=period.since, until=period.until),
             )
     context = {
         **base,
         "period": period,
         "periods": PERIODS,
-        "steps": steps or ["", ""],
+        "operators": OPERATORS,
+        "steps": steps or [FunnelStep(""), FunnelStep("")],
         "within_days": within,
         "breakdown": breakdown,
         "result": result,

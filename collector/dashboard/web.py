@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from collector.dashboard import accounts
+from collector.ingest.enrich import forwarded_https
 from collector.models import App
 from collector.timeutil import now_ms
 from collector.web.api import run_query as _run
@@ -52,10 +53,15 @@ async def keys(request: Request) -> accounts.Keys:
 
 
 def is_https(request: Request) -> bool:
-    # Behind a proxy that ends TLS, the proxy says so; trusted only from a trusted proxy
-    # would be stricter, but a Secure flag wrongly set only stops the cookie on plain HTTP.
-    proto = request.headers.get("x-forwarded-proto", "")
-    return request.url.scheme == "https" or proto.split(",")[0].strip() == "https"
+    """Whether the client's request came over HTTPS: to this server, or to a trusted
+    proxy (`--trusted-proxy`) that ended TLS and says so in X-Forwarded-Proto. From any
+    other client the header is ignored (it decides the session cookie's Secure flag and
+    the scheme of the script tag shown in settings)."""
+    if request.url.scheme == "https":
+        return True
+    peer = request.client.host if request.client else None
+    proto = request.headers.get("x-forwarded-proto")
+    return forwarded_https(peer, proto, collector(request).trusted)
 
 
 @dataclass

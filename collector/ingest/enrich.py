@@ -39,6 +39,17 @@ def client_ip(
     return peer
 
 
+def forwarded_https(
+    peer: str | None, forwarded_proto: str | None, trusted: Sequence[Network]
+) -> bool:
+    """Whether a trusted proxy says the client's request came over HTTPS (it ended TLS):
+    `X-Forwarded-Proto` believed only from a `--trusted-proxy` peer, as X-Forwarded-For
+    is; its last value, the one the nearest proxy set or appended."""
+    if peer is None or not forwarded_proto or not _in(peer, trusted):
+        return False
+    return forwarded_proto.split(",")[-1].strip().lower() == "https"
+
+
 def _valid_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)

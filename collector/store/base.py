@@ -123,7 +123,8 @@ class Store(Protocol):
     ) -> dict[str, float]:
         """Shared rate limits: for each (key, spent, rate, capacity), take `spent` from the
         one bucket every collector shares, refilled at `rate` up to `capacity`; return
-        what each bucket holds now (it may be below 0: a debt everyone waits out)."""
+        what each bucket holds now (it may be below 0: a debt everyone waits out). A
+        negative `spent` gives tokens back, up to the capacity."""
 
     def ready(self) -> dict[str, int]:
         """For /healthz/ready: raises if the database cannot be reached now; else what
@@ -174,10 +175,18 @@ class Store(Protocol):
     def user_profile(
         self, app_id: str, user_id: str, include_bots: bool = False
     ) -> dict[str, Any] | None: ...
+    def find_people(self, app_id: str, text: str, include_bots: bool, limit: int) -> list[str]:
+        """The people (user ids, `anon:` persons) whose user id or anonymous id starts
+        with `text`, or whose `email` trait does in any case; at most `limit`, in order."""
+        ...
+
     def events_page(self, app_id: str, query: EventsQuery) -> EventsPage: ...
     def event_stats(self, app_id: str, query: StatsQuery) -> dict[str, Any]: ...
-    def bot_reasons(self, app_id: str, query: StatsQuery) -> dict[str, int]:
-        """The bot events among the query's, by reason (event_stats' `bot_reasons`)."""
+    def bot_reasons(
+        self, app_id: str, query: StatsQuery, person: str | None = None
+    ) -> dict[str, int]:
+        """The bot events among the query's (and one person's, a user id or `anon:ID`,
+        when given), by reason (event_stats' `bot_reasons`)."""
         ...
 
     def analytics_overview(self, app_id: str, query: AnalyticsQuery) -> dict[str, Any]:

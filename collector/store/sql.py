@@ -516,6 +516,36 @@ class Reader(ABC):
         with self.snapshot():
             yield FunnelEvents(self.funnel_rows(app_id, query))
 
+    def find_people(self, app_id: str, text: str, include_bots: bool, limit: int) -> list[str]:
+        """People whose user id or anonymous id starts with `text` (as typed), or whose
+        `email` trait does (in any case): the people search of the dashboard. A scan
+        of the app's persons and users (substr, not LIKE: no pattern characters to
+        escape, and the same on both backends), which a search can afford."""
+        d, m = self.dialect, self.dialect.mark
+        humans = "" if include_bots else " AND (human = 1 OR known = 1)"
+        found: set[str] = set()
+        for prefix in (text, "anon:" + text):
+            found.update(
+                str(row[0])
+                for row in self.execute(
+                    f"SELECT person FROM persons WHERE app_id = {m}"
+                    f" AND substr(person, 1, {m}) = {m}{humans}"
+                    f" ORDER BY person{d.collate} LIMIT {m}",
+                    (app_id, len(prefix), prefix, limit),
+                )
+            )
+        params: list[Any] = []
+        email = d.json_text("traits", "email", params)
+        found.update(
+            str(row[0])
+            for row in self.execute(
+                f"SELECT user_id FROM users WHERE substr(lower({email}), 1, {m}) = {m}"
+                f" AND app_id = {m} ORDER BY user_id{d.collate} LIMIT {m}",
+                (*params, len(text), text.lower(), app_id, limit),
+            )
+        )
+        return sorted(found)[:limit]
+
     def user_profile(self, app_id: str, user_id: str, include_bots: bool) -> dict[str, Any] | None:
         """A user (or an `anon:` person): traits, first/last seen, event counts by name and
         the anonymous ids linked to them. None if the app has never seen them."""
@@ -630,14 +660,19 @@ class Reader(ABC):
             "bot_reasons": self.bot_reasons(app_id, query),
         }
 
-    def bot_reasons(self, app_id: str, query: StatsQuery) -> dict[str, int]:
+    def bot_reasons(
+        self, app_id: str, query: StatsQuery, person: str | None = None
+    ) -> dict[str, int]:
         """What was filtered, and why: the bots among the query's events (whether or not
-        the query includes bots), by reason. Bots are few: the partial index of bot
-        events (events_bots) reads them alone."""
+        the query includes bots), and one person's when given, by reason. Bots are few:
+        the partial index of bot events (events_bots) reads them alone."""
         d = self.dialect
         reason_params: list[Any] = []
         reason = d.json_text("context", "bot_reason", reason_params)
         where, params = event_filter(d, app_id, query.events, query.since, query.until, True)
+        if person is not None:
+            where.append(f"person = {d.mark}")
+            params.append(person)
         bots = {
             "unknown" if name is None else str(name): count
             for name, count in self.execute(

@@ -1,6 +1,7 @@
 /* Telltale dashboard: progressive enhancement only. Every page works without this file;
-   with it, the app picker navigates on change, the live page streams, and the segment
-   builder edits the rules as a tree instead of JSON. */
+   with it, the app picker navigates on change, the live page streams, the segment
+   builder edits the rules as a tree instead of JSON, and funnel steps add and remove
+   property filters in place. */
 (function () {
   "use strict";
 
@@ -267,5 +268,44 @@
     document.querySelector("[data-save-segment]").addEventListener("submit", sync);
   }
 
-  document.addEventListener("DOMContentLoaded", function () { picker(); live(); builder(); });
+  /* Funnels: per-step property filters ---------------------------------------------
+     Without the script each step has one blank filter row (fill it and submit to add
+     one; clear a property to remove it). With it, a step shows only its filters, with
+     "+ property filter" and "Remove" buttons. */
+  var filterIds = 0;
+
+  function funnelFilters() {
+    document.querySelectorAll("[data-filters]").forEach(function (box) {
+      var n = box.getAttribute("data-filters");
+      var blank = box.querySelector("[data-blank-filter]");
+      if (!blank) return;
+      var template = blank.cloneNode(true);
+      template.removeAttribute("data-blank-filter");
+      blank.parentNode.removeChild(blank);
+      function withRemove(row) {
+        row.appendChild(button("Remove", function () {
+          row.parentNode.removeChild(row);
+          add.focus();
+        }, "Remove this filter from step " + n));
+        return row;
+      }
+      box.querySelectorAll(".step-filter").forEach(withRemove);
+      var add = button("+ property filter", function () {
+        var row = template.cloneNode(true);
+        filterIds += 1;
+        row.querySelectorAll("input, select").forEach(function (field) {
+          var id = field.id + "-js" + filterIds;
+          row.querySelector("label[for='" + field.id + "']").setAttribute("for", id);
+          field.id = id;
+        });
+        box.insertBefore(withRemove(row), add);
+        row.querySelector("input").focus();
+      }, "Add a property filter to step " + n);
+      box.appendChild(add);
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    picker(); live(); builder(); funnelFilters();
+  });
 })();

@@ -183,12 +183,12 @@ class BacklogGauge:
             self._added = 0
 
 
-# Shared rate limits (ingest/ratelimit.py). A bucket is refilled by the server's clock,
-# so collectors' clocks need not agree. Its debt is floored at DEBT_FLOOR capacities.
-# A row untouched for RATE_IDLE_S is a full bucket again, the same as no row: every
-# RATE_SWEEP_S each process deletes such rows, so per-IP buckets do not pile up.
+# Shared rate limits (ingest/ratelimit.py, the dashboard's login limits). A bucket is
+# refilled by the server's clock, so collectors' clocks need not agree. Its debt is
+# floored at DEBT_FLOOR capacities. A row whose bucket has refilled is the same as no
+# row: every RATE_SWEEP_S each process deletes such rows, so per-IP buckets do not pile
+# up. (A bucket refilled in minutes, a login account's, must not be swept by age.)
 DEBT_FLOOR = 4.0
-RATE_IDLE_S = 300.0
 RATE_SWEEP_S = 60.0
 _sweep = {"at": 0.0}
 
@@ -215,7 +215,9 @@ def share_rate_usage(
     """Take each key's spending from the bucket every collector shares; what each holds.
     One statement, keys in order (as every multi-row write here: two collectors syncing
     the same keys never deadlock). A bucket's first row starts full, less the spending:
-    `excluded.tokens` carries cap - spent into the update."""
+    `excluded.tokens` carries cap - spent into the update. A spending below 0 gives
+    tokens back (the login limits' refunds); a bucket holds no more than its capacity
+    at its next use."""
     ordered = sorted(usage)
     keys, spent, rates, caps = _columns(ordered, 4) if ordered else ([], [], [], [])
     rows = conn.execute(
@@ -225,8 +227,8 @@ def share_rate_usage(
     if now - _sweep["at"] >= RATE_SWEEP_S:
         _sweep["at"] = now
         conn.execute(
-            "DELETE FROM rate_buckets WHERE updated < extract(epoch FROM clock_timestamp()) - %s",
-            (RATE_IDLE_S,),
+            "DELETE FROM rate_buckets"
+            " WHERE tokens + (extract(epoch FROM clock_timestamp()) - updated) * rate >= cap"
         )
     return {str(key): float(tokens) for key, tokens in rows}
 

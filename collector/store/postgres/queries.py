@@ -176,6 +176,12 @@ def user_profile(
     return _Reader(conn).user_profile(app_id, user_id, include_bots)
 
 
+def find_people(
+    conn: psycopg.Connection[Any], app_id: str, text: str, include_bots: bool, limit: int
+) -> list[str]:
+    return _Reader(conn).find_people(app_id, text, include_bots, limit)
+
+
 def events_page(conn: psycopg.Connection[Any], app_id: str, query: EventsQuery) -> EventsPage:
     return _Reader(conn).events_page(app_id, query)
 
@@ -184,8 +190,10 @@ def event_stats(conn: psycopg.Connection[Any], app_id: str, query: StatsQuery) -
     return _Reader(conn).event_stats(app_id, query)
 
 
-def bot_reasons(conn: psycopg.Connection[Any], app_id: str, query: StatsQuery) -> dict[str, int]:
-    return _Reader(conn).bot_reasons(app_id, query)
+def bot_reasons(
+    conn: psycopg.Connection[Any], app_id: str, query: StatsQuery, person: str | None = None
+) -> dict[str, int]:
+    return _Reader(conn).bot_reasons(app_id, query, person)
 
 
 def stream_position(conn: psycopg.Connection[Any]) -> int:

@@ -667,6 +667,11 @@ class PostgresStore:
         with self._db.transaction(snapshot=True) as conn:
             return queries.user_profile(conn, app_id, user_id, include_bots)
 
+    def find_people(self, app_id: str, text: str, include_bots: bool, limit: int) -> list[str]:
+        self.index_all()
+        with self._db.transaction(snapshot=True) as conn:
+            return queries.find_people(conn, app_id, text, include_bots, limit)
+
     def events_page(self, app_id: str, query: EventsQuery) -> EventsPage:
         self.index_all()
         with self._db.transaction(snapshot=True) as conn:
@@ -677,10 +682,12 @@ class PostgresStore:
         with self._db.transaction(snapshot=True) as conn:
             return queries.event_stats(conn, app_id, query)
 
-    def bot_reasons(self, app_id: str, query: StatsQuery) -> dict[str, int]:
+    def bot_reasons(
+        self, app_id: str, query: StatsQuery, person: str | None = None
+    ) -> dict[str, int]:
         self.index_all()
         with self._db.transaction(snapshot=True) as conn:
-            return queries.bot_reasons(conn, app_id, query)
+            return queries.bot_reasons(conn, app_id, query, person)
 
     def analytics_overview(self, app_id: str, query: AnalyticsQuery) -> dict[str, Any]:
         self.index_all()

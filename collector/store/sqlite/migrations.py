@@ -353,6 +353,15 @@ def _visit_days(db: sqlite_utils.Database) -> None:
     )
 
 
+def _rate_buckets(db: sqlite_utils.Database) -> None:
+    # Limits every worker of the host shares (the dashboard's login limits; ingestion's
+    # stay in each process here): PostgreSQL's rate_buckets (its migration 7).
+    db.execute(
+        "CREATE TABLE rate_buckets (key TEXT PRIMARY KEY, tokens REAL NOT NULL,"
+        " rate REAL NOT NULL, cap REAL NOT NULL, updated REAL NOT NULL) WITHOUT ROWID"
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "initial schema", _initial),
     (2, "query summaries: person_event_stats, covering event indexes", _query_summaries),
@@ -367,4 +376,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (11, "events_event_ts covers properties", _properties_in_event_index),
     (12, "persons: who a segment's scope holds, kept at indexing", _persons),
     (13, "visit_days: a version per day of visits, for the figures' cache", _visit_days),
+    (15, "rate_buckets: limits every worker shares (dashboard logins)", _rate_buckets),
 ]

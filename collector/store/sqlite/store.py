@@ -45,6 +45,8 @@ _CHUNK = 500  # bound on host parameters in one IN (...)
 INDEX_CHUNK = 5_000  # events a catch-up transaction indexes
 STREAM_CHUNK = 1_000  # at most this many for each poll of a live stream
 _YIELD_S = 0.001  # pause between catch-up chunks, for the ingest writers
+DEBT_FLOOR = 4.0  # as PostgreSQL's rate buckets
+RATE_SWEEP_S = 60.0
 
 
 class SQLiteStore:
@@ -62,6 +64,7 @@ class SQLiteStore:
         self._all: list[sqlite3.Connection] = []
         self._lock_fd: int | None = None
         self.columns = ColumnCache()  # the web figures' columns (store/columns.py)
+        self._rate_swept = 0.0  # when this process last deleted refilled rate buckets
 
     # Connections -----------------------------------------------------------------
 
@@ -446,7 +449,21 @@ class SQLiteStore:
     def share_rate_usage(
         self, usage: Sequence[tuple[str, float, float, float]]
     ) -> dict[str, float]:
-        raise NotImplementedError("SQLite serves one host: rate limits stay in each process")
+        """As PostgreSQL's (store/postgres/primitives.py), for the limits every worker of
+        this host shares: the dashboard's logins (ingestion's stay in each process, so
+        that no event waits on this database's one writer)."""
+        now = time.time()  # one host: every worker reads the same clock
+        tokens: dict[str, float] = {}
+        with self._tx() as conn:
+            for key, spent, rate, cap in sorted(usage):
+                row = conn.execute(_SHARE_RATE_USAGE, (key, cap - spent, rate, cap, now)).fetchone()
+                tokens[key] = float(row[0])
+            if usage and now - self._rate_swept >= RATE_SWEEP_S:
+                self._rate_swept = now
+                conn.execute(
+                    "DELETE FROM rate_buckets WHERE tokens + (? - updated) * rate >= cap", (now,)
+                )
+        return tokens
 
     def index_all(self, *, wait: bool = True, chunk: int = INDEX_CHUNK) -> int:
         """Index every event accepted before this call, `chunk` events a transaction;
@@ -659,6 +676,10 @@ class SQLiteStore:
         self.index_all()
         return queries.user_profile(self.conn(), app_id, user_id, include_bots)
 
+    def find_people(self, app_id: str, text: str, include_bots: bool, limit: int) -> list[str]:
+        self.index_all()
+        return queries.find_people(self.conn(), app_id, text, include_bots, limit)
+
     def events_page(self, app_id: str, query: EventsQuery) -> EventsPage:
         self.index_all()
         return queries.events_page(self.conn(), app_id, query)
@@ -667,9 +688,11 @@ class SQLiteStore:
         self.index_all()
         return queries.event_stats(self.conn(), app_id, query)
 
-    def bot_reasons(self, app_id: str, query: StatsQuery) -> dict[str, int]:
+    def bot_reasons(
+        self, app_id: str, query: StatsQuery, person: str | None = None
+    ) -> dict[str, int]:
         self.index_all()
-        return queries.bot_reasons(self.conn(), app_id, query)
+        return queries.bot_reasons(self.conn(), app_id, query, person)
 
     def analytics_overview(self, app_id: str, query: AnalyticsQuery) -> dict[str, Any]:
         self.index_all()
@@ -762,6 +785,19 @@ def _forget_message_ids(
     )
 
 
+# Shared rate limits: one bucket's spending, as PostgreSQL's (store/postgres/primitives.py):
+# a new row starts full less the spending (`excluded.tokens` = cap - spent); debt is
+# floored at DEBT_FLOOR capacities.
+_SHARE_RATE_USAGE = f"""
+INSERT INTO rate_buckets AS b (key, tokens, rate, cap, updated) VALUES (?1, ?2, ?3, ?4, ?5)
+ON CONFLICT (key) DO UPDATE SET
+  tokens = max(
+    min(excluded.cap, b.tokens + max(excluded.updated - b.updated, 0) * excluded.rate)
+      - (excluded.cap - excluded.tokens),
+    -{DEBT_FLOOR} * excluded.cap),
+  rate = excluded.rate, cap = excluded.cap, updated = excluded.updated
+RETURNING tokens
+"""
 _ACCEPTED_TOTAL = "SELECT total FROM inbox ORDER BY id DESC LIMIT 1"
 _INDEXED_TOTAL = "SELECT value FROM meta WHERE key = 'indexed_total'"
 _TOTALS = f"SELECT ({_ACCEPTED_TOTAL}), ({_INDEXED_TOTAL})"  # both in one statement
