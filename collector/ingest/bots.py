@@ -221,11 +221,37 @@ def _is_crawler_lower(lowered: str) -> bool:
 # Through the package, not __file__: a module compiled by mypyc has no __file__ of its own.
 _ISBOT_DATA = Path(str(files("collector.ingest") / "data" / "isbot-patterns.json"))
 
-# isbot's patterns that judge a string's shape rather than name a client. Each flagged
-# real browsers in the half of browsers.txt used for tuning (Baidu's app tokens carry a
-# "|", webOS TVs say "WebAppManager", Gionee's browser "GNBR/1.7.1.ai", and old Sony
-# Ericsson strings have no space); none of them names a bot.
-_ISBOT_LEFT_OUT = frozenset({r"\|", r"^[^ ]{50,}$", "manager", r"\b\w+\.ai"})
+# isbot's patterns that judge a string's shape rather than name a client, and one that
+# names a browser plugin. Each flagged real browsers in a tuning half (bench/ua_bench.py):
+# Baidu's app tokens carry a "|", webOS TVs say "WebAppManager", Gionee's browser
+# "GNBR/1.7.1.ai", old Sony Ericsson strings have no space (browsers.txt); apps send a
+# bare device name ("iPhone14Pro") or UC Browser's "dv(iPh14,5);pr(UCBrowser/...)",
+# feature phones an empty "()", and Internet Explorer with Google Chrome Frame says
+# "chromeframe/19.0" (device-detector's fixtures). None of them names a bot.
+_ISBOT_LEFT_OUT = frozenset(
+    {
+        r"\|",
+        r"^[^ ]{50,}$",
+        "manager",
+        r"\b\w+\.ai",
+        r"^[\w \.\-\(?:\):%]+(?:/v?\d+(?:\.\d+)?(?:\.\d{1,10})*?)?(?:,|$)",
+        r"\(\)",
+        "chromeframe",
+    }
+)
+
+# isbot's patterns narrowed where a tuning half showed a browser matching them: Google TV
+# ("GoogleTV/092754", "Linux; GoogleTV 3.2") is a television, not Google's crawler (the
+# others, Googlebot, AdsBot-Google, Google-InspectionTool, ..., still match); "HTTPS" in
+# a feature phone's capability list ("MAUI(HTTP PGDL;HTTPS)", "Opera (HTTPS)") is no URL;
+# "JavaPlatform/JP-8.5" is a Sony Ericsson phone's Java ME version.
+_ISBOT_NARROWED = {
+    "(?<! channel/|google/)google(?!(?:wv|app|/google| pixel))": (
+        "(?<! channel/|google/)google(?!(?:wv|app|/google| pixel|tv))"
+    ),
+    "(?<!lib)http": r"(?<!lib)http(?!s?\)|s?;| pgdl)",
+    "java(?!;)": "java(?!;|platform)",
+}
 
 _JS_LOOKBEHIND_ALTERNATION = re.compile(r"\(\?<!([^()]*\|[^()]*)\)")
 _JS_CLASS_ESCAPE_DASH = re.compile(r"(\\[dwsDWS])-(?!\])")
@@ -243,13 +269,27 @@ def _python_regex(pattern: str) -> str:
 
 def _isbot_patterns() -> list[str]:
     patterns: list[str] = json.loads(_ISBOT_DATA.read_text(encoding="utf-8"))
-    return [_lower_pattern(_python_regex(p)) for p in patterns if p not in _ISBOT_LEFT_OUT]
+    return [
+        _lower_pattern(_python_regex(_ISBOT_NARROWED.get(p, p)))
+        for p in patterns
+        if p not in _ISBOT_LEFT_OUT
+    ]
 
 
 _ISBOT = _compile_crawler_patterns(_isbot_patterns(), lower_case=True)
 
-# Blanked out before the lists (see the module's docstring).
-_NOT_THE_CLIENT = re.compile(r";[^;]*build/[^;)]*|\bslack(?:_ssb)?/[\d.]+")
+# Blanked out before the lists (see the module's docstring): a device's model, the
+# Slack desktop app, and browser components whose names contain a list's word.
+_NOT_THE_CLIENT = re.compile(
+    r";[^;]*build/[^;)]*"  # an Android model before its build ("; I-Buddy 3 Build/IMM76D")
+    r"|(?<=android )[\d.]+; [^;)]*"  # an Android model without one ("Android 9; XBot Junior")
+    r"|(?<=iemobile/)[\d.]+;[^)]*"  # a Windows Phone's maker and model ("HTC; Radar C110e")
+    r"|\bhbbtv/[\d.]+ \([^)]*\)"  # a TV's maker and model ("HbbTV/1.6.1 (+DRM; LGE/KTC/BOTECH")
+    r"|\bslack(?:_ssb)?/[\d.]+"  # the Slack desktop app
+    r"|\bsogou(?:mse|mobilebrowser)\b"  # Sogou's mobile browser (its spider says "spider")
+    r"|\bomi/[\w.]*"  # Hisense's TV browser ("OMI/4.21.4.112.Catcher4.69")
+    r"|\bcronet/[\d.]+"  # Chromium's network stack in Android apps ("cron")
+)
 
 
 def _listed(lowered: str, crawler_detect: bool, isbot: bool) -> bool:
@@ -279,9 +319,9 @@ def classify_user_agent(ua: str, *, crawler_detect: bool = True, isbot: bool = T
     if (crawler_detect or isbot) and _listed(lowered, crawler_detect, isbot):
         return "crawler"
     parsed = parse_user_agent(ua)
-    # uap-core's own Spider list, then anything in which it recognises neither a browser
-    # nor an OS: every real browser in browsers.txt but one names at least one of them.
-    if parsed.is_bot or (parsed.browser is None and parsed.os is None):
+    # uap-core's own Spider list, then anything in which it recognises no browser, no OS
+    # and no device: feature phones and game consoles often name only their device.
+    if parsed.is_bot or (parsed.browser is None and parsed.os is None and parsed.device is None):
         return "crawler"
     return None
 
