@@ -472,3 +472,16 @@ def test_held_out_half_is_fixed_and_disjoint(bot_uas: list[str]) -> None:
     assert sorted(tune + held_out) == sorted(bot_uas)
     assert split(reversed(bot_uas)) == (tune[::-1], held_out[::-1])  # by content, not order
     assert 0.45 < len(held_out) / len(bot_uas) < 0.55
+
+
+def test_package_corpora_meet_the_targets(bot_uas: list[str]) -> None:
+    # crawler-user-agents' and intoli's strings (bench/data/), those not in the shared
+    # corpora: both halves, as a guard (docs/enrichment.md has the figures per half).
+    from bench.ua_bench import corpora
+
+    packages = next(c for c in corpora() if c.key == "packages")
+    assert len(packages.crawlers) > 1000 and len(packages.browsers) > 900
+    missed = [ua for ua in packages.crawlers if classify_user_agent(ua) is None]
+    flagged = [ua for ua in packages.browsers if classify_user_agent(ua) is not None]
+    assert len(missed) <= 0.01 * len(packages.crawlers), missed
+    assert len(flagged) <= 0.001 * len(packages.browsers), flagged
