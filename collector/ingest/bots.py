@@ -9,13 +9,16 @@
 3. ``"headless"``         HeadlessChrome, PhantomJS, Puppeteer/Playwright/Selenium markers, ...
 4. ``"http_library"``     curl, wget, python-requests, Go-http-client, okhttp, axios, ...
 5. ``"crawler"``          Crawler-Detect's pattern list, isbot's pattern list, uap-core's
-                          "Spider" device, or a UA in which uap-core finds neither a browser
-                          nor an OS
+                          "Spider" device, or a UA in which uap-core finds no browser, no OS
+                          and no device
 
-Before the two lists, an Android device's model section (``; I-Buddy 3 Build/IMM76D``)
-and the Slack desktop app's tokens (``Slack/4.33.90``, ``Slack_SSB/4.33.90``) are blanked
-out: a phone's model name is a manufacturer's, not the client's, and the lists' generic
-words (``buddy``, ``.com``, ``|``) and ``Slack/`` otherwise flag people.
+Before the two lists, what is not the client's name is blanked out (`_NOT_THE_CLIENT`):
+device models (``; I-Buddy 3 Build/IMM76D``, ``Android 9; XBot Junior``), a TV's maker
+list, the Slack desktop app's tokens and a few browser components (``SogouMSE``,
+``Cronet/114.0``): a phone's model name is a manufacturer's, not the client's, and the
+lists' generic words (``buddy``, ``bot``, ``cron``) and ``Slack/`` otherwise flag people.
+Which of isbot's patterns are left out or narrowed, and why, is beside the list's loader;
+every such choice was made on the tuning halves of the corpora (bench/ua_bench.py).
 
 The crawler layer uses the data of `crawlerdetect` (the Python port of Crawler-Detect), but
 not its matcher: that joins ~1,460 patterns into one case-insensitive alternation, which
