@@ -1,11 +1,20 @@
 """User-Agent parsing and bot detection, measured on the shared corpora.
 
-Run from the repository root: ``python -m bench.ua_bench``. Every figure comes from one
-run in one process; rates are fractions of the corpus (0.97 = 97%).
+Run from the repository root: ``python -m bench.ua_bench [--device-detector DIR]``.
+Every figure comes from one run in one process; rates are fractions of the corpus
+(0.97 = 97%).
+
+Accuracy is reported per corpus and per half (`split`): bot-detection rules are decided
+looking at the tuning halves only, and the held-out halves measure them. A corpus after
+the first keeps only the strings that no corpus before it has, so each figure is on
+strings new to it. `--device-detector DIR` adds device-detector's fixtures
+(`device-detector-bots.txt` and `device-detector-browsers.txt` in DIR, see
+docs/enrichment.md); by default they are read from ../shared/data/ua/ when there.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import sys
 import time
@@ -20,8 +29,10 @@ from collector.ingest.bots import classify_user_agent, detect_bot
 from collector.ingest.useragent import parse_user_agent
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ua"
-# isbot's fixtures (public domain), shipped here: see bench/data/README.md.
+# isbot's fixtures, crawler-user-agents' and intoli's strings, shipped here with their
+# licences: see bench/data/README.md.
 ISBOT_FIXTURES = Path(__file__).resolve().parent / "data"
+BENCH_DATA = ISBOT_FIXTURES
 
 # Strings in neither corpus: the Rust regex engine builds its automata lazily, and that
 # one-off start-up cost is not what an unseen string costs in a running server.
@@ -54,6 +65,67 @@ def split(strings: Iterable[str]) -> tuple[list[str], list[str]]:
     return tune, held_out
 
 
+class Corpus:
+    """Labelled strings: `crawlers` must be flagged, `browsers` must not."""
+
+    def __init__(self, key: str, label: str, crawlers: list[str], browsers: list[str]) -> None:
+        self.key, self.label = key, label
+        self.crawlers, self.browsers = crawlers, browsers
+
+
+def corpora(device_detector: Path | None = None) -> list[Corpus]:
+    """The labelled corpora, in order: the shared ones, then the strings of the
+    crawler-user-agents and intoli packages that the shared corpora and isbot's fixtures
+    do not have, then (when `device_detector` has them) device-detector's fixtures that
+    none of those has."""
+    shared = Corpus(
+        "shared", "shared corpora (bots.txt, browsers.txt)", load("bots"), load("browsers")
+    )
+    seen = set(shared.crawlers) | set(shared.browsers)
+    seen |= set(_lines(BENCH_DATA / "isbot-crawlers.txt"))
+    seen |= set(_lines(BENCH_DATA / "isbot-browsers.txt"))
+    packages = Corpus(
+        "packages",
+        "crawler-user-agents' and intoli's strings",
+        [s for s in _lines(BENCH_DATA / "crawler-user-agents.txt") if s not in seen],
+        [s for s in _lines(BENCH_DATA / "intoli-browsers.txt") if s not in seen],
+    )
+    result = [shared, packages]
+    if device_detector is not None and (device_detector / "device-detector-bots.txt").is_file():
+        seen |= set(packages.crawlers) | set(packages.browsers)
+        result.append(
+            Corpus(
+                "device_detector",
+                "device-detector's fixtures",
+                [s for s in _lines(device_detector / "device-detector-bots.txt") if s not in seen],
+                [
+                    s
+                    for s in _lines(device_detector / "device-detector-browsers.txt")
+                    if s not in seen
+                ],
+            )
+        )
+    return result
+
+
+def _flagged(strings: Iterable[str]) -> int:
+    return sum(classify_user_agent(ua) is not None for ua in strings)
+
+
+def accuracy(corpus: Corpus) -> dict[str, float]:
+    """Each half's size, crawlers flagged (a fraction) and browsers flagged (a count)."""
+    r: dict[str, float] = {}
+    for half, crawlers, browsers in zip(
+        ("tune", "held_out"), split(corpus.crawlers), split(corpus.browsers), strict=True
+    ):
+        prefix = f"{corpus.key}_{half}"
+        r[f"{prefix}_crawlers"] = float(len(crawlers))
+        r[f"{prefix}_recall"] = _flagged(crawlers) / len(crawlers)
+        r[f"{prefix}_browsers"] = float(len(browsers))
+        r[f"{prefix}_false_positives"] = float(_flagged(browsers))
+    return r
+
+
 def _mean_us(func: Callable[[str], object], strings: Iterable[str]) -> float:
     items = list(strings)
     start = time.perf_counter_ns()
@@ -72,7 +144,7 @@ def _clear_caches() -> None:
     bots.cache_clear()
 
 
-def run() -> dict[str, float]:
+def run(device_detector: Path | None = None) -> dict[str, float]:
     """Measure everything once; keys are figure names, values µs or fractions."""
     bot_uas, browser_uas = load("bots"), load("browsers")
     every = list(dict.fromkeys(browser_uas + bot_uas))
@@ -148,6 +220,10 @@ def run() -> dict[str, float]:
             classify_user_agent(ua, **kwargs) is not None for ua in others
         )
 
+    # Every corpus, tuning and held-out halves.
+    for corpus in corpora(device_detector):
+        r.update(accuracy(corpus))
+
     _clear_caches()
     for ua in every:
         parse_user_agent(ua)
@@ -214,15 +290,41 @@ _ROWS = (
 )
 
 
-def main() -> None:
+def _accuracy_rows(corpus: Corpus) -> list[tuple[str, str, str]]:
+    rows = []
+    for half, name in (("tune", "tuning half"), ("held_out", "held-out half")):
+        p = f"{corpus.key}_{half}"
+        rows += [
+            (f"{p}_crawlers", f"{corpus.label}, {name}: crawlers", "{:.0f}"),
+            (f"{p}_recall", "  crawlers flagged", "{:.2%}"),
+            (f"{p}_browsers", f"{corpus.label}, {name}: browsers", "{:.0f}"),
+            (f"{p}_false_positives", "  browsers flagged", "{:.0f}"),
+        ]
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--device-detector",
+        type=Path,
+        default=DATA,
+        metavar="DIR",
+        help="where device-detector-bots.txt and device-detector-browsers.txt are "
+        "(default: ../shared/data/ua/; skipped when they are not there)",
+    )
+    args = parser.parse_args(argv if argv is not None else [])
     if not DATA.is_dir():
         sys.exit(f"corpora not found at {DATA}")
-    results = run()
-    width = max(len(label) for _, label, _ in _ROWS)
+    results = run(args.device_detector)
+    rows = list(_ROWS)
+    for corpus in corpora(args.device_detector):
+        rows += _accuracy_rows(corpus)
+    width = max(len(label) for _, label, _ in rows)
     print(f"Python {sys.version.split()[0]}")
-    for key, label, fmt in _ROWS:
+    for key, label, fmt in rows:
         print(f"{label:<{width}}  {fmt.format(results[key]):>10}")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

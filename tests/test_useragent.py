@@ -72,32 +72,32 @@ SAMPLES = (
         ),
         pytest.param(
             SAFARI_MAC,
-            ParsedUA("Safari", "17.1", "Mac OS X", "10.15.7", "desktop", False),
+            ParsedUA("Safari", "17.1", "Mac OS X", "10.15.7", "desktop", False, "Mac"),
             id="safari-mac",
         ),
         pytest.param(
             IPHONE_SAFARI,
-            ParsedUA("Mobile Safari", "17.1", "iOS", "17.1", "mobile", False),
+            ParsedUA("Mobile Safari", "17.1", "iOS", "17.1", "mobile", False, "iPhone"),
             id="iphone-safari",
         ),
         pytest.param(
             IPAD_SAFARI,
-            ParsedUA("Mobile Safari", "16.6", "iOS", "16.6", "tablet", False),
+            ParsedUA("Mobile Safari", "16.6", "iOS", "16.6", "tablet", False, "iPad"),
             id="ipad",
         ),
         pytest.param(
             ANDROID_PHONE,
-            ParsedUA("Chrome Mobile", "120.0.6099", "Android", "14", "mobile", False),
+            ParsedUA("Chrome Mobile", "120.0.6099", "Android", "14", "mobile", False, "Pixel 8"),
             id="android-phone",
         ),
         pytest.param(
             ANDROID_TABLET,
-            ParsedUA("Chrome", "120.0.0", "Android", "13", "tablet", False),
+            ParsedUA("Chrome", "120.0.0", "Android", "13", "tablet", False, "SM-X700"),
             id="android-tablet",
         ),
         pytest.param(
             GOOGLEBOT,
-            ParsedUA("Googlebot", "2.1", None, None, "bot", True),
+            ParsedUA("Googlebot", "2.1", None, None, "bot", True, "Spider"),
             id="googlebot",
         ),
         pytest.param(

@@ -9,13 +9,16 @@
 3. ``"headless"``         HeadlessChrome, PhantomJS, Puppeteer/Playwright/Selenium markers, ...
 4. ``"http_library"``     curl, wget, python-requests, Go-http-client, okhttp, axios, ...
 5. ``"crawler"``          Crawler-Detect's pattern list, isbot's pattern list, uap-core's
-                          "Spider" device, or a UA in which uap-core finds neither a browser
-                          nor an OS
+                          "Spider" device, or a UA in which uap-core finds no browser, no OS
+                          and no device
 
-Before the two lists, an Android device's model section (``; I-Buddy 3 Build/IMM76D``)
-and the Slack desktop app's tokens (``Slack/4.33.90``, ``Slack_SSB/4.33.90``) are blanked
-out: a phone's model name is a manufacturer's, not the client's, and the lists' generic
-words (``buddy``, ``.com``, ``|``) and ``Slack/`` otherwise flag people.
+Before the two lists, what is not the client's name is blanked out (`_NOT_THE_CLIENT`):
+device models (``; I-Buddy 3 Build/IMM76D``, ``Android 9; XBot Junior``), a TV's maker
+list, the Slack desktop app's tokens and a few browser components (``SogouMSE``,
+``Cronet/114.0``): a phone's model name is a manufacturer's, not the client's, and the
+lists' generic words (``buddy``, ``bot``, ``cron``) and ``Slack/`` otherwise flag people.
+Which of isbot's patterns are left out or narrowed, and why, is beside the list's loader;
+every such choice was made on the tuning halves of the corpora (bench/ua_bench.py).
 
 The crawler layer uses the data of `crawlerdetect` (the Python port of Crawler-Detect), but
 not its matcher: that joins ~1,460 patterns into one case-insensitive alternation, which
@@ -221,11 +224,37 @@ def _is_crawler_lower(lowered: str) -> bool:
 # Through the package, not __file__: a module compiled by mypyc has no __file__ of its own.
 _ISBOT_DATA = Path(str(files("collector.ingest") / "data" / "isbot-patterns.json"))
 
-# isbot's patterns that judge a string's shape rather than name a client. Each flagged
-# real browsers in the half of browsers.txt used for tuning (Baidu's app tokens carry a
-# "|", webOS TVs say "WebAppManager", Gionee's browser "GNBR/1.7.1.ai", and old Sony
-# Ericsson strings have no space); none of them names a bot.
-_ISBOT_LEFT_OUT = frozenset({r"\|", r"^[^ ]{50,}$", "manager", r"\b\w+\.ai"})
+# isbot's patterns that judge a string's shape rather than name a client, and one that
+# names a browser plugin. Each flagged real browsers in a tuning half (bench/ua_bench.py):
+# Baidu's app tokens carry a "|", webOS TVs say "WebAppManager", Gionee's browser
+# "GNBR/1.7.1.ai", old Sony Ericsson strings have no space (browsers.txt); apps send a
+# bare device name ("iPhone14Pro") or UC Browser's "dv(iPh14,5);pr(UCBrowser/...)",
+# feature phones an empty "()", and Internet Explorer with Google Chrome Frame says
+# "chromeframe/19.0" (device-detector's fixtures). None of them names a bot.
+_ISBOT_LEFT_OUT = frozenset(
+    {
+        r"\|",
+        r"^[^ ]{50,}$",
+        "manager",
+        r"\b\w+\.ai",
+        r"^[\w \.\-\(?:\):%]+(?:/v?\d+(?:\.\d+)?(?:\.\d{1,10})*?)?(?:,|$)",
+        r"\(\)",
+        "chromeframe",
+    }
+)
+
+# isbot's patterns narrowed where a tuning half showed a browser matching them: Google TV
+# ("GoogleTV/092754", "Linux; GoogleTV 3.2") is a television, not Google's crawler (the
+# others, Googlebot, AdsBot-Google, Google-InspectionTool, ..., still match); "HTTPS" in
+# a feature phone's capability list ("MAUI(HTTP PGDL;HTTPS)", "Opera (HTTPS)") is no URL;
+# "JavaPlatform/JP-8.5" is a Sony Ericsson phone's Java ME version.
+_ISBOT_NARROWED = {
+    "(?<! channel/|google/)google(?!(?:wv|app|/google| pixel))": (
+        "(?<! channel/|google/)google(?!(?:wv|app|/google| pixel|tv))"
+    ),
+    "(?<!lib)http": r"(?<!lib)http(?!s?\)|s?;| pgdl)",
+    "java(?!;)": "java(?!;|platform)",
+}
 
 _JS_LOOKBEHIND_ALTERNATION = re.compile(r"\(\?<!([^()]*\|[^()]*)\)")
 _JS_CLASS_ESCAPE_DASH = re.compile(r"(\\[dwsDWS])-(?!\])")
@@ -243,17 +272,52 @@ def _python_regex(pattern: str) -> str:
 
 def _isbot_patterns() -> list[str]:
     patterns: list[str] = json.loads(_ISBOT_DATA.read_text(encoding="utf-8"))
-    return [_lower_pattern(_python_regex(p)) for p in patterns if p not in _ISBOT_LEFT_OUT]
+    return [
+        _lower_pattern(_python_regex(_ISBOT_NARROWED.get(p, p)))
+        for p in patterns
+        if p not in _ISBOT_LEFT_OUT
+    ]
 
 
 _ISBOT = _compile_crawler_patterns(_isbot_patterns(), lower_case=True)
 
-# Blanked out before the lists (see the module's docstring).
-_NOT_THE_CLIENT = re.compile(r";[^;]*build/[^;)]*|\bslack(?:_ssb)?/[\d.]+")
+# Blanked out before the lists (see the module's docstring): a device's model, the
+# Slack desktop app, and browser components whose names contain a list's word. One regex
+# each, in this order, each run only when its literal is in the string (as one
+# alternation they cost six times what the first two did, tried at every position).
+_NOT_THE_CLIENT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (literal, re.compile(pattern))
+    for literal, pattern in (
+        # an Android model, up to the next ";" ("Android 9; XBot Junior"); first, so that
+        # a client named after the build ("Build/JZO54K; GTmetrix") keeps its name
+        ("android ", r"android [\d.]+; [^;)]*"),
+        # a model before its build elsewhere ("; I-Buddy 3 Build/IMM76D")
+        ("build/", r";[^;]*build/[^;)]*"),
+        # a Windows Phone's maker and model ("IEMobile/9.0; HTC; Radar C110e")
+        ("iemobile/", r"iemobile/[\d.]+;[^)]*"),
+        # a TV's maker and model ("HbbTV/1.6.1 (+DRM; LGE/KTC/BOTECH; ...)")
+        ("hbbtv/", r"hbbtv/[\d.]+ \([^)]*\)"),
+        # the Slack desktop app ("Slack/4.33.90", "Slack_SSB/4.33.90")
+        ("slack", r"\bslack(?:_ssb)?/[\d.]+"),
+        # Sogou's mobile browser (its spider says "Sogou web spider")
+        ("sogou", r"\bsogou(?:mse|mobilebrowser)\b"),
+        # Hisense's TV browser ("OMI/4.21.4.112.Catcher4.69")
+        ("omi/", r"\bomi/[\w.]*"),
+        # Chromium's network stack in Android apps ("Cronet/114.0": "cron")
+        ("cronet/", r"\bcronet/[\d.]+"),
+    )
+)
+
+
+def _not_the_client_removed(lowered: str) -> str:
+    for literal, pattern in _NOT_THE_CLIENT:
+        if literal in lowered:
+            lowered = pattern.sub("", lowered)
+    return lowered
 
 
 def _listed(lowered: str, crawler_detect: bool, isbot: bool) -> bool:
-    agent = _NOT_THE_CLIENT.sub("", lowered)
+    agent = _not_the_client_removed(lowered)
     if crawler_detect and _is_crawler_lower(agent):
         return True
     return isbot and _ISBOT.search(agent) is not None
@@ -279,9 +343,9 @@ def classify_user_agent(ua: str, *, crawler_detect: bool = True, isbot: bool = T
     if (crawler_detect or isbot) and _listed(lowered, crawler_detect, isbot):
         return "crawler"
     parsed = parse_user_agent(ua)
-    # uap-core's own Spider list, then anything in which it recognises neither a browser
-    # nor an OS: every real browser in browsers.txt but one names at least one of them.
-    if parsed.is_bot or (parsed.browser is None and parsed.os is None):
+    # uap-core's own Spider list, then anything in which it recognises no browser, no OS
+    # and no device: feature phones and game consoles often name only their device.
+    if parsed.is_bot or (parsed.browser is None and parsed.os is None and parsed.device is None):
         return "crawler"
     return None
 

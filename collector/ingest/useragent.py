@@ -48,6 +48,9 @@ class ParsedUA:
     os_version: str | None
     device_type: str  # "desktop", "mobile", "tablet", "bot" or "other"
     is_bot: bool  # user-agents' own verdict (device family "Spider")
+    # uap-core's device family ("iPhone", "Samsung SM-G991B", "Generic Feature Phone"),
+    # None when it recognises none; bot detection reads it, events do not store it.
+    device: str | None = None
 
 
 _EMPTY = ParsedUA(
@@ -117,6 +120,7 @@ def _parse_cached(ua: str) -> ParsedUA:
         os_version=agent.os.version_string or None,
         device_type=_device_type(agent),
         is_bot=bool(agent.is_bot),
+        device=_known(agent.device.family),
     )
 
 
