@@ -55,21 +55,20 @@ var on = (type, listener) => addEventListener(type, listener, true)
 // that storage could not keep: a write removes the key from storage first, so that after
 // a failed write (blocked storage, quota) reads find memory's copy, and after a good one
 // memory's copy is gone.
-var get = (key) => {
+var get = (key, value) => {
   try {
-    return localStorage.getItem(PREFIX + key) || memory[key] // no value here is ''
-  } catch (e) {
-    return memory[key]
-  }
+    value = localStorage[PREFIX + key]
+  } catch (e) {}
+  return value || memory[key] // no value here is ''
 }
 
 var set = (key, value) => {
+  memory[key] = value
   try {
-    memory[key] = localStorage.removeItem(PREFIX + key) // undefined
-    if (value != null) localStorage.setItem(PREFIX + key, value)
-  } catch (e) {
-    memory[key] = value
-  }
+    delete localStorage[PREFIX + key]
+    if (value != null) localStorage[PREFIX + key] = value
+    memory[key] = null
+  } catch (e) {}
 }
 
 // ---- debug output -------------------------------------------------------------------
@@ -85,7 +84,7 @@ export var debugWith = (fn) => {
 }
 
 /* global __DEBUG__ */
-export var report = (...args) => __DEBUG__ && options.debug && reporter(...args)
+export var report = (...args) => options.debug && reporter(...args)
 
 /** Whether debug mode is asked for by the page's URL or a flag in localStorage. */
 export var debugAsked = () => /[?&]telltale_debug=1/.test(location) || get('debug') == 1
@@ -97,10 +96,11 @@ export var debugAsked = () => /[?&]telltale_debug=1/.test(location) || get('debu
 // grows at its end instead of dirtying a random page for every event (measured with
 // bench/store_bench.py). getRandomValues works on plain http too, unlike randomUUID.
 var uuid = (t) => (
-  (t = now().toString(16).padStart(12, 0)),
+  // 11 hex digits of milliseconds last until the year 2527.
+  (t = '0' + now().toString(16)),
   // Random hex for each 0 and 1 of the template, 8 → 8…b (the variant); 7 stays.
-  t.slice(0, 8) + '-' + t.slice(8) + (-7e3 + '' + -8e3 + -1e11).replace(/[018]/g, (c) =>
-    (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16),
+  t.slice(0, 8) + '-' + t.slice(8) + '-7000-8000-100000000000'.replace(/[018]/g, (c) =>
+    (c ^ (Math.random() * 16) & (15 >> (c / 4))).toString(16),
   )
 )
 
@@ -134,18 +134,18 @@ var load = () => {
 // Writes the queue back, keeping the newest MAX_QUEUE events.
 var store = (queue) => {
   var over = queue.length - MAX_QUEUE
-  if (over > 0) report('f', over)
+  if (__DEBUG__ && over > 0) report('f', over)
   set('queue', json(queue.slice(-MAX_QUEUE)))
 }
 
 // Queues an event item. `at` is when it happened (default now), `where` the page it
 // happened on (default the current one).
 var enqueue = (fields, at, where) => {
-  if (blocked()) return report('o')
+  if (blocked()) return __DEBUG__ && report('o')
   var event = assign(fields, {
     user: get('user'), // null while anonymous
     message_id: uuid(),
-    timestamp: new Date(at || now()).toISOString(),
+    timestamp: at || now(), // epoch ms
     anonymous_id: getAnonymousId(),
     context: assign({}, where || page(), {
       locale: navigator.language,
@@ -157,7 +157,7 @@ var enqueue = (fields, at, where) => {
     }),
   })
   store([...load(), event])
-  report('q', event)
+  __DEBUG__ && report('q', event)
   schedule()
 }
 
@@ -170,7 +170,7 @@ var take = (max) => {
   var size = 200 // the envelope around the events
   // Stops before an event that would not fit, or after the max-th.
   load().some((e) => ((size += new Blob([json(e)]).size + 1) > MAX_BODY_BYTES && batch[0]) || !batch.push(e) || !--max)
-  return [batch, json({ app_id: options.appId, sent_at: new Date().toISOString(), events: batch })]
+  return [batch, json({ app_id: options.appId, sent_at: now(), events: batch })]
 }
 
 // ---- delivery -----------------------------------------------------------------------
@@ -178,7 +178,7 @@ var take = (max) => {
 // A string body goes as Content-Type text/plain;charset=UTF-8 (for sendBeacon too): a
 // "simple" request, so no CORS preflight. keepalive lets the request outlive the page
 // (the sendBeacon fallback).
-var post = (data, keepalive) => fetch(url, { method: 'POST', body: data, keepalive, credentials: 'omit' })
+var post = (data, keepalive) => fetch(url, { method: 'POST', body: data, keepalive })
 
 // Sends when a batch is full, else after flushInterval; never before a backoff ends. A
 // timer that is still to come and no later stays; an earlier one is added (the later
@@ -204,13 +204,13 @@ var deliver = async () => {
   for (;;) {
     var [batch, data] = take(options.batchSize)
     if (!url || !batch[0]) return !batch[0]
-    report('s', batch, url)
+    __DEBUG__ && report('s', batch, url)
     try {
       var response = await post(data)
       if (/^(408|429|5)/.test(response.status)) throw response
       attempt = retryAt = 0
       // Any other 4xx is final: retrying cannot fix it, so the events go too.
-      report('a', response, batch)
+      __DEBUG__ && report('a', response, batch)
       // The batch leaves the queue: its body names each of its message_ids.
       store(load().filter((e) => !data.includes(e.message_id)))
     } catch (failure) {
@@ -219,7 +219,7 @@ var deliver = async () => {
       // exponential backoff of at most a minute.
       var wait = (failure.headers && failure.headers.get('Retry-After') * 1000) || Math.min(6e4, 1000 * 2 ** attempt++)
       retryAt = now() + wait * (1 + Math.random() / 2)
-      report('e', failure, wait)
+      __DEBUG__ && report('e', failure, wait)
       return false
     }
   }
@@ -236,7 +236,7 @@ export var flush = () => send()
 var beacon = () => {
   var [batch, data] = take(1e9)
   if (url && batch[0]) {
-    report('b', batch)
+    __DEBUG__ && report('b', batch)
     if (!navigator.sendBeacon(url, data)) post(data, true).catch(() => {})
   }
 }
@@ -356,7 +356,7 @@ var formSubmitted = (event) => {
       if (
         name &&
         !fields.includes(name) &&
-        !SENSITIVE.test(el.type + ' ' + name + ' ' + el.getAttribute('autocomplete')) &&
+        !SENSITIVE.test(el.type + ' ' + name + ' ' + el.autocomplete) &&
         !el.closest(IGNORE)
       )
         fields.push(name)
@@ -419,9 +419,9 @@ export var init = (config) => {
   for (var key in config) if (config[key] != null) options[key] = config[key]
   // ?telltale_debug=1 is read once: an SPA navigation may drop it from the URL.
   if (__DEBUG__) options.debug = options.debug || debugAsked()
-  if (!options.appId) return report('m')
+  if (!options.appId) return __DEBUG__ && report('m')
   url = new URL(options.endpoint || '/', location).href.replace(/\/*$/, '/v1/events')
-  report('i', options)
+  __DEBUG__ && report('i', options)
   if (blocked()) set('queue')
   if (!hooked) hook()
   if (!lastUrl && !waiting) watch()
