@@ -45,9 +45,6 @@ var deepest // the deepest scroll reached, in % of the page's height
 export var assign = Object.assign
 var now = () => Date.now()
 var json = (value) => JSON.stringify(value)
-// Every listener is on window in the capture phase: window sees events dispatched at the
-// document and its elements before anything on the page does.
-var on = (type, listener) => addEventListener(type, listener, true)
 
 // ---- storage: every access in try/catch, with an in-memory copy as the fallback -------
 
@@ -87,7 +84,7 @@ export var debugWith = (fn) => {
 export var report = (...args) => options.debug && reporter(...args)
 
 /** Whether debug mode is asked for by the page's URL or a flag in localStorage. */
-export var debugAsked = () => /[?&]telltale_debug=1/.test(location) || get('debug') == 1
+export var debugAsked = () => /telltale_debug=1/.test(location) || get('debug') == 1
 
 // ---- ids and event items ------------------------------------------------------------
 
@@ -125,10 +122,9 @@ var blocked = () =>
 // stores each message_id once); a lost event is not.
 var load = () => {
   try {
-    return JSON.parse(get('queue')) || []
-  } catch (e) {
-    return []
-  }
+    var queue = JSON.parse(get('queue'))
+  } catch (e) {}
+  return queue || []
 }
 
 // Writes the queue back, keeping the newest MAX_QUEUE events.
@@ -228,19 +224,6 @@ var deliver = async () => {
 /** Sends everything queued now. Resolves true when the queue is empty, false when a send failed (the events stay queued and are retried). */
 export var flush = () => send()
 
-// The page is going away (or hidden, which on mobile may be the last chance): hand the
-// queued events to sendBeacon (or fetch with keepalive), as many as one request takes:
-// browsers allow 64 KB in flight for those together. Beacons give no answer, so the
-// events stay queued and are sent again (by the next send, or the next page); the
-// collector stores each message_id once.
-var beacon = () => {
-  var [batch, data] = take(1e9)
-  if (url && batch[0]) {
-    __DEBUG__ && report('b', batch)
-    if (!navigator.sendBeacon(url, data)) post(data, true).catch(() => {})
-  }
-}
-
 // ---- automatic events ---------------------------------------------------------------
 
 // Without properties the collector stores {}.
@@ -313,12 +296,20 @@ var pageLeft = (at) => {
   current = 0
 }
 
-// The page is going away or hidden: a page view still waiting for its title is taken
-// now, the engagement is queued, and everything queued leaves with a beacon.
+// The page is going away or hidden (which on mobile may be the last chance): a page view
+// still waiting for its title is taken now, the engagement is queued, and the queued
+// events go with sendBeacon (or fetch with keepalive), as many as one request takes:
+// browsers allow 64 KB in flight for those together. Beacons give no answer, so the
+// events stay queued and are sent again (by the next send, or the next page); the
+// collector stores each message_id once.
 var hidden = () => {
   if (waiting) pageView()
   pageLeft(now())
-  beacon()
+  var [batch, data] = take(1e9)
+  if (url && batch[0]) {
+    __DEBUG__ && report('b', batch)
+    if (!navigator.sendBeacon(url, data)) post(data, true).catch(() => {})
+  }
 }
 
 // ---- outbound links and file downloads ------------------------------------------------
@@ -336,7 +327,7 @@ var linkClicked = (event) => {
     var extension = (link.pathname.toLowerCase().match(/\.(\w+)$/) || [])[1]
     if (link.hasAttribute('download') || ('' + options.downloadExtensions).split(/\W+/).includes(extension))
       track('file_downloaded', { url: link.href, extension: extension || null })
-    else if (/^http/.test(link.protocol) && link.host != location.host) track('outbound_link_clicked', { url: link.href })
+    else if (/^http/.test(link.href) && link.host != location.host) track('outbound_link_clicked', { url: link.href })
   }
 }
 
@@ -384,31 +375,34 @@ var hook = () => {
       navigated()
     }
   })
-  on('popstate', navigated)
-  on('hashchange', navigated)
-  on('pageshow', (e) => {
-    // Restored from the back/forward cache: no load happened, but it is a page view.
-    if (e.persisted && options.autoEvents) pageView(now())
-  })
-  on('scroll', scrolled)
   // Capture phase (as every listener here): runs before the page's own handlers, so a
   // submit or a click that the page prevents still counts; the SDK never prevents,
   // delays or repeats one.
-  on('submit', formSubmitted)
-  on('click', linkClicked)
-  on('auxclick', linkClicked)
-  on('pagehide', hidden)
-  on(
-    'visibilitychange',
-    () => {
-      if (document.hidden) hidden()
-      else shown(now())
-    },
-  )
-  on('online', () => {
+  for (var type in listeners) addEventListener(type, listeners[type], true)
+}
+
+// Every listener is on window in the capture phase: window sees events dispatched at the
+// document and its elements before anything on the page does.
+var listeners = {
+  popstate: navigated,
+  hashchange: navigated,
+  pageshow(e) {
+    // Restored from the back/forward cache: no load happened, but it is a page view.
+    if (e.persisted && options.autoEvents) pageView(now())
+  },
+  scroll: scrolled,
+  submit: formSubmitted,
+  click: linkClicked,
+  auxclick: linkClicked,
+  pagehide: hidden,
+  visibilitychange() {
+    if (document.hidden) hidden()
+    else shown(now())
+  },
+  online() {
     retryAt = 0
     schedule()
-  })
+  },
 }
 
 // ---- public API ---------------------------------------------------------------------

@@ -37,7 +37,7 @@ if (!__DEBUG__ && script && (defaults.debug || core.debugAsked())) {
   // (and the calls it keeps) stays for it.
   var debug = doc.createElement('script')
   core.assign(debug.dataset, script.dataset)
-  debug.src = script.src.replace(/(\.js)?(?=[?#]|$)/, '-debug.js')
+  debug.src = new URL('sdk-debug.js', script.src)
   doc.head.appendChild(debug)
 } else {
   if (__DEBUG__) core.debugWith(describe)
