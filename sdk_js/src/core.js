@@ -335,7 +335,7 @@ var linkClicked = (event) => {
 
 // Tested on "type name autocomplete": fields of these types, fields named like card
 // numbers or codes, and autocomplete="cc-…" fields never appear.
-var SENSITIVE = /^(password|hidden|submit|button|reset|image|file) |card|cvv|cvc|iban|ssn|[^a-z]cc/i
+var SENSITIVE = /^(password|hidden|submit|button|reset|image|file) |card|cv[vc]|iban|ssn|[^a-z]cc/i
 
 var formSubmitted = (event) => {
   var form = event.target
