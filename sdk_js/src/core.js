@@ -337,11 +337,12 @@ var linkClicked = (event) => {
 // numbers or codes, and autocomplete="cc-…" fields never appear.
 var SENSITIVE = /^(password|hidden|submit|button|reset|image|file) |card|cv[vc]|iban|ssn|[^a-z]cc/i
 
+// A submit event's target is the form (an element: it has closest).
 var formSubmitted = (event) => {
   var form = event.target
   var attr = (name) => form.getAttribute(name)
   var fields = []
-  if (options.autoHook && form.closest && !form.closest(IGNORE)) {
+  if (options.autoHook && !form.closest(IGNORE)) {
     form.querySelectorAll('input,select,textarea').forEach((el) => {
       var name = el.name || el.id
       if (
