@@ -27,7 +27,7 @@ const outdirs = [here + '../static/', here + 'dist/']
 
 const common = {
   bundle: true,
-  minify: true,
+  minify: false, // terser minifies: it does a little better on esbuild's plain output
   target: 'es2017',
   legalComments: 'none',
   define: { __VERSION__: JSON.stringify(pkg.version) },
