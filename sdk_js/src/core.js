@@ -333,9 +333,11 @@ var linkClicked = (event) => {
 
 // ---- form submits -------------------------------------------------------------------
 
-// Tested on "type name autocomplete": fields of these types, fields named like card
+// The form's fields (form.elements: its controls, with those outside it that name it in
+// their form attribute). Tested on "type name autocomplete": fields of these types
+// (buttons, fieldsets and outputs hold nothing a visitor typed), fields named like card
 // numbers or codes, and autocomplete="cc-…" fields never appear.
-var SENSITIVE = /^(password|hidden|submit|button|reset|image|file) |card|cv[vc]|iban|ssn|[^a-z]cc/i
+var SENSITIVE = /^(password|hidden|submit|button|reset|image|file|fieldset|output) |card|cv[vc]|iban|ssn|[^a-z]cc/i
 
 // A submit event's target is the form (an element: it has closest).
 var formSubmitted = (event) => {
@@ -343,7 +345,7 @@ var formSubmitted = (event) => {
   var attr = (name) => form.getAttribute(name)
   var fields = []
   if (options.autoHook && !form.closest(IGNORE)) {
-    form.querySelectorAll('input,select,textarea').forEach((el) => {
+    [...form.elements].forEach((el) => {
       var name = el.name || el.id
       if (
         name &&
