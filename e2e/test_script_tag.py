@@ -67,6 +67,19 @@ def test_times_are_sent_as_epoch_ms_and_stored_corrected(
     assert stored["timestamp"].endswith("Z")
 
 
+def test_script_tag_defines_no_global_but_telltale(
+    visitor: Page, collector: Collector, site: Site, app: App
+) -> None:
+    # The script tag's names stay inside its function: a page's own `a` or `e` is safe.
+    own = "Object.getOwnPropertyNames(window)"
+    visitor.goto(site.url(app, "away.html"))  # no SDK on it
+    before = set(visitor.evaluate(own))
+    visitor.goto(site.url(app, "index.html"))
+    ready(visitor)
+    collector.wait_events(app, "page_viewed")
+    assert set(visitor.evaluate(own)) - before == {"telltale"}
+
+
 def test_es_module_build(visitor: Page, collector: Collector, site: Site, app: App) -> None:
     visitor.goto(site.url(app, "module.html"))
     ready(visitor)

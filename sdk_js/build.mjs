@@ -49,8 +49,10 @@ for (const [name, options] of outputs) {
   const result = await build(options)
   // UglifyJS's output gzips 15 bytes smaller than terser's (both at their best options).
   const squeezed = UglifyJS.minify(result.outputFiles[0].text, {
+    // The script tag's IIFE must stay one: at the top level of a classic script, its
+    // names would be the page's globals.
     module: options.format == 'esm',
-    toplevel: true,
+    toplevel: options.format == 'esm',
     compress: { passes: 5, unsafe: true, pure_getters: true },
   })
   if (squeezed.error) throw squeezed.error
