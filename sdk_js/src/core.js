@@ -1,7 +1,7 @@
 // Telltale browser SDK: one instance per page, shared by the script-tag build (script.js)
 // and the ES module (index.js). Nothing here runs at import time; index.js keeps calls
 // made during server-side rendering (no window) from reaching it.
-// Size is a feature: the script tag carries every feature in under 2,900 bytes gzipped
+// Size is a feature: the script tag carries every feature in under 2,725 bytes gzipped
 // (the build's budget; the goal is 2,500), so the code is dense, and the small helpers
 // exist because each saves bytes where the names they wrap would repeat.
 
@@ -73,7 +73,8 @@ var set = (key, value) => {
 // What debug mode prints lives in debug.js: here each report is a one-letter code and
 // its data. init() decides whether debug mode is on. __DEBUG__ is false in the script
 // tag, which has no reports at all: in debug mode it hands over to its debug build (see
-// script.js).
+// script.js). Every call is written `__DEBUG__ && report(...)`, so that the script tag's
+// build drops the call with its arguments.
 
 /** Sets the function that turns debug reports into console lines (see debug.js). */
 export var debugWith = (fn) => {
@@ -91,7 +92,9 @@ export var debugAsked = () => /telltale_debug=1/.test(location) || get('debug') 
 // Version 7 UUIDs (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits.
 // Ids made at about the same time sort together, so the collector's message_id index
 // grows at its end instead of dirtying a random page for every event (measured with
-// bench/store_bench.py). getRandomValues works on plain http too, unlike randomUUID.
+// bench/store_bench.py). The random bits come from Math.random, which works on plain
+// http too (unlike randomUUID) and costs fewer bytes than getRandomValues: the ids are no
+// secrets, and the browsers seed it from the system's entropy.
 var uuid = (t) => (
   // 11 hex digits of milliseconds last until the year 2527.
   (t = '0' + now().toString(16)),
@@ -173,7 +176,8 @@ var take = (max) => {
 
 // A string body goes as Content-Type text/plain;charset=UTF-8 (for sendBeacon too): a
 // "simple" request, so no CORS preflight. keepalive lets the request outlive the page
-// (the sendBeacon fallback).
+// (the sendBeacon fallback). fetch's default credentials send no cookies to a collector
+// on another origin.
 var post = (data, keepalive) => fetch(url, { method: 'POST', body: data, keepalive })
 
 // Sends when a batch is full, else after flushInterval; never before a backoff ends. A
