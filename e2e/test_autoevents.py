@@ -79,11 +79,12 @@ def test_form_submits_names_only_never_values(
     assert props["form_name"] == "signup_form"
     assert props["form_method"] == "post"
     assert props["form_action"] == site.url(app, "signup")
-    assert props["fields"] == ["email", "full_name", "plan", "about", "terms"]
+    fields = ["email", "full_name", "company", "plan", "about", "terms", "referral"]
+    assert props["fields"] == fields
     stored = json.dumps(collector.export(app))
     assert "SECRET" not in stored
     never = ("password", "csrf_token", "number", "card_holder", "cvc", "iban", "ssn")
-    for absent in (*never, "secret_note"):
+    for absent in (*never, "secret_note", "billing", "total", "go"):
         assert f'"{absent}"' not in json.dumps(props)
 
 

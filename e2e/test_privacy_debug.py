@@ -156,3 +156,19 @@ def test_debug_lines_are_downloaded_only_in_debug_mode(
     with visitor.expect_console_message(lambda m: m.text.startswith("[telltale] init")):
         visitor.goto(site.url(app, "index.html?telltale_debug=1"))
     assert scripts[1:] == [collector.url + "/sdk.js", collector.url + "/sdk-debug.js"]
+
+
+def test_debug_build_is_found_next_to_a_script_with_a_query_string(
+    visitor: Page, collector: Collector, site: Site, app: App
+) -> None:
+    # The script tag loads sdk-debug.js from the folder its own URL names, with the
+    # tag's data-* options (here the app id and the batch size).
+    scripts: list[str] = []
+    visitor.on("request", lambda r: scripts.append(r.url) if r.resource_type == "script" else None)
+    with visitor.expect_console_message(lambda m: m.text.startswith("[telltale] init")):
+        visitor.goto(site.url(app, "debug-query.html"))
+    assert scripts == [collector.url + "/sdk.js?v=2", collector.url + "/sdk-debug.js"]
+    assert visitor.evaluate("telltale.getAnonymousId()")
+    visitor.evaluate("telltale.trackEvent('query_checked')")
+    assert flush(visitor)
+    collector.wait_events(app, "query_checked")

@@ -41,6 +41,45 @@ def test_page_view_stored_with_parsed_browser_and_os(
     assert view["properties"]["title"] == "Telltale test home"
 
 
+def test_times_are_sent_as_epoch_ms_and_stored_corrected(
+    visitor: Page, collector: Collector, site: Site, app: App
+) -> None:
+    # The SDK sends `timestamp` and `sent_at` as epoch milliseconds (fewer bytes in the
+    # script than ISO text); the collector corrects the skew with them and stores ISO.
+    from collector.timeutil import parse_timestamp
+
+    sent = ingest_requests(visitor)
+    visitor.goto(site.url(app, "index.html"))
+    ready(visitor)
+    before = visitor.evaluate("Date.now()")
+    visitor.evaluate("telltale.trackEvent('times_checked')")
+    assert flush(visitor)
+    after = visitor.evaluate("Date.now()")
+
+    bodies = [r.post_data_json for r in sent]
+    (body,) = [b for b in bodies if any(e["event"] == "times_checked" for e in b["events"])]
+    (event,) = [e for e in body["events"] if e["event"] == "times_checked"]
+    assert isinstance(body["sent_at"], int) and isinstance(event["timestamp"], int)
+    assert before <= event["timestamp"] <= body["sent_at"] <= after
+    (stored,) = collector.wait_events(app, "times_checked")
+    # received_at − (sent_at − timestamp): on one clock, between the two readings.
+    assert before <= parse_timestamp(stored["timestamp"]) <= after
+    assert stored["timestamp"].endswith("Z")
+
+
+def test_script_tag_defines_no_global_but_telltale(
+    visitor: Page, collector: Collector, site: Site, app: App
+) -> None:
+    # The script tag's names stay inside its function: a page's own `a` or `e` is safe.
+    own = "Object.getOwnPropertyNames(window)"
+    visitor.goto(site.url(app, "away.html"))  # no SDK on it
+    before = set(visitor.evaluate(own))
+    visitor.goto(site.url(app, "index.html"))
+    ready(visitor)
+    collector.wait_events(app, "page_viewed")
+    assert set(visitor.evaluate(own)) - before == {"telltale"}
+
+
 def test_es_module_build(visitor: Page, collector: Collector, site: Site, app: App) -> None:
     visitor.goto(site.url(app, "module.html"))
     ready(visitor)

@@ -387,6 +387,24 @@ def test_timestamps_iso_epoch_default_skew_and_clamp(
     assert rows["future"]["context"]["clock_skew_clamped"] is True
 
 
+def test_epoch_ms_sent_at_corrects_skew_and_is_kept_as_iso(
+    client: TestClient, store: Store, app: App, key: str
+) -> None:
+    # The browser SDK sends both times as epoch milliseconds.
+    from collector.timeutil import parse_timestamp
+
+    batch = {
+        "sent_at": 1893456010000,  # 2030-01-01T00:00:10Z: the client's clock is years ahead
+        "events": [{"event": "skewed", "user": "u", "timestamp": 1893456000000}],
+    }
+    assert client.post("/v1/events", json=batch, headers=auth(key)).status_code == 202
+    (row,) = events(store, app)
+    assert row["sent_at"] == "2030-01-01T00:00:10.000Z"
+    assert row["client_timestamp"] == "2030-01-01T00:00:00.000Z"
+    skewed = parse_timestamp(row["timestamp"])
+    assert skewed == parse_timestamp(row["received_at"]) - 10_000
+
+
 # Idempotency and rules ---------------------------------------------------------------
 
 

@@ -276,7 +276,9 @@ def build_events(
                 received_at=received_at,
                 timestamp=item.timestamp_raw
                 or (iso(item.timestamp_ms) if item.timestamp_ms is not None else None),
-                sent_at=payload.sent_at_raw,
+                # Epoch milliseconds (as the browser SDK sends) are kept as ISO text.
+                sent_at=payload.sent_at_raw
+                or (iso(payload.sent_at_ms) if payload.sent_at_ms is not None else None),
                 properties=item.properties,
                 context=context,
                 traits=item.traits,

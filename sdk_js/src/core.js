@@ -1,7 +1,7 @@
 // Telltale browser SDK: one instance per page, shared by the script-tag build (script.js)
 // and the ES module (index.js). Nothing here runs at import time; index.js keeps calls
 // made during server-side rendering (no window) from reaching it.
-// Size is a feature: the script tag carries every feature in under 2,900 bytes gzipped
+// Size is a feature: the script tag carries every feature in under 2,725 bytes gzipped
 // (the build's budget; the goal is 2,500), so the code is dense, and the small helpers
 // exist because each saves bytes where the names they wrap would repeat.
 
@@ -45,9 +45,6 @@ var deepest // the deepest scroll reached, in % of the page's height
 export var assign = Object.assign
 var now = () => Date.now()
 var json = (value) => JSON.stringify(value)
-// Every listener is on window in the capture phase: window sees events dispatched at the
-// document and its elements before anything on the page does.
-var on = (type, listener) => addEventListener(type, listener, true)
 
 // ---- storage: every access in try/catch, with an in-memory copy as the fallback -------
 
@@ -55,21 +52,20 @@ var on = (type, listener) => addEventListener(type, listener, true)
 // that storage could not keep: a write removes the key from storage first, so that after
 // a failed write (blocked storage, quota) reads find memory's copy, and after a good one
 // memory's copy is gone.
-var get = (key) => {
+var get = (key, value) => {
   try {
-    return localStorage.getItem(PREFIX + key) || memory[key] // no value here is ''
-  } catch (e) {
-    return memory[key]
-  }
+    value = localStorage[PREFIX + key]
+  } catch (e) {}
+  return value || memory[key] // no value here is ''
 }
 
 var set = (key, value) => {
+  memory[key] = value
   try {
-    memory[key] = localStorage.removeItem(PREFIX + key) // undefined
-    if (value != null) localStorage.setItem(PREFIX + key, value)
-  } catch (e) {
-    memory[key] = value
-  }
+    delete localStorage[PREFIX + key]
+    if (value != null) localStorage[PREFIX + key] = value
+    memory[key] = null
+  } catch (e) {}
 }
 
 // ---- debug output -------------------------------------------------------------------
@@ -77,7 +73,8 @@ var set = (key, value) => {
 // What debug mode prints lives in debug.js: here each report is a one-letter code and
 // its data. init() decides whether debug mode is on. __DEBUG__ is false in the script
 // tag, which has no reports at all: in debug mode it hands over to its debug build (see
-// script.js).
+// script.js). Every call is written `__DEBUG__ && report(...)`, so that the script tag's
+// build drops the call with its arguments.
 
 /** Sets the function that turns debug reports into console lines (see debug.js). */
 export var debugWith = (fn) => {
@@ -85,22 +82,25 @@ export var debugWith = (fn) => {
 }
 
 /* global __DEBUG__ */
-export var report = (...args) => __DEBUG__ && options.debug && reporter(...args)
+export var report = (...args) => options.debug && reporter(...args)
 
 /** Whether debug mode is asked for by the page's URL or a flag in localStorage. */
-export var debugAsked = () => /[?&]telltale_debug=1/.test(location) || get('debug') == 1
+export var debugAsked = () => /telltale_debug=1/.test(location) || get('debug') == 1
 
 // ---- ids and event items ------------------------------------------------------------
 
 // Version 7 UUIDs (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits.
 // Ids made at about the same time sort together, so the collector's message_id index
 // grows at its end instead of dirtying a random page for every event (measured with
-// bench/store_bench.py). getRandomValues works on plain http too, unlike randomUUID.
+// bench/store_bench.py). The random bits come from Math.random, which works on plain
+// http too (unlike randomUUID) and costs fewer bytes than getRandomValues: the ids are no
+// secrets, and the browsers seed it from the system's entropy.
 var uuid = (t) => (
-  (t = now().toString(16).padStart(12, 0)),
+  // 11 hex digits of milliseconds last until the year 2527.
+  (t = '0' + now().toString(16)),
   // Random hex for each 0 and 1 of the template, 8 → 8…b (the variant); 7 stays.
-  t.slice(0, 8) + '-' + t.slice(8) + (-7e3 + '' + -8e3 + -1e11).replace(/[018]/g, (c) =>
-    (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16),
+  t.slice(0, 8) + '-' + t.slice(8) + '-7000-8000-100000000000'.replace(/[018]/g, (c) =>
+    (c ^ (Math.random() * 16) & (15 >> (c / 4))).toString(16),
   )
 )
 
@@ -125,27 +125,26 @@ var blocked = () =>
 // stores each message_id once); a lost event is not.
 var load = () => {
   try {
-    return JSON.parse(get('queue')) || []
-  } catch (e) {
-    return []
-  }
+    var queue = JSON.parse(get('queue'))
+  } catch (e) {}
+  return queue || []
 }
 
 // Writes the queue back, keeping the newest MAX_QUEUE events.
 var store = (queue) => {
   var over = queue.length - MAX_QUEUE
-  if (over > 0) report('f', over)
+  if (__DEBUG__ && over > 0) report('f', over)
   set('queue', json(queue.slice(-MAX_QUEUE)))
 }
 
 // Queues an event item. `at` is when it happened (default now), `where` the page it
 // happened on (default the current one).
 var enqueue = (fields, at, where) => {
-  if (blocked()) return report('o')
+  if (blocked()) return __DEBUG__ && report('o')
   var event = assign(fields, {
     user: get('user'), // null while anonymous
     message_id: uuid(),
-    timestamp: new Date(at || now()).toISOString(),
+    timestamp: at || now(), // epoch ms
     anonymous_id: getAnonymousId(),
     context: assign({}, where || page(), {
       locale: navigator.language,
@@ -157,7 +156,7 @@ var enqueue = (fields, at, where) => {
     }),
   })
   store([...load(), event])
-  report('q', event)
+  __DEBUG__ && report('q', event)
   schedule()
 }
 
@@ -170,15 +169,16 @@ var take = (max) => {
   var size = 200 // the envelope around the events
   // Stops before an event that would not fit, or after the max-th.
   load().some((e) => ((size += new Blob([json(e)]).size + 1) > MAX_BODY_BYTES && batch[0]) || !batch.push(e) || !--max)
-  return [batch, json({ app_id: options.appId, sent_at: new Date().toISOString(), events: batch })]
+  return [batch, json({ app_id: options.appId, sent_at: now(), events: batch })]
 }
 
 // ---- delivery -----------------------------------------------------------------------
 
 // A string body goes as Content-Type text/plain;charset=UTF-8 (for sendBeacon too): a
 // "simple" request, so no CORS preflight. keepalive lets the request outlive the page
-// (the sendBeacon fallback).
-var post = (data, keepalive) => fetch(url, { method: 'POST', body: data, keepalive, credentials: 'omit' })
+// (the sendBeacon fallback). fetch's default credentials send no cookies to a collector
+// on another origin.
+var post = (data, keepalive) => fetch(url, { method: 'POST', body: data, keepalive })
 
 // Sends when a batch is full, else after flushInterval; never before a backoff ends. A
 // timer that is still to come and no later stays; an earlier one is added (the later
@@ -204,13 +204,13 @@ var deliver = async () => {
   for (;;) {
     var [batch, data] = take(options.batchSize)
     if (!url || !batch[0]) return !batch[0]
-    report('s', batch, url)
+    __DEBUG__ && report('s', batch, url)
     try {
       var response = await post(data)
       if (/^(408|429|5)/.test(response.status)) throw response
       attempt = retryAt = 0
       // Any other 4xx is final: retrying cannot fix it, so the events go too.
-      report('a', response, batch)
+      __DEBUG__ && report('a', response, batch)
       // The batch leaves the queue: its body names each of its message_ids.
       store(load().filter((e) => !data.includes(e.message_id)))
     } catch (failure) {
@@ -219,7 +219,7 @@ var deliver = async () => {
       // exponential backoff of at most a minute.
       var wait = (failure.headers && failure.headers.get('Retry-After') * 1000) || Math.min(6e4, 1000 * 2 ** attempt++)
       retryAt = now() + wait * (1 + Math.random() / 2)
-      report('e', failure, wait)
+      __DEBUG__ && report('e', failure, wait)
       return false
     }
   }
@@ -227,19 +227,6 @@ var deliver = async () => {
 
 /** Sends everything queued now. Resolves true when the queue is empty, false when a send failed (the events stay queued and are retried). */
 export var flush = () => send()
-
-// The page is going away (or hidden, which on mobile may be the last chance): hand the
-// queued events to sendBeacon (or fetch with keepalive), as many as one request takes:
-// browsers allow 64 KB in flight for those together. Beacons give no answer, so the
-// events stay queued and are sent again (by the next send, or the next page); the
-// collector stores each message_id once.
-var beacon = () => {
-  var [batch, data] = take(1e9)
-  if (url && batch[0]) {
-    report('b', batch)
-    if (!navigator.sendBeacon(url, data)) post(data, true).catch(() => {})
-  }
-}
 
 // ---- automatic events ---------------------------------------------------------------
 
@@ -313,12 +300,20 @@ var pageLeft = (at) => {
   current = 0
 }
 
-// The page is going away or hidden: a page view still waiting for its title is taken
-// now, the engagement is queued, and everything queued leaves with a beacon.
+// The page is going away or hidden (which on mobile may be the last chance): a page view
+// still waiting for its title is taken now, the engagement is queued, and the queued
+// events go with sendBeacon (or fetch with keepalive), as many as one request takes:
+// browsers allow 64 KB in flight for those together. Beacons give no answer, so the
+// events stay queued and are sent again (by the next send, or the next page); the
+// collector stores each message_id once.
 var hidden = () => {
   if (waiting) pageView()
   pageLeft(now())
-  beacon()
+  var [batch, data] = take(1e9)
+  if (url && batch[0]) {
+    __DEBUG__ && report('b', batch)
+    if (!navigator.sendBeacon(url, data)) post(data, true).catch(() => {})
+  }
 }
 
 // ---- outbound links and file downloads ------------------------------------------------
@@ -336,27 +331,30 @@ var linkClicked = (event) => {
     var extension = (link.pathname.toLowerCase().match(/\.(\w+)$/) || [])[1]
     if (link.hasAttribute('download') || ('' + options.downloadExtensions).split(/\W+/).includes(extension))
       track('file_downloaded', { url: link.href, extension: extension || null })
-    else if (/^http/.test(link.protocol) && link.host != location.host) track('outbound_link_clicked', { url: link.href })
+    else if (/^http/.test(link.href) && link.host != location.host) track('outbound_link_clicked', { url: link.href })
   }
 }
 
 // ---- form submits -------------------------------------------------------------------
 
-// Tested on "type name autocomplete": fields of these types, fields named like card
+// The form's fields (form.elements: its controls, with those outside it that name it in
+// their form attribute). Tested on "type name autocomplete": fields of these types
+// (buttons, fieldsets and outputs hold nothing a visitor typed), fields named like card
 // numbers or codes, and autocomplete="cc-…" fields never appear.
-var SENSITIVE = /^(password|hidden|submit|button|reset|image|file) |card|cvv|cvc|iban|ssn|[^a-z]cc/i
+var SENSITIVE = /^(password|hidden|submit|button|reset|image|file|fieldset|output) |card|cv[vc]|iban|ssn|[^a-z]cc/i
 
+// A submit event's target is the form (an element: it has closest).
 var formSubmitted = (event) => {
   var form = event.target
   var attr = (name) => form.getAttribute(name)
   var fields = []
-  if (options.autoHook && form.closest && !form.closest(IGNORE)) {
-    form.querySelectorAll('input,select,textarea').forEach((el) => {
+  if (options.autoHook && !form.closest(IGNORE)) {
+    [...form.elements].forEach((el) => {
       var name = el.name || el.id
       if (
         name &&
         !fields.includes(name) &&
-        !SENSITIVE.test(el.type + ' ' + name + ' ' + el.getAttribute('autocomplete')) &&
+        !SENSITIVE.test(el.type + ' ' + name + ' ' + el.autocomplete) &&
         !el.closest(IGNORE)
       )
         fields.push(name)
@@ -384,31 +382,34 @@ var hook = () => {
       navigated()
     }
   })
-  on('popstate', navigated)
-  on('hashchange', navigated)
-  on('pageshow', (e) => {
-    // Restored from the back/forward cache: no load happened, but it is a page view.
-    if (e.persisted && options.autoEvents) pageView(now())
-  })
-  on('scroll', scrolled)
   // Capture phase (as every listener here): runs before the page's own handlers, so a
   // submit or a click that the page prevents still counts; the SDK never prevents,
   // delays or repeats one.
-  on('submit', formSubmitted)
-  on('click', linkClicked)
-  on('auxclick', linkClicked)
-  on('pagehide', hidden)
-  on(
-    'visibilitychange',
-    () => {
-      if (document.hidden) hidden()
-      else shown(now())
-    },
-  )
-  on('online', () => {
+  for (var type in listeners) addEventListener(type, listeners[type], true)
+}
+
+// Every listener is on window in the capture phase: window sees events dispatched at the
+// document and its elements before anything on the page does.
+var listeners = {
+  popstate: navigated,
+  hashchange: navigated,
+  pageshow(e) {
+    // Restored from the back/forward cache: no load happened, but it is a page view.
+    if (e.persisted && options.autoEvents) pageView(now())
+  },
+  scroll: scrolled,
+  submit: formSubmitted,
+  click: linkClicked,
+  auxclick: linkClicked,
+  pagehide: hidden,
+  visibilitychange() {
+    if (document.hidden) hidden()
+    else shown(now())
+  },
+  online() {
     retryAt = 0
     schedule()
-  })
+  },
 }
 
 // ---- public API ---------------------------------------------------------------------
@@ -419,9 +420,9 @@ export var init = (config) => {
   for (var key in config) if (config[key] != null) options[key] = config[key]
   // ?telltale_debug=1 is read once: an SPA navigation may drop it from the URL.
   if (__DEBUG__) options.debug = options.debug || debugAsked()
-  if (!options.appId) return report('m')
+  if (!options.appId) return __DEBUG__ && report('m')
   url = new URL(options.endpoint || '/', location).href.replace(/\/*$/, '/v1/events')
-  report('i', options)
+  __DEBUG__ && report('i', options)
   if (blocked()) set('queue')
   if (!hooked) hook()
   if (!lastUrl && !waiting) watch()

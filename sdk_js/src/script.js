@@ -18,14 +18,17 @@ var stub = window.telltale
 var calls = Array.isArray(stub) ? stub : (stub && stub.q) || []
 
 // data-app-id → appId, data-batch-size → batchSize, ...: dataset already camel-cases them.
-// A bare attribute (data-debug) is true; "false" and "0" are false; digits are numbers.
+// A bare attribute (data-debug) is true; values are read as JSON where they parse ("false",
+// "0", "10"), else kept as text.
 // The endpoint is the collector that served this script, unless data-endpoint names a
 // first-party proxy.
 var defaults = { endpoint: script && new URL(script.src).origin }
 for (var key in script && script.dataset) {
   var value = script.dataset[key]
-  defaults[key == 'respectDnt' ? 'respectDoNotTrack' : key] =
-    value == '' || value == 'true' || (value != 'false' && (isNaN(value) ? value : +value))
+  try {
+    value = JSON.parse(value)
+  } catch (e) {}
+  defaults[key == 'respectDnt' ? 'respectDoNotTrack' : key] = value === '' || value
 }
 // Queued init calls merge into one, so the options they set apply before any event.
 // Without an app id, init() warns and waits: a later telltale.init({appId}) supplies it
@@ -37,12 +40,12 @@ if (!__DEBUG__ && script && (defaults.debug || core.debugAsked())) {
   // (and the calls it keeps) stays for it.
   var debug = doc.createElement('script')
   core.assign(debug.dataset, script.dataset)
-  debug.src = script.src.replace(/(\.js)?(?=[?#]|$)/, '-debug.js')
-  doc.head.appendChild(debug)
+  debug.src = new URL('sdk-debug.js', script.src)
+  doc.head.append(debug)
 } else {
   if (__DEBUG__) core.debugWith(describe)
   // telltale('trackEvent', 'x', {...}) and telltale.trackEvent('x', {...}) both work.
-  var api = (method, ...args) => (api[method] ? api[method](...args) : core.report('u', method))
+  var api = (method, ...args) => (api[method] ? api[method](...args) : __DEBUG__ && core.report('u', method))
   core.assign(api, {
     init: core.init,
     trackEvent: core.trackEvent,
