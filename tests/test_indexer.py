@@ -30,12 +30,16 @@ def test_without_proc_stat_the_gate_stays_open(monkeypatch: pytest.MonkeyPatch) 
 class FakeStore:
     """What the indexer's loop asks of a store: the backlog, and indexing."""
 
-    def __init__(self, backlog: int) -> None:
+    def __init__(self, backlog: int, ingest_waiting: bool = False) -> None:
         self.pending = backlog
+        self.waiting = ingest_waiting
         self.calls: list[tuple[int, bool]] = []
 
     def backlog(self) -> int:
         return self.pending
+
+    def ingest_waiting(self) -> bool:
+        return self.waiting
 
     def index_some(self, chunk: int, *, wait: bool = True) -> int:
         self.calls.append((chunk, wait))

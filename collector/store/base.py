@@ -138,6 +138,11 @@ class Store(Protocol):
     def index_all(self) -> int:
         """Index every event accepted before this call; how many."""
 
+    def ingest_waiting(self) -> bool:
+        """Whether ingestion's commits wait for indexing: a request waited for the lock
+        while this store last held it to index, or waits now (SQLite, whose one writer
+        indexing holds up; never on PostgreSQL, where they do not wait for each other)."""
+
     # Data management.
     def export_events(
         self, app_id: str, since_ms: int | None = None, until_ms: int | None = None

@@ -42,6 +42,7 @@ from collector.timeutil import now_ms
 
 _CHUNK = 500  # bound on host parameters in one IN (...)
 INDEX_CHUNK = 5_000  # events a catch-up transaction indexes
+INBOX_ROW = 500  # events at most in one inbox row: the indexer's small chunk (indexer.CHUNK)
 STREAM_CHUNK = 1_000  # at most this many for each poll of a live stream
 _YIELD_S = 0.001  # pause between catch-up chunks, for the ingest writers
 
@@ -60,6 +61,14 @@ class SQLiteStore:
         self._lock = threading.Lock()
         self._all: list[sqlite3.Connection] = []
         self._lock_fd: int | None = None
+        # A plan that found the writers' lock taken (index_some): chunk, until, plan.
+        self._kept: tuple[int, int | None, _Planned] | None = None
+        # Waiting for the writers' lock, an ingest writer holds a shared lock on
+        # DB.writer-wait (`_write_locked`), which indexing looks for (`ingest_waiting`).
+        self._wait_fd: int | None = None
+        self._waiting = False
+        self._probe_fd: int | None = None
+        self._waited = False  # whether one waited during the last indexing transaction
 
     # Connections -----------------------------------------------------------------
 
@@ -93,9 +102,11 @@ class SQLiteStore:
                 with contextlib.suppress(sqlite3.ProgrammingError):
                     conn.close()
             self._all.clear()
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)
-                self._lock_fd = None
+            for fd in (self._lock_fd, self._wait_fd, self._probe_fd):
+                if fd is not None:
+                    os.close(fd)
+            self._lock_fd = self._wait_fd = self._probe_fd = None
+            self._waiting = False
         self._local = threading.local()
 
     def _tx(self) -> _Transaction:
@@ -422,15 +433,44 @@ class SQLiteStore:
         if self._lock_fd is None and self.path != ":memory:":
             self._lock_fd = self._open_lock()
         if not _lock(self._lock_fd, blocking):
+            self._mark_waiting()
             return None
+        if self._waiting:
+            _unlock(self._wait_fd)
+            self._waiting = False
         try:
             with self._tx() as conn:
                 return core.accept(_Primitives(conn, self.max_backlog), take())
         finally:
             _unlock(self._lock_fd)
 
-    def _open_lock(self) -> int:
-        return os.open(self.path + ".writer-lock", os.O_RDWR | os.O_CREAT, 0o644)
+    def _open_lock(self, suffix: str = ".writer-lock") -> int:
+        return os.open(self.path + suffix, os.O_RDWR | os.O_CREAT, 0o644)
+
+    def _mark_waiting(self) -> None:
+        """Say, until this writer has the lock, that an ingest writer waits for it."""
+        if self._waiting or self.path == ":memory:":
+            return
+        if self._wait_fd is None:
+            self._wait_fd = self._open_lock(".writer-wait")
+        fcntl.flock(self._wait_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: never refused
+        self._waiting = True
+
+    def _writers_waiting(self) -> bool:
+        if self.path == ":memory:":
+            return False
+        if self._probe_fd is None:
+            self._probe_fd = self._open_lock(".writer-wait")
+        if _lock(self._probe_fd, blocking=False):
+            _unlock(self._probe_fd)
+            return False
+        return True
+
+    def ingest_waiting(self) -> bool:
+        """Whether an ingest writer (a worker's group commit) waited for the writers'
+        lock while this store last held it to index, or waits now: the indexer then
+        takes small chunks, so that a request waits for a short transaction only."""
+        return self._waited or self._writers_waiting()
 
     # Indexing ---------------------------------------------------------------------------
 
@@ -464,6 +504,20 @@ class SQLiteStore:
             # before an ingest writer (retrying every 0.5 ms) got a turn.
             time.sleep(_YIELD_S)
 
+    def _kept_plan(
+        self, conn: sqlite3.Connection, chunk: int, until: int | None
+    ) -> _Planned | None:
+        """The plan of a try that found the lock taken, if it is still the next one."""
+        if self._kept is None:
+            return None
+        kept_chunk, kept_until, planned = self._kept
+        if (kept_chunk, kept_until) != (chunk, until) or (
+            _indexed_total(conn) != planned.indexed_before
+        ):
+            self._kept = None
+            return None
+        return planned
+
     def index_some(self, chunk: int, *, wait: bool = True, until: int | None = None) -> int:
         """One transaction: index the oldest pending events, whole inbox rows, about
         `chunk` of them and none accepted after event number `until`; return how many
@@ -473,15 +527,22 @@ class SQLiteStore:
             return 0
         # Read, decode and plan first, in a read snapshot, so that the writers' lock is
         # held only for writing; kept if no other indexing commits meanwhile.
-        conn.execute("BEGIN")
-        try:
-            planned = _plan_pending(conn, chunk, until)
-        finally:
-            conn.execute("COMMIT")
+        planned = self._kept_plan(conn, chunk, until)
         if planned is None:
-            return 0
+            conn.execute("BEGIN")
+            try:
+                planned = _plan_pending(conn, chunk, until)
+            finally:
+                conn.execute("COMMIT")
+            if planned is None:
+                return 0
+        self._kept = None
         with self._turn(wait) as locked:
             if not locked:
+                # Kept for the next try: planning is most of an indexing round's CPU,
+                # which an indexer retrying every millisecond while the workers commit
+                # would otherwise spend again each time, taking it from them.
+                self._kept = (chunk, until, planned)
                 return 0
             # No fsync for indexing: a crash can lose an indexing transaction only
             # whole, leaving its events in the inbox, and the next acknowledged commit's
@@ -493,7 +554,9 @@ class SQLiteStore:
                         planned = _plan_pending(conn, chunk, until)  # another got there first
                         if planned is None:
                             return 0
-                    return _write_planned(conn, planned)
+                    indexed = _write_planned(conn, planned)
+                self._waited = self._writers_waiting()  # while this transaction held the lock
+                return indexed
             finally:
                 conn.execute("PRAGMA synchronous=FULL")
 
@@ -957,10 +1020,16 @@ class _Primitives(VisitTables):
     def append(self, events: Sequence[Event]) -> None:
         last, indexed_text = self.conn.execute(_TOTALS).fetchone()
         indexed = int(indexed_text)
-        total = (last or indexed) + len(events)
-        self.conn.execute(
-            "INSERT INTO inbox (total, data) VALUES (?, ?)", (total, codec.encode(events))
-        )
+        total = last or indexed
+        # Rows of at most INBOX_ROW events: indexing takes whole rows, so a row is the
+        # least it can take in one hold of the writers' lock (a 2,000-event batch as
+        # one row would hold every request back ~4 times as long as it need).
+        for start in range(0, len(events), INBOX_ROW):
+            part = events[start : start + INBOX_ROW]
+            total += len(part)
+            self.conn.execute(
+                "INSERT INTO inbox (total, data) VALUES (?, ?)", (total, codec.encode(part))
+            )
         # A bounded backlog: past it, each commit also indexes what it adds, so reads
         # never have more than max_backlog events to catch up on. Rarely reached: from
         # half of it the indexer works in large chunks whatever the CPU (indexer.py).
