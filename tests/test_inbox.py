@@ -222,3 +222,69 @@ def test_inbox_rows_are_compressed_and_older_rows_still_index(store: SQLiteStore
     assert store.index_all() == 35
     assert indexed_rows(store) == 35
     assert indexed_rows(store, "SELECT count(*) FROM events WHERE event = 'older'") == 15
+
+
+def test_a_big_group_is_kept_in_rows_the_indexer_can_take_a_few_at_a_time(
+    store: SQLiteStore,
+) -> None:
+    """Indexing takes whole inbox rows: a 2,000-event batch kept as one row held the
+    writers' lock for all 2,000 however small the indexer's chunk."""
+    store.write([ev(APP, "flood", T0 + i, user=f"u{i % 7}") for i in range(2_000)])
+    totals = [r[0] for r in store.conn().execute("SELECT total FROM inbox ORDER BY id")]
+    assert totals == [500, 1_000, 1_500, 2_000]
+    assert store.index_some(sqlite_store.INBOX_ROW, wait=False) == 500
+    assert store.backlog() == 1_500
+    assert store.index_all() == 1_500
+    assert indexed_rows(store) == 2_000
+
+
+def test_an_ingest_writer_that_finds_the_lock_taken_says_it_waits(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    """The indexer takes small chunks while a worker's commit waits for the lock
+    (indexer.step); each process has its own store, as here."""
+    worker = SQLiteStore(store.path)
+    assert not store.ingest_waiting()
+    with store._turn():  # the indexer (or another worker) holds the writers' lock
+        assert worker.try_write(lambda: [ev(APP, "a", T0)]) is None
+        assert store.ingest_waiting() and store._writers_waiting()
+        assert worker.try_write(lambda: [ev(APP, "b", T0)]) is None  # still one wait
+    assert store.ingest_waiting()
+    assert worker.try_write(lambda: [ev(APP, "c", T0)]) is not None
+    assert not store.ingest_waiting()  # it has written: nobody waits now
+    # A wait during an indexing transaction is remembered past it.
+    with store._turn():
+        assert worker.try_write(lambda: [ev(APP, "d", T0)]) is None
+    assert worker.try_write(lambda: [ev(APP, "e", T0)]) is not None
+    assert not store.ingest_waiting()
+    worker.close()
+
+
+def test_a_plan_that_found_the_lock_taken_is_kept_for_the_next_try(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.write([ev(APP, "a", T0 + i, user="u1") for i in range(10)])
+    plans: list[int] = []
+    plan = sqlite_store._plan_pending
+
+    def counted(*args: object, **kwargs: object) -> object:
+        plans.append(1)
+        return plan(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite_store, "_plan_pending", counted)
+    other = SQLiteStore(store.path)
+    with other._turn():  # a worker commits
+        assert store.index_some(500, wait=False) == 0
+        assert store.index_some(500, wait=False) == 0
+    assert len(plans) == 1  # planned once, kept while the lock was taken
+    assert store.index_some(500, wait=False) == 10
+    assert len(plans) == 1
+    other.write([ev(APP, "b", T0, user="u2")])
+    with other._turn():
+        assert store.index_some(500, wait=False) == 0
+    other.index_all()  # another indexes first: the kept plan is stale, and dropped
+    other.write([ev(APP, "c", T0, user="u3")])
+    planned = len(plans)
+    assert store.index_some(500, wait=False) == 1  # c alone, newly planned
+    assert len(plans) == planned + 1
+    other.close()
