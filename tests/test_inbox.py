@@ -277,14 +277,47 @@ def test_a_plan_that_found_the_lock_taken_is_kept_for_the_next_try(
         assert store.index_some(500, wait=False) == 0
         assert store.index_some(500, wait=False) == 0
     assert len(plans) == 1  # planned once, kept while the lock was taken
-    assert store.index_some(500, wait=False) == 10
+    assert store.index_some(5_000, wait=False) == 10  # a small plan serves a large chunk
     assert len(plans) == 1
     other.write([ev(APP, "b", T0, user="u2")])
     with other._turn():
+        assert store.index_some(5_000, wait=False) == 0
+    planned = len(plans)
+    with other._turn():  # a large plan kept does not serve a small chunk
         assert store.index_some(500, wait=False) == 0
+    assert len(plans) == planned + 1
     other.index_all()  # another indexes first: the kept plan is stale, and dropped
     other.write([ev(APP, "c", T0, user="u3")])
     planned = len(plans)
     assert store.index_some(500, wait=False) == 1  # c alone, newly planned
     assert len(plans) == planned + 1
+    other.close()
+
+
+def test_an_indexer_that_does_not_wait_leaves_the_lock_to_a_waiting_writer(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """flock is not fair: an indexer back every millisecond took the lock again and again
+    while a worker (its loop busy serving) asked less often; requests waited 0.3-1.7 s."""
+    clock = [100.0]
+    monkeypatch.setattr(sqlite_store.time, "monotonic", lambda: clock[0])
+    store.write([ev(APP, "a", T0 + i, user="u1") for i in range(10)])
+    worker = SQLiteStore(store.path)
+    other = SQLiteStore(store.path)
+    with other._turn():  # a commit under way; the worker waits for it
+        assert worker.try_write(lambda: [ev(APP, "b", T0)]) is None
+    # The lock is free now, but the worker has not had its turn yet.
+    assert store.index_some(500, wait=False) == 0
+    clock[0] += sqlite_store.DEFER_S / 2
+    assert store.index_some(500, wait=False) == 0
+    assert store.backlog() == 10
+    # Not for ever: past DEFER_S indexing goes on (else the backlog reaches its bound).
+    clock[0] += sqlite_store.DEFER_S
+    assert store.index_some(5, wait=False) == 10  # whole rows: the 10 events' one
+    store.write([ev(APP, "a2", T0, user="u1")])
+    assert store.index_some(500, wait=False) == 0  # the worker still waits: deferred again
+    assert store.index_some(500, wait=True) == 1  # a read's catch-up does not defer
+    assert worker.try_write(lambda: [ev(APP, "c", T0)]) is not None
+    assert store.index_some(500, wait=False) == 1  # nobody waits: the indexer goes on
+    worker.close()
     other.close()

@@ -43,6 +43,7 @@ from collector.timeutil import now_ms
 _CHUNK = 500  # bound on host parameters in one IN (...)
 INDEX_CHUNK = 5_000  # events a catch-up transaction indexes
 INBOX_ROW = 500  # events at most in one inbox row: the indexer's small chunk (indexer.CHUNK)
+DEFER_S = 0.1  # how long indexing that does not wait leaves the lock to waiting writers
 STREAM_CHUNK = 1_000  # at most this many for each poll of a live stream
 _YIELD_S = 0.001  # pause between catch-up chunks, for the ingest writers
 
@@ -69,6 +70,7 @@ class SQLiteStore:
         self._waiting = False
         self._probe_fd: int | None = None
         self._waited = False  # whether one waited during the last indexing transaction
+        self._deferred_since: float | None = None  # since when indexing leaves it to them
 
     # Connections -----------------------------------------------------------------
 
@@ -507,12 +509,16 @@ class SQLiteStore:
     def _kept_plan(
         self, conn: sqlite3.Connection, chunk: int, until: int | None
     ) -> _Planned | None:
-        """The plan of a try that found the lock taken, if it is still the next one."""
+        """The plan of a try that found the lock taken, if it is still the next one and
+        no larger than `chunk` (the indexer asks for small chunks while a commit waits,
+        and large ones again after: a small plan kept serves both)."""
         if self._kept is None:
             return None
         kept_chunk, kept_until, planned = self._kept
-        if (kept_chunk, kept_until) != (chunk, until) or (
-            _indexed_total(conn) != planned.indexed_before
+        if (
+            kept_chunk > chunk
+            or kept_until != until
+            or _indexed_total(conn) != planned.indexed_before
         ):
             self._kept = None
             return None
@@ -528,6 +534,7 @@ class SQLiteStore:
         # Read, decode and plan first, in a read snapshot, so that the writers' lock is
         # held only for writing; kept if no other indexing commits meanwhile.
         planned = self._kept_plan(conn, chunk, until)
+        planned_for = chunk if self._kept is None else self._kept[0]
         if planned is None:
             conn.execute("BEGIN")
             try:
@@ -537,12 +544,25 @@ class SQLiteStore:
             if planned is None:
                 return 0
         self._kept = None
+        # Without waiting, an ingest writer that waits goes first: the lock is left to it
+        # (flock is not fair, and an indexer back every millisecond would take it again
+        # and again while a worker's loop, busy serving, tried less often), for up to
+        # DEFER_S: then indexing goes on, lest the backlog reach its bound, past which
+        # every commit indexes too (a 2,000-event commit then held the lock 1-1.8 s).
+        if not wait and self._writers_waiting():
+            now = time.monotonic()
+            if self._deferred_since is None:
+                self._deferred_since = now
+            if now - self._deferred_since < DEFER_S:
+                self._kept = (planned_for, until, planned)
+                return 0
+        self._deferred_since = None
         with self._turn(wait) as locked:
             if not locked:
                 # Kept for the next try: planning is most of an indexing round's CPU,
                 # which an indexer retrying every millisecond while the workers commit
                 # would otherwise spend again each time, taking it from them.
-                self._kept = (chunk, until, planned)
+                self._kept = (planned_for, until, planned)
                 return 0
             # No fsync for indexing: a crash can lose an indexing transaction only
             # whole, leaving its events in the inbox, and the next acknowledged commit's
