@@ -321,3 +321,42 @@ def test_an_indexer_that_does_not_wait_leaves_the_lock_to_a_waiting_writer(
     assert store.index_some(500, wait=False) == 1  # nobody waits: the indexer goes on
     worker.close()
     other.close()
+
+
+def test_at_its_bound_the_backlog_refuses_big_requests_and_takes_small_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the bound every commit indexes as much as it adds, on the event loop and
+    holding the lock: a flood's 2,000-event commits then held every app back 1-2 s. The
+    app that sends big batches waits for the indexer instead."""
+    import asyncio
+
+    from collector.errors import BacklogFull
+    from collector.ingest.writer import BIG_REQUEST, Writer
+
+    clock = [100.0]
+    monkeypatch.setattr(sqlite_store.time, "monotonic", lambda: clock[0])
+    store = SQLiteStore(str(tmp_path / "b.db"), max_backlog=300)
+    store.migrate()
+    big = BIG_REQUEST + 1
+
+    async def scenario() -> None:
+        writer = Writer(store, queue_size=10_000)
+        await writer.start()
+        await writer.submit([ev(APP, "flood", T0 + i, user="u") for i in range(big)])
+        assert not store.at_backlog_bound()  # 251 of 300
+        store.write([ev(APP, "small", T0 + i, user="s") for i in range(20)])
+        assert store.at_backlog_bound()  # 271: within a tenth of the bound
+        with pytest.raises(BacklogFull):
+            await writer.submit([ev(APP, "flood", T0 + i, user="u") for i in range(big)])
+        assert len(await writer.submit([ev(APP, "quiet", T0, user="q")])) == 1
+        assert store.backlog() == 272
+        store.index_all()  # the indexer catches up
+        assert store.at_backlog_bound()  # as the last commit found it, for a while
+        clock[0] += 2 * sqlite_store.BOUND_READ_S
+        assert not store.at_backlog_bound()  # then counted again
+        await writer.submit([ev(APP, "flood", T0 + i, user="u") for i in range(big)])
+        await writer.stop()
+
+    asyncio.run(scenario())
+    assert store.backlog() == big

@@ -37,6 +37,9 @@ class GatedStore:
 
     commit_threads = 0
 
+    def at_backlog_bound(self) -> bool:
+        return False
+
     def __init__(self) -> None:
         self.gate = threading.Event()
         self.entered = threading.Event()
@@ -265,6 +268,9 @@ class GatedByApp:
 
     commit_threads = 2
 
+    def at_backlog_bound(self) -> bool:
+        return False
+
     def __init__(self, held: str) -> None:
         self.held = held
         self.gate = threading.Event()
@@ -315,6 +321,9 @@ class RecordingStore:
     inside the first commit (a request that arrives while it runs)."""
 
     commit_threads = 0
+
+    def at_backlog_bound(self) -> bool:
+        return False
 
     def __init__(self) -> None:
         self.groups: list[list[str]] = []

@@ -44,6 +44,16 @@ _CHUNK = 500  # bound on host parameters in one IN (...)
 INDEX_CHUNK = 5_000  # events a catch-up transaction indexes
 INBOX_ROW = 500  # events at most in one inbox row: the indexer's small chunk (indexer.CHUNK)
 DEFER_S = 0.1  # how long indexing that does not wait leaves the lock to waiting writers
+BOUND_READ_S = 0.1  # how often a backlog said to be at its bound is counted again
+
+
+def near_bound(max_backlog: int) -> int:
+    """The backlog from which big requests are refused (`at_backlog_bound`): a tenth
+    below the bound, so that one of them seldom takes it past the bound, where its
+    commit would index too."""
+    return max_backlog - max_backlog // 10
+
+
 STREAM_CHUNK = 1_000  # at most this many for each poll of a live stream
 _YIELD_S = 0.001  # pause between catch-up chunks, for the ingest writers
 
@@ -71,6 +81,8 @@ class SQLiteStore:
         self._probe_fd: int | None = None
         self._waited = False  # whether one waited during the last indexing transaction
         self._deferred_since: float | None = None  # since when indexing leaves it to them
+        self._at_bound = False  # the last commit found the backlog at its bound
+        self._bound_read = 0.0  # when that was last read (time.monotonic)
 
     # Connections -----------------------------------------------------------------
 
@@ -442,9 +454,19 @@ class SQLiteStore:
             self._waiting = False
         try:
             with self._tx() as conn:
-                return core.accept(_Primitives(conn, self.max_backlog), take())
+                primitives = _Primitives(conn, self.max_backlog)
+                outcomes = core.accept(primitives, take())
+            self._at_bound, self._bound_read = primitives.at_bound, time.monotonic()
+            return outcomes
         finally:
             _unlock(self._lock_fd)
+
+    def at_backlog_bound(self) -> bool:
+        if self._at_bound and time.monotonic() - self._bound_read >= BOUND_READ_S:
+            # No commit of this process has looked since: the indexer may have caught up.
+            self._at_bound = self.backlog() >= near_bound(self.max_backlog)
+            self._bound_read = time.monotonic()
+        return self._at_bound
 
     def _open_lock(self, suffix: str = ".writer-lock") -> int:
         return os.open(self.path + suffix, os.O_RDWR | os.O_CREAT, 0o644)
@@ -954,6 +976,7 @@ class _Primitives(VisitTables):
     def __init__(self, conn: sqlite3.Connection, max_backlog: int | None = None) -> None:
         self.conn = conn
         self.max_backlog = max_backlog
+        self.at_bound = False  # whether `append` found the backlog at its bound
 
     def claim_message_ids(self, claims: Sequence[core.Claim]) -> int:
         before = self.conn.total_changes
@@ -1054,7 +1077,10 @@ class _Primitives(VisitTables):
         # never have more than max_backlog events to catch up on. Rarely reached: from
         # half of it the indexer works in large chunks whatever the CPU (indexer.py).
         if self.max_backlog is not None and total - indexed > self.max_backlog:
-            _index_pending(self.conn, total - indexed - self.max_backlog)
+            indexed += _index_pending(self.conn, total - indexed - self.max_backlog)
+        self.at_bound = self.max_backlog is not None and total - indexed >= near_bound(
+            self.max_backlog
+        )
 
     def insert_events(self, rows: Sequence[core.EventRow]) -> None:
         self.conn.executemany(
