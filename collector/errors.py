@@ -107,6 +107,15 @@ class Unavailable(_RetryLater):
     default_message = "Write queue is full, retry later"
 
 
+class BacklogFull(Unavailable):
+    """A big request while the events accepted but not yet indexed are at their bound
+    (SQLite): past it every commit indexes as much as it adds, holding the one write lock
+    and the event loop, so the app that sends big batches waits instead of every app."""
+
+    code = "backlog_full"
+    default_message = "Indexing is behind, retry later"
+
+
 class StorageFailed(Unavailable):
     """A group commit failed (the database is unreachable, or errs): nothing of it was
     stored, so the client retries."""

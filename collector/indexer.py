@@ -89,8 +89,11 @@ def run(
 def step(store: Store, cpu: SpareCpu, pressure: Pressure, idle: float, poll_s: float) -> float:
     """One round of indexing (or of waiting); how long to sleep before the next."""
     if pressure.on():
-        # Still without waiting for the lock: a worker's commit goes first.
-        store.index_some(PRESSED_CHUNK, wait=False)
+        # Still without waiting for the lock: a worker's commit goes first. Small chunks
+        # while the workers' commits wait for the lock it holds (SQLite's one writer): a
+        # large one holds it ~10 times as long (longer still on a busy CPU, which
+        # preempts the indexer mid-transaction), and every request waits that out.
+        store.index_some(CHUNK if store.ingest_waiting() else PRESSED_CHUNK, wait=False)
         return YIELD_S
     if idle and cpu.spare() < idle:
         # Ingest first: while the workers need the CPU, the backlog grows.

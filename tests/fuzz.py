@@ -11,9 +11,9 @@ What is checked, request by request and at the end:
 - every event acknowledged (as "Event tracked successfully") is stored, and nothing
   invalid is: every stored event has a name of 1-255 characters, an IP that is an IP, a
   capped User-Agent, object properties;
-- the worker's memory at the end is within 10% of what it was halfway through the same
-  traffic (the bounded caches fill in the first half of a long run; after it, nothing may
-  keep growing).
+- the worker's memory at the end is within 10% of what it was after a warm-up: requests
+  that fill every bounded cache to its bound (`cache_filling_cases`), then the first half
+  of the mutation cases; after it, nothing may keep growing.
 """
 
 from __future__ import annotations
@@ -36,9 +36,18 @@ import httpx
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
+from collector.ingest import auth
+from collector.ingest.auth import MAX_ORIGIN
+from collector.ingest.bots import CACHE_SIZE as BOT_CACHE_SIZE
 from collector.ingest.dialects.routes import ROUTES
+from collector.ingest.geo import CACHE_SIZE as GEO_CACHE_SIZE
 from collector.ingest.normalize import MAX_REQUEST_BYTES
+from collector.ingest.pipeline import CACHE_ENTRIES as APP_CACHE_ENTRIES
+from collector.ingest.sources import CACHE_SIZE as SOURCES_CACHE_SIZE
+from collector.ingest.useragent import CACHE_SIZE as UA_CACHE_SIZE
 from collector.ingest.useragent import MAX_USER_AGENT
+
+ORIGIN_CACHE_SIZE: int = auth._caller_origin.cache_parameters()["maxsize"]
 
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -671,6 +680,52 @@ def run_cases(
 def mutation_cases(mutator: Mutator, count: int) -> Iterator[Case]:
     for _ in range(count):
         yield mutator.case()
+
+
+def cache_filling_cases(
+    app_id: str, api_key: str, origin: str, rng_seed: int, *, per_request: bool
+) -> Iterator[Case]:
+    """Requests that fill each bounded per-process cache of the collector to its bound,
+    with entries as large as it keeps: User-Agents and bot verdicts (1,024 characters),
+    countries by IP and referrer hosts, in server batches; with `per_request`, also the
+    caches one request adds one entry to: origins (300 characters), and the app caches'
+    misses by id and by key. Memory measured after these is what the rest of a run must
+    not outgrow: a 100,000-case run adds only a few thousand new User-Agents, so without
+    them the caches would still be filling at the end (+20 MB on SQLite) and a check
+    against a measurement taken halfway would read that as a leak."""
+    r = random.Random(rng_seed)
+    letters = string.ascii_lowercase + string.digits
+
+    def junk(k: int) -> str:
+        return "".join(r.choices(letters, k=k))
+
+    auth = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+    per_batch = 250  # 250 events of ~1.5 KB: well under the body limit
+    entries = max(UA_CACHE_SIZE, BOT_CACHE_SIZE, GEO_CACHE_SIZE, SOURCES_CACHE_SIZE) + 500
+    for start in range(0, entries, per_batch):
+        events = [
+            {
+                "event": "cache_fill",
+                "user": f"fill{i % 50}",
+                "user_agent": (CHROME + " " + junk(MAX_USER_AGENT))[:MAX_USER_AGENT],
+                "ip": str(ipaddress.IPv4Address(0x0B000000 + i)),
+                "context": {"referrer": f"https://{junk(60)}.{junk(60)}.example/"},
+            }
+            for i in range(start, start + per_batch)
+        ]
+        yield Case("POST", "/v1/events", auth, json.dumps({"events": events}).encode())
+    if not per_request:
+        return
+    for _ in range(ORIGIN_CACHE_SIZE + 100):
+        host = f"{junk(60)}.{junk(60)}.{junk(60)}.{junk(60)}.example"[: MAX_ORIGIN - 8]
+        body = json.dumps({"app_id": app_id, "event": "x", "anonymous_id": "a"}).encode()
+        yield Case("POST", "/v1/event", {"Origin": f"https://{host}"}, body)
+    for _ in range(APP_CACHE_ENTRIES + 100):
+        invented = {"app_id": "app_" + junk(60), "event": "x", "anonymous_id": "a"}
+        yield Case("POST", "/v1/event", {"Origin": origin}, json.dumps(invented).encode())
+    for _ in range(APP_CACHE_ENTRIES + 100):
+        headers = {"Authorization": f"Bearer sk_{junk(32)}", "Content-Type": "application/json"}
+        yield Case("POST", "/v1/event", headers, b'{"event": "x", "user": "u"}')
 
 
 def invalid_stored(events: list[dict[str, Any]]) -> list[str]:

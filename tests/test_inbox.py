@@ -222,3 +222,141 @@ def test_inbox_rows_are_compressed_and_older_rows_still_index(store: SQLiteStore
     assert store.index_all() == 35
     assert indexed_rows(store) == 35
     assert indexed_rows(store, "SELECT count(*) FROM events WHERE event = 'older'") == 15
+
+
+def test_a_big_group_is_kept_in_rows_the_indexer_can_take_a_few_at_a_time(
+    store: SQLiteStore,
+) -> None:
+    """Indexing takes whole inbox rows: a 2,000-event batch kept as one row held the
+    writers' lock for all 2,000 however small the indexer's chunk."""
+    store.write([ev(APP, "flood", T0 + i, user=f"u{i % 7}") for i in range(2_000)])
+    totals = [r[0] for r in store.conn().execute("SELECT total FROM inbox ORDER BY id")]
+    assert totals == [500, 1_000, 1_500, 2_000]
+    assert store.index_some(sqlite_store.INBOX_ROW, wait=False) == 500
+    assert store.backlog() == 1_500
+    assert store.index_all() == 1_500
+    assert indexed_rows(store) == 2_000
+
+
+def test_an_ingest_writer_that_finds_the_lock_taken_says_it_waits(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    """The indexer takes small chunks while a worker's commit waits for the lock
+    (indexer.step); each process has its own store, as here."""
+    worker = SQLiteStore(store.path)
+    assert not store.ingest_waiting()
+    with store._turn():  # the indexer (or another worker) holds the writers' lock
+        assert worker.try_write(lambda: [ev(APP, "a", T0)]) is None
+        assert store.ingest_waiting() and store._writers_waiting()
+        assert worker.try_write(lambda: [ev(APP, "b", T0)]) is None  # still one wait
+    assert store.ingest_waiting()
+    assert worker.try_write(lambda: [ev(APP, "c", T0)]) is not None
+    assert not store.ingest_waiting()  # it has written: nobody waits now
+    # A wait during an indexing transaction is remembered past it.
+    with store._turn():
+        assert worker.try_write(lambda: [ev(APP, "d", T0)]) is None
+    assert worker.try_write(lambda: [ev(APP, "e", T0)]) is not None
+    assert not store.ingest_waiting()
+    worker.close()
+
+
+def test_a_plan_that_found_the_lock_taken_is_kept_for_the_next_try(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.write([ev(APP, "a", T0 + i, user="u1") for i in range(10)])
+    plans: list[int] = []
+    plan = sqlite_store._plan_pending
+
+    def counted(*args: object, **kwargs: object) -> object:
+        plans.append(1)
+        return plan(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite_store, "_plan_pending", counted)
+    other = SQLiteStore(store.path)
+    with other._turn():  # a worker commits
+        assert store.index_some(500, wait=False) == 0
+        assert store.index_some(500, wait=False) == 0
+    assert len(plans) == 1  # planned once, kept while the lock was taken
+    assert store.index_some(5_000, wait=False) == 10  # a small plan serves a large chunk
+    assert len(plans) == 1
+    other.write([ev(APP, "b", T0, user="u2")])
+    with other._turn():
+        assert store.index_some(5_000, wait=False) == 0
+    planned = len(plans)
+    with other._turn():  # a large plan kept does not serve a small chunk
+        assert store.index_some(500, wait=False) == 0
+    assert len(plans) == planned + 1
+    other.index_all()  # another indexes first: the kept plan is stale, and dropped
+    other.write([ev(APP, "c", T0, user="u3")])
+    planned = len(plans)
+    assert store.index_some(500, wait=False) == 1  # c alone, newly planned
+    assert len(plans) == planned + 1
+    other.close()
+
+
+def test_an_indexer_that_does_not_wait_leaves_the_lock_to_a_waiting_writer(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """flock is not fair: an indexer back every millisecond took the lock again and again
+    while a worker (its loop busy serving) asked less often; requests waited 0.3-1.7 s."""
+    clock = [100.0]
+    monkeypatch.setattr(sqlite_store.time, "monotonic", lambda: clock[0])
+    store.write([ev(APP, "a", T0 + i, user="u1") for i in range(10)])
+    worker = SQLiteStore(store.path)
+    other = SQLiteStore(store.path)
+    with other._turn():  # a commit under way; the worker waits for it
+        assert worker.try_write(lambda: [ev(APP, "b", T0)]) is None
+    # The lock is free now, but the worker has not had its turn yet.
+    assert store.index_some(500, wait=False) == 0
+    clock[0] += sqlite_store.DEFER_S / 2
+    assert store.index_some(500, wait=False) == 0
+    assert store.backlog() == 10
+    # Not for ever: past DEFER_S indexing goes on (else the backlog reaches its bound).
+    clock[0] += sqlite_store.DEFER_S
+    assert store.index_some(5, wait=False) == 10  # whole rows: the 10 events' one
+    store.write([ev(APP, "a2", T0, user="u1")])
+    assert store.index_some(500, wait=False) == 0  # the worker still waits: deferred again
+    assert store.index_some(500, wait=True) == 1  # a read's catch-up does not defer
+    assert worker.try_write(lambda: [ev(APP, "c", T0)]) is not None
+    assert store.index_some(500, wait=False) == 1  # nobody waits: the indexer goes on
+    worker.close()
+    other.close()
+
+
+def test_at_its_bound_the_backlog_refuses_big_requests_and_takes_small_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the bound every commit indexes as much as it adds, on the event loop and
+    holding the lock: a flood's 2,000-event commits then held every app back 1-2 s. The
+    app that sends big batches waits for the indexer instead."""
+    import asyncio
+
+    from collector.errors import BacklogFull
+    from collector.ingest.writer import BIG_REQUEST, Writer
+
+    clock = [100.0]
+    monkeypatch.setattr(sqlite_store.time, "monotonic", lambda: clock[0])
+    store = SQLiteStore(str(tmp_path / "b.db"), max_backlog=300)
+    store.migrate()
+    big = BIG_REQUEST + 1
+
+    async def scenario() -> None:
+        writer = Writer(store, queue_size=10_000)
+        await writer.start()
+        await writer.submit([ev(APP, "flood", T0 + i, user="u") for i in range(big)])
+        assert not store.at_backlog_bound()  # 251 of 300
+        store.write([ev(APP, "small", T0 + i, user="s") for i in range(20)])
+        assert store.at_backlog_bound()  # 271: within a tenth of the bound
+        with pytest.raises(BacklogFull):
+            await writer.submit([ev(APP, "flood", T0 + i, user="u") for i in range(big)])
+        assert len(await writer.submit([ev(APP, "quiet", T0, user="q")])) == 1
+        assert store.backlog() == 272
+        store.index_all()  # the indexer catches up
+        assert store.at_backlog_bound()  # as the last commit found it, for a while
+        clock[0] += 2 * sqlite_store.BOUND_READ_S
+        assert not store.at_backlog_bound()  # then counted again
+        await writer.submit([ev(APP, "flood", T0 + i, user="u") for i in range(big)])
+        await writer.stop()
+
+    asyncio.run(scenario())
+    assert store.backlog() == big

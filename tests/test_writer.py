@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from collector.errors import StorageFailed, Unavailable
-from collector.ingest.writer import Writer
+from collector.ingest.writer import BIG_REQUEST, Writer
 from collector.models import Event, Outcome
 
 
@@ -36,6 +36,9 @@ class GatedStore:
     writer can tell) until the test opens the gate."""
 
     commit_threads = 0
+
+    def at_backlog_bound(self) -> bool:
+        return False
 
     def __init__(self) -> None:
         self.gate = threading.Event()
@@ -265,6 +268,9 @@ class GatedByApp:
 
     commit_threads = 2
 
+    def at_backlog_bound(self) -> bool:
+        return False
+
     def __init__(self, held: str) -> None:
         self.held = held
         self.gate = threading.Event()
@@ -306,5 +312,98 @@ def test_another_app_commits_beside_a_long_commit_and_one_app_never_has_two() ->
         await writer.stop()
         assert store.groups[1] == [f"evt_{i}" for i in range(2000)]
         assert store.groups[2] == [f"evt_{i}" for i in range(2000, 4000)]
+
+    asyncio.run(scenario())
+
+
+class RecordingStore:
+    """Commits on the event loop (SQLite's way), every group recorded; `after` runs once
+    inside the first commit (a request that arrives while it runs)."""
+
+    commit_threads = 0
+
+    def at_backlog_bound(self) -> bool:
+        return False
+
+    def __init__(self) -> None:
+        self.groups: list[list[str]] = []
+        self.after: Callable[[], None] | None = None
+
+    def try_write(self, take: Callable[[], Sequence[Event]]) -> list[Outcome] | None:
+        events = take()
+        self.groups.append([e.id for e in events])
+        if self.after is not None:
+            after, self.after = self.after, None
+            after()
+        return [Outcome("accepted", e.id) for e in events]
+
+
+def batch(app_id: str, first: int, count: int) -> list[Event]:
+    return [event(first + i, app_id) for i in range(count)]
+
+
+def test_small_requests_commit_before_a_big_batch_and_never_share_its_commit() -> None:
+    """SQLite, flood of 2,000-event batches: another app's single event shared a
+    commit with two of them (4,001 events, every one of its requests waiting for all),
+    its p99 540 ms on a quiet machine. Now the waiting small requests commit first, in
+    a group of their own, and a big batch commits alone."""
+    big = BIG_REQUEST + 1
+
+    async def scenario() -> None:
+        store = GatedStore()
+        writer = Writer(store, queue_size=100_000, commit_batch=5_000)  # type: ignore[arg-type]
+        await writer.start()
+        first = asyncio.create_task(writer.submit(batch("flood", 0, big)))
+        while not store.entered.is_set():  # the lock is taken elsewhere: everyone waits
+            await asyncio.sleep(0.001)
+        tasks = [
+            asyncio.create_task(writer.submit(batch("flood", 1_000, big))),
+            asyncio.create_task(writer.submit(batch("quiet", 10_000, 1))),
+            asyncio.create_task(writer.submit(batch("other", 20_000, 3))),
+            asyncio.create_task(writer.submit(batch("flood2", 30_000, big))),
+            asyncio.create_task(writer.submit(batch("quiet", 10_001, 1))),
+        ]
+        await asyncio.sleep(0)
+        store.gate.set()
+        await asyncio.gather(first, *tasks)
+        await writer.stop()
+        sizes = [len(g) for g in store.groups]
+        # The small requests first, together (one of each app in turn); then each big
+        # batch alone, apps in turn (the flood's second batch after flood2's).
+        assert store.groups[0] == ["evt_10000", "evt_20000", "evt_20001", "evt_20002", "evt_10001"]
+        assert sizes[1:] == [big, big, big]
+        assert [g[0] for g in store.groups[1:]] == ["evt_0", "evt_30000", "evt_1000"]
+
+    asyncio.run(scenario())
+
+
+def test_big_batches_and_small_requests_take_turns_while_both_wait() -> None:
+    """Small requests go first, but a stream of them cannot hold a big batch back: while
+    both wait, a group of small requests and a big batch take turns."""
+    big = BIG_REQUEST + 1
+
+    async def scenario() -> None:
+        store = RecordingStore()
+        writer = Writer(store, queue_size=100_000, commit_batch=5_000)  # type: ignore[arg-type]
+        await writer.start()
+        late: list[asyncio.Task[list[Outcome]]] = []
+        # While the first group commits, another small request and a batch arrive.
+        store.after = lambda: late.extend(
+            [
+                asyncio.ensure_future(writer.submit(batch("quiet", 3, 1))),
+                asyncio.ensure_future(writer.submit(batch("flood", 5_000, big))),
+            ]
+        )
+        tasks = [
+            asyncio.create_task(writer.submit(batch("flood", 0, big))),
+            asyncio.create_task(writer.submit(batch("quiet", 1, 1))),
+        ]
+        await asyncio.gather(*tasks)
+        await asyncio.gather(*late)
+        await writer.stop()
+        firsts = [g[0] for g in store.groups]
+        # Small first; then the big batch whose turn it is, though a small one waits;
+        # then the small one, though a big batch waits; then that batch.
+        assert firsts == ["evt_1", "evt_0", "evt_3", "evt_5000"]
 
     asyncio.run(scenario())

@@ -10,7 +10,19 @@ events a request is refused with 503 + Retry-After rather than held in memory.
 The writer is shared fairly between apps: requests wait in a queue per app, a group takes
 one request from each waiting app in turn, and one app may hold at most APP_SHARE of the
 queue. An app that floods the collector with big batches fills its own queue and gets
-the 503s; another app's request still joins the next group.
+the 503s; another app's request still joins the next group. A big request (more than
+BIG_REQUEST events) is committed in a group of its own, and the small ones waiting go
+first: groups of small requests and single big ones take turns while both wait. So a
+single event never shares a commit with a 2,000-event batch, nor waits for more than the
+one big commit already under way (on SQLite every commit holds the one write lock, and
+the loop, for as long as it takes), and a flood of small requests cannot hold a big one
+back for long either.
+
+While SQLite's backlog of events waiting to be indexed is at its bound, a big request is
+refused (503, `BacklogFull`): past the bound every commit also indexes as much as it
+adds, on the loop and holding the lock, so a flood's 2,000-event commit held every other
+app back for 1-2 s on a busy machine. The app that sends big batches waits for the
+indexer instead; small requests are still taken.
 
 Where the transaction runs depends on the store (`Store.commit_threads`). SQLite's is
 mostly computation in this process: it runs on the event loop itself, as a plain
@@ -35,7 +47,7 @@ from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from collector.errors import StorageFailed, Unavailable
+from collector.errors import BacklogFull, StorageFailed, Unavailable
 from collector.ingest.metrics import Tally
 from collector.models import Event, Outcome
 from collector.store.base import Store
@@ -48,6 +60,9 @@ Pending = tuple[Sequence[Event], "asyncio.Future[list[Outcome]]"]
 
 # The share of `queue_size` one app may hold, so that another app always finds room.
 APP_SHARE = 0.5
+# Events past which a request is big: committed alone, taking turns with the small ones.
+# SDKs send a few events a request; a 250-event batch takes ~3 ms of CPU to commit.
+BIG_REQUEST = 250
 
 
 class Writer:
@@ -80,6 +95,7 @@ class Writer:
         )
         self._busy_lanes = 0
         self._in_flight: set[str] = set()  # apps with a group on a lane
+        self._big_turn = False  # whether a big request goes next if one waits
 
     @property
     def pending(self) -> int:
@@ -94,6 +110,8 @@ class Writer:
             return []
         if self._closing or self._loop is None:
             raise Unavailable(1, "Collector is shutting down, retry later")
+        if len(events) > BIG_REQUEST and self.store.at_backlog_bound():
+            raise BacklogFull(1)
         app_id = events[0].app_id
         waiting = self._pending_by_app.get(app_id, 0)
         if self._pending_events + len(events) > self.queue_size or (
@@ -235,10 +253,36 @@ class Writer:
         return [ev for events, _ in self._group for ev in events]
 
     def _take_group(self, skip: set[str] | None = None) -> list[Pending]:
-        """Up to `commit_batch` events (always at least one request): one request from
-        each waiting app in turn, apps in `skip` left waiting. An app that still waits
-        afterwards goes to the back of the turn order, so the next group starts with the
-        others. Empty if no app but those in `skip` is waiting."""
+        """The next group, from the apps not in `skip`: small requests (one from each
+        waiting app in turn, up to `commit_batch` events), or one big request alone.
+        While both wait they take turns; otherwise whichever waits goes. An app's
+        requests are taken in the order they came, so an app whose next request is big
+        offers no small one meanwhile. Empty if nothing can be taken."""
+        big = self._first_big(skip)
+        if big is not None and (self._big_turn or not self._has_small(skip)):
+            self._big_turn = False
+            return [self._pop(big)]
+        group = self._take_small(skip)
+        self._big_turn = big is not None
+        return group
+
+    def _first_big(self, skip: set[str] | None) -> str | None:
+        """The first app in turn order whose next request is big (not in `skip`)."""
+        for app_id, queue in self._pending.items():
+            if len(queue[0][0]) > BIG_REQUEST and not (skip and app_id in skip):
+                return app_id
+        return None
+
+    def _has_small(self, skip: set[str] | None) -> bool:
+        return any(
+            len(queue[0][0]) <= BIG_REQUEST and not (skip and app_id in skip)
+            for app_id, queue in self._pending.items()
+        )
+
+    def _take_small(self, skip: set[str] | None) -> list[Pending]:
+        """Small requests, one from each app in turn, up to `commit_batch` events. An
+        app that still waits afterwards goes to the back of the turn order, so the next
+        group starts with the others."""
         group: list[Pending] = []
         count = 0
         took = True
@@ -247,20 +291,25 @@ class Writer:
             for app_id in list(self._pending):
                 if skip and app_id in skip:
                     continue
-                queue = self._pending[app_id]
-                events = queue[0][0]
-                if group and count + len(events) > self.commit_batch:
-                    self._pending_events -= count
+                queue = self._pending.get(app_id)
+                if queue is None or len(queue[0][0]) > BIG_REQUEST:
+                    continue
+                if group and count + len(queue[0][0]) > self.commit_batch:
                     return group
-                group.append(queue.popleft())
+                group.append(self._pop(app_id))
+                count += len(group[-1][0])
                 took = True
-                count += len(events)
-                left = self._pending_by_app[app_id] - len(events)
-                del self._pending[app_id]
-                if queue:
-                    self._pending[app_id] = queue  # to the back of the turn order
-                    self._pending_by_app[app_id] = left
-                else:
-                    del self._pending_by_app[app_id]
-        self._pending_events -= count
         return group
+
+    def _pop(self, app_id: str) -> Pending:
+        """The next request of `app_id`; the app goes to the back of the turn order."""
+        queue = self._pending.pop(app_id)
+        request = queue.popleft()
+        size = len(request[0])
+        self._pending_events -= size
+        if queue:
+            self._pending[app_id] = queue
+            self._pending_by_app[app_id] -= size
+        else:
+            del self._pending_by_app[app_id]
+        return request

@@ -142,6 +142,17 @@ class Store(Protocol):
     def index_all(self) -> int:
         """Index every event accepted before this call; how many."""
 
+    def at_backlog_bound(self) -> bool:
+        """Whether the backlog is near its bound (within a tenth), as this process's last
+        commit found it (or a count, at most every 0.1 s, while it says so): the writer
+        then refuses big requests (SQLite, whose commits past the bound index on the
+        event loop, holding the one write lock; never on PostgreSQL)."""
+
+    def ingest_waiting(self) -> bool:
+        """Whether ingestion's commits wait for indexing: a request waited for the lock
+        while this store last held it to index, or waits now (SQLite, whose one writer
+        indexing holds up; never on PostgreSQL, where they do not wait for each other)."""
+
     # Data management.
     def export_events(
         self, app_id: str, since_ms: int | None = None, until_ms: int | None = None

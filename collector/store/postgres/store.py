@@ -448,6 +448,12 @@ class PostgresStore:
             done += indexed
         return done
 
+    def at_backlog_bound(self) -> bool:
+        return False  # commits past the bound index off the event loop, on a lane
+
+    def ingest_waiting(self) -> bool:
+        return False  # group commits never wait for indexing here (Store.ingest_waiting)
+
     def index_some(self, chunk: int, *, wait: bool = True) -> int:
         """One transaction: index the oldest pending events, whole inbox rows, about
         `chunk` of them; how many (0 if none is pending, or if wait=False and another

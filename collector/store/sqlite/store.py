@@ -43,6 +43,18 @@ from collector.timeutil import now_ms
 
 _CHUNK = 500  # bound on host parameters in one IN (...)
 INDEX_CHUNK = 5_000  # events a catch-up transaction indexes
+INBOX_ROW = 500  # events at most in one inbox row: the indexer's small chunk (indexer.CHUNK)
+DEFER_S = 0.1  # how long indexing that does not wait leaves the lock to waiting writers
+BOUND_READ_S = 0.1  # how often a backlog said to be at its bound is counted again
+
+
+def near_bound(max_backlog: int) -> int:
+    """The backlog from which big requests are refused (`at_backlog_bound`): a tenth
+    below the bound, so that one of them seldom takes it past the bound, where its
+    commit would index too."""
+    return max_backlog - max_backlog // 10
+
+
 STREAM_CHUNK = 1_000  # at most this many for each poll of a live stream
 _YIELD_S = 0.001  # pause between catch-up chunks, for the ingest writers
 DEBT_FLOOR = 4.0  # as PostgreSQL's rate buckets
@@ -65,6 +77,17 @@ class SQLiteStore:
         self._lock_fd: int | None = None
         self.columns = ColumnCache()  # the web figures' columns (store/columns.py)
         self._rate_swept = 0.0  # when this process last deleted refilled rate buckets
+        # A plan that found the writers' lock taken (index_some): chunk, until, plan.
+        self._kept: tuple[int, int | None, _Planned] | None = None
+        # Waiting for the writers' lock, an ingest writer holds a shared lock on
+        # DB.writer-wait (`_write_locked`), which indexing looks for (`ingest_waiting`).
+        self._wait_fd: int | None = None
+        self._waiting = False
+        self._probe_fd: int | None = None
+        self._waited = False  # whether one waited during the last indexing transaction
+        self._deferred_since: float | None = None  # since when indexing leaves it to them
+        self._at_bound = False  # the last commit found the backlog at its bound
+        self._bound_read = 0.0  # when that was last read (time.monotonic)
 
     # Connections -----------------------------------------------------------------
 
@@ -98,9 +121,11 @@ class SQLiteStore:
                 with contextlib.suppress(sqlite3.ProgrammingError):
                     conn.close()
             self._all.clear()
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)
-                self._lock_fd = None
+            for fd in (self._lock_fd, self._wait_fd, self._probe_fd):
+                if fd is not None:
+                    os.close(fd)
+            self._lock_fd = self._wait_fd = self._probe_fd = None
+            self._waiting = False
         self._local = threading.local()
 
     def _tx(self) -> _Transaction:
@@ -427,15 +452,54 @@ class SQLiteStore:
         if self._lock_fd is None and self.path != ":memory:":
             self._lock_fd = self._open_lock()
         if not _lock(self._lock_fd, blocking):
+            self._mark_waiting()
             return None
+        if self._waiting:
+            _unlock(self._wait_fd)
+            self._waiting = False
         try:
             with self._tx() as conn:
-                return core.accept(_Primitives(conn, self.max_backlog), take())
+                primitives = _Primitives(conn, self.max_backlog)
+                outcomes = core.accept(primitives, take())
+            self._at_bound, self._bound_read = primitives.at_bound, time.monotonic()
+            return outcomes
         finally:
             _unlock(self._lock_fd)
 
-    def _open_lock(self) -> int:
-        return os.open(self.path + ".writer-lock", os.O_RDWR | os.O_CREAT, 0o644)
+    def at_backlog_bound(self) -> bool:
+        if self._at_bound and time.monotonic() - self._bound_read >= BOUND_READ_S:
+            # No commit of this process has looked since: the indexer may have caught up.
+            self._at_bound = self.backlog() >= near_bound(self.max_backlog)
+            self._bound_read = time.monotonic()
+        return self._at_bound
+
+    def _open_lock(self, suffix: str = ".writer-lock") -> int:
+        return os.open(self.path + suffix, os.O_RDWR | os.O_CREAT, 0o644)
+
+    def _mark_waiting(self) -> None:
+        """Say, until this writer has the lock, that an ingest writer waits for it."""
+        if self._waiting or self.path == ":memory:":
+            return
+        if self._wait_fd is None:
+            self._wait_fd = self._open_lock(".writer-wait")
+        fcntl.flock(self._wait_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: never refused
+        self._waiting = True
+
+    def _writers_waiting(self) -> bool:
+        if self.path == ":memory:":
+            return False
+        if self._probe_fd is None:
+            self._probe_fd = self._open_lock(".writer-wait")
+        if _lock(self._probe_fd, blocking=False):
+            _unlock(self._probe_fd)
+            return False
+        return True
+
+    def ingest_waiting(self) -> bool:
+        """Whether an ingest writer (a worker's group commit) waited for the writers'
+        lock while this store last held it to index, or waits now: the indexer then
+        takes small chunks, so that a request waits for a short transaction only."""
+        return self._waited or self._writers_waiting()
 
     # Indexing ---------------------------------------------------------------------------
 
@@ -483,6 +547,24 @@ class SQLiteStore:
             # before an ingest writer (retrying every 0.5 ms) got a turn.
             time.sleep(_YIELD_S)
 
+    def _kept_plan(
+        self, conn: sqlite3.Connection, chunk: int, until: int | None
+    ) -> _Planned | None:
+        """The plan of a try that found the lock taken, if it is still the next one and
+        no larger than `chunk` (the indexer asks for small chunks while a commit waits,
+        and large ones again after: a small plan kept serves both)."""
+        if self._kept is None:
+            return None
+        kept_chunk, kept_until, planned = self._kept
+        if (
+            kept_chunk > chunk
+            or kept_until != until
+            or _indexed_total(conn) != planned.indexed_before
+        ):
+            self._kept = None
+            return None
+        return planned
+
     def index_some(self, chunk: int, *, wait: bool = True, until: int | None = None) -> int:
         """One transaction: index the oldest pending events, whole inbox rows, about
         `chunk` of them and none accepted after event number `until`; return how many
@@ -492,15 +574,36 @@ class SQLiteStore:
             return 0
         # Read, decode and plan first, in a read snapshot, so that the writers' lock is
         # held only for writing; kept if no other indexing commits meanwhile.
-        conn.execute("BEGIN")
-        try:
-            planned = _plan_pending(conn, chunk, until)
-        finally:
-            conn.execute("COMMIT")
+        planned = self._kept_plan(conn, chunk, until)
+        planned_for = chunk if self._kept is None else self._kept[0]
         if planned is None:
-            return 0
+            conn.execute("BEGIN")
+            try:
+                planned = _plan_pending(conn, chunk, until)
+            finally:
+                conn.execute("COMMIT")
+            if planned is None:
+                return 0
+        self._kept = None
+        # Without waiting, an ingest writer that waits goes first: the lock is left to it
+        # (flock is not fair, and an indexer back every millisecond would take it again
+        # and again while a worker's loop, busy serving, tried less often), for up to
+        # DEFER_S: then indexing goes on, lest the backlog reach its bound, past which
+        # every commit indexes too (a 2,000-event commit then held the lock 1-1.8 s).
+        if not wait and self._writers_waiting():
+            now = time.monotonic()
+            if self._deferred_since is None:
+                self._deferred_since = now
+            if now - self._deferred_since < DEFER_S:
+                self._kept = (planned_for, until, planned)
+                return 0
+        self._deferred_since = None
         with self._turn(wait) as locked:
             if not locked:
+                # Kept for the next try: planning is most of an indexing round's CPU,
+                # which an indexer retrying every millisecond while the workers commit
+                # would otherwise spend again each time, taking it from them.
+                self._kept = (planned_for, until, planned)
                 return 0
             # No fsync for indexing: a crash can lose an indexing transaction only
             # whole, leaving its events in the inbox, and the next acknowledged commit's
@@ -512,7 +615,9 @@ class SQLiteStore:
                         planned = _plan_pending(conn, chunk, until)  # another got there first
                         if planned is None:
                             return 0
-                    return _write_planned(conn, planned)
+                    indexed = _write_planned(conn, planned)
+                self._waited = self._writers_waiting()  # while this transaction held the lock
+                return indexed
             finally:
                 conn.execute("PRAGMA synchronous=FULL")
 
@@ -909,6 +1014,7 @@ class _Primitives(VisitTables):
     def __init__(self, conn: sqlite3.Connection, max_backlog: int | None = None) -> None:
         self.conn = conn
         self.max_backlog = max_backlog
+        self.at_bound = False  # whether `append` found the backlog at its bound
 
     def claim_message_ids(self, claims: Sequence[core.Claim]) -> int:
         before = self.conn.total_changes
@@ -995,15 +1101,24 @@ class _Primitives(VisitTables):
     def append(self, events: Sequence[Event]) -> None:
         last, indexed_text = self.conn.execute(_TOTALS).fetchone()
         indexed = int(indexed_text)
-        total = (last or indexed) + len(events)
-        self.conn.execute(
-            "INSERT INTO inbox (total, data) VALUES (?, ?)", (total, codec.encode(events))
-        )
+        total = last or indexed
+        # Rows of at most INBOX_ROW events: indexing takes whole rows, so a row is the
+        # least it can take in one hold of the writers' lock (a 2,000-event batch as
+        # one row would hold every request back ~4 times as long as it need).
+        for start in range(0, len(events), INBOX_ROW):
+            part = events[start : start + INBOX_ROW]
+            total += len(part)
+            self.conn.execute(
+                "INSERT INTO inbox (total, data) VALUES (?, ?)", (total, codec.encode(part))
+            )
         # A bounded backlog: past it, each commit also indexes what it adds, so reads
         # never have more than max_backlog events to catch up on. Rarely reached: from
         # half of it the indexer works in large chunks whatever the CPU (indexer.py).
         if self.max_backlog is not None and total - indexed > self.max_backlog:
-            _index_pending(self.conn, total - indexed - self.max_backlog)
+            indexed += _index_pending(self.conn, total - indexed - self.max_backlog)
+        self.at_bound = self.max_backlog is not None and total - indexed >= near_bound(
+            self.max_backlog
+        )
 
     def insert_events(self, rows: Sequence[core.EventRow]) -> None:
         self.conn.executemany(
