@@ -25,10 +25,12 @@ from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 
 from collector.models import Event
-from collector.query.funnels import compute_funnel, parse_funnel_query
+from collector.query.funnels import compute_funnel, compute_funnel_columns, parse_funnel_query
 from collector.query.segments import parse_segment_query
 from collector.query.types import EventsQuery, FunnelQuery, SegmentQuery, StatsQuery
 from collector.store import SQLiteStore
+from collector.store.columns import ColumnCache
+from collector.store.funnels import readable_as_columns
 from collector.store.postgres import migrations, partitions
 from collector.store.postgres import queries as pg
 from collector.store.sqlite import queries as lite
@@ -100,7 +102,10 @@ def _copy(source: SQLiteStore, conn: psycopg.Connection[Any]) -> None:
     """The indexed tables the queries read, row for row; an event's rowid is its seq."""
     lconn = source.conn()
     for table in TABLES:
-        if table.name not in ("events", "person_event_stats", "persons", "users", "identities"):
+        if table.name not in (
+            *("events", "person_event_stats", "persons", "users", "identities"),
+            *("visits", "hits", "visit_days"),  # what funnels read as columns
+        ):
             continue
         columns = ", ".join(table.columns)
         select = f"SELECT {columns} FROM {table.name}"
@@ -304,9 +309,15 @@ FUNNELS: list[dict[str, Any]] = [
 
 
 def _funnel(module: Any, conn: Any, app_id: str, query: FunnelQuery) -> tuple[Any, Any]:
-    with module.funnel_events(conn, app_id, query) as found:
+    with module.funnel_events(conn, None, app_id, query) as found:  # no cache: rows
         rows = list(found.rows)
         return rows, compute_funnel(query, rows)
+
+
+def _funnel_columns(module: Any, conn: Any, app_id: str, query: FunnelQuery) -> Any:
+    with module.funnel_events(conn, ColumnCache(), app_id, query) as found:
+        assert found.columns is not None
+        return compute_funnel_columns(query, found.columns)
 
 
 @pytest.mark.parametrize("body", FUNNELS)
@@ -318,6 +329,9 @@ def test_funnels_read_the_same_rows_and_answer_alike(world: World, body: dict[st
     assert rows and answer["steps"][1]["users"] > 0
     if query.breakdown is not None:
         assert len(answer["breakdown"]) > 1
+    if readable_as_columns(query):  # the same answer read as columns, on both backends
+        assert _funnel_columns(lite, world.lite, world.app_id, query) == answer
+        assert _funnel_columns(pg, world.pg, world.app_id, query) == answer
 
 
 def test_breakdown_values_name_the_buckets_as_sqlite_does() -> None:
@@ -440,10 +454,12 @@ def _status(conn: psycopg.Connection[Any]) -> TransactionStatus:
 
 def test_a_funnel_reads_in_one_read_only_snapshot(world: World) -> None:
     query = parse_funnel_query({"steps": ["signup", "view"], "breakdown": "plan"})
-    with pg.funnel_events(world.pg, world.app_id, query):
-        assert world.pg.execute("SHOW transaction_isolation").fetchone() == ("repeatable read",)
-        assert world.pg.execute("SHOW transaction_read_only").fetchone() == ("on",)
-    assert _status(world.pg) == TransactionStatus.IDLE
+    for cache in (None, ColumnCache()):  # as rows, and as columns
+        with pg.funnel_events(world.pg, cache, world.app_id, query):
+            isolation = world.pg.execute("SHOW transaction_isolation").fetchone()
+            assert isolation == ("repeatable read",)
+            assert world.pg.execute("SHOW transaction_read_only").fetchone() == ("on",)
+        assert _status(world.pg) == TransactionStatus.IDLE
 
 
 def test_inside_the_callers_transaction_and_with_any_row_factory(world: World) -> None:

@@ -25,6 +25,7 @@ import statistics
 from collections.abc import Iterable
 from typing import Any, TypeAlias
 
+import numpy as np
 import orjson
 
 from collector.errors import FieldError, InvalidRequest, field_error
@@ -37,7 +38,7 @@ from collector.query.segments import (
     parse_time,
     parse_where,
 )
-from collector.query.types import DAY_MS, FunnelQuery, FunnelRow, Step
+from collector.query.types import DAY_MS, FunnelColumns, FunnelQuery, FunnelRow, Step
 from collector.store.base import Store
 
 MAX_STEPS = 20
@@ -172,25 +173,31 @@ class _Tally:
             self.gaps[k] += gaps
 
     def answers(self, steps: tuple[Step, ...]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        first = previous = self.total
-        users = self.total
-        for k, step in enumerate(steps):
-            answer: dict[str, Any] = {
-                "event": step.event,
-                "users": users,
-                "conversion_from_first": round(users / first, 4) if first else 0.0,
-                "conversion_from_previous": round(users / previous, 4) if previous else 0.0,
-                "median_seconds_from_previous": (
-                    statistics.median(self.gaps[k]) / 1000 if self.gaps[k] else None
-                ),
-            }
-            if step.raw_where is not None:
-                answer["where"] = step.raw_where
-            out.append(answer)
-            previous = users
-            users -= self.stopped_at[k]
-        return out
+        medians = [statistics.median(g) / 1000 if g else None for g in self.gaps]
+        return _answers(steps, self.total, self.stopped_at, medians)
+
+
+def _answers(
+    steps: tuple[Step, ...], total: int, stopped_at: list[int], medians: list[float | None]
+) -> list[dict[str, Any]]:
+    """Per step: users, conversions and the median seconds from the previous step, from
+    how many people stopped at each step."""
+    out: list[dict[str, Any]] = []
+    first = previous = users = total
+    for k, step in enumerate(steps):
+        answer: dict[str, Any] = {
+            "event": step.event,
+            "users": users,
+            "conversion_from_first": round(users / first, 4) if first else 0.0,
+            "conversion_from_previous": round(users / previous, 4) if previous else 0.0,
+            "median_seconds_from_previous": medians[k],
+        }
+        if step.raw_where is not None:
+            answer["where"] = step.raw_where
+        out.append(answer)
+        previous = users
+        users -= stopped_at[k]
+    return out
 
 
 def compute_funnel(query: FunnelQuery, rows: Iterable[FunnelRow]) -> dict[str, Any]:
@@ -228,7 +235,131 @@ def compute_funnel(query: FunnelQuery, rows: Iterable[FunnelRow]) -> dict[str, A
     }
 
 
+def compute_funnel_columns(query: FunnelQuery, columns: FunnelColumns) -> dict[str, Any]:
+    """`compute_funnel`'s answer from columns (steps without property filters), every
+    person's attempts at once: each step of every attempt is one binary search of that
+    step's occurrences, sorted by (person, time). The rules are `_best_attempt`'s:
+    each step takes the earliest occurrence at or after the previous step's time that
+    the attempt has not used, within the window; since a step is matched by its name
+    alone, the occurrences an attempt used at the previous step's time are the first
+    ones there, so skipping as many as it used finds the next free one."""
+    names = [step.event for step in query.steps]
+    n_steps = len(names)
+    first = columns.starts if columns.starts is not None else columns.events[names[0]]
+    keep = np.ones(len(first.ts), dtype=bool)
+    if query.since is not None:
+        keep &= first.ts >= query.since
+    if query.until is not None:
+        keep &= first.ts < query.until
+    chosen = np.flatnonzero(keep)
+    person, t0 = first.person[chosen], first.ts[chosen]
+    key = _Keys([t0, *(columns.events[name].ts for name in names[1:])], [person])
+    reached = np.zeros((n_steps, len(t0)), dtype=np.int64)
+    reached[0] = t0
+    depth = np.ones(len(t0), dtype=np.int64)
+    alive = np.ones(len(t0), dtype=bool)
+    deadline = t0 + query.window_ms
+    sorted_keys: dict[str, np.ndarray] = {}
+    for k in range(1, n_steps):
+        found = columns.events[names[k]]
+        if len(found.ts) == 0:
+            break
+        if names[k] not in sorted_keys:
+            sorted_keys[names[k]] = key(found.person, found.ts)
+        at = np.searchsorted(sorted_keys[names[k]], key(person, reached[k - 1]), side="left")
+        for j in range(k):  # the occurrences this attempt used at that very time
+            if names[j] == names[k]:
+                at += reached[j] == reached[k - 1]
+        alive &= at < len(found.ts)
+        at = np.minimum(at, len(found.ts) - 1)
+        alive &= (found.person[at] == person) & (found.ts[at] <= deadline)
+        reached[k] = np.where(alive, found.ts[at], 0)
+        depth += alive
+        if not alive.any():
+            break
+    # Each person's best attempt: the furthest, then the earliest start (then the first
+    # in commit order, which only the breakdown value can tell apart).
+    order = np.lexsort((np.arange(len(t0)), t0, -depth, person))
+    firsts = np.ones(len(order), dtype=bool)
+    firsts[1:] = person[order][1:] != person[order][:-1]
+    best = order[firsts]
+    depth, reached = depth[best], reached[:, best]
+    if query.breakdown is None or columns.start_values is None:
+        tally = _column_tallies(np.zeros(len(best), np.int64), 1, depth, reached, n_steps)
+        return {"steps": _answers(query.steps, *tally[0]), "breakdown": None}
+    value_keys = [breakdown_key(v) for v in columns.values]
+    names_of, bucket_of_value = np.unique(np.array(value_keys, dtype=object), return_inverse=True)
+    buckets = bucket_of_value[columns.start_values[chosen][best]].astype(np.int64)
+    tallies = _column_tallies(buckets, len(names_of), depth, reached, n_steps)
+    overall = _column_tallies(np.zeros(len(best), np.int64), 1, depth, reached, n_steps)
+    ordered = sorted(
+        (b for b in range(len(names_of)) if tallies[b][0]),
+        key=lambda b: (-tallies[b][0], names_of[b]),
+    )
+    return {
+        "steps": _answers(query.steps, *overall[0]),
+        "breakdown": {
+            str(names_of[b]): {"steps": _answers(query.steps, *tallies[b])} for b in ordered
+        },
+    }
+
+
+class _Keys:
+    """(person, time) pairs as one int64 each, ordered as the pairs are: person × span +
+    time offset when that fits in 62 bits, else person × n + the time's rank among
+    every time given (all the times a search can ask for)."""
+
+    def __init__(self, times: list[np.ndarray], persons: list[np.ndarray]) -> None:
+        present = [t for t in times if len(t)]
+        self.low = min((int(t.min()) for t in present), default=0)
+        span = max((int(t.max()) for t in present), default=0) - self.low + 1
+        people = max((int(p.max()) for p in persons if len(p)), default=0) + 1
+        self.ranks: np.ndarray | None = None
+        if people * span >= 1 << 62:
+            self.ranks = np.unique(np.concatenate(present))
+            span = len(self.ranks)
+        self.span = span
+
+    def __call__(self, person: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        offset = ts - self.low if self.ranks is None else np.searchsorted(self.ranks, ts)
+        keys: np.ndarray = person.astype(np.int64) * self.span + offset
+        return keys
+
+
+def _column_tallies(
+    groups: np.ndarray, n_groups: int, depth: np.ndarray, reached: np.ndarray, n_steps: int
+) -> list[tuple[int, list[int], list[float | None]]]:
+    """Per group: (people, how many stopped at each step, the median seconds from each
+    step's previous one), as `_Tally` counts them."""
+    stopped = np.bincount(groups * n_steps + depth - 1, minlength=n_groups * n_steps)
+    stopped = stopped.reshape(n_groups, n_steps)
+    medians: list[list[float | None]] = [[None] * n_steps for _ in range(n_groups)]
+    for k in range(1, n_steps):
+        got = depth > k
+        for g, median in _medians(groups[got], reached[k][got] - reached[k - 1][got], n_groups):
+            medians[g][k] = median / 1000
+    return [
+        (int(stopped[g].sum()), [int(x) for x in stopped[g]], medians[g]) for g in range(n_groups)
+    ]
+
+
+def _medians(groups: np.ndarray, values: np.ndarray, n_groups: int) -> list[tuple[int, float]]:
+    """The median of each group's values (as `statistics.median`: the middle one, or the
+    mean of the two middle ones), for the groups that have values."""
+    order = np.lexsort((values, groups))
+    values = values[order]
+    counts = np.bincount(groups, minlength=n_groups)
+    starts = np.cumsum(counts) - counts
+    out = []
+    for g in np.flatnonzero(counts):
+        low, high = starts[g] + (counts[g] - 1) // 2, starts[g] + counts[g] // 2
+        out.append((int(g), (int(values[low]) + int(values[high])) / 2))
+    return out
+
+
 def run_funnel(store: Store, app_id: str, query: FunnelQuery) -> dict[str, Any]:
     """The funnel's answer, from the events the store reads for it."""
     with store.funnel_events(app_id, query) as found:
+        if found.columns is not None:
+            return compute_funnel_columns(query, found.columns)
         return compute_funnel(query, found.rows)

@@ -6,9 +6,11 @@ the query layer (no parsing, no algorithm)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
+
+import numpy as np
 
 DAY_MS = 86_400_000
 
@@ -174,10 +176,38 @@ FunnelRow: TypeAlias = tuple[str, int, int, str | None]
 
 
 @dataclass(frozen=True, slots=True)
+class EventTimes:
+    """One event name's occurrences as columns, sorted by (person, ts): person codes
+    (int64, dense, shared by every array of one `FunnelColumns`) and times (int64 ms)."""
+
+    person: np.ndarray
+    ts: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class FunnelColumns:
+    """A funnel's events as columns, for a funnel whose steps have no property filter
+    (each event then matches the steps of its name alike, so times are all the matching
+    needs).
+
+    `events`: each step's event name → its occurrences (bots left out unless the query
+    includes them). With a breakdown, `starts` is the first step's occurrences in
+    [since, until) in (person, ts, commit order) and `values[start_values[i]]` the
+    breakdown property of the i-th (JSON text as in `FunnelRow`); else None."""
+
+    events: Mapping[str, EventTimes]
+    starts: EventTimes | None = None
+    start_values: np.ndarray | None = None  # int64 indexes into `values`
+    values: Sequence[str | None] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class FunnelEvents:
-    """What the store reads for a funnel, inside one read snapshot."""
+    """What the store reads for a funnel, inside one read snapshot: the event rows, or
+    (when it can, for steps without property filters) the same events as columns."""
 
     rows: Iterable[FunnelRow]
+    columns: FunnelColumns | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from collector.store.sql import Cursor, Dialect
 from collector.store.visits import ATTRIBUTES, DAY_MS, PAGE_VIEW
 
 Execute = Callable[[str, Sequence[Any]], Cursor]
+T = TypeVar("T")
 
 # Visit columns coded as strings, by family: a page path is coded the same whether it
 # is an entry, an exit or a hit's page, so a filter on one can match the others.
@@ -68,6 +69,7 @@ class Columns:
     events: np.ndarray
     strings: dict[str, np.ndarray]  # STRING_COLUMNS → int32 codes
     hit_visit: np.ndarray  # int32, an index into the visits
+    hit_ts: np.ndarray  # int64, epoch ms
     hit_event: np.ndarray  # int32 codes
     hit_path: np.ndarray
     # Whether a hit is its visit's first of its event name, and (for page views) its
@@ -79,16 +81,16 @@ class Columns:
     @property
     def nbytes(self) -> int:
         arrays = [self.person, self.bot, self.start, self.end, self.page_views, self.events]
-        arrays += [*self.strings.values(), self.hit_visit, self.hit_event, self.hit_path]
+        arrays += [*self.strings.values(), self.hit_visit, self.hit_ts, self.hit_event]
+        arrays.append(self.hit_path)
         arrays += [self.hit_first_event, self.hit_first_view]
         return sum(a.nbytes for a in arrays)
 
 
 def _empty() -> Columns:
     i32, i64, no = np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, bool)
-    return Columns(
-        i32, no, i64, i64, i32, i32, {c: i32 for c in STRING_COLUMNS}, i32, i32, i32, no, no
-    )
+    strings = {c: i32 for c in STRING_COLUMNS}
+    return Columns(i32, no, i64, i64, i32, i32, strings, i32, i64, i32, i32, no, no)
 
 
 def _concat(parts: Sequence[Columns]) -> Columns:
@@ -106,6 +108,7 @@ def _concat(parts: Sequence[Columns]) -> Columns:
         np.concatenate(
             [p.hit_visit + np.int32(o) for p, o in zip(parts, offsets, strict=True)]
         ).astype(np.int32, copy=False),
+        np.concatenate([p.hit_ts for p in parts]),
         np.concatenate([p.hit_event for p in parts]),
         np.concatenate([p.hit_path for p in parts]),
         np.concatenate([p.hit_first_event for p in parts]),
@@ -119,6 +122,9 @@ class Frame:
 
     columns: Columns
     codes: dict[str, Codes]  # "person", "event", "path" and each attribute
+    # What queries derive from these columns alone, kept while the frame is (a frame is
+    # never changed: a change to its days makes a new one).
+    derived: dict[Any, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -140,18 +146,20 @@ class ColumnCache:
         self._lock = threading.Lock()
         self.days_read = 0  # how many days were read from the database (tests, benchmarks)
 
-    def frame(self, d: Dialect, run: Execute, app_id: str, since: int, until: int) -> Frame:
+    def frame(
+        self, d: Dialect, run: Execute, app_id: str, since: int | None, until: int | None
+    ) -> Frame:
         """The columns of every visit starting in the UTC days that [since, until)
-        touches, as of the caller's snapshot."""
-        first, last = since // DAY_MS, (until - 1) // DAY_MS
-        versions = {
-            int(day): int(version)
-            for day, version in run(
-                f"SELECT day, version FROM visit_days WHERE app_id = {d.mark} "
-                f"AND day >= {d.mark} AND day <= {d.mark}",
-                [app_id, first, last],
-            )
-        }
+        touches (None: no bound on that side), as of the caller's snapshot."""
+        first = None if since is None else since // DAY_MS
+        last = None if until is None else (until - 1) // DAY_MS
+        sql = f"SELECT day, version FROM visit_days WHERE app_id = {d.mark}"
+        params: list[Any] = [app_id]
+        for bound, op in ((first, ">="), (last, "<=")):
+            if bound is not None:
+                sql += f" AND day {op} {d.mark}"
+                params.append(bound)
+        versions = {int(day): int(version) for day, version in run(sql, params)}
         key = (app_id, first, last, tuple(sorted(versions.items())))
         with self._lock:
             found = self._frames.get(key)
@@ -165,7 +173,7 @@ class ColumnCache:
                 if app.days.get(day, (None,))[0] != version
             ]
             for day in stale:  # a day at a time: what a read holds at once stays small
-                app.days[day] = (versions[day], _without_gc(self._read, d, run, app, app_id, day))
+                app.days[day] = (versions[day], without_gc(self._read, d, run, app, app_id, day))
                 self._lru[(app_id, day)] = app.days[day][1].nbytes
                 self.days_read += 1
             parts = [app.days[day][1] for day in sorted(versions)]
@@ -201,7 +209,7 @@ class ColumnCache:
         # Hits in the same order as the visits: a hit's visit is the how-manyth change of
         # (start, person, bot) it is (every visit with an event has that event's hit, and
         # hits are kept for events only), checked against the visits below.
-        hits = read("visit_start, person, is_bot, event, path", "hits", "visit_start")
+        hits = read("visit_start, person, is_bot, event, path, ts", "hits", "visit_start")
         codes = app.codes
         start = np.array(cols[2], dtype=np.int64)
         person = codes["person"].coded(cols[0])
@@ -238,6 +246,7 @@ class ColumnCache:
                 for i, name in enumerate(STRING_COLUMNS)
             },
             hit_visit.astype(np.int32),
+            np.array(hits[5], dtype=np.int64),
             hit_event,
             hit_path,
             _firsts(hit_visit, hit_event),
@@ -260,7 +269,7 @@ class ColumnCache:
                 )
 
 
-def _without_gc(read: Callable[..., Columns], *args: Any) -> Columns:
+def without_gc(read: Callable[..., T], *args: Any) -> T:
     """`read(*args)` with the cyclic garbage collector paused: a day's read makes a few
     hundred thousand row tuples that hold no cycles and are gone when it returns, and
     the collections their allocation triggers cost a quarter of the read (measured on

@@ -14,11 +14,10 @@ where they can; a property filter or a count window needs the events themselves.
 from __future__ import annotations
 
 import bisect
-import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeAlias
 
 import orjson
 
@@ -27,7 +26,6 @@ from collector.query.types import (
     EventCondition,
     EventsPage,
     EventsQuery,
-    FunnelEvents,
     FunnelQuery,
     FunnelRow,
     Group,
@@ -43,6 +41,8 @@ from collector.store import core
 from collector.timeutil import iso
 
 CHUNK = 500  # bound on host parameters in one IN (...)
+# A funnel's first-step event read for the columns: (person, ts, commit order, value).
+FunnelStart: TypeAlias = tuple[str, int, int, str | None]
 ORDER = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
@@ -358,6 +358,29 @@ def funnel_sql(d: Dialect, app_id: str, query: FunnelQuery) -> tuple[str, list[A
     return sql, params
 
 
+def funnel_starts_sql(d: Dialect, app_id: str, query: FunnelQuery) -> tuple[str, list[Any]]:
+    """The first step's events in [since, until), for a funnel read as columns with a
+    breakdown: person, time, commit order and the breakdown property (as in
+    `funnel_sql`), in no particular order. For a step without property filters: on
+    SQLite, from the (event, ts, person, is_bot, properties) index alone."""
+    assert query.breakdown is not None
+    m = d.mark
+    params: list[Any] = []
+    raw = d.json_raw("properties", query.breakdown, params)
+    sql = (
+        f"SELECT person, ts, {d.rowid}, {raw} FROM {d.table('events', 'events_event_ts')} "
+        f"WHERE app_id = {m} AND event = {m}"
+    )
+    params += [app_id, query.steps[0].event]
+    if not query.include_bots:
+        sql += " AND is_bot = 0"
+    for bound, op in ((query.since, ">="), (query.until, "<")):
+        if bound is not None:
+            sql += f" AND ts {op} {m}"
+            params.append(bound)
+    return sql, params
+
+
 # Event pages, stats, export --------------------------------------------------------------
 
 
@@ -511,10 +534,9 @@ class Reader(ABC):
             return (row for row in rows if row[2])
         return rows
 
-    @contextlib.contextmanager
-    def funnel_events(self, app_id: str, query: FunnelQuery) -> Iterator[FunnelEvents]:
-        with self.snapshot():
-            yield FunnelEvents(self.funnel_rows(app_id, query))
+    def funnel_starts(self, app_id: str, query: FunnelQuery) -> list[FunnelStart]:
+        sql, params = funnel_starts_sql(self.dialect, app_id, query)
+        return self.execute(sql, params).fetchall()
 
     def find_people(self, app_id: str, text: str, include_bots: bool, limit: int) -> list[str]:
         """People whose user id or anonymous id starts with `text` (as typed), or whose

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -34,7 +34,7 @@ from collector.query.types import (
     StatsQuery,
     is_number,
 )
-from collector.store import analytics, core, sql
+from collector.store import analytics, core, funnels, sql
 from collector.store.columns import ColumnCache
 
 EXPORT_BATCH = 2_000  # rows a server-side cursor fetches at a time
@@ -148,16 +148,25 @@ class _Reader(sql.Reader):
         rows = super().funnel_rows(app_id, query)
         if query.breakdown is None:
             return rows
-        # Breakdown values as SQLite names them; few distinct ones, each converted once.
-        names: dict[str | None, str | None] = {None: None}
-
-        def named(text: str | None) -> str | None:
-            name = names.get(text, names)
-            if name is names:
-                name = names[text] = sqlite_json(text)
-            return name  # type: ignore[return-value]
-
+        named = _sqlite_names()
         return ((person, ts, mask, named(value)) for person, ts, mask, value in rows)
+
+    def funnel_starts(self, app_id: str, query: FunnelQuery) -> list[sql.FunnelStart]:
+        named = _sqlite_names()
+        return [(p, ts, seq, named(v)) for p, ts, seq, v in super().funnel_starts(app_id, query)]
+
+
+def _sqlite_names() -> Callable[[str | None], str | None]:
+    """Breakdown values as SQLite names them; few distinct ones, each converted once."""
+    names: dict[str | None, str | None] = {None: None}
+
+    def named(text: str | None) -> str | None:
+        name = names.get(text, names)
+        if name is names:
+            name = names[text] = sqlite_json(text)
+        return name  # type: ignore[return-value]
+
+    return named
 
 
 def segment(conn: psycopg.Connection[Any], app_id: str, query: SegmentQuery) -> SegmentPage:
@@ -165,9 +174,9 @@ def segment(conn: psycopg.Connection[Any], app_id: str, query: SegmentQuery) -> 
 
 
 def funnel_events(
-    conn: psycopg.Connection[Any], app_id: str, query: FunnelQuery
+    conn: psycopg.Connection[Any], cache: ColumnCache | None, app_id: str, query: FunnelQuery
 ) -> AbstractContextManager[FunnelEvents]:
-    return _Reader(conn).funnel_events(app_id, query)
+    return funnels.funnel_events(_Reader(conn), cache, app_id, query)
 
 
 def user_profile(

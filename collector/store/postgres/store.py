@@ -662,7 +662,7 @@ class PostgresStore:
     def _funnel_events(self, app_id: str, query: FunnelQuery) -> Iterator[FunnelEvents]:
         with (
             self._db.transaction(snapshot=True) as conn,
-            queries.funnel_events(conn, app_id, query) as events,
+            queries.funnel_events(conn, self.columns, app_id, query) as events,
         ):
             yield events
 

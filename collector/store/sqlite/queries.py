@@ -22,7 +22,7 @@ from collector.query.types import (
     StatsQuery,
     is_number,
 )
-from collector.store import analytics, sql
+from collector.store import analytics, funnels, sql
 from collector.store.columns import ColumnCache
 
 
@@ -136,9 +136,9 @@ def segment(conn: sqlite3.Connection, app_id: str, query: SegmentQuery) -> Segme
 
 
 def funnel_events(
-    conn: sqlite3.Connection, app_id: str, query: FunnelQuery
+    conn: sqlite3.Connection, cache: ColumnCache | None, app_id: str, query: FunnelQuery
 ) -> AbstractContextManager[FunnelEvents]:
-    return _Reader(conn).funnel_events(app_id, query)
+    return funnels.funnel_events(_Reader(conn), cache, app_id, query)
 
 
 def user_profile(

@@ -773,7 +773,7 @@ class SQLiteStore:
         self, app_id: str, query: FunnelQuery
     ) -> contextlib.AbstractContextManager[FunnelEvents]:
         self.index_all()
-        return queries.funnel_events(self.conn(), app_id, query)
+        return queries.funnel_events(self.conn(), self.columns, app_id, query)
 
     def user_profile(
         self, app_id: str, user_id: str, include_bots: bool = False
