@@ -277,12 +277,7 @@ def compute_funnel_columns(query: FunnelQuery, columns: FunnelColumns) -> dict[s
         depth += alive
         if not alive.any():
             break
-    # Each person's best attempt: the furthest, then the earliest start (then the first
-    # in commit order, which only the breakdown value can tell apart).
-    order = np.lexsort((np.arange(len(t0)), t0, -depth, person))
-    firsts = np.ones(len(order), dtype=bool)
-    firsts[1:] = person[order][1:] != person[order][:-1]
-    best = order[firsts]
+    best = _best(person, depth)
     depth, reached = depth[best], reached[:, best]
     if query.breakdown is None or columns.start_values is None:
         tally = _column_tallies(np.zeros(len(best), np.int64), 1, depth, reached, n_steps)
@@ -302,6 +297,25 @@ def compute_funnel_columns(query: FunnelQuery, columns: FunnelColumns) -> dict[s
             str(names_of[b]): {"steps": _answers(query.steps, *tallies[b])} for b in ordered
         },
     }
+
+
+def _best(person: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """Each person's best attempt, of attempts in (person, start time, commit order):
+    the furthest, then the earliest start (then the first in commit order, which only
+    the breakdown value can tell apart): the first attempt of the person that reaches
+    the person's deepest step."""
+    if len(person) == 0:
+        return np.zeros(0, dtype=np.int64)
+    change = np.ones(len(person), dtype=bool)
+    change[1:] = person[1:] != person[:-1]
+    starts = np.flatnonzero(change)
+    deepest = np.maximum.reduceat(depth, starts)
+    group = np.cumsum(change) - 1
+    candidates = np.flatnonzero(depth == deepest[group])
+    first = np.ones(len(candidates), dtype=bool)
+    first[1:] = group[candidates][1:] != group[candidates][:-1]
+    best: np.ndarray = candidates[first]
+    return best
 
 
 class _Keys:
