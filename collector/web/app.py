@@ -306,11 +306,11 @@ def _tune_gc() -> None:
 
 
 def _warm_figures(store: Store, stop: threading.Event) -> None:
-    """Read each app's last 30 days (and the 30 before, which the overview compares
-    with) into the figures' column cache, so the first dashboard view after a start
-    does not wait for it (store/columns.py)."""
-    now = now_ms()
-    query = AnalyticsQuery(since=now - 30 * 86_400_000, until=now)
+    """Read each app's days into the column cache (store/columns.py), so that the first
+    dashboard view or funnel after a start does not wait for it: an overview of
+    everything before now reads every day (a funnel reads them all too); the cache's
+    budget bounds what stays."""
+    query = AnalyticsQuery(since=0, until=now_ms())
     try:
         for app in store.list_apps():
             if stop.is_set():
