@@ -25,6 +25,8 @@ from collector.store.columns import ColumnCache, Frame, without_gc
 from collector.store.sql import Reader
 from collector.store.visits import ENGAGEMENT
 
+_DERIVED = 16  # event names' sorted occurrences kept per frame (each up to 16 B an event)
+
 
 @contextlib.contextmanager
 def funnel_events(
@@ -93,5 +95,7 @@ def _event_times(frame: Frame, name: str, include_bots: bool) -> EventTimes:
         at = np.flatnonzero(chosen)
         who, ts = c.person[c.hit_visit[at]].astype(np.int64), c.hit_ts[at]
         order = np.lexsort((ts, who))
+        if len(frame.derived) >= _DERIVED:
+            frame.derived.clear()
         found = frame.derived[key] = EventTimes(who[order], ts[order])
     return found
