@@ -245,6 +245,40 @@ def test_the_lists_and_their_licences_ship_together() -> None:
             id="googlebot-smartphone",
         ),
         pytest.param("Java/1.8.0_151", "http_library", id="java-client"),
+        # Beside the rules from device-detector's tuning half (docs/enrichment.md): Google's
+        # fetchers with a version still match the narrowed "google" ...
+        pytest.param(
+            "Mozilla/5.0 (X11; Linux x86_64; Storebot-Google/1.0) AppleWebKit/537.36 "
+            "(KHTML, like Gecko) Chrome/79.0.3945.88 Safari/537.36",
+            "crawler",
+            id="storebot-google",
+        ),
+        pytest.param(
+            "Mozilla/5.0 (Linux; Android 8.0; Pixel 2 Build/OPD3.170816.012; "
+            "DuplexWeb-Google/1.0) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/74.0.3729.131 Mobile Safari/537.36",
+            "crawler",
+            id="duplexweb-google",
+        ),
+        # ... a proxy that fetches for a service, and a crawler named with a leading number
+        # and a URL, are still flagged ...
+        pytest.param(
+            "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com "
+            "GoogleImageProxy)",
+            "crawler",
+            id="google-image-proxy",
+        ),
+        pytest.param(
+            "008/0.83 (http://www.advancedwebranking.com)", "crawler", id="leading-number"
+        ),
+        # ... a name beside W3C's libwww still counts, libwww-perl is still a library ...
+        pytest.param("LinkWalker/2.0 libwww/5.4.0", "crawler", id="crawler-on-libwww"),
+        pytest.param(
+            "W3C-checklink/4.3 [4.42] libwww-perl/5.808", "http_library", id="libwww-perl"
+        ),
+        # ... and a client that uap-core does not know, with a comment naming no platform.
+        pytest.param("Bushbaby (reported in logs)", "crawler", id="comment-without-platform"),
+        pytest.param("SiteLock (AccMan Connector)/1.0", "crawler", id="comment-without-platform-2"),
     ],
 )
 def test_bot_user_agents(ua: str, reason: str) -> None:
@@ -365,6 +399,70 @@ def test_bot_user_agents(ua: str, reason: str) -> None:
             "Mobile Safari/BB10sdemobile-app",
             id="blackberry-10",
         ),
+        # From device-detector's tuning half, after the rules above. A version token
+        # "Google/1.0.0" in an Android TV's WebView, a model named "..._google_..." first
+        # in its comment, a Palm's "Tungsten Proxyless", an app naming its own version
+        # first, BrowseX (isbot lists it), more of an HbbTV set's own lists after its
+        # token, W3C's libwww in text browsers, Tencent's download manager in IE, and a
+        # phone behind Google's WAP transcoder.
+        pytest.param(
+            "Mozilla/5.0 (Linux; Android 9.0.0; P1 Build/PQ3B.190801.002; wv-atv; mse) "
+            "Google/1.0.0 AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 "
+            "Chrome/43.0.2357.65 Mobile Safari/537.36",
+            id="android-tv-google-version-token",
+        ),
+        pytest.param(
+            "Mozilla/5.0 (Linux GoogleTV 3.2 asus_google_cube Build/MASTER) "
+            "AppleWebKit/534.24 (KHTML, like Gecko) Chrome/11.0.696.77 Safari/534.24",
+            id="google-tv-model-first-in-comment",
+        ),
+        pytest.param(
+            "Mozilla/4.76 (compatible; MSIE 6.0; U; Windows 95; PalmSource; PalmOS; WebPro; "
+            "Tungsten Proxyless 1.1 320x320x16)",
+            id="palm-proxyless",
+        ),
+        pytest.param(
+            "2.1.0 (Linux; U; Android 7.0; ONEPLUS A3000 Build/NRD90M)", id="app-version-first"
+        ),
+        pytest.param("Mozilla/4.61 [en] (X11; U; ) - BrowseX (2.0.0 Windows)", id="browsex"),
+        pytest.param(
+            "Mozilla/5.0 (Linux; Andr0id 9; ATV R1) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/77.0.3865.120 Safari/537.36 OPR/46.0.2207.0 OMI/4.20.5.31.Oak.45 "
+            "HbbTV/1.5.1 (+DRM;BOTECH;ATV R1;Demo 1.0;Demonstration only;TVs;) "
+            "FVC/5.0 (BOTECH;TVs;)",
+            id="hbbtv-freeview-list",
+        ),
+        pytest.param(
+            "Lynx/2.8.8pre.3 libwww-FM/2.14 SSL-MM/1.4.1 OpenSSL/1.0.1e", id="lynx-libwww"
+        ),
+        pytest.param(
+            "VMS_Mosaic/3.8-1 (Motif;OpenVMS V7.3-2 DEC 3000 - M700)  libwww/2.12_Mosaic",
+            id="mosaic-libwww",
+        ),
+        pytest.param(
+            "Mozilla/4.0 (compatible; MSIE 7.0; Windows NT 6.1; Trident/4.0; QQDownload 691; "
+            "SLCC2; .NET CLR 2.0.50727; .NET CLR 3.5.30729; .NET CLR 3.0.30729; MALC)",
+            id="ie-qqdownload",
+        ),
+        pytest.param(
+            "BlackBerry7520/4.0.0 Profile/MIDP-2.0 Configuration/CLDC-1.1 UP.Browser/5.0.3.3 "
+            "UP.Link/5.1.2.12 (Google WAP Proxy/1.0)",
+            id="google-wap-proxy",
+        ),
+        # Clients in which uap-core finds nothing, but which name themselves a browser,
+        # carry a browser engine's token or name a platform in a comment.
+        pytest.param("nook browser/1.0", id="calls-itself-a-browser"),
+        pytest.param(
+            "GOGGalaxyClient/2.0.19.37 (GOG Galaxy) 83b6745cff679691b69876bc7ee33e05e5d90bda "
+            "(win10 x64)",
+            id="launcher-on-windows",
+        ),
+        pytest.param("Mozilla/1.10 [en] (Compatible; RISC OS 3.70; Oregano 1.10)", id="risc-os"),
+        pytest.param(
+            "Mozilla/5.0 (PS3) AppleWebKit/535.11 (KHTML, like Gecko) NuantiMeta/2.0",
+            id="ps3",
+        ),
+        pytest.param("Mozilla/4.0 (compatible; Gecko/20041115) Maple 5.0.0 Navi", id="gecko-token"),
     ],
 )
 def test_real_browsers_are_not_flagged(ua: str) -> None:

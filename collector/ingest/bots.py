@@ -86,6 +86,18 @@ _HTTP_LIBRARY = re.compile(
     r"|ktor-client|alamofire|cpp-httplib)\b"
 )
 
+# For the last layer (a UA in which uap-core finds no browser, no OS and no device): what
+# uap-core does not know but still names a browser or a platform. A client calling itself
+# a browser ("nook browser/1.0", "NCBrowser/2.35"), a browser engine's token ("Gecko/2004",
+# "Presto/2.2"), or an operating system or console in a comment ("(PS3)", "(win10 x64)",
+# "RISC OS 3.70", "AmigaOS", "BeOS"). Decided on the tuning halves (bench/ua_bench.py):
+# no crawler there that reaches this layer matches it.
+_PLATFORM = re.compile(
+    r"\bbrowser\b|\bgecko/\d|\bpresto/|\((?:[^)]*[;, ])?(?:win(?:dows|\d+|32|64|nt)|risc os"
+    r"|amiga(?:os)?|beos|os/2|openvms|haiku|syllable|inferno|ps[345]|playstation|nintendo"
+    r"|xbox)\b"
+)
+
 # Browser-path heuristic: every mainstream browser sends Accept-Language with fetch,
 # XHR and sendBeacon; a "Mozilla/5.0" client without it is a script wearing a browser's UA.
 _BROWSER_LIKE = re.compile(r"^Mozilla/5\.0 \(")
@@ -230,7 +242,8 @@ _ISBOT_DATA = Path(str(files("collector.ingest") / "data" / "isbot-patterns.json
 # "GNBR/1.7.1.ai", old Sony Ericsson strings have no space (browsers.txt); apps send a
 # bare device name ("iPhone14Pro") or UC Browser's "dv(iPh14,5);pr(UCBrowser/...)",
 # feature phones an empty "()", and Internet Explorer with Google Chrome Frame says
-# "chromeframe/19.0" (device-detector's fixtures). None of them names a bot.
+# "chromeframe/19.0" (device-detector's fixtures). None of them names a bot; "browsex"
+# names a browser of 1999 (BrowseX, device-detector's fixtures).
 _ISBOT_LEFT_OUT = frozenset(
     {
         r"\|",
@@ -240,6 +253,7 @@ _ISBOT_LEFT_OUT = frozenset(
         r"^[\w \.\-\(?:\):%]+(?:/v?\d+(?:\.\d+)?(?:\.\d{1,10})*?)?(?:,|$)",
         r"\(\)",
         "chromeframe",
+        "browsex",
     }
 )
 
@@ -247,13 +261,19 @@ _ISBOT_LEFT_OUT = frozenset(
 # ("GoogleTV/092754", "Linux; GoogleTV 3.2") is a television, not Google's crawler (the
 # others, Googlebot, AdsBot-Google, Google-InspectionTool, ..., still match); "HTTPS" in
 # a feature phone's capability list ("MAUI(HTTP PGDL;HTTPS)", "Opera (HTTPS)") is no URL;
-# "JavaPlatform/JP-8.5" is a Sony Ericsson phone's Java ME version.
+# "JavaPlatform/JP-8.5" is a Sony Ericsson phone's Java ME version. From device-detector's
+# tuning half: a bare "Google/1.0.0" version token in an Android TV's WebView (Google's
+# fetchers say "Storebot-Google/1.0", "DuplexWeb-Google/1.0", and still match), a Palm's
+# "Tungsten Proxyless" browser, and an app whose UA starts with its own version and then
+# its platform ("2.1.0 (Linux; U; Android 7.0; ...)").
 _ISBOT_NARROWED = {
     "(?<! channel/|google/)google(?!(?:wv|app|/google| pixel))": (
-        "(?<! channel/|google/)google(?!(?:wv|app|/google| pixel|tv))"
+        r"(?<! channel/|google/)(?:(?<=[\w-])google|google(?!/\d))(?!(?:wv|app|/google| pixel|tv))"
     ),
     "(?<!lib)http": r"(?<!lib)http(?!s?\)|s?;| pgdl)",
     "java(?!;)": "java(?!;|platform)",
+    "proxy": "proxy(?!less)",
+    r"^\d+\b": r"^\d+\b(?![\d.]* \(linux;)",
 }
 
 _JS_LOOKBEHIND_ALTERNATION = re.compile(r"\(\?<!([^()]*\|[^()]*)\)")
@@ -291,12 +311,14 @@ _NOT_THE_CLIENT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         # an Android model, up to the next ";" ("Android 9; XBot Junior"); first, so that
         # a client named after the build ("Build/JZO54K; GTmetrix") keeps its name
         ("android ", r"android [\d.]+; [^;)]*"),
-        # a model before its build elsewhere ("; I-Buddy 3 Build/IMM76D")
-        ("build/", r";[^;]*build/[^;)]*"),
+        # a model before its build elsewhere ("; I-Buddy 3 Build/IMM76D"), or first in
+        # its comment ("(Linux GoogleTV 3.2 asus_google_cube Build/MASTER)")
+        ("build/", r";[^;]*build/[^;)]*|\([^;()]*build/[^;)]*"),
         # a Windows Phone's maker and model ("IEMobile/9.0; HTC; Radar C110e")
         ("iemobile/", r"iemobile/[\d.]+;[^)]*"),
-        # a TV's maker and model ("HbbTV/1.6.1 (+DRM; LGE/KTC/BOTECH; ...)")
-        ("hbbtv/", r"hbbtv/[\d.]+ \([^)]*\)"),
+        # a TV's maker and model ("HbbTV/1.6.1 (+DRM; LGE/KTC/BOTECH; ...)"), and what
+        # follows it: more of the TV's own lists ("FVC/5.0 (BOTECH;TVs;)")
+        ("hbbtv/", r"hbbtv/[\d.]+ \(.*"),
         # the Slack desktop app ("Slack/4.33.90", "Slack_SSB/4.33.90")
         ("slack", r"\bslack(?:_ssb)?/[\d.]+"),
         # Sogou's mobile browser (its spider says "Sogou web spider")
@@ -305,6 +327,13 @@ _NOT_THE_CLIENT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("omi/", r"\bomi/[\w.]*"),
         # Chromium's network stack in Android apps ("Cronet/114.0": "cron")
         ("cronet/", r"\bcronet/[\d.]+"),
+        # W3C's libwww in text and old browsers ("Lynx/2.8.8 libwww-FM/2.14", "VMS_Mosaic
+        # ... libwww/2.12"); libwww-perl, a library, is the http_library layer's
+        ("libwww", r"\blibwww(?:-fm)?/[\w.]+"),
+        # Tencent's download manager inside Internet Explorer ("QQDownload 691")
+        ("qqdownload", r"\bqqdownload \d+"),
+        # Google's transcoder for WAP phones: a person's phone behind Google's proxy
+        ("wap proxy", r"\(google wap proxy/[\d.]+\)"),
     )
 )
 
@@ -345,7 +374,14 @@ def classify_user_agent(ua: str, *, crawler_detect: bool = True, isbot: bool = T
     parsed = parse_user_agent(ua)
     # uap-core's own Spider list, then anything in which it recognises no browser, no OS
     # and no device: feature phones and game consoles often name only their device.
-    if parsed.is_bot or (parsed.browser is None and parsed.os is None and parsed.device is None):
+    if parsed.is_bot:
+        return "crawler"
+    if (
+        parsed.browser is None
+        and parsed.os is None
+        and parsed.device is None
+        and _PLATFORM.search(lowered) is None
+    ):
         return "crawler"
     return None
 
