@@ -268,7 +268,7 @@ _ISBOT_LEFT_OUT = frozenset(
 # its platform ("2.1.0 (Linux; U; Android 7.0; ...)").
 _ISBOT_NARROWED = {
     "(?<! channel/|google/)google(?!(?:wv|app|/google| pixel))": (
-        r"(?<! channel/|google/)(?:(?<=[\w-])google|google(?!/\d))(?!(?:wv|app|/google| pixel|tv))"
+        r"(?<! channel/|google/)google(?!(?:wv|app|/google| pixel|tv|/\d))|-google/\d"
     ),
     "(?<!lib)http": r"(?<!lib)http(?!s?\)|s?;| pgdl)",
     "java(?!;)": "java(?!;|platform)",
