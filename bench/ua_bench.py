@@ -75,12 +75,14 @@ class Corpus:
 
 
 # Read from a folder, when there, in this order: licences that do not let us ship them
-# (device-detector's LGPL, ua-parser-js's AGPL) or size (browscap's tests, 2.4 MB). Each
+# (device-detector's LGPL, ua-parser-js's AGPL) or size (browscap's tests, 2.4 MB;
+# WhichBrowser's, 0.6 MB). Each
 # is `<name>-bots.txt` and `<name>-browsers.txt`, built by bench/ua_corpora.py.
 FOLDER_CORPORA = (
     ("device_detector", "device-detector", "device-detector's fixtures"),
     ("browscap", "browscap", "browscap's tests"),
     ("ua_parser_js", "ua-parser-js", "ua-parser-js's tests"),
+    ("whichbrowser", "whichbrowser", "WhichBrowser's tests"),
 )
 
 
@@ -88,8 +90,8 @@ def corpora(folder: Path | None = None) -> list[Corpus]:
     """The labelled corpora, in order: the shared ones, then the strings of the
     crawler-user-agents and intoli packages that the shared corpora and isbot's fixtures
     do not have, then (when `folder` has them) device-detector's fixtures, then woothee's
-    test sets (shipped), then browscap's and ua-parser-js's tests (when `folder` has
-    them); each keeps only the strings that no corpus before it has."""
+    test sets (shipped), then browscap's, ua-parser-js's and WhichBrowser's tests (when
+    `folder` has them); each keeps only the strings that no corpus before it has."""
     shared = Corpus(
         "shared", "shared corpora (bots.txt, browsers.txt)", load("bots"), load("browsers")
     )

@@ -6,6 +6,7 @@ Run from the repository root, with a checkout (or an export) of the source proje
     python -m bench.ua_corpora woothee SRC OUT
     python -m bench.ua_corpora browscap SRC OUT
     python -m bench.ua_corpora ua-parser-js SRC OUT
+    python -m bench.ua_corpora whichbrowser SRC OUT
 
 Each writes ``OUT/<name>-bots.txt`` and ``OUT/<name>-browsers.txt``: one string a line,
 stripped, in the source's order, blanks and repeats dropped. Which of a project's labels
@@ -123,11 +124,67 @@ def ua_parser_js(src: Path) -> tuple[list[str], list[str]]:
     return _unique(bots), _unique(browsers)
 
 
+# WhichBrowser's device types that are people's devices; `bot` is a bot; `emulator`,
+# `devboard`, `gps` and entries without a type are left out.
+_WHICHBROWSER_PEOPLE = frozenset(
+    {
+        "desktop",
+        "mobile",
+        "tablet",
+        "television",
+        "gaming",
+        "ereader",
+        "pda",
+        "media",
+        "watch",
+        "car",
+        "appliance",
+        "headset",
+        "signage",
+        "printer",
+        "camera",
+    }
+)
+
+
+def _whichbrowser_ua(headers: object) -> object:
+    if isinstance(headers, str):
+        name, _, value = headers.partition(": ")
+        return value if name.lower() == "user-agent" else None
+    if isinstance(headers, dict):
+        return next((v for k, v in headers.items() if str(k).lower() == "user-agent"), None)
+    return None
+
+
+def whichbrowser(src: Path) -> tuple[list[str], list[str]]:
+    """WhichBrowser/Parser-PHP's tests/data/*/*.yaml: the User-Agent header of each entry
+    whose `result.device.type` is `bot` is a bot; of each with a `result.browser` and a
+    person's device type, outside tests/data/bots/, a browser. Entries run with
+    `detectBots` set are left out."""
+    bots: list[object] = []
+    browsers: list[object] = []
+    for path in sorted((src / "tests" / "data").glob("*/*.yaml")):
+        for entry in _yaml(path) or []:
+            if "detectBots" in entry:
+                continue
+            result = entry.get("result") or {}
+            kind = (result.get("device") or {}).get("type")
+            ua = _whichbrowser_ua(entry.get("headers"))
+            if kind == "bot":
+                bots.append(ua)
+            elif (
+                kind in _WHICHBROWSER_PEOPLE and "browser" in result and path.parent.name != "bots"
+            ):
+                browsers.append(ua)
+    return _unique(bots), _unique(browsers)
+
+
 SOURCES = {
     "device-detector": device_detector,
     "woothee": woothee,
     "browscap": browscap,
     "ua-parser-js": ua_parser_js,
+    "whichbrowser": whichbrowser,
 }
 
 

@@ -279,6 +279,24 @@ def test_the_lists_and_their_licences_ship_together() -> None:
         # ... and a client that uap-core does not know, with a comment naming no platform.
         pytest.param("Bushbaby (reported in logs)", "crawler", id="comment-without-platform"),
         pytest.param("SiteLock (AccMan Connector)/1.0", "crawler", id="comment-without-platform-2"),
+        # Beside the rules from browscap's tuning half: "http" at a word's start and
+        # "downloader" still match; Seznam's and Mattermost's bots keep their names; a
+        # crawler in a Java ME phone's string is still named; Java's own client is still
+        # a library.
+        pytest.param(
+            "Mozilla/4.0 (compatible; MSIE 8.0; Windows NT 6.0 ; BacklinkHttpStatus)",
+            "crawler",
+            id="http-at-a-word-start",
+        ),
+        pytest.param("Imagga Downloader/v0.14.3", "crawler", id="downloader"),
+        pytest.param("SeznamBot/2.0 (+http://fulltext.seznam.cz/)", "crawler", id="seznambot"),
+        pytest.param("Mattermost-Bot/1.1", "crawler", id="mattermost-bot"),
+        pytest.param(
+            "NokiaN70/. FASTMobileCrawl/6.6 Profile/MIDP-2.0 Configuration/CLDC-1.1",
+            "crawler",
+            id="crawler-posing-as-java-me-phone",
+        ),
+        pytest.param("Java/1.8.0_151 Profile/MIDP-2.0", "http_library", id="java-beside-midp"),
     ],
 )
 def test_bot_user_agents(ua: str, reason: str) -> None:
@@ -463,6 +481,57 @@ def test_bot_user_agents(ua: str, reason: str) -> None:
             id="ps3",
         ),
         pytest.param("Mozilla/4.0 (compatible; Gecko/20041115) Maple 5.0.0 Navi", id="gecko-token"),
+        pytest.param("Mozilla/4.0 (jig browser9i 1.5.0; F10B; 2004)", id="jig-browser"),
+        # From browscap's tuning half. Java ME phones: the lists' "java" is a Java client.
+        pytest.param(
+            "Mozilla/5.0 (Series40; Nokia501s/11.1.1/java_runtime_version=Nokia_Asha_1_1_1; "
+            "Profile/MIDP-2.1 Configuration/CLDC-1.1) Gecko/20100401 S40OviBrowser/3.1.1.0.27",
+            id="nokia-asha-java-runtime",
+        ),
+        pytest.param(
+            "SonyEricssonw580i/R4EA Java/SEMC-Java/2.0 Profile/MIDP-2.0 Configuration/CLDC-1.1 "
+            "sonyericssonw580i",
+            id="sony-ericsson-semc-java",
+        ),
+        pytest.param(
+            "Mozilla/5.0 (LG-C199 AppleWebkit/531 Browser/Phantom/V2.0 Widget/LGMW/3.0 "
+            "MMS/LG-MMS-V1.0/1.2 Java/ASVM/1.1 Profile/MIDP-2.1 Configuration/CLDC-1.1)",
+            id="lg-java-asvm",
+        ),
+        # A filtering proxy's mark, Windows 10's upgrade offer in IE.
+        pytest.param(
+            "Mozilla/5.0 (Windows NT 6.3; WOW64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/64.0.3350.0 Iron Safari/537.36 ICAPoHTTPS",
+            id="icap-proxy-mark",
+        ),
+        pytest.param(
+            "Mozilla/4.0 (compatible; MSIE 7.0; Windows NT 6.3; Win64; x64; Trident/7.0; "
+            ".NET4.0E; .NET4.0C; .NET CLR 3.5.30729; .NET CLR 2.0.50727; .NET CLR 3.0.30729; "
+            "GWX:DOWNLOADED; MAARJS)",
+            id="ie-gwx-downloaded",
+        ),
+        # Seznam's browser, the Mattermost apps, NetSurf, a Dreambox's HbbTV browser.
+        pytest.param(
+            "Mozilla/5.0 (Windows NT 6.1) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/43.0.2272.76 Safari/537.36 Seznam.cz/2.0.4",
+            id="seznam-browser",
+        ),
+        pytest.param(
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_16_0) AppleWebKit/537.36 (KHTML, like "
+            "Gecko) Mattermost/4.4.0 Chrome/76.0.3809.146 Electron/6.1.7 Safari/537.36",
+            id="mattermost-desktop",
+        ),
+        pytest.param("Mattermost/1.49.1 (iPad; iOS 15.3.1; Scale/2.00)", id="mattermost-ipad"),
+        pytest.param("NetSurf/3.10 (Linux; Arch Linux)", id="netsurf"),
+        pytest.param(
+            "Mozilla/5.0 (Linux mips; U;HbbTV/1.1.1 (+RTSP;DMM;Dreambox;0.1a;1.0;) "
+            "CE-HTML/1.0; en) AppleWebKit/535.19 no/Volksbox QtWebkit/2.2",
+            id="dreambox-hbbtv",
+        ),
+        # Netscape 4 on Unix workstations and PowerPC Macs.
+        pytest.param("Mozilla/4.76C-SGI [en] (X11; I; IRIX 6.5 IP32)", id="netscape-irix"),
+        pytest.param("Mozilla/4.72 [en] (X11; I; HP-UX B.11.00 9000/800)", id="netscape-hp-ux"),
+        pytest.param("Mozilla/4.5 [fr] (Macintosh; U; PPC)", id="netscape-mac-ppc"),
     ],
 )
 def test_real_browsers_are_not_flagged(ua: str) -> None:

@@ -81,21 +81,22 @@ _HTTP_LIBRARY = re.compile(
     r"|hyper|ureq|isahc|restsharp|unirest|apache-httpclient|jakarta|fasthttp|insomnia"
     r"|postmanruntime)\b"
     r"|\b(?:curl|wget|python-requests|python-urllib|python-httpx|aiohttp|httpx|go-http-client"
-    r"|okhttp|apache-httpclient|java/\d|axios|node-fetch|undici|libwww-perl|lwp::simple"
+    r"|okhttp|apache-httpclient|(?<!semc-)java/\d|axios|node-fetch|undici|libwww-perl|lwp::simple"
     r"|postmanruntime|guzzlehttp|winhttp|http_request2|restsharp|libcurl|pycurl|urllib3"
     r"|ktor-client|alamofire|cpp-httplib)\b"
 )
 
 # For the last layer (a UA in which uap-core finds no browser, no OS and no device): what
 # uap-core does not know but still names a browser or a platform. A client calling itself
-# a browser ("nook browser/1.0", "NCBrowser/2.35"), a browser engine's token ("Gecko/2004",
-# "Presto/2.2"), or an operating system or console in a comment ("(PS3)", "(win10 x64)",
-# "RISC OS 3.70", "AmigaOS", "BeOS"). Decided on the tuning halves (bench/ua_bench.py):
+# a browser ("nook browser/1.0", "NCBrowser/2.35", "jig browser9i"), a browser engine's
+# token ("Gecko/2004", "Presto/2.2"), or an operating system or console in a comment
+# ("(PS3)", "(win10 x64)", "RISC OS 3.70", "AmigaOS", "BeOS", Netscape 4's "(X11; I; IRIX64
+# 6.5 IP30)" and "(Macintosh; U; PPC)"). Decided on the tuning halves (bench/ua_bench.py):
 # no crawler there that reaches this layer matches it.
 _PLATFORM = re.compile(
-    r"\bbrowser\b|\bgecko/\d|\bpresto/|\((?:[^)]*[;, ])?(?:win(?:dows|\d+|32|64|nt)|risc os"
+    r"\bbrowser|\bgecko/\d|\bpresto/|\((?:[^)]*[;, ])?(?:win(?:dows|\d+|32|64|nt)|risc os"
     r"|amiga(?:os)?|beos|os/2|openvms|haiku|syllable|inferno|ps[345]|playstation|nintendo"
-    r"|xbox)\b"
+    r"|xbox|x11|macintosh|ppc|irix(?:64)?|hp-ux|aix|sunos|plan9)\b"
 )
 
 # Browser-path heuristic: every mainstream browser sends Accept-Language with fetch,
@@ -243,7 +244,8 @@ _ISBOT_DATA = Path(str(files("collector.ingest") / "data" / "isbot-patterns.json
 # bare device name ("iPhone14Pro") or UC Browser's "dv(iPh14,5);pr(UCBrowser/...)",
 # feature phones an empty "()", and Internet Explorer with Google Chrome Frame says
 # "chromeframe/19.0" (device-detector's fixtures). None of them names a bot; "browsex"
-# names a browser of 1999 (BrowseX, device-detector's fixtures).
+# and "^netsurf" name browsers (BrowseX in device-detector's fixtures, NetSurf in
+# ua-parser-js's).
 _ISBOT_LEFT_OUT = frozenset(
     {
         r"\|",
@@ -254,6 +256,7 @@ _ISBOT_LEFT_OUT = frozenset(
         r"\(\)",
         "chromeframe",
         "browsex",
+        "^netsurf",
     }
 )
 
@@ -265,14 +268,18 @@ _ISBOT_LEFT_OUT = frozenset(
 # tuning half: a bare "Google/1.0.0" version token in an Android TV's WebView (Google's
 # fetchers say "Storebot-Google/1.0", "DuplexWeb-Google/1.0", and still match), a Palm's
 # "Tungsten Proxyless" browser, and an app whose UA starts with its own version and then
-# its platform ("2.1.0 (Linux; U; Android 7.0; ...)").
+# its platform ("2.1.0 (Linux; U; Android 7.0; ...)"). From browscap's tuning half: "http"
+# inside a word ("ICAPoHTTPS", a filtering proxy's mark on a person's browser; a URL, "+http"
+# and "Go-http-client" still match), and Internet Explorer's "GWX:DOWNLOADED" (Windows 10's
+# upgrade offer; "download" before "ed" no longer, "Downloader" still).
 _ISBOT_NARROWED = {
     "(?<! channel/|google/)google(?!(?:wv|app|/google| pixel))": (
         r"(?<! channel/|google/)google(?!(?:wv|app|/google| pixel|tv|/\d))|-google/\d"
     ),
-    "(?<!lib)http": r"(?<!lib)http(?!s?\)|s?;| pgdl)",
     "java(?!;)": "java(?!;|platform)",
     "proxy": "proxy(?!less)",
+    "(?<!lib)http": r"(?<![a-z])http(?!s?\)|s?;| pgdl)",
+    "download": "download(?!ed)",
     r"^\d+\b": r"^\d+\b(?![\d.]* \(linux;)",
 }
 
@@ -316,9 +323,9 @@ _NOT_THE_CLIENT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("build/", r";[^;]*build/[^;)]*|\([^;()]*build/[^;)]*"),
         # a Windows Phone's maker and model ("IEMobile/9.0; HTC; Radar C110e")
         ("iemobile/", r"iemobile/[\d.]+;[^)]*"),
-        # a TV's maker and model ("HbbTV/1.6.1 (+DRM; LGE/KTC/BOTECH; ...)"), and what
-        # follows it: more of the TV's own lists ("FVC/5.0 (BOTECH;TVs;)")
-        ("hbbtv/", r"hbbtv/[\d.]+ \(.*"),
+        # a TV's maker and model ("HbbTV/1.6.1 (+DRM; LGE/KTC/BOTECH; ...)"), and the
+        # TV's lists that follow it ("FVC/5.0 (BOTECH;TVs;)")
+        ("hbbtv/", r"hbbtv/[\d.]+ ?\([^)]*\)(?:[^(]*\([^)]*\))*"),
         # the Slack desktop app ("Slack/4.33.90", "Slack_SSB/4.33.90")
         ("slack", r"\bslack(?:_ssb)?/[\d.]+"),
         # Sogou's mobile browser (its spider says "Sogou web spider")
@@ -334,6 +341,13 @@ _NOT_THE_CLIENT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("qqdownload", r"\bqqdownload \d+"),
         # Google's transcoder for WAP phones: a person's phone behind Google's proxy
         ("wap proxy", r"\(google wap proxy/[\d.]+\)"),
+        # a Java ME phone's Java platform ("Java/ASVM/1.1", "java_runtime_version=Nokia_
+        # Asha_1_1", "SEMC-Java/2.0"): the lists' "java" means a Java HTTP client
+        ("midp", r"\b(?:semc-)?java[/_][\w./=-]*"),
+        # Seznam's browser ("Safari/537.36 Seznam.cz/2.0.4"; its crawler says SeznamBot)
+        ("seznam.cz/", r"\bseznam\.cz/[\d.]+"),
+        # the Mattermost desktop and mobile apps ("Mattermost/4.4.0"; not Mattermost-Bot)
+        ("mattermost/", r"\bmattermost/[\d.]+"),
     )
 )
 
