@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -76,13 +77,14 @@ class Corpus:
 
 # Read from a folder, when there, in this order: licences that do not let us ship them
 # (device-detector's LGPL, ua-parser-js's AGPL) or size (browscap's tests, 2.4 MB;
-# WhichBrowser's, 0.6 MB). Each
+# WhichBrowser's, 0.6 MB; fake-useragent's, 0.1 MB, browsers only). Each
 # is `<name>-bots.txt` and `<name>-browsers.txt`, built by bench/ua_corpora.py.
 FOLDER_CORPORA = (
     ("device_detector", "device-detector", "device-detector's fixtures"),
     ("browscap", "browscap", "browscap's tests"),
     ("ua_parser_js", "ua-parser-js", "ua-parser-js's tests"),
     ("whichbrowser", "whichbrowser", "WhichBrowser's tests"),
+    ("fake_useragent", "fake-useragent", "fake-useragent's browsers"),
 )
 
 
@@ -144,7 +146,8 @@ def accuracy(corpus: Corpus) -> dict[str, float]:
     ):
         prefix = f"{corpus.key}_{half}"
         r[f"{prefix}_crawlers"] = float(len(crawlers))
-        r[f"{prefix}_recall"] = _flagged(crawlers) / len(crawlers)
+        # fake-useragent's corpus has browsers only.
+        r[f"{prefix}_recall"] = _flagged(crawlers) / len(crawlers) if crawlers else math.nan
         r[f"{prefix}_browsers"] = float(len(browsers))
         r[f"{prefix}_false_positives"] = float(_flagged(browsers))
     return r

@@ -7,6 +7,7 @@ Run from the repository root, with a checkout (or an export) of the source proje
     python -m bench.ua_corpora browscap SRC OUT
     python -m bench.ua_corpora ua-parser-js SRC OUT
     python -m bench.ua_corpora whichbrowser SRC OUT
+    python -m bench.ua_corpora fake-useragent SRC OUT
 
 Each writes ``OUT/<name>-bots.txt`` and ``OUT/<name>-browsers.txt``: one string a line,
 stripped, in the source's order, blanks and repeats dropped. Which of a project's labels
@@ -179,12 +180,22 @@ def whichbrowser(src: Path) -> tuple[list[str], list[str]]:
     return _unique(bots), _unique(browsers)
 
 
+def fake_useragent(src: Path) -> tuple[list[str], list[str]]:
+    """The fake-useragent package's fake_useragent/data/browsers.jsonl (SRC is the unpacked
+    wheel): every `useragent` is a browser (each has a browser, an OS and a device type);
+    there are no bots."""
+    path = src / "fake_useragent" / "data" / "browsers.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [], _unique(json.loads(line).get("useragent") for line in lines if line.strip())
+
+
 SOURCES = {
     "device-detector": device_detector,
     "woothee": woothee,
     "browscap": browscap,
     "ua-parser-js": ua_parser_js,
     "whichbrowser": whichbrowser,
+    "fake-useragent": fake_useragent,
 }
 
 
