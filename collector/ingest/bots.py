@@ -81,7 +81,7 @@ _HTTP_LIBRARY = re.compile(
     r"|hyper|ureq|isahc|restsharp|unirest|apache-httpclient|jakarta|fasthttp|insomnia"
     r"|postmanruntime)\b"
     r"|\b(?:curl|wget|python-requests|python-urllib|python-httpx|aiohttp|httpx|go-http-client"
-    r"|okhttp|apache-httpclient|(?<!semc-)java/\d|axios|node-fetch|undici|libwww-perl|lwp::simple"
+    r"|okhttp|apache-httpclient|java(?<!semc-java)/\d|axios|node-fetch|undici|libwww-perl|lwp::simple"
     r"|postmanruntime|guzzlehttp|winhttp|http_request2|restsharp|libcurl|pycurl|urllib3"
     r"|ktor-client|alamofire|cpp-httplib)\b"
 )
@@ -274,11 +274,12 @@ _ISBOT_LEFT_OUT = frozenset(
 # upgrade offer; "download" before "ed" no longer, "Downloader" still).
 _ISBOT_NARROWED = {
     "(?<! channel/|google/)google(?!(?:wv|app|/google| pixel))": (
-        r"(?<! channel/|google/)google(?!(?:wv|app|/google| pixel|tv|/\d))|-google/\d"
+        r"google(?<! channel/google)(?<!google/google)(?!(?:wv|app|/google| pixel|tv|/\d))"
+        r"|-google/\d"
     ),
     "java(?!;)": "java(?!;|platform)",
     "proxy": "proxy(?!less)",
-    "(?<!lib)http": r"(?<![a-z])http(?!s?\)|s?;| pgdl)",
+    "(?<!lib)http": r"http(?<![a-z]http)(?!s?\)|s?;| pgdl)",
     "download": "download(?!ed)",
     r"^\d+\b": r"^\d+\b(?![\d.]* \(linux;)",
 }
