@@ -14,9 +14,12 @@
 
 Before the two lists, what is not the client's name is blanked out (`_NOT_THE_CLIENT`):
 device models (``; I-Buddy 3 Build/IMM76D``, ``Android 9; XBot Junior``), a TV's maker
-list, the Slack desktop app's tokens and a few browser components (``SogouMSE``,
-``Cronet/114.0``): a phone's model name is a manufacturer's, not the client's, and the
-lists' generic words (``buddy``, ``bot``, ``cron``) and ``Slack/`` otherwise flag people.
+lists, a Java ME phone's Java platform, the Slack and Mattermost apps' tokens, Seznam's
+browser and a few browser components (``SogouMSE``, ``Cronet/114.0``, ``libwww-FM``): a
+phone's model name is a manufacturer's, not the client's, and the lists' generic words
+(``buddy``, ``bot``, ``cron``, ``java``) and ``Slack/`` otherwise flag people. The last
+layer spares a string that names a browser, an engine or a platform uap-core does not
+know (`_PLATFORM`: RISC OS, IRIX, a PS3, ...).
 Which of isbot's patterns are left out or narrowed, and why, is beside the list's loader;
 every such choice was made on the tuning halves of the corpora (bench/ua_bench.py).
 
