@@ -1,21 +1,23 @@
 """User-Agent parsing and bot detection, measured on the shared corpora.
 
-Run from the repository root: ``python -m bench.ua_bench [--device-detector DIR]``.
+Run from the repository root: ``python -m bench.ua_bench [--corpora DIR]``.
 Every figure comes from one run in one process; rates are fractions of the corpus
 (0.97 = 97%).
 
 Accuracy is reported per corpus and per half (`split`): bot-detection rules are decided
 looking at the tuning halves only, and the held-out halves measure them. A corpus after
 the first keeps only the strings that no corpus before it has, so each figure is on
-strings new to it. `--device-detector DIR` adds device-detector's fixtures
-(`device-detector-bots.txt` and `device-detector-browsers.txt` in DIR, see
-docs/enrichment.md); by default they are read from ../shared/data/ua/ when there.
-"""
+strings new to it. `--corpora DIR` (or its old name `--device-detector DIR`) adds the
+corpora that are not in this repository, when DIR has them: device-detector's fixtures,
+browscap's tests and ua-parser-js's tests (`<name>-bots.txt` and `<name>-browsers.txt`,
+built by bench/ua_corpora.py, see docs/enrichment.md); by default they are read from
+../shared/data/ua/ when there."""
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -73,38 +75,62 @@ class Corpus:
         self.crawlers, self.browsers = crawlers, browsers
 
 
-def corpora(device_detector: Path | None = None) -> list[Corpus]:
+# Read from a folder, when there, in this order: licences that do not let us ship them
+# (device-detector's LGPL, ua-parser-js's AGPL) or size (browscap's tests, 2.4 MB;
+# WhichBrowser's, 0.6 MB; fake-useragent's, 0.1 MB, browsers only). Each
+# is `<name>-bots.txt` and `<name>-browsers.txt`, built by bench/ua_corpora.py.
+FOLDER_CORPORA = (
+    ("device_detector", "device-detector", "device-detector's fixtures"),
+    ("browscap", "browscap", "browscap's tests"),
+    ("ua_parser_js", "ua-parser-js", "ua-parser-js's tests"),
+    ("whichbrowser", "whichbrowser", "WhichBrowser's tests"),
+    ("fake_useragent", "fake-useragent", "fake-useragent's browsers"),
+)
+
+
+def corpora(folder: Path | None = None) -> list[Corpus]:
     """The labelled corpora, in order: the shared ones, then the strings of the
     crawler-user-agents and intoli packages that the shared corpora and isbot's fixtures
-    do not have, then (when `device_detector` has them) device-detector's fixtures that
-    none of those has."""
+    do not have, then (when `folder` has them) device-detector's fixtures, then woothee's
+    test sets (shipped), then browscap's, ua-parser-js's and WhichBrowser's tests (when
+    `folder` has them); each keeps only the strings that no corpus before it has."""
     shared = Corpus(
         "shared", "shared corpora (bots.txt, browsers.txt)", load("bots"), load("browsers")
     )
     seen = set(shared.crawlers) | set(shared.browsers)
     seen |= set(_lines(BENCH_DATA / "isbot-crawlers.txt"))
     seen |= set(_lines(BENCH_DATA / "isbot-browsers.txt"))
-    packages = Corpus(
+    result = [shared]
+
+    def add(key: str, label: str, crawlers: list[str], browsers: list[str]) -> None:
+        corpus = Corpus(
+            key,
+            label,
+            [s for s in crawlers if s not in seen],
+            [s for s in browsers if s not in seen],
+        )
+        seen.update(corpus.crawlers, corpus.browsers)
+        result.append(corpus)
+
+    add(
         "packages",
         "crawler-user-agents' and intoli's strings",
-        [s for s in _lines(BENCH_DATA / "crawler-user-agents.txt") if s not in seen],
-        [s for s in _lines(BENCH_DATA / "intoli-browsers.txt") if s not in seen],
+        _lines(BENCH_DATA / "crawler-user-agents.txt"),
+        _lines(BENCH_DATA / "intoli-browsers.txt"),
     )
-    result = [shared, packages]
-    if device_detector is not None and (device_detector / "device-detector-bots.txt").is_file():
-        seen |= set(packages.crawlers) | set(packages.browsers)
-        result.append(
-            Corpus(
-                "device_detector",
-                "device-detector's fixtures",
-                [s for s in _lines(device_detector / "device-detector-bots.txt") if s not in seen],
-                [
-                    s
-                    for s in _lines(device_detector / "device-detector-browsers.txt")
-                    if s not in seen
-                ],
-            )
-        )
+    shipped = [
+        ("woothee", "woothee's test sets", BENCH_DATA / "woothee-bots.txt"),
+    ]
+    in_folder = [
+        (key, label, folder / f"{name}-bots.txt")
+        for key, name, label in FOLDER_CORPORA
+        if folder is not None
+    ]
+    # device-detector first (its figures predate the others), then the shipped ones.
+    for key, label, bots_file in in_folder[:1] + shipped + in_folder[1:]:
+        if bots_file.is_file():
+            browsers_file = bots_file.with_name(bots_file.name.replace("-bots.", "-browsers."))
+            add(key, label, _lines(bots_file), _lines(browsers_file))
     return result
 
 
@@ -120,7 +146,8 @@ def accuracy(corpus: Corpus) -> dict[str, float]:
     ):
         prefix = f"{corpus.key}_{half}"
         r[f"{prefix}_crawlers"] = float(len(crawlers))
-        r[f"{prefix}_recall"] = _flagged(crawlers) / len(crawlers)
+        # fake-useragent's corpus has browsers only.
+        r[f"{prefix}_recall"] = _flagged(crawlers) / len(crawlers) if crawlers else math.nan
         r[f"{prefix}_browsers"] = float(len(browsers))
         r[f"{prefix}_false_positives"] = float(_flagged(browsers))
     return r
@@ -144,7 +171,7 @@ def _clear_caches() -> None:
     bots.cache_clear()
 
 
-def run(device_detector: Path | None = None) -> dict[str, float]:
+def run(folder: Path | None = None) -> dict[str, float]:
     """Measure everything once; keys are figure names, values µs or fractions."""
     bot_uas, browser_uas = load("bots"), load("browsers")
     every = list(dict.fromkeys(browser_uas + bot_uas))
@@ -221,7 +248,7 @@ def run(device_detector: Path | None = None) -> dict[str, float]:
         )
 
     # Every corpus, tuning and held-out halves.
-    for corpus in corpora(device_detector):
+    for corpus in corpora(folder):
         r.update(accuracy(corpus))
 
     _clear_caches()
@@ -306,19 +333,22 @@ def _accuracy_rows(corpus: Corpus) -> list[tuple[str, str, str]]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
+        "--corpora",
         "--device-detector",
+        dest="folder",
         type=Path,
         default=DATA,
         metavar="DIR",
-        help="where device-detector-bots.txt and device-detector-browsers.txt are "
-        "(default: ../shared/data/ua/; skipped when they are not there)",
+        help="where the corpora read from a folder are (device-detector-bots.txt, "
+        "device-detector-browsers.txt, browscap-*.txt, ua-parser-js-*.txt; see "
+        "bench/ua_corpora.py); default: ../shared/data/ua/; each is skipped when not there",
     )
     args = parser.parse_args(argv if argv is not None else [])
     if not DATA.is_dir():
         sys.exit(f"corpora not found at {DATA}")
-    results = run(args.device_detector)
+    results = run(args.folder)
     rows = list(_ROWS)
-    for corpus in corpora(args.device_detector):
+    for corpus in corpora(args.folder):
         rows += _accuracy_rows(corpus)
     width = max(len(label) for _, label, _ in rows)
     print(f"Python {sys.version.split()[0]}")

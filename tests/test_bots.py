@@ -245,6 +245,58 @@ def test_the_lists_and_their_licences_ship_together() -> None:
             id="googlebot-smartphone",
         ),
         pytest.param("Java/1.8.0_151", "http_library", id="java-client"),
+        # Beside the rules from device-detector's tuning half (docs/enrichment.md): Google's
+        # fetchers with a version still match the narrowed "google" ...
+        pytest.param(
+            "Mozilla/5.0 (X11; Linux x86_64; Storebot-Google/1.0) AppleWebKit/537.36 "
+            "(KHTML, like Gecko) Chrome/79.0.3945.88 Safari/537.36",
+            "crawler",
+            id="storebot-google",
+        ),
+        pytest.param(
+            "Mozilla/5.0 (Linux; Android 8.0; Pixel 2 Build/OPD3.170816.012; "
+            "DuplexWeb-Google/1.0) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/74.0.3729.131 Mobile Safari/537.36",
+            "crawler",
+            id="duplexweb-google",
+        ),
+        # ... a proxy that fetches for a service, and a crawler named with a leading number
+        # and a URL, are still flagged ...
+        pytest.param(
+            "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com "
+            "GoogleImageProxy)",
+            "crawler",
+            id="google-image-proxy",
+        ),
+        pytest.param(
+            "008/0.83 (http://www.advancedwebranking.com)", "crawler", id="leading-number"
+        ),
+        # ... a name beside W3C's libwww still counts, libwww-perl is still a library ...
+        pytest.param("LinkWalker/2.0 libwww/5.4.0", "crawler", id="crawler-on-libwww"),
+        pytest.param(
+            "W3C-checklink/4.3 [4.42] libwww-perl/5.808", "http_library", id="libwww-perl"
+        ),
+        # ... and a client that uap-core does not know, with a comment naming no platform.
+        pytest.param("Bushbaby (reported in logs)", "crawler", id="comment-without-platform"),
+        pytest.param("SiteLock (AccMan Connector)/1.0", "crawler", id="comment-without-platform-2"),
+        # Beside the rules from browscap's tuning half: "http" at a word's start and
+        # "downloader" still match; Seznam's and Mattermost's bots keep their names; a
+        # crawler in a Java ME phone's string is still named; Java's own client is still
+        # a library.
+        pytest.param(
+            "Mozilla/4.0 (compatible; MSIE 8.0; Windows NT 6.0 ; BacklinkHttpStatus)",
+            "crawler",
+            id="http-at-a-word-start",
+        ),
+        pytest.param("Imagga Downloader/v0.14.3", "crawler", id="downloader"),
+        pytest.param("SeznamBot/2.0 (+http://fulltext.seznam.cz/)", "crawler", id="seznambot"),
+        pytest.param("Mattermost-Bot/1.1", "crawler", id="mattermost-bot"),
+        pytest.param(
+            "NokiaN70/. FASTMobileCrawl/6.6 Profile/MIDP-2.0 Configuration/CLDC-1.1",
+            "crawler",
+            id="crawler-posing-as-java-me-phone",
+        ),
+        pytest.param("Java/1.8.0_151 Profile/MIDP-2.0", "http_library", id="java-beside-midp"),
     ],
 )
 def test_bot_user_agents(ua: str, reason: str) -> None:
@@ -365,6 +417,121 @@ def test_bot_user_agents(ua: str, reason: str) -> None:
             "Mobile Safari/BB10sdemobile-app",
             id="blackberry-10",
         ),
+        # From device-detector's tuning half, after the rules above. A version token
+        # "Google/1.0.0" in an Android TV's WebView, a model named "..._google_..." first
+        # in its comment, a Palm's "Tungsten Proxyless", an app naming its own version
+        # first, BrowseX (isbot lists it), more of an HbbTV set's own lists after its
+        # token, W3C's libwww in text browsers, Tencent's download manager in IE, and a
+        # phone behind Google's WAP transcoder.
+        pytest.param(
+            "Mozilla/5.0 (Linux; Android 9.0.0; P1 Build/PQ3B.190801.002; wv-atv; mse) "
+            "Google/1.0.0 AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 "
+            "Chrome/43.0.2357.65 Mobile Safari/537.36",
+            id="android-tv-google-version-token",
+        ),
+        pytest.param(
+            "Mozilla/5.0 (Linux GoogleTV 3.2 asus_google_cube Build/MASTER) "
+            "AppleWebKit/534.24 (KHTML, like Gecko) Chrome/11.0.696.77 Safari/534.24",
+            id="google-tv-model-first-in-comment",
+        ),
+        pytest.param(
+            "Mozilla/4.76 (compatible; MSIE 6.0; U; Windows 95; PalmSource; PalmOS; WebPro; "
+            "Tungsten Proxyless 1.1 320x320x16)",
+            id="palm-proxyless",
+        ),
+        pytest.param(
+            "2.1.0 (Linux; U; Android 7.0; ONEPLUS A3000 Build/NRD90M)", id="app-version-first"
+        ),
+        pytest.param("Mozilla/4.61 [en] (X11; U; ) - BrowseX (2.0.0 Windows)", id="browsex"),
+        pytest.param(
+            "Mozilla/5.0 (Linux; Andr0id 9; ATV R1) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/77.0.3865.120 Safari/537.36 OPR/46.0.2207.0 OMI/4.20.5.31.Oak.45 "
+            "HbbTV/1.5.1 (+DRM;BOTECH;ATV R1;Demo 1.0;Demonstration only;TVs;) "
+            "FVC/5.0 (BOTECH;TVs;)",
+            id="hbbtv-freeview-list",
+        ),
+        pytest.param(
+            "Lynx/2.8.8pre.3 libwww-FM/2.14 SSL-MM/1.4.1 OpenSSL/1.0.1e", id="lynx-libwww"
+        ),
+        pytest.param(
+            "VMS_Mosaic/3.8-1 (Motif;OpenVMS V7.3-2 DEC 3000 - M700)  libwww/2.12_Mosaic",
+            id="mosaic-libwww",
+        ),
+        pytest.param(
+            "Mozilla/4.0 (compatible; MSIE 7.0; Windows NT 6.1; Trident/4.0; QQDownload 691; "
+            "SLCC2; .NET CLR 2.0.50727; .NET CLR 3.5.30729; .NET CLR 3.0.30729; MALC)",
+            id="ie-qqdownload",
+        ),
+        pytest.param(
+            "BlackBerry7520/4.0.0 Profile/MIDP-2.0 Configuration/CLDC-1.1 UP.Browser/5.0.3.3 "
+            "UP.Link/5.1.2.12 (Google WAP Proxy/1.0)",
+            id="google-wap-proxy",
+        ),
+        # Clients in which uap-core finds nothing, but which name themselves a browser,
+        # carry a browser engine's token or name a platform in a comment.
+        pytest.param("nook browser/1.0", id="calls-itself-a-browser"),
+        pytest.param(
+            "GOGGalaxyClient/2.0.19.37 (GOG Galaxy) 83b6745cff679691b69876bc7ee33e05e5d90bda "
+            "(win10 x64)",
+            id="launcher-on-windows",
+        ),
+        pytest.param("Mozilla/1.10 [en] (Compatible; RISC OS 3.70; Oregano 1.10)", id="risc-os"),
+        pytest.param(
+            "Mozilla/5.0 (PS3) AppleWebKit/535.11 (KHTML, like Gecko) NuantiMeta/2.0",
+            id="ps3",
+        ),
+        pytest.param("Mozilla/4.0 (compatible; Gecko/20041115) Maple 5.0.0 Navi", id="gecko-token"),
+        pytest.param("Mozilla/4.0 (jig browser9i 1.5.0; F10B; 2004)", id="jig-browser"),
+        # From browscap's tuning half. Java ME phones: the lists' "java" is a Java client.
+        pytest.param(
+            "Mozilla/5.0 (Series40; Nokia501s/11.1.1/java_runtime_version=Nokia_Asha_1_1_1; "
+            "Profile/MIDP-2.1 Configuration/CLDC-1.1) Gecko/20100401 S40OviBrowser/3.1.1.0.27",
+            id="nokia-asha-java-runtime",
+        ),
+        pytest.param(
+            "SonyEricssonw580i/R4EA Java/SEMC-Java/2.0 Profile/MIDP-2.0 Configuration/CLDC-1.1 "
+            "sonyericssonw580i",
+            id="sony-ericsson-semc-java",
+        ),
+        pytest.param(
+            "Mozilla/5.0 (LG-C199 AppleWebkit/531 Browser/Phantom/V2.0 Widget/LGMW/3.0 "
+            "MMS/LG-MMS-V1.0/1.2 Java/ASVM/1.1 Profile/MIDP-2.1 Configuration/CLDC-1.1)",
+            id="lg-java-asvm",
+        ),
+        # A filtering proxy's mark, Windows 10's upgrade offer in IE.
+        pytest.param(
+            "Mozilla/5.0 (Windows NT 6.3; WOW64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/64.0.3350.0 Iron Safari/537.36 ICAPoHTTPS",
+            id="icap-proxy-mark",
+        ),
+        pytest.param(
+            "Mozilla/4.0 (compatible; MSIE 7.0; Windows NT 6.3; Win64; x64; Trident/7.0; "
+            ".NET4.0E; .NET4.0C; .NET CLR 3.5.30729; .NET CLR 2.0.50727; .NET CLR 3.0.30729; "
+            "GWX:DOWNLOADED; MAARJS)",
+            id="ie-gwx-downloaded",
+        ),
+        # Seznam's browser, the Mattermost apps, NetSurf, a Dreambox's HbbTV browser.
+        pytest.param(
+            "Mozilla/5.0 (Windows NT 6.1) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/43.0.2272.76 Safari/537.36 Seznam.cz/2.0.4",
+            id="seznam-browser",
+        ),
+        pytest.param(
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_16_0) AppleWebKit/537.36 (KHTML, like "
+            "Gecko) Mattermost/4.4.0 Chrome/76.0.3809.146 Electron/6.1.7 Safari/537.36",
+            id="mattermost-desktop",
+        ),
+        pytest.param("Mattermost/1.49.1 (iPad; iOS 15.3.1; Scale/2.00)", id="mattermost-ipad"),
+        pytest.param("NetSurf/3.10 (Linux; Arch Linux)", id="netsurf"),
+        pytest.param(
+            "Mozilla/5.0 (Linux mips; U;HbbTV/1.1.1 (+RTSP;DMM;Dreambox;0.1a;1.0;) "
+            "CE-HTML/1.0; en) AppleWebKit/535.19 no/Volksbox QtWebkit/2.2",
+            id="dreambox-hbbtv",
+        ),
+        # Netscape 4 on Unix workstations and PowerPC Macs.
+        pytest.param("Mozilla/4.76C-SGI [en] (X11; I; IRIX 6.5 IP32)", id="netscape-irix"),
+        pytest.param("Mozilla/4.72 [en] (X11; I; HP-UX B.11.00 9000/800)", id="netscape-hp-ux"),
+        pytest.param("Mozilla/4.5 [fr] (Macintosh; U; PPC)", id="netscape-mac-ppc"),
     ],
 )
 def test_real_browsers_are_not_flagged(ua: str) -> None:

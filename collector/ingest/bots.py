@@ -14,9 +14,12 @@
 
 Before the two lists, what is not the client's name is blanked out (`_NOT_THE_CLIENT`):
 device models (``; I-Buddy 3 Build/IMM76D``, ``Android 9; XBot Junior``), a TV's maker
-list, the Slack desktop app's tokens and a few browser components (``SogouMSE``,
-``Cronet/114.0``): a phone's model name is a manufacturer's, not the client's, and the
-lists' generic words (``buddy``, ``bot``, ``cron``) and ``Slack/`` otherwise flag people.
+lists, a Java ME phone's Java platform, the Slack and Mattermost apps' tokens, Seznam's
+browser and a few browser components (``SogouMSE``, ``Cronet/114.0``, ``libwww-FM``): a
+phone's model name is a manufacturer's, not the client's, and the lists' generic words
+(``buddy``, ``bot``, ``cron``, ``java``) and ``Slack/`` otherwise flag people. The last
+layer spares a string that names a browser, an engine or a platform uap-core does not
+know (`_PLATFORM`: RISC OS, IRIX, a PS3, ...).
 Which of isbot's patterns are left out or narrowed, and why, is beside the list's loader;
 every such choice was made on the tuning halves of the corpora (bench/ua_bench.py).
 
@@ -81,9 +84,22 @@ _HTTP_LIBRARY = re.compile(
     r"|hyper|ureq|isahc|restsharp|unirest|apache-httpclient|jakarta|fasthttp|insomnia"
     r"|postmanruntime)\b"
     r"|\b(?:curl|wget|python-requests|python-urllib|python-httpx|aiohttp|httpx|go-http-client"
-    r"|okhttp|apache-httpclient|java/\d|axios|node-fetch|undici|libwww-perl|lwp::simple"
+    r"|okhttp|apache-httpclient|java(?<!semc-java)/\d|axios|node-fetch|undici|libwww-perl|lwp::simple"
     r"|postmanruntime|guzzlehttp|winhttp|http_request2|restsharp|libcurl|pycurl|urllib3"
     r"|ktor-client|alamofire|cpp-httplib)\b"
+)
+
+# For the last layer (a UA in which uap-core finds no browser, no OS and no device): what
+# uap-core does not know but still names a browser or a platform. A client calling itself
+# a browser ("nook browser/1.0", "NCBrowser/2.35", "jig browser9i"), a browser engine's
+# token ("Gecko/2004", "Presto/2.2"), or an operating system or console in a comment
+# ("(PS3)", "(win10 x64)", "RISC OS 3.70", "AmigaOS", "BeOS", Netscape 4's "(X11; I; IRIX64
+# 6.5 IP30)" and "(Macintosh; U; PPC)"). Decided on the tuning halves (bench/ua_bench.py):
+# no crawler there that reaches this layer matches it.
+_PLATFORM = re.compile(
+    r"\bbrowser|\bgecko/\d|\bpresto/|\((?:[^)]*[;, ])?(?:win(?:dows|\d+|32|64|nt)|risc os"
+    r"|amiga(?:os)?|beos|os/2|openvms|haiku|syllable|inferno|ps[345]|playstation|nintendo"
+    r"|xbox|x11|macintosh|ppc|irix(?:64)?|hp-ux|aix|sunos|plan9)\b"
 )
 
 # Browser-path heuristic: every mainstream browser sends Accept-Language with fetch,
@@ -230,7 +246,9 @@ _ISBOT_DATA = Path(str(files("collector.ingest") / "data" / "isbot-patterns.json
 # "GNBR/1.7.1.ai", old Sony Ericsson strings have no space (browsers.txt); apps send a
 # bare device name ("iPhone14Pro") or UC Browser's "dv(iPh14,5);pr(UCBrowser/...)",
 # feature phones an empty "()", and Internet Explorer with Google Chrome Frame says
-# "chromeframe/19.0" (device-detector's fixtures). None of them names a bot.
+# "chromeframe/19.0" (device-detector's fixtures). None of them names a bot; "browsex"
+# and "^netsurf" name browsers (BrowseX in device-detector's fixtures, NetSurf in
+# ua-parser-js's).
 _ISBOT_LEFT_OUT = frozenset(
     {
         r"\|",
@@ -240,6 +258,8 @@ _ISBOT_LEFT_OUT = frozenset(
         r"^[\w \.\-\(?:\):%]+(?:/v?\d+(?:\.\d+)?(?:\.\d{1,10})*?)?(?:,|$)",
         r"\(\)",
         "chromeframe",
+        "browsex",
+        "^netsurf",
     }
 )
 
@@ -247,13 +267,24 @@ _ISBOT_LEFT_OUT = frozenset(
 # ("GoogleTV/092754", "Linux; GoogleTV 3.2") is a television, not Google's crawler (the
 # others, Googlebot, AdsBot-Google, Google-InspectionTool, ..., still match); "HTTPS" in
 # a feature phone's capability list ("MAUI(HTTP PGDL;HTTPS)", "Opera (HTTPS)") is no URL;
-# "JavaPlatform/JP-8.5" is a Sony Ericsson phone's Java ME version.
+# "JavaPlatform/JP-8.5" is a Sony Ericsson phone's Java ME version. From device-detector's
+# tuning half: a bare "Google/1.0.0" version token in an Android TV's WebView (Google's
+# fetchers say "Storebot-Google/1.0", "DuplexWeb-Google/1.0", and still match), a Palm's
+# "Tungsten Proxyless" browser, and an app whose UA starts with its own version and then
+# its platform ("2.1.0 (Linux; U; Android 7.0; ...)"). From browscap's tuning half: "http"
+# inside a word ("ICAPoHTTPS", a filtering proxy's mark on a person's browser; a URL, "+http"
+# and "Go-http-client" still match), and Internet Explorer's "GWX:DOWNLOADED" (Windows 10's
+# upgrade offer; "download" before "ed" no longer, "Downloader" still).
 _ISBOT_NARROWED = {
     "(?<! channel/|google/)google(?!(?:wv|app|/google| pixel))": (
-        "(?<! channel/|google/)google(?!(?:wv|app|/google| pixel|tv))"
+        r"google(?<! channel/google)(?<!google/google)(?!(?:wv|app|/google| pixel|tv|/\d))"
+        r"|-google/\d"
     ),
-    "(?<!lib)http": r"(?<!lib)http(?!s?\)|s?;| pgdl)",
     "java(?!;)": "java(?!;|platform)",
+    "proxy": "proxy(?!less)",
+    "(?<!lib)http": r"http(?<![a-z]http)(?!s?\)|s?;| pgdl)",
+    "download": "download(?!ed)",
+    r"^\d+\b": r"^\d+\b(?![\d.]* \(linux;)",
 }
 
 _JS_LOOKBEHIND_ALTERNATION = re.compile(r"\(\?<!([^()]*\|[^()]*)\)")
@@ -291,12 +322,14 @@ _NOT_THE_CLIENT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         # an Android model, up to the next ";" ("Android 9; XBot Junior"); first, so that
         # a client named after the build ("Build/JZO54K; GTmetrix") keeps its name
         ("android ", r"android [\d.]+; [^;)]*"),
-        # a model before its build elsewhere ("; I-Buddy 3 Build/IMM76D")
-        ("build/", r";[^;]*build/[^;)]*"),
+        # a model before its build elsewhere ("; I-Buddy 3 Build/IMM76D"), or first in
+        # its comment ("(Linux GoogleTV 3.2 asus_google_cube Build/MASTER)")
+        ("build/", r";[^;]*build/[^;)]*|\([^;()]*build/[^;)]*"),
         # a Windows Phone's maker and model ("IEMobile/9.0; HTC; Radar C110e")
         ("iemobile/", r"iemobile/[\d.]+;[^)]*"),
-        # a TV's maker and model ("HbbTV/1.6.1 (+DRM; LGE/KTC/BOTECH; ...)")
-        ("hbbtv/", r"hbbtv/[\d.]+ \([^)]*\)"),
+        # a TV's maker and model ("HbbTV/1.6.1 (+DRM; LGE/KTC/BOTECH; ...)"), and the
+        # TV's lists that follow it ("FVC/5.0 (BOTECH;TVs;)")
+        ("hbbtv/", r"hbbtv/[\d.]+ ?\([^)]*\)(?:[^(]*\([^)]*\))*"),
         # the Slack desktop app ("Slack/4.33.90", "Slack_SSB/4.33.90")
         ("slack", r"\bslack(?:_ssb)?/[\d.]+"),
         # Sogou's mobile browser (its spider says "Sogou web spider")
@@ -305,6 +338,20 @@ _NOT_THE_CLIENT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("omi/", r"\bomi/[\w.]*"),
         # Chromium's network stack in Android apps ("Cronet/114.0": "cron")
         ("cronet/", r"\bcronet/[\d.]+"),
+        # W3C's libwww in text and old browsers ("Lynx/2.8.8 libwww-FM/2.14", "VMS_Mosaic
+        # ... libwww/2.12"); libwww-perl, a library, is the http_library layer's
+        ("libwww", r"\blibwww(?:-fm)?/[\w.]+"),
+        # Tencent's download manager inside Internet Explorer ("QQDownload 691")
+        ("qqdownload", r"\bqqdownload \d+"),
+        # Google's transcoder for WAP phones: a person's phone behind Google's proxy
+        ("wap proxy", r"\(google wap proxy/[\d.]+\)"),
+        # a Java ME phone's Java platform ("Java/ASVM/1.1", "java_runtime_version=Nokia_
+        # Asha_1_1", "SEMC-Java/2.0"): the lists' "java" means a Java HTTP client
+        ("midp", r"\b(?:semc-)?java[/_][\w./=-]*"),
+        # Seznam's browser ("Safari/537.36 Seznam.cz/2.0.4"; its crawler says SeznamBot)
+        ("seznam.cz/", r"\bseznam\.cz/[\d.]+"),
+        # the Mattermost desktop and mobile apps ("Mattermost/4.4.0"; not Mattermost-Bot)
+        ("mattermost/", r"\bmattermost/[\d.]+"),
     )
 )
 
@@ -345,7 +392,14 @@ def classify_user_agent(ua: str, *, crawler_detect: bool = True, isbot: bool = T
     parsed = parse_user_agent(ua)
     # uap-core's own Spider list, then anything in which it recognises no browser, no OS
     # and no device: feature phones and game consoles often name only their device.
-    if parsed.is_bot or (parsed.browser is None and parsed.os is None and parsed.device is None):
+    if parsed.is_bot:
+        return "crawler"
+    if (
+        parsed.browser is None
+        and parsed.os is None
+        and parsed.device is None
+        and _PLATFORM.search(lowered) is None
+    ):
         return "crawler"
     return None
 
