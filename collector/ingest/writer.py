@@ -104,14 +104,21 @@ class Writer:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
 
+    def check_backlog(self, count: int) -> None:
+        """BacklogFull for a request of `count` events that `submit` would refuse for the
+        backlog: asked before the request's events are validated and enriched (15-20 ms
+        of CPU for 2,000 of them), which a refused flood would otherwise cost every time
+        it tries again."""
+        if count > BIG_REQUEST and self.store.at_backlog_bound():
+            raise BacklogFull(1)
+
     async def submit(self, events: Sequence[Event]) -> list[Outcome]:
         """Queue events; return their outcomes once committed (raises Unavailable if full)."""
         if not events:
             return []
         if self._closing or self._loop is None:
             raise Unavailable(1, "Collector is shutting down, retry later")
-        if len(events) > BIG_REQUEST and self.store.at_backlog_bound():
-            raise BacklogFull(1)
+        self.check_backlog(len(events))
         app_id = events[0].app_id
         waiting = self._pending_by_app.get(app_id, 0)
         if self._pending_events + len(events) > self.queue_size or (
