@@ -43,7 +43,7 @@ from collector.timeutil import now_ms
 
 _CHUNK = 500  # bound on host parameters in one IN (...)
 INDEX_CHUNK = 5_000  # events a catch-up transaction indexes
-INBOX_ROW = 500  # events at most in one inbox row: the indexer's small chunk (indexer.CHUNK)
+INBOX_ROW = 100  # events at most in one inbox row: the indexer's short chunk (indexer.SHORT_CHUNK)
 DEFER_S = 0.1  # how long indexing that does not wait leaves the lock to waiting writers
 BOUND_READ_S = 0.1  # how often a backlog said to be at its bound is counted again
 
@@ -1104,7 +1104,7 @@ class _Primitives(VisitTables):
         total = last or indexed
         # Rows of at most INBOX_ROW events: indexing takes whole rows, so a row is the
         # least it can take in one hold of the writers' lock (a 2,000-event batch as
-        # one row would hold every request back ~4 times as long as it need).
+        # one row would hold every request back 20 times as long as it need).
         for start in range(0, len(events), INBOX_ROW):
             part = events[start : start + INBOX_ROW]
             total += len(part)
