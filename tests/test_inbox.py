@@ -361,3 +361,35 @@ def test_at_its_bound_the_backlog_refuses_big_requests_and_takes_small_ones(
 
     asyncio.run(scenario())
     assert store.backlog() == big
+
+
+def test_a_big_request_that_would_take_the_backlog_past_its_bound_is_refused_at_commit(
+    tmp_path: Path,
+) -> None:
+    """Big requests let in while the backlog was short of the bound, from every worker,
+    took it past: each of their commits then indexed up to 2,000 events too, on the loop
+    and holding the lock (0.1-0.7 s on the busy machine). Read under the lock, the
+    backlog refuses them; small requests are still taken."""
+    import asyncio
+
+    from collector.errors import BacklogFull
+    from collector.ingest.writer import BIG_REQUEST, Writer
+
+    store = SQLiteStore(str(tmp_path / "b.db"), max_backlog=300)
+    store.migrate()
+    big = BIG_REQUEST + 1
+
+    async def scenario() -> None:
+        writer = Writer(store, queue_size=10_000)
+        await writer.start()
+        await writer.submit([ev(APP, "flood", T0 + i, user="u") for i in range(big)])
+        assert not store.at_backlog_bound()  # 251 of 300: short of the tenth below it
+        with pytest.raises(BacklogFull):  # 502 would be past the bound
+            await writer.submit([ev(APP, "flood", T0 + i, user="u") for i in range(big)])
+        assert store.at_backlog_bound()  # big requests are refused before they are read
+        assert len(await writer.submit([ev(APP, "quiet", T0, user="q")])) == 1
+        await writer.stop()
+
+    asyncio.run(scenario())
+    assert store.backlog() == big + 1
+    assert indexed_rows(store) == 0  # no commit indexed

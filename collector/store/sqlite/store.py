@@ -460,8 +460,10 @@ class SQLiteStore:
         try:
             with self._tx() as conn:
                 primitives = _Primitives(conn, self.max_backlog)
-                outcomes = core.accept(primitives, take())
-            self._at_bound, self._bound_read = primitives.at_bound, time.monotonic()
+                events = take()
+                outcomes = core.accept(primitives, events)
+            if events:  # else every request was refused (`exceeds_bound`, which said so)
+                self._at_bound, self._bound_read = primitives.at_bound, time.monotonic()
             return outcomes
         finally:
             _unlock(self._lock_fd)
@@ -472,6 +474,12 @@ class SQLiteStore:
             self._at_bound = self.backlog() >= near_bound(self.max_backlog)
             self._bound_read = time.monotonic()
         return self._at_bound
+
+    def exceeds_bound(self, count: int) -> bool:
+        over = _backlog(self.conn()) + count > self.max_backlog
+        if over:  # refused big requests from now on, before their events are read
+            self._at_bound, self._bound_read = True, time.monotonic()
+        return over
 
     def _open_lock(self, suffix: str = ".writer-lock") -> int:
         return os.open(self.path + suffix, os.O_RDWR | os.O_CREAT, 0o644)
