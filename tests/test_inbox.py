@@ -261,6 +261,25 @@ def test_an_ingest_writer_that_finds_the_lock_taken_says_it_waits(
     worker.close()
 
 
+def test_a_writer_that_finds_the_indexers_probe_on_the_wait_file_tries_again(
+    store: SQLiteStore,
+) -> None:
+    """The indexer probes `DB.writer-wait` with an exclusive lock for an instant; a
+    worker that asked for its shared lock just then failed its group commit with a
+    traceback (BlockingIOError), found by the abuse benchmark's flood."""
+    worker = SQLiteStore(store.path)
+    probe = store._open_lock(".writer-wait")
+    with store._turn():
+        sqlite_store._lock(probe, blocking=False)  # the probe, at that instant
+        assert worker.try_write(lambda: [ev(APP, "a", T0)]) is None  # the lock is taken
+        sqlite_store._unlock(probe)
+        assert worker.try_write(lambda: [ev(APP, "b", T0)]) is None
+        assert store._writers_waiting()  # said at the next try
+    assert worker.try_write(lambda: [ev(APP, "c", T0)]) is not None
+    os.close(probe)
+    worker.close()
+
+
 def test_a_plan_that_found_the_lock_taken_is_kept_for_the_next_try(
     store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
