@@ -40,9 +40,7 @@ class GatedStore:
     def at_backlog_bound(self) -> bool:
         return False
 
-
     def exceeds_bound(self, count: int) -> bool:
-
         return False
 
     def __init__(self) -> None:
@@ -276,9 +274,7 @@ class GatedByApp:
     def at_backlog_bound(self) -> bool:
         return False
 
-
     def exceeds_bound(self, count: int) -> bool:
-
         return False
 
     def __init__(self, held: str) -> None:
@@ -335,9 +331,7 @@ class RecordingStore:
     def at_backlog_bound(self) -> bool:
         return False
 
-
     def exceeds_bound(self, count: int) -> bool:
-
         return False
 
     def __init__(self) -> None:
