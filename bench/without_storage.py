@@ -28,6 +28,9 @@ class WithoutStorage(SQLiteStore):
     def try_write(self, take: Callable[[], Sequence[Event]]) -> list[Outcome] | None:
         return self.write(take())
 
+    def exceeds_bound(self, count: int) -> bool:
+        return False
+
 
 def app_from_env() -> Starlette:
     """Factory for `uvicorn --factory`, as collector.web.app.app_from_env."""

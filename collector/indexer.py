@@ -35,12 +35,17 @@ from collector.store.base import Store
 log = logging.getLogger("collector.indexer")
 
 POLL_S = 0.05  # how often an indexer that has caught up looks at the inbox again
-CHUNK = 500  # events an indexing transaction takes: ~10 ms of holding the write lock
+CHUNK = 500  # events an indexing transaction takes: ~16 ms of CPU holding the write lock
 # While half the backlog's bound is pending, the indexer works whatever the CPU: else
 # the workers reach the bound and index a commit's worth at a time, in small chunks,
 # which cost half as much again per event as these (random pages of the person index and
 # summaries are written once per chunk, however many of its events they hold).
 PRESSED_CHUNK = 5_000
+# While the workers' commits wait for the lock (SQLite), and for CONTENDED_S after they
+# last did: a 100-event chunk holds it for ~4 ms of CPU, a 500-event one for ~16 ms, which
+# a machine with no core to spare stretches to 50-150 ms, and every app's request waits.
+SHORT_CHUNK = 100
+CONTENDED_S = 1.0
 YIELD_S = 0.001  # between full chunks: flock is not fair, the workers need their turn
 BUSY_S = 0.01  # how soon to look again while the CPU is busy
 PRESSURE_CHECK_S = 0.1  # how often a busy indexer counts the backlog
@@ -88,17 +93,21 @@ def run(
 
 def step(store: Store, cpu: SpareCpu, pressure: Pressure, idle: float, poll_s: float) -> float:
     """One round of indexing (or of waiting); how long to sleep before the next."""
+    # Small chunks while the workers' commits wait for the lock a chunk holds (SQLite's
+    # one writer), and for a second after: a large chunk holds it many times as long
+    # (longer still on a busy CPU, which preempts the indexer mid-transaction), and
+    # every request of every app waits that out.
+    contended = pressure.contended(store.ingest_waiting())
     if pressure.on():
-        # Still without waiting for the lock: a worker's commit goes first. Small chunks
-        # while the workers' commits wait for the lock it holds (SQLite's one writer): a
-        # large one holds it ~10 times as long (longer still on a busy CPU, which
-        # preempts the indexer mid-transaction), and every request waits that out.
-        store.index_some(CHUNK if store.ingest_waiting() else PRESSED_CHUNK, wait=False)
+        # Still without waiting for the lock: a worker's commit goes first.
+        chunk = SHORT_CHUNK if contended else PRESSED_CHUNK
+        store.index_some(chunk, wait=False)
         return YIELD_S
     if idle and cpu.spare() < idle:
         # Ingest first: while the workers need the CPU, the backlog grows.
         return BUSY_S
-    if store.index_some(CHUNK, wait=False) < CHUNK:
+    chunk = SHORT_CHUNK if contended else CHUNK
+    if store.index_some(chunk, wait=False) < chunk:
         # Caught up (or a worker took the lock first): let a trickle of events gather,
         # rather than index them one commit at a time.
         return poll_s
@@ -114,6 +123,15 @@ class Pressure:
         self.threshold = threshold
         self._on = False
         self._at = -1e9
+        self._contended_at = -1e9
+
+    def contended(self, waiting: bool) -> bool:
+        """Whether an ingest writer waited for the lock (`waiting`: now, or during the
+        last transaction) within the last CONTENDED_S."""
+        now = time.monotonic()
+        if waiting:
+            self._contended_at = now
+        return now - self._contended_at < CONTENDED_S
 
     def on(self) -> bool:
         now = time.monotonic()

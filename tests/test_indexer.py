@@ -103,13 +103,44 @@ def test_this_machines_counters_are_read_and_only_grow() -> None:
     assert second[0] >= first[0] and second[1] >= first[1]
 
 
-def test_past_half_the_bound_it_takes_small_chunks_while_a_commit_waits_for_it() -> None:
+def test_past_half_the_bound_it_takes_small_chunks_while_commits_wait_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """SQLite, under a flood: a 5,000-event chunk held the writers' lock for 0.9-1.8 s
     on the busy machine (160-230 ms of its CPU, the rest preempted), and every request
-    of every app waited that out. While a worker's commit waits, the chunks are small."""
+    of every app waited that out. While workers' commits wait, and for CONTENDED_S after
+    the last one did (a flood's commits come and go), the chunks are small."""
+    clock = [0.0]
+    monkeypatch.setattr(indexer.time, "monotonic", lambda: clock[0])
     store = FakeStore(backlog=12_000, ingest_waiting=True)
     pressure = indexer.Pressure(store, threshold=6_000)  # type: ignore[arg-type]
     assert indexer.step(store, BusyCpu(), pressure, 0.2, 0.05) == indexer.YIELD_S  # type: ignore[arg-type]
     store.waiting = False
+    clock[0] += indexer.CONTENDED_S / 2
     assert indexer.step(store, BusyCpu(), pressure, 0.2, 0.05) == indexer.YIELD_S  # type: ignore[arg-type]
-    assert store.calls == [(indexer.CHUNK, False), (indexer.PRESSED_CHUNK, False)]
+    clock[0] += indexer.CONTENDED_S
+    assert indexer.step(store, BusyCpu(), pressure, 0.2, 0.05) == indexer.YIELD_S  # type: ignore[arg-type]
+    assert store.calls == [
+        (indexer.SHORT_CHUNK, False),
+        (indexer.SHORT_CHUNK, False),
+        (indexer.PRESSED_CHUNK, False),
+    ]
+
+
+class IdleCpu(BusyCpu):
+    def spare(self) -> float:
+        return 1.0
+
+
+def test_below_half_the_bound_it_takes_small_chunks_too_while_commits_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(indexer.time, "monotonic", lambda: clock[0])
+    store = FakeStore(backlog=3_000, ingest_waiting=True)
+    pressure = indexer.Pressure(store, threshold=6_000)  # type: ignore[arg-type]
+    indexer.step(store, IdleCpu(), pressure, 0.2, 0.05)  # type: ignore[arg-type]
+    store.waiting = False
+    clock[0] += indexer.CONTENDED_S
+    indexer.step(store, IdleCpu(), pressure, 0.2, 0.05)  # type: ignore[arg-type]
+    assert store.calls == [(indexer.SHORT_CHUNK, False), (indexer.CHUNK, False)]

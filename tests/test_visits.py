@@ -80,3 +80,29 @@ def test_the_figures_reread_only_the_days_that_changed(store: Store) -> None:
     store.purge(app_id, T0)  # the day before goes, with its visit
     results = store.analytics_overview(app_id, RANGE)["results"]
     assert (results["visits"], results["page_views"]) == (1, 4)
+
+
+def track(app_id: str, at: int, event_id: str, source: str) -> Event:
+    e = ev(app_id, "signed_up", at, anon="a", context={"utm_source": source})
+    return dataclasses.replace(e, id=event_id)
+
+
+def sources(store: Store, app_id: str) -> dict[str | None, int]:
+    rows = store.analytics_breakdown(app_id, RANGE, "utm_source")["results"]
+    return {r["value"]: r["visits"] for r in rows}
+
+
+def test_equal_times_across_batches_land_where_their_ids_put_them(store: Store) -> None:
+    """A batch without timestamps has one time for all its events, and the indexer takes
+    it in chunks: a later chunk's events tie with the last stored ones. They extend the
+    visit as they are, unless one of them comes before its landing (by id)."""
+    app_id = store.create_app("x", ["http://localhost"], {}).app_id
+    store.write([track(app_id, T0, "evt_5", "first")])
+    assert sources(store, app_id) == {"first": 1}
+    store.write([track(app_id, T0, "evt_7", "later")])  # after the landing
+    assert sources(store, app_id) == {"first": 1}
+    store.write([track(app_id, T0, "evt_3", "earlier")])  # before it: the new landing
+    assert sources(store, app_id) == {"earlier": 1}
+    store.write([page(app_id, T0, "/tie", "evt_9")])  # a page view is the landing
+    assert exits(store, app_id) == {"/tie": 1}
+    assert sources(store, app_id) == {None: 1}

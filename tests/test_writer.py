@@ -40,6 +40,9 @@ class GatedStore:
     def at_backlog_bound(self) -> bool:
         return False
 
+    def exceeds_bound(self, count: int) -> bool:
+        return False
+
     def __init__(self) -> None:
         self.gate = threading.Event()
         self.entered = threading.Event()
@@ -271,6 +274,9 @@ class GatedByApp:
     def at_backlog_bound(self) -> bool:
         return False
 
+    def exceeds_bound(self, count: int) -> bool:
+        return False
+
     def __init__(self, held: str) -> None:
         self.held = held
         self.gate = threading.Event()
@@ -323,6 +329,9 @@ class RecordingStore:
     commit_threads = 0
 
     def at_backlog_bound(self) -> bool:
+        return False
+
+    def exceeds_bound(self, count: int) -> bool:
         return False
 
     def __init__(self) -> None:

@@ -130,6 +130,26 @@ def decode_body(body: bytes, content_type: str | None, size: int | None = None) 
         ) from None
 
 
+def batch_size(data: Any) -> int | None:
+    """How many events a decoded body holds, as `parse_payload` will count them (one per
+    item of its batch, valid or not), read before any of them is validated; None when
+    `parse_payload` will refuse the body whatever its events (not an object, a batch
+    that is not a list, is empty or is over MAX_BATCH_EVENTS)."""
+    if isinstance(data, list):
+        items: Any = data
+    elif not isinstance(data, dict):
+        return None
+    elif "events" in data:
+        items = data["events"]
+    elif "batch" in data:
+        items = data["batch"]
+    else:
+        return 1
+    if not isinstance(items, list) or not 0 < len(items) <= MAX_BATCH_EVENTS:
+        return None
+    return len(items)
+
+
 def parse_payload(
     data: Any, *, source: Source, forced_kind: Kind | None = None, body_size: int = 0
 ) -> Payload:

@@ -148,6 +148,11 @@ class Store(Protocol):
         then refuses big requests (SQLite, whose commits past the bound index on the
         event loop, holding the one write lock; never on PostgreSQL)."""
 
+    def exceeds_bound(self, count: int) -> bool:
+        """Whether `count` more events would take the backlog past its bound, read in the
+        writer's turn (SQLite: inside `try_write`'s take, under the write lock): the
+        writer then refuses a big request rather than commit it (never on PostgreSQL)."""
+
     def ingest_waiting(self) -> bool:
         """Whether ingestion's commits wait for indexing: a request waited for the lock
         while this store last held it to index, or waits now (SQLite, whose one writer

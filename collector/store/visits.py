@@ -279,7 +279,7 @@ def index(tx: VisitPrimitives, rows: Sequence[core.EventRow]) -> None:
     for key in keys:
         hits = sorted(by_key[key])
         seed = last.get(key)
-        if seed is not None and hits[0][0] <= seed.end:
+        if seed is not None and hits[0][0] <= seed.end and not _follows(seed, hits):
             # Not after what is stored (a tie too: the order of equal times is the ids',
             # which may put it before the last stored hit): recompute around it.
             slow.append((key, hits))
@@ -294,6 +294,30 @@ def index(tx: VisitPrimitives, rows: Sequence[core.EventRow]) -> None:
         tx.insert_hits(hit_rows)
     for key, hits in slow:
         recompute(tx, key, hits)
+
+
+def _follows(seed: Visit, hits: Sequence[Hit]) -> bool:
+    """Whether `hits` (sorted), the first of them at the same time as the end of `seed`,
+    extend it exactly as if they came after its hits, whatever the ids of the stored hits
+    they tie with: none of them at that time is a page view (which could be the visit's
+    entry or exit, by id), and the seed's landing comes before each of them that is not
+    engagement (landing_id < id puts it first, at an equal time or an earlier one).
+    A batch of events without a timestamp has one time (its arrival) for all of them, and
+    the indexer takes it in chunks: recomputing each person's visit at every chunk's
+    boundary tripled the cost of indexing such a batch."""
+    if hits[0][0] != seed.end:
+        return False
+    landing = seed.landing_id
+    for ts, event_id, event, _ in hits:
+        if ts != seed.end:
+            break
+        if event == PAGE_VIEW:
+            return False
+        if event in ENGAGEMENT:
+            continue
+        if seed.page_views == 0 and landing is not None and event_id < landing:
+            return False
+    return True
 
 
 def _hit_rows(key: Key, hits: Sequence[Hit], visits: Sequence[Visit] | None) -> list[HitRow]:

@@ -451,6 +451,9 @@ class PostgresStore:
     def at_backlog_bound(self) -> bool:
         return False  # commits past the bound index off the event loop, on a lane
 
+    def exceeds_bound(self, count: int) -> bool:
+        return False  # commits past the bound index off the event loop, on a lane
+
     def ingest_waiting(self) -> bool:
         return False  # group commits never wait for indexing here (Store.ingest_waiting)
 
