@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from datetime import UTC, datetime
@@ -19,6 +20,8 @@ def parse_timestamp(value: object) -> int:
     """Epoch ms from an ISO 8601 string or an epoch-ms number; ValueError if neither."""
     if isinstance(value, bool):
         raise ValueError("must be an ISO 8601 string or epoch milliseconds")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("is out of range")  # inf and nan: Python objects, not JSON's
     if isinstance(value, int | float):
         ms = int(value)
     elif isinstance(value, str):

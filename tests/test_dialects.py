@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.errors import CollectorError
 from collector.ingest.dialects.routes import ROUTES
 from collector.ingest.normalize import Item
+from collector.timeutil import parse_timestamp
 from collector.web.app import _INGEST
 
 SCALARS = st.one_of(
@@ -55,3 +57,18 @@ def test_any_body_is_items_or_a_field_error(body: Any, path: str, source: Any) -
 
 def test_every_dialect_path_is_routed_to_the_endpoint() -> None:
     assert set(ROUTES) <= _INGEST
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+@pytest.mark.parametrize("path", sorted(ROUTES))
+def test_a_send_time_json_cannot_hold_is_a_field_error(value: float, path: str) -> None:
+    # inf and nan are Python's, not JSON's (orjson refuses them), yet a dialect handed
+    # one answers with the field, not an OverflowError.
+    route = ROUTES[path]
+    for key in ("sent_at", "sentAt"):
+        try:
+            route.dialect.payload({key: value}, "server", route.message_type, 100)
+        except CollectorError as exc:
+            assert exc.errors and all(e["field"] for e in exc.errors)
+    with pytest.raises(ValueError, match="out of range"):
+        parse_timestamp(value)
