@@ -27,7 +27,6 @@ var sending // the delivery in progress, if any: one at a time keeps retries in 
 var timerAt = 0 // when the next send is due (a number: the build compares it unsafely)
 var attempt = 0 // consecutive failed sends, for the backoff
 var retryAt = 0
-var hooked // listeners installed
 var lastUrl // the URL of the last page view
 var referrer
 var reporter // turns debug reports into console lines, see report()
@@ -54,16 +53,16 @@ var json = (value) => JSON.stringify(value)
 // memory's copy is gone.
 var get = (key, value) => {
   try {
-    value = localStorage[PREFIX + key]
+    value = JSON.parse(localStorage[PREFIX + key])
   } catch (e) {}
-  return value || memory[key] // no value here is ''
+  return value || memory[key] // no value here is falsy
 }
 
 var set = (key, value) => {
   memory[key] = value
   try {
     delete localStorage[PREFIX + key]
-    if (value != null) localStorage[PREFIX + key] = value
+    if (value != null) localStorage[PREFIX + key] = json(value)
     memory[key] = null
   } catch (e) {}
 }
@@ -123,18 +122,13 @@ var blocked = () =>
 // every change reads it, changes it and writes it back, so events that another tab or an
 // earlier page left there are sent too. A duplicate send is harmless (the collector
 // stores each message_id once); a lost event is not.
-var load = () => {
-  try {
-    var queue = JSON.parse(get('queue'))
-  } catch (e) {}
-  return queue || []
-}
+var load = () => get('queue') || []
 
 // Writes the queue back, keeping the newest MAX_QUEUE events.
 var store = (queue) => {
   var over = queue.length - MAX_QUEUE
   if (__DEBUG__ && over > 0) report('f', over)
-  set('queue', json(queue.slice(-MAX_QUEUE)))
+  set('queue', queue.slice(-MAX_QUEUE))
 }
 
 // Queues an event item. `at` is when it happened (default now), `where` the page it
@@ -328,7 +322,7 @@ var linkClicked = (event) => {
   var link = event.target.closest && event.target.closest('a[href]')
   if (options.autoEvents && link && event.button == (event.type == 'auxclick') && !link.closest(IGNORE)) {
     // An HTML link resolves its own URL (href, pathname, host, protocol).
-    var extension = (link.pathname.toLowerCase().match(/\.(\w+)$/) || [])[1]
+    var extension = link.pathname.toLowerCase().split(/\.(\w+)$/)[1]
     if (link.hasAttribute('download') || ('' + options.downloadExtensions).split(/\W+/).includes(extension))
       track('file_downloaded', { url: link.href, extension: extension || null })
     else if (/^http/.test(link.href) && link.host != location.host) track('outbound_link_clicked', { url: link.href })
@@ -372,7 +366,6 @@ var formSubmitted = (event) => {
 }
 
 var hook = () => {
-  hooked = 1
   ;['pushState', 'replaceState'].forEach((name) => {
     var original = history[name]
     history[name] = function () {
@@ -421,10 +414,11 @@ export var init = (config) => {
   // ?telltale_debug=1 is read once: an SPA navigation may drop it from the URL.
   if (__DEBUG__) options.debug = options.debug || debugAsked()
   if (!options.appId) return __DEBUG__ && report('m')
+  // The first init with an app id installs the listeners.
+  if (!url) hook()
   url = new URL(options.endpoint || '/', location).href.replace(/\/*$/, '/v1/events')
   __DEBUG__ && report('i', options)
   if (blocked()) set('queue')
-  if (!hooked) hook()
   if (!lastUrl && !waiting) watch()
   schedule()
 }
@@ -435,7 +429,7 @@ export var init = (config) => {
 export var trackEvent = (name, properties) => track(name, properties)
 
 // The traits kept while anonymous, with `more` merged in.
-var traits = (more) => assign(JSON.parse(get('traits') || '{}'), more)
+var traits = (more) => assign(get('traits') || {}, more)
 
 var identified = (more) => enqueue({ type: 'identify', traits: more })
 
@@ -454,7 +448,7 @@ export var setUserId = (id, more) => {
 
 /** Merges traits into the current user; while anonymous they wait for setUserId. */
 export var identify = (more) =>
-  get('user') ? identified(more || {}) : set('traits', json(traits(more)))
+  get('user') ? identified(more || {}) : set('traits', traits(more))
 
 /** Forgets the user (logout): the next events carry a new anonymous id and no user. */
 export var reset = () => {
