@@ -134,7 +134,10 @@ var store = (queue) => {
 // Queues an event item. `at` is when it happened (default now), `where` the page it
 // happened on (default the current one).
 var enqueue = (fields, at, where) => {
-  if (blocked()) return __DEBUG__ && report('o')
+  if (blocked()) {
+    __DEBUG__ && report('o')
+    return
+  }
   var event = assign(fields, {
     user: get('user'), // null while anonymous
     message_id: uuid(),
@@ -413,7 +416,10 @@ export var init = (config) => {
   for (var key in config) if (config[key] != null) options[key] = config[key]
   // ?telltale_debug=1 is read once: an SPA navigation may drop it from the URL.
   if (__DEBUG__) options.debug = options.debug || debugAsked()
-  if (!options.appId) return __DEBUG__ && report('m')
+  if (!options.appId) {
+    __DEBUG__ && report('m')
+    return
+  }
   // The first init with an app id installs the listeners.
   if (!url) hook()
   url = new URL(options.endpoint || '/', location).href.replace(/\/*$/, '/v1/events')

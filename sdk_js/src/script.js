@@ -45,7 +45,10 @@ if (!__DEBUG__ && script && (defaults.debug || core.debugAsked())) {
 } else {
   if (__DEBUG__) core.debugWith(describe)
   // telltale('trackEvent', 'x', {...}) and telltale.trackEvent('x', {...}) both work.
-  var api = (method, ...args) => (api[method] ? api[method](...args) : __DEBUG__ && core.report('u', method))
+  var api = (method, ...args) => {
+    __DEBUG__ && !api[method] && core.report('u', method)
+    return api[method] && api[method](...args)
+  }
   core.assign(api, {
     init: core.init,
     trackEvent: core.trackEvent,
