@@ -62,5 +62,7 @@ if (!__DEBUG__ && script && (defaults.debug || core.debugAsked())) {
   })
   window.telltale = api
   api.init(defaults)
-  calls.forEach((call) => call[0] != 'init' && api(...call))
+  // The init calls again, in their place among the others: with the options they have
+  // already set, they change nothing.
+  calls.forEach((call) => api(...call))
 }
