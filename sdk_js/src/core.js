@@ -128,7 +128,7 @@ var load = () => get('queue') || []
 var store = (queue) => {
   var over = queue.length - MAX_QUEUE
   if (__DEBUG__ && over > 0) report('f', over)
-  set('queue', queue.slice(-MAX_QUEUE))
+  set('queue', queue.slice(-500))
 }
 
 // Queues an event item. `at` is when it happened (default now), `where` the page it
@@ -165,7 +165,7 @@ var take = (max) => {
   var batch = []
   var size = 200 // the envelope around the events
   // Stops before an event that would not fit, or after the max-th.
-  load().some((e) => ((size += new Blob([json(e)]).size + 1) > MAX_BODY_BYTES && batch[0]) || !batch.push(e) || !--max)
+  load().some((e) => ((size += new Blob([json(e)]).size + 1) > 6e4 && batch[0]) || !batch.push(e) || !--max)
   return [batch, json({ app_id: options.appId, sent_at: now(), events: batch })]
 }
 
