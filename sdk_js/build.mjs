@@ -1,12 +1,12 @@
-// Builds the SDK with esbuild (bundling), UglifyJS (minifying) and rename.mjs (locals
-// renamed for a smaller gzip) into
+// Builds the SDK with esbuild (bundling), UglifyJS (minifying) and shrink.mjs (names and
+// order chosen for a smaller gzip) into
 // ../static/ (served by the collector: telltale.js at GET /sdk.js, its debug build
 // telltale-debug.js at GET /sdk-debug.js, the npm package's tarball at GET /telltale.tgz)
 // and ./dist/ (the npm package), prints raw/gzip/brotli sizes and fails when a file is
 // over its gzip budget.
 import { build } from 'esbuild'
 import UglifyJS from 'uglify-js'
-import { rename } from './rename.mjs'
+import { shrink } from './shrink.mjs'
 import { execFileSync } from 'node:child_process'
 import { copyFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib'
@@ -58,7 +58,7 @@ for (const [name, options] of outputs) {
     compress: { passes: 5, unsafe: true, pure_getters: true },
   })
   if (squeezed.error) throw squeezed.error
-  const code = Buffer.from(rename(squeezed.code))
+  const code = Buffer.from(shrink(squeezed.code))
   for (const dir of outdirs) writeFileSync(dir + name, code)
   const gzip = gzipSync(code, { level: 9 }).length
   const brotli = brotliCompressSync(code, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } }).length
