@@ -47,23 +47,23 @@ var json = (value) => JSON.stringify(value)
 
 // ---- storage: every access in try/catch, with an in-memory copy as the fallback -------
 
-// Storage is the truth (another tab may have changed it), memory the fallback for a key
-// that storage could not keep: a write removes the key from storage first, so that after
-// a failed write (blocked storage, quota) reads find memory's copy, and after a good one
-// memory's copy is gone.
+// Storage is the truth (another tab may have changed it), except for a key that storage
+// could not keep (blocked storage, quota): memory's copy, kept from a failed write until a
+// good one, comes first. Values are JSON; a removed key is written as undefined (the text
+// "undefined", which no read parses), which is shorter than removing it. No value here is
+// falsy.
 var get = (key, value) => {
   try {
     value = JSON.parse(localStorage[PREFIX + key])
   } catch (e) {}
-  return value || memory[key] // no value here is falsy
+  return memory[key] || value
 }
 
 var set = (key, value) => {
   memory[key] = value
   try {
-    delete localStorage[PREFIX + key]
-    if (value != null) localStorage[PREFIX + key] = json(value)
-    memory[key] = null
+    localStorage[PREFIX + key] = json(value)
+    memory[key] = 0
   } catch (e) {}
 }
 
