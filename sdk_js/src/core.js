@@ -84,7 +84,7 @@ export var debugWith = (fn) => {
 export var report = (...args) => options.debug && reporter(...args)
 
 /** Whether debug mode is asked for by the page's URL or a flag in localStorage. */
-export var debugAsked = () => /telltale_debug=1/.test(location) || get('debug') == 1
+export var debugAsked = () => /telltale_debug=1/.test(location) || get('debug')
 
 // ---- ids and event items ------------------------------------------------------------
 
@@ -103,7 +103,7 @@ var uuid = (t) => (
   )
 )
 
-export var getAnonymousId = () => get('id') || (set('id', uuid()), get('id'))
+export var getAnonymousId = (id) => get('id') || set('id', (id = uuid())) || id
 
 // The page as it is now; on SPA navigations the referrer is the previous URL.
 var page = () => ({
@@ -223,7 +223,7 @@ var deliver = async () => {
 }
 
 /** Sends everything queued now. Resolves true when the queue is empty, false when a send failed (the events stay queued and are retried). */
-export var flush = () => send()
+export var flush = send
 
 // ---- automatic events ---------------------------------------------------------------
 
