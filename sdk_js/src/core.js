@@ -278,7 +278,8 @@ var navigated = () => watch(document.title)
 var scrolled = () => {
   deepest = Math.max(
     deepest,
-    Math.min(100, Math.round((100 * (scrollY + innerHeight)) / document.documentElement.scrollHeight)) || 0,
+    // Rounded with +.5|0, which also makes NaN (nothing to scroll in, in an empty frame) 0.
+    Math.min(100, ((100 * (scrollY + innerHeight)) / document.documentElement.scrollHeight + 0.5) | 0),
   )
 }
 
@@ -322,7 +323,8 @@ var IGNORE = '[data-telltale-ignore]'
 // The event is only queued: the browser follows the link as it would without the SDK,
 // and a page that unloads sends the queue with a beacon.
 var linkClicked = (event) => {
-  var link = event.target.closest && event.target.closest('a[href]')
+  var link = event.target
+  link = link.closest && link.closest('a[href]')
   if (options.autoEvents && link && event.button == (event.type == 'auxclick') && !link.closest(IGNORE)) {
     // An HTML link resolves its own URL (href, pathname, host, protocol).
     var extension = link.pathname.toLowerCase().split(/\.(\w+)$/)[1]
