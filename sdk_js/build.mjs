@@ -8,6 +8,7 @@ import { build } from 'esbuild'
 import UglifyJS from 'uglify-js'
 import { shrink } from './shrink.mjs'
 import { execFileSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { copyFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib'
 
@@ -45,6 +46,25 @@ const outputs = [
   ['telltale.mjs', { ...common, entryPoints: [here + 'src/index.js'], format: 'esm', define: { ...common.define, __BROWSER__: 'false', __DEBUG__: 'true' } }],
 ]
 
+// shrink.mjs searches long (the script tag longest: its budget is the tight one), so its
+// result is kept in node_modules/.cache/ under a hash of everything it depends on: a
+// build whose minified input did not change takes it from there. The search is
+// deterministic, so the cache only saves time.
+const SHRINK = { 'telltale.js': 100000, 'telltale-debug.js': 20000, 'telltale.mjs': 20000 }
+const cache = here + 'node_modules/.cache/telltale-shrink/'
+const shrinkCached = (code, iterations) => {
+  const key = createHash('sha256')
+  for (const part of [readFileSync(here + 'shrink.mjs'), readFileSync(here + 'package-lock.json'), String(iterations), code]) key.update(part)
+  const file = cache + key.digest('hex') + '.js'
+  try {
+    return readFileSync(file, 'utf8')
+  } catch (e) {}
+  const out = shrink(code, { iterations })
+  mkdirSync(cache, { recursive: true })
+  writeFileSync(file, out)
+  return out
+}
+
 const over = []
 for (const dir of outdirs) mkdirSync(dir, { recursive: true })
 for (const [name, options] of outputs) {
@@ -58,7 +78,7 @@ for (const [name, options] of outputs) {
     compress: { passes: 5, unsafe: true, pure_getters: true },
   })
   if (squeezed.error) throw squeezed.error
-  const code = Buffer.from(shrink(squeezed.code))
+  const code = Buffer.from(shrinkCached(squeezed.code, SHRINK[name]))
   for (const dir of outdirs) writeFileSync(dir + name, code)
   const gzip = gzipSync(code, { level: 9 }).length
   const brotli = brotliCompressSync(code, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } }).length

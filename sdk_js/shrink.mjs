@@ -7,8 +7,8 @@
 // tries other choices with a hill climb and keeps each one after which the output gzips
 // no larger:
 // - a local takes another name, swapping with whoever had it where both are visible;
-// - a declaration of the script's biggest `var` statement moves to another place in it,
-//   when nothing its value needs at that moment comes after it.
+// - a declaration of the script's biggest `var` statement (or a run of a few) moves to
+//   another place in it, when nothing its value needs at that moment comes after it.
 // It is deterministic: the same input and options give the same output.
 //
 // Only what UglifyJS mangled is renamed (names of one or two characters that it declared;
@@ -17,8 +17,8 @@
 // ones used in it or in a scope inside it) have distinct names. Only declarations whose
 // value runs no code move (a constant, a function, an object or array of those and of
 // other declarations' values); the others keep their order, and whatever their values
-// may use, functions' bodies included, stays on the side of them where it is. The result is parsed again and
-// must resolve every name to the same variable as the input does.
+// may use, functions' bodies included, stays on the side of them where it is. The result
+// is parsed again and must resolve every name to the same variable as the input does.
 import UglifyJS from 'uglify-js'
 import { gzipSync } from 'node:zlib'
 
@@ -133,9 +133,30 @@ export function shrink(code, { iterations = 6000, seed = 1 } = {}) {
   if (!valid(order)) throw new Error('shrink: the declarations are not in an order it can keep')
   var arrange = (order) => statement && (statement.definitions = order.map((i) => list[i]))
 
+  // Printing the tree for each try is slow: the output is printed once with a marker for
+  // each renamable name (and for the var statement's declarations), and each try joins
+  // the pieces. The result is checked against the printed tree at the end.
+  var markers = renamable.map((def, i) => '$$' + i + '$$')
+  var pieces = (text) => text.split(/\$\$(\d+)\$\$/).map((piece, i) => (i % 2 ? renamable[piece] : piece))
+  renamable.forEach((def, i) => (def.mangled_name = markers[i]))
+  var declarations = list.map((d) => pieces(d.print_to_string()))
+  var frame = [[]]
+  if (statement) {
+    var hole = new UglifyJS.AST_VarDef({ name: new UglifyJS.AST_SymbolVar({ name: '$$hole$$' }) })
+    statement.definitions = [hole]
+    frame = ast.print_to_string().split('$$hole$$').map(pieces)
+  } else frame = [pieces(ast.print_to_string())]
+  renamable.forEach((def) => (def.mangled_name = def.name))
+  arrange(list.map((_, i) => i))
+  var join = (parts) => parts.map((part) => (typeof part == 'string' ? part : part.mangled_name)).join('')
+  var render = () =>
+    frame.length == 1 ? join(frame[0]) : join(frame[0]) + order.map((i) => join(declarations[i])).join(',') + join(frame[1])
+
   var state = seed >>> 0 || 1
   var random = (n) => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) >>> 8) % n
-  var best = gzipSize(ast.print_to_string())
+  if (render() != ast.print_to_string()) throw new Error('shrink: the pieces do not make the output')
+  var best = gzipSize(render())
+  var accept = (size) => size <= best && (best = size)
   for (var i = 0; i < iterations; i++) {
     if (random(3) || list.length < 2) {
       if (!renamable.length) continue
@@ -150,22 +171,23 @@ export function shrink(code, { iterations = 6000, seed = 1 } = {}) {
       if ([...others].some((other) => !setsOf.has(other))) continue // a global, or a name that stays
       mine.mangled_name = name
       for (var other of others) other.mangled_name = old
-      var size = distinct() && gzipSize(ast.print_to_string())
-      if (size && size <= best) best = size
-      else {
+      if (!(distinct() && accept(gzipSize(render())))) {
         mine.mangled_name = old
         for (var other of others) other.mangled_name = name
       }
     } else {
       var moved = order.slice()
-      moved.splice(random(moved.length + 1), 0, ...moved.splice(random(moved.length), 1))
+      // One declaration, or a run of a few.
+      var run = moved.splice(random(moved.length), random(2) ? 1 : 2 + random(4))
+      moved.splice(random(moved.length + 1), 0, ...run)
       if (!valid(moved)) continue
-      arrange(moved)
-      var size = gzipSize(ast.print_to_string())
-      if (size <= best) (best = size), (order = moved)
-      else arrange(order)
+      var kept = order
+      order = moved
+      if (!accept(gzipSize(render()))) order = kept
     }
   }
+  arrange(order)
+  if (render() != ast.print_to_string()) throw new Error('shrink: the pieces do not make the output')
   // The same order with UglifyJS's names, to check the renaming against.
   var names = renamable.map(nameOf)
   renamable.forEach((def) => (def.mangled_name = def.name))

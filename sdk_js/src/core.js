@@ -230,8 +230,8 @@ export var flush = send
 // Without properties the collector stores {}.
 var track = (name, properties, at, where) => enqueue({ event: name, properties }, at, where)
 
-// A page view: once per real URL change (a replaceState to the same URL, a hash change's
-// popstate + hashchange pair count once), timed when the URL changed. A return from the
+// A page view: once per real URL change (a replaceState to the same URL counts once),
+// timed when the URL changed. A return from the
 // back/forward cache passes its time as `restored`: it counts although the URL is the same.
 var pageView = (restored) => {
   clearTimeout(waiting)
@@ -389,8 +389,9 @@ var hook = () => {
 // Every listener is on window in the capture phase: window sees events dispatched at the
 // document and its elements before anything on the page does.
 var listeners = {
+  // A hash change is a history step too: every browser that runs this SDK (ES2017) fires
+  // popstate for it, so no hashchange listener (only Internet Explorer fired that alone).
   popstate: navigated,
-  hashchange: navigated,
   pageshow(e) {
     // Restored from the back/forward cache: no load happened, but it is a page view.
     if (e.persisted && options.autoEvents) pageView(now())
