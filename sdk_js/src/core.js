@@ -254,10 +254,7 @@ var pageView = (restored) => {
 // view waits for the title to change (checked on the next task, then every 50 ms) for
 // at most half a second, then takes the title as it is (some pages share a title).
 // Several history calls in one task make one page view, for the final URL.
-var check = () => {
-  if (document.title != title || checks++ > 9) pageView()
-  else waiting = setTimeout(check, 50)
-}
+var check = () => (document.title != title || checks++ > 9) && pageView()
 
 // `before` is the title to wait a change from; without one the page view is taken on the
 // next task (the page's first, whose title is in its HTML).
@@ -267,7 +264,7 @@ var watch = (before) => {
     title = before
     checks = 0
     changedAt = now()
-    waiting = setTimeout(check)
+    waiting = setInterval(check, 50) // pageView clears it (clearTimeout clears intervals too)
   }
 }
 
