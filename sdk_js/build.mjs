@@ -50,7 +50,7 @@ const outputs = [
 // result is kept in node_modules/.cache/ under a hash of everything it depends on: a
 // build whose minified input did not change takes it from there. The search is
 // deterministic, so the cache only saves time.
-const SHRINK = { 'telltale.js': 100000, 'telltale-debug.js': 20000, 'telltale.mjs': 20000 }
+const SHRINK = { 'telltale.js': 200000, 'telltale-debug.js': 20000, 'telltale.mjs': 20000 }
 const cache = here + 'node_modules/.cache/telltale-shrink/'
 const shrinkCached = (code, iterations) => {
   const key = createHash('sha256')
