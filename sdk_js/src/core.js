@@ -1,16 +1,13 @@
 // Telltale browser SDK: one instance per page, shared by the script-tag build (script.js)
 // and the ES module (index.js). Nothing here runs at import time; index.js keeps calls
 // made during server-side rendering (no window) from reaching it.
-// Size is a feature: the script tag carries every feature in under 2,725 bytes gzipped
+// Size is a feature: the script tag carries every feature in under 2,550 bytes gzipped
 // (the build's budget; the goal is 2,500), so the code is dense, and the small helpers
-// exist because each saves bytes where the names they wrap would repeat.
+// exist because each saves bytes where the names they wrap would repeat. The limits are
+// written as numbers where they are used (a named constant came out bigger).
 
 /* global __VERSION__ */
 var PREFIX = 'telltale_'
-var MAX_QUEUE = 500 // events kept in localStorage while undelivered; the oldest go first
-// A request body stays under the 64 KB that browsers allow in flight for sendBeacon and
-// fetch keepalive together (and far under the collector's 512 KB).
-var MAX_BODY_BYTES = 60000
 
 var options = {
   batchSize: 10,
@@ -124,9 +121,10 @@ var blocked = () =>
 // stores each message_id once); a lost event is not.
 var load = () => get('queue') || []
 
-// Writes the queue back, keeping the newest MAX_QUEUE events.
+// Writes the queue back, keeping the newest 500 events (while undelivered; the oldest go
+// first).
 var store = (queue) => {
-  var over = queue.length - MAX_QUEUE
+  var over = queue.length - 500
   if (__DEBUG__ && over > 0) report('f', over)
   set('queue', queue.slice(-500))
 }
@@ -157,10 +155,11 @@ var enqueue = (fields, at, where) => {
   schedule()
 }
 
-// The first queued events that fit one request (at most `max` events and
-// MAX_BODY_BYTES, and always at least one), and that request's body. An event over the
-// collector's 32 KB is refused on its own (in the answer's errors), the others in its
-// batch are stored.
+// The first queued events that fit one request (at most `max` events and 60,000 bytes,
+// and always at least one), and that request's body. A body stays under the 64 KB that
+// browsers allow in flight for sendBeacon and fetch keepalive together (and far under the
+// collector's 512 KB). An event over the collector's 32 KB is refused on its own (in the
+// answer's errors), the others in its batch are stored.
 var take = (max) => {
   var batch = []
   var size = 200 // the envelope around the events
@@ -251,13 +250,13 @@ var pageView = (restored) => {
 
 // Routers set the new page's title after the history call: in their own code that
 // follows, on the next animation frame, or once the route's data has loaded. The page
-// view waits for the title to change (checked on the next task, then every 50 ms) for
-// at most half a second, then takes the title as it is (some pages share a title).
-// Several history calls in one task make one page view, for the final URL.
+// view waits for the title to change (checked every 50 ms) for at most half a second,
+// then takes the title as it is (some pages share a title). Several history calls in one
+// task make one page view, for the final URL.
 var check = () => (document.title != title || checks++ > 9) && pageView()
 
-// `before` is the title to wait a change from; without one the page view is taken on the
-// next task (the page's first, whose title is in its HTML).
+// `before` is the title to wait a change from; without one the page view is taken at the
+// first check (the page's first, whose title is in its HTML).
 var watch = (before) => {
   if (options.autoEvents) {
     clearTimeout(waiting)
