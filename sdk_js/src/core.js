@@ -250,20 +250,23 @@ var pageView = (restored) => {
 
 // Routers set the new page's title after the history call: in their own code that
 // follows, on the next animation frame, or once the route's data has loaded. The page
-// view waits for the title to change (checked every 50 ms) for at most half a second,
-// then takes the title as it is (some pages share a title). Several history calls in one
-// task make one page view, for the final URL.
-var check = () => (document.title != title || checks++ > 9) && pageView()
+// view waits for the title to change (checked on the next task, then every 50 ms) for
+// at most half a second, then takes the title as it is (some pages share a title).
+// Several history calls in one task make one page view, for the final URL.
+var check = () => {
+  if (document.title != title || checks++ > 9) pageView()
+  else waiting = setTimeout(check, 50)
+}
 
-// `before` is the title to wait a change from; without one the page view is taken at the
-// first check (the page's first, whose title is in its HTML).
+// `before` is the title to wait a change from; without one the page view is taken on the
+// next task (the page's first, whose title is in its HTML).
 var watch = (before) => {
   if (options.autoEvents) {
     clearTimeout(waiting)
     title = before
     checks = 0
     changedAt = now()
-    waiting = setInterval(check, 50) // pageView clears it (clearTimeout clears intervals too)
+    waiting = setTimeout(check)
   }
 }
 
