@@ -33,12 +33,10 @@ const parse = (code) => {
   return ast
 }
 
-// Calls fn(def, node) for each symbol of `node` that names a variable; with `shallow`, not
-// inside nested functions (what runs when the value is made).
-const symbols = (node, fn, shallow) =>
+// Calls fn(def, node) for each symbol of `node` that names a variable.
+const symbols = (node, fn) =>
   node.walk(
     new UglifyJS.TreeWalker((node) => {
-      if (shallow && node instanceof UglifyJS.AST_Lambda) return true
       var def = node instanceof UglifyJS.AST_Symbol && !(node instanceof UglifyJS.AST_Label) && node.definition && node.definition()
       if (def) fn(def, node)
     }),
@@ -104,7 +102,9 @@ export function shrink(code, { iterations = 6000, seed = 1 } = {}) {
     var refs = []
     if (inert(d.value, refs)) {
       for (var def of refs) if (index.has(def)) after[i].add(index.get(def))
-      if (refs.some((def) => !index.has(def) && !def.undeclared)) fixed.push(i)
+      // A local from elsewhere, or one declared here without a value (set by code that
+      // runs in between, perhaps): it keeps its place among the others that do.
+      if (refs.some((def) => (index.has(def) ? !list[index.get(def)].value : !def.undeclared))) fixed.push(i)
       return
     }
     fixed.push(i)
