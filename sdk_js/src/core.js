@@ -137,7 +137,7 @@ var enqueue = (fields, at, where) => {
     return
   }
   var event = assign(fields, {
-    user: get('user'), // null while anonymous
+    user: get('user'), // none while anonymous (JSON leaves out an undefined user)
     message_id: uuid(),
     timestamp: at || now(), // epoch ms
     anonymous_id: getAnonymousId(),
@@ -230,8 +230,8 @@ export var flush = send
 var track = (name, properties, at, where) => enqueue({ event: name, properties }, at, where)
 
 // A page view: once per real URL change (a replaceState to the same URL counts once),
-// timed when the URL changed. A return from the
-// back/forward cache passes its time as `restored`: it counts although the URL is the same.
+// timed when the URL changed. A return from the back/forward cache passes its time as
+// `restored`: it counts although the URL is the same.
 var pageView = (restored) => {
   clearTimeout(waiting)
   waiting = checks = 0
