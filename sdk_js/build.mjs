@@ -16,10 +16,10 @@ import { brotliCompressSync, constants, gzipSync } from 'node:zlib'
 // feature of the SPEC and no debug code: in debug mode it loads its debug build
 // (telltale-debug.js, the same SDK with debug mode's console lines), as the ES module
 // has them built in. The SPEC's goal for the script tag, 2,500 bytes, is not met with
-// every feature (2,549; README.md says what each feature costs). The debug build and the
+// every feature (2,572; README.md says what each feature costs). The debug build and the
 // ES module have budgets of their own. TELLTALE_SIZE_BUDGET overrides the script tag's.
 const BUDGETS = {
-  'telltale.js': Number(process.env.TELLTALE_SIZE_BUDGET || 2560),
+  'telltale.js': Number(process.env.TELLTALE_SIZE_BUDGET || 2590),
   'telltale-debug.js': 3300,
   'telltale.mjs': 3250,
 }
@@ -64,6 +64,19 @@ const shrinkCached = (code, iterations) => {
   return out
 }
 
+// Bytes gzipped as the collector serves them: Python's gzip.compress at level 9, with the
+// system's zlib. Node's zlib (Chromium's fork, which shrink.mjs measures with, as it must
+// measure 200,000 times) compresses the same code differently: after shrink.mjs, whose
+// choices suit it, 20 to 25 bytes smaller than the system's. Without python3, Node's.
+const servedGzip = (code) => {
+  try {
+    const script = 'import gzip, sys; print(len(gzip.compress(sys.stdin.buffer.read(), 9, mtime=0)))'
+    return Number(execFileSync('python3', ['-c', script], { input: code, stdio: ['pipe', 'pipe', 'ignore'] }))
+  } catch (e) {
+    return gzipSync(code, { level: 9 }).length
+  }
+}
+
 const over = []
 for (const dir of outdirs) mkdirSync(dir, { recursive: true })
 for (const [name, options] of outputs) {
@@ -79,7 +92,7 @@ for (const [name, options] of outputs) {
   if (squeezed.error) throw squeezed.error
   const code = Buffer.from(shrinkCached(squeezed.code, SHRINK[name]))
   for (const dir of outdirs) writeFileSync(dir + name, code)
-  const gzip = gzipSync(code, { level: 9 }).length
+  const gzip = servedGzip(code)
   const brotli = brotliCompressSync(code, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } }).length
   let line = `${name.padEnd(17)} raw ${String(code.length).padStart(6)} B  gzip ${String(gzip).padStart(5)} B  brotli ${String(brotli).padStart(5)} B  (budget ${BUDGETS[name]} B gzip)`
   if (gzip > BUDGETS[name]) {
