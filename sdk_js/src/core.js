@@ -1,7 +1,7 @@
 // Telltale browser SDK: one instance per page, shared by the script-tag build (script.js)
 // and the ES module (index.js). Nothing here runs at import time; index.js keeps calls
 // made during server-side rendering (no window) from reaching it.
-// Size is a feature: the script tag carries every feature in under 2,560 bytes gzipped
+// Size is a feature: the script tag carries every feature in under 2,590 bytes gzipped
 // (the build's budget; the goal is 2,500), so the code is dense, and the small helpers
 // exist because each saves bytes where the names they wrap would repeat. The limits are
 // written as numbers where they are used (a named constant came out bigger).
