@@ -1,16 +1,13 @@
 // Telltale browser SDK: one instance per page, shared by the script-tag build (script.js)
 // and the ES module (index.js). Nothing here runs at import time; index.js keeps calls
 // made during server-side rendering (no window) from reaching it.
-// Size is a feature: the script tag carries every feature in under 2,725 bytes gzipped
+// Size is a feature: the script tag carries every feature in under 2,590 bytes gzipped
 // (the build's budget; the goal is 2,500), so the code is dense, and the small helpers
-// exist because each saves bytes where the names they wrap would repeat.
+// exist because each saves bytes where the names they wrap would repeat. The limits are
+// written as numbers where they are used (a named constant came out bigger).
 
 /* global __VERSION__ */
 var PREFIX = 'telltale_'
-var MAX_QUEUE = 500 // events kept in localStorage while undelivered; the oldest go first
-// A request body stays under the 64 KB that browsers allow in flight for sendBeacon and
-// fetch keepalive together (and far under the collector's 512 KB).
-var MAX_BODY_BYTES = 60000
 
 var options = {
   batchSize: 10,
@@ -27,7 +24,6 @@ var sending // the delivery in progress, if any: one at a time keeps retries in 
 var timerAt = 0 // when the next send is due (a number: the build compares it unsafely)
 var attempt = 0 // consecutive failed sends, for the backoff
 var retryAt = 0
-var hooked // listeners installed
 var lastUrl // the URL of the last page view
 var referrer
 var reporter // turns debug reports into console lines, see report()
@@ -48,23 +44,23 @@ var json = (value) => JSON.stringify(value)
 
 // ---- storage: every access in try/catch, with an in-memory copy as the fallback -------
 
-// Storage is the truth (another tab may have changed it), memory the fallback for a key
-// that storage could not keep: a write removes the key from storage first, so that after
-// a failed write (blocked storage, quota) reads find memory's copy, and after a good one
-// memory's copy is gone.
+// Storage is the truth (another tab may have changed it), except for a key that storage
+// could not keep (blocked storage, quota): memory's copy, kept from a failed write until a
+// good one, comes first. Values are JSON; a removed key is written as undefined (the text
+// "undefined", which no read parses), which is shorter than removing it. No value here is
+// falsy.
 var get = (key, value) => {
   try {
-    value = localStorage[PREFIX + key]
+    value = JSON.parse(localStorage[PREFIX + key])
   } catch (e) {}
-  return value || memory[key] // no value here is ''
+  return memory[key] || value
 }
 
 var set = (key, value) => {
   memory[key] = value
   try {
-    delete localStorage[PREFIX + key]
-    if (value != null) localStorage[PREFIX + key] = value
-    memory[key] = null
+    localStorage[PREFIX + key] = json(value)
+    memory[key] = 0
   } catch (e) {}
 }
 
@@ -85,7 +81,7 @@ export var debugWith = (fn) => {
 export var report = (...args) => options.debug && reporter(...args)
 
 /** Whether debug mode is asked for by the page's URL or a flag in localStorage. */
-export var debugAsked = () => /telltale_debug=1/.test(location) || get('debug') == 1
+export var debugAsked = () => /telltale_debug=1/.test(location) || get('debug')
 
 // ---- ids and event items ------------------------------------------------------------
 
@@ -104,7 +100,7 @@ var uuid = (t) => (
   )
 )
 
-export var getAnonymousId = () => get('id') || (set('id', uuid()), get('id'))
+export var getAnonymousId = (id) => get('id') || set('id', (id = uuid())) || id
 
 // The page as it is now; on SPA navigations the referrer is the previous URL.
 var page = () => ({
@@ -123,26 +119,25 @@ var blocked = () =>
 // every change reads it, changes it and writes it back, so events that another tab or an
 // earlier page left there are sent too. A duplicate send is harmless (the collector
 // stores each message_id once); a lost event is not.
-var load = () => {
-  try {
-    var queue = JSON.parse(get('queue'))
-  } catch (e) {}
-  return queue || []
-}
+var load = () => get('queue') || []
 
-// Writes the queue back, keeping the newest MAX_QUEUE events.
+// Writes the queue back, keeping the newest 500 events (while undelivered; the oldest go
+// first).
 var store = (queue) => {
-  var over = queue.length - MAX_QUEUE
+  var over = queue.length - 500
   if (__DEBUG__ && over > 0) report('f', over)
-  set('queue', json(queue.slice(-MAX_QUEUE)))
+  set('queue', queue.slice(-500))
 }
 
 // Queues an event item. `at` is when it happened (default now), `where` the page it
 // happened on (default the current one).
 var enqueue = (fields, at, where) => {
-  if (blocked()) return __DEBUG__ && report('o')
+  if (blocked()) {
+    __DEBUG__ && report('o')
+    return
+  }
   var event = assign(fields, {
-    user: get('user'), // null while anonymous
+    user: get('user'), // none while anonymous (JSON leaves out an undefined user)
     message_id: uuid(),
     timestamp: at || now(), // epoch ms
     anonymous_id: getAnonymousId(),
@@ -160,15 +155,16 @@ var enqueue = (fields, at, where) => {
   schedule()
 }
 
-// The first queued events that fit one request (at most `max` events and
-// MAX_BODY_BYTES, and always at least one), and that request's body. An event over the
-// collector's 32 KB is refused on its own (in the answer's errors), the others in its
-// batch are stored.
+// The first queued events that fit one request (at most `max` events and 60,000 bytes,
+// and always at least one), and that request's body. A body stays under the 64 KB that
+// browsers allow in flight for sendBeacon and fetch keepalive together (and far under the
+// collector's 512 KB). An event over the collector's 32 KB is refused on its own (in the
+// answer's errors), the others in its batch are stored.
 var take = (max) => {
   var batch = []
   var size = 200 // the envelope around the events
   // Stops before an event that would not fit, or after the max-th.
-  load().some((e) => ((size += new Blob([json(e)]).size + 1) > MAX_BODY_BYTES && batch[0]) || !batch.push(e) || !--max)
+  load().some((e) => ((size += new Blob([json(e)]).size + 1) > 6e4 && batch[0]) || !batch.push(e) || !--max)
   return [batch, json({ app_id: options.appId, sent_at: now(), events: batch })]
 }
 
@@ -226,16 +222,16 @@ var deliver = async () => {
 }
 
 /** Sends everything queued now. Resolves true when the queue is empty, false when a send failed (the events stay queued and are retried). */
-export var flush = () => send()
+export var flush = send
 
 // ---- automatic events ---------------------------------------------------------------
 
 // Without properties the collector stores {}.
 var track = (name, properties, at, where) => enqueue({ event: name, properties }, at, where)
 
-// A page view: once per real URL change (a replaceState to the same URL, a hash change's
-// popstate + hashchange pair count once), timed when the URL changed. A return from the
-// back/forward cache passes its time as `restored`: it counts although the URL is the same.
+// A page view: once per real URL change (a replaceState to the same URL counts once),
+// timed when the URL changed. A return from the back/forward cache passes its time as
+// `restored`: it counts although the URL is the same.
 var pageView = (restored) => {
   clearTimeout(waiting)
   waiting = checks = 0
@@ -281,7 +277,8 @@ var navigated = () => watch(document.title)
 var scrolled = () => {
   deepest = Math.max(
     deepest,
-    Math.min(100, Math.round((100 * (scrollY + innerHeight)) / document.documentElement.scrollHeight)) || 0,
+    // Rounded with +.5|0, which also makes NaN (nothing to scroll in, in an empty frame) 0.
+    Math.min(100, ((100 * (scrollY + innerHeight)) / document.documentElement.scrollHeight + 0.5) | 0),
   )
 }
 
@@ -325,10 +322,11 @@ var IGNORE = '[data-telltale-ignore]'
 // The event is only queued: the browser follows the link as it would without the SDK,
 // and a page that unloads sends the queue with a beacon.
 var linkClicked = (event) => {
-  var link = event.target.closest && event.target.closest('a[href]')
+  var link = event.target
+  link = link.closest && link.closest('a[href]')
   if (options.autoEvents && link && event.button == (event.type == 'auxclick') && !link.closest(IGNORE)) {
     // An HTML link resolves its own URL (href, pathname, host, protocol).
-    var extension = (link.pathname.toLowerCase().match(/\.(\w+)$/) || [])[1]
+    var extension = link.pathname.toLowerCase().split(/\.(\w+)$/)[1]
     if (link.hasAttribute('download') || ('' + options.downloadExtensions).split(/\W+/).includes(extension))
       track('file_downloaded', { url: link.href, extension: extension || null })
     else if (/^http/.test(link.href) && link.host != location.host) track('outbound_link_clicked', { url: link.href })
@@ -372,7 +370,6 @@ var formSubmitted = (event) => {
 }
 
 var hook = () => {
-  hooked = 1
   ;['pushState', 'replaceState'].forEach((name) => {
     var original = history[name]
     history[name] = function () {
@@ -391,8 +388,9 @@ var hook = () => {
 // Every listener is on window in the capture phase: window sees events dispatched at the
 // document and its elements before anything on the page does.
 var listeners = {
+  // A hash change is a history step too: every browser that runs this SDK (ES2017) fires
+  // popstate for it, so no hashchange listener (only Internet Explorer fired that alone).
   popstate: navigated,
-  hashchange: navigated,
   pageshow(e) {
     // Restored from the back/forward cache: no load happened, but it is a page view.
     if (e.persisted && options.autoEvents) pageView(now())
@@ -420,11 +418,15 @@ export var init = (config) => {
   for (var key in config) if (config[key] != null) options[key] = config[key]
   // ?telltale_debug=1 is read once: an SPA navigation may drop it from the URL.
   if (__DEBUG__) options.debug = options.debug || debugAsked()
-  if (!options.appId) return __DEBUG__ && report('m')
+  if (!options.appId) {
+    __DEBUG__ && report('m')
+    return
+  }
+  // The first init with an app id installs the listeners.
+  if (!url) hook()
   url = new URL(options.endpoint || '/', location).href.replace(/\/*$/, '/v1/events')
   __DEBUG__ && report('i', options)
   if (blocked()) set('queue')
-  if (!hooked) hook()
   if (!lastUrl && !waiting) watch()
   schedule()
 }
@@ -435,7 +437,7 @@ export var init = (config) => {
 export var trackEvent = (name, properties) => track(name, properties)
 
 // The traits kept while anonymous, with `more` merged in.
-var traits = (more) => assign(JSON.parse(get('traits') || '{}'), more)
+var traits = (more) => assign(get('traits') || {}, more)
 
 var identified = (more) => enqueue({ type: 'identify', traits: more })
 
@@ -454,7 +456,7 @@ export var setUserId = (id, more) => {
 
 /** Merges traits into the current user; while anonymous they wait for setUserId. */
 export var identify = (more) =>
-  get('user') ? identified(more || {}) : set('traits', json(traits(more)))
+  get('user') ? identified(more || {}) : set('traits', traits(more))
 
 /** Forgets the user (logout): the next events carry a new anonymous id and no user. */
 export var reset = () => {

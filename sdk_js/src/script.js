@@ -11,8 +11,7 @@ import * as core from './core.js'
 import { describe } from './debug.js'
 
 /* global __DEBUG__ */
-var doc = document
-var script = doc.currentScript
+var script = document.currentScript
 var stub = window.telltale
 // The stub is a function that pushes its arguments to .q, or a plain array of calls.
 var calls = Array.isArray(stub) ? stub : (stub && stub.q) || []
@@ -38,14 +37,17 @@ calls.forEach((call) => call[0] == 'init' && core.assign(defaults, call[1]))
 if (!__DEBUG__ && script && (defaults.debug || core.debugAsked())) {
   // Debug mode: the debug build takes over, with this tag's data-* options; the stub
   // (and the calls it keeps) stays for it.
-  var debug = doc.createElement('script')
+  var debug = document.createElement('script')
   core.assign(debug.dataset, script.dataset)
   debug.src = new URL('sdk-debug.js', script.src)
-  doc.head.append(debug)
+  document.head.append(debug)
 } else {
   if (__DEBUG__) core.debugWith(describe)
   // telltale('trackEvent', 'x', {...}) and telltale.trackEvent('x', {...}) both work.
-  var api = (method, ...args) => (api[method] ? api[method](...args) : __DEBUG__ && core.report('u', method))
+  var api = (method, ...args) => {
+    __DEBUG__ && !api[method] && core.report('u', method)
+    return api[method] && api[method](...args)
+  }
   core.assign(api, {
     init: core.init,
     trackEvent: core.trackEvent,
@@ -59,5 +61,7 @@ if (!__DEBUG__ && script && (defaults.debug || core.debugAsked())) {
   })
   window.telltale = api
   api.init(defaults)
-  calls.forEach((call) => call[0] != 'init' && api(...call))
+  // The init calls again, in their place among the others: with the options they have
+  // already set, they change nothing.
+  calls.forEach((call) => api(...call))
 }
