@@ -75,7 +75,7 @@ native: $(VENV)/.installed-dev apt
 
 # The SDK build (sdk_js/build.mjs writes static/ and sdk_js/dist/), remade when a source
 # changes; `make sdk` remakes it regardless.
-SDK_SOURCES := sdk_js/build.mjs sdk_js/package.json $(wildcard sdk_js/src/*)
+SDK_SOURCES := sdk_js/build.mjs sdk_js/shrink.mjs sdk_js/package.json $(wildcard sdk_js/src/*)
 static/telltale.js: sdk_js/node_modules/.installed $(SDK_SOURCES)
 	cd sdk_js && npm run --silent build
 

@@ -8,7 +8,7 @@ import UglifyJS from 'uglify-js'
 import { shrink } from './shrink.mjs'
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { copyFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs'
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib'
 
 // Bytes gzipped, each a little over the file's size today, so that any growth is a
@@ -45,23 +45,30 @@ const outputs = [
   ['telltale.mjs', { ...common, entryPoints: [here + 'src/index.js'], format: 'esm', define: { ...common.define, __BROWSER__: 'false', __DEBUG__: 'true' } }],
 ]
 
-// shrink.mjs searches long (the script tag longest: its budget is the tight one), so its
-// result is kept in node_modules/.cache/ under a hash of everything it depends on: a
-// build whose minified input did not change takes it from there. The search is
-// deterministic, so the cache only saves time.
+// shrink.mjs searches long (the script tag longest: its budget is the tight one: 25 s of
+// CPU on this 2-core machine), so its results are committed in shrunk/, each under a
+// hash of everything it depends on, like a lockfile: a fresh clone's build (`make
+// serve`'s first minute) takes them from there, and only a build whose minified input
+// changed searches again (commit its new file then; the build removes the stale ones).
+// The search is deterministic, so the files only save time.
 const SHRINK = { 'telltale.js': 200000, 'telltale-debug.js': 20000, 'telltale.mjs': 20000 }
-const cache = here + 'node_modules/.cache/telltale-shrink/'
+const cache = here + 'shrunk/'
+const used = new Set()
 const shrinkCached = (code, iterations) => {
   const key = createHash('sha256')
   for (const part of [readFileSync(here + 'shrink.mjs'), readFileSync(here + 'package-lock.json'), String(iterations), code]) key.update(part)
-  const file = cache + key.digest('hex') + '.js'
+  const name = key.digest('hex') + '.js'
+  used.add(name)
   try {
-    return readFileSync(file, 'utf8')
+    return readFileSync(cache + name, 'utf8')
   } catch (e) {}
   const out = shrink(code, { iterations })
   mkdirSync(cache, { recursive: true })
-  writeFileSync(file, out)
+  writeFileSync(cache + name, out)
   return out
+}
+const pruneShrunk = () => {
+  for (const name of readdirSync(cache)) if (!used.has(name)) unlinkSync(cache + name)
 }
 
 // Bytes gzipped as the collector serves them: Python's gzip.compress at level 9, with the
@@ -101,6 +108,7 @@ for (const [name, options] of outputs) {
   }
   console.log(line)
 }
+pruneShrunk()
 for (const dir of outdirs) copyFileSync(here + 'src/telltale.d.ts', dir + 'telltale.d.ts')
 // The npm package as a tarball, which the collector serves at GET /telltale.tgz (under a
 // name without the version, so that the URL stays the same). --ignore-scripts: this
