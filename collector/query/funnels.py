@@ -246,12 +246,7 @@ def compute_funnel_columns(query: FunnelQuery, columns: FunnelColumns) -> dict[s
     names = [step.event for step in query.steps]
     n_steps = len(names)
     first = columns.starts if columns.starts is not None else columns.events[names[0]]
-    keep = np.ones(len(first.ts), dtype=bool)
-    if query.since is not None:
-        keep &= first.ts >= query.since
-    if query.until is not None:
-        keep &= first.ts < query.until
-    chosen = np.flatnonzero(keep)
+    chosen = np.flatnonzero(query.starts_in_range(first.ts))
     person, t0 = first.person[chosen], first.ts[chosen]
     key = _Keys([t0, *(columns.events[name].ts for name in names[1:])], [person])
     reached = np.zeros((n_steps, len(t0)), dtype=np.int64)
@@ -279,20 +274,19 @@ def compute_funnel_columns(query: FunnelQuery, columns: FunnelColumns) -> dict[s
             break
     best = _best(person, depth)
     depth, reached = depth[best], reached[:, best]
+    overall = _column_tallies(np.zeros(len(best), np.int64), 1, depth, reached, n_steps)[0]
     if query.breakdown is None or columns.start_values is None:
-        tally = _column_tallies(np.zeros(len(best), np.int64), 1, depth, reached, n_steps)
-        return {"steps": _answers(query.steps, *tally[0]), "breakdown": None}
+        return {"steps": _answers(query.steps, *overall), "breakdown": None}
     value_keys = [breakdown_key(v) for v in columns.values]
     names_of, bucket_of_value = np.unique(np.array(value_keys, dtype=object), return_inverse=True)
     buckets = bucket_of_value[columns.start_values[chosen][best]].astype(np.int64)
     tallies = _column_tallies(buckets, len(names_of), depth, reached, n_steps)
-    overall = _column_tallies(np.zeros(len(best), np.int64), 1, depth, reached, n_steps)
     ordered = sorted(
         (b for b in range(len(names_of)) if tallies[b][0]),
         key=lambda b: (-tallies[b][0], names_of[b]),
     )
     return {
-        "steps": _answers(query.steps, *overall[0]),
+        "steps": _answers(query.steps, *overall),
         "breakdown": {
             str(names_of[b]): {"steps": _answers(query.steps, *tallies[b])} for b in ordered
         },

@@ -166,6 +166,15 @@ class FunnelQuery:
     breakdown: str | None
     include_bots: bool
 
+    def starts_in_range(self, ts: np.ndarray) -> np.ndarray:
+        """Which of these first-step times may start an attempt: those in [since, until)."""
+        keep = np.ones(len(ts), dtype=bool)
+        if self.since is not None:
+            keep &= ts >= self.since
+        if self.until is not None:
+            keep &= ts < self.until
+        return keep
+
 
 # An event matching at least one step, as the store yields it, ordered by person, time
 # and insertion: (person, ts, mask, value). Bit k of `mask` is set when it matches step

@@ -55,12 +55,7 @@ def _columns(reader: Reader, cache: ColumnCache, app_id: str, query: FunnelQuery
     if query.breakdown is None:
         return FunnelColumns(events)
     starts = without_gc(_starts, reader, frame, app_id, query)
-    first = events[query.steps[0].event]
-    in_range = np.ones(len(first.ts), dtype=bool)
-    if query.since is not None:
-        in_range &= first.ts >= query.since
-    if query.until is not None:
-        in_range &= first.ts < query.until
+    in_range = query.starts_in_range(events[query.steps[0].event].ts)
     if (starts[0].person < 0).any() or int(in_range.sum()) != len(starts[0].ts):
         raise RuntimeError(f"the events and the hits of {app_id} disagree on a funnel's start")
     return FunnelColumns(events, *starts)
