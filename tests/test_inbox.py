@@ -23,6 +23,13 @@ APP = "app_inbox"
 T0 = 1_790_000_000_000
 
 
+def _big_request() -> list[Event]:
+    """A flooding app's request, one event over what the writer counts as big."""
+    from collector.ingest.writer import BIG_REQUEST
+
+    return [ev(APP, "flood", T0 + i, user="u") for i in range(BIG_REQUEST + 1)]
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> SQLiteStore:
     s = SQLiteStore(str(tmp_path / "t.db"))
@@ -363,19 +370,19 @@ def test_at_its_bound_the_backlog_refuses_big_requests_and_takes_small_ones(
     async def scenario() -> None:
         writer = Writer(store, queue_size=10_000)
         await writer.start()
-        await writer.submit([ev(APP, "flood", T0 + i, user="u") for i in range(big)])
+        await writer.submit(_big_request())
         assert not store.at_backlog_bound()  # 251 of 300
         store.write([ev(APP, "small", T0 + i, user="s") for i in range(20)])
         assert store.at_backlog_bound()  # 271: within a tenth of the bound
         with pytest.raises(BacklogFull):
-            await writer.submit([ev(APP, "flood", T0 + i, user="u") for i in range(big)])
+            await writer.submit(_big_request())
         assert len(await writer.submit([ev(APP, "quiet", T0, user="q")])) == 1
         assert store.backlog() == 272
         store.index_all()  # the indexer catches up
         assert store.at_backlog_bound()  # as the last commit found it, for a while
         clock[0] += 2 * sqlite_store.BOUND_READ_S
         assert not store.at_backlog_bound()  # then counted again
-        await writer.submit([ev(APP, "flood", T0 + i, user="u") for i in range(big)])
+        await writer.submit(_big_request())
         await writer.stop()
 
     asyncio.run(scenario())
@@ -392,19 +399,18 @@ def test_a_big_request_that_would_take_the_backlog_past_its_bound_is_refused_at_
     import asyncio
 
     from collector.errors import BacklogFull
-    from collector.ingest.writer import BIG_REQUEST, Writer
+    from collector.ingest.writer import Writer
 
     store = SQLiteStore(str(tmp_path / "b.db"), max_backlog=300)
     store.migrate()
-    big = BIG_REQUEST + 1
 
     async def scenario() -> None:
         writer = Writer(store, queue_size=10_000)
         await writer.start()
-        await writer.submit([ev(APP, "flood", T0 + i, user="u") for i in range(big)])
+        await writer.submit(_big_request())
         assert not store.at_backlog_bound()  # 251 of 300: short of the tenth below it
         with pytest.raises(BacklogFull):  # 502 would be past the bound
-            await writer.submit([ev(APP, "flood", T0 + i, user="u") for i in range(big)])
+            await writer.submit(_big_request())
         assert store.at_backlog_bound()  # big requests are refused before they are read
         # Small requests are taken, in a group past the bound too (it indexes the excess).
         answers = await asyncio.gather(
