@@ -130,6 +130,11 @@ def decode_body(body: bytes, content_type: str | None, size: int | None = None) 
         ) from None
 
 
+def _batch_key(data: dict[str, Any]) -> str | None:
+    """The key of an envelope's list of events, if it has one."""
+    return "events" if "events" in data else "batch" if "batch" in data else None
+
+
 def batch_size(data: Any) -> int | None:
     """How many events a decoded body holds, as `parse_payload` will count them (one per
     item of its batch, valid or not), read before any of them is validated; None when
@@ -139,10 +144,8 @@ def batch_size(data: Any) -> int | None:
         items: Any = data
     elif not isinstance(data, dict):
         return None
-    elif "events" in data:
-        items = data["events"]
-    elif "batch" in data:
-        items = data["batch"]
+    elif (key := _batch_key(data)) is not None:
+        items = data[key]
     else:
         return 1
     if not isinstance(items, list) or not 0 < len(items) <= MAX_BATCH_EVENTS:
@@ -175,7 +178,7 @@ def parse_payload(
     shared_context = data.get("context") if isinstance(data.get("context"), dict) else None
 
     raw_items: list[Any]
-    batch_key = "events" if "events" in data else "batch" if "batch" in data else None
+    batch_key = _batch_key(data)
     if batch_key is not None:
         raw_items_value = data[batch_key]
         if not isinstance(raw_items_value, list):
