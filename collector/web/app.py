@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import gzip
-import hashlib
 import logging
 import os
 import threading
@@ -42,6 +40,7 @@ from collector.settings import Settings
 from collector.store import Store, open_store
 from collector.timeutil import now_ms
 from collector.web.api import routes as query_routes
+from collector.web.assets import StaticAsset
 from collector.web.demo import find_demo_app
 from collector.web.ingest import Collector, IngestEndpoint, cors_headers
 from collector.web.metrics import ObserveMiddleware, flushing, metrics_endpoint
@@ -106,53 +105,15 @@ async def preflight(request: Request) -> Response:
     return Response(status_code=204, headers=headers)
 
 
-class _StaticAsset:
-    """A small file served from memory with an ETag and a precompressed gzip copy (unless
-    it is compressed already: `compress=False`)."""
-
-    def __init__(self, path: Path, media_type: str, max_age: int, *, compress: bool = True) -> None:
-        self.path = path
-        self.media_type = media_type
-        self.max_age = max_age
-        self.compress = compress
-        self._loaded: tuple[float, bytes, bytes, str] | None = None
-
-    def _load(self) -> tuple[bytes, bytes, str]:
-        mtime = self.path.stat().st_mtime
-        if self._loaded is None or self._loaded[0] != mtime:
-            raw = self.path.read_bytes()
-            etag = '"' + hashlib.sha256(raw).hexdigest()[:20] + '"'
-            self._loaded = (mtime, raw, gzip.compress(raw, 9, mtime=0), etag)
-        return self._loaded[1], self._loaded[2], self._loaded[3]
-
-    def response(self, request: Request, body: bytes | None = None) -> Response:
-        try:
-            raw, gz, etag = self._load()
-        except FileNotFoundError:
-            raise NotFound(f"{self.path.name} is not built (run make sdk)") from None
-        headers = {
-            "ETag": etag,
-            "Cache-Control": f"public, max-age={self.max_age}",
-            "Vary": "Accept-Encoding",
-            "Access-Control-Allow-Origin": "*",
-        }
-        if request.headers.get("if-none-match") == etag:
-            return Response(status_code=304, headers=headers)
-        if self.compress and "gzip" in request.headers.get("accept-encoding", ""):
-            headers["Content-Encoding"] = "gzip"
-            return Response(gz, media_type=self.media_type, headers=headers)
-        return Response(raw, media_type=self.media_type, headers=headers)
-
-
-SDK_ASSET = _StaticAsset(STATIC_DIR / "telltale.js", "application/javascript", 3600)
+SDK_ASSET = StaticAsset(STATIC_DIR / "telltale.js", "application/javascript", 3600)
 # Debug mode's console lines, which the script tag loads only when debug mode is on.
-SDK_DEBUG_ASSET = _StaticAsset(STATIC_DIR / "telltale-debug.js", "application/javascript", 3600)
-SDK_MODULE_ASSET = _StaticAsset(STATIC_DIR / "telltale.mjs", "application/javascript", 3600)
+SDK_DEBUG_ASSET = StaticAsset(STATIC_DIR / "telltale-debug.js", "application/javascript", 3600)
+SDK_MODULE_ASSET = StaticAsset(STATIC_DIR / "telltale.mjs", "application/javascript", 3600)
 # The npm package (`npm install https://COLLECTOR/telltale.tgz`), as `npm pack` made it.
-SDK_PACKAGE_ASSET = _StaticAsset(
+SDK_PACKAGE_ASSET = StaticAsset(
     STATIC_DIR / "telltale.tgz", "application/gzip", 3600, compress=False
 )
-DEMO_JS_ASSET = _StaticAsset(DEMO_DIR / "demo.js", "application/javascript", 60)
+DEMO_JS_ASSET = StaticAsset(DEMO_DIR / "demo.js", "application/javascript", 60)
 
 
 async def sdk_js(request: Request) -> Response:
