@@ -6,6 +6,7 @@ the browser sent."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -208,20 +209,25 @@ class Site:
                 self.end_headers()
 
             def proxy(self, path: str, body: bytes) -> None:
-                conn = http.client.HTTPConnection("127.0.0.1", site.collector.port, timeout=10)
                 keep = ("content-type", "origin", "referer", "user-agent")
                 headers = {k: v for k, v in self.headers.items() if k.lower() in keep}
-                conn.request("POST", path, body, headers)
-                answer = conn.getresponse()
-                data = answer.read()
-                self.send_response(answer.status)
-                for key, value in answer.getheaders():
-                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", site.collector.port, timeout=10)
+                try:
+                    conn.request("POST", path, body, headers)
+                    answer = conn.getresponse()
+                    data = answer.read()
+                finally:
+                    conn.close()
+                # A page that closes while its request is proxied (a test ending, a
+                # beacon at unload) is gone: its answer has nowhere to go.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.send_response(answer.status)
+                    for key, value in answer.getheaders():
+                        if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                            self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.origin = f"http://localhost:{self.server.server_address[1]}"

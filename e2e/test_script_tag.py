@@ -117,18 +117,6 @@ def test_calls_made_before_the_script_loads_are_kept(
     assert started["anonymous_id"] == visitor.evaluate("telltale.getAnonymousId()")
 
 
-def test_array_queue_before_the_script_loads(
-    visitor: Page, collector: Collector, site: Site, app: App
-) -> None:
-    # The other documented pre-load form: a plain array of calls.
-    visitor.add_init_script("window.telltale = [['trackEvent', 'invite_sent', {count: 2}]]")
-    visitor.goto(site.url(app, "index.html"))
-    ready(visitor)
-
-    (sent,) = collector.wait_events(app, "invite_sent")
-    assert sent["properties"] == {"count": 2}
-
-
 def test_data_attribute_options(visitor: Page, collector: Collector, site: Site, app: App) -> None:
     sent = ingest_requests(visitor)
     visitor.clock.install()  # the page's timers run when the test says so

@@ -13,8 +13,8 @@ import { describe } from './debug.js'
 /* global __DEBUG__ */
 var script = document.currentScript
 var stub = window.telltale
-// The stub is a function that pushes its arguments to .q, or a plain array of calls.
-var calls = Array.isArray(stub) ? stub : (stub && stub.q) || []
+// The stub (docs/sdk.md) is a function that pushes its arguments to .q.
+var calls = (stub && stub.q) || []
 
 // data-app-id → appId, data-batch-size → batchSize, ...: dataset already camel-cases them.
 // A bare attribute (data-debug) is true; values are read as JSON where they parse ("false",
@@ -27,7 +27,7 @@ for (var key in script && script.dataset) {
   try {
     value = JSON.parse(value)
   } catch (e) {}
-  defaults[key == 'respectDnt' ? 'respectDoNotTrack' : key] = value === '' || value
+  defaults[key] = value === '' || value
 }
 // Queued init calls merge into one, so the options they set apply before any event.
 // Without an app id, init() warns and waits: a later telltale.init({appId}) supplies it
