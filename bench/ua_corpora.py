@@ -14,7 +14,8 @@ Run from the repository root, with a checkout (or an export) of the source proje
     python -m bench.ua_corpora bowser SRC OUT
     python -m bench.ua_corpora php-user-agent SRC OUT
     python -m bench.ua_corpora agent SRC OUT
-    python -m bench.ua_corpora crawler-detect SRC OUT
+    python -m bench.ua_corpora well-known-bots SRC OUT
+    python -m bench.ua_corpora uap-core SRC OUT
 
 Each writes ``OUT/<name>-bots.txt`` and ``OUT/<name>-browsers.txt``: one string a line,
 stripped, in the source's order, blanks and repeats dropped. Which of a project's labels
@@ -328,13 +329,26 @@ def agent(src: Path) -> tuple[list[str], list[str]]:
 _PHP_KEY_ARROW = re.compile(rf"(?:{_PHP_STRING})\s*=>")
 
 
-def crawler_detect(src: Path) -> tuple[list[str], list[str]]:
-    """JayBizzle/Crawler-Detect's tests/data/user_agent/crawlers.txt at a later commit than
-    the shared bots.txt: every line a bot (the corpora before it drop the lines bots.txt
-    has, leaving the crawlers reported since). Its list, one of our layers, is written
-    against this file, but the `crawlerdetect` package's copy of the list may predate them."""
-    lines = (src / "tests" / "data" / "user_agent" / "crawlers.txt").read_text("utf-8")
-    return _unique(lines.splitlines()), []
+def well_known_bots(src: Path) -> tuple[list[str], list[str]]:
+    """arcjet/well-known-bots' well-known-bots.json: every string of every entry's
+    `instances.accepted` a bot (each entry is a bot, its `categories` say which kind,
+    `programmatic` the HTTP libraries); `instances.rejected` (strings that entry's pattern
+    must not match, which may be other bots) is left out; no browsers. A fork of
+    crawler-user-agents with more entries: the corpora before it drop the shared strings."""
+    data = json.loads((src / "well-known-bots.json").read_text(encoding="utf-8"))
+    accepted = (ua for e in data for ua in (e.get("instances") or {}).get("accepted", []))
+    return _unique(accepted), []
+
+
+def uap_core_devices(src: Path) -> tuple[list[str], list[str]]:
+    """ua-parser/uap-core's tests/test_device.yaml, as the shared corpora were drawn from
+    it: a `family` of `Spider` is a bot, any other a browser. The shared browsers.txt is a
+    sample of 5,000 of its non-Spider strings; the corpora before it drop those. uap-core's
+    Spider device is one of our layers, written against these strings."""
+    cases = _yaml(src / "tests" / "test_device.yaml")["test_cases"]
+    bots = [c.get("user_agent_string") for c in cases if c.get("family") == "Spider"]
+    browsers = [c.get("user_agent_string") for c in cases if c.get("family") != "Spider"]
+    return _unique(bots), _unique(browsers)
 
 
 SOURCES = {
@@ -350,7 +364,8 @@ SOURCES = {
     "bowser": bowser,
     "php-user-agent": php_user_agent,
     "agent": agent,
-    "crawler-detect": crawler_detect,
+    "well-known-bots": well_known_bots,
+    "uap-core": uap_core_devices,
 }
 
 
