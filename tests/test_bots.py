@@ -314,6 +314,7 @@ def test_the_lists_and_their_licences_ship_together() -> None:
         pytest.param("NewsBlur Feed Fetcher - 5 subscribers", "crawler", id="news-fetcher"),
         pytest.param("Mozilla/5.0 (compatible; SiteRadar)", "crawler", id="radar"),
         pytest.param("URL-Checker 1.0", "crawler", id="url-tool"),
+        pytest.param("FeedReader 3.14", "crawler", id="feed-reader"),
     ],
 )
 def test_bot_user_agents(ua: str, reason: str) -> None:
@@ -587,6 +588,11 @@ def test_bot_user_agents(ua: str, reason: str) -> None:
             id="huawei-java-me",
         ),
         pytest.param("HTC-Radar C110e/UCWEB2.2.0.157/47/355", id="htc-radar-ucweb"),
+        pytest.param(
+            "Mozilla/5.0 (QtEmbedded; Linux) AppleWebKit/534.34 (KHTML, like Gecko) Kobo "
+            "eReader Safari/534.34",
+            id="kobo-ereader",
+        ),
     ],
 )
 def test_real_browsers_are_not_flagged(ua: str) -> None:

@@ -15,11 +15,13 @@
 Before the two lists, what is not the client's name is blanked out (`_NOT_THE_CLIENT`):
 device models (``; I-Buddy 3 Build/IMM76D``, ``Android 9; XBot Junior``), a TV's maker
 lists, a Java ME phone's Java platform, the Slack and Mattermost apps' tokens, Seznam's
-browser and a few browser components (``SogouMSE``, ``Cronet/114.0``, ``libwww-FM``): a
-phone's model name is a manufacturer's, not the client's, and the lists' generic words
-(``buddy``, ``bot``, ``cron``, ``java``) and ``Slack/`` otherwise flag people. The last
-layer spares a string that names a browser, an engine or a platform uap-core does not
-know (`_PLATFORM`: RISC OS, IRIX, a PS3, ...).
+browser and a few browser components (``SogouMSE``, ``Cronet/114.0``, ``libwww-FM``,
+``CocCocBrowser``, ``Kobo eReader``): a phone's model name is a manufacturer's, not the
+client's, and the lists' generic words (``buddy``, ``bot``, ``cron``, ``java``) and
+``Slack/`` otherwise flag people. isbot's patterns that judge a string's shape (a bare
+``name/version``, a string that starts with ``(``) count only when uap-core finds no
+device in it (`_ISBOT_SHAPES`). The last layer spares a string that names a browser, an
+engine or a platform uap-core does not know (`_PLATFORM`: RISC OS, IRIX, a PS3, ...).
 Which of isbot's patterns are left out or narrowed, and why, is beside the list's loader;
 every such choice was made on the tuning halves of the corpora (bench/ua_bench.py).
 
@@ -374,6 +376,8 @@ _NOT_THE_CLIENT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("mattermost/", r"\bmattermost/[\d.]+"),
         # the Coc Coc browser ("CocCocBrowser/123.0.123"; its crawler says coccocbot)
         ("coccocbrowser/", r"\bcoccocbrowser/[\d.]+"),
+        # Kobo's e-reader ("Kobo eReader": Crawler-Detect's "reader")
+        ("kobo ereader", r"\bkobo ereader\b"),
     )
 )
 
