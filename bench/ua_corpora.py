@@ -21,9 +21,9 @@ Each writes ``OUT/<name>-bots.txt`` and ``OUT/<name>-browsers.txt``: one string 
 stripped, in the source's order, blanks and repeats dropped. Which of a project's labels
 count as a bot and which as a browser is fixed below, from each project's schema (its
 file names and label values), before any of its strings were read; nothing is relabelled
-by hand. device-detector and woothee are YAML, which needs PyYAML (not one of Telltale's
-packages: run it with a Python that has it). The sources, commits and licences are in
-bench/data/README.md and docs/enrichment.md.
+by hand. device-detector, woothee, WhichBrowser, bowser and uap-core are YAML, which needs
+PyYAML (not one of Telltale's packages: run it with a Python that has it). The sources,
+commits and licences are in bench/data/README.md and docs/enrichment.md.
 """
 
 from __future__ import annotations
