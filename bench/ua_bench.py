@@ -77,14 +77,29 @@ class Corpus:
 
 # Read from a folder, when there, in this order: licences that do not let us ship them
 # (device-detector's LGPL, ua-parser-js's AGPL) or size (browscap's tests, 2.4 MB;
-# WhichBrowser's, 0.6 MB; fake-useragent's, 0.1 MB, browsers only). Each
-# is `<name>-bots.txt` and `<name>-browsers.txt`, built by bench/ua_corpora.py.
+# WhichBrowser's, 0.6 MB; fake-useragent's, 0.1 MB, browsers only; intoli's older
+# releases, 1.7 MB; Mobile-Detect's, 0.2 MB; uap-core's, 1.8 MB). Each is
+# `<name>-bots.txt` and `<name>-browsers.txt`, built by bench/ua_corpora.py. Five of the
+# third pass's are shipped in bench/data/ too (top-user-agents, bowser, php-user-agent,
+# agent, well-known-bots: MIT) and read from there when the folder lacks them; with the
+# folder, each corpus drops what the folder's corpora before it have, so the figures in
+# docs/enrichment.md need the folder.
 FOLDER_CORPORA = (
     ("device_detector", "device-detector", "device-detector's fixtures"),
     ("browscap", "browscap", "browscap's tests"),
     ("ua_parser_js", "ua-parser-js", "ua-parser-js's tests"),
     ("whichbrowser", "whichbrowser", "WhichBrowser's tests"),
     ("fake_useragent", "fake-useragent", "fake-useragent's browsers"),
+    # The third pass's (docs/enrichment.md): real sites' browsers first, then the
+    # parser projects' test strings, arcjet's bots, uap-core's strings not in the shared.
+    ("top_user_agents", "top-user-agents", "top-user-agents' weekly lists"),
+    ("intoli_older", "intoli-older", "intoli's older releases"),
+    ("mobile_detect", "mobile-detect", "Mobile-Detect's tests"),
+    ("bowser", "bowser", "bowser's tests"),
+    ("php_user_agent", "php-user-agent", "PhpUserAgent's tests"),
+    ("agent", "agent", "jenssegers/agent's tests"),
+    ("well_known_bots", "well-known-bots", "arcjet's well-known-bots"),
+    ("uap_core", "uap-core", "uap-core's other device tests"),
 )
 
 
@@ -92,8 +107,9 @@ def corpora(folder: Path | None = None) -> list[Corpus]:
     """The labelled corpora, in order: the shared ones, then the strings of the
     crawler-user-agents and intoli packages that the shared corpora and isbot's fixtures
     do not have, then (when `folder` has them) device-detector's fixtures, then woothee's
-    test sets (shipped), then browscap's, ua-parser-js's and WhichBrowser's tests (when
-    `folder` has them); each keeps only the strings that no corpus before it has."""
+    test sets (shipped), then browscap's, ua-parser-js's, WhichBrowser's and the others of
+    FOLDER_CORPORA (when `folder` has them, or bench/data/ for the shipped ones); each
+    keeps only the strings that no corpus before it has."""
     shared = Corpus(
         "shared", "shared corpora (bots.txt, browsers.txt)", load("bots"), load("browsers")
     )
@@ -121,11 +137,15 @@ def corpora(folder: Path | None = None) -> list[Corpus]:
     shipped = [
         ("woothee", "woothee's test sets", BENCH_DATA / "woothee-bots.txt"),
     ]
-    in_folder = [
-        (key, label, folder / f"{name}-bots.txt")
-        for key, name, label in FOLDER_CORPORA
-        if folder is not None
-    ]
+
+    def where(name: str) -> Path:
+        # The folder's copy when it has one, else the one shipped in bench/data/ (the
+        # third pass's small corpora with licences that let us ship them).
+        if folder is not None and (folder / f"{name}-bots.txt").is_file():
+            return folder / f"{name}-bots.txt"
+        return BENCH_DATA / f"{name}-bots.txt"
+
+    in_folder = [(key, label, where(name)) for key, name, label in FOLDER_CORPORA]
     # device-detector first (its figures predate the others), then the shipped ones.
     for key, label, bots_file in in_folder[:1] + shipped + in_folder[1:]:
         if bots_file.is_file():

@@ -8,14 +8,22 @@ Run from the repository root, with a checkout (or an export) of the source proje
     python -m bench.ua_corpora ua-parser-js SRC OUT
     python -m bench.ua_corpora whichbrowser SRC OUT
     python -m bench.ua_corpora fake-useragent SRC OUT
+    python -m bench.ua_corpora top-user-agents GITDIR OUT
+    python -m bench.ua_corpora intoli-older SRC OUT
+    python -m bench.ua_corpora mobile-detect SRC OUT
+    python -m bench.ua_corpora bowser SRC OUT
+    python -m bench.ua_corpora php-user-agent SRC OUT
+    python -m bench.ua_corpora agent SRC OUT
+    python -m bench.ua_corpora well-known-bots SRC OUT
+    python -m bench.ua_corpora uap-core SRC OUT
 
 Each writes ``OUT/<name>-bots.txt`` and ``OUT/<name>-browsers.txt``: one string a line,
 stripped, in the source's order, blanks and repeats dropped. Which of a project's labels
 count as a bot and which as a browser is fixed below, from each project's schema (its
 file names and label values), before any of its strings were read; nothing is relabelled
-by hand. device-detector and woothee are YAML, which needs PyYAML (not one of Telltale's
-packages: run it with a Python that has it). The sources, commits and licences are in
-bench/data/README.md and docs/enrichment.md.
+by hand. device-detector, woothee, WhichBrowser, bowser and uap-core are YAML, which needs
+PyYAML (not one of Telltale's packages: run it with a Python that has it). The sources,
+commits and licences are in bench/data/README.md and docs/enrichment.md.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -189,6 +198,159 @@ def fake_useragent(src: Path) -> tuple[list[str], list[str]]:
     return [], _unique(json.loads(line).get("useragent") for line in lines if line.strip())
 
 
+# Third pass (docs/enrichment.md, "Third pass"). Each label rule below was fixed from the
+# project's schema (file names, keys, label values, group names), printed without the
+# strings, before any string of the project was read.
+
+
+def top_user_agents(src: Path) -> tuple[list[str], list[str]]:
+    """microlinkhq/top-user-agents (SRC is a git directory of it): every string of
+    `src/index.json` in every commit that changed it, a browser. Each commit is that week's
+    100 most frequent User-Agents of microlink.io's traffic after isbot and a short
+    exclusion list dropped bots (bin/util.js), so isbot's false positives cannot show in it;
+    there are no bots."""
+    log = subprocess.run(
+        ["git", "-C", str(src), "log", "--format=%H", "--reverse", "--", "src/index.json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    browsers: list[object] = []
+    for commit in log:
+        shown = subprocess.run(
+            ["git", "-C", str(src), "show", f"{commit}:src/index.json"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        browsers += json.loads(shown)
+    return [], _unique(browsers)
+
+
+def intoli_older(src: Path) -> tuple[list[str], list[str]]:
+    """Older releases of intoli's user-agents package (the shipped intoli-browsers.txt is
+    2.1.198's), each unpacked under SRC (`SRC/*/package/dist/user-agents.json`, in name
+    order): every `userAgent` a browser (seen on real sites, after isbot's filter); no
+    bots."""
+    browsers: list[object] = []
+    for path in sorted(src.glob("*/package/dist/user-agents.json")):
+        browsers += [entry.get("userAgent") for entry in json.loads(path.read_text("utf-8"))]
+    return [], _unique(browsers)
+
+
+_PHP_STRING = r"'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\""
+_PHP_KEY_ARRAY = re.compile(rf"(?:{_PHP_STRING})\s*=>\s*\[")
+_PHP_IS_MOBILE = re.compile(r"'isMobile'\s*=>\s*(true|false)")
+
+
+def _php_unescape(m: re.Match[str]) -> str:
+    if m.group(1) is not None:
+        return _PHP_ESCAPE.sub(r"\1", m.group(1))
+    return re.sub(r"\\([\\\"$])", r"\1", m.group(2))
+
+
+def mobile_detect(src: Path) -> tuple[list[str], list[str]]:
+    """serbanghita/Mobile-Detect's tests/providers/vendors/*.php: each User-Agent key
+    whose array says `'isMobile' => true` is a browser (a person's phone or tablet); the
+    others (`isMobile` false: desktops, anything else) are left out. The project detects
+    no bots."""
+    browsers: list[str] = []
+    for path in sorted((src / "tests" / "providers" / "vendors").glob("*.php")):
+        text = path.read_text(encoding="utf-8")
+        keys = list(_PHP_KEY_ARRAY.finditer(text))
+        for i, m in enumerate(keys):
+            end = keys[i + 1].start() if i + 1 < len(keys) else len(text)
+            flag = _PHP_IS_MOBILE.search(text, m.end(), end)
+            if flag is not None and flag.group(1) == "true":
+                browsers.append(_php_unescape(m))
+    return [], _unique(browsers)
+
+
+# bowser's platform types: `bot` is a bot; `desktop`, `mobile`, `tablet` and `tv` are
+# people's devices. Entries without a type are left out, and so are the PhantomJS and
+# SlimerJS groups (headless engines, which bowser types `desktop`).
+_BOWSER_PEOPLE = frozenset({"desktop", "mobile", "tablet", "tv"})
+_BOWSER_AUTOMATION = frozenset({"PhantomJS", "SlimerJS"})
+
+
+def bowser(src: Path) -> tuple[list[str], list[str]]:
+    """lancedikson/bowser's test/acceptance/useragentstrings.yml, by each entry's
+    `spec.platform.type`."""
+    bots: list[object] = []
+    browsers: list[object] = []
+    for group, entries in (_yaml(src / "test" / "acceptance" / "useragentstrings.yml")).items():
+        for entry in entries or []:
+            kind = ((entry.get("spec") or {}).get("platform") or {}).get("type")
+            if kind == "bot":
+                bots.append(entry.get("ua"))
+            elif kind in _BOWSER_PEOPLE and group not in _BOWSER_AUTOMATION:
+                browsers.append(entry.get("ua"))
+    return _unique(bots), _unique(browsers)
+
+
+def php_user_agent(src: Path) -> tuple[list[str], list[str]]:
+    """donatj/PhpUserAgent's tests/user_agents.dist.json: a string whose `class` holds
+    `Bots` is a bot; one without a `class` a browser, except the `HeadlessChrome` browser
+    (automation). The one with an empty `class` (FlipboardProxy) is left out."""
+    data = json.loads((src / "tests" / "user_agents.dist.json").read_text(encoding="utf-8"))
+    bots: list[object] = []
+    browsers: list[object] = []
+    for ua, entry in data.items():
+        kind = entry.get("class")
+        if isinstance(kind, list) and "Bots" in kind:
+            bots.append(ua)
+        elif kind is None and entry.get("browser") != "HeadlessChrome":
+            browsers.append(ua)
+    return _unique(bots), _unique(browsers)
+
+
+_PHP_PROPERTY = re.compile(r"private \$(\w+) = \[(.*?)\n    \];", re.S)
+_PHP_ANY_STRING = re.compile(_PHP_STRING)
+
+
+def agent(src: Path) -> tuple[list[str], list[str]]:
+    """jenssegers/agent's tests/AgentTest.php: the keys of `$robots` are bots; the keys of
+    `$operatingSystems`, `$browsers`, `$mobileDevices`, `$desktopDevices`,
+    `$browserVersions` and `$operatingSystemVersions`, and the items of `$desktops` and
+    `$phones`, browsers. Its robot detection is Crawler-Detect's list, one of our layers."""
+    text = (src / "tests" / "AgentTest.php").read_text(encoding="utf-8")
+    bots: list[str] = []
+    browsers: list[str] = []
+    for prop in _PHP_PROPERTY.finditer(text):
+        name, body = prop.group(1), prop.group(2)
+        if name in ("desktops", "phones"):
+            browsers += [_php_unescape(m) for m in _PHP_ANY_STRING.finditer(body)]
+        else:
+            keys = [_php_unescape(m) for m in _PHP_KEY_ARROW.finditer(body)]
+            (bots if name == "robots" else browsers).extend(keys)
+    return _unique(bots), _unique(browsers)
+
+
+_PHP_KEY_ARROW = re.compile(rf"(?:{_PHP_STRING})\s*=>")
+
+
+def well_known_bots(src: Path) -> tuple[list[str], list[str]]:
+    """arcjet/well-known-bots' well-known-bots.json: every string of every entry's
+    `instances.accepted` a bot (each entry is a bot, its `categories` say which kind,
+    `programmatic` the HTTP libraries); `instances.rejected` (strings that entry's pattern
+    must not match, which may be other bots) is left out; no browsers. A fork of
+    crawler-user-agents with more entries: the corpora before it drop the shared strings."""
+    data = json.loads((src / "well-known-bots.json").read_text(encoding="utf-8"))
+    accepted = (ua for e in data for ua in (e.get("instances") or {}).get("accepted", []))
+    return _unique(accepted), []
+
+
+def uap_core_devices(src: Path) -> tuple[list[str], list[str]]:
+    """ua-parser/uap-core's tests/test_device.yaml, as the shared corpora were drawn from
+    it: a `family` of `Spider` is a bot, any other a browser. The shared browsers.txt is a
+    sample of 5,000 of its non-Spider strings; the corpora before it drop those. uap-core's
+    Spider device is one of our layers, written against these strings."""
+    cases = _yaml(src / "tests" / "test_device.yaml")["test_cases"]
+    bots = [c.get("user_agent_string") for c in cases if c.get("family") == "Spider"]
+    browsers = [c.get("user_agent_string") for c in cases if c.get("family") != "Spider"]
+    return _unique(bots), _unique(browsers)
+
+
 SOURCES = {
     "device-detector": device_detector,
     "woothee": woothee,
@@ -196,6 +358,14 @@ SOURCES = {
     "ua-parser-js": ua_parser_js,
     "whichbrowser": whichbrowser,
     "fake-useragent": fake_useragent,
+    "top-user-agents": top_user_agents,
+    "intoli-older": intoli_older,
+    "mobile-detect": mobile_detect,
+    "bowser": bowser,
+    "php-user-agent": php_user_agent,
+    "agent": agent,
+    "well-known-bots": well_known_bots,
+    "uap-core": uap_core_devices,
 }
 
 

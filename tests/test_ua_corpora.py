@@ -75,8 +75,10 @@ def test_folder_corpora_are_found_and_kept_apart(tmp_path: Path) -> None:
     (tmp_path / "whichbrowser-bots.txt").write_text(f"NewBot/1.0 (test)\n{known}\n")
     (tmp_path / "whichbrowser-browsers.txt").write_text("Brand-new browser/1.0 (test)\n")
     keys = [c.key for c in corpora(tmp_path)]
-    assert keys == ["shared", "packages", "woothee", "whichbrowser"]
-    which = corpora(tmp_path)[-1]
+    # the third pass's shipped corpora come from bench/data/ when the folder lacks them
+    shipped = ["top_user_agents", "bowser", "php_user_agent", "agent", "well_known_bots"]
+    assert keys == ["shared", "packages", "woothee", "whichbrowser", *shipped]
+    which = next(c for c in corpora(tmp_path) if c.key == "whichbrowser")
     assert which.crawlers == ["NewBot/1.0 (test)"]
     assert which.browsers == ["Brand-new browser/1.0 (test)"]
     # Strings an earlier corpus has are dropped: none appears in two corpora.
@@ -85,3 +87,128 @@ def test_folder_corpora_are_found_and_kept_apart(tmp_path: Path) -> None:
         strings = set(corpus.crawlers) | set(corpus.browsers)
         assert not strings & seen
         seen |= strings
+
+
+def test_mobile_detect_keeps_the_mobile_strings(tmp_path: Path) -> None:
+    vendors = tmp_path / "tests" / "providers" / "vendors"
+    vendors.mkdir(parents=True)
+    (vendors / "Acme.php").write_text(
+        """<?php
+return [
+    'Acme' => [
+        'Acme Phone/1.0 (it\\'s mobile)' => ['isMobile' => true, 'isTablet' => false],
+        "Acme Tab/2.0" => [
+            'isMobile' => true, 'isTablet' => true, 'version' => ['Android' => '4.0'],
+        ],
+        'Acme Desktop/3.0' => ['isMobile' => false, 'isTablet' => false],
+    ],
+];
+""",
+        encoding="utf-8",
+    )
+    assert ua_corpora.mobile_detect(tmp_path) == (
+        [],
+        ["Acme Phone/1.0 (it's mobile)", "Acme Tab/2.0"],
+    )
+
+
+def test_bowser_by_platform_type(tmp_path: Path) -> None:
+    pytest.importorskip("yaml")  # not one of Telltale's packages
+    base = tmp_path / "test" / "acceptance"
+    base.mkdir(parents=True)
+    (base / "useragentstrings.yml").write_text(
+        """Chrome:
+  - ua: "Chrome/1.0 (tv)"
+    spec: {browser: {name: Chrome}, platform: {type: tv}}
+  - ua: "Chrome/2.0 (no type)"
+    spec: {browser: {name: Chrome}, platform: {}}
+Googlebot:
+  - ua: "Googlebot/2.1"
+    spec: {browser: {name: Googlebot}, platform: {type: bot}}
+PhantomJS:
+  - ua: "PhantomJS/2.1"
+    spec: {browser: {name: PhantomJS}, platform: {type: desktop}}
+""",
+        encoding="utf-8",
+    )
+    assert ua_corpora.bowser(tmp_path) == (["Googlebot/2.1"], ["Chrome/1.0 (tv)"])
+
+
+def test_php_user_agent_by_class(tmp_path: Path) -> None:
+    (tmp_path / "tests").mkdir()
+    data = {
+        "Firefox/1.0": {"platform": "X", "browser": "Firefox", "version": "1.0"},
+        "HeadlessChrome/1.0": {"platform": "X", "browser": "HeadlessChrome", "version": "1"},
+        "Googlebot/2.1": {"browser": "Googlebot", "class": ["Bots", "Browsers"]},
+        "AhrefsBot/7.0": {"browser": "AhrefsBot", "class": ["Bots"]},
+        "FlipboardProxy/1.0": {"browser": "FlipboardProxy", "class": []},
+    }
+    (tmp_path / "tests" / "user_agents.dist.json").write_text(json.dumps(data))
+    assert ua_corpora.php_user_agent(tmp_path) == (
+        ["Googlebot/2.1", "AhrefsBot/7.0"],
+        ["Firefox/1.0"],
+    )
+
+
+def test_agent_reads_robots_and_the_other_arrays(tmp_path: Path) -> None:
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "AgentTest.php").write_text(
+        """<?php
+class AgentTest extends TestCase
+{
+    private $browsers = [
+        'Firefox/1.0 (X11)' => 'Firefox',
+    ];
+
+    private $robots = [
+        'Twitterbot/1.0' => 'Twitterbot',
+    ];
+
+    private $phones = [
+        'Phone/1.0 (Android)',
+    ];
+}
+""",
+        encoding="utf-8",
+    )
+    assert ua_corpora.agent(tmp_path) == (
+        ["Twitterbot/1.0"],
+        ["Firefox/1.0 (X11)", "Phone/1.0 (Android)"],
+    )
+
+
+def test_well_known_bots_takes_the_accepted_instances(tmp_path: Path) -> None:
+    data = [
+        {"id": "a", "instances": {"accepted": ["ABot/1.0", "ABot/2.0"], "rejected": ["Fx/1"]}},
+        {"id": "b", "instances": {"accepted": ["ABot/1.0"], "rejected": []}},
+    ]
+    (tmp_path / "well-known-bots.json").write_text(json.dumps(data))
+    assert ua_corpora.well_known_bots(tmp_path) == (["ABot/1.0", "ABot/2.0"], [])
+
+
+def test_uap_core_by_device_family(tmp_path: Path) -> None:
+    pytest.importorskip("yaml")  # not one of Telltale's packages
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_device.yaml").write_text(
+        """test_cases:
+  - user_agent_string: "Googlebot/2.1"
+    family: "Spider"
+    brand: "Spider"
+    model: "Desktop"
+  - user_agent_string: "Phone/1.0"
+    family: "Acme Phone"
+    brand: "Acme"
+    model: "Phone"
+""",
+        encoding="utf-8",
+    )
+    assert ua_corpora.uap_core_devices(tmp_path) == (["Googlebot/2.1"], ["Phone/1.0"])
+
+
+def test_intoli_older_reads_every_release(tmp_path: Path) -> None:
+    for version, uas in (("2.1.1", ["A/1", "B/2"]), ("2.1.100", ["B/2", "C/3"])):
+        dist = tmp_path / version / "package" / "dist"
+        dist.mkdir(parents=True)
+        (dist / "user-agents.json").write_text(json.dumps([{"userAgent": u} for u in uas]))
+    # in name order: "2.1.1" before "2.1.100"
+    assert ua_corpora.intoli_older(tmp_path) == ([], ["A/1", "B/2", "C/3"])

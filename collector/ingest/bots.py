@@ -15,11 +15,13 @@
 Before the two lists, what is not the client's name is blanked out (`_NOT_THE_CLIENT`):
 device models (``; I-Buddy 3 Build/IMM76D``, ``Android 9; XBot Junior``), a TV's maker
 lists, a Java ME phone's Java platform, the Slack and Mattermost apps' tokens, Seznam's
-browser and a few browser components (``SogouMSE``, ``Cronet/114.0``, ``libwww-FM``): a
-phone's model name is a manufacturer's, not the client's, and the lists' generic words
-(``buddy``, ``bot``, ``cron``, ``java``) and ``Slack/`` otherwise flag people. The last
-layer spares a string that names a browser, an engine or a platform uap-core does not
-know (`_PLATFORM`: RISC OS, IRIX, a PS3, ...).
+browser and a few browser components (``SogouMSE``, ``Cronet/114.0``, ``libwww-FM``,
+``CocCocBrowser``, ``Kobo eReader``): a phone's model name is a manufacturer's, not the
+client's, and the lists' generic words (``buddy``, ``bot``, ``cron``, ``java``) and
+``Slack/`` otherwise flag people. isbot's patterns that judge a string's shape (a bare
+``name/version``, a string that starts with ``(``) count only when uap-core finds no
+device in it (`_ISBOT_SHAPES`). The last layer spares a string that names a browser, an
+engine or a platform uap-core does not know (`_PLATFORM`: RISC OS, IRIX, a PS3, ...).
 Which of isbot's patterns are left out or narrowed, and why, is beside the list's loader;
 every such choice was made on the tuning halves of the corpora (bench/ua_bench.py).
 
@@ -248,7 +250,8 @@ _ISBOT_DATA = Path(str(files("collector.ingest") / "data" / "isbot-patterns.json
 # feature phones an empty "()", and Internet Explorer with Google Chrome Frame says
 # "chromeframe/19.0" (device-detector's fixtures). None of them names a bot; "browsex"
 # and "^netsurf" name browsers (BrowseX in device-detector's fixtures, NetSurf in
-# ua-parser-js's).
+# ua-parser-js's); "firephp" names a Firefox extension for developers ("Firefox/6.0
+# FirePHP/0.6", bowser's tuning half, third pass).
 _ISBOT_LEFT_OUT = frozenset(
     {
         r"\|",
@@ -260,6 +263,7 @@ _ISBOT_LEFT_OUT = frozenset(
         "chromeframe",
         "browsex",
         "^netsurf",
+        "firephp",
     }
 )
 
@@ -274,7 +278,10 @@ _ISBOT_LEFT_OUT = frozenset(
 # its platform ("2.1.0 (Linux; U; Android 7.0; ...)"). From browscap's tuning half: "http"
 # inside a word ("ICAPoHTTPS", a filtering proxy's mark on a person's browser; a URL, "+http"
 # and "Go-http-client" still match), and Internet Explorer's "GWX:DOWNLOADED" (Windows 10's
-# upgrade offer; "download" before "ed" no longer, "Downloader" still).
+# upgrade offer; "download" before "ed" no longer, "Downloader" still). From the third
+# pass's tuning halves: an Android app's WebView token "NewsApp/49.0" (Mobile-Detect's;
+# "news" before "app/" no longer), QQ Browser's "QQ-URL-Manager" (bowser's), and HTC's
+# Radar phone in a UC Browser string ("HTC-Radar C110e/UCWEB2.2", uap-core's).
 _ISBOT_NARROWED = {
     "(?<! channel/|google/)google(?!(?:wv|app|/google| pixel))": (
         r"google(?<! channel/google)(?<!google/google)(?!(?:wv|app|/google| pixel|tv|/\d))"
@@ -285,6 +292,9 @@ _ISBOT_NARROWED = {
     "(?<!lib)http": r"http(?<![a-z]http)(?!s?\)|s?;| pgdl)",
     "download": "download(?!ed)",
     r"^\d+\b": r"^\d+\b(?![\d.]* \(linux;)",
+    "(?:^|[^g])news(?!sapphire)": "(?:^|[^g])news(?!sapphire|app/)",
+    "url": "url(?!-manager)",
+    "radar": "radar(?<!htc[-+ ]radar)",
 }
 
 _JS_LOOKBEHIND_ALTERNATION = re.compile(r"\(\?<!([^()]*\|[^()]*)\)")
@@ -310,7 +320,18 @@ def _isbot_patterns() -> list[str]:
     ]
 
 
-_ISBOT = _compile_crawler_patterns(_isbot_patterns(), lower_case=True)
+# isbot's patterns that judge a string's shape: a bare "name/version" and nothing else
+# ("SonyEricssonT610/R101", "LG-GU230/V100": a feature phone's whole User-Agent), or a
+# string that starts with "(", "<" or ";" ("(PlayStation; PlayStation 5/2.50) AppleWebKit
+# ...", "(samsung/GT-S5300/GT-S5300)API 10"). They count only when uap-core finds no
+# device in the string (`classify_user_agent`); decided on the third pass's tuning halves
+# (uap-core's device tests, PhpUserAgent's).
+_ISBOT_SHAPES = frozenset({r"^[<\(;]", r"^[\w\-]+/[\w]+$", r"^\w+/[\w\(\)]*$"})
+
+_ISBOT = _compile_crawler_patterns(
+    [p for p in _isbot_patterns() if p not in _ISBOT_SHAPES], lower_case=True
+)
+_ISBOT_SHAPE = re.compile("|".join(sorted(p for p in _isbot_patterns() if p in _ISBOT_SHAPES)))
 
 # Blanked out before the lists (see the module's docstring): a device's model, the
 # Slack desktop app, and browser components whose names contain a list's word. One regex
@@ -346,12 +367,17 @@ _NOT_THE_CLIENT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         # Google's transcoder for WAP phones: a person's phone behind Google's proxy
         ("wap proxy", r"\(google wap proxy/[\d.]+\)"),
         # a Java ME phone's Java platform ("Java/ASVM/1.1", "java_runtime_version=Nokia_
-        # Asha_1_1", "SEMC-Java/2.0"): the lists' "java" means a Java HTTP client
-        ("midp", r"\b(?:semc-)?java[/_][\w./=-]*"),
+        # Asha_1_1", "SEMC-Java/2.0", "HuaweiJava/1.0"): the lists' "java" means a Java
+        # HTTP client
+        ("midp", r"\b(?:semc-)?[a-z]*java[/_][\w./=-]*"),
         # Seznam's browser ("Safari/537.36 Seznam.cz/2.0.4"; its crawler says SeznamBot)
         ("seznam.cz/", r"\bseznam\.cz/[\d.]+"),
         # the Mattermost desktop and mobile apps ("Mattermost/4.4.0"; not Mattermost-Bot)
         ("mattermost/", r"\bmattermost/[\d.]+"),
+        # the Coc Coc browser ("CocCocBrowser/123.0.123"; its crawler says coccocbot)
+        ("coccocbrowser/", r"\bcoccocbrowser/[\d.]+"),
+        # Kobo's e-reader ("Kobo eReader": Crawler-Detect's "reader")
+        ("kobo ereader", r"\bkobo ereader\b"),
     )
 )
 
@@ -363,8 +389,7 @@ def _not_the_client_removed(lowered: str) -> str:
     return lowered
 
 
-def _listed(lowered: str, crawler_detect: bool, isbot: bool) -> bool:
-    agent = _not_the_client_removed(lowered)
+def _listed(agent: str, crawler_detect: bool, isbot: bool) -> bool:
     if crawler_detect and _is_crawler_lower(agent):
         return True
     return isbot and _ISBOT.search(agent) is not None
@@ -387,12 +412,17 @@ def classify_user_agent(ua: str, *, crawler_detect: bool = True, isbot: bool = T
         return "headless"
     if _HTTP_LIBRARY.search(lowered):
         return "http_library"
-    if (crawler_detect or isbot) and _listed(lowered, crawler_detect, isbot):
+    agent = _not_the_client_removed(lowered) if crawler_detect or isbot else lowered
+    if (crawler_detect or isbot) and _listed(agent, crawler_detect, isbot):
         return "crawler"
     parsed = parse_user_agent(ua)
-    # uap-core's own Spider list, then anything in which it recognises no browser, no OS
-    # and no device: feature phones and game consoles often name only their device.
+    # uap-core's own Spider list; isbot's shape patterns unless uap-core names a device
+    # (a feature phone's bare "SonyEricssonT610/R101"); then anything in which it
+    # recognises no browser, no OS and no device: feature phones and game consoles often
+    # name only their device.
     if parsed.is_bot:
+        return "crawler"
+    if isbot and parsed.device is None and _ISBOT_SHAPE.search(agent) is not None:
         return "crawler"
     if (
         parsed.browser is None
