@@ -21,8 +21,8 @@ Each writes ``OUT/<name>-bots.txt`` and ``OUT/<name>-browsers.txt``: one string 
 stripped, in the source's order, blanks and repeats dropped. Which of a project's labels
 count as a bot and which as a browser is fixed below, from each project's schema (its
 file names and label values), before any of its strings were read; nothing is relabelled
-by hand. device-detector, woothee, WhichBrowser, bowser and uap-core are YAML, which needs
-PyYAML (not one of Telltale's packages: run it with a Python that has it). The sources,
+by hand. device-detector, woothee, WhichBrowser, bowser and uap-core are YAML, read with
+PyYAML (a development package: `make install` has it, the collector does not need it). The sources,
 commits and licences are in bench/data/README.md and docs/enrichment.md.
 """
 
@@ -49,7 +49,7 @@ def _unique(strings: Iterable[object]) -> list[str]:
 
 
 def _yaml(path: Path) -> Any:
-    import yaml  # only this script needs it, and only for YAML sources
+    import yaml  # a development package: the collector never imports this module
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     with path.open(encoding="utf-8") as f:

@@ -113,7 +113,6 @@ return [
 
 
 def test_bowser_by_platform_type(tmp_path: Path) -> None:
-    pytest.importorskip("yaml")  # not one of Telltale's packages
     base = tmp_path / "test" / "acceptance"
     base.mkdir(parents=True)
     (base / "useragentstrings.yml").write_text(
@@ -187,7 +186,6 @@ def test_well_known_bots_takes_the_accepted_instances(tmp_path: Path) -> None:
 
 
 def test_uap_core_by_device_family(tmp_path: Path) -> None:
-    pytest.importorskip("yaml")  # not one of Telltale's packages
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_device.yaml").write_text(
         """test_cases:
