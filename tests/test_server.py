@@ -236,8 +236,8 @@ def test_full_write_queue_is_503_and_the_waiting_request_still_lands(tmp_path: P
     app = create_app(db, "queue", "--rate-limit-app", "0", "--rate-limit-ip", "0")
     headers = {"Authorization": f"Bearer {app['api_key']}"}
     with CollectorProcess(db, extra=("--queue-size", "1")) as server:
-        # Hold the writer lock as another worker process would: nothing can commit.
-        lock = os.open(f"{db}.writer-lock", os.O_RDWR | os.O_CREAT)
+        # Hold the group commit's lock as another worker process would: nothing commits.
+        lock = os.open(f"{db}-inbox.writer-lock", os.O_RDWR | os.O_CREAT)
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             with ThreadPoolExecutor(1) as pool:
