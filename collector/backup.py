@@ -47,7 +47,7 @@ def backup_sqlite(source: str | Path, target: str | Path) -> int:
         # turn held for that instant): the main file's watermark then covers no event
         # whose message id, rule state or user the inbox's copy would lack, and no
         # consumed row is deleted between the two (indexing commits first, then deletes).
-        turn = os.open(str(src_path) + sqlite_store.INBOX_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        turn = os.open(str(src_path) + sqlite_store.INBOX_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(turn, fcntl.LOCK_EX)
             src.execute("BEGIN")

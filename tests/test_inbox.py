@@ -15,7 +15,7 @@ import pytest
 
 from collector.models import Event, Rule
 from collector.query.types import EventsQuery
-from collector.store import SQLiteStore
+from collector.store import SQLiteStore, codec
 from collector.store.sqlite import store as sqlite_store
 from tests.factories import DAY, ev, whole_inbox_row
 
@@ -188,6 +188,63 @@ def test_migration_keeps_the_message_ids_of_stored_events(
     assert store.migrate() == sqlite_store.MIGRATIONS[-1][0]
     outcome = store.write([ev(APP, "a", T0, user="u1", message_id="m-old")])[0]
     assert (outcome.status, outcome.event_id) == ("duplicate", "evt_old")
+
+
+def test_a_database_from_before_the_inbox_file_moves_its_pending_events_ids_and_users(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 16: the accept path's tables move from the main file to `<db>-inbox`,
+    with an event accepted and not yet indexed, its message id and its user's traits."""
+    path = str(tmp_path / "old.db")
+    monkeypatch.setattr(sqlite_store, "MIGRATIONS", sqlite_store.MIGRATIONS[:-1])
+    old = SQLiteStore(path)
+    old.migrate()
+    old.close()
+    monkeypatch.undo()
+    pending = [ev(APP, "a", T0, user="u1", message_id="m-pending")]
+    with sqlite3.connect(path) as conn:  # as the collector before it left them
+        conn.execute("INSERT INTO apps VALUES (?, 'inbox', '[]', '{}', '2026-11-22')", (APP,))
+        conn.execute("INSERT INTO inbox (total, data) VALUES (1, ?)", (codec.encode(pending),))
+        conn.execute(
+            "INSERT INTO message_ids VALUES (?, 0, 'm-pending', ?)", (APP, pending[0].id)
+        )
+        conn.execute("INSERT INTO users VALUES (?, 'u1', '{\"plan\": \"pro\"}', ?, ?)", (APP, T0, T0))
+    store = SQLiteStore(path)
+    assert store.migrate() == sqlite_store.MIGRATIONS[-1][0]
+    with sqlite3.connect(path) as conn:
+        left = conn.execute(
+            "SELECT name FROM sqlite_master WHERE name IN "
+            "('inbox', 'message_ids', 'rule_state', 'users', 'discards')"
+        ).fetchall()
+    assert left == []  # only in the inbox file now
+    assert store.backlog() == 1
+    outcome = store.write([ev(APP, "a", T0, user="u1", message_id="m-pending")])[0]
+    assert (outcome.status, outcome.event_id) == ("duplicate", pending[0].id)
+    assert store.user_exists(APP, "u1")
+    assert store.index_all() == 1
+    assert indexed_rows(store, "SELECT count(*) FROM events WHERE message_id = 'm-pending'") == 1
+    store.close()
+    again = SQLiteStore(path)  # a second start finds nothing left to move
+    assert again.migrate() == sqlite_store.MIGRATIONS[-1][0]
+    assert again.user_exists(APP, "u1")
+    again.close()
+
+
+def test_a_database_is_never_served_without_its_own_inbox_file(tmp_path: Path) -> None:
+    """The inbox file holds acknowledged events, message ids and users: a database whose
+    inbox is missing, or is another database's, is refused rather than served."""
+    first, second = str(tmp_path / "a.db"), str(tmp_path / "b.db")
+    for path in (first, second):
+        s = SQLiteStore(path)
+        s.migrate()
+        s.close()
+    os.replace(second + "-inbox", tmp_path / "b-inbox-elsewhere")
+    with pytest.raises(sqlite3.DatabaseError, match="missing"):
+        SQLiteStore(second).migrate()
+    assert not os.path.exists(second + "-inbox")  # not made anew, empty, in its place
+    os.replace(first + "-inbox", second + "-inbox")
+    with pytest.raises(sqlite3.DatabaseError, match="another database"):
+        SQLiteStore(second).migrate()
 
 
 def test_a_stream_poll_indexes_one_chunk_and_never_waits(store: SQLiteStore) -> None:

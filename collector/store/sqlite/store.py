@@ -533,7 +533,7 @@ class SQLiteStore:
         return over
 
     def _open_lock(self, suffix: str = MAIN_LOCK) -> int:
-        return os.open(self.path + suffix, os.O_RDWR | os.O_CREAT, 0o644)
+        return os.open(self.path + suffix, os.O_RDWR | os.O_CREAT, 0o600)
 
     def _mark_waiting(self) -> None:
         """Say, until this writer has the inbox's turn, that a group commit waits for it."""
