@@ -205,10 +205,8 @@ def test_a_database_from_before_the_inbox_file_moves_its_pending_events_ids_and_
     with sqlite3.connect(path) as conn:  # as the collector before it left them
         conn.execute("INSERT INTO apps VALUES (?, 'inbox', '[]', '{}', '2026-11-22')", (APP,))
         conn.execute("INSERT INTO inbox (total, data) VALUES (1, ?)", (codec.encode(pending),))
-        conn.execute(
-            "INSERT INTO message_ids VALUES (?, 0, 'm-pending', ?)", (APP, pending[0].id)
-        )
-        conn.execute("INSERT INTO users VALUES (?, 'u1', '{\"plan\": \"pro\"}', ?, ?)", (APP, T0, T0))
+        conn.execute("INSERT INTO message_ids VALUES (?, 0, 'm-pending', ?)", (APP, pending[0].id))
+        conn.execute("INSERT INTO users VALUES (?, 'u1', '{}', ?, ?)", (APP, T0, T0))
     store = SQLiteStore(path)
     assert store.migrate() == sqlite_store.MIGRATIONS[-1][0]
     with sqlite3.connect(path) as conn:

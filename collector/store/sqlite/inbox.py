@@ -19,6 +19,7 @@ main file is never served with another database's inbox."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sqlite3
@@ -106,10 +107,8 @@ def create_file(db_path: str) -> None:
             "ids (restore it beside the database, as `collector backup` wrote it)"
         )
     mode = os.stat(db_path).st_mode & 0o777
-    try:
+    with contextlib.suppress(FileExistsError):  # another process made it first
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
-    except FileExistsError:  # another process made it first
-        pass
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
