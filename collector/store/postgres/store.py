@@ -454,6 +454,9 @@ class PostgresStore:
     def exceeds_bound(self, count: int) -> bool:
         return False  # commits past the bound index off the event loop, on a lane
 
+    def commit_waiting(self) -> bool:
+        return False  # concurrent writers: no turn to wait for
+
     def ingest_waiting(self) -> bool:
         return False  # group commits never wait for indexing here (Store.ingest_waiting)
 

@@ -560,6 +560,9 @@ class SQLiteStore:
             return False
         return True
 
+    def commit_waiting(self) -> bool:
+        return self._writers_waiting()
+
     def ingest_waiting(self) -> bool:
         """Never: a group commit writes the inbox file, indexing the main one, so no
         acknowledgement waits for an indexing transaction (store/sqlite/inbox.py)."""
