@@ -436,6 +436,7 @@ def test_big_batches_and_small_requests_take_turns_while_both_wait() -> None:
 
     asyncio.run(scenario())
 
+
 def test_a_big_request_is_committed_in_slices_and_answered_once_all_are() -> None:
     """SQLite, flood of 2,000-event batches: each was one commit, which held the loop
     and the group commit's lock 30-56 ms, and a single event of another app, on either
