@@ -158,11 +158,6 @@ class Store(Protocol):
         commits take in turn with it (SQLite's inbox file; never on PostgreSQL): a big
         request committed in slices then lets it go first."""
 
-    def ingest_waiting(self) -> bool:
-        """Whether ingestion's commits wait for indexing: a request waited for the lock
-        while this store last held it to index, or waits now (SQLite, whose one writer
-        indexing holds up; never on PostgreSQL, where they do not wait for each other)."""
-
     # Data management.
     def export_events(
         self, app_id: str, since_ms: int | None = None, until_ms: int | None = None

@@ -457,9 +457,6 @@ class PostgresStore:
     def commit_waiting(self) -> bool:
         return False  # concurrent writers: no turn to wait for
 
-    def ingest_waiting(self) -> bool:
-        return False  # group commits never wait for indexing here (Store.ingest_waiting)
-
     def index_some(self, chunk: int, *, wait: bool = True) -> int:
         """One transaction: index the oldest pending events, whole inbox rows, about
         `chunk` of them; how many (0 if none is pending, or if wait=False and another

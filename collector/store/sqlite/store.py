@@ -45,7 +45,7 @@ from collector.timeutil import now_ms
 
 _CHUNK = 500  # bound on host parameters in one IN (...)
 INDEX_CHUNK = 5_000  # events a catch-up transaction indexes
-INBOX_ROW = 100  # events at most in one inbox row: the indexer's short chunk (indexer.SHORT_CHUNK)
+INBOX_ROW = 100  # events at most in one inbox row: the least indexing can take at once
 BOUND_READ_S = 0.1  # how often a backlog said to be at its bound is counted again
 
 
@@ -562,11 +562,6 @@ class SQLiteStore:
 
     def commit_waiting(self) -> bool:
         return self._writers_waiting()
-
-    def ingest_waiting(self) -> bool:
-        """Never: a group commit writes the inbox file, indexing the main one, so no
-        acknowledgement waits for an indexing transaction (store/sqlite/inbox.py)."""
-        return False
 
     # Indexing ---------------------------------------------------------------------------
 
