@@ -267,6 +267,41 @@ def test_full_write_queue_is_503_and_the_waiting_request_still_lands(tmp_path: P
     assert rows(db, "SELECT event FROM events") == [("first_waited",)]
 
 
+def test_an_event_is_acknowledged_while_indexing_holds_the_database(tmp_path: Path) -> None:
+    """SQLite: the group commit writes `DB-inbox`, a file of its own, so a request is
+    answered while an indexing transaction holds the database's write lock (under a
+    flood the indexer held it 60-530 ms, preempted, and every request waited that out).
+    The lock is held here for as long as the request takes."""
+    import fcntl
+    import sqlite3
+
+    db = tmp_path / "split.db"
+    app = create_app(db, "split", "--rate-limit-app", "0", "--rate-limit-ip", "0")
+    headers = {"Authorization": f"Bearer {app['api_key']}"}
+    with CollectorProcess(db, extra=("--indexer-idle", "0")) as server:
+        # As the indexer does: the database's turn, then its write lock, mid-transaction.
+        turn = os.open(f"{db}.writer-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        conn = sqlite3.connect(db, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("UPDATE meta SET value = value WHERE key = 'indexed_total'")
+            r = httpx.post(
+                server.url + "/v1/event",
+                json={"event": "while_indexing", "user": "u", "message_id": "m-split"},
+                headers=headers,
+                timeout=60,  # only ends a hang: before, it waited for the lock
+            )
+            assert r.status_code == 202, r.text
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+            fcntl.flock(turn, fcntl.LOCK_UN)
+            os.close(turn)
+    index_all(db)
+    assert rows(db, "SELECT event, message_id FROM events") == [("while_indexing", "m-split")]
+
+
 def _indexer_pids(db: str | Path, parent: int) -> list[int]:
     """Live `collector.indexer` processes of this server (Linux /proc): their command line
     names the database (a SQLite path, or "-" for the URL in the environment) and the
