@@ -87,20 +87,18 @@ def path_of(db_path: str) -> str:
     return db_path + SUFFIX
 
 
-def create_file(db_path: str) -> None:
+def create_file(conn: sqlite3.Connection, db_path: str) -> None:
     """Make `<db>-inbox` with the main file's permissions (owner-only for a database
     `collector` created), before SQLite opens it: its WAL and shared-memory files take
-    their mode from it. A database that already had its inbox must find it."""
+    their mode from it. A database that already had its inbox (`conn`, open on it, says
+    so) must find it."""
     path = path_of(db_path)
     if os.path.exists(path):
         return
-    check = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
-        row = check.execute("SELECT value FROM meta WHERE key = 'inbox_id'").fetchone()
+        row = conn.execute("SELECT value FROM main.meta WHERE key = 'inbox_id'").fetchone()
     except sqlite3.OperationalError:  # no meta table yet: a database being made
         row = None
-    finally:
-        check.close()
     if row is not None:
         raise sqlite3.DatabaseError(
             f"{path} is missing: it holds the database's accepted events, users and message "

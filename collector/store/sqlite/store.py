@@ -126,7 +126,7 @@ class SQLiteStore:
         if self.path == ":memory:":
             conn.execute("ATTACH ':memory:' AS inbox")
             return
-        inbox.create_file(self.path)
+        inbox.create_file(conn, self.path)
         conn.execute("ATTACH ? AS inbox", (inbox.path_of(self.path),))
         conn.execute("PRAGMA inbox.journal_mode=WAL")
         # Every acknowledged event is committed here: on disk before it is answered.
