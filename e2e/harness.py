@@ -211,9 +211,14 @@ class Site:
                 conn = http.client.HTTPConnection("127.0.0.1", site.collector.port, timeout=10)
                 keep = ("content-type", "origin", "referer", "user-agent")
                 headers = {k: v for k, v in self.headers.items() if k.lower() in keep}
-                conn.request("POST", path, body, headers)
-                answer = conn.getresponse()
-                data = answer.read()
+                try:
+                    conn.request("POST", path, body, headers)
+                    answer = conn.getresponse()
+                    data = answer.read()
+                finally:
+                    # Before answering the browser, which may have gone (a beacon sent as
+                    # its page closed): a write that fails must not leave this open.
+                    conn.close()
                 self.send_response(answer.status)
                 for key, value in answer.getheaders():
                     if key.lower() not in ("content-length", "transfer-encoding", "connection"):
@@ -221,7 +226,6 @@ class Site:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
-                conn.close()
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.origin = f"http://localhost:{self.server.server_address[1]}"
