@@ -925,9 +925,10 @@ def admins_passwd(email: str, password_stdin: bool, db: str) -> None:
 @click.argument("path", type=click.Path(dir_okay=False))
 @db_option
 def backup(path: str, db: str) -> None:
-    """Copy a SQLite database to PATH, consistently, while it is served (SQLite's online
-    backup API). To restore, stop the collector and serve the copy (`--db PATH`), or move
-    it into the database's place. For PostgreSQL, use pg_dump (docs/operations.md, Backups)."""
+    """Copy a SQLite database to PATH and its inbox file to PATH-inbox, consistently,
+    while it is served (SQLite's online backup API). To restore, stop the collector and
+    serve the copy (`--db PATH`), or move both files into the database's place. For
+    PostgreSQL, use pg_dump (docs/operations.md, Backups)."""
     if is_url(db):
         raise click.ClickException(
             "collector backup copies SQLite files; for PostgreSQL use "
@@ -938,7 +939,7 @@ def backup(path: str, db: str) -> None:
         size = backup_sqlite(db, path)
     except (OSError, ValueError, sqlite3.Error) as exc:
         raise click.ClickException(f"backup failed: {exc}") from None
-    click.echo(f"backed up {db} to {path} ({size} bytes)")
+    click.echo(f"backed up {db} to {path} and {path}-inbox ({size} bytes)")
 
 
 @main.command("migrate-data")

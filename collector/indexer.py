@@ -1,16 +1,17 @@
 """The indexer: one process beside the workers, started by `collector serve`, that moves
 accepted events into the indexed tables (`Store.index_some`), on either backend.
 
-Ingest commits a group of events as one inbox row, which is what keeps the acknowledged
+Ingest commits a group of events as inbox rows, which is what keeps the acknowledged
 write cheap; indexing them (events and its indexes, identity links, person summaries)
-is the expensive half, and it runs here, only while the machine has CPU to spare (a
-merely niced process would hold the write lock while the scheduler held it back, and
-the workers would wait). When the CPU has room the indexer follows the inbox within a
-poll interval; when the workers need every core, ingest goes first and the backlog
-grows, until half the store's `max_backlog` is pending: from there the indexer works
-whatever the CPU, in large chunks, and past the whole bound every commit also indexes
-as much as it adds. Reads never depend on it: each one catches up first, and the bound
-keeps that wait short.
+is the expensive half, and it runs here, only while the machine has CPU to spare, so
+that ingest keeps the CPU it needs (on SQLite the group commit has a file of its own,
+`DB-inbox`, and never waits for an indexing transaction; reads catching up do). When
+the CPU has room the indexer follows the inbox within a poll interval; when the
+workers need every core, ingest goes first and the backlog grows, until half the
+store's `max_backlog` is pending: from there the indexer works whatever the CPU, in
+large chunks, and past the whole bound every commit also indexes as much as it adds.
+Reads never depend on it: each one catches up first, and the bound keeps that wait
+short.
 
     python -m collector.indexer DB PARENT_PID
 
@@ -41,12 +42,7 @@ CHUNK = 500  # events an indexing transaction takes: ~16 ms of CPU holding the w
 # which cost half as much again per event as these (random pages of the person index and
 # summaries are written once per chunk, however many of its events they hold).
 PRESSED_CHUNK = 5_000
-# While the workers' commits wait for the lock (SQLite), and for CONTENDED_S after they
-# last did: a 100-event chunk holds it for ~4 ms of CPU, a 500-event one for ~16 ms, which
-# a machine with no core to spare stretches to 50-150 ms, and every app's request waits.
-SHORT_CHUNK = 100
-CONTENDED_S = 1.0
-YIELD_S = 0.001  # between full chunks: flock is not fair, the workers need their turn
+YIELD_S = 0.001  # between full chunks: flock is not fair, a read catching up needs its turn
 BUSY_S = 0.01  # how soon to look again while the CPU is busy
 PRESSURE_CHECK_S = 0.1  # how often a busy indexer counts the backlog
 
@@ -93,22 +89,15 @@ def run(
 
 def step(store: Store, cpu: SpareCpu, pressure: Pressure, idle: float, poll_s: float) -> float:
     """One round of indexing (or of waiting); how long to sleep before the next."""
-    # Small chunks while the workers' commits wait for the lock a chunk holds (SQLite's
-    # one writer), and for a second after: a large chunk holds it many times as long
-    # (longer still on a busy CPU, which preempts the indexer mid-transaction), and
-    # every request of every app waits that out.
-    contended = pressure.contended(store.ingest_waiting())
     if pressure.on():
-        # Still without waiting for the lock: a worker's commit goes first.
-        chunk = SHORT_CHUNK if contended else PRESSED_CHUNK
-        store.index_some(chunk, wait=False)
+        # Without waiting for the lock: a read catching up holds it, and has indexed.
+        store.index_some(PRESSED_CHUNK, wait=False)
         return YIELD_S
     if idle and cpu.spare() < idle:
         # Ingest first: while the workers need the CPU, the backlog grows.
         return BUSY_S
-    chunk = SHORT_CHUNK if contended else CHUNK
-    if store.index_some(chunk, wait=False) < chunk:
-        # Caught up (or a worker took the lock first): let a trickle of events gather,
+    if store.index_some(CHUNK, wait=False) < CHUNK:
+        # Caught up (or a read took the lock first): let a trickle of events gather,
         # rather than index them one commit at a time.
         return poll_s
     return YIELD_S
@@ -123,15 +112,6 @@ class Pressure:
         self.threshold = threshold
         self._on = False
         self._at = -1e9
-        self._contended_at = -1e9
-
-    def contended(self, waiting: bool) -> bool:
-        """Whether an ingest writer waited for the lock (`waiting`: now, or during the
-        last transaction) within the last CONTENDED_S."""
-        now = time.monotonic()
-        if waiting:
-            self._contended_at = now
-        return now - self._contended_at < CONTENDED_S
 
     def on(self) -> bool:
         now = time.monotonic()

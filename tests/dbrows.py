@@ -23,6 +23,9 @@ def rows(db: str | Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any
             return list(conn.execute(sql.replace("?", "%s"), list(params)).fetchall())
     conn = sqlite3.connect(db)
     try:
+        inbox = Path(db + "-inbox")
+        if inbox.exists():  # the accept path's tables (store/sqlite/inbox.py)
+            conn.execute("ATTACH ? AS inbox", (str(inbox),))
         return list(conn.execute(sql, tuple(params)).fetchall())
     finally:
         conn.close()

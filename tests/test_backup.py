@@ -64,11 +64,12 @@ def test_backup_while_serving_is_consistent_and_serves_again(tmp_path: Path) -> 
             stop.set()
             sender.join()
     assert "backed up" in out and after > len(before)
-    # A whole database that checks out, in one file.
-    conn = sqlite3.connect(copy)
-    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
-    conn.close()
+    # A whole database that checks out, in two files (the database and its inbox).
+    for path in (copy, tmp_path / "backup.db-inbox"):
+        conn = sqlite3.connect(path)
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        conn.close()
     # Every event acknowledged before the backup began is in it; none from after the end.
     stored = _message_ids(copy, app["app_id"])
     assert set(before) <= stored

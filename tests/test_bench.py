@@ -29,6 +29,7 @@ from bench.ingest_bench import (
 from bench.serve import config as bench_config
 from collector import cli
 from collector.settings import Settings
+from tests.dbrows import scalar
 from tests.pgcluster import find_bindir
 from tests.server import CollectorProcess, index_all
 
@@ -176,9 +177,8 @@ def test_without_storage_answers_like_the_collector_and_stores_nothing(tmp_path:
         )
     assert accepted.status_code == 202 and accepted.json()["event_id"].startswith("evt_")
     assert refused.status_code == 403 and refused.json()["errors"][0]["field"] == "origin"
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
-        assert conn.execute("SELECT count(*) FROM inbox").fetchone()[0] == 0
+    assert scalar(db, "SELECT count(*) FROM events") == 0
+    assert scalar(db, "SELECT count(*) FROM inbox") == 0
 
 
 def test_abuse_bench_counts_the_group_commits_between_two_readings() -> None:

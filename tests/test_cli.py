@@ -19,6 +19,7 @@ from collector.models import Event
 from collector.store import is_url, open_store
 from collector.timeutil import now_ms, parse_timestamp
 from tests.dbrows import rows, scalar
+from tests.factories import ev
 
 
 @pytest.fixture
@@ -376,9 +377,21 @@ def test_a_new_database_is_readable_by_its_owner_only(tmp_path: Path) -> None:
     CliRunner().invoke(main, ["apps", "create", "Shop", "--db", str(db)], catch_exceptions=False)
     store = open_store(str(db))  # an open store keeps its WAL and shared memory files
     try:
-        store.create_key(store.list_apps()[0].app_id)
-        files = [db, *db.parent.glob("private.db-*")]
-        assert {p.name for p in files} >= {"private.db", "private.db-wal", "private.db-shm"}
+        app_id = store.list_apps()[0].app_id
+        store.create_key(app_id)
+        store.write([ev(app_id, "a", 1_790_000_000_000, user="u1")])  # the inbox file's
+        store.index_all()  # the main file's turn
+        files = [db, *db.parent.glob("private.db*")]
+        assert {p.name for p in files} >= {
+            "private.db",
+            "private.db-wal",
+            "private.db-shm",
+            "private.db-inbox",  # the group commit's own file (store/sqlite/inbox.py)
+            "private.db-inbox-wal",
+            "private.db-inbox-shm",
+            "private.db.writer-lock",
+            "private.db-inbox.writer-lock",
+        }
         for path in files:
             assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, (path, oct(path.stat().st_mode))
     finally:

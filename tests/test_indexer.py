@@ -30,16 +30,12 @@ def test_without_proc_stat_the_gate_stays_open(monkeypatch: pytest.MonkeyPatch) 
 class FakeStore:
     """What the indexer's loop asks of a store: the backlog, and indexing."""
 
-    def __init__(self, backlog: int, ingest_waiting: bool = False) -> None:
+    def __init__(self, backlog: int) -> None:
         self.pending = backlog
-        self.waiting = ingest_waiting
         self.calls: list[tuple[int, bool]] = []
 
     def backlog(self) -> int:
         return self.pending
-
-    def ingest_waiting(self) -> bool:
-        return self.waiting
 
     def index_some(self, chunk: int, *, wait: bool = True) -> int:
         self.calls.append((chunk, wait))
@@ -101,46 +97,3 @@ def test_this_machines_counters_are_read_and_only_grow() -> None:
     assert first is not None and second is not None
     assert 0 <= first[0] <= first[1] and 0 <= second[0] <= second[1]
     assert second[0] >= first[0] and second[1] >= first[1]
-
-
-def test_past_half_the_bound_it_takes_small_chunks_while_commits_wait_for_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """SQLite, under a flood: a 5,000-event chunk held the writers' lock for 0.9-1.8 s
-    on the busy machine (160-230 ms of its CPU, the rest preempted), and every request
-    of every app waited that out. While workers' commits wait, and for CONTENDED_S after
-    the last one did (a flood's commits come and go), the chunks are small."""
-    clock = [0.0]
-    monkeypatch.setattr(indexer.time, "monotonic", lambda: clock[0])
-    store = FakeStore(backlog=12_000, ingest_waiting=True)
-    pressure = indexer.Pressure(store, threshold=6_000)  # type: ignore[arg-type]
-    assert indexer.step(store, BusyCpu(), pressure, 0.2, 0.05) == indexer.YIELD_S  # type: ignore[arg-type]
-    store.waiting = False
-    clock[0] += indexer.CONTENDED_S / 2
-    assert indexer.step(store, BusyCpu(), pressure, 0.2, 0.05) == indexer.YIELD_S  # type: ignore[arg-type]
-    clock[0] += indexer.CONTENDED_S
-    assert indexer.step(store, BusyCpu(), pressure, 0.2, 0.05) == indexer.YIELD_S  # type: ignore[arg-type]
-    assert store.calls == [
-        (indexer.SHORT_CHUNK, False),
-        (indexer.SHORT_CHUNK, False),
-        (indexer.PRESSED_CHUNK, False),
-    ]
-
-
-class IdleCpu(BusyCpu):
-    def spare(self) -> float:
-        return 1.0
-
-
-def test_below_half_the_bound_it_takes_small_chunks_too_while_commits_wait(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    clock = [0.0]
-    monkeypatch.setattr(indexer.time, "monotonic", lambda: clock[0])
-    store = FakeStore(backlog=3_000, ingest_waiting=True)
-    pressure = indexer.Pressure(store, threshold=6_000)  # type: ignore[arg-type]
-    indexer.step(store, IdleCpu(), pressure, 0.2, 0.05)  # type: ignore[arg-type]
-    store.waiting = False
-    clock[0] += indexer.CONTENDED_S
-    indexer.step(store, IdleCpu(), pressure, 0.2, 0.05)  # type: ignore[arg-type]
-    assert store.calls == [(indexer.SHORT_CHUNK, False), (indexer.CHUNK, False)]

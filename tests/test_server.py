@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from collector.store import is_url
-from tests.conftest import CHROME_UA
+from tests.conftest import CHROME_UA, auth
 from tests.dbrows import json_value, rows, scalar
 from tests.server import CollectorProcess, create_app, index_all
 
@@ -148,6 +148,58 @@ def test_kill_9_under_load_loses_nothing_acknowledged(served_app: dict) -> None:
     assert not missing, f"{len(missing)} acknowledged events lost"
     if not is_url(db):
         assert scalar(db, "PRAGMA integrity_check") == "ok"
+        assert scalar(db, "PRAGMA inbox.integrity_check") == "ok"
+
+
+def test_kill_9_mid_sliced_batches_then_their_retries_store_each_event_once(db: str) -> None:
+    """Big batches commit in slices on SQLite, answered once all are: killed mid-batch, a
+    batch may be partly stored and unanswered. Its retry, with the same message ids,
+    stores the rest, and every event is stored once (on PostgreSQL, which commits a
+    batch whole, the same holds)."""
+    app = create_app(
+        db, "sliced", "--rate-limit-app", "0", "--rate-limit-ip", "0", "--rate-limit-events", "0"
+    )
+    key = app["api_key"]
+    acked: list[str] = []
+    unanswered: list[list[str]] = []
+    stop = threading.Event()
+
+    def body(mids: list[str]) -> dict:
+        return {"events": [{"event": "sliced", "user": "u", "message_id": m} for m in mids]}
+
+    def load(server: CollectorProcess) -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            while not stop.is_set():
+                mids = [uuid.uuid4().hex for _ in range(1_000)]
+                try:
+                    r = client.post("/v1/events", json=body(mids), headers=auth(key))
+                except httpx.HTTPError:
+                    unanswered.append(mids)  # the server died mid-request
+                    continue
+                (acked.extend if r.status_code == 202 else unanswered.append)(mids)
+
+    server = CollectorProcess(db, workers=2).start()
+    threads = [threading.Thread(target=load, args=(server,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    while len(acked) < 8_000 and all(t.is_alive() for t in threads):
+        stop.wait(0.01)  # polling the acknowledged count
+    server.kill9()  # while batches are being committed
+    stop.set()
+    for t in threads:
+        t.join()
+    assert len(acked) >= 8_000
+    with CollectorProcess(db) as restarted, httpx.Client(timeout=60) as client:
+        for mids in unanswered:  # each client tries again with the same message ids
+            r = client.post(restarted.url + "/v1/events", json=body(mids), headers=auth(key))
+            assert r.status_code == 202, r.text
+    index_all(db)
+    counts = dict(rows(db, "SELECT message_id, count(*) FROM events GROUP BY message_id"))
+    assert set(acked) | {m for mids in unanswered for m in mids} == set(counts)
+    assert set(counts.values()) == {1}  # none stored twice
+    if not is_url(db):
+        assert scalar(db, "PRAGMA integrity_check") == "ok"
+        assert scalar(db, "PRAGMA inbox.integrity_check") == "ok"
 
 
 def test_sigterm_drains_the_queue(served_app: dict) -> None:
@@ -236,8 +288,8 @@ def test_full_write_queue_is_503_and_the_waiting_request_still_lands(tmp_path: P
     app = create_app(db, "queue", "--rate-limit-app", "0", "--rate-limit-ip", "0")
     headers = {"Authorization": f"Bearer {app['api_key']}"}
     with CollectorProcess(db, extra=("--queue-size", "1")) as server:
-        # Hold the writer lock as another worker process would: nothing can commit.
-        lock = os.open(f"{db}.writer-lock", os.O_RDWR | os.O_CREAT)
+        # Hold the group commit's lock as another worker process would: nothing commits.
+        lock = os.open(f"{db}-inbox.writer-lock", os.O_RDWR | os.O_CREAT)
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             with ThreadPoolExecutor(1) as pool:
@@ -265,6 +317,41 @@ def test_full_write_queue_is_503_and_the_waiting_request_still_lands(tmp_path: P
             os.close(lock)
     index_all(db)
     assert rows(db, "SELECT event FROM events") == [("first_waited",)]
+
+
+def test_an_event_is_acknowledged_while_indexing_holds_the_database(tmp_path: Path) -> None:
+    """SQLite: the group commit writes `DB-inbox`, a file of its own, so a request is
+    answered while an indexing transaction holds the database's write lock (under a
+    flood the indexer held it 60-530 ms, preempted, and every request waited that out).
+    The lock is held here for as long as the request takes."""
+    import fcntl
+    import sqlite3
+
+    db = tmp_path / "split.db"
+    app = create_app(db, "split", "--rate-limit-app", "0", "--rate-limit-ip", "0")
+    headers = {"Authorization": f"Bearer {app['api_key']}"}
+    with CollectorProcess(db, extra=("--indexer-idle", "0")) as server:
+        # As the indexer does: the database's turn, then its write lock, mid-transaction.
+        turn = os.open(f"{db}.writer-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        conn = sqlite3.connect(db, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("UPDATE meta SET value = value WHERE key = 'indexed_total'")
+            r = httpx.post(
+                server.url + "/v1/event",
+                json={"event": "while_indexing", "user": "u", "message_id": "m-split"},
+                headers=headers,
+                timeout=60,  # only ends a hang: before, it waited for the lock
+            )
+            assert r.status_code == 202, r.text
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+            fcntl.flock(turn, fcntl.LOCK_UN)
+            os.close(turn)
+    index_all(db)
+    assert rows(db, "SELECT event, message_id FROM events") == [("while_indexing", "m-split")]
 
 
 def _indexer_pids(db: str | Path, parent: int) -> list[int]:

@@ -128,6 +128,35 @@ def test_oversized_headers_are_refused(served: tuple[CollectorProcess, dict]) ->
     legitimate_event(server, app)
 
 
+def test_a_big_body_sent_with_its_headers_in_one_write_is_no_header_overflow(
+    served: tuple[CollectorProcess, dict],
+) -> None:
+    """The header cap counts the request line and headers, not the body that arrives in
+    the same read: a 1,000-event batch (~75 KB) sent at once on a new connection was
+    answered 431, found by a test that sends such batches (tests/test_server.py)."""
+    server, app = served
+    pad = {"note": "x" * 100}
+    events = [
+        {"event": "big_write", "user": "u", "message_id": f"m{i:04d}", "properties": pad}
+        for i in range(1_000)
+    ]
+    body = orjson.dumps({"events": events})
+    assert len(body) > 2 * 64 * 1024
+    request = (
+        b"POST /v1/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\n"
+        + f"Authorization: Bearer {app['api_key']}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    sock = connect(server, "127.0.0.1")
+    try:
+        sock.sendall(request)
+        raw = answer(sock)
+    finally:
+        sock.close()
+    assert int(raw.split(b" ", 2)[1]) == 202, raw[:300]
+
+
 def test_the_open_file_limit_is_raised_to_the_hard_limit() -> None:
     """1,100 idle connections used up a soft limit of 1,024 descriptors; `serve` raises
     the soft limit to the hard one first (inherited by its workers)."""

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from collector.errors import StorageFailed, Unavailable
-from collector.ingest.writer import BIG_REQUEST, Writer
+from collector.ingest.writer import BIG_REQUEST, SLICE, Writer
 from collector.models import Event, Outcome
 
 
@@ -41,6 +41,9 @@ class GatedStore:
         return False
 
     def exceeds_bound(self, count: int) -> bool:
+        return False
+
+    def commit_waiting(self) -> bool:
         return False
 
     def __init__(self) -> None:
@@ -277,6 +280,9 @@ class GatedByApp:
     def exceeds_bound(self, count: int) -> bool:
         return False
 
+    def commit_waiting(self) -> bool:
+        return False
+
     def __init__(self, held: str) -> None:
         self.held = held
         self.gate = threading.Event()
@@ -334,6 +340,9 @@ class RecordingStore:
     def exceeds_bound(self, count: int) -> bool:
         return False
 
+    def commit_waiting(self) -> bool:
+        return False
+
     def __init__(self) -> None:
         self.groups: list[list[str]] = []
         self.after: Callable[[], None] | None = None
@@ -378,10 +387,10 @@ def test_small_requests_commit_before_a_big_batch_and_never_share_its_commit() -
         await writer.stop()
         sizes = [len(g) for g in store.groups]
         # The small requests first, together (one of each app in turn); then each big
-        # batch alone, apps in turn (the flood's second batch after flood2's).
+        # batch alone, in slices, apps in turn (the flood's second batch after flood2's).
         assert store.groups[0] == ["evt_10000", "evt_20000", "evt_20001", "evt_20002", "evt_10001"]
-        assert sizes[1:] == [big, big, big]
-        assert [g[0] for g in store.groups[1:]] == ["evt_0", "evt_30000", "evt_1000"]
+        assert sizes[1:] == [SLICE, SLICE, big - 2 * SLICE] * 3
+        assert [g[0] for g in store.groups[1::3]] == ["evt_0", "evt_30000", "evt_1000"]
 
     asyncio.run(scenario())
 
@@ -411,8 +420,75 @@ def test_big_batches_and_small_requests_take_turns_while_both_wait() -> None:
         await asyncio.gather(*late)
         await writer.stop()
         firsts = [g[0] for g in store.groups]
-        # Small first; then the big batch whose turn it is, though a small one waits;
-        # then the small one, though a big batch waits; then that batch.
-        assert firsts == ["evt_1", "evt_0", "evt_3", "evt_5000"]
+        # Small first; then the big batch whose turn it is, though a small one waits (its
+        # first slice); then the small one, though the batch is not all committed; then
+        # the batch's other slices, and the next batch's.
+        assert firsts == [
+            "evt_1",
+            "evt_0",
+            "evt_3",
+            f"evt_{SLICE}",
+            f"evt_{2 * SLICE}",
+            "evt_5000",
+            f"evt_{5000 + SLICE}",
+            f"evt_{5000 + 2 * SLICE}",
+        ]
+
+    asyncio.run(scenario())
+
+
+def test_a_big_request_is_committed_in_slices_and_answered_once_all_are() -> None:
+    """SQLite, flood of 2,000-event batches: each was one commit, which held the loop
+    and the group commit's lock 30-56 ms, and a single event of another app, on either
+    worker, waited that out. Now it commits between two slices of the batch; the batch
+    is answered once its last slice is, its outcomes in order."""
+    count = 2_000
+
+    async def scenario() -> None:
+        store = RecordingStore()
+        writer = Writer(store, queue_size=100_000, commit_batch=5_000)  # type: ignore[arg-type]
+        await writer.start()
+        quiet: list[asyncio.Task[list[Outcome]]] = []
+        # A single event arrives while the batch's first slice commits.
+        store.after = lambda: quiet.append(
+            asyncio.ensure_future(writer.submit(batch("quiet", 90_000, 1)))
+        )
+        flood = asyncio.create_task(writer.submit(batch("flood", 0, count)))
+        while not quiet:
+            await asyncio.sleep(0)
+        answer = await quiet[0]
+        assert [o.event_id for o in answer] == ["evt_90000"]
+        assert not flood.done()  # the single event went between two slices
+        outcomes = await flood
+        await writer.stop()
+        assert [o.event_id for o in outcomes] == [f"evt_{i}" for i in range(count)]
+        assert [len(g) for g in store.groups] == [SLICE, 1] + [SLICE] * (count // SLICE - 1)
+
+    asyncio.run(scenario())
+
+
+def test_a_sliced_request_whose_slice_fails_is_answered_503() -> None:
+    """Its earlier slices are stored: its retry finds them as duplicates (their message
+    ids are claimed once), and stores the rest."""
+
+    class FailsSecondSlice(RecordingStore):
+        def try_write(self, take: Callable[[], Sequence[Event]]) -> list[Outcome] | None:
+            if len(self.groups) == 1:
+                take()
+                self.groups.append([])
+                raise OSError(28, "No space left on device")
+            return super().try_write(take)
+
+    async def scenario() -> None:
+        store = FailsSecondSlice()
+        writer = Writer(store, queue_size=100_000)  # type: ignore[arg-type]
+        await writer.start()
+        with pytest.raises(StorageFailed):
+            await writer.submit(batch("flood", 0, 3 * SLICE))
+        # The writer goes on: the next request is taken whole, from its first event.
+        outcomes = await writer.submit(batch("flood", 0, 3 * SLICE))
+        await writer.stop()
+        assert len(outcomes) == 3 * SLICE
+        assert [g[0] for g in store.groups if g][1:] == [f"evt_{i * SLICE}" for i in range(3)]
 
     asyncio.run(scenario())

@@ -153,10 +153,10 @@ class Store(Protocol):
         writer's turn (SQLite: inside `try_write`'s take, under the write lock): the
         writer then refuses a big request rather than commit it (never on PostgreSQL)."""
 
-    def ingest_waiting(self) -> bool:
-        """Whether ingestion's commits wait for indexing: a request waited for the lock
-        while this store last held it to index, or waits now (SQLite, whose one writer
-        indexing holds up; never on PostgreSQL, where they do not wait for each other)."""
+    def commit_waiting(self) -> bool:
+        """Whether another process's group commit waits for the lock this process's
+        commits take in turn with it (SQLite's inbox file; never on PostgreSQL): a big
+        request committed in slices then lets it go first."""
 
     # Data management.
     def export_events(

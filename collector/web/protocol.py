@@ -125,7 +125,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._lingering:
             return
         if self._in_headers:
-            self._header_bytes += len(data)
+            # Only the headers count: a client that writes its request at once hands over
+            # headers and the start of its body in one read, which may well pass 64 KB.
+            end = data.find(b"\r\n\r\n")
+            self._header_bytes += len(data) if end < 0 else end + 4
             if self._header_bytes > MAX_HEADER_BYTES:
                 self._refuse(
                     _answer(

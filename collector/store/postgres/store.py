@@ -454,8 +454,8 @@ class PostgresStore:
     def exceeds_bound(self, count: int) -> bool:
         return False  # commits past the bound index off the event loop, on a lane
 
-    def ingest_waiting(self) -> bool:
-        return False  # group commits never wait for indexing here (Store.ingest_waiting)
+    def commit_waiting(self) -> bool:
+        return False  # concurrent writers: no turn to wait for
 
     def index_some(self, chunk: int, *, wait: bool = True) -> int:
         """One transaction: index the oldest pending events, whole inbox rows, about

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import sqlite_utils
 
 from collector.store import visits as visit_model
-from collector.store.sqlite import visits
+from collector.store.sqlite import inbox, visits
 
 
 def _initial(db: sqlite_utils.Database) -> None:
@@ -362,6 +362,14 @@ def _rate_buckets(db: sqlite_utils.Database) -> None:
     )
 
 
+def _accept_path_in_its_own_file(db: sqlite_utils.Database) -> None:
+    # The group commit's tables (inbox, message_ids, rule_state, users, discards) live in
+    # `<db>-inbox` (store/sqlite/inbox.py), whose write lock no indexing transaction
+    # holds. This pairs the two files; SQLiteStore.migrate moves the rows of a database
+    # made before, in two commits of their own (a multi-file commit is not atomic in WAL).
+    inbox.pair(db.conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "initial schema", _initial),
     (2, "query summaries: person_event_stats, covering event indexes", _query_summaries),
@@ -377,4 +385,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (12, "persons: who a segment's scope holds, kept at indexing", _persons),
     (13, "visit_days: a version per day of visits, for the figures' cache", _visit_days),
     (15, "rate_buckets: limits every worker shares (dashboard logins)", _rate_buckets),
+    (16, "the accept path's tables in their own file, <db>-inbox", _accept_path_in_its_own_file),
 ]

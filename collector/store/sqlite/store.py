@@ -1,4 +1,6 @@
-"""SQLite storage: one file in WAL mode, managed with sqlite-utils.
+"""SQLite storage: two files in WAL mode, managed with sqlite-utils: the database, and
+beside it `<db>-inbox` (store/sqlite/inbox.py), the group commit's own, so that
+acknowledging an event never waits for an indexing transaction's hold on the other.
 
 The ingest hot path (`write`) uses the raw connection with `executemany`, which inserts
 about 2.5x faster than sqlite-utils' `insert_all`; everything else goes through
@@ -35,7 +37,7 @@ from collector.query.types import (
 from collector.settings import DEFAULT_MAX_BACKLOG
 from collector.store import codec, core, visits
 from collector.store.columns import ColumnCache
-from collector.store.sqlite import queries
+from collector.store.sqlite import inbox, queries
 from collector.store.sqlite.migrations import MIGRATIONS
 from collector.store.sqlite.visits import VisitTables
 from collector.store.tables import Table
@@ -43,8 +45,7 @@ from collector.timeutil import now_ms
 
 _CHUNK = 500  # bound on host parameters in one IN (...)
 INDEX_CHUNK = 5_000  # events a catch-up transaction indexes
-INBOX_ROW = 100  # events at most in one inbox row: the indexer's short chunk (indexer.SHORT_CHUNK)
-DEFER_S = 0.1  # how long indexing that does not wait leaves the lock to waiting writers
+INBOX_ROW = 100  # events at most in one inbox row: the least indexing can take at once
 BOUND_READ_S = 0.1  # how often a backlog said to be at its bound is counted again
 
 
@@ -60,6 +61,17 @@ _YIELD_S = 0.001  # pause between catch-up chunks, for the ingest writers
 DEBT_FLOOR = 4.0  # as PostgreSQL's rate buckets
 RATE_SWEEP_S = 60.0
 
+# Lock files beside the database: indexing and administration take the main file's turn,
+# the group commit the inbox file's (those that write both take the inbox's first).
+MAIN_LOCK = ".writer-lock"
+INBOX_LOCK = inbox.SUFFIX + ".writer-lock"
+# A group commit that finds the inbox's turn taken holds a shared lock on this file until
+# it has written; the deletion of consumed inbox rows leaves the turn to it.
+INBOX_WAIT = inbox.SUFFIX + ".writer-wait"
+# Only the database's own tables: takes the main file's write lock, not the inbox's.
+_LOCK_MAIN = "DELETE FROM main.schema_migrations WHERE 0"
+_LOCK_INBOX = "DELETE FROM inbox.inbox WHERE 0"
+
 
 class SQLiteStore:
     """The default store. Each thread gets its own connection; the group-commit writer
@@ -74,18 +86,16 @@ class SQLiteStore:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._all: list[sqlite3.Connection] = []
-        self._lock_fd: int | None = None
+        self._lock_fd: int | None = None  # the group commit's turn on the inbox file
         self.columns = ColumnCache()  # the web figures' columns (store/columns.py)
         self._rate_swept = 0.0  # when this process last deleted refilled rate buckets
         # A plan that found the writers' lock taken (index_some): chunk, until, plan.
         self._kept: tuple[int, int | None, _Planned] | None = None
-        # Waiting for the writers' lock, an ingest writer holds a shared lock on
-        # DB.writer-wait (`_write_locked`), which indexing looks for (`ingest_waiting`).
+        # Waiting for the inbox's turn, a group commit holds a shared lock on INBOX_WAIT
+        # (`_write_locked`), which the deletion of consumed rows looks for.
         self._wait_fd: int | None = None
         self._waiting = False
         self._probe_fd: int | None = None
-        self._waited = False  # whether one waited during the last indexing transaction
-        self._deferred_since: float | None = None  # since when indexing leaves it to them
         self._at_bound = False  # the last commit found the backlog at its bound
         self._bound_read = 0.0  # when that was last read (time.monotonic)
 
@@ -106,10 +116,22 @@ class SQLiteStore:
             # keeps changing is copied back to the database once per checkpoint, so fewer
             # checkpoints mean far fewer page writes under load.
             conn.execute("PRAGMA wal_autocheckpoint=20000")
+            self._attach_inbox(conn)
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
         return conn
+
+    def _attach_inbox(self, conn: sqlite3.Connection) -> None:
+        if self.path == ":memory:":
+            conn.execute("ATTACH ':memory:' AS inbox")
+            return
+        inbox.create_file(conn, self.path)
+        conn.execute("ATTACH ? AS inbox", (inbox.path_of(self.path),))
+        conn.execute("PRAGMA inbox.journal_mode=WAL")
+        # Every acknowledged event is committed here: on disk before it is answered.
+        conn.execute("PRAGMA inbox.synchronous=FULL")
+        conn.execute("PRAGMA inbox.cache_size=-16384")
 
     @property
     def db(self) -> sqlite_utils.Database:
@@ -129,14 +151,24 @@ class SQLiteStore:
         self._local = threading.local()
 
     def _tx(self) -> _Transaction:
-        return _Transaction(self.conn())
+        """A write transaction on the database's own tables: the main file's lock only."""
+        return _Transaction(self.conn(), _LOCK_MAIN)
+
+    def _inbox_tx(self) -> _Transaction:
+        """A write transaction on the accept path's tables: the inbox file's lock only."""
+        return _Transaction(self.conn(), _LOCK_INBOX)
+
+    def _both_tx(self) -> _Transaction:
+        """A write transaction on both files (BEGIN IMMEDIATE locks every attached one)."""
+        return _Transaction(self.conn(), None)
 
     @contextlib.contextmanager
-    def _turn(self, wait: bool = True) -> Iterator[bool]:
-        """The ingest writers' lock, on an open file of its own (flock excludes by open
-        file, so this thread and the event loop's writer in the same process exclude each
-        other too); yields whether it was taken (always, when waiting)."""
-        fd = None if self.path == ":memory:" else self._open_lock()
+    def _turn(self, wait: bool = True, lock: str = MAIN_LOCK) -> Iterator[bool]:
+        """A writers' lock (MAIN_LOCK or INBOX_LOCK), on an open file of its own (flock
+        excludes by open file, so this thread and the event loop's writer in the same
+        process exclude each other too); yields whether it was taken (always, when
+        waiting)."""
+        fd = None if self.path == ":memory:" else self._open_lock(lock)
         try:
             locked = _lock(fd, wait)
             try:
@@ -150,19 +182,21 @@ class SQLiteStore:
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction taken in turn with the ingest writers (their lock)."""
-        with self._turn(), self._tx() as conn:
+        """A write transaction on both files, taken in turn with the group commits and
+        indexing (the inbox's lock first, as a group commit that indexes takes them)."""
+        with self._turn(lock=INBOX_LOCK), self._turn(), self._both_tx() as conn:
             yield conn
 
     # Schema ------------------------------------------------------------------------
 
     def migrate(self) -> int:
         conn = self.conn()
-        with self._tx():
+        with self._both_tx():
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations "
                 "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
             )
+            inbox.create_schema(conn)
             done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
             db = sqlite_utils.Database(conn)
             for version, name, apply in MIGRATIONS:
@@ -174,6 +208,9 @@ class SQLiteStore:
                     (version, name, core.now_iso()),
                 )
                 done.add(version)
+        if inbox.MIGRATION in done:
+            inbox.move_out(conn)
+            inbox.check_pair(conn, self.path)
         return max(done, default=0)
 
     def secret(self) -> str:
@@ -320,7 +357,7 @@ class SQLiteStore:
         return Rule(int(rule_id), app_id, event, kind, dedupe_key, throttle_ms)
 
     def remove_rule(self, app_id: str, rule_id: int) -> bool:
-        with self._tx() as conn:
+        with self._writing() as conn:
             cur = conn.execute("DELETE FROM rules WHERE app_id = ? AND id = ?", (app_id, rule_id))
             conn.execute("DELETE FROM rule_state WHERE rule_id = ?", (rule_id,))
         return cur.rowcount > 0
@@ -447,10 +484,11 @@ class SQLiteStore:
     def _write_locked(
         self, take: Callable[[], Sequence[Event]], *, blocking: bool
     ) -> list[Outcome] | None:
-        # Worker processes take turns through a kernel lock before BEGIN IMMEDIATE:
-        # SQLite's own busy handler would sleep 1, 2, 5… ms between tries.
+        # Worker processes take turns through a kernel lock before they write: SQLite's
+        # own busy handler would sleep 1, 2, 5… ms between tries. The group commit
+        # writes the inbox file only (store/sqlite/inbox.py): its turn is that file's.
         if self._lock_fd is None and self.path != ":memory:":
-            self._lock_fd = self._open_lock()
+            self._lock_fd = self._open_lock(INBOX_LOCK)
         if not _lock(self._lock_fd, blocking):
             self._mark_waiting()
             return None
@@ -458,15 +496,28 @@ class SQLiteStore:
             _unlock(self._wait_fd)
             self._waiting = False
         try:
-            with self._tx() as conn:
-                primitives = _Primitives(conn, self.max_backlog)
+            with self._inbox_tx() as conn:
+                primitives = _Primitives(conn, self.max_backlog, self)
                 events = take()
                 outcomes = core.accept(primitives, events)
-            if events:  # else every request was refused (`exceeds_bound`, which said so)
-                self._at_bound, self._bound_read = primitives.at_bound, time.monotonic()
-            return outcomes
         finally:
             _unlock(self._lock_fd)
+        backlog = primitives.backlog
+        if backlog > self.max_backlog:
+            # Past the bound: this commit indexes as much as it added, before its events
+            # are answered. Not in the accept's transaction: indexing there would commit
+            # the main file's watermark past inbox rows a crash could still lose.
+            backlog -= self._index_excess(backlog - self.max_backlog)
+        if events:  # else every request was refused (`exceeds_bound`, which said so)
+            self._at_bound = backlog >= near_bound(self.max_backlog)
+            self._bound_read = time.monotonic()
+        return outcomes
+
+    def _index_excess(self, at_least: int) -> int:
+        with self._turn(), self._tx() as conn:
+            indexed = _index_pending(conn, at_least)
+        self._drop_consumed()
+        return indexed
 
     def at_backlog_bound(self) -> bool:
         if self._at_bound and time.monotonic() - self._bound_read >= BOUND_READ_S:
@@ -481,38 +532,36 @@ class SQLiteStore:
             self._at_bound, self._bound_read = True, time.monotonic()
         return over
 
-    def _open_lock(self, suffix: str = ".writer-lock") -> int:
-        return os.open(self.path + suffix, os.O_RDWR | os.O_CREAT, 0o644)
+    def _open_lock(self, suffix: str = MAIN_LOCK) -> int:
+        return os.open(self.path + suffix, os.O_RDWR | os.O_CREAT, 0o600)
 
     def _mark_waiting(self) -> None:
-        """Say, until this writer has the lock, that an ingest writer waits for it."""
+        """Say, until this writer has the inbox's turn, that a group commit waits for it."""
         if self._waiting or self.path == ":memory:":
             return
         if self._wait_fd is None:
-            self._wait_fd = self._open_lock(".writer-wait")
+            self._wait_fd = self._open_lock(INBOX_WAIT)
         try:
             fcntl.flock(self._wait_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            # The indexer's probe (`_writers_waiting`) holds it exclusively for an
-            # instant: said at the next try, 0.5 ms on. (Raised, it failed the commit.)
+            # A probe (`_writers_waiting`) holds it exclusively for an instant: said at
+            # the next try, 0.5 ms on. (Raised, it failed the commit.)
             return
         self._waiting = True
 
     def _writers_waiting(self) -> bool:
+        """Whether a group commit waits for the inbox's turn."""
         if self.path == ":memory:":
             return False
         if self._probe_fd is None:
-            self._probe_fd = self._open_lock(".writer-wait")
+            self._probe_fd = self._open_lock(INBOX_WAIT)
         if _lock(self._probe_fd, blocking=False):
             _unlock(self._probe_fd)
             return False
         return True
 
-    def ingest_waiting(self) -> bool:
-        """Whether an ingest writer (a worker's group commit) waited for the writers'
-        lock while this store last held it to index, or waits now: the indexer then
-        takes small chunks, so that a request waits for a short transaction only."""
-        return self._waited or self._writers_waiting()
+    def commit_waiting(self) -> bool:
+        return self._writers_waiting()
 
     # Indexing ---------------------------------------------------------------------------
 
@@ -548,7 +597,7 @@ class SQLiteStore:
         was acknowledged before them. With wait=False it gives up (returning what it
         did) as soon as another writer holds the lock."""
         target = _accepted_total(self.conn())
-        if target is None:  # nothing pending: one read of the inbox's last page
+        if target is None:  # nothing pending: one read of each file's last page
             return 0
         done = 0
         while True:
@@ -598,41 +647,34 @@ class SQLiteStore:
             if planned is None:
                 return 0
         self._kept = None
-        # Without waiting, an ingest writer that waits goes first: the lock is left to it
-        # (flock is not fair, and an indexer back every millisecond would take it again
-        # and again while a worker's loop, busy serving, tried less often), for up to
-        # DEFER_S: then indexing goes on, lest the backlog reach its bound, past which
-        # every commit indexes too (a 2,000-event commit then held the lock 1-1.8 s).
-        if not wait and self._writers_waiting():
-            now = time.monotonic()
-            if self._deferred_since is None:
-                self._deferred_since = now
-            if now - self._deferred_since < DEFER_S:
-                self._kept = (planned_for, until, planned)
-                return 0
-        self._deferred_since = None
         with self._turn(wait) as locked:
             if not locked:
                 # Kept for the next try: planning is most of an indexing round's CPU,
-                # which an indexer retrying every millisecond while the workers commit
-                # would otherwise spend again each time, taking it from them.
+                # which an indexer retrying every millisecond while a read catches up
+                # would otherwise spend again each time.
                 self._kept = (planned_for, until, planned)
                 return 0
-            # No fsync for indexing: a crash can lose an indexing transaction only
-            # whole, leaving its events in the inbox, and the next acknowledged commit's
-            # fsync makes everything before it durable.
-            conn.execute("PRAGMA synchronous=NORMAL")
-            try:
-                with self._tx():
-                    if _indexed_total(conn) != planned.indexed_before:
-                        planned = _plan_pending(conn, chunk, until)  # another got there first
-                        if planned is None:
-                            return 0
-                    indexed = _write_planned(conn, planned)
-                self._waited = self._writers_waiting()  # while this transaction held the lock
-                return indexed
-            finally:
-                conn.execute("PRAGMA synchronous=FULL")
+            # With the fsync (synchronous=FULL): the consumed inbox rows are deleted
+            # next, in the other file, whose commit syncs only itself.
+            with self._tx():
+                if _indexed_total(conn) != planned.indexed_before:
+                    planned = _plan_pending(conn, chunk, until)  # another got there first
+                    if planned is None:
+                        return 0
+                indexed = _write_planned(conn, planned)
+        self._drop_consumed()
+        return indexed
+
+    def _drop_consumed(self) -> None:
+        """Delete the inbox rows that indexing has consumed (their `total` at or below
+        the main file's `indexed_total`), in a short transaction of the inbox file; left
+        for the next time if a group commit waits for that file or holds it."""
+        if self._writers_waiting():
+            return
+        with self._turn(wait=False, lock=INBOX_LOCK) as locked:
+            if locked:
+                with self._inbox_tx() as conn:
+                    conn.execute(_DROP_CONSUMED)
 
     # Data management -------------------------------------------------------------------
 
@@ -654,8 +696,9 @@ class SQLiteStore:
             yield core.event_dict(row)
 
     def purge(self, app_id: str, older_than_ms: int) -> int:
+        self.index_all()  # pending events are stored events too
         with self._writing() as conn:
-            _index_pending(conn, None)  # pending events are stored events too
+            _index_pending(conn, None)  # and any accepted since
             for table in ("events", "identifies"):
                 _forget_message_ids(conn, table, app_id, "ts < ?", (older_than_ms,))
             affected = [
@@ -674,12 +717,14 @@ class SQLiteStore:
             )
             restat_persons(conn, app_id, affected)
             visits.purge(_Primitives(conn), app_id, older_than_ms)
+        self._drop_consumed()
         return cur.rowcount
 
     def delete_user(self, app_id: str, user_id: str) -> int:
         """Remove the user, every event they made (before login too), their links."""
+        self.index_all()  # pending events are stored events too
         with self._writing() as conn:
-            _index_pending(conn, None)  # pending events are stored events too
+            _index_pending(conn, None)  # and any accepted since
             anon_ids = [
                 r[0]
                 for r in conn.execute(
@@ -728,6 +773,7 @@ class SQLiteStore:
                 "(SELECT id FROM rules WHERE app_id = ? AND kind = 'throttle')",
                 (user_id, app_id),
             )
+        self._drop_consumed()
         return deleted
 
     # Moving data (store/transfer.py) ---------------------------------------------------
@@ -838,17 +884,28 @@ class SQLiteStore:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE … COMMIT: takes the write lock up front so concurrent writers
-    (other worker processes) queue on busy_timeout instead of failing mid-transaction."""
+    """A write transaction that takes its write locks up front, so concurrent writers
+    (other worker processes) queue on busy_timeout instead of failing mid-transaction:
+    BEGIN IMMEDIATE for both files (it locks every attached one), or BEGIN and a
+    statement that writes nothing to one file (`lock`) for that file's lock alone."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, lock: str | None) -> None:
         self.conn = conn
+        self.lock = lock
         self.nested = False
 
     def __enter__(self) -> sqlite3.Connection:
         self.nested = self.conn.in_transaction
         if not self.nested:
-            self.conn.execute("BEGIN IMMEDIATE")
+            if self.lock is None:
+                self.conn.execute("BEGIN IMMEDIATE")
+            else:
+                self.conn.execute("BEGIN")
+                try:
+                    self.conn.execute(self.lock)
+                except BaseException:
+                    self.conn.execute("ROLLBACK")
+                    raise
         return self.conn
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
@@ -916,15 +973,21 @@ ON CONFLICT (key) DO UPDATE SET
   rate = excluded.rate, cap = excluded.cap, updated = excluded.updated
 RETURNING tokens
 """
-_ACCEPTED_TOTAL = "SELECT total FROM inbox ORDER BY id DESC LIMIT 1"
-_INDEXED_TOTAL = "SELECT value FROM meta WHERE key = 'indexed_total'"
-_TOTALS = f"SELECT ({_ACCEPTED_TOTAL}), ({_INDEXED_TOTAL})"  # both in one statement
+_ACCEPTED_TOTAL = "SELECT total FROM inbox.inbox ORDER BY id DESC LIMIT 1"
+_INDEXED_TOTAL = "SELECT value FROM main.meta WHERE key = 'indexed_total'"
+# Both in one statement: its read of the main file begins before its read of the inbox
+# (schemas in order), so the inbox's total is never older than the watermark it is
+# compared with. An inbox whose rows are all consumed and deleted counts as the watermark.
+_TOTALS = f"SELECT ({_ACCEPTED_TOTAL}), ({_INDEXED_TOTAL})"
+_DROP_CONSUMED = f"DELETE FROM inbox.inbox WHERE total <= ({_INDEXED_TOTAL})"
 
 
 def _accepted_total(conn: sqlite3.Connection) -> int | None:
     """Events accepted so far, counting from the first ever; None if none is pending."""
-    row = conn.execute(_ACCEPTED_TOTAL).fetchone()
-    return None if row is None else int(row[0])
+    accepted, indexed = conn.execute(_TOTALS).fetchone()
+    if accepted is None or int(accepted) <= int(indexed):
+        return None
+    return int(accepted)
 
 
 def _indexed_total(conn: sqlite3.Connection) -> int:
@@ -933,7 +996,7 @@ def _indexed_total(conn: sqlite3.Connection) -> int:
 
 def _backlog(conn: sqlite3.Connection) -> int:
     accepted, indexed = conn.execute(_TOTALS).fetchone()
-    return 0 if accepted is None else int(accepted) - int(indexed)
+    return 0 if accepted is None else max(int(accepted) - int(indexed), 0)
 
 
 @dataclass(slots=True)
@@ -941,8 +1004,7 @@ class _Planned:
     indexed_before: int  # indexed_total when planned
     plan: core.IndexPlan
     count: int  # events
-    last_id: int  # the last inbox row it indexes
-    last_total: int
+    last_total: int  # the `total` of the last inbox row it indexes: the new watermark
 
 
 def _plan_pending(
@@ -950,27 +1012,34 @@ def _plan_pending(
 ) -> _Planned | None:
     """Plan indexing the oldest inbox rows, whole rows until `at_least` events (None:
     all), none past event number `until`; None if there is nothing to index."""
+    # The watermark first: the inbox is then read as of later, and its rows past the
+    # watermark are all there (consumed rows are deleted only once it passed them).
     indexed = _indexed_total(conn)
     if until is not None and indexed >= until:
         return None
     events: list[codec.Accepted] = []
-    last_id = last_total = None
-    for row_id, total, data in conn.execute("SELECT id, total, data FROM inbox ORDER BY id"):
+    last_total = None
+    for total, data in conn.execute(
+        "SELECT total, data FROM inbox.inbox WHERE total > ? ORDER BY id", (indexed,)
+    ):
         events.extend(codec.decode(data))
-        last_id, last_total = row_id, total
+        last_total = total
         if at_least is not None and total - indexed >= at_least:
             break
-    if last_id is None or last_total is None:
+    if last_total is None:
         return None
     plan = core.plan_index(_Primitives(conn), events)
-    return _Planned(indexed, plan, len(events), last_id, last_total)
+    return _Planned(indexed, plan, len(events), last_total)
 
 
 def _write_planned(conn: sqlite3.Connection, planned: _Planned) -> int:
-    """Write a plan in the caller's write transaction; how many events it indexed."""
+    """Write a plan in the caller's write transaction of the main file, and the new
+    watermark with it; how many events it indexed. The consumed inbox rows are deleted
+    afterwards (`SQLiteStore._drop_consumed`)."""
     core.write_index(_Primitives(conn), planned.plan)
-    conn.execute("DELETE FROM inbox WHERE id <= ?", (planned.last_id,))
-    conn.execute("UPDATE meta SET value = ? WHERE key = 'indexed_total'", (planned.last_total,))
+    conn.execute(
+        "UPDATE main.meta SET value = ? WHERE key = 'indexed_total'", (planned.last_total,)
+    )
     return planned.count
 
 
@@ -1024,10 +1093,16 @@ _STATS_MERGE = (
 class _Primitives(VisitTables):
     """core.Primitives on one SQLite connection, inside the transaction it has open."""
 
-    def __init__(self, conn: sqlite3.Connection, max_backlog: int | None = None) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        max_backlog: int | None = None,
+        store: SQLiteStore | None = None,
+    ) -> None:
         self.conn = conn
         self.max_backlog = max_backlog
-        self.at_bound = False  # whether `append` found the backlog at its bound
+        self.store = store  # the group commit's, whose turns `index_accepted` takes
+        self.backlog = 0  # events pending once `append` has appended
 
     def claim_message_ids(self, claims: Sequence[core.Claim]) -> int:
         before = self.conn.total_changes
@@ -1087,7 +1162,14 @@ class _Primitives(VisitTables):
         return _lookup(self.conn, sql, app_id, anonymous_ids)
 
     def index_accepted(self) -> None:
-        if _accepted_total(self.conn) is not None:
+        # Inside a group commit, which holds the inbox's turn and lock: the main file's
+        # are taken too (in that order, as every writer of both does), and the indexing
+        # commits with the group. Only rows committed before the group are indexed.
+        # The main file is locked before it is read: a write after a read of it in the
+        # same transaction fails at once if another writer committed in between.
+        assert self.store is not None
+        with self.store._turn():
+            self.conn.execute(_LOCK_MAIN)
             _index_pending(self.conn, None)
 
     def merge_users(self, updates: Sequence[core.UserUpdate]) -> None:
@@ -1114,7 +1196,7 @@ class _Primitives(VisitTables):
     def append(self, events: Sequence[Event]) -> None:
         last, indexed_text = self.conn.execute(_TOTALS).fetchone()
         indexed = int(indexed_text)
-        total = last or indexed
+        total = indexed if last is None else max(int(last), indexed)
         # Rows of at most INBOX_ROW events: indexing takes whole rows, so a row is the
         # least it can take in one hold of the writers' lock (a 2,000-event batch as
         # one row would hold every request back 20 times as long as it need).
@@ -1124,14 +1206,11 @@ class _Primitives(VisitTables):
             self.conn.execute(
                 "INSERT INTO inbox (total, data) VALUES (?, ?)", (total, codec.encode(part))
             )
-        # A bounded backlog: past it, each commit also indexes what it adds, so reads
-        # never have more than max_backlog events to catch up on. Rarely reached: from
-        # half of it the indexer works in large chunks whatever the CPU (indexer.py).
-        if self.max_backlog is not None and total - indexed > self.max_backlog:
-            indexed += _index_pending(self.conn, total - indexed - self.max_backlog)
-        self.at_bound = self.max_backlog is not None and total - indexed >= near_bound(
-            self.max_backlog
-        )
+        # A bounded backlog: past it, each commit also indexes what it adds (after it
+        # commits: SQLiteStore._write_locked), so reads never have more than max_backlog
+        # events to catch up on. Rarely reached: from half of it the indexer works in
+        # large chunks whatever the CPU (indexer.py).
+        self.backlog = total - indexed
 
     def insert_events(self, rows: Sequence[core.EventRow]) -> None:
         self.conn.executemany(
