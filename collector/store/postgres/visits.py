@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 
 from collector.store import visits
-from collector.store.visits import Hit, HitRow, Key, Visit
+from collector.store.visits import Extension, Hit, HitRow, Key, Visit
 
 SCHEMA = (
     f"""
@@ -149,6 +149,21 @@ class VisitTables:
         self.conn.execute(
             f"INSERT INTO visits ({visits.VISIT_COLUMNS}) SELECT * FROM unnest({arrays}) "
             f"ON CONFLICT (app_id, person, is_bot, start_ts) DO UPDATE SET {updates}",
+            [list(column) for column in zip(*rows, strict=True)],
+        )
+
+    def extend_visits(self, rows: Sequence[Extension]) -> None:
+        if not rows:
+            return
+        self.bump_days([(row[4], row[5]) for row in rows])
+        # No indexed column changes: PostgreSQL can update each row in its page (HOT).
+        self.conn.execute(
+            "UPDATE visits v SET end_ts = u.end_ts, page_views = u.page_views, "
+            "events = u.events, exit_page = u.exit_page FROM unnest(%b::bigint[], "
+            "%b::integer[], %b::integer[], %b::text[], %b::text[], %b::bigint[], %b::text[], "
+            "%b::smallint[]) AS u(end_ts, page_views, events, exit_page, app_id, start_ts, "
+            "person, is_bot) WHERE v.app_id = u.app_id AND v.person = u.person "
+            "AND v.is_bot = u.is_bot AND v.start_ts = u.start_ts",
             [list(column) for column in zip(*rows, strict=True)],
         )
 

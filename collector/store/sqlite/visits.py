@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from collector.store import visits
-from collector.store.visits import Hit, HitRow, Key, Visit
+from collector.store.visits import Extension, Hit, HitRow, Key, Visit
 
 # Both tables are clustered by (app, visit start): the figures of a date range read one
 # contiguous stretch of each. Keeping them up to date finds a person's visits by
@@ -161,6 +161,14 @@ class VisitTables:
         self.conn.executemany(
             f"INSERT INTO visits ({visits.VISIT_COLUMNS}) VALUES ({_VISIT_MARKS}) "
             f"ON CONFLICT (app_id, start_ts, person, is_bot) DO UPDATE SET {_UPDATES}",
+            rows,
+        )
+
+    def extend_visits(self, rows: Sequence[Extension]) -> None:
+        self.bump_days([(row[4], row[5]) for row in rows])
+        self.conn.executemany(
+            "UPDATE visits SET end_ts = ?, page_views = ?, events = ?, exit_page = ? "
+            "WHERE app_id = ? AND start_ts = ? AND person = ? AND is_bot = ?",
             rows,
         )
 
