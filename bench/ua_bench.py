@@ -100,6 +100,15 @@ FOLDER_CORPORA = (
     ("agent", "agent", "jenssegers/agent's tests"),
     ("well_known_bots", "well-known-bots", "arcjet's well-known-bots"),
     ("uap_core", "uap-core", "uap-core's other device tests"),
+    # The fourth pass's: crawlers first (Cloudflare Radar's verified bots, read from a
+    # folder only: CC BY-NC 4.0), then the podcast lists, the browser gem's tests,
+    # top-crawler-agents' history (drawn from two corpora above), WinFuture's browsers.
+    ("cloudflare_bots", "cloudflare-bots", "Cloudflare Radar's verified bots"),
+    ("opawg_v2", "opawg-v2", "OPAWG's podcast user-agents v2"),
+    ("opawg", "opawg", "OPAWG's podcast user-agents v1"),
+    ("browser_gem", "browser-gem", "the browser gem's tests"),
+    ("top_crawler_agents", "top-crawler-agents", "top-crawler-agents' history"),
+    ("winfuture", "winfuture", "WinFuture's real-world browsers"),
 )
 
 
