@@ -81,7 +81,8 @@ class Corpus:
 # releases, 1.7 MB; Mobile-Detect's, 0.2 MB; uap-core's, 1.8 MB). Each is
 # `<name>-bots.txt` and `<name>-browsers.txt`, built by bench/ua_corpora.py. Five of the
 # third pass's are shipped in bench/data/ too (top-user-agents, bowser, php-user-agent,
-# agent, well-known-bots: MIT) and read from there when the folder lacks them; with the
+# agent, well-known-bots: MIT), and three of the fourth pass's (opawg-v2 and browser-gem:
+# MIT; winfuture: CC0), and read from there when the folder lacks them; with the
 # folder, each corpus drops what the folder's corpora before it have, so the figures in
 # docs/enrichment.md need the folder.
 FOLDER_CORPORA = (

@@ -75,8 +75,10 @@ def test_folder_corpora_are_found_and_kept_apart(tmp_path: Path) -> None:
     (tmp_path / "whichbrowser-bots.txt").write_text(f"NewBot/1.0 (test)\n{known}\n")
     (tmp_path / "whichbrowser-browsers.txt").write_text("Brand-new browser/1.0 (test)\n")
     keys = [c.key for c in corpora(tmp_path)]
-    # the third pass's shipped corpora come from bench/data/ when the folder lacks them
+    # the third and fourth passes' shipped corpora come from bench/data/ when the folder
+    # lacks them
     shipped = ["top_user_agents", "bowser", "php_user_agent", "agent", "well_known_bots"]
+    shipped += ["opawg_v2", "browser_gem", "winfuture"]
     assert keys == ["shared", "packages", "woothee", "whichbrowser", *shipped]
     which = next(c for c in corpora(tmp_path) if c.key == "whichbrowser")
     assert which.crawlers == ["NewBot/1.0 (test)"]
