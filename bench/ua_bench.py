@@ -81,7 +81,8 @@ class Corpus:
 # releases, 1.7 MB; Mobile-Detect's, 0.2 MB; uap-core's, 1.8 MB). Each is
 # `<name>-bots.txt` and `<name>-browsers.txt`, built by bench/ua_corpora.py. Five of the
 # third pass's are shipped in bench/data/ too (top-user-agents, bowser, php-user-agent,
-# agent, well-known-bots: MIT) and read from there when the folder lacks them; with the
+# agent, well-known-bots: MIT), and three of the fourth pass's (opawg-v2 and browser-gem:
+# MIT; winfuture: CC0), and read from there when the folder lacks them; with the
 # folder, each corpus drops what the folder's corpora before it have, so the figures in
 # docs/enrichment.md need the folder.
 FOLDER_CORPORA = (
@@ -100,6 +101,15 @@ FOLDER_CORPORA = (
     ("agent", "agent", "jenssegers/agent's tests"),
     ("well_known_bots", "well-known-bots", "arcjet's well-known-bots"),
     ("uap_core", "uap-core", "uap-core's other device tests"),
+    # The fourth pass's: crawlers first (Cloudflare Radar's verified bots, read from a
+    # folder only: CC BY-NC 4.0), then the podcast lists, the browser gem's tests,
+    # top-crawler-agents' history (drawn from two corpora above), WinFuture's browsers.
+    ("cloudflare_bots", "cloudflare-bots", "Cloudflare Radar's verified bots"),
+    ("opawg_v2", "opawg-v2", "OPAWG's podcast user-agents v2"),
+    ("opawg", "opawg", "OPAWG's podcast user-agents v1"),
+    ("browser_gem", "browser-gem", "the browser gem's tests"),
+    ("top_crawler_agents", "top-crawler-agents", "top-crawler-agents' history"),
+    ("winfuture", "winfuture", "WinFuture's real-world browsers"),
 )
 
 

@@ -16,6 +16,12 @@ Run from the repository root, with a checkout (or an export) of the source proje
     python -m bench.ua_corpora agent SRC OUT
     python -m bench.ua_corpora well-known-bots SRC OUT
     python -m bench.ua_corpora uap-core SRC OUT
+    python -m bench.ua_corpora cloudflare-bots SRC OUT
+    python -m bench.ua_corpora opawg-v2 SRC OUT
+    python -m bench.ua_corpora opawg SRC OUT
+    python -m bench.ua_corpora browser-gem SRC OUT
+    python -m bench.ua_corpora top-crawler-agents GITDIR OUT
+    python -m bench.ua_corpora winfuture GITDIR OUT
 
 Each writes ``OUT/<name>-bots.txt`` and ``OUT/<name>-browsers.txt``: one string a line,
 stripped, in the source's order, blanks and repeats dropped. Which of a project's labels
@@ -351,6 +357,111 @@ def uap_core_devices(src: Path) -> tuple[list[str], list[str]]:
     return _unique(bots), _unique(browsers)
 
 
+# Fourth pass (docs/enrichment.md, "Fourth pass"), for crawlers above all. As in the third,
+# each label rule below was fixed from the project's schema (file names, keys, label
+# values), printed without the strings, and committed before any string was read.
+
+
+def _git_versions(src: Path, path: str) -> list[str]:
+    """The text of `path` in every commit of the git directory `src` that changed it,
+    oldest first."""
+    log = subprocess.run(
+        ["git", "--git-dir", str(src), "log", "--format=%H", "--reverse", "--", path],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    return [
+        subprocess.run(
+            ["git", "--git-dir", str(src), "show", f"{commit}:{path}"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        for commit in log
+    ]
+
+
+def cloudflare_bots(src: Path) -> tuple[list[str], list[str]]:
+    """Cloudflare Radar's verified-bots directory as the cloudflare-bot-directory package
+    repackages it, each release unpacked under SRC (`SRC/*/package/src/index.json`, in
+    name order): every `userAgents` string of an entry whose `kind` is `BOT` is a bot,
+    whatever its `category`; entries of kind `AGENT` (signed agents acting for a person)
+    are left out; no browsers."""
+    bots: list[object] = []
+    for path in sorted(src.glob("*/package/src/index.json")):
+        for entry in json.loads(path.read_text(encoding="utf-8")):
+            if entry.get("kind") == "BOT":
+                bots += entry.get("userAgents") or []
+    return _unique(bots), []
+
+
+def opawg_v2(src: Path) -> tuple[list[str], list[str]]:
+    """opawg/user-agents-v2's src/*.json (podcast clients): the `examples` of every entry
+    of bots.json, and of each entry of libraries.json whose `category` is `bot`, are bots;
+    the `examples` of browsers.json are browsers. apps.json (podcast apps), the other
+    libraries and devices.json are left out."""
+
+    def entries(name: str) -> list[dict[str, Any]]:
+        data = json.loads((src / "src" / f"{name}.json").read_text(encoding="utf-8"))
+        return list(data.get("entries") or [])
+
+    bots = [ua for e in entries("bots") for ua in e.get("examples") or []]
+    bots += [
+        ua
+        for e in entries("libraries")
+        if e.get("category") == "bot"
+        for ua in e.get("examples") or []
+    ]
+    browsers = [ua for e in entries("browsers") for ua in e.get("examples") or []]
+    return _unique(bots), _unique(browsers)
+
+
+def opawg(src: Path) -> tuple[list[str], list[str]]:
+    """opawg/user-agents' src/user-agents.json (the first version of the list above): the
+    `examples` of each entry with `bot` true are bots; the others (podcast apps and
+    services) are left out, as the schema has no label for a browser."""
+    data = json.loads((src / "src" / "user-agents.json").read_text(encoding="utf-8"))
+    bots = [ua for e in data if e.get("bot") is True for ua in e.get("examples") or []]
+    return _unique(bots), []
+
+
+def browser_gem(src: Path) -> tuple[list[str], list[str]]:
+    """fnando/browser (the Ruby gem)'s test strings, as its lib/browser/testing.rb names
+    them: the values of test/ua_bots.yml (`bot_user_agents`, each asserted a bot) and of
+    test/ua_search_engines.yml (`search_engine_user_agents`) are bots; the values of
+    test/ua.yml (`browser_user_agents`) browsers."""
+    test = src / "test"
+    bots = list((_yaml(test / "ua_bots.yml") or {}).values())
+    bots += list((_yaml(test / "ua_search_engines.yml") or {}).values())
+    browsers = list((_yaml(test / "ua.yml") or {}).values())
+    return _unique(bots), _unique(browsers)
+
+
+def top_crawler_agents(src: Path) -> tuple[list[str], list[str]]:
+    """Kikobeats/top-crawler-agents (SRC is a git directory of it): every string of
+    `index.json` in every commit that changed it, a bot. Each is a crawler-user-agents
+    instance or a well-known-bots accepted instance that sites answered with rich
+    metadata (scripts/generate.mjs), so its strings come from two corpora already counted;
+    only those since removed from them are new. No browsers."""
+    bots: list[object] = []
+    for text in _git_versions(src, "index.json"):
+        bots += json.loads(text)
+    return _unique(bots), []
+
+
+def winfuture(src: Path) -> tuple[list[str], list[str]]:
+    """WinFuture23/real-world-user-agents (SRC is a git directory of it): every `ua` of
+    `user_agents` in `user-agents.json`, in every commit that changed it, a browser: each
+    48 hours' User-Agents of winfuture.de's human traffic, after five gates (a verified
+    AJAX heartbeat, clean sessions, 5 or more residential IPs, IP reputation, and a
+    commercial parser rejecting tools, libraries, robots and emulators). No bots."""
+    browsers: list[object] = []
+    for text in _git_versions(src, "user-agents.json"):
+        browsers += [e.get("ua") for e in json.loads(text).get("user_agents") or []]
+    return [], _unique(browsers)
+
+
 SOURCES = {
     "device-detector": device_detector,
     "woothee": woothee,
@@ -366,6 +477,12 @@ SOURCES = {
     "agent": agent,
     "well-known-bots": well_known_bots,
     "uap-core": uap_core_devices,
+    "cloudflare-bots": cloudflare_bots,
+    "opawg-v2": opawg_v2,
+    "opawg": opawg,
+    "browser-gem": browser_gem,
+    "top-crawler-agents": top_crawler_agents,
+    "winfuture": winfuture,
 }
 
 

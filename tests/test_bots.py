@@ -315,6 +315,42 @@ def test_the_lists_and_their_licences_ship_together() -> None:
         pytest.param("Mozilla/5.0 (compatible; SiteRadar)", "crawler", id="radar"),
         pytest.param("URL-Checker 1.0", "crawler", id="url-tool"),
         pytest.param("FeedReader 3.14", "crawler", id="feed-reader"),
+        # Fourth pass: PowerShell's web cmdlets, monitors that append their name to a
+        # browser's string, and a "compatible;" comment after the browser's tokens or
+        # inside the engine's comment.
+        pytest.param(
+            "Mozilla/5.0 (Windows NT; Windows NT 10.0; en-US) WindowsPowerShell/5.1.19041.1",
+            "http_library",
+            id="windows-powershell",
+        ),
+        pytest.param(
+            "Mozilla/5.0 (Windows NT 10.0; Microsoft Windows 10.0.19045; en-US) PowerShell/7.4.0",
+            "http_library",
+            id="powershell-7",
+        ),
+        pytest.param(
+            "Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.0; .NET CLR 1.1.4322; AlertSite)",
+            "crawler",
+            id="alertsite",
+        ),
+        pytest.param(
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/127.0.0.0 Safari/537.36 Webstatus247/1.0",
+            "crawler",
+            id="webstatus247",
+        ),
+        pytest.param(
+            "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; ExampleFetch/1.0; "
+            "+https://example.com/bot) Chrome/126.0.0.0 Safari/537.36",
+            "crawler",
+            id="compatible-inside-engine-comment",
+        ),
+        pytest.param(
+            "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/120.0.0.0 Mobile Safari/537.36 (compatible; ExampleFetch/2.0)",
+            "crawler",
+            id="compatible-after-safari",
+        ),
     ],
 )
 def test_bot_user_agents(ua: str, reason: str) -> None:
@@ -592,6 +628,15 @@ def test_bot_user_agents(ua: str, reason: str) -> None:
             "Mozilla/5.0 (QtEmbedded; Linux) AppleWebKit/534.34 (KHTML, like Gecko) Kobo "
             "eReader Safari/534.34",
             id="kobo-ereader",
+        ),
+        # Fourth pass: "compatible;" in a browser's own comment is no crawler's idiom.
+        pytest.param(
+            "Mozilla/5.0 (compatible; Konqueror/4.5; Linux) KHTML/4.5.4 (like Gecko)",
+            id="konqueror-compatible",
+        ),
+        pytest.param(
+            "Mozilla/5.0 (compatible; MSIE 10.0; Windows NT 6.1; Trident/6.0)",
+            id="ie-10-compatible",
         ),
     ],
 )

@@ -75,8 +75,10 @@ def test_folder_corpora_are_found_and_kept_apart(tmp_path: Path) -> None:
     (tmp_path / "whichbrowser-bots.txt").write_text(f"NewBot/1.0 (test)\n{known}\n")
     (tmp_path / "whichbrowser-browsers.txt").write_text("Brand-new browser/1.0 (test)\n")
     keys = [c.key for c in corpora(tmp_path)]
-    # the third pass's shipped corpora come from bench/data/ when the folder lacks them
+    # the third and fourth passes' shipped corpora come from bench/data/ when the folder
+    # lacks them
     shipped = ["top_user_agents", "bowser", "php_user_agent", "agent", "well_known_bots"]
+    shipped += ["opawg_v2", "browser_gem", "winfuture"]
     assert keys == ["shared", "packages", "woothee", "whichbrowser", *shipped]
     which = next(c for c in corpora(tmp_path) if c.key == "whichbrowser")
     assert which.crawlers == ["NewBot/1.0 (test)"]
@@ -210,3 +212,88 @@ def test_intoli_older_reads_every_release(tmp_path: Path) -> None:
         (dist / "user-agents.json").write_text(json.dumps([{"userAgent": u} for u in uas]))
     # in name order: "2.1.1" before "2.1.100"
     assert ua_corpora.intoli_older(tmp_path) == ([], ["A/1", "B/2", "C/3"])
+
+
+def test_cloudflare_bots_takes_kind_bot_from_every_release(tmp_path: Path) -> None:
+    releases = {
+        "1.0.5": [{"kind": "BOT", "userAgents": ["ABot/1.0", "ABot/2.0"]}],
+        "1.0.48": [
+            {"kind": "BOT", "userAgents": ["ABot/2.0", "CBot/1.0"]},
+            {"kind": "AGENT", "userAgents": ["Mozilla/5.0 (agent)"]},
+            {"kind": "BOT", "userAgents": []},
+        ],
+    }
+    for version, data in releases.items():
+        src = tmp_path / version / "package" / "src"
+        src.mkdir(parents=True)
+        (src / "index.json").write_text(json.dumps(data))
+    # in name order: "1.0.48" before "1.0.5"
+    assert ua_corpora.cloudflare_bots(tmp_path) == (["ABot/2.0", "CBot/1.0", "ABot/1.0"], [])
+
+
+def test_opawg_v2_by_file_and_library_category(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    files = {
+        "bots": [{"name": "b", "pattern": "x", "examples": ["FeedBot/1.0"]}, {"name": "c"}],
+        "libraries": [
+            {"name": "l", "category": "bot", "examples": ["lib-fetch/2"]},
+            {"name": "m", "examples": ["AppleCoreMedia/1.0"]},
+        ],
+        "browsers": [{"name": "f", "examples": ["Mozilla/5.0 Firefox/1.0"]}],
+        "apps": [{"name": "a", "examples": ["Podcasts/1.0"]}],
+    }
+    for name, entries in files.items():
+        (tmp_path / "src" / f"{name}.json").write_text(json.dumps({"entries": entries}))
+    assert ua_corpora.opawg_v2(tmp_path) == (
+        ["FeedBot/1.0", "lib-fetch/2"],
+        ["Mozilla/5.0 Firefox/1.0"],
+    )
+
+
+def test_opawg_takes_the_bot_entries(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    data = [
+        {"id": 1, "user_agents": ["^A"], "bot": True, "examples": ["ABot/1.0"]},
+        {"id": 2, "user_agents": ["^B"], "app": "B", "examples": ["BApp/1.0"]},
+        {"id": 3, "user_agents": ["^C"], "bot": True},
+    ]
+    (tmp_path / "src" / "user-agents.json").write_text(json.dumps(data))
+    assert ua_corpora.opawg(tmp_path) == (["ABot/1.0"], [])
+
+
+def test_browser_gem_reads_its_three_files(tmp_path: Path) -> None:
+    (tmp_path / "test").mkdir()
+    (tmp_path / "test" / "ua_bots.yml").write_text('GOOGLE_BOT: "Googlebot/2.1"\n')
+    (tmp_path / "test" / "ua_search_engines.yml").write_text('BING: "bingbot/2.0"\n')
+    (tmp_path / "test" / "ua.yml").write_text('CHROME: "Chrome/1.0"\nDUP: "Chrome/1.0"\n')
+    assert ua_corpora.browser_gem(tmp_path) == (["Googlebot/2.1", "bingbot/2.0"], ["Chrome/1.0"])
+
+
+def _git_repo(path: Path, name: str, versions: list[str]) -> Path:
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True)
+
+    path.mkdir()
+    git("init", "-q")
+    for i, text in enumerate(versions):
+        (path / name).write_text(text)
+        git("add", name)
+        git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", f"v{i}")
+    return path / ".git"
+
+
+def test_top_crawler_agents_reads_every_version(tmp_path: Path) -> None:
+    versions = [json.dumps(["ABot/1.0", "BBot/1.0"]), json.dumps(["BBot/1.0", "CBot/1.0"])]
+    gitdir = _git_repo(tmp_path / "repo", "index.json", versions)
+    assert ua_corpora.top_crawler_agents(gitdir) == (["ABot/1.0", "BBot/1.0", "CBot/1.0"], [])
+
+
+def test_winfuture_reads_every_version(tmp_path: Path) -> None:
+    versions = [
+        json.dumps({"user_agents": [{"ua": "A/1", "device_type": "mobile"}]}),
+        json.dumps({"user_agents": [{"ua": "B/2"}, {"ua": "A/1"}]}),
+    ]
+    gitdir = _git_repo(tmp_path / "repo", "user-agents.json", versions)
+    assert ua_corpora.winfuture(gitdir) == ([], ["A/1", "B/2"])
