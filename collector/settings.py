@@ -12,12 +12,12 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 DEFAULT_DB = "telltale.db"
-# Events accepted but not yet indexed (store/core.py): past this many, each group commit
-# also indexes as many as it adds, which bounds what a read may have to index first.
-# Events accepted but not indexed yet, at most. A read indexes what is pending before it
-# answers, so this bounds how long a read can wait after a burst: ~1 s at the ~50,000
-# events/s either backend indexes on this 2-core machine (docs/benchmarks.md).
-DEFAULT_MAX_BACKLOG = 50_000
+# Events accepted but not indexed yet, at most: past this many, each group commit also
+# indexes as many as it adds. A read indexes what is pending before it answers, so this
+# bounds how long a read can wait during or right after a burst: ~0.6-0.7 s at the
+# 30,000-40,000 events/s either backend indexes on a 2-core machine (docs/benchmarks.md).
+# A larger bound buys no sustained rate, only a longer burst before indexing is paid.
+DEFAULT_MAX_BACKLOG = 25_000
 
 
 def _meta(help: str, env: str, cli: str | None = None, multiple: bool = False) -> dict[str, Any]:

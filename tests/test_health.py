@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
-from collector.settings import Settings
+from collector.settings import DEFAULT_MAX_BACKLOG, Settings
 from collector.store import Store
 from collector.web.app import create_app
 from tests.pgcluster import PostgresCluster, find_bindir
@@ -32,7 +32,7 @@ def test_ready_when_the_database_answers_and_the_backlog_is_bounded(
     body = r.json()
     assert body["ready"] is True
     assert body["backlog"] == 0
-    assert body["max_backlog"] == 50_000
+    assert body["max_backlog"] == DEFAULT_MAX_BACKLOG
 
 
 def test_not_ready_when_the_database_cannot_be_reached(

@@ -251,15 +251,23 @@ def accept_plain(conn: psycopg.Connection[Any], events: Sequence[Event]) -> bool
 
 
 def bound_backlog(conn: psycopg.Connection[Any], gauge: BacklogGauge) -> None:
-    """A bounded backlog, in the caller's transaction, once the gauge says to count
-    (`should_count`): past the bound, each commit also indexes what it adds, so reads
-    never have more than max_backlog events to catch up on. Only if no other collector
-    is indexing right now: that one is taking the backlog down already."""
+    """A bounded backlog, once the gauge says to count (`should_count`), in a transaction
+    of its own after the group committed (the caller's events are stored whatever
+    happens here): past the bound, the commit also indexes what it adds before its
+    events are answered, so reads never have more than max_backlog events to catch up
+    on. It waits for the indexing lock: an indexer that holds it while the backlog grows
+    is not keeping up, and a commit that gave up on the lock would let the backlog grow
+    without end (the indexer works chunk after chunk under pressure)."""
     pending = backlog(conn)
     gauge.counted(pending)
+    if pending <= gauge.max_backlog:
+        return
+    lock_indexing(conn, wait=True)
+    pending = backlog(conn)  # what the indexer took down while this one waited
     over = pending - gauge.max_backlog
-    if over > 0 and lock_indexing(conn, wait=False):
-        gauge.counted(pending - index_pending(conn, over))
+    if over > 0:
+        pending -= index_pending(conn, over)
+    gauge.counted(pending)
 
 
 class Primitives(VisitTables):
@@ -268,6 +276,7 @@ class Primitives(VisitTables):
     def __init__(self, conn: psycopg.Connection[Any], gauge: BacklogGauge | None = None) -> None:
         self.conn = conn
         self.gauge = gauge
+        self.count_backlog = False  # `append` asks the caller for bound_backlog after commit
 
     # Idempotency --------------------------------------------------------------------
 
@@ -378,7 +387,7 @@ class Primitives(VisitTables):
             "INSERT INTO inbox (n, data) VALUES (%s, %b)", (len(events), codec.encode(events))
         )
         if self.gauge is not None and self.gauge.should_count(len(events)):
-            bound_backlog(self.conn, self.gauge)
+            self.count_backlog = True
 
     # Indexing -------------------------------------------------------------------------
 

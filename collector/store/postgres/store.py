@@ -397,7 +397,12 @@ class PostgresStore:
 
     def write(self, events: Sequence[Event]) -> list[Outcome]:
         with self._db.transaction() as conn:
-            return core.accept(Primitives(conn, self._gauge), events)
+            primitives = Primitives(conn, self._gauge)
+            outcomes = core.accept(primitives, events)
+        if primitives.count_backlog:
+            with self._db.transaction() as conn:
+                bound_backlog(conn, self._gauge)
+        return outcomes
 
     def try_write(self, take: Callable[[], Sequence[Event]]) -> list[Outcome] | None:
         """Always writes (collectors do not take turns here). If the server cannot be
@@ -422,7 +427,12 @@ class PostgresStore:
                     return core.all_accepted(events)
                 with conn.transaction():
                     conn.execute(HOLDING_LOCKS)
-                    return core.accept(Primitives(conn, self._gauge), events)
+                    primitives = Primitives(conn, self._gauge)
+                    outcomes = core.accept(primitives, events)
+                if primitives.count_backlog:
+                    with conn.transaction():
+                        bound_backlog(conn, self._gauge)
+                return outcomes
         except Unavailable:
             if not taken:
                 take()
