@@ -14,10 +14,11 @@ from typing import Any
 DEFAULT_DB = "telltale.db"
 # Events accepted but not indexed yet, at most: past this many, each group commit also
 # indexes as many as it adds. A read indexes what is pending before it answers, so this
-# bounds how long a read can wait during or right after a burst: ~0.6-0.7 s at the
-# 30,000-40,000 events/s either backend indexes on a 2-core machine (docs/benchmarks.md).
-# A larger bound buys no sustained rate, only a longer burst before indexing is paid.
-DEFAULT_MAX_BACKLOG = 25_000
+# bounds how long a read can wait during or right after a burst: ~0.4-0.5 s on a 2-core
+# machine, where indexing 50-event batches for 100,000 users runs at ~25,000 events/s on
+# SQLite and ~15,000-20,000 on PostgreSQL (docs/benchmarks.md). A larger bound buys no
+# sustained rate, only a longer burst acknowledged before its indexing is paid.
+DEFAULT_MAX_BACKLOG = 12_500
 
 
 def _meta(help: str, env: str, cli: str | None = None, multiple: bool = False) -> dict[str, Any]:

@@ -386,45 +386,54 @@ def test_the_backlog_stays_within_its_bound(pg_url: str, store: PostgresStore) -
         bounded.close()
 
 
+@pytest.mark.parametrize(
+    ("bound", "group", "waits"),
+    [
+        (50, 60, True),  # a group of batches waits for a busy indexer
+        (15, 40, True),  # a small one too, once the backlog is past twice the bound
+        (50, 40, False),  # a small one within twice the bound does not
+    ],
+)
 def test_past_its_bound_a_commit_waits_for_a_busy_indexer_then_indexes(
-    pg_url: str, store: PostgresStore
+    pg_url: str, store: PostgresStore, bound: int, group: int, waits: bool
 ) -> None:
     # An indexer under pressure holds the indexing lock chunk after chunk: a commit that
     # gave up on the lock let the backlog grow without end (564,100 behind after a
     # saturating minute, with a bound of 25,000).
-    bounded = PostgresStore(pg_url, max_backlog=50)
+    bounded = PostgresStore(pg_url, max_backlog=bound)
     try:
         bounded.write([ev(APP, "a", T0 + i, user=f"u{i}") for i in range(40)])
         done = threading.Event()
 
         def over_the_bound() -> None:
-            bounded.write([ev(APP, "a", T0 + 40 + i, user=f"u{i}") for i in range(40)])
+            bounded.write([ev(APP, "a", T0 + 40 + i, user=f"u{i}") for i in range(group)])
             done.set()
 
         with psycopg.connect(pg_url) as indexer:
             indexer.execute("SELECT pg_advisory_xact_lock(%s)", (INDEX_LOCK,))
             writer = threading.Thread(target=over_the_bound)
             writer.start()
-            wait_for(
-                lambda: (
-                    scalar(
-                        pg_url,
-                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
-                    )
-                    == 1
-                )
-            )
-            # Its events are stored while it waits; it is not answered yet.
-            assert scalar(pg_url, "SELECT sum(n) FROM inbox") == 80
-            assert not done.is_set()
+            if waits:
+                wait_for(lambda: scalar(pg_url, _WAITING_FOR_ADVISORY) == 1)
+                # Its events are stored while it waits; it is not answered yet.
+                assert scalar(pg_url, "SELECT sum(n) FROM inbox") >= group
+                assert not done.is_set()
+            else:
+                writer.join(timeout=30)
+                assert done.is_set()  # answered while the indexer holds the lock
+                assert bounded.backlog() == 40 + group
             indexer.rollback()
             writer.join(timeout=30)
         assert done.is_set()
-        assert bounded.backlog() <= 50
+        if waits:
+            assert bounded.backlog() <= bound
         bounded.index_all()
-        assert scalar(pg_url, "SELECT count(*) FROM events") == 80
+        assert scalar(pg_url, "SELECT count(*) FROM events") == 40 + group
     finally:
         bounded.close()
+
+
+_WAITING_FOR_ADVISORY = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
 
 
 def test_collectors_writing_at_once_store_each_message_id_once(

@@ -250,21 +250,35 @@ def accept_plain(conn: psycopg.Connection[Any], events: Sequence[Event]) -> bool
     return True
 
 
-def bound_backlog(conn: psycopg.Connection[Any], gauge: BacklogGauge) -> None:
+# A group of more events than this waits for the indexing lock past the bound: one of
+# batches (a server's, a flood's); a smaller one, the trickle of browser events most
+# apps send, waits only past twice the bound.
+WAIT_GROUP = 50
+
+
+def bound_backlog(conn: psycopg.Connection[Any], gauge: BacklogGauge, group: int) -> None:
     """A bounded backlog, once the gauge says to count (`should_count`), in a transaction
-    of its own after the group committed (the caller's events are stored whatever
+    of its own after the group of `group` events committed (they are stored whatever
     happens here): past the bound, the commit also indexes what it adds before its
-    events are answered, so reads never have more than max_backlog events to catch up
-    on. It waits for the indexing lock: an indexer that holds it while the backlog grows
-    is not keeping up, and a commit that gave up on the lock would let the backlog grow
-    without end (the indexer works chunk after chunk under pressure)."""
+    events are answered, so reads have little to catch up on.
+
+    An indexer under pressure holds the indexing lock chunk after chunk, so a commit
+    that only tried the lock let the backlog grow without end under sustained load. A
+    big group waits for the lock, and pays the indexing its size calls for: a flood of
+    big batches is slowed, not the other apps' trickle of small groups, which wait only
+    when the backlog is past twice the bound (then everything waits: the indexer is not
+    keeping up at all, and readiness says so too)."""
     pending = backlog(conn)
     gauge.counted(pending)
-    if pending <= gauge.max_backlog:
-        return
-    lock_indexing(conn, wait=True)
-    pending = backlog(conn)  # what the indexer took down while this one waited
     over = pending - gauge.max_backlog
+    if over <= 0:
+        return
+    wait = group > WAIT_GROUP or over > gauge.max_backlog
+    if not lock_indexing(conn, wait=wait):
+        return  # a small group: the indexer has the lock and is taking the backlog down
+    if wait:
+        pending = backlog(conn)  # what the indexer took down while this one waited
+        over = pending - gauge.max_backlog
     if over > 0:
         pending -= index_pending(conn, over)
     gauge.counted(pending)
@@ -276,7 +290,7 @@ class Primitives(VisitTables):
     def __init__(self, conn: psycopg.Connection[Any], gauge: BacklogGauge | None = None) -> None:
         self.conn = conn
         self.gauge = gauge
-        self.count_backlog = False  # `append` asks the caller for bound_backlog after commit
+        self.count_backlog = 0  # `append`: the group's size, for bound_backlog after commit
 
     # Idempotency --------------------------------------------------------------------
 
@@ -387,7 +401,7 @@ class Primitives(VisitTables):
             "INSERT INTO inbox (n, data) VALUES (%s, %b)", (len(events), codec.encode(events))
         )
         if self.gauge is not None and self.gauge.should_count(len(events)):
-            self.count_backlog = True
+            self.count_backlog = len(events)
 
     # Indexing -------------------------------------------------------------------------
 

@@ -401,7 +401,7 @@ class PostgresStore:
             outcomes = core.accept(primitives, events)
         if primitives.count_backlog:
             with self._db.transaction() as conn:
-                bound_backlog(conn, self._gauge)
+                bound_backlog(conn, self._gauge, primitives.count_backlog)
         return outcomes
 
     def try_write(self, take: Callable[[], Sequence[Event]]) -> list[Outcome] | None:
@@ -423,7 +423,7 @@ class PostgresStore:
                 if core.is_plain(events) and accept_plain(conn, events):
                     if self._gauge.should_count(len(events)):
                         with conn.transaction():
-                            bound_backlog(conn, self._gauge)
+                            bound_backlog(conn, self._gauge, len(events))
                     return core.all_accepted(events)
                 with conn.transaction():
                     conn.execute(HOLDING_LOCKS)
@@ -431,7 +431,7 @@ class PostgresStore:
                     outcomes = core.accept(primitives, events)
                 if primitives.count_backlog:
                     with conn.transaction():
-                        bound_backlog(conn, self._gauge)
+                        bound_backlog(conn, self._gauge, primitives.count_backlog)
                 return outcomes
         except Unavailable:
             if not taken:
