@@ -92,6 +92,10 @@ def test_collectors_starting_together_migrate_once(pg_url: str) -> None:
         ]
         secrets = {s.secret() for s in stores}
         assert len(secrets) == 1 and len(secrets.pop()) == 64
+        # Room in each page for the versions indexing writes in place (HOT updates).
+        for table in ("visits", "person_event_stats"):
+            options = scalar(pg_url, "SELECT reloptions FROM pg_class WHERE relname = %s", (table,))
+            assert options == ["fillfactor=70"]
         # This month's and next month's partitions exist before any event needs them.
         month = partitions.current_month()
         for wanted in (month, partitions.next_month(month)):
