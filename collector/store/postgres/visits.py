@@ -156,14 +156,18 @@ class VisitTables:
         if not rows:
             return
         self.bump_days([(row[4], row[5]) for row in rows])
-        # No indexed column changes: PostgreSQL can update each row in its page (HOT).
+        # Written as an upsert whose insert never happens (each row exists, and nothing
+        # deletes visits without the indexing lock this transaction holds): it finds
+        # each row through the primary key whatever the table's size, where an UPDATE
+        # joined to the rows was planned as a scan of the whole table. No indexed
+        # column changes, so with the table's fillfactor the update is HOT.
         self.conn.execute(
-            "UPDATE visits v SET end_ts = u.end_ts, page_views = u.page_views, "
-            "events = u.events, exit_page = u.exit_page FROM unnest(%b::bigint[], "
-            "%b::integer[], %b::integer[], %b::text[], %b::text[], %b::bigint[], %b::text[], "
-            "%b::smallint[]) AS u(end_ts, page_views, events, exit_page, app_id, start_ts, "
-            "person, is_bot) WHERE v.app_id = u.app_id AND v.person = u.person "
-            "AND v.is_bot = u.is_bot AND v.start_ts = u.start_ts",
+            "INSERT INTO visits (end_ts, page_views, events, exit_page, app_id, start_ts, "
+            "person, is_bot) SELECT * FROM unnest(%b::bigint[], %b::integer[], "
+            "%b::integer[], %b::text[], %b::text[], %b::bigint[], %b::text[], "
+            "%b::smallint[]) ON CONFLICT (app_id, person, is_bot, start_ts) DO UPDATE SET "
+            "end_ts = excluded.end_ts, page_views = excluded.page_views, "
+            "events = excluded.events, exit_page = excluded.exit_page",
             [list(column) for column in zip(*rows, strict=True)],
         )
 
