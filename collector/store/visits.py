@@ -312,8 +312,8 @@ def index(tx: VisitPrimitives, rows: Sequence[core.EventRow]) -> None:
         made = sessionize(key, hits, seed)
         for visit in made:
             # The usual case, a stored visit going on with the same landing: only its
-            # end, counts and exit page change, so only they are written (a third less
-            # than the whole row, on the hottest write of indexing).
+            # end, counts and exit page change, so only they are written (the hottest
+            # write of indexing).
             if visit is seed and not visit.landing_changed:
                 extended.append(visit.extension())
             else:

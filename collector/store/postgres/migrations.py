@@ -248,9 +248,8 @@ def _fillfactor(conn: psycopg.Connection[Any]) -> None:
     # version beside the old (a HOT update) and touches no index: indexing 25,000 server
     # events for 100,000 users, the visits write went from 18.9 to 15.1-16.5 µs an event
     # and the summaries' from 15.2 to 10.2-10.8 (docs/benchmarks.md). Pages written from
-    # now on keep the room; a
-    # table rewrite (VACUUM FULL) would give it to the old ones, under an exclusive lock,
-    # and is left to the operator.
+    # now on keep the room; a table rewrite (VACUUM FULL) would give it to the old ones,
+    # under an exclusive lock, and is left to the operator.
     for table in ("visits", "person_event_stats"):
         conn.execute(f"ALTER TABLE {table} SET (fillfactor = 70)")
 

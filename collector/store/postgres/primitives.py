@@ -287,10 +287,8 @@ def bound_backlog(conn: psycopg.Connection[Any], gauge: BacklogGauge, group: int
 class Primitives(VisitTables):
     """core.Primitives on one connection, inside the transaction it has open."""
 
-    def __init__(self, conn: psycopg.Connection[Any], gauge: BacklogGauge | None = None) -> None:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
-        self.gauge = gauge
-        self.count_backlog = 0  # `append`: the group's size, for bound_backlog after commit
 
     # Idempotency --------------------------------------------------------------------
 
@@ -400,8 +398,6 @@ class Primitives(VisitTables):
         self.conn.execute(
             "INSERT INTO inbox (n, data) VALUES (%s, %b)", (len(events), codec.encode(events))
         )
-        if self.gauge is not None and self.gauge.should_count(len(events)):
-            self.count_backlog = len(events)
 
     # Indexing -------------------------------------------------------------------------
 

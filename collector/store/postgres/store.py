@@ -396,13 +396,18 @@ class PostgresStore:
         return {"backlog": pending, "max_backlog": self.max_backlog}
 
     def write(self, events: Sequence[Event]) -> list[Outcome]:
-        with self._db.transaction() as conn:
-            primitives = Primitives(conn, self._gauge)
-            outcomes = core.accept(primitives, events)
-        if primitives.count_backlog:
-            with self._db.transaction() as conn:
-                bound_backlog(conn, self._gauge, primitives.count_backlog)
+        with self._db.connection() as conn:
+            with conn.transaction():
+                outcomes = core.accept(Primitives(conn), events)
+            self._bound_backlog(conn, len(events))
         return outcomes
+
+    def _bound_backlog(self, conn: psycopg.Connection[Any], group: int) -> None:
+        """After a group of `group` events committed: `bound_backlog`, in a transaction
+        of its own, when the gauge says to count."""
+        if self._gauge.should_count(group):
+            with conn.transaction():
+                bound_backlog(conn, self._gauge, group)
 
     def try_write(self, take: Callable[[], Sequence[Event]]) -> list[Outcome] | None:
         """Always writes (collectors do not take turns here). If the server cannot be
@@ -421,17 +426,12 @@ class PostgresStore:
                 # The usual group in one round trip; a group with something to judge,
                 # or one whose message ids turn out to be taken, in a transaction.
                 if core.is_plain(events) and accept_plain(conn, events):
-                    if self._gauge.should_count(len(events)):
-                        with conn.transaction():
-                            bound_backlog(conn, self._gauge, len(events))
-                    return core.all_accepted(events)
-                with conn.transaction():
-                    conn.execute(HOLDING_LOCKS)
-                    primitives = Primitives(conn, self._gauge)
-                    outcomes = core.accept(primitives, events)
-                if primitives.count_backlog:
+                    outcomes = core.all_accepted(events)
+                else:
                     with conn.transaction():
-                        bound_backlog(conn, self._gauge, primitives.count_backlog)
+                        conn.execute(HOLDING_LOCKS)
+                        outcomes = core.accept(Primitives(conn), events)
+                self._bound_backlog(conn, len(events))
                 return outcomes
         except Unavailable:
             if not taken:
