@@ -177,6 +177,21 @@ def test_anonymous_visitors_and_unknown_users(setup: Any) -> None:
     assert client.get("/v1/users/anon:nobody", headers=headers).status_code == 404
 
 
+def test_a_user_seen_only_through_events_lists_their_linked_anonymous_ids(setup: Any) -> None:
+    client, _, _, headers = setup
+    post_events(
+        client,
+        headers,
+        [
+            {"event": "page_viewed", "user": "bo", "anonymous_id": "v7", "timestamp": T0},
+            {"event": "page_viewed", "user": "cy", "timestamp": T0},
+        ],
+    )
+    # Neither ever sent traits or an identify call: no row of theirs in `users`.
+    assert client.get("/v1/users/bo", headers=headers).json()["anonymous_ids"] == ["v7"]
+    assert client.get("/v1/users/cy", headers=headers).json()["anonymous_ids"] == []
+
+
 def test_user_ids_with_slashes_and_spaces(setup: Any) -> None:
     client, _, _, headers = setup
     post_events(client, headers, [{"event": "a", "user": "org/42 ada", "timestamp": T0}])

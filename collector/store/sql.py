@@ -603,7 +603,9 @@ class Reader(ABC):
                 )
             }
             (profile,) = self.describe_persons(app_id, [user_id], include_bots)
-            if known:
+            if profile["id"] is not None:
+                # Links come from any event that carried both ids, with or without an
+                # identify call: a user seen only through events has them too.
                 profile["anonymous_ids"] = [
                     row[0]
                     for row in self.execute(
