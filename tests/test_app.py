@@ -452,6 +452,32 @@ def test_throttle_email_opened(client: TestClient, store: Store, app: App, key: 
     assert store.discard_counts(app.app_id) == {"throttled": 1}
 
 
+def test_a_late_email_open_is_throttled_by_a_kept_one_after_it(
+    client: TestClient, store: Store, app: App, key: str
+) -> None:
+    def opened(ts: str) -> dict:
+        return client.post(
+            "/v1/event",
+            json={"event": "email_opened", "user": "fay", "timestamp": ts},
+            headers=auth(key),
+        ).json()
+
+    assert "discarded" not in opened("2026-11-22T10:00:00Z")
+    assert opened("2026-11-22T10:05:00Z")["reason"] == "throttled"
+    # Sent before the first, arriving after it: 10 minutes apart, so throttled too.
+    assert opened("2026-11-22T09:50:00Z")["reason"] == "throttled"
+    # Far enough back to stand alone; kept, and the window still runs from 10:00.
+    assert "discarded" not in opened("2026-11-22T09:30:00Z")
+    assert opened("2026-11-22T10:19:00Z")["reason"] == "throttled"
+    assert "discarded" not in opened("2026-11-22T10:20:00Z")
+    stored = sorted(e["timestamp"] for e in events(store, app))
+    assert stored == [
+        "2026-11-22T09:30:00.000Z",
+        "2026-11-22T10:00:00.000Z",
+        "2026-11-22T10:20:00.000Z",
+    ]
+
+
 def test_dedupe_rule_added_later_applies(
     client: TestClient, store: Store, app: App, key: str
 ) -> None:

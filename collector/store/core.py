@@ -305,9 +305,13 @@ def _apply_rules(tx: Primitives, ev: Event, links: dict[tuple[str, str], str]) -
         elif rule.kind == "throttle" and rule.throttle_ms:
             person = person_of(ev, links)
             last = tx.rule_last_ts(rule.id, person)
-            if last is not None and 0 <= ev.ts - last < rule.throttle_ms:
+            # Both directions: an event that arrives late (a queue that was offline, a
+            # server that batches) is throttled by a kept one just after it too. The state
+            # is the latest event kept, so a late one never moves it back; one more than a
+            # window older than it is judged against it alone.
+            if last is not None and abs(ev.ts - last) < rule.throttle_ms:
                 return "throttled"
-            tx.set_rule_ts(rule.id, person, ev.ts)
+            tx.set_rule_ts(rule.id, person, ev.ts if last is None else max(last, ev.ts))
     return None
 
 
