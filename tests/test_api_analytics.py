@@ -174,11 +174,21 @@ def test_current_visitors(setup: Any) -> None:
         ({"by": "page", "limit": "0"}, "limit"),
         ({"by": "page", "country": ""}, "country"),
         ({"by": "page", "since": 0, "until": 10**13, "interval": "hour"}, "interval"),
+        # A filter named after no dimension would answer for every visit.
+        ({"by": "page", "source": "google.com"}, "source"),
+        ({"by": "page", "contry": "US"}, "contry"),
     ],
 )
 def test_bad_parameters_name_their_field(setup: Any, params: dict[str, Any], field: str) -> None:
     client, _, _, headers = setup
     assert_error(client.get("/v1/analytics/breakdown", params=params, headers=headers), 400, field)
+
+
+def test_the_overview_refuses_a_parameter_it_does_not_read(setup: Any) -> None:
+    client, _, _, headers = setup
+    r = client.get("/v1/analytics/overview", params={"by": "page"}, headers=headers)
+    assert_error(r, 400, "by")
+    assert "country" in r.json()["errors"][0]["message"]  # what it does take
 
 
 def test_server_key_and_own_app_only(setup: Any) -> None:

@@ -192,6 +192,23 @@ def test_a_user_seen_only_through_events_lists_their_linked_anonymous_ids(setup:
     assert client.get("/v1/users/cy", headers=headers).json()["anonymous_ids"] == []
 
 
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/v1/events", {"users": "u_1"}),
+        ("/v1/stats", {"user": "u_1"}),
+        ("/v1/users/u_1", {"since": T0}),
+        ("/v1/stream", {"events": "a"}),
+    ],
+)
+def test_a_parameter_the_request_does_not_read_is_refused(
+    setup: Any, path: str, params: dict[str, str]
+) -> None:
+    client, _, _, headers = setup
+    (name,) = params
+    assert_error(client.get(path, params=params, headers=headers), 400, name)
+
+
 def test_user_ids_with_slashes_and_spaces(setup: Any) -> None:
     client, _, _, headers = setup
     post_events(client, headers, [{"event": "a", "user": "org/42 ada", "timestamp": T0}])

@@ -17,6 +17,17 @@ MAX_BUCKETS = 2_000
 _BUCKET_MS = {"hour": 3_600_000, "day": DAY_MS}
 
 
+# Every query parameter parse_analytics_query reads: a filter per dimension, and these.
+ANALYTICS_PARAMS: tuple[str, ...] = (
+    "since",
+    "until",
+    "interval",
+    "include_bots",
+    "limit",
+    *DIMENSIONS,
+)
+
+
 def parse_analytics_query(
     params: Mapping[str, str], now: int, errors: list[FieldError]
 ) -> AnalyticsQuery:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,7 +30,7 @@ from collector.errors import (
 from collector.ingest import pipeline
 from collector.ingest.auth import key_from_authorization
 from collector.models import App
-from collector.query.analytics import parse_analytics_query, parse_dimension
+from collector.query.analytics import ANALYTICS_PARAMS, parse_analytics_query, parse_dimension
 from collector.query.funnels import parse_funnel_query, run_funnel
 from collector.query.segments import (
     MAX_INT,
@@ -78,14 +78,26 @@ def _collector(request: Request) -> Collector:
     return collector
 
 
-def _app(request: Request) -> App:
-    """The app of the server key; the query API has no browser (origin) access. A NUL in a
-    query or path parameter is refused here, for every handler: no database stores or
-    compares one as text (PostgreSQL refuses it outright)."""
+def _app(request: Request, accepts: Collection[str] = ()) -> App:
+    """The app of the server key; the query API has no browser (origin) access. A query
+    parameter the handler does not read (`accepts`) is refused here, for every handler:
+    a misspelt filter (`?contry=US`, `?users=u_1`) would otherwise answer for everything,
+    with nothing to say the figures are not what was asked. So is a NUL in a query or
+    path parameter: no database stores or compares one as text (PostgreSQL refuses it
+    outright)."""
     caller = pipeline.server_caller(_collector(request).cache, request.headers.get("authorization"))
     if caller is None:
         raise Unauthorized(
             errors=[field_error("authorization", "is required: Bearer KEY with a server key")]
+        )
+    unknown = sorted({name for name in request.query_params if name not in accepts})
+    if unknown:
+        expected = ", ".join(accepts) if accepts else "none"
+        raise InvalidRequest(
+            errors=[
+                field_error(n, f"is not a parameter of this request (it takes: {expected})")
+                for n in unknown
+            ]
         )
     params = [*request.query_params.multi_items(), *request.path_params.items()]
     nul = sorted({name for name, value in params if "\x00" in str(value)})
@@ -119,6 +131,19 @@ async def _json_body(request: Request) -> Any:
         raise InvalidRequest(
             "The body is not valid JSON", [field_error("body", "must be a JSON object")]
         ) from None
+
+
+_EVENTS_PARAMS = (
+    "event",
+    "user",
+    "anonymous_id",
+    "since",
+    "until",
+    "include_bots",
+    "order",
+    "limit",
+    "cursor",
+)
 
 
 def _event_names(names: list[str], errors: list[FieldError]) -> tuple[str, ...]:
@@ -161,7 +186,7 @@ async def funnels(request: Request) -> Response:
 
 
 async def user_profile(request: Request) -> Response:
-    app = _app(request)
+    app = _app(request, ("include_bots",))
     errors: list[FieldError] = []
     include_bots = _bool_param(request.query_params.get("include_bots"), "include_bots", errors)
     if errors:
@@ -175,7 +200,7 @@ async def user_profile(request: Request) -> Response:
 
 
 async def list_events(request: Request) -> Response:
-    app = _app(request)
+    app = _app(request, _EVENTS_PARAMS)
     params = request.query_params
     errors: list[FieldError] = []
     events = _event_names(params.getlist("event"), errors)
@@ -219,7 +244,7 @@ async def list_events(request: Request) -> Response:
 
 
 async def stats(request: Request) -> Response:
-    app = _app(request)
+    app = _app(request, ("event", "since", "until", "include_bots"))
     params = request.query_params
     errors: list[FieldError] = []
     query = StatsQuery(
@@ -236,7 +261,7 @@ async def stats(request: Request) -> Response:
 
 
 async def analytics_overview(request: Request) -> Response:
-    app = _app(request)
+    app = _app(request, ANALYTICS_PARAMS)
     errors: list[FieldError] = []
     query = parse_analytics_query(request.query_params, now_ms(), errors)
     if errors:
@@ -246,7 +271,7 @@ async def analytics_overview(request: Request) -> Response:
 
 
 async def analytics_breakdown(request: Request) -> Response:
-    app = _app(request)
+    app = _app(request, ("by", *ANALYTICS_PARAMS))
     errors: list[FieldError] = []
     by = parse_dimension(request.query_params.get("by"), errors)
     query = parse_analytics_query(request.query_params, now_ms(), errors)
@@ -313,7 +338,7 @@ async def stream(request: Request) -> Response:
     else starts now. `?event=` (repeatable) and `?include_bots=` filter as for
     `/v1/events`; a comment line every 15 s keeps proxies from closing the connection.
     Once its key is revoked, a last `revoked` event and the stream ends (CredentialGuard)."""
-    app = _app(request)
+    app = _app(request, ("event", "include_bots", "after"))
     params = request.query_params
     errors: list[FieldError] = []
     events = _event_names(params.getlist("event"), errors)
