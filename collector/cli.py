@@ -41,6 +41,22 @@ DEFAULT_RULES: list[dict[str, Any]] = [
 ]
 
 
+DB_HELP = "SQLite database file or postgresql:// URL (env: COLLECTOR_DB)."
+
+
+def _db_from_main(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A command's own --db first; else `collector --db X COMMAND`'s; else COLLECTOR_DB,
+    else the default. So the database can be named before the command, as it can after."""
+    source = ctx.get_parameter_source(param.name or "db")
+    named_first = ctx.find_root().params.get("db")
+    if named_first and source in (
+        click.core.ParameterSource.ENVIRONMENT,
+        click.core.ParameterSource.DEFAULT,
+    ):
+        return str(named_first)
+    return value
+
+
 def db_option(func: F) -> F:
     return click.option(
         "--db",
@@ -48,7 +64,8 @@ def db_option(func: F) -> F:
         envvar="COLLECTOR_DB",
         default=DEFAULT_DB,
         show_default=True,
-        help="SQLite database file or postgresql:// URL (env: COLLECTOR_DB).",
+        callback=_db_from_main,
+        help=DB_HELP,
     )(func)
 
 
@@ -118,11 +135,11 @@ def _require_app(store: Store, app_id: str) -> App:
     return app
 
 
-def _origins(values: tuple[str, ...]) -> list[str]:
+def _origins(values: tuple[str, ...], option: str = "--origin") -> list[str]:
     try:
         return [normalise_origin(v) for v in values]
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--origin") from None
+        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 def app_settings_options(func: F) -> F:
@@ -173,7 +190,8 @@ def _settings_from(**values: Any) -> dict[str, Any]:
 
 @click.group()
 @click.version_option(__version__, prog_name="collector")
-def main() -> None:
+@click.option("--db", "db", default=None, metavar="DB", help=DB_HELP + " For every command.")
+def main(db: str | None) -> None:
     """Telltale collector: serve, manage apps and keys, export and delete data."""
 
 
@@ -219,6 +237,8 @@ def serve_options(func: F) -> F:
 @serve_options
 def serve(config: str | None, **options: Any) -> None:
     """Serve the collector (uvicorn)."""
+    if options.get("db") is None:  # `collector --db X serve`; env and config come later
+        options["db"] = click.get_current_context().find_root().params.get("db")
     if not options.get("trusted_proxies"):
         options.pop("trusted_proxies", None)
     try:
@@ -534,8 +554,8 @@ def apps_update(
     new_origins: list[str] | None = None
     if origins or add_origins or remove_origins:
         current = _origins(origins) if origins else list(app.origins)
-        current += [o for o in _origins(add_origins) if o not in current]
-        removed = set(_origins(remove_origins))
+        current += [o for o in _origins(add_origins, "--add-origin") if o not in current]
+        removed = set(_origins(remove_origins, "--remove-origin"))
         new_origins = [o for o in current if o not in removed]
     app = store.update_app(
         app_id, name=name, origins=new_origins, settings=_settings_from(**settings) or None
@@ -938,7 +958,7 @@ def backup(path: str, db: str) -> None:
     try:
         size = backup_sqlite(db, path)
     except (OSError, ValueError, sqlite3.Error) as exc:
-        raise click.ClickException(f"backup failed: {exc}") from None
+        raise click.ClickException(f"backup to {path} failed: {exc}") from None
     click.echo(f"backed up {db} to {path} and {path}-inbox ({size} bytes)")
 
 

