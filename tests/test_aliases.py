@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 
 from collector.models import App, Event
+from collector.query.segments import parse_segment_query
+from collector.query.types import EventsQuery
 from collector.store import Store
 from tests.dbrows import rows
 from tests.factories import DAY, ev
@@ -72,3 +74,33 @@ def test_deleting_the_user_takes_its_aliases(store: Store, app: App, db: str) ->
     assert store.delete_user(a, "new") == 1
     assert rows(db, "SELECT count(*) FROM user_aliases WHERE app_id = ?", [a]) == [(0,)]
     assert rows(db, "SELECT count(*) FROM events WHERE app_id = ?", [a]) == [(0,)]
+
+
+def test_the_previous_users_traits_follow_and_its_id_finds_the_new_user(
+    store: Store, app: App
+) -> None:
+    a = app.app_id
+    # One batch, as a Segment library sends it: the old id's traits, its event, the alias.
+    store.write(
+        [
+            ev(a, "identify", T0, user="q1", traits={"plan": "pro", "seats": 3}),
+            ev(a, "signed_up", T0 + 1, user="q1"),
+            dataclasses.replace(alias(a, "q1", "q2", T0 + 2), traits={"seats": 5}),
+        ]
+    )
+    store.index_all()
+    new = store.user_profile(a, "q2", False)
+    assert new is not None
+    # The new user's own traits win over the previous id's.
+    assert new["traits"] == {"plan": "pro", "seats": 5}
+    assert new["aliases"] == ["q1"]
+    assert new["event_counts"] == {"signed_up": 1}
+    # Asked for by its old id, a read answers for the user it became.
+    old = store.user_profile(a, "q1", False)
+    assert old is not None and old["id"] == "q2" and old["traits"] == new["traits"]
+    page = store.events_page(a, EventsQuery(user="q1"))
+    assert [e["event"] for e in page.events] == ["signed_up"]
+    found = store.segment(
+        a, parse_segment_query({"conditions": [{"trait": {"key": "plan", "eq": "pro"}}]}, T0 + DAY)
+    )
+    assert [u["id"] for u in found.users] == ["q2"]

@@ -91,7 +91,9 @@ def test_batch_maps_posthog_events(client: TestClient, store: Store, app: App, k
     # The alias made u1 count for u1-new, traits and anonymous history included.
     new = profile(client, key, "u1-new")
     assert new["event_counts"] == {"page_viewed": 1, "button_clicked": 1, "group_identified": 1}
+    # Asked for by its old id, the profile is the user it became, with its traits.
     old = profile(client, key, "u1")
+    assert old["id"] == "u1-new" and old["aliases"] == ["u1"]
     assert old["traits"] == {
         "email": "a@example.com",
         "plan": "pro",

@@ -43,6 +43,8 @@ Link: TypeAlias = tuple[str, str, str, int]
 # (app_id, previous_id, user_id, aliased_at ms): an alias call, what `previous_id` did
 # counts for `user_id`.
 Alias: TypeAlias = tuple[str, str, str, int]
+# (app_id, previous user id, user id): an alias call's users row folded into the user's.
+Absorb: TypeAlias = tuple[str, str, str]
 # (new person, app_id, old person): a person whose events and summaries move to another.
 Move: TypeAlias = tuple[str, str, str]
 # An event as stored: (id, app_id, message_id, event, user_id, anonymous_id, person, ts,
@@ -131,6 +133,11 @@ class Primitives(Protocol):
     def merge_users(self, updates: Sequence[UserUpdate]) -> None:
         """Upsert users: traits merged as a JSON merge patch (RFC 7396: a null removes
         a trait, on a new user too), first seen the earliest, last seen the latest."""
+
+    def absorb_users(self, absorbs: Sequence[Absorb]) -> None:
+        """For each (app, previous user, user) of an alias call: the previous user's
+        traits and seen times folded into the user's row (made if need be), whose own
+        traits win; a previous user without a row adds nothing. The previous row stays."""
 
     def count_discards(self, counts: Sequence[DiscardCount]) -> None: ...
 
@@ -242,6 +249,7 @@ def _judge(tx: Primitives, events: Sequence[Event], outcomes: list[Outcome | Non
     this fills in); return the accepted ones."""
     links: dict[tuple[str, str], str] | None = None  # what throttle rules need, if any
     users: dict[tuple[str, str], list[Any]] = {}  # → [first, last, traits]
+    absorbs: list[Absorb] = []
     discards: dict[tuple[str, str, str], int] = {}
     accepted: list[Event] = []
     for i, ev in enumerate(events):
@@ -272,11 +280,18 @@ def _judge(tx: Primitives, events: Sequence[Event], outcomes: list[Outcome | Non
                 entry[1] = max(entry[1], ev.ts)
                 if ev.traits:
                     entry[2].update(ev.traits)
+        if ev.kind == "alias":
+            # What the previous id was told (its traits) now describes the user, as what
+            # it did does (apply_aliases): a trait condition finds the merged user.
+            assert ev.user_id is not None and ev.anonymous_id is not None  # validation
+            absorbs.append((ev.app_id, ev.anonymous_id, ev.user_id))
         accepted.append(ev)
         outcomes[i] = Outcome("accepted", ev.id)
 
     if users:
         tx.merge_users([(a, u, v[2], v[0], v[1]) for (a, u), v in users.items()])
+    if absorbs:  # after the group's own traits, which may be the previous id's
+        tx.absorb_users(absorbs)
     if discards:
         tx.count_discards([(a, d, r, n) for (a, d, r), n in discards.items()])
     return accepted

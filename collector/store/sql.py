@@ -295,11 +295,18 @@ def segment_sql(d: Dialect, app_id: str, query: SegmentQuery) -> tuple[str, list
         condition = d.true if rest is None else compiler.compile(rest)
         sql = (
             f"SELECT person FROM ({candidates}) AS candidates WHERE {condition} "
-            f"GROUP BY person ORDER BY person{d.collate}"
+            f"AND {_NOT_ALIASED.format(m=d.mark)} GROUP BY person ORDER BY person{d.collate}"
         )
-        return sql, [*source.params, *compiler.params]
+        return sql, [*source.params, *compiler.params, app_id]
     sql, params = scope_sql(d, app_id, query)
     return f"{sql} ORDER BY person{d.collate}", params
+
+
+# A user id aliased to another (core.apply_aliases) is no longer a person of its own: its
+# events moved to the user, its traits too (Primitives.absorb_users), but its users and
+# persons rows stay (a later event may still name it, for "require known user"), and
+# neither may make it a second match.
+_NOT_ALIASED = "person NOT IN (SELECT previous_id FROM user_aliases WHERE app_id = {m})"
 
 
 def scope_sql(d: Dialect, app_id: str, query: SegmentQuery) -> tuple[str, list[Any]]:
@@ -309,8 +316,11 @@ def scope_sql(d: Dialect, app_id: str, query: SegmentQuery) -> tuple[str, list[A
     compiler = _Compiler(d, app_id, query.include_bots, query.as_of)
     scope = "" if query.include_bots else " AND (human = 1 OR bot = 0)"
     condition = compiler.compile(query.rules)
-    sql = f"SELECT person FROM persons WHERE app_id = {d.mark}{scope} AND {condition}"
-    return sql, [app_id, *compiler.params]
+    sql = (
+        f"SELECT person FROM persons WHERE app_id = {d.mark}{scope} AND {condition} "
+        f"AND {_NOT_ALIASED.format(m=d.mark)}"
+    )
+    return sql, [app_id, *compiler.params, app_id]
 
 
 # Funnels -------------------------------------------------------------------------------
@@ -574,6 +584,7 @@ class Reader(ABC):
         d, m = self.dialect, self.dialect.mark
         bots = "" if include_bots else " AND is_bot = 0"
         with self.snapshot():
+            user_id = self.alias_target(app_id, user_id)
             known = (
                 self.execute(
                     f"SELECT 1 FROM users WHERE app_id = {m} AND user_id = {m}", (app_id, user_id)
@@ -603,23 +614,44 @@ class Reader(ABC):
                 )
             }
             (profile,) = self.describe_persons(app_id, [user_id], include_bots)
+            aliases = [
+                str(row[0])
+                for row in self.execute(
+                    f"SELECT previous_id FROM user_aliases WHERE app_id = {m} AND user_id = {m} "
+                    f"ORDER BY aliased_at, previous_id{d.collate}",
+                    (app_id, user_id),
+                )
+            ]
             if profile["id"] is not None:
                 # Links come from any event that carried both ids, with or without an
-                # identify call: a user seen only through events has them too.
+                # identify call (a user seen only through events has them too), and
+                # those of the ids aliased to the user are the user's.
+                ids = [user_id, *aliases]
                 profile["anonymous_ids"] = [
                     row[0]
                     for row in self.execute(
                         "SELECT anonymous_id FROM identities "
-                        f"WHERE app_id = {m} AND user_id = {m} "
+                        f"WHERE app_id = {m} AND user_id IN ({d.marks(len(ids))}) "
                         f"ORDER BY linked_at, anonymous_id{d.collate}",
-                        (app_id, user_id),
+                        (app_id, *ids),
                     )
                 ]
             else:
                 profile["anonymous_ids"] = [profile["anonymous_id"]]
+            profile["aliases"] = aliases
             profile["event_counts"] = counts
             profile["events"] = sum(counts.values())
         return profile
+
+    def alias_target(self, app_id: str, person: str) -> str:
+        """The user a previous user id was aliased to (chains resolved when stored), or
+        the person itself: asked for by an old id, a read answers for who it became."""
+        row = self.execute(
+            f"SELECT user_id FROM user_aliases WHERE app_id = {self.dialect.mark} "
+            f"AND previous_id = {self.dialect.mark}",
+            (app_id, person),
+        ).fetchone()
+        return str(row[0]) if row else person
 
     def events_page(self, app_id: str, query: EventsQuery) -> EventsPage:
         d, m = self.dialect, self.dialect.mark
@@ -628,7 +660,7 @@ class Reader(ABC):
         )
         if query.user is not None:
             where.append(f"person = {m}")
-            params.append(query.user)
+            params.append(self.alias_target(app_id, query.user))
         if query.anonymous_id is not None:
             where.append(f"anonymous_id = {m}")
             params.append(query.anonymous_id)

@@ -384,6 +384,22 @@ class Primitives(VisitTables):
             _columns([(a, u, core.json_text(t), f, la) for a, u, t, f, la in ordered], 5),
         )
 
+    def absorb_users(self, absorbs: Sequence[core.Absorb]) -> None:
+        # jsonb_merge_patch(previous, user's): the user's own traits win.
+        for app_id, previous, user in absorbs:
+            if previous == user:
+                continue
+            self.conn.execute(
+                "INSERT INTO users AS u (app_id, user_id, traits, first_seen, last_seen) "
+                "SELECT app_id, %s, traits, first_seen, last_seen FROM users "
+                "WHERE app_id = %s AND user_id = %s "
+                "ON CONFLICT (app_id, user_id) DO UPDATE SET "
+                "traits = jsonb_merge_patch(excluded.traits, u.traits), "
+                "first_seen = least(u.first_seen, excluded.first_seen), "
+                "last_seen = greatest(u.last_seen, excluded.last_seen)",
+                (user, app_id, previous),
+            )
+
     def count_discards(self, counts: Sequence[core.DiscardCount]) -> None:
         self.conn.execute(
             "INSERT INTO discards AS d (app_id, day, reason, n) "

@@ -1186,6 +1186,20 @@ class _Primitives(VisitTables):
             [(a, u, core.json_text(traits), first, last) for a, u, traits, first, last in updates],
         )
 
+    def absorb_users(self, absorbs: Sequence[core.Absorb]) -> None:
+        # json_patch(previous, user's): the user's own traits win. (The WHERE also keeps
+        # SQLite from reading ON CONFLICT as part of the SELECT.)
+        self.conn.executemany(
+            "INSERT INTO users (app_id, user_id, traits, first_seen, last_seen) "
+            "SELECT app_id, ?3, traits, first_seen, last_seen FROM users "
+            "WHERE app_id = ?1 AND user_id = ?2 "
+            "ON CONFLICT (app_id, user_id) DO UPDATE SET "
+            "traits = json_patch(excluded.traits, users.traits), "
+            "first_seen = min(users.first_seen, excluded.first_seen), "
+            "last_seen = max(users.last_seen, excluded.last_seen)",
+            [(a, previous, user) for a, previous, user in absorbs if previous != user],
+        )
+
     def count_discards(self, counts: Sequence[core.DiscardCount]) -> None:
         self.conn.executemany(
             "INSERT INTO discards (app_id, day, reason, n) VALUES (?, ?, ?, ?) "
