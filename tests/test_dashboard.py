@@ -499,6 +499,23 @@ def test_a_new_key_is_shown_once(dash: TestClient, app: App, store: Store) -> No
     assert store.list_keys(app.app_id)[-1]["revoked_at"] is not None
 
 
+def test_the_settings_script_tag_is_the_one_the_readme_gives(dash: TestClient, app: App) -> None:
+    readme = (ROOT / "README.md").read_text()
+    documented = re.search(
+        r'<script [^>]*src="https://stats\.example\.com/sdk\.js"[^>]*></script>', readme
+    )
+    assert documented is not None
+    expected = (
+        documented.group(0)
+        .replace("https://stats.example.com", "http://testserver")
+        .replace("app_…", app.app_id)
+    )
+    shown = re.search(
+        r"data-script-tag>([^<]+)<", dash.get(f"/dashboard/apps/{app.app_id}/settings").text
+    )
+    assert shown is not None and html.unescape(shown.group(1)) == expected
+
+
 # The CLI ----------------------------------------------------------------------------------
 
 

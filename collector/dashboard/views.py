@@ -649,7 +649,7 @@ async def _settings_page(
         "bot_policies": BOT_POLICIES,
         "ip_modes": IP_MODES,
         "script_tag": (
-            f'<script defer src="{scheme}://{host}/sdk.js" data-app-id="{fresh.app_id}"></script>'
+            f'<script async src="{scheme}://{host}/sdk.js" data-app-id="{fresh.app_id}"></script>'
         ),
         "discards": await _run(store.discard_counts, app.app_id),
     }
