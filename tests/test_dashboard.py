@@ -607,6 +607,27 @@ def test_the_overview_filters_by_any_row(dash: TestClient, app: App, key: str) -
     assert 'data-metric="visits">3<' in direct
 
 
+def _table_labels(page: str, by: str) -> list[str]:
+    table = re.search(rf'data-table="{by}">.*?</table>', page, re.S)
+    assert table is not None, by
+    return [html.unescape(t) for t in re.findall(r'data-filter="[^"]+">([^<]*)<', table.group(0))]
+
+
+def test_the_custom_events_card_shows_ten_custom_events(
+    dash: TestClient, app: App, key: str
+) -> None:
+    # page_viewed has the most visitors, so it is in the store's top ten of event names.
+    views = [
+        {"event": "page_viewed", "anonymous_id": f"v{n}", "context": {"url": ORIGIN + "/"}}
+        for n in range(5)
+    ]
+    custom = [{"event": f"custom_{n:02d}", "anonymous_id": "v0"} for n in range(11)]
+    sent = dash.post("/v1/events", json={"events": views + custom}, headers=auth(key))
+    assert sent.is_success
+    shown = _table_labels(dash.get(f"/dashboard/apps/{app.app_id}/").text, "event")
+    assert len(shown) == 10 and "page_viewed" not in shown
+
+
 def test_periods() -> None:
     from starlette.datastructures import QueryParams
 
