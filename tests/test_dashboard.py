@@ -628,6 +628,18 @@ def test_the_custom_events_card_shows_ten_custom_events(
     assert len(shown) == 10 and "page_viewed" not in shown
 
 
+def test_a_visit_without_a_channel_is_none_not_direct(dash: TestClient, app: App, key: str) -> None:
+    # The fixture's visits have no page (no URL), so no channel and no referrer; this
+    # one has a page and no referrer: Direct.
+    direct = {"event": "page_viewed", "anonymous_id": "d1", "context": {"url": ORIGIN + "/"}}
+    assert dash.post("/v1/events", json={"events": [direct]}, headers=auth(key)).is_success
+    page = dash.get(f"/dashboard/apps/{app.app_id}/").text
+    assert sorted(_table_labels(page, "channel")) == ["(none)", "Direct"]
+    assert _table_labels(page, "referrer") == ["Direct / none"]
+    filtered = dash.get(f"/dashboard/apps/{app.app_id}/?channel=(none)").text
+    assert re.search(r'class="badge">channel: \(none\)<', filtered)
+
+
 def test_periods() -> None:
     from starlette.datastructures import QueryParams
 
