@@ -330,6 +330,15 @@ def test_every_page_answers(dash: TestClient, app: App) -> None:
         assert "Content-Security-Policy" in answer.headers
 
 
+def test_pages_name_their_own_icon(dash: TestClient, app: App) -> None:
+    # Without a <link rel="icon">, a browser asks for /favicon.ico on every page: a 404.
+    for path in ("/dashboard/login", f"/dashboard/apps/{app.app_id}/"):
+        link = re.search(r'<link rel="icon" href="([^"]+)"', dash.get(path).text)
+        assert link is not None and link.group(1).startswith("/dashboard/static/"), path
+        icon = dash.get(link.group(1))
+        assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+
+
 def test_bad_input_is_a_page_naming_the_field(dash: TestClient, app: App) -> None:
     base = f"/dashboard/apps/{app.app_id}"
     for path, field in (
