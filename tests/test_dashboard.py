@@ -433,6 +433,27 @@ def test_funnel_steps_take_property_filters(dash: TestClient, app: App) -> None:
         assert "data-users" not in answer.text
 
 
+def test_the_funnels_page_names_a_parameter_it_does_not_take(dash: TestClient, app: App) -> None:
+    base = f"/dashboard/apps/{app.app_id}/funnels?step=page_viewed&step=signup"
+    for query, field in (
+        ("&window=-1", "window"),
+        ("&window=abc", "window"),
+        ("&within_days=-1", "within_days"),
+        ("&within_days=abc", "within_days"),
+        ("&within_days=nan", "within_days"),
+        ("&period=forever", "period"),
+        ("&w2.kee=path", "w2.kee"),
+    ):
+        answer = dash.get(base + query)
+        assert answer.status_code == 200, query
+        alert = re.search(r'role="alert">(.*?)</div>', answer.text, re.S)
+        assert alert is not None and f"<code>{field}</code>" in alert.group(1), query
+        assert "data-users" not in answer.text, query  # nothing computed
+    # What the form sends is taken.
+    sent = "&within_days=3&breakdown=&period=custom&from=2026-01-01&to=2026-01-02&bots=1"
+    assert 'role="alert"' not in dash.get(base + sent + "&w1.key=&w1.op=eq&w1.value=").text
+
+
 def test_people_search_finds_by_the_start_of_an_id_or_email(dash: TestClient, app: App) -> None:
     base = f"/dashboard/apps/{app.app_id}/people"
 

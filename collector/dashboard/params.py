@@ -3,6 +3,7 @@ URL holds a page's whole state, so any view can be bookmarked or shared."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -154,6 +155,25 @@ class FunnelStep:
                 continue
             where.setdefault(key, {})[op] = typed_value(op, value)
         return {"event": self.event, "where": where}
+
+
+# What the funnels form sends, besides each step's filters (`wN.key`, `wN.op`, `wN.value`).
+FUNNEL_PARAMS = ("step", "within_days", "breakdown", "period", "from", "to", "bots")
+_STEP_FILTER = re.compile(r"w[1-9][0-9]*\.(key|op|value)")
+
+
+def unknown_funnel_params(params: QueryParams, errors: list[FieldError]) -> None:
+    """A parameter the funnels form does not send is an error naming it: a hand-made URL
+    (`window=-1` for `within_days`) would otherwise answer for the defaults."""
+    for name in sorted(set(params.keys())):
+        if name not in FUNNEL_PARAMS and not _STEP_FILTER.fullmatch(name):
+            errors.append(
+                field_error(
+                    name[:100],
+                    "is not a parameter of this page (it takes: "
+                    f"{', '.join(FUNNEL_PARAMS)}, and wN.key, wN.op, wN.value)",
+                )
+            )
 
 
 def funnel_steps(params: QueryParams) -> list[FunnelStep]:

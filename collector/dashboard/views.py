@@ -22,6 +22,7 @@ from collector.dashboard.params import (
     include_bots,
     parse_period,
     property_filter,
+    unknown_funnel_params,
 )
 from collector.dashboard.passwords import verify_password
 from collector.dashboard.web import (
@@ -581,6 +582,7 @@ async def funnels(request: Request, session: Session) -> Response:
     params = request.query_params
     errors: list[FieldError] = []
     period = parse_period(params, errors)
+    unknown_funnel_params(params, errors)
     steps = funnel_steps(params)
     step_errors: list[FieldError] = []
     within = params.get("within_days", "7")
@@ -607,7 +609,7 @@ async def funnels(request: Request, session: Session) -> Response:
         except InvalidRequest as exc:
             step_errors.extend(exc.errors)
         errors.extend(step_errors)
-        if not step_errors:
+        if not errors:
             store = collector(request).store
             result = await _run(run_funnel, store, app.app_id, query)
             names = tuple(dict.fromkeys(step.event for step in steps))
