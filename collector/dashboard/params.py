@@ -12,11 +12,15 @@ import orjson
 from starlette.datastructures import QueryParams
 
 from collector.errors import FieldError, field_error
+from collector.query.analytics import MAX_BUCKETS
 from collector.query.segments import parse_where
 from collector.query.types import DAY_MS, FILTER_OPS, PropertyTest
 
 PERIODS = {"today": "Today", "7d": "Last 7 days", "30d": "Last 30 days", "custom": "Custom"}
 DEFAULT_PERIOD = "30d"
+# The days a custom range may name: timestamps run from the epoch to 9999-12-31, and
+# the range ends at the midnight after its last day.
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(9999, 12, 30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +80,27 @@ def parse_period(params: QueryParams, errors: list[FieldError], now: int | None 
             errors.append(field_error("from", "from and to must be days, YYYY-MM-DD"))
             key = DEFAULT_PERIOD
         else:
+            if start < FIRST_DAY:
+                errors.append(field_error("from", f"must be {FIRST_DAY} or later"))
+                start = FIRST_DAY
+            if end > LAST_DAY:
+                errors.append(field_error("to", f"must be {LAST_DAY} or earlier"))
+                end = LAST_DAY
             if end < start:
                 errors.append(field_error("to", "must be on or after from"))
                 end = start
+            elif (end - start).days + 1 > MAX_BUCKETS:
+                # The overview's chart has a point a day, and the analytics API caps a
+                # series at MAX_BUCKETS; a longer range took seconds and megabytes.
+                latest = start + timedelta(days=MAX_BUCKETS - 1)
+                errors.append(
+                    field_error(
+                        "to",
+                        f"a custom range is at most {MAX_BUCKETS:,} days: from {start}, "
+                        f"to {latest} at the latest",
+                    )
+                )
+                end = latest
             until = _midnight(end) + DAY_MS
             return Period(key, _midnight(start), until, start.isoformat(), end.isoformat())
     days = {"today": 1, "7d": 7, "30d": 30}[key]
