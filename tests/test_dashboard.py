@@ -328,6 +328,8 @@ def test_every_page_answers(dash: TestClient, app: App) -> None:
         answer = dash.get(path)
         assert answer.status_code == 200, (path, answer.text[:300])
         assert "Content-Security-Policy" in answer.headers
+        # style-src 'self' refuses style attributes: the browser would log each one.
+        assert not re.search(r"<[^>]+\sstyle=", answer.text), path
 
 
 def test_pages_name_their_own_icon(dash: TestClient, app: App) -> None:
