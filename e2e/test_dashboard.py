@@ -240,6 +240,32 @@ def test_overview_shows_the_totals_and_the_bots_filtered(
     page.close()
 
 
+def test_overview_share_bars_obey_the_csp(logged_in: BrowserContext, known: Known) -> None:
+    page = logged_in.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    # Violations are also recorded as events, in case a console message is missed.
+    page.add_init_script(
+        "window.__violations = [];"
+        "document.addEventListener('securitypolicyviolation',"
+        " e => window.__violations.push(e.violatedDirective + ' ' + e.blockedURI));"
+    )
+    page.goto(known.base + "/", wait_until="load")
+    assert page.evaluate("window.__violations") == []
+    assert errors == []
+    # The top row of a table has the largest share: a bar across the whole row, drawn
+    # as the row's background, a gradient filled up to the share.
+    top = page.locator("[data-table=page] tbody tr").first
+    page.wait_for_function(
+        "row => getComputedStyle(row).getPropertyValue('--share').trim() === '100%'",
+        arg=top.element_handle(),
+    )
+    background = top.evaluate("row => getComputedStyle(row).backgroundImage")
+    assert "linear-gradient" in background and "100%" in background, background
+    page.close()
+
+
 def test_events_explorer_filters(logged_in: BrowserContext, known: Known) -> None:
     page = logged_in.new_page()
     page.goto(known.base + "/events")

@@ -328,6 +328,17 @@ def test_every_page_answers(dash: TestClient, app: App) -> None:
         answer = dash.get(path)
         assert answer.status_code == 200, (path, answer.text[:300])
         assert "Content-Security-Policy" in answer.headers
+        # style-src 'self' refuses style attributes: the browser would log each one.
+        assert not re.search(r"<[^>]+\sstyle=", answer.text), path
+
+
+def test_pages_name_their_own_icon(dash: TestClient, app: App) -> None:
+    # Without a <link rel="icon">, a browser asks for /favicon.ico on every page: a 404.
+    for path in ("/dashboard/login", f"/dashboard/apps/{app.app_id}/"):
+        link = re.search(r'<link rel="icon" href="([^"]+)"', dash.get(path).text)
+        assert link is not None and link.group(1).startswith("/dashboard/static/"), path
+        icon = dash.get(link.group(1))
+        assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
 
 
 def test_bad_input_is_a_page_naming_the_field(dash: TestClient, app: App) -> None:
@@ -424,6 +435,27 @@ def test_funnel_steps_take_property_filters(dash: TestClient, app: App) -> None:
         assert "data-users" not in answer.text
 
 
+def test_the_funnels_page_names_a_parameter_it_does_not_take(dash: TestClient, app: App) -> None:
+    base = f"/dashboard/apps/{app.app_id}/funnels?step=page_viewed&step=signup"
+    for query, field in (
+        ("&window=-1", "window"),
+        ("&window=abc", "window"),
+        ("&within_days=-1", "within_days"),
+        ("&within_days=abc", "within_days"),
+        ("&within_days=nan", "within_days"),
+        ("&period=forever", "period"),
+        ("&w2.kee=path", "w2.kee"),
+    ):
+        answer = dash.get(base + query)
+        assert answer.status_code == 200, query
+        alert = re.search(r'role="alert">(.*?)</div>', answer.text, re.S)
+        assert alert is not None and f"<code>{field}</code>" in alert.group(1), query
+        assert "data-users" not in answer.text, query  # nothing computed
+    # What the form sends is taken.
+    sent = "&within_days=3&breakdown=&period=custom&from=2026-01-01&to=2026-01-02&bots=1"
+    assert 'role="alert"' not in dash.get(base + sent + "&w1.key=&w1.op=eq&w1.value=").text
+
+
 def test_people_search_finds_by_the_start_of_an_id_or_email(dash: TestClient, app: App) -> None:
     base = f"/dashboard/apps/{app.app_id}/people"
 
@@ -497,6 +529,23 @@ def test_a_new_key_is_shown_once(dash: TestClient, app: App, store: Store) -> No
     key_id = store.list_keys(app.app_id)[-1]["key_id"]
     dash.post(base + f"/keys/{key_id}/revoke", data={"csrf": csrf})
     assert store.list_keys(app.app_id)[-1]["revoked_at"] is not None
+
+
+def test_the_settings_script_tag_is_the_one_the_readme_gives(dash: TestClient, app: App) -> None:
+    readme = (ROOT / "README.md").read_text()
+    documented = re.search(
+        r'<script [^>]*src="https://stats\.example\.com/sdk\.js"[^>]*></script>', readme
+    )
+    assert documented is not None
+    expected = (
+        documented.group(0)
+        .replace("https://stats.example.com", "http://testserver")
+        .replace("app_…", app.app_id)
+    )
+    shown = re.search(
+        r"data-script-tag>([^<]+)<", dash.get(f"/dashboard/apps/{app.app_id}/settings").text
+    )
+    assert shown is not None and html.unescape(shown.group(1)) == expected
 
 
 # The CLI ----------------------------------------------------------------------------------
@@ -590,6 +639,62 @@ def test_the_overview_filters_by_any_row(dash: TestClient, app: App, key: str) -
     assert 'data-metric="visits">3<' in direct
 
 
+def _table_labels(page: str, by: str) -> list[str]:
+    table = re.search(rf'data-table="{by}">.*?</table>', page, re.S)
+    assert table is not None, by
+    return [html.unescape(t) for t in re.findall(r'data-filter="[^"]+">([^<]*)<', table.group(0))]
+
+
+def test_the_custom_events_card_shows_ten_custom_events(
+    dash: TestClient, app: App, key: str
+) -> None:
+    # page_viewed has the most visitors, so it is in the store's top ten of event names.
+    views = [
+        {"event": "page_viewed", "anonymous_id": f"v{n}", "context": {"url": ORIGIN + "/"}}
+        for n in range(5)
+    ]
+    custom = [{"event": f"custom_{n:02d}", "anonymous_id": "v0"} for n in range(11)]
+    sent = dash.post("/v1/events", json={"events": views + custom}, headers=auth(key))
+    assert sent.is_success
+    shown = _table_labels(dash.get(f"/dashboard/apps/{app.app_id}/").text, "event")
+    assert len(shown) == 10 and "page_viewed" not in shown
+
+
+def test_a_visit_without_a_channel_is_none_not_direct(dash: TestClient, app: App, key: str) -> None:
+    # The fixture's visits have no page (no URL), so no channel and no referrer; this
+    # one has a page and no referrer: Direct.
+    direct = {"event": "page_viewed", "anonymous_id": "d1", "context": {"url": ORIGIN + "/"}}
+    assert dash.post("/v1/events", json={"events": [direct]}, headers=auth(key)).is_success
+    page = dash.get(f"/dashboard/apps/{app.app_id}/").text
+    assert sorted(_table_labels(page, "channel")) == ["(none)", "Direct"]
+    assert _table_labels(page, "referrer") == ["Direct / none"]
+    filtered = dash.get(f"/dashboard/apps/{app.app_id}/?channel=(none)").text
+    assert re.search(r'class="badge">channel: \(none\)<', filtered)
+
+
+def test_a_custom_range_is_at_most_as_many_days_as_a_series_has_points(
+    dash: TestClient, app: App
+) -> None:
+    base = f"/dashboard/apps/{app.app_id}"
+    # 355,000 days of daily points took seconds and 126 MB; the page names the field.
+    for page in ("/", "/events", "/funnels"):
+        far = dash.get(base + page + "?period=custom&from=2026-01-01&to=2999-12-31")
+        assert far.status_code in (200, 400) and len(far.content) < 100_000, page
+        assert re.search(
+            r"<code>to</code> a custom range is at most 2,000 days: from 2026-01-01, "
+            r"to 2031-06-23 at the latest|to: a custom range is at most 2,000 days",
+            far.text,
+        ), page
+    assert dash.get(base + "/?period=custom&from=2026-01-01&to=2031-06-23").status_code == 200
+    for dates, field in (
+        ("from=0001-01-01&to=0001-01-02", "from"),
+        ("from=9999-12-01&to=9999-12-31", "to"),
+    ):
+        answer = dash.get(base + "/?period=custom&" + dates)
+        assert answer.status_code == 400 and f"{field}: must be" in answer.text, dates
+    assert dash.get(base + "/?period=custom&from=9999-12-01&to=9999-12-30").status_code == 200
+
+
 def test_periods() -> None:
     from starlette.datastructures import QueryParams
 
@@ -606,9 +711,13 @@ def test_periods() -> None:
     before = custom.previous()
     assert (before.start, before.end, before.until) == ("2026-10-30", "2026-10-31", custom.since)
     assert errors == []
+    longest = parse_period(QueryParams("period=custom&from=2026-01-01&to=2031-06-23"), errors, now)
+    assert longest.until is not None and longest.until - longest.since == 2_000 * 86_400_000
+    assert errors == []
     parse_period(QueryParams("period=custom&from=2026-11-05&to=2026-11-01"), errors, now)
     parse_period(QueryParams("period=ever"), errors, now)
-    assert [e["field"] for e in errors] == ["to", "period"]
+    parse_period(QueryParams("period=custom&from=2026-01-01&to=2031-06-24"), errors, now)
+    assert [e["field"] for e in errors] == ["to", "period", "to"]
     assert [scalar(t) for t in ("42", '"42"', "true", "pro", "null", "[1]")] == [
         42,
         "42",

@@ -3,6 +3,7 @@ URL holds a page's whole state, so any view can be bookmarked or shared."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -11,11 +12,15 @@ import orjson
 from starlette.datastructures import QueryParams
 
 from collector.errors import FieldError, field_error
+from collector.query.analytics import MAX_BUCKETS
 from collector.query.segments import parse_where
 from collector.query.types import DAY_MS, FILTER_OPS, PropertyTest
 
 PERIODS = {"today": "Today", "7d": "Last 7 days", "30d": "Last 30 days", "custom": "Custom"}
 DEFAULT_PERIOD = "30d"
+# The days a custom range may name: timestamps run from the epoch to 9999-12-31, and
+# the range ends at the midnight after its last day.
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(9999, 12, 30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +80,27 @@ def parse_period(params: QueryParams, errors: list[FieldError], now: int | None 
             errors.append(field_error("from", "from and to must be days, YYYY-MM-DD"))
             key = DEFAULT_PERIOD
         else:
+            if start < FIRST_DAY:
+                errors.append(field_error("from", f"must be {FIRST_DAY} or later"))
+                start = FIRST_DAY
+            if end > LAST_DAY:
+                errors.append(field_error("to", f"must be {LAST_DAY} or earlier"))
+                end = LAST_DAY
             if end < start:
                 errors.append(field_error("to", "must be on or after from"))
                 end = start
+            elif (end - start).days + 1 > MAX_BUCKETS:
+                # The overview's chart has a point a day, and the analytics API caps a
+                # series at MAX_BUCKETS; a longer range took seconds and megabytes.
+                latest = start + timedelta(days=MAX_BUCKETS - 1)
+                errors.append(
+                    field_error(
+                        "to",
+                        f"a custom range is at most {MAX_BUCKETS:,} days: from {start}, "
+                        f"to {latest} at the latest",
+                    )
+                )
+                end = latest
             until = _midnight(end) + DAY_MS
             return Period(key, _midnight(start), until, start.isoformat(), end.isoformat())
     days = {"today": 1, "7d": 7, "30d": 30}[key]
@@ -154,6 +177,25 @@ class FunnelStep:
                 continue
             where.setdefault(key, {})[op] = typed_value(op, value)
         return {"event": self.event, "where": where}
+
+
+# What the funnels form sends, besides each step's filters (`wN.key`, `wN.op`, `wN.value`).
+FUNNEL_PARAMS = ("step", "within_days", "breakdown", "period", "from", "to", "bots")
+_STEP_FILTER = re.compile(r"w[1-9][0-9]*\.(key|op|value)")
+
+
+def unknown_funnel_params(params: QueryParams, errors: list[FieldError]) -> None:
+    """A parameter the funnels form does not send is an error naming it: a hand-made URL
+    (`window=-1` for `within_days`) would otherwise answer for the defaults."""
+    for name in sorted(set(params.keys())):
+        if name not in FUNNEL_PARAMS and not _STEP_FILTER.fullmatch(name):
+            errors.append(
+                field_error(
+                    name[:100],
+                    "is not a parameter of this page (it takes: "
+                    f"{', '.join(FUNNEL_PARAMS)}, and wN.key, wN.op, wN.value)",
+                )
+            )
 
 
 def funnel_steps(params: QueryParams) -> list[FunnelStep]:

@@ -1,7 +1,7 @@
 /* Telltale dashboard: progressive enhancement only. Every page works without this file;
-   with it, the app picker navigates on change, the live page streams, the segment
-   builder edits the rules as a tree instead of JSON, and funnel steps add and remove
-   property filters in place. */
+   with it, the app picker navigates on change, the overview's tables show share bars,
+   the live page streams, the segment builder edits the rules as a tree instead of
+   JSON, and funnel steps add and remove property filters in place. */
 (function () {
   "use strict";
 
@@ -22,6 +22,16 @@
     document.querySelectorAll("[data-hide-with-js]").forEach(function (n) { n.hidden = true; });
     select.addEventListener("change", function () {
       window.location.href = "/dashboard/apps/" + encodeURIComponent(select.value) + "/";
+    });
+  }
+
+  /* Overview share bars --------------------------------------------------------------
+     The CSP (style-src 'self') refuses style attributes in the markup, but not a
+     property set through the CSSOM, so each row's share is set here from data-share. */
+  function shareBars() {
+    document.querySelectorAll("tr[data-share]").forEach(function (row) {
+      var share = parseFloat(row.getAttribute("data-share"));
+      if (isFinite(share)) row.style.setProperty("--share", Math.max(0, Math.min(100, share)) + "%");
     });
   }
 
@@ -306,6 +316,6 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    picker(); live(); builder(); funnelFilters();
+    picker(); shareBars(); live(); builder(); funnelFilters();
   });
 })();
