@@ -456,6 +456,13 @@ def test_the_funnels_page_names_a_parameter_it_does_not_take(dash: TestClient, a
     assert 'role="alert"' not in dash.get(base + sent + "&w1.key=&w1.op=eq&w1.value=").text
 
 
+def test_the_bot_toggle_keeps_every_step_of_a_funnel(dash: TestClient, app: App) -> None:
+    page = dash.get(f"/dashboard/apps/{app.app_id}/funnels?step=page_viewed&step=signup").text
+    toggle = re.search(r'href="([^"]*bots=1[^"]*)"', page)
+    assert toggle is not None
+    assert html.unescape(toggle.group(1)).count("step=") == 2, toggle.group(1)
+
+
 def test_people_search_finds_by_the_start_of_an_id_or_email(dash: TestClient, app: App) -> None:
     base = f"/dashboard/apps/{app.app_id}/people"
 

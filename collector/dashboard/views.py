@@ -174,7 +174,13 @@ def _app(request: Request, session: Session) -> App | None:
 def _base(request: Request, session: Session, app: App, nav: str) -> dict[str, Any]:
     """What every app page's template is given: the app, the nav entry, the bot toggle."""
     bots = include_bots(request.query_params)
-    return {"app": app, "nav": nav, "bots": bots, "params": dict(request.query_params)}
+    # A repeated parameter (a funnel's `step`s and their filters) stays a list, which the
+    # links built from `params` (query_string) repeat.
+    params: dict[str, str | list[str]] = {}
+    for key in request.query_params:
+        values = request.query_params.getlist(key)
+        params[key] = values if len(values) > 1 else values[0]
+    return {"app": app, "nav": nav, "bots": bots, "params": params}
 
 
 def _unknown_app(request: Request, session: Session) -> Response:
