@@ -43,6 +43,31 @@ GROUP_EVENT = "group_identified"
 # Keys only Segment's shape has: a body on a path we share with our own API
 # (/v1/track, /v1/identify) that carries one of them is answered the Segment way.
 _MARKS = ("writeKey", "messageId", "type", "integrations", "originalTimestamp", "previousId")
+# Segment's names for whom a message is about, as its docs' examples send them with none
+# of the marks above. Our own format reads `userId` and `anonymousId` too, as lenient
+# aliases, so a body is Segment's by them only when it has no key of ours besides
+# (`user_id`, `metadata`, `app_id`...: Userpilot's /v1/track bodies stay ours).
+_CAMEL = ("userId", "anonymousId")
+_OURS = frozenset(
+    {
+        "user",
+        "user_id",
+        "externalId",
+        "anonymous_id",
+        "message_id",
+        "event_name",
+        "eventKey",
+        "metadata",
+        "app_id",
+        "appId",
+        "sent_at",
+        "events",
+        "ip",
+        "ua",
+        "user_agent",
+        "userAgent",
+    }
+)
 
 
 class Segment(Dialect):
@@ -54,7 +79,14 @@ class Segment(Dialect):
         if any(key in data for key in _MARKS):
             return True
         context = data.get("context")
-        return isinstance(context, dict) and "library" in context
+        if isinstance(context, dict) and "library" in context:
+            return True
+        if _OURS.intersection(data):
+            return False
+        # Our own format names the User-Agent `ua` or `context.user_agent`, never this.
+        return any(key in data for key in _CAMEL) or (
+            isinstance(context, dict) and "userAgent" in context
+        )
 
     def write_key(self, data: Any) -> str | None:
         if not isinstance(data, dict):
