@@ -527,3 +527,46 @@ def test_our_own_bodies_with_camel_case_keys_stay_ours(
     if path == "/v1/track":
         (stored,) = events(store, app)
         assert stored["event"] == "e"
+
+
+@pytest.mark.parametrize("path", ["/v1/batch", "/v1/b"])
+def test_a_batch_context_is_every_message_s_under_its_own(
+    client: TestClient, store: Store, app: App, key: str, path: str
+) -> None:
+    batch = {
+        "context": {
+            "ip": "81.2.69.160",
+            "userAgent": SAFARI_MAC,
+            "locale": "fr-FR",
+            "library": {"name": "analytics-go", "version": "3.3.0"},
+            "page": {"url": "https://shop.example.com/shared", "path": "/shared"},
+        },
+        "batch": [
+            {"type": "track", "userId": "u", "event": "bare"},
+            {
+                "type": "track",
+                "userId": "u",
+                "event": "own",
+                "context": {"locale": "de-DE", "page": {"path": "/own"}},
+            },
+            {"type": "identify", "userId": "u", "traits": {"plan": "pro"}},
+        ],
+    }
+    r = client.post(path, json=batch, headers=basic(key))
+    assert r.status_code == 200 and r.json()["success"], r.text
+    stored = {e["event"]: e["context"] for e in events(store, app)}
+    bare, own = stored["bare"], stored["own"]
+    assert (bare["ip"], bare["browser"], bare["os"]) == ("81.2.69.160", "Safari", "Mac OS X")
+    assert (bare["locale"], bare["path"]) == ("fr-FR", "/shared")
+    assert bare["library"] == "analytics-go/3.3.0"
+    # A message's own context keys win, whole: its page replaces the batch's page.
+    assert (own["locale"], own["path"]) == ("de-DE", "/own") and "url" not in own
+    assert (own["ip"], own["browser"]) == ("81.2.69.160", "Safari")
+    assert user(client, key, "u")["traits"] == {"plan": "pro"}
+
+
+def test_a_batch_context_that_is_no_object_is_named(client: TestClient, key: str) -> None:
+    body = {"context": "nope", "batch": [{"type": "track", "userId": "u", "event": "a"}]}
+    r = client.post("/v1/batch", json=body, headers=basic(key))
+    assert r.status_code == 400, r.text
+    assert [e["field"] for e in r.json()["errors"]] == ["context"]

@@ -3,8 +3,9 @@ and RudderStack's libraries send it.
 
 Messages `{"type": "track" | "identify" | "page" | "screen" | "group" | "alias",
 "userId", "anonymousId", "messageId", "timestamp", "context", ...}`, one per request or
-`{"batch": [...], "sentAt"}`; the key is Basic auth's user name or `writeKey` in the
-body. Each message becomes a canonical item:
+`{"batch": [...], "sentAt", "context"}` (a batch's context is each message's, under the
+message's own keys); the key is Basic auth's user name or `writeKey` in the body. Each
+message becomes a canonical item:
 
 - track → the event as named; identify → traits (top level over `context.traits`);
 - page → `page_viewed`, screen → `screen_viewed`: `name` and `category` in properties,
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from collector.errors import FieldError, field_error
+from collector.errors import FieldError, InvalidRequest, field_error
 from collector.ingest.dialects.base import (
     Dialect,
     batch_items,
@@ -103,15 +104,21 @@ class Segment(Dialect):
         body = envelope(data)
         sent_raw = body.get("sentAt")
         sent_ms = sent_at(sent_raw, "sentAt")
+        shared: dict[str, Any] | None = None
         if message_type is None:
             messages = batch_items(body.get("batch"), "batch")
             is_batch = True
+            # A batch's own context is every message's (Segment's batch API), under what
+            # a message's context says for itself.
+            shared = body.get("context")
+            if shared is not None and not isinstance(shared, dict):
+                raise InvalidRequest(errors=[field_error("context", "must be an object")])
         else:
             messages = [body]
             is_batch = False
 
         def convert(message: Any) -> Item | list[FieldError]:
-            return segment_item(message, source, message_type)
+            return segment_item(message, source, message_type, shared)
 
         return build_payload(
             messages,
@@ -123,8 +130,14 @@ class Segment(Dialect):
         )
 
 
-def segment_item(message: Any, source: Source, message_type: str | None) -> Item | list[FieldError]:
-    """One Segment message as a canonical item, or its field errors."""
+def segment_item(
+    message: Any,
+    source: Source,
+    message_type: str | None,
+    shared_context: dict[str, Any] | None = None,
+) -> Item | list[FieldError]:
+    """One Segment message as a canonical item, or its field errors; `shared_context` is
+    its batch's context, under the message's own."""
     if not isinstance(message, dict):
         return [field_error("event", "must be a JSON object")]
     mtype = message_type or message.get("type") or "track"
@@ -132,6 +145,11 @@ def segment_item(message: Any, source: Source, message_type: str | None) -> Item
         return [field_error("type", "must be one of " + ", ".join(TYPES))]
     get = message.get
     raw_context = get("context")
+    if shared_context:
+        if raw_context is None:
+            raw_context = shared_context
+        elif isinstance(raw_context, dict):
+            raw_context = {**shared_context, **raw_context}
     context_in: dict[str, Any] = raw_context if isinstance(raw_context, dict) else {}
     properties: Any = get("properties")
     canonical: dict[str, Any] = {
