@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 from collector.models import App
 from collector.store import Store
 from tests.conftest import CHROME_UA, ORIGIN, auth
+from tests.dbrows import rows
 
 
 def events(store: Store, app: App, name: str | None = None) -> list[dict[str, Any]]:
@@ -177,3 +178,40 @@ def test_uuid_is_the_idempotency_key(client: TestClient, store: Store, app: App,
     for _ in range(2):
         assert client.post("/batch/", json={"api_key": key, "batch": [event]}).status_code == 200
     assert len(events(store, app)) == 1
+
+
+def test_personless_events_make_no_person(
+    client: TestClient, store: Store, app: App, key: str, db: str
+) -> None:
+    # What posthog-python sends for capture() without a distinct id: a random UUID each
+    # time, flagged as personless.
+    batch = [
+        {
+            "event": "report_exported",
+            "distinct_id": f"0190b2d6-0000-7000-8000-00000000000{i}",
+            "properties": {
+                "$process_person_profile": False,
+                "i": i,
+                "$set": {"plan": "pro"},
+            },
+        }
+        for i in range(3)
+    ]
+    r = client.post("/batch/", json={"api_key": key, "batch": batch})
+    assert r.status_code == 200 and len(r.json()["accepted"]) == 3, r.text
+    stored = events(store, app, "report_exported")
+    assert sorted(e["properties"]["i"] for e in stored) == [0, 1, 2]
+    assert {e["user_id"] for e in stored} == {None}
+    assert sorted(e["anonymous_id"] for e in stored) == [e["distinct_id"] for e in batch]
+    assert rows(db, "SELECT count(*) FROM users WHERE app_id = ?", [app.app_id]) == [(0,)]
+    r = client.get(f"/v1/users/{batch[0]['distinct_id']}", headers=auth(key))
+    assert r.status_code == 404
+    # Still counted: three events, by three anonymous visitors.
+    r = client.get("/v1/stats", headers=auth(key))
+    assert r.status_code == 200, r.text
+    (day,) = [d for d in r.json()["days"] if d["event"] == "report_exported"]
+    assert (day["count"], day["users"]) == (3, 3)
+    # A person event of the same distinct id is that person's, traits and all.
+    person = {**batch[0], "properties": {"$set": {"plan": "team"}}}
+    assert client.post("/capture/", json={"api_key": key, **person}).status_code == 200
+    assert profile(client, key, batch[0]["distinct_id"])["traits"] == {"plan": "team"}

@@ -2,7 +2,8 @@
 "sent_at"}` (or one event with `api_key` beside it, or a bare list) of events
 `{"event", "distinct_id", "properties", "timestamp", "uuid"}`.
 
-- `distinct_id` → user; `uuid` → message_id; `$pageview` → `page_viewed`,
+- `distinct_id` → user (the anonymous id of a personless event,
+  `"$process_person_profile": false`); `uuid` → message_id; `$pageview` → `page_viewed`,
   `$screen` → `screen_viewed`;
 - `$identify`, `$set` and `$set_once` → an identify call, with `$set` (over
   `$set_once`) as traits, `$anon_distinct_id` as the anonymous id it links; `$set` on
@@ -172,6 +173,14 @@ def posthog_item(message: Any, source: Source) -> Item | list[FieldError]:
             "group_type": props_in.get("$group_type"),
             "group_traits": props_in.get("$group_set") or {},
         }
+
+    personless = kind == "track" and props_in.get("$process_person_profile") is False
+    if personless:
+        # A personless event (posthog-python's capture without a distinct id, posthog-js's
+        # person_profiles "identified_only" before identify): its distinct id, often a
+        # random UUID per event, names no person, so it is an anonymous id and no user
+        # is made or given traits. Identify and alias calls always name their person.
+        user, anonymous, traits = None, distinct_id, None
 
     canonical: dict[str, Any] = {
         "event": name,
