@@ -147,9 +147,9 @@ def test_browser_project_key_is_the_app_id_from_an_allowed_origin(
 @pytest.mark.parametrize(
     ("body", "status", "field"),
     [
-        ({"event": "a", "distinct_id": "u"}, 401, "writeKey"),
-        ({"api_key": "phc_unknown", "event": "a", "distinct_id": "u"}, 401, "writeKey"),
-        ({"api_key": "KEY", "event": "a"}, 400, "user"),
+        ({"event": "a", "distinct_id": "u"}, 401, "api_key"),
+        ({"api_key": "phc_unknown", "event": "a", "distinct_id": "u"}, 401, "api_key"),
+        ({"api_key": "KEY", "event": "a"}, 400, "distinct_id"),
         ({"api_key": "KEY", "distinct_id": "u"}, 400, "event"),
         ({"api_key": "KEY", "event": "$create_alias", "distinct_id": "u"}, 400, "properties.alias"),
         ({"api_key": "KEY", "batch": {"a": 1}}, 400, "batch"),
@@ -215,3 +215,37 @@ def test_personless_events_make_no_person(
     person = {**batch[0], "properties": {"$set": {"plan": "team"}}}
     assert client.post("/capture/", json={"api_key": key, **person}).status_code == 200
     assert profile(client, key, batch[0]["distinct_id"])["traits"] == {"plan": "team"}
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ({"batch": [{"event": "a"}]}, ["batch[0].distinct_id"]),
+        ({"batch": [{"event": "a", "distinct_id": "u", "uuid": [5]}]}, ["batch[0].uuid"]),
+        (
+            {"batch": [{"event": "a", "properties": {"distinct_id": "u", "$ip": "x"}}]},
+            ["batch[0].properties.$ip"],
+        ),
+        (
+            {"event": "$identify", "distinct_id": "u", "$set": {"a": [[[[1]]]]}},
+            ["$set.a[0][0]"],
+        ),
+        (
+            {"event": "$create_alias", "distinct_id": ["u"], "properties": {"alias": "v"}},
+            ["distinct_id"],
+        ),
+        ([{"event": "a", "properties": {"token": "KEY"}}], ["[0].distinct_id"]),
+    ],
+)
+def test_errors_name_the_field_of_the_posthog_event(
+    client: TestClient, key: str, body: Any, fields: list[str]
+) -> None:
+    if isinstance(body, list):
+        body = [{**e, "properties": {**e["properties"], "token": key}} for e in body]
+    else:
+        body = {**body, "api_key": key}
+    r = client.post("/batch/", json=body)
+    assert r.status_code == 400, r.text
+    answer = r.json()
+    assert [e["field"] for e in answer["errors"]] == fields, answer
+    assert fields[0] in answer["detail"]

@@ -296,7 +296,7 @@ def test_invalid_messages_are_named_and_never_block_valid_ones(
         2: ["groupId"],
         3: ["previousId"],
         4: ["type"],
-        5: ["user"],
+        5: ["userId"],
         6: ["context"],
         7: ["timestamp"],
     }
@@ -570,3 +570,53 @@ def test_a_batch_context_that_is_no_object_is_named(client: TestClient, key: str
     r = client.post("/v1/batch", json=body, headers=basic(key))
     assert r.status_code == 400, r.text
     assert [e["field"] for e in r.json()["errors"]] == ["context"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "fields"),
+    [
+        ("/v1/track", {"type": "track", "event": "a"}, ["userId"]),
+        ("/v1/t", {"event": "a", "userId": "u", "messageId": ["x"]}, ["messageId"]),
+        ("/v1/t", {"event": "a", "anonymousId": {"id": 1}}, ["anonymousId", "userId"]),
+        ("/v1/alias", {"userId": "u", "previousId": ["x"]}, ["previousId"]),
+        ("/v1/i", {"type": "identify", "userId": "u", "traits": [1]}, ["traits"]),
+        ("/v1/g", {"userId": "u", "groupId": "g", "traits": {"a": [[[[1]]]]}}, ["traits.a[0]"]),
+        (
+            "/v1/t",
+            {"event": "a", "userId": "u", "originalTimestamp": "then"},
+            ["originalTimestamp"],
+        ),
+        ("/v1/t", {"event": "a", "userId": "u", "context": {"ip": "here"}}, ["context.ip"]),
+        (
+            "/v1/batch",
+            {"batch": [{"type": "track", "event": "a"}, {"type": "identify", "anonymousId": "x"}]},
+            ["batch[0].userId", "batch[1].userId"],
+        ),
+    ],
+)
+def test_errors_name_the_field_of_the_segment_message(
+    client: TestClient, key: str, path: str, body: dict[str, Any], fields: list[str]
+) -> None:
+    r = client.post(path, json=body, headers=basic(key))
+    assert r.status_code == 400, r.text
+    answer = r.json()
+    assert [e["field"] for e in answer["errors"]] == fields, answer
+    assert answer["code"] == "invalid_request"
+
+
+def test_a_browser_write_key_that_is_no_app_is_named_write_key(client: TestClient) -> None:
+    r = client.post(
+        "/v1/t",
+        json={"userId": "u", "event": "a"},
+        headers={"Origin": ORIGIN, **basic("app_unknown")},
+    )
+    assert r.status_code == 403, r.text
+    assert [e["field"] for e in r.json()["errors"]] == ["writeKey"]
+
+
+def test_our_own_errors_keep_our_names(client: TestClient, key: str) -> None:
+    r = client.post("/v1/events", json={"events": [{"event": "a"}]}, headers=auth(key))
+    assert r.status_code == 400
+    assert [e["field"] for e in r.json()["errors"]] == ["events[0].user"]
+    r = client.post("/v1/track", json={"event": "a", "user_id": ["x"]}, headers=auth(key))
+    assert r.status_code == 400 and [e["field"] for e in r.json()["errors"]] == ["user"]

@@ -28,6 +28,7 @@ from collector.ingest.dialects.base import (
     build_payload,
     envelope,
     put_text,
+    rename,
     screen_size,
     sent_at,
     text,
@@ -71,8 +72,27 @@ _OURS = frozenset(
 )
 
 
+# Our field names in an error → the fields of the Segment message they came from.
+NAMES = {
+    "user": "userId",
+    "anonymous_id": "anonymousId",
+    "message_id": "messageId",
+    "ip": "context.ip",
+    "ua": "context.userAgent",
+    "app_id": "writeKey",  # a browser's write key is its app id
+    **{f"context.{key}": f"context.page.{key}" for key in ("url", "path", "referrer", "title")},
+}
+_ALIAS_NAMES = {**NAMES, "anonymous_id": "previousId"}
+_GROUP_NAMES = {
+    **NAMES,
+    "properties.group_id": "groupId",
+    "properties.group_traits": "traits",
+}
+
+
 class Segment(Dialect):
     name = "segment"
+    names = NAMES
 
     def speaks(self, data: Any) -> bool:
         if not isinstance(data, dict):
@@ -214,9 +234,12 @@ def segment_item(
             canonical["ua"] = context_in["userAgent"]
 
     item = normalize_item(canonical, source=source, forced_kind=kind)
-    if errors:
-        return errors + (item if isinstance(item, list) else [])
-    return item
+    if isinstance(item, list):
+        names = _ALIAS_NAMES if kind == "alias" else _GROUP_NAMES if mtype == "group" else NAMES
+        if get("timestamp") is None and get("originalTimestamp") is not None:
+            names = {**names, "timestamp": "originalTimestamp"}
+        return errors + rename(item, names)
+    return errors or item
 
 
 def context(raw: dict[str, Any]) -> dict[str, Any]:
