@@ -223,6 +223,30 @@ def test_posthog_python(served: Served, caplog: pytest.LogCaptureFixture) -> Non
     assert persons == [("ph-u",)]
 
 
+def test_posthog_python_personless_events_make_no_user(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    from posthog import Posthog
+
+    errors: list[Any] = []
+    client = Posthog(
+        served.key,
+        host=served.server.url,
+        on_error=lambda error, batch: errors.append(error),
+        max_retries=1,
+        flush_interval=0.05,
+    )
+    for i in range(3):  # no distinct id: a random one each, flagged personless
+        client.capture("report_exported", properties={"i": i})
+    client.shutdown()
+    assert errors == [] and library_errors(caplog, "posthog") == []
+    exported = stored(served)["report_exported"]
+    assert sorted(e["properties"]["i"] for e in exported) == [0, 1, 2]
+    assert {e["user_id"] for e in exported} == {None}
+    assert len({e["anonymous_id"] for e in exported}) == 3
+    assert rows(served.db, "SELECT count(*) FROM users WHERE app_id = ?", [served.app_id]) == [(0,)]
+
+
 def node_script(name: str) -> Callable[[dict[str, str]], dict[str, Any]]:
     node = shutil.which("node")
     if node is None or not (CLIENTS / "node_modules" / "@segment").is_dir():

@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 from collector.models import App
 from collector.store import Store
 from tests.conftest import CHROME_UA, ORIGIN, auth
+from tests.dbrows import rows
 
 
 def events(store: Store, app: App, name: str | None = None) -> list[dict[str, Any]]:
@@ -148,9 +149,9 @@ def test_browser_project_key_is_the_app_id_from_an_allowed_origin(
 @pytest.mark.parametrize(
     ("body", "status", "field"),
     [
-        ({"event": "a", "distinct_id": "u"}, 401, "writeKey"),
-        ({"api_key": "phc_unknown", "event": "a", "distinct_id": "u"}, 401, "writeKey"),
-        ({"api_key": "KEY", "event": "a"}, 400, "user"),
+        ({"event": "a", "distinct_id": "u"}, 401, "api_key"),
+        ({"api_key": "phc_unknown", "event": "a", "distinct_id": "u"}, 401, "api_key"),
+        ({"api_key": "KEY", "event": "a"}, 400, "distinct_id"),
         ({"api_key": "KEY", "distinct_id": "u"}, 400, "event"),
         ({"api_key": "KEY", "event": "$create_alias", "distinct_id": "u"}, 400, "properties.alias"),
         ({"api_key": "KEY", "batch": {"a": 1}}, 400, "batch"),
@@ -179,3 +180,74 @@ def test_uuid_is_the_idempotency_key(client: TestClient, store: Store, app: App,
     for _ in range(2):
         assert client.post("/batch/", json={"api_key": key, "batch": [event]}).status_code == 200
     assert len(events(store, app)) == 1
+
+
+def test_personless_events_make_no_person(
+    client: TestClient, store: Store, app: App, key: str, db: str
+) -> None:
+    # What posthog-python sends for capture() without a distinct id: a random UUID each
+    # time, flagged as personless.
+    batch = [
+        {
+            "event": "report_exported",
+            "distinct_id": f"0190b2d6-0000-7000-8000-00000000000{i}",
+            "properties": {
+                "$process_person_profile": False,
+                "i": i,
+                "$set": {"plan": "pro"},
+            },
+        }
+        for i in range(3)
+    ]
+    r = client.post("/batch/", json={"api_key": key, "batch": batch})
+    assert r.status_code == 200 and len(r.json()["accepted"]) == 3, r.text
+    stored = events(store, app, "report_exported")
+    assert sorted(e["properties"]["i"] for e in stored) == [0, 1, 2]
+    assert {e["user_id"] for e in stored} == {None}
+    assert sorted(e["anonymous_id"] for e in stored) == [e["distinct_id"] for e in batch]
+    assert rows(db, "SELECT count(*) FROM users WHERE app_id = ?", [app.app_id]) == [(0,)]
+    r = client.get(f"/v1/users/{batch[0]['distinct_id']}", headers=auth(key))
+    assert r.status_code == 404
+    # Still counted: three events, by three anonymous visitors.
+    r = client.get("/v1/stats", headers=auth(key))
+    assert r.status_code == 200, r.text
+    (day,) = [d for d in r.json()["days"] if d["event"] == "report_exported"]
+    assert (day["count"], day["users"]) == (3, 3)
+    # A person event of the same distinct id is that person's, traits and all.
+    person = {**batch[0], "properties": {"$set": {"plan": "team"}}}
+    assert client.post("/capture/", json={"api_key": key, **person}).status_code == 200
+    assert profile(client, key, batch[0]["distinct_id"])["traits"] == {"plan": "team"}
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ({"batch": [{"event": "a"}]}, ["batch[0].distinct_id"]),
+        ({"batch": [{"event": "a", "distinct_id": "u", "uuid": [5]}]}, ["batch[0].uuid"]),
+        (
+            {"batch": [{"event": "a", "properties": {"distinct_id": "u", "$ip": "x"}}]},
+            ["batch[0].properties.$ip"],
+        ),
+        (
+            {"event": "$identify", "distinct_id": "u", "$set": {"a": [[[[1]]]]}},
+            ["$set.a[0][0]"],
+        ),
+        (
+            {"event": "$create_alias", "distinct_id": ["u"], "properties": {"alias": "v"}},
+            ["distinct_id"],
+        ),
+        ([{"event": "a", "properties": {"token": "KEY"}}], ["[0].distinct_id"]),
+    ],
+)
+def test_errors_name_the_field_of_the_posthog_event(
+    client: TestClient, key: str, body: Any, fields: list[str]
+) -> None:
+    if isinstance(body, list):
+        body = [{**e, "properties": {**e["properties"], "token": key}} for e in body]
+    else:
+        body = {**body, "api_key": key}
+    r = client.post("/batch/", json=body)
+    assert r.status_code == 400, r.text
+    answer = r.json()
+    assert [e["field"] for e in answer["errors"]] == fields, answer
+    assert fields[0] in answer["detail"]

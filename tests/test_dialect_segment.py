@@ -296,7 +296,7 @@ def test_invalid_messages_are_named_and_never_block_valid_ones(
         2: ["groupId"],
         3: ["previousId"],
         4: ["type"],
-        5: ["user"],
+        5: ["userId"],
         6: ["context"],
         7: ["timestamp"],
     }
@@ -453,3 +453,170 @@ def test_a_full_queue_is_a_503_with_retry_after_in_each_dialect(
     r = client.post("/batch/", json={"api_key": key, "event": "a", "distinct_id": "u"})
     assert r.status_code == 503 and r.headers["retry-after"] == "2"
     assert r.json()["type"] == "server_error" and "retry" in r.json()["detail"]
+
+
+SAFARI_MAC = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.0 Safari/605.1.15"
+)
+
+
+@pytest.mark.parametrize("headers", [basic, auth], ids=["basic", "bearer"])
+def test_the_docs_examples_without_segment_marks_are_read_as_segment(
+    client: TestClient, store: Store, app: App, key: str, headers: Any
+) -> None:
+    # Segment's own docs' examples carry no type, messageId or writeKey: their camelCase
+    # keys are what says that /v1/track and /v1/identify are spoken Segment's way.
+    context = {
+        "ip": "81.2.69.160",
+        "userAgent": SAFARI_MAC,
+        "page": {"url": "https://shop.example.com/a?b=1", "path": "/a", "title": "A"},
+        "traits": {"email": "d@example.com", "plan": "free"},
+    }
+    track = {"userId": "u-docs", "event": "Item Purchased", "properties": {}, "context": context}
+    r = client.post("/v1/track", json=track, headers=headers(key))
+    assert r.status_code == 200, r.text
+    identify = {"userId": "u-docs", "traits": {"plan": "pro"}, "context": context}
+    r = client.post("/v1/identify", json=identify, headers=headers(key))
+    assert r.status_code == 200, r.text
+    anonymous = {"anonymousId": "anon-docs", "event": "Viewed", "context": context}
+    assert client.post("/v1/track", json=anonymous, headers=headers(key)).status_code == 200
+
+    stored = {e["event"]: e for e in events(store, app)}
+    ctx = stored["Item Purchased"]["context"]
+    assert (ctx["browser"], ctx["os"]) == ("Safari", "Mac OS X")  # context.userAgent
+    assert ctx["ip"] == "81.2.69.160"
+    assert (ctx["url"], ctx["path"], ctx["title"]) == ("https://shop.example.com/a?b=1", "/a", "A")
+    assert "userAgent" not in ctx and "page" not in ctx and "traits" not in ctx
+    assert stored["Viewed"]["anonymous_id"] == "anon-docs"
+    assert stored["Viewed"]["user_id"] is None
+    assert user(client, key, "u-docs")["traits"] == {"email": "d@example.com", "plan": "pro"}
+
+
+def test_a_browser_cannot_state_the_user_agent_in_the_docs_shape(
+    client: TestClient, store: Store, app: App
+) -> None:
+    message = {"anonymousId": "anon-b", "event": "b", "context": {"userAgent": "curl/8"}}
+    headers = {"Origin": ORIGIN, "User-Agent": CHROME_UA, **basic(app.app_id)}
+    r = client.post("/v1/track", json=message, headers=headers)
+    assert r.status_code == 200, r.text
+    (stored,) = events(store, app)
+    assert stored["context"]["source"] == "browser" and stored["context"]["browser"] == "Chrome"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        # Userpilot's /v1/track (seed 004).
+        ("/v1/track", {"user_id": "u", "event_name": "e", "metadata": {"a": 1}}),
+        # Ours, with the lenient camelCase aliases beside a key only ours has.
+        ("/v1/track", {"userId": "u", "event": "e", "metadata": {"a": 1}}),
+        ("/v1/track", {"anonymousId": "a", "event": "e", "app_id": "APP"}),
+        ("/v1/track", {"user": "u", "event": "e", "context": {"userAgent": "x"}}),
+        ("/v1/identify", {"user_id": "u", "traits": {"a": 1}}),
+    ],
+)
+def test_our_own_bodies_with_camel_case_keys_stay_ours(
+    client: TestClient, store: Store, app: App, key: str, path: str, body: dict[str, Any]
+) -> None:
+    if body.get("app_id") == "APP":
+        r = client.post(path, json={**body, "app_id": app.app_id}, headers={"Origin": ORIGIN})
+    else:
+        r = client.post(path, json=body, headers={"Authorization": f"Token {key}"})
+    assert r.status_code == 202, r.text  # ours; Segment's answer is a 200
+    if path == "/v1/track":
+        (stored,) = events(store, app)
+        assert stored["event"] == "e"
+
+
+@pytest.mark.parametrize("path", ["/v1/batch", "/v1/b"])
+def test_a_batch_context_is_every_message_s_under_its_own(
+    client: TestClient, store: Store, app: App, key: str, path: str
+) -> None:
+    batch = {
+        "context": {
+            "ip": "81.2.69.160",
+            "userAgent": SAFARI_MAC,
+            "locale": "fr-FR",
+            "library": {"name": "analytics-go", "version": "3.3.0"},
+            "page": {"url": "https://shop.example.com/shared", "path": "/shared"},
+        },
+        "batch": [
+            {"type": "track", "userId": "u", "event": "bare"},
+            {
+                "type": "track",
+                "userId": "u",
+                "event": "own",
+                "context": {"locale": "de-DE", "page": {"path": "/own"}},
+            },
+            {"type": "identify", "userId": "u", "traits": {"plan": "pro"}},
+        ],
+    }
+    r = client.post(path, json=batch, headers=basic(key))
+    assert r.status_code == 200 and r.json()["success"], r.text
+    stored = {e["event"]: e["context"] for e in events(store, app)}
+    bare, own = stored["bare"], stored["own"]
+    assert (bare["ip"], bare["browser"], bare["os"]) == ("81.2.69.160", "Safari", "Mac OS X")
+    assert (bare["locale"], bare["path"]) == ("fr-FR", "/shared")
+    assert bare["library"] == "analytics-go/3.3.0"
+    # A message's own context keys win, whole: its page replaces the batch's page.
+    assert (own["locale"], own["path"]) == ("de-DE", "/own") and "url" not in own
+    assert (own["ip"], own["browser"]) == ("81.2.69.160", "Safari")
+    assert user(client, key, "u")["traits"] == {"plan": "pro"}
+
+
+def test_a_batch_context_that_is_no_object_is_named(client: TestClient, key: str) -> None:
+    body = {"context": "nope", "batch": [{"type": "track", "userId": "u", "event": "a"}]}
+    r = client.post("/v1/batch", json=body, headers=basic(key))
+    assert r.status_code == 400, r.text
+    assert [e["field"] for e in r.json()["errors"]] == ["context"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "fields"),
+    [
+        ("/v1/track", {"type": "track", "event": "a"}, ["userId"]),
+        ("/v1/t", {"event": "a", "userId": "u", "messageId": ["x"]}, ["messageId"]),
+        ("/v1/t", {"event": "a", "anonymousId": {"id": 1}}, ["anonymousId", "userId"]),
+        ("/v1/alias", {"userId": "u", "previousId": ["x"]}, ["previousId"]),
+        ("/v1/i", {"type": "identify", "userId": "u", "traits": [1]}, ["traits"]),
+        ("/v1/g", {"userId": "u", "groupId": "g", "traits": {"a": [[[[1]]]]}}, ["traits.a[0]"]),
+        (
+            "/v1/t",
+            {"event": "a", "userId": "u", "originalTimestamp": "then"},
+            ["originalTimestamp"],
+        ),
+        ("/v1/t", {"event": "a", "userId": "u", "context": {"ip": "here"}}, ["context.ip"]),
+        (
+            "/v1/batch",
+            {"batch": [{"type": "track", "event": "a"}, {"type": "identify", "anonymousId": "x"}]},
+            ["batch[0].userId", "batch[1].userId"],
+        ),
+    ],
+)
+def test_errors_name_the_field_of_the_segment_message(
+    client: TestClient, key: str, path: str, body: dict[str, Any], fields: list[str]
+) -> None:
+    r = client.post(path, json=body, headers=basic(key))
+    assert r.status_code == 400, r.text
+    answer = r.json()
+    assert [e["field"] for e in answer["errors"]] == fields, answer
+    assert answer["code"] == "invalid_request"
+
+
+def test_a_browser_write_key_that_is_no_app_is_named_write_key(client: TestClient) -> None:
+    r = client.post(
+        "/v1/t",
+        json={"userId": "u", "event": "a"},
+        headers={"Origin": ORIGIN, **basic("app_unknown")},
+    )
+    assert r.status_code == 403, r.text
+    assert [e["field"] for e in r.json()["errors"]] == ["writeKey"]
+
+
+def test_our_own_errors_keep_our_names(client: TestClient, key: str) -> None:
+    r = client.post("/v1/events", json={"events": [{"event": "a"}]}, headers=auth(key))
+    assert r.status_code == 400
+    assert [e["field"] for e in r.json()["errors"]] == ["events[0].user"]
+    r = client.post("/v1/track", json={"event": "a", "user_id": ["x"]}, headers=auth(key))
+    assert r.status_code == 400 and [e["field"] for e in r.json()["errors"]] == ["user"]

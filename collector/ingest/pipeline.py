@@ -309,7 +309,10 @@ def batch_answer(
     outcomes: dict[int, Outcome],
     errors: dict[int, list[FieldError]],
     warnings: dict[int, list[FieldError]],
+    path: str = "events",
 ) -> tuple[int, dict[str, Any]]:
+    """A batch's answer; `path` is where the body holds its events, to name one in the
+    error when none is valid."""
     accepted = [o.event_id for _, o in sorted(outcomes.items()) if o.status == "accepted"]
     duplicates = [o.event_id for _, o in sorted(outcomes.items()) if o.status == "duplicate"]
     discarded = [
@@ -330,7 +333,7 @@ def batch_answer(
         raise InvalidRequest(
             "No valid events in the batch",
             [
-                field_error(f"events[{i}].{e['field']}", e["message"])
+                field_error(f"{path}[{i}].{e['field']}", e["message"])
                 for i, errs in sorted(errors.items())
                 for e in errs
             ],

@@ -221,9 +221,15 @@ async def _ingest(
         events, errors, warnings = await _build_events(c, payload, caller, ip, headers)
         if errors:
             c.tally.event("invalid", len(errors))
+        if dialect is not None:
+            # What the pipeline found (an identify without its user...) in the words
+            # of the body the client wrote.
+            errors = {i: dialect.rename(e) for i, e in errors.items()}
+            warnings = {i: dialect.rename(w) for i, w in warnings.items()}
         outcomes = await _store(c, caller.app.setting("bot_policy"), events)
         if payload.is_batch:
-            status, answer = pipeline.batch_answer(outcomes, errors, warnings)
+            path = dialect.batch_path(data) if dialect is not None else "events"
+            status, answer = pipeline.batch_answer(outcomes, errors, warnings, path)
         else:
             status, answer = pipeline.single_answer(
                 forced or (events[0].kind if events[0] else "track"),

@@ -3,7 +3,7 @@ that turn another product's messages into our canonical items."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -32,6 +32,9 @@ class Dialect:
     or `error` for what goes back."""
 
     name = ""
+    # Our field names in an error → this product's, for what its client sent: a request's
+    # errors name the field in the body the client wrote, never ours.
+    names: Mapping[str, str] = {}
 
     def speaks(self, data: Any) -> bool:
         """Whether a body sent to a path our own API shares is in this dialect."""
@@ -47,6 +50,14 @@ class Dialect:
         """The body as canonical items; `message_type` is the path's, None for a batch."""
         raise NotImplementedError
 
+    def batch_path(self, data: Any) -> str:
+        """Where a body holds its list of messages, to name a message by its index."""
+        return "batch"
+
+    def rename(self, errors: list[FieldError]) -> list[FieldError]:
+        """Field errors in this product's words (`names`)."""
+        return rename(errors, self.names)
+
     def answer(self, body: dict[str, Any]) -> dict[str, Any]:
         """Our answer with what this product's libraries read besides; sent with 200."""
         return body
@@ -54,8 +65,32 @@ class Dialect:
     def error(self, exc: CollectorError) -> dict[str, Any]:
         """The one error shape, with the fields this product's libraries read."""
         body = exc.body()
+        body["errors"] = self.rename(body["errors"])
         body["code"] = exc.code
         return body
+
+
+def rename(errors: list[FieldError], names: Mapping[str, str]) -> list[FieldError]:
+    """`errors` with each field named by `names`, by the longest start of its path that
+    `names` knows (`user.id` → `userId.id`); other fields are kept. No name that `names`
+    gives starts with one of its keys, so renaming twice changes nothing."""
+    if not names:
+        return errors
+    out: list[FieldError] = []
+    for error in errors:
+        path = error["field"]
+        end = len(path)
+        while end > 0 and path[:end] not in names:
+            end = max(path.rfind(".", 0, end), path.rfind("[", 0, end))
+        if end <= 0:
+            out.append(error)
+            continue
+        message = error["message"]
+        if path == "user" and "anonymous_id" in names:
+            # normalize's "is required (or anonymous_id)" names the other field too.
+            message = message.replace("anonymous_id", names["anonymous_id"])
+        out.append(field_error(names[path[:end]] + path[end:], message))
+    return out
 
 
 def envelope(data: Any) -> dict[str, Any]:

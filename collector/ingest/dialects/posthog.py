@@ -2,7 +2,8 @@
 "sent_at"}` (or one event with `api_key` beside it, or a bare list) of events
 `{"event", "distinct_id", "properties", "timestamp", "uuid"}`.
 
-- `distinct_id` → user; `uuid` → message_id; `$pageview` → `page_viewed`,
+- `distinct_id` → user (the anonymous id of a personless event,
+  `"$process_person_profile": false`); `uuid` → message_id; `$pageview` → `page_viewed`,
   `$screen` → `screen_viewed`;
 - `$identify`, `$set` and `$set_once` → an identify call, with `$set` (over
   `$set_once`) as traits, `$anon_distinct_id` as the anonymous id it links; `$set` on
@@ -27,6 +28,7 @@ from collector.ingest.dialects.base import (
     build_payload,
     envelope,
     put_text,
+    rename,
     screen_size,
     sent_at,
     text,
@@ -49,8 +51,28 @@ _CONTEXT = {
 }
 
 
+# Our field names in an error → the fields of the PostHog event they came from.
+NAMES = {
+    "user": "distinct_id",
+    "anonymous_id": "properties.$device_id",
+    "message_id": "uuid",
+    "traits": "$set",
+    "ip": "properties.$ip",
+    "ua": "properties.$raw_user_agent",
+    "writeKey": "api_key",
+    "app_id": "api_key",  # a browser's project key is its app id
+    **{f"context.{ours}": f"properties.{theirs}" for theirs, ours in _CONTEXT.items()},
+    "context.title": "properties.$title",
+    "context.library": "properties.$lib",
+    "properties.group_id": "properties.$group_key",
+    "properties.group_type": "properties.$group_type",
+    "properties.group_traits": "properties.$group_set",
+}
+
+
 class PostHog(Dialect):
     name = "posthog"
+    names = NAMES
 
     def write_key(self, data: Any) -> str | None:
         first: Any = data
@@ -94,13 +116,17 @@ class PostHog(Dialect):
             convert=convert,
         )
 
+    def batch_path(self, data: Any) -> str:
+        return "" if isinstance(data, list) else "batch"  # posthog-js posts a bare list
+
     def answer(self, body: dict[str, Any]) -> dict[str, Any]:
         return {"status": 1, **body}
 
     def error(self, exc: CollectorError) -> dict[str, Any]:
         # PostHog's own error fields: its Python client reads `detail`.
         body = exc.body()
-        details = "; ".join(f"{e['field']} {e['message']}" for e in exc.errors)
+        body["errors"] = self.rename(body["errors"])
+        details = "; ".join(f"{e['field']} {e['message']}" for e in body["errors"])
         body["type"] = "validation_error" if exc.status < 500 else "server_error"
         body["code"] = exc.code
         body["detail"] = f"{exc.message}: {details}" if details else exc.message
@@ -173,6 +199,14 @@ def posthog_item(message: Any, source: Source) -> Item | list[FieldError]:
             "group_traits": props_in.get("$group_set") or {},
         }
 
+    personless = kind == "track" and props_in.get("$process_person_profile") is False
+    if personless:
+        # A personless event (posthog-python's capture without a distinct id, posthog-js's
+        # person_profiles "identified_only" before identify): its distinct id, often a
+        # random UUID per event, names no person, so it is an anonymous id and no user
+        # is made or given traits. Identify and alias calls always name their person.
+        user, anonymous, traits = None, distinct_id, None
+
     canonical: dict[str, Any] = {
         "event": name,
         "user": user,
@@ -189,6 +223,29 @@ def posthog_item(message: Any, source: Source) -> Item | list[FieldError]:
         if props_in.get("$raw_user_agent") is not None:
             canonical["ua"] = props_in["$raw_user_agent"]
     item = normalize_item(canonical, source=source, forced_kind=kind)
-    if errors:
-        return errors + (item if isinstance(item, list) else [])
-    return item
+    if isinstance(item, list):
+        return errors + rename(item, _names(message, props_in, kind, personless))
+    return errors or item
+
+
+def _names(
+    message: dict[str, Any], props: dict[str, Any], kind: Kind, personless: bool
+) -> dict[str, str]:
+    """NAMES for one event: where its user, anonymous id and traits came from."""
+    names = dict(NAMES)
+    if "distinct_id" not in message and "distinct_id" in props:
+        names["user"] = "properties.distinct_id"  # posthog-js
+    if kind == "alias":
+        names["user"], names["anonymous_id"] = "properties.alias", names["user"]
+    elif personless:
+        names["anonymous_id"] = names["user"]
+    elif kind == "identify" and props.get("$anon_distinct_id") is not None:
+        names["anonymous_id"] = "properties.$anon_distinct_id"
+    for key in ("$set", "$set_once"):
+        if isinstance(message.get(key), dict):
+            names["traits"] = key
+            break
+        if isinstance(props.get(key), dict):
+            names["traits"] = "properties." + key
+            break
+    return names

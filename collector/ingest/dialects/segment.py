@@ -3,8 +3,9 @@ and RudderStack's libraries send it.
 
 Messages `{"type": "track" | "identify" | "page" | "screen" | "group" | "alias",
 "userId", "anonymousId", "messageId", "timestamp", "context", ...}`, one per request or
-`{"batch": [...], "sentAt"}`; the key is Basic auth's user name or `writeKey` in the
-body. Each message becomes a canonical item:
+`{"batch": [...], "sentAt", "context"}` (a batch's context is each message's, under the
+message's own keys); the key is Basic auth's user name or `writeKey` in the body. Each
+message becomes a canonical item:
 
 - track → the event as named; identify → traits (top level over `context.traits`);
 - page → `page_viewed`, screen → `screen_viewed`: `name` and `category` in properties,
@@ -20,13 +21,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from collector.errors import FieldError, field_error
+from collector.errors import FieldError, InvalidRequest, field_error
 from collector.ingest.dialects.base import (
     Dialect,
     batch_items,
     build_payload,
     envelope,
     put_text,
+    rename,
     screen_size,
     sent_at,
     text,
@@ -43,10 +45,54 @@ GROUP_EVENT = "group_identified"
 # Keys only Segment's shape has: a body on a path we share with our own API
 # (/v1/track, /v1/identify) that carries one of them is answered the Segment way.
 _MARKS = ("writeKey", "messageId", "type", "integrations", "originalTimestamp", "previousId")
+# Segment's names for whom a message is about, as its docs' examples send them with none
+# of the marks above. Our own format reads `userId` and `anonymousId` too, as lenient
+# aliases, so a body is Segment's by them only when it has no key of ours besides
+# (`user_id`, `metadata`, `app_id`...: Userpilot's /v1/track bodies stay ours).
+_CAMEL = ("userId", "anonymousId")
+_OURS = frozenset(
+    {
+        "user",
+        "user_id",
+        "externalId",
+        "anonymous_id",
+        "message_id",
+        "event_name",
+        "eventKey",
+        "metadata",
+        "app_id",
+        "appId",
+        "sent_at",
+        "events",
+        "ip",
+        "ua",
+        "user_agent",
+        "userAgent",
+    }
+)
+
+
+# Our field names in an error → the fields of the Segment message they came from.
+NAMES = {
+    "user": "userId",
+    "anonymous_id": "anonymousId",
+    "message_id": "messageId",
+    "ip": "context.ip",
+    "ua": "context.userAgent",
+    "app_id": "writeKey",  # a browser's write key is its app id
+    **{f"context.{key}": f"context.page.{key}" for key in ("url", "path", "referrer", "title")},
+}
+_ALIAS_NAMES = {**NAMES, "anonymous_id": "previousId"}
+_GROUP_NAMES = {
+    **NAMES,
+    "properties.group_id": "groupId",
+    "properties.group_traits": "traits",
+}
 
 
 class Segment(Dialect):
     name = "segment"
+    names = NAMES
 
     def speaks(self, data: Any) -> bool:
         if not isinstance(data, dict):
@@ -54,7 +100,14 @@ class Segment(Dialect):
         if any(key in data for key in _MARKS):
             return True
         context = data.get("context")
-        return isinstance(context, dict) and "library" in context
+        if isinstance(context, dict) and "library" in context:
+            return True
+        if _OURS.intersection(data):
+            return False
+        # Our own format names the User-Agent `ua` or `context.user_agent`, never this.
+        return any(key in data for key in _CAMEL) or (
+            isinstance(context, dict) and "userAgent" in context
+        )
 
     def write_key(self, data: Any) -> str | None:
         if not isinstance(data, dict):
@@ -71,15 +124,21 @@ class Segment(Dialect):
         body = envelope(data)
         sent_raw = body.get("sentAt")
         sent_ms = sent_at(sent_raw, "sentAt")
+        shared: dict[str, Any] | None = None
         if message_type is None:
             messages = batch_items(body.get("batch"), "batch")
             is_batch = True
+            # A batch's own context is every message's (Segment's batch API), under what
+            # a message's context says for itself.
+            shared = body.get("context")
+            if shared is not None and not isinstance(shared, dict):
+                raise InvalidRequest(errors=[field_error("context", "must be an object")])
         else:
             messages = [body]
             is_batch = False
 
         def convert(message: Any) -> Item | list[FieldError]:
-            return segment_item(message, source, message_type)
+            return segment_item(message, source, message_type, shared)
 
         return build_payload(
             messages,
@@ -91,8 +150,14 @@ class Segment(Dialect):
         )
 
 
-def segment_item(message: Any, source: Source, message_type: str | None) -> Item | list[FieldError]:
-    """One Segment message as a canonical item, or its field errors."""
+def segment_item(
+    message: Any,
+    source: Source,
+    message_type: str | None,
+    shared_context: dict[str, Any] | None = None,
+) -> Item | list[FieldError]:
+    """One Segment message as a canonical item, or its field errors; `shared_context` is
+    its batch's context, under the message's own."""
     if not isinstance(message, dict):
         return [field_error("event", "must be a JSON object")]
     mtype = message_type or message.get("type") or "track"
@@ -100,6 +165,11 @@ def segment_item(message: Any, source: Source, message_type: str | None) -> Item
         return [field_error("type", "must be one of " + ", ".join(TYPES))]
     get = message.get
     raw_context = get("context")
+    if shared_context:
+        if raw_context is None:
+            raw_context = shared_context
+        elif isinstance(raw_context, dict):
+            raw_context = {**shared_context, **raw_context}
     context_in: dict[str, Any] = raw_context if isinstance(raw_context, dict) else {}
     properties: Any = get("properties")
     canonical: dict[str, Any] = {
@@ -164,9 +234,12 @@ def segment_item(message: Any, source: Source, message_type: str | None) -> Item
             canonical["ua"] = context_in["userAgent"]
 
     item = normalize_item(canonical, source=source, forced_kind=kind)
-    if errors:
-        return errors + (item if isinstance(item, list) else [])
-    return item
+    if isinstance(item, list):
+        names = _ALIAS_NAMES if kind == "alias" else _GROUP_NAMES if mtype == "group" else NAMES
+        if get("timestamp") is None and get("originalTimestamp") is not None:
+            names = {**names, "timestamp": "originalTimestamp"}
+        return errors + rename(item, names)
+    return errors or item
 
 
 def context(raw: dict[str, Any]) -> dict[str, Any]:
