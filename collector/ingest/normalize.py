@@ -168,13 +168,12 @@ def parse_payload(
     if app_id is not None and not isinstance(app_id, str):
         envelope_errors.append(field_error("app_id", "must be a string"))
         app_id = None
-    sent_raw = data.get("sent_at", data.get("sentAt"))
+    sent_key = "sent_at" if "sent_at" in data else "sentAt"
+    sent_raw = data.get(sent_key)
     sent_ms: int | None = None
+    sent_warnings: list[FieldError] = []
     if sent_raw is not None:
-        try:
-            sent_ms = parse_timestamp(sent_raw)
-        except ValueError as exc:
-            envelope_errors.append(field_error("sent_at", str(exc)))
+        sent_ms = client_time(sent_raw, sent_key, envelope_errors, sent_warnings)
     shared_context = data.get("context") if isinstance(data.get("context"), dict) else None
 
     raw_items: list[Any]
@@ -208,11 +207,14 @@ def parse_payload(
         if check_size and _event_size(raw, is_batch) > MAX_EVENT_BYTES:
             items.append([field_error("event", EVENT_TOO_LARGE)])
             continue
-        items.append(
-            normalize_item(
-                raw, source=source, forced_kind=forced_kind, shared_context=shared_context
-            )
+        item = normalize_item(
+            raw, source=source, forced_kind=forced_kind, shared_context=shared_context
         )
+        if sent_warnings and isinstance(item, Item):
+            # Answers carry warnings per event, so each event the envelope came with
+            # tells how its sent_at was read.
+            item.warnings.extend(sent_warnings)
+        items.append(item)
     return Payload(
         app_id, sent_ms, sent_raw if isinstance(sent_raw, str) else None, is_batch, items
     )
@@ -286,10 +288,7 @@ def normalize_item(
     ts_raw = raw.get("timestamp")
     ts_ms: int | None = None
     if ts_raw is not None:
-        try:
-            ts_ms = parse_timestamp(ts_raw)
-        except ValueError as exc:
-            errors.append(field_error("timestamp", str(exc)))
+        ts_ms = client_time(ts_raw, "timestamp", errors, warnings)
 
     properties: dict[str, Any] = {}
     if properties_value is not None:
@@ -353,6 +352,55 @@ def normalize_item(
         ua=ua if isinstance(ua, str) else None,
         warnings=warnings,
     )
+
+
+# An epoch number below this is read as seconds: as milliseconds it would be a time before
+# 1973-03-03, which no client means, while as seconds it reaches the year 5138. Mixpanel,
+# Amplitude's HTTP API and `date +%s` send seconds; read as milliseconds they were
+# stored, without a word, in January 1970.
+SECONDS_BELOW = 100_000_000_000
+READ_AS_SECONDS = (
+    "was read as epoch seconds (as milliseconds, a number below 100000000000 would be a"
+    " time before March 1973)"
+)
+_NOT_A_TIME = "must be an ISO 8601 string or epoch milliseconds"
+
+
+def client_time(
+    value: Any, name: str, errors: list[FieldError], warnings: list[FieldError]
+) -> int | None:
+    """Epoch ms from a client's ISO 8601 string or epoch number (or a string of digits);
+    a number below SECONDS_BELOW is read as seconds, with a warning. None, with an error
+    naming `name`, for anything else."""
+    number: int | float | None = None
+    if isinstance(value, bool):
+        errors.append(field_error(name, _NOT_A_TIME))
+        return None
+    if isinstance(value, int | float):
+        number = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            if not text.isascii():  # "²" is a digit to str.isdigit, not to int()
+                errors.append(field_error(name, _NOT_A_TIME))
+                return None
+            number = int(text)
+    if number is not None:
+        if isinstance(number, float) and not math.isfinite(number):
+            errors.append(field_error(name, "must be a finite number"))
+            return None
+        if number < 0:
+            errors.append(field_error(name, "must not be negative (a time after 1970)"))
+            return None
+        if number < SECONDS_BELOW:
+            warnings.append(field_error(name, READ_AS_SECONDS))
+            number = number * 1000 if isinstance(number, int) else round(number * 1000)
+        value = number
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        errors.append(field_error(name, str(exc)))
+        return None
 
 
 def _is_ip(text: str) -> bool:
