@@ -250,8 +250,7 @@ def normalize_item(
     if name_value is None:
         name_value = _first(raw, "event_name", "eventKey", "name")
     properties_value: Any = get("properties")
-    if properties_value is None:
-        properties_value = get("metadata")
+    metadata_value: Any = get("metadata")
     traits_value: Any = get("traits")
 
     user_value: Any = get("user")
@@ -290,13 +289,14 @@ def normalize_item(
     if ts_raw is not None:
         ts_ms = client_time(ts_raw, "timestamp", errors, warnings)
 
-    properties: dict[str, Any] = {}
-    if properties_value is not None:
-        if isinstance(properties_value, dict):
-            _check_values(properties_value, "properties", 1, errors)
-            properties = properties_value
-        else:
-            errors.append(field_error("properties", "must be an object"))
+    properties = _object(properties_value, "properties", errors) or {}
+    if metadata_value is not None:
+        # Userpilot's name for properties. A client that sends both (a shared helper adding
+        # `properties` to a Userpilot body) means both: merged, its explicit `properties`
+        # winning a key they share, each named by its own key when invalid.
+        metadata = _object(metadata_value, "metadata", errors)
+        if metadata:
+            properties = {**metadata, **properties}
 
     traits: dict[str, Any] | None = None
     if traits_value is not None:
@@ -401,6 +401,17 @@ def client_time(
     except ValueError as exc:
         errors.append(field_error(name, str(exc)))
         return None
+
+
+def _object(value: Any, name: str, errors: list[FieldError]) -> dict[str, Any] | None:
+    """An object of property values as sent, or None with its errors named after `name`."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        errors.append(field_error(name, "must be an object"))
+        return None
+    _check_values(value, name, 1, errors)
+    return value
 
 
 def _is_ip(text: str) -> bool:
