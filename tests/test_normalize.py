@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from collector.errors import InvalidRequest
 from collector.ingest.normalize import MAX_EVENT_BYTES, Item, normalize_item, parse_payload
-from collector.models import App
+from collector.models import App, Source
 from collector.store import Store
 from collector.timeutil import now_ms, parse_timestamp
 from tests.conftest import auth
@@ -171,3 +171,93 @@ def test_seconds_are_stored_as_their_time_with_skew_correction_and_the_clamp(
     future = rows["future"]
     assert future["timestamp"] == future["received_at"]
     assert future["context"]["clock_skew_clamped"] is True
+
+
+# Errors in the client's words, one per problem -------------------------------------
+
+
+def errors_of(raw: dict, source: Source = "server") -> list[tuple[str, str]]:
+    out = normalize_item(raw, source=source)
+    assert isinstance(out, list), "expected field errors"
+    return [(e["field"], e["message"]) for e in out]
+
+
+def test_an_error_names_the_alias_the_client_sent() -> None:
+    assert errors_of({"user_id": "u", "event_name": 5}) == [("event_name", "must be a string")]
+    assert errors_of({"externalId": "u", "eventKey": ""}) == [
+        ("eventKey", "must be 1 to 255 characters")
+    ]
+    assert errors_of({"user_id": 5.5, "event_name": "e"}) == [("user_id", "must be a string")]
+    assert errors_of({"externalId": "", "eventKey": "e"}) == [
+        ("externalId", "must be 1 to 255 characters")
+    ]
+    assert errors_of({"user_id": "u", "event_name": "e", "metadata": 5}) == [
+        ("metadata", "must be an object")
+    ]
+    assert errors_of({"user_id": "u", "event_name": "e", "metadata": {"a": [math.inf]}}) == [
+        ("metadata.a[0]", "must be a finite number")
+    ]
+    assert errors_of({"user": {"_id": 1.5}, "event": "e"}) == [("user._id", "must be a string")]
+    assert errors_of({"event": "e", "user": "u", "messageId": ""}) == [
+        ("messageId", "must be 1 to 255 characters")
+    ]
+    item = normalize_item({"externalId": "u", "eventKey": "Bought It"}, source="server")
+    assert isinstance(item, Item) and [w["field"] for w in item.warnings] == ["eventKey"]
+
+
+def test_a_missing_field_is_named_as_the_bodys_own_api_names_it() -> None:
+    assert errors_of({"eventKey": "purchase_completed"}) == [("externalId", "is required")]
+    assert errors_of({"externalId": "user-123"}) == [("eventKey", "is required")]
+    assert errors_of({"event_name": "e"}) == [("user_id", "is required")]
+    assert errors_of({"user_id": "u"}) == [("event_name", "is required")]
+    assert errors_of({"metadata": {}}) == [
+        ("event_name", "is required"),
+        ("user_id", "is required"),
+    ]
+    # Our own canonical bodies keep their names.
+    assert errors_of({"event": "e"}) == [("user", "is required")]
+    assert errors_of({"user": "u"}) == [("event", "is required")]
+    assert errors_of({"event": "e"}, source="browser") == [
+        ("user", "is required (or anonymous_id)")
+    ]
+
+
+def test_seed_002_errors_name_the_path_inside_the_event() -> None:
+    email = {"email": "a@example.com"}
+    assert errors_of({"user": email, "event": {"update": {"a": "\x00"}}}) == [
+        ("event.update.a", "must not contain NUL characters")
+    ]
+    assert errors_of({"user": email, "event": {"confirmation": {"o": math.nan}}}) == [
+        ("event.confirmation.o", "must be a finite number")
+    ]
+    generic = {"generic": {"generic": {"event_name": 5}}}
+    assert errors_of({"user": email, "event": generic}) == [
+        ("event.generic.generic.event_name", "must be a string")
+    ]
+    assert errors_of({"user": email, "event": {"generic": {"x": 1}}}) == [
+        ("event.generic.event_name", "is required")
+    ]
+
+
+def test_one_problem_is_one_error() -> None:
+    assert errors_of({"event": {}, "user": "u"}) == [
+        ("event", 'must hold exactly one event type, e.g. {"update": {...}}')
+    ]
+    assert errors_of({"event": {"update": 5}, "user": "u"}) == [
+        ("event.update", "must be an object")
+    ]
+    assert errors_of({"user": {}, "event": "e"}) == [("user.id", "is required")]
+    assert errors_of({"user": {}, "event": {"update": {"a": 1}}}) == [
+        ("user", "must have an email or an _id")
+    ]
+    assert errors_of({"event": {}}) == [
+        ("event", 'must hold exactly one event type, e.g. {"update": {...}}'),
+        ("user", "is required"),
+    ]
+    assert errors_of({"event": "e", "anonymous_id": ""}, source="browser") == [
+        ("anonymous_id", "must be 1 to 255 characters")
+    ]
+    # Traits beside a user object's own are checked too, not dropped in the merge.
+    assert errors_of({"event": "e", "user": {"id": "u", "traits": {"a": 1}}, "traits": 5}) == [
+        ("traits", "must be an object")
+    ]

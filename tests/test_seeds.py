@@ -201,3 +201,21 @@ def test_seed_004_metadata_beside_properties_is_merged_properties_winning(
     assert r.json()["errors"] == [
         {"field": "metadata.note", "message": "must not contain NUL characters"}
     ]
+
+
+def test_seed_errors_name_the_fields_each_api_documents(client: TestClient, key: str) -> None:
+    r = client.post("/api/v1/events", json={"eventKey": "purchase_completed"}, headers=auth(key))
+    assert r.status_code == 400
+    assert r.json()["errors"] == [{"field": "externalId", "message": "is required"}]
+    r = client.post(
+        "/v1/track",
+        json={"user_id": "user_1", "event_name": "subscription_changed", "metadata": "team"},
+        headers={"Authorization": f"Token {key}"},
+    )
+    assert r.status_code == 400
+    assert r.json()["errors"] == [{"field": "metadata", "message": "must be an object"}]
+    r = client.post(
+        "/v1/events", json={"events": [{"event_name": "purchase_completed"}]}, headers=auth(key)
+    )
+    assert r.status_code == 400
+    assert r.json()["errors"] == [{"field": "events[0].user_id", "message": "is required"}]
