@@ -360,9 +360,9 @@ def normalize_item(
 
 
 # An epoch number below this is read as seconds: as milliseconds it would be a time before
-# 1973-03-03, which no client means, while as seconds it reaches the year 5138. Mixpanel,
-# Amplitude's HTTP API and `date +%s` send seconds; read as milliseconds they were
-# stored, without a word, in January 1970.
+# 1973-03-03, which no client means, while as seconds it reaches the year 5138. Mixpanel's
+# `time`, Python's `time.time()` and `date +%s` are seconds; read as milliseconds they
+# were stored, without a word, in January 1970.
 SECONDS_BELOW = 100_000_000_000
 READ_AS_SECONDS = (
     "was read as epoch seconds (as milliseconds, a number below 100000000000 would be a"
