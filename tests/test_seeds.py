@@ -165,3 +165,57 @@ def test_seed_004_userpilot_token_auth_and_metadata(
         "user_1",
         {"plan": "team"},
     )
+
+
+def test_seed_002_user_with_id_and_email_keeps_the_email_as_a_trait(
+    client: TestClient, store: Store, app: App, key: str, db: str
+) -> None:
+    body = {
+        "user": {"_id": "u_5", "email": "ana@example.com"},
+        "event": {"confirmation": {"orderId": "o_5"}},
+    }
+    r = client.post("/v1/events", json=body, headers=auth(key))
+    assert r.status_code == 202, r.text
+    (row,) = stored(store, app)
+    assert row["user_id"] == "u_5"
+    traits = scalar(db, "SELECT traits FROM users WHERE user_id = 'u_5'")
+    assert json_value(traits) == {"email": "ana@example.com"}
+
+
+def test_seed_004_metadata_beside_properties_is_merged_properties_winning(
+    client: TestClient, store: Store, app: App, key: str
+) -> None:
+    body = {
+        "user_id": "user_1",
+        "event_name": "subscription_changed",
+        "metadata": {"plan": "team", "seats": 5},
+        "properties": {"plan": "business", "coupon": "X"},
+    }
+    r = client.post("/v1/track", json=body, headers={"Authorization": f"Token {key}"})
+    assert r.status_code == 202, r.text
+    (row,) = stored(store, app)
+    assert row["properties"] == {"plan": "business", "seats": 5, "coupon": "X"}
+    body["metadata"] = {"note": "a\x00b"}
+    r = client.post("/v1/track", json=body, headers={"Authorization": f"Token {key}"})
+    assert r.status_code == 400
+    assert r.json()["errors"] == [
+        {"field": "metadata.note", "message": "must not contain NUL characters"}
+    ]
+
+
+def test_seed_errors_name_the_fields_each_api_documents(client: TestClient, key: str) -> None:
+    r = client.post("/api/v1/events", json={"eventKey": "purchase_completed"}, headers=auth(key))
+    assert r.status_code == 400
+    assert r.json()["errors"] == [{"field": "externalId", "message": "is required"}]
+    r = client.post(
+        "/v1/track",
+        json={"user_id": "user_1", "event_name": "subscription_changed", "metadata": "team"},
+        headers={"Authorization": f"Token {key}"},
+    )
+    assert r.status_code == 400
+    assert r.json()["errors"] == [{"field": "metadata", "message": "must be an object"}]
+    r = client.post(
+        "/v1/events", json={"events": [{"event_name": "purchase_completed"}]}, headers=auth(key)
+    )
+    assert r.status_code == 400
+    assert r.json()["errors"] == [{"field": "events[0].user_id", "message": "is required"}]

@@ -3,8 +3,9 @@
 Every shape the seed APIs document is accepted here and nowhere else: the canonical
 `{"event", "user", ...}`, the `event_name`/`user_id`/`metadata` and `eventKey`/`externalId`
 aliases, batches (`events` or Segment's `batch`), identify calls, and seed 002's
-`{"user": {"email"|"_id"}, "event": {TYPE: {...}}}`. Validation names every problem with
-its field; an invalid item in a batch never blocks its valid neighbours.
+`{"user": {"email"|"_id"}, "event": {TYPE: {...}}}`. Validation names every problem once,
+with its field as the client named it; an invalid item in a batch never blocks its valid
+neighbours.
 """
 
 from __future__ import annotations
@@ -168,13 +169,12 @@ def parse_payload(
     if app_id is not None and not isinstance(app_id, str):
         envelope_errors.append(field_error("app_id", "must be a string"))
         app_id = None
-    sent_raw = data.get("sent_at", data.get("sentAt"))
+    sent_key = "sent_at" if "sent_at" in data else "sentAt"
+    sent_raw = data.get(sent_key)
     sent_ms: int | None = None
+    sent_warnings: list[FieldError] = []
     if sent_raw is not None:
-        try:
-            sent_ms = parse_timestamp(sent_raw)
-        except ValueError as exc:
-            envelope_errors.append(field_error("sent_at", str(exc)))
+        sent_ms = client_time(sent_raw, sent_key, envelope_errors, sent_warnings)
     shared_context = data.get("context") if isinstance(data.get("context"), dict) else None
 
     raw_items: list[Any]
@@ -208,11 +208,14 @@ def parse_payload(
         if check_size and _event_size(raw, is_batch) > MAX_EVENT_BYTES:
             items.append([field_error("event", EVENT_TOO_LARGE)])
             continue
-        items.append(
-            normalize_item(
-                raw, source=source, forced_kind=forced_kind, shared_context=shared_context
-            )
+        item = normalize_item(
+            raw, source=source, forced_kind=forced_kind, shared_context=shared_context
         )
+        if sent_warnings and isinstance(item, Item):
+            # Answers carry warnings per event, so each event the envelope came with
+            # tells how its sent_at was read.
+            item.warnings.extend(sent_warnings)
+        items.append(item)
     return Payload(
         app_id, sent_ms, sent_raw if isinstance(sent_raw, str) else None, is_batch, items
     )
@@ -243,69 +246,70 @@ def normalize_item(
 
     get = raw.get
     kind: Kind = forced_kind or ("identify" if get("type") == "identify" else "track")
-    # The canonical key first; the aliases only when it is absent.
-    name_value: Any = get("event")
-    if name_value is None:
-        name_value = _first(raw, "event_name", "eventKey", "name")
-    properties_value: Any = get("properties")
-    if properties_value is None:
-        properties_value = get("metadata")
-    traits_value: Any = get("traits")
+    # The canonical key first; the aliases only when it is absent. Errors name the key the
+    # client sent, in its own API's words; a missing one as the API of the body's other
+    # keys names it (Cueflow's `externalId`, Userpilot's `event_name`).
+    name_key, name_value = _pick(raw, "event", "event_name", "eventKey", "name")
+    user_key, user_value = _pick(raw, "user", "user_id", "userId", "externalId")
+    metadata_value: Any = get("metadata")
+    if name_key is None:
+        name_key = _missing_name_key(user_key, metadata_value is not None)
+    if user_key is None:
+        user_key = _missing_user_key(name_key, metadata_value is not None)
+    seed_shaped = isinstance(name_value, dict) and kind == "track"
 
-    user_value: Any = get("user")
-    if user_value is None:
-        user_value = _first(raw, "user_id", "userId", "externalId")
-    user_id, user_traits = _user(user_value, errors)
-    if isinstance(user_traits, dict):
-        traits_value = {**user_traits, **(traits_value if isinstance(traits_value, dict) else {})}
+    user_id, user_traits = _user(user_value, user_key, seed_shaped, errors)
 
-    if isinstance(name_value, dict) and kind == "track":
-        # Seed 002: {"event": {TYPE: {...}}}.
-        seed = _seed_event(name_value, errors)
+    name: str = kind  # an identify or alias call is named after its kind
+    seed_props: dict[str, Any] | None = None
+    seed_path = ""
+    if seed_shaped:
+        # Seed 002: {"event": {TYPE: {...}}}. A malformed one has its one error, not a
+        # second that the event's name is no string.
+        seed = _seed_event(name_value, name_key, errors)
         if seed is not None:
-            kind, name_value, seed_props = seed
-            # A value that is no object is left as sent, for its own validation error.
-            if kind == "identify":
-                if traits_value is None or isinstance(traits_value, dict):
-                    traits_value = {**(traits_value or {}), **seed_props}
-            elif properties_value is None or isinstance(properties_value, dict):
-                properties_value = {**seed_props, **(properties_value or {})}
+            kind, seed_name, name_path, seed_props, seed_path = seed
+            if kind == "track":
+                name = _name(seed_name, name_path, errors, warnings)
+    elif kind == "track":
+        name = _name(name_value, name_key, errors, warnings)
 
-    # An identify or alias call is named after its kind; only a track event names itself.
-    name = kind if kind != "track" else _name(name_value, errors, warnings)
-
-    anonymous_id = _optional_id(_first(raw, "anonymous_id", "anonymousId"), "anonymous_id", errors)
-    if user_id is None and anonymous_id is None and not any(e["field"] == "user" for e in errors):
+    anon_key, anon_value = _pick(raw, "anonymous_id", "anonymousId")
+    anonymous_id = _optional_id(anon_value, anon_key or "anonymous_id", errors)
+    # Required only when no id was sent at all: one that was sent and refused has its error.
+    if user_value is None and anon_value is None:
         if source == "browser":
-            errors.append(field_error("user", "is required (or anonymous_id)"))
+            errors.append(field_error(user_key, "is required (or anonymous_id)"))
         else:
-            errors.append(field_error("user", "is required"))
+            errors.append(field_error(user_key, "is required"))
 
-    message_id = _optional_id(_first(raw, "message_id", "messageId"), "message_id", errors)
+    message_key, message_value = _pick(raw, "message_id", "messageId")
+    message_id = _optional_id(message_value, message_key or "message_id", errors)
 
     ts_raw = raw.get("timestamp")
     ts_ms: int | None = None
     if ts_raw is not None:
-        try:
-            ts_ms = parse_timestamp(ts_raw)
-        except ValueError as exc:
-            errors.append(field_error("timestamp", str(exc)))
+        ts_ms = client_time(ts_raw, "timestamp", errors, warnings)
 
-    properties: dict[str, Any] = {}
-    if properties_value is not None:
-        if isinstance(properties_value, dict):
-            _check_values(properties_value, "properties", 1, errors)
-            properties = properties_value
-        else:
-            errors.append(field_error("properties", "must be an object"))
+    # Objects sent under several names are merged, each checked under its own name.
+    properties = _object(get("properties"), "properties", errors) or {}
+    if seed_props is not None and kind == "track":
+        _check_values(seed_props, seed_path, 1, errors)
+        properties = {**seed_props, **properties}
+    if metadata_value is not None:
+        # Userpilot's name for properties. A client that sends both (a shared helper adding
+        # `properties` to a Userpilot body) means both: merged, its explicit `properties`
+        # winning a key they share.
+        metadata = _object(metadata_value, "metadata", errors)
+        if metadata:
+            properties = {**metadata, **properties}
 
-    traits: dict[str, Any] | None = None
-    if traits_value is not None:
-        if isinstance(traits_value, dict):
-            _check_values(traits_value, "traits", 1, errors)
-            traits = traits_value
-        else:
-            errors.append(field_error("traits", "must be an object"))
+    traits = _object(get("traits"), "traits", errors)
+    if user_traits is not None:
+        traits = {**user_traits, **(traits or {})}
+    if seed_props is not None and kind == "identify":
+        _check_values(seed_props, seed_path, 1, errors)
+        traits = {**(traits or {}), **seed_props}
 
     context: dict[str, Any] = dict(shared_context) if shared_context else {}
     ctx_value = raw.get("context")
@@ -355,6 +359,66 @@ def normalize_item(
     )
 
 
+# An epoch number below this is read as seconds: as milliseconds it would be a time before
+# 1973-03-03, which no client means, while as seconds it reaches the year 5138. Mixpanel's
+# `time`, Python's `time.time()` and `date +%s` are seconds; read as milliseconds they
+# were stored, without a word, in January 1970.
+SECONDS_BELOW = 100_000_000_000
+READ_AS_SECONDS = (
+    "was read as epoch seconds (as milliseconds, a number below 100000000000 would be a"
+    " time before March 1973)"
+)
+_NOT_A_TIME = "must be an ISO 8601 string or epoch milliseconds"
+
+
+def client_time(
+    value: Any, name: str, errors: list[FieldError], warnings: list[FieldError]
+) -> int | None:
+    """Epoch ms from a client's ISO 8601 string or epoch number (or a string of digits);
+    a number below SECONDS_BELOW is read as seconds, with a warning. None, with an error
+    naming `name`, for anything else."""
+    number: int | float | None = None
+    if isinstance(value, bool):
+        errors.append(field_error(name, _NOT_A_TIME))
+        return None
+    if isinstance(value, int | float):
+        number = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            if not text.isascii():  # "²" is a digit to str.isdigit, not to int()
+                errors.append(field_error(name, _NOT_A_TIME))
+                return None
+            number = int(text)
+    if number is not None:
+        if isinstance(number, float) and not math.isfinite(number):
+            errors.append(field_error(name, "must be a finite number"))
+            return None
+        if number < 0:
+            errors.append(field_error(name, "must not be negative (a time after 1970)"))
+            return None
+        if number < SECONDS_BELOW:
+            warnings.append(field_error(name, READ_AS_SECONDS))
+            number = number * 1000 if isinstance(number, int) else round(number * 1000)
+        value = number
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        errors.append(field_error(name, str(exc)))
+        return None
+
+
+def _object(value: Any, name: str, errors: list[FieldError]) -> dict[str, Any] | None:
+    """An object of property values as sent, or None with its errors named after `name`."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        errors.append(field_error(name, "must be an object"))
+        return None
+    _check_values(value, name, 1, errors)
+    return value
+
+
 def _is_ip(text: str) -> bool:
     # No IPv6 zone ("%eth0"): ipaddress accepts any text there, and it names no visitor.
     if len(text) > 45 or "%" in text:
@@ -366,6 +430,33 @@ def _is_ip(text: str) -> bool:
     return True
 
 
+def _pick(raw: dict[str, Any], *keys: str) -> tuple[str | None, Any]:
+    """The first of `keys` that holds a value, and its value; (None, None) if none does."""
+    for key in keys:
+        value = raw.get(key)
+        if value is not None:
+            return key, value
+    return None, None
+
+
+def _missing_name_key(user_key: str | None, has_metadata: bool) -> str:
+    """What the API whose keys a body uses calls the event's name."""
+    if user_key == "externalId":  # Cueflow
+        return "eventKey"
+    if user_key == "user_id" or has_metadata:  # Appizer, Userpilot
+        return "event_name"
+    return "event"
+
+
+def _missing_user_key(name_key: str, has_metadata: bool) -> str:
+    """What the API whose keys a body uses calls the user."""
+    if name_key == "eventKey":  # Cueflow
+        return "externalId"
+    if name_key == "event_name" or has_metadata:  # Appizer, Userpilot
+        return "user_id"
+    return "user"
+
+
 def _first(raw: dict[str, Any], *keys: str) -> Any:
     for key in keys:
         value = raw.get(key)
@@ -374,23 +465,23 @@ def _first(raw: dict[str, Any], *keys: str) -> Any:
     return None
 
 
-def _name(value: Any, errors: list[FieldError], warnings: list[FieldError]) -> str:
+def _name(value: Any, key: str, errors: list[FieldError], warnings: list[FieldError]) -> str:
     if type(value) is str and value in _GOOD_NAMES:  # a snake_case name seen before
         return value
     if value is None:
-        errors.append(field_error("event", "is required"))
+        errors.append(field_error(key, "is required"))
         return ""
     if not isinstance(value, str):
-        errors.append(field_error("event", "must be a string"))
+        errors.append(field_error(key, "must be a string"))
         return ""
     if not 1 <= len(value) <= MAX_NAME:
-        errors.append(field_error("event", f"must be 1 to {MAX_NAME} characters"))
+        errors.append(field_error(key, f"must be 1 to {MAX_NAME} characters"))
         return ""
     if _CONTROL.search(value):
-        errors.append(field_error("event", "must not contain control characters"))
+        errors.append(field_error(key, "must not contain control characters"))
         return ""
     if not _SNAKE.match(value):
-        warnings.append(field_error("event", f"{value!r} is not snake_case (e.g. user_signed_up)"))
+        warnings.append(field_error(key, f"{value!r} is not snake_case (e.g. user_signed_up)"))
     elif len(_GOOD_NAMES) < _GOOD_NAMES_MAX:
         _GOOD_NAMES.add(value)
     return value
@@ -401,23 +492,27 @@ _GOOD_NAMES: set[str] = set()
 _GOOD_NAMES_MAX = 10_000
 
 
-def _user(value: Any, errors: list[FieldError]) -> tuple[str | None, dict[str, Any] | None]:
+def _user(
+    value: Any, key: str, seed_shaped: bool, errors: list[FieldError]
+) -> tuple[str | None, dict[str, Any] | None]:
     if value is None:
         return None, None
     if isinstance(value, dict):
-        traits = value.get("traits")
-        ident = _first(value, "id", "user_id", "userId", "_id", "email")
-        if ident is None:
-            errors.append(field_error("user.id", "is required"))
+        traits: Any = value.get("traits")
+        id_key, ident = _pick(value, "id", "user_id", "userId", "_id", "email")
+        if id_key is None:
+            if seed_shaped:  # seed 002 names its user by `email` or `_id`
+                errors.append(field_error(key, "must have an email or an _id"))
+            else:
+                errors.append(field_error(f"{key}.id", "is required"))
             return None, None
-        user_id = _optional_id(ident, "user.id", errors)
+        user_id = _optional_id(ident, f"{key}.{id_key}", errors)
+        # Seed 002 names a user by both: the _id is the user, the email a trait.
         extra = {k: v for k, v in value.items() if k in {"email"}}
-        if traits is not None and not isinstance(traits, dict):
-            errors.append(field_error("user.traits", "must be an object"))
-            traits = None
-        merged = {**extra, **(traits or {})}
+        _check_values(extra, key, 1, errors)
+        merged = {**extra, **(_object(traits, f"{key}.traits", errors) or {})}
         return user_id, merged or None
-    return _optional_id(value, "user", errors), None
+    return _optional_id(value, key, errors), None
 
 
 def _optional_id(value: Any, name: str, errors: list[FieldError]) -> str | None:
@@ -437,29 +532,28 @@ def _optional_id(value: Any, name: str, errors: list[FieldError]) -> str | None:
 
 
 def _seed_event(
-    value: dict[str, Any], errors: list[FieldError]
-) -> tuple[Kind, str, dict[str, Any]] | None:
+    value: dict[str, Any], key: str, errors: list[FieldError]
+) -> tuple[Kind, Any, str, dict[str, Any], str] | None:
+    """Seed 002's event `{TYPE: {...}}` under `key`: its kind, its name and that name's
+    path, its fields (traits or properties) and their path; None with its error."""
     if len(value) != 1:
-        errors.append(
-            field_error("event", 'must hold exactly one event type, e.g. {"update": {...}}')
-        )
+        errors.append(field_error(key, 'must hold exactly one event type, e.g. {"update": {...}}'))
         return None
     ((etype, body),) = value.items()
     if not isinstance(body, dict):
-        errors.append(field_error(f"event.{etype}", "must be an object"))
+        errors.append(field_error(f"{key}.{etype}", "must be an object"))
         return None
+    path = f"{key}.{etype}"
     if etype in {"update", "login"}:
-        return "identify", "identify", body
+        return "identify", "identify", key, body, path
     if etype == "generic":
         # The seed's own example nests twice: {"generic": {"generic": {...}}}.
         nested = body.get("generic")
+        if isinstance(nested, dict):
+            path += ".generic"
         props = dict(nested) if isinstance(nested, dict) else dict(body)
-        name = props.pop("event_name", None)
-        if not isinstance(name, str):
-            errors.append(field_error("event.generic.event_name", "is required"))
-            return None
-        return "track", name, props
-    return "track", _SEED_TYPE_NAMES.get(etype.lower(), etype), body
+        return "track", props.pop("event_name", None), f"{path}.event_name", props, path
+    return "track", _SEED_TYPE_NAMES.get(etype.lower(), etype), key, body, path
 
 
 def _check_values(value: Any, path: str, depth: int, errors: list[FieldError]) -> None:
