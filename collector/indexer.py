@@ -26,9 +26,11 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from types import FrameType
 
 from collector import retention
+from collector.errors import Unavailable
 from collector.settings import Settings
 from collector.store import open_store
 from collector.store.base import Store
@@ -72,19 +74,56 @@ def run(
     cpu = SpareCpu()
     pressure = Pressure(store, max_backlog // 2)
     schedule = retention.Schedule(retention_interval)
+    failures = Failures()
     try:
         while not stopping and os.getppid() == parent:
             try:
                 if schedule.due():
                     retention.enforce(store)
-                time.sleep(step(store, cpu, pressure, idle, poll_s))
-            except Exception:
+                pause = step(store, cpu, pressure, idle, poll_s)
+                failures.succeeded()
+                time.sleep(pause)
+            except Exception as exc:
                 # The accepted events stay where they are (the inbox); the next round, or
                 # a read, indexes them. A database that went away comes back on its own.
-                log.exception("indexing failed; retrying")
-                time.sleep(poll_s)
+                time.sleep(failures.failed(exc, poll_s))
     finally:
         store.close()
+
+
+class Failures:
+    """What the indexer logs of its failures, and how long it waits after one: the first
+    of a run in full, then a line a minute while they go on, then the recovery. Retried
+    every poll, a database down for an hour would otherwise log ~70,000 tracebacks; the
+    store logs the outage itself once ("unreachable", "reachable again")."""
+
+    EVERY_S = 60.0
+    MAX_WAIT_S = 1.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.count = 0  # failures in a row
+        self.logged_at = 0.0
+
+    def failed(self, exc: Exception, poll_s: float) -> float:
+        """Log `exc` if it is due; return how long to wait before the next try."""
+        self.count += 1
+        now = self.clock()
+        if self.count == 1:
+            if isinstance(exc, Unavailable):  # the database is away: no traceback to read
+                log.warning("indexing paused: %s", exc)
+            else:
+                log.error("indexing failed; retrying", exc_info=exc)
+            self.logged_at = now
+        elif now - self.logged_at >= self.EVERY_S:
+            log.warning("indexing still failing after %d tries: %s", self.count, exc)
+            self.logged_at = now
+        return min(poll_s * float(2 ** min(self.count - 1, 10)), self.MAX_WAIT_S)
+
+    def succeeded(self) -> None:
+        if self.count:
+            log.warning("indexing resumed after %d failed tries", self.count)
+            self.count = 0
 
 
 def step(store: Store, cpu: SpareCpu, pressure: Pressure, idle: float, poll_s: float) -> float:

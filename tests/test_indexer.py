@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from collector import indexer
+from collector.errors import StorageFailed
 
 
 def test_spare_is_the_idle_share_of_the_last_window(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -97,3 +98,37 @@ def test_this_machines_counters_are_read_and_only_grow() -> None:
     assert first is not None and second is not None
     assert 0 <= first[0] <= first[1] and 0 <= second[0] <= second[1]
     assert second[0] >= first[0] and second[1] >= first[1]
+
+
+def test_failures_are_logged_once_then_a_line_a_minute_then_the_recovery(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    failures = indexer.Failures(clock=lambda: now[0])
+    caplog.set_level("WARNING", logger="collector.indexer")
+    waits = []
+    for _ in range(100):  # 59 s of a database that errs on every try
+        waits.append(failures.failed(RuntimeError("disk I/O error"), 0.05))
+        now[0] += 0.59
+    assert [r.levelname for r in caplog.records] == ["ERROR"]
+    assert caplog.records[0].exc_info is not None  # the first in full
+    assert waits[:3] == [0.05, 0.1, 0.2] and waits[-1] == indexer.Failures.MAX_WAIT_S
+    now[0] = 61.0
+    failures.failed(RuntimeError("disk I/O error"), 0.05)
+    failures.succeeded()
+    failures.succeeded()  # a success after a success says nothing
+    lines = [r.getMessage() for r in caplog.records[1:]]
+    assert lines == [
+        "indexing still failing after 101 tries: disk I/O error",
+        "indexing resumed after 101 failed tries",
+    ]
+
+
+def test_a_database_away_pauses_indexing_in_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("WARNING", logger="collector.indexer")
+    failures = indexer.Failures(clock=lambda: 0.0)
+    for _ in range(50):
+        failures.failed(StorageFailed(1, "Database unavailable, retry later"), 0.05)
+    (record,) = caplog.records
+    assert record.getMessage() == "indexing paused: Database unavailable, retry later"
+    assert record.exc_info is None

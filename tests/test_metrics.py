@@ -17,6 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
+from collector.errors import StorageFailed
 from collector.models import App
 from collector.store import Store
 from tests.conftest import auth, browser
@@ -79,6 +80,21 @@ def test_metrics_count_requests_events_bots_and_commits(
     assert delta("telltale_group_commit_seconds_count") == 4
     assert ("telltale_write_queue_events", ()) in after
     assert ("telltale_indexer_backlog_events", ()) in after
+    assert value(after, "telltale_database_up") == 1
+
+
+def test_a_scrape_while_the_database_is_down_leaves_out_only_the_backlog(
+    client: TestClient, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def down() -> int:  # what the PostgreSQL store raises while its server is away
+        raise StorageFailed(1, "Database unavailable, retry later")
+
+    monkeypatch.setattr(store, "backlog", down)
+    client.app.state.collector.store = store  # type: ignore[attr-defined]
+    after = scrape(client.get)
+    assert value(after, "telltale_database_up") == 0
+    assert ("telltale_indexer_backlog_events", ()) not in after
+    assert ("telltale_write_queue_events", ()) in after
 
 
 def test_a_route_with_a_parameter_counts_as_its_template(

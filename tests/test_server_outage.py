@@ -88,3 +88,27 @@ def test_postgresql_down_under_load_then_back(own_cluster: PostgresCluster) -> N
     assert len(stored) == len(set(stored))
     missing = set(load.acked) - set(stored)
     assert not missing, f"{len(missing)} acknowledged events lost"
+
+
+def test_a_restart_while_idle_costs_no_request_a_503(
+    own_cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pools' connections all die with a restart; the first request after it must
+    not take the server for down. (Every connection counts as stale here, so the test
+    needs no idle wait.)"""
+    from collector.store import open_store
+    from collector.store.postgres import connections
+
+    monkeypatch.setattr(connections, "STALE_S", 0.0)
+    store = open_store(own_cluster.create_database())
+    try:
+        store.migrate()
+        app = store.create_app("Shop", [], {})
+        assert store.get_app(app.app_id) is not None  # the pool has its connections now
+        own_cluster.stop(remove=False)
+        own_cluster.start()
+        # Each read would be a 503 if a dead pooled connection were taken for the server.
+        for _ in range(3):
+            assert store.get_app(app.app_id) is not None
+    finally:
+        store.close()

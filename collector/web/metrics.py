@@ -37,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from collector.errors import StoreUnavailable, Unavailable
 from collector.ingest.metrics import FLUSH_S, Tally
 from collector.store import Store
 
@@ -127,11 +128,24 @@ class _Backlog(PromCollector):
         self.store = store
 
     def collect(self) -> Any:
-        gauge = GaugeMetricFamily(
-            "telltale_indexer_backlog_events", "Events accepted but not indexed yet."
+        # The one figure read from the database: while it cannot be reached, the scrape
+        # leaves it out (and says so in telltale_database_up) rather than failing whole,
+        # which would hide every other metric exactly during the outage.
+        try:
+            backlog = self.store.backlog()
+        except (Unavailable, StoreUnavailable):
+            backlog = None
+        up = GaugeMetricFamily(
+            "telltale_database_up", "1 if the database answered this scrape, else 0."
         )
-        gauge.add_metric([], float(self.store.backlog()))
-        yield gauge
+        up.add_metric([], 0.0 if backlog is None else 1.0)
+        yield up
+        if backlog is not None:
+            gauge = GaugeMetricFamily(
+                "telltale_indexer_backlog_events", "Events accepted but not indexed yet."
+            )
+            gauge.add_metric([], float(backlog))
+            yield gauge
 
 
 def render(store: Store) -> bytes:

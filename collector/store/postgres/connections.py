@@ -12,6 +12,12 @@ instead of waiting on the loop for a connect timeout. A thread then tries to con
 every `PROBE_S`; once it can, fresh pools are made on the next call. Fresh pools rather
 than the old ones' own reconnection: theirs backs off exponentially (1, 2, 4… s), so a
 server back after a minute would wait up to another half minute to be used again.
+
+A connection that sat unused for `STALE_S` is checked (one empty round trip) when it is
+taken from its pool: after the server restarted while this process was idle, every
+pooled connection is dead, and the first request to use one would otherwise take the
+server for down and answer 503, it and every request until the probe's next try. Busy
+connections are not checked: a restart under load is the outage above.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import contextlib
 import logging
 import re
 import threading
+import time
+import weakref
 from collections.abc import Iterator
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -39,6 +47,7 @@ Role = Literal["main", "ingest"]
 
 MAIN_POOL_SIZE = 8
 PROBE_S = 0.1  # while the server is down, how often to try it again
+STALE_S = 2.0  # a pooled connection unused this long is checked before it is used
 _GETCONN_TIMEOUT_S = {"main": 30.0, "ingest": 5.0}
 _RETRY_AFTER_S = 1
 
@@ -123,6 +132,10 @@ class Database:
         self._down = False
         self._stop = threading.Event()
         self._prober: threading.Thread | None = None
+        # When each pooled connection was last given back (see _check).
+        self._returned: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # Direct connections (migrations, LISTEN) --------------------------------------------
 
@@ -160,7 +173,15 @@ class Database:
                 self._lost(exc)
             raise self._unavailable() from exc
         finally:
+            self._returned[conn] = time.monotonic()
             pool.putconn(conn)
+
+    def _check(self, conn: psycopg.Connection[Any]) -> None:
+        """The pool's check on checkout: a connection idle for STALE_S (or never used)
+        makes a round trip first; a dead one raises, and the pool replaces it."""
+        returned = self._returned.get(conn)
+        if returned is None or time.monotonic() - returned > STALE_S:
+            ConnectionPool.check_connection(conn)
 
     @contextlib.contextmanager
     def transaction(
@@ -189,6 +210,7 @@ class Database:
                     max_size=self.main_pool_size if role == "main" else self.ingest_pool_size,
                     open=False,
                     configure=_configure,
+                    check=self._check,
                     # Only reads change what _reset undoes. With a reset, the pool hands
                     # every returned connection to a worker thread, and the next commit
                     # waits for that thread to give it back.
@@ -224,10 +246,13 @@ class Database:
         # pools' workers. Connections still in use are closed when they are returned.
         for pool in pools:
             pool.close(timeout=5.0)
-        while not self._stop.wait(PROBE_S):
+        # At once first: a connection that broke may be the only thing gone (a server
+        # restarted between two uses).
+        while not self._stop.is_set():
             try:
                 self.connect(connect_timeout=2).close()
             except psycopg.Error:
+                self._stop.wait(PROBE_S)
                 continue
             with self._lock:
                 self._down = False
