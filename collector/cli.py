@@ -24,7 +24,7 @@ from collector.backup import backup_sqlite
 from collector.errors import StoreUnavailable
 from collector.ingest.auth import normalise_origin
 from collector.models import DEFAULT_APP_SETTINGS, App
-from collector.settings import CONFIG_ENV, DEFAULT_DB, Settings, setting_fields
+from collector.settings import CONFIG_ENV, DEFAULT_DB, Settings, read_config, setting_fields
 from collector.store import Store, display, is_url, transfer
 from collector.store import open_store as store_for
 from collector.timeutil import now_ms, parse_duration_ms, parse_timestamp
@@ -45,8 +45,10 @@ DB_HELP = "SQLite database file or postgresql:// URL (env: COLLECTOR_DB)."
 
 
 def _db_from_main(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    """A command's own --db first; else `collector --db X COMMAND`'s; else COLLECTOR_DB,
-    else the default. So the database can be named before the command, as it can after."""
+    """A command's own --db first; else `collector --db X COMMAND`'s; else COLLECTOR_DB;
+    else the `db` of the settings file in COLLECTOR_CONFIG (as `serve` reads it); else
+    the default. So the database can be named before the command, as it can after, and
+    a settings file names it for every command."""
     source = ctx.get_parameter_source(param.name or "db")
     named_first = ctx.find_root().params.get("db")
     if named_first and source in (
@@ -54,6 +56,14 @@ def _db_from_main(ctx: click.Context, param: click.Parameter, value: str) -> str
         click.core.ParameterSource.DEFAULT,
     ):
         return str(named_first)
+    config = os.environ.get(CONFIG_ENV)
+    if source == click.core.ParameterSource.DEFAULT and config:
+        try:
+            configured = read_config(config).get("db")
+        except (ValueError, OSError) as exc:
+            raise click.ClickException(f"{CONFIG_ENV}={config}: {exc}") from None
+        if configured:
+            return str(configured)
     return value
 
 
@@ -432,11 +442,18 @@ def _serve(settings: Settings) -> None:
         raise click.ClickException(
             f"cannot listen on {settings.host}:{settings.port}: {exc}"
         ) from None
-    click.echo(
-        f"Serving on http://{settings.host}:{socks[0].getsockname()[1]} "
-        f"with {settings.workers} worker{'s' if settings.workers > 1 else ''}; "
-        f"hot modules: {native.status()}",
-        err=True,
+    port = socks[0].getsockname()[1]
+    # Once a worker answers: the sockets listen only in the workers, a few seconds on, and
+    # a script that waits for this line must find the port open.
+    _when_answering(
+        settings.host,
+        port,
+        lambda: click.echo(
+            f"Serving on http://{settings.host}:{port} "
+            f"with {settings.workers} worker{'s' if settings.workers > 1 else ''}; "
+            f"hot modules: {native.status()}",
+            err=True,
+        ),
     )
     status = Workers(config, socks).run()
     if status:
@@ -955,6 +972,9 @@ def backup(path: str, db: str) -> None:
             "pg_dump --format=custom (docs/operations.md, Backups)"
         )
     open_store(db).close()  # the same refusal of a missing file as every command
+    folder = Path(path).expanduser().resolve().parent
+    if not folder.is_dir():
+        raise click.ClickException(f"cannot back up to {path}: {folder} is not a folder")
     try:
         size = backup_sqlite(db, path)
     except (OSError, ValueError, sqlite3.Error) as exc:

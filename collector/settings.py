@@ -152,7 +152,10 @@ class Settings:
             raw = source.get(f.metadata["env"])
             if raw is None or raw == "":
                 continue
-            values[f.name] = _convert(f.default, raw)
+            try:
+                values[f.name] = _convert(f.default, raw)
+            except ValueError as exc:
+                raise ValueError(f"{f.metadata['env']}={raw!r}: {exc}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
         settings.validate()
@@ -232,13 +235,28 @@ def _typed(default: Any, value: Any, where: str) -> Any:
     return value
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
 def _convert(default: Any, raw: str) -> Any:
+    """An env variable's text as the setting's type; ValueError says what it must be (a
+    typo such as `ture` must not pass for false)."""
     if isinstance(default, bool):
-        return raw.strip().lower() in {"1", "true", "yes", "on"}
+        word = raw.strip().lower()
+        if word not in _TRUE | _FALSE:
+            raise ValueError("must be one of 1, true, yes, on, 0, false, no, off")
+        return word in _TRUE
     if isinstance(default, int):
-        return int(raw)
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError("must be a whole number") from None
     if isinstance(default, float):
-        return float(raw)
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError("must be a number") from None
     if isinstance(default, tuple):
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     return raw

@@ -418,4 +418,21 @@ def test_errors_name_the_option_and_the_path_given(run, db: str, tmp_path: Path)
     assert "--remove-origin" in out
     if not is_url(db):  # a backup copies SQLite files
         target = tmp_path / "missing-folder" / "copy.db"
-        assert str(target) in run("backup", str(target), ok=False)
+        out = run("backup", str(target), ok=False)
+        assert str(target) in out and f"{target.parent} is not a folder" in out
+
+
+def test_the_settings_file_names_the_database_for_every_command(
+    run, db: str, tmp_path: Path, monkeypatch
+) -> None:
+    app = created(run)
+    config = tmp_path / "telltale.toml"
+    config.write_text(f"db = {json.dumps(db)}\n")
+    monkeypatch.delenv("COLLECTOR_DB", raising=False)
+    monkeypatch.setenv("COLLECTOR_CONFIG", str(config))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # where the default telltale.db would be
+    listed = CliRunner().invoke(main, ["apps", "list"], catch_exceptions=False)
+    assert listed.exit_code == 0 and app["app_id"] in listed.stdout
+    assert not (elsewhere / "telltale.db").exists()

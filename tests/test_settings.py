@@ -49,6 +49,21 @@ def test_bad_values_are_refused() -> None:
         Settings.from_env({"COLLECTOR_WORKERS": "0"})
 
 
+@pytest.mark.parametrize(
+    ("env", "value", "message"),
+    [
+        ("COLLECTOR_PORT", "abc", "must be a whole number"),
+        ("COLLECTOR_INDEXER_IDLE", "half", "must be a number"),
+        # A typo must not pass for false.
+        ("COLLECTOR_DEMO", "ture", "must be one of 1, true, yes, on, 0, false, no, off"),
+        ("COLLECTOR_ACCESS_LOG", "maybe", "must be one of"),
+    ],
+)
+def test_a_bad_variable_is_named_with_its_value(env: str, value: str, message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{env}='{value}': {message}"):
+        Settings.from_env({env: value})
+
+
 def test_config_file_then_env_then_options(tmp_path: Path) -> None:
     config = tmp_path / "telltale.toml"
     config.write_text(

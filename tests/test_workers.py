@@ -60,3 +60,33 @@ def test_serve_stops_on_sigterm_sent_twice(tmp_path: Path) -> None:
         for _ in range(2):
             os.kill(server.proc.pid, signal.SIGTERM)
         assert server.proc.wait(timeout=30) is not None
+
+
+def test_the_serving_line_comes_once_the_port_answers(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.server import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "collector", "serve", "--db", str(tmp_path / "t.db")),
+            *("--port", str(port), "--workers", "2"),
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # a script waiting for the line, as a user's would
+            if line.startswith("Serving on"):
+                break
+        else:
+            raise AssertionError("no Serving on line")
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()  # open now
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=30)  # reads the rest of stderr, and closes it

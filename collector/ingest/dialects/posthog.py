@@ -19,6 +19,7 @@ server keys only."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from collector.errors import CollectorError, FieldError, field_error
@@ -72,7 +73,7 @@ NAMES = {
 
 class PostHog(Dialect):
     name = "posthog"
-    names = NAMES
+    names: Mapping[str, str] = NAMES
 
     def write_key(self, data: Any) -> str | None:
         first: Any = data

@@ -19,6 +19,7 @@ the rest (userAgentData, device, os, deep objects) is dropped, never an error.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from collector.errors import FieldError, InvalidRequest, field_error
@@ -92,7 +93,7 @@ _GROUP_NAMES = {
 
 class Segment(Dialect):
     name = "segment"
-    names = NAMES
+    names: Mapping[str, str] = NAMES
 
     def speaks(self, data: Any) -> bool:
         if not isinstance(data, dict):
