@@ -56,6 +56,76 @@ def test_spa_navigation_counts_each_real_url_change_once(
     assert len({v["message_id"] for v in views}) == 6
 
 
+def test_a_navigation_before_the_title_arrived_counts_the_previous_url_once(
+    visitor: Page, collector: Collector, site: Site, app: App
+) -> None:
+    base = site.url(app, "")
+    lines = debug_lines(visitor)
+    with visitor.expect_console_message(lambda m: m.text.startswith(QUEUED_VIEW)):
+        visitor.goto(base + "router.html?telltale_debug=1")
+    ready(visitor)
+
+    # Each second step comes while the first URL's page view still waits for a title
+    # (none arrives): a hash change, back, a hash change after a history call. By then
+    # location already holds the next URL.
+    for script in (
+        "location.hash = '/inbox'; setTimeout(() => done(location.hash = '/inbox/42'), 200)",
+        "history.pushState({}, '', 'settings'); setTimeout(() => done(history.back()), 300)",
+        "history.pushState({}, '', 'd'); setTimeout(() => done(location.hash = 'dd'), 100)",
+    ):
+        visitor.evaluate(f"new Promise((done) => {{ {script} }})")
+    wait_for(
+        lambda: sum(m.text.startswith(QUEUED_VIEW) for m in lines) == 7,
+        "the 7th queued page view",
+        pause=visitor.wait_for_timeout,
+    )
+    assert flush(visitor)
+
+    views = collector.wait_events(app, "page_viewed", 7)
+    home = base + "router.html?telltale_debug=1"
+    urls = [v["context"]["url"] for v in views]
+    assert urls == [
+        home,
+        home + "#/inbox",
+        home + "#/inbox/42",
+        base + "settings",
+        home + "#/inbox/42",
+        base + "d",
+        base + "d#dd",
+    ]
+    assert [v["properties"]["url"] for v in views] == urls
+    assert [v["context"]["path"] for v in views][3] == f"/a/{app.app_id}/settings"
+    referrers = [v["properties"]["referrer"] for v in views[1:]]
+    assert referrers == urls[:-1]
+    assert all(v["properties"]["title"] == "Router home" for v in views)
+
+
+def test_a_replace_state_that_keeps_the_url_keeps_waiting_for_the_title(
+    visitor: Page, collector: Collector, site: Site, app: App
+) -> None:
+    base = site.url(app, "")
+    lines = debug_lines(visitor)
+    with visitor.expect_console_message(lambda m: m.text.startswith(QUEUED_VIEW)):
+        visitor.goto(base + "router.html?telltale_debug=1")
+    ready(visitor)
+
+    # Routers save scroll positions with replaceState on the same URL: no navigation.
+    navigate(
+        visitor,
+        "go('inbox', 'Inbox', 300);"
+        " setTimeout(() => history.replaceState({scroll: 1}, '', location.href), 100)",
+    )
+    assert flush(visitor)
+
+    views = collector.wait_events(app, "page_viewed", 2)
+    assert [v["context"]["path"] for v in views] == [
+        f"/a/{app.app_id}/router.html",
+        f"/a/{app.app_id}/inbox",
+    ]
+    assert views[1]["properties"]["title"] == "Inbox"
+    assert sum(m.text.startswith(QUEUED_VIEW) for m in lines) == 2
+
+
 def test_form_submits_names_only_never_values(
     visitor: Page, collector: Collector, site: Site, app: App
 ) -> None:

@@ -51,18 +51,21 @@ const outputs = [
 // serve`'s first minute) takes them from there, and only a build whose minified input
 // changed searches again (commit its new file then; the build removes the stale ones).
 // The search is deterministic, so the files only save time.
+// The script tag's search starts from seed 5, which puts it under its budget (2,499 bytes
+// served, against seed 1's 2,504; README.md in this folder has the other seeds tried).
 const SHRINK = { 'telltale.js': 600000, 'telltale-debug.js': 20000, 'telltale.mjs': 20000 }
+const SEED = { 'telltale.js': 5 }
 const cache = here + 'shrunk/'
 const used = new Set()
-const shrinkCached = (code, iterations) => {
+const shrinkCached = (code, iterations, seed = 1) => {
   const key = createHash('sha256')
-  for (const part of [readFileSync(here + 'shrink.mjs'), readFileSync(here + 'package-lock.json'), String(iterations), code]) key.update(part)
+  for (const part of [readFileSync(here + 'shrink.mjs'), readFileSync(here + 'package-lock.json'), iterations + (seed > 1 ? '/' + seed : ''), code]) key.update(part)
   const name = key.digest('hex') + '.js'
   used.add(name)
   try {
     return readFileSync(cache + name, 'utf8')
   } catch (e) {}
-  const out = shrink(code, { iterations })
+  const out = shrink(code, { iterations, seed })
   mkdirSync(cache, { recursive: true })
   writeFileSync(cache + name, out)
   return out
@@ -100,7 +103,7 @@ for (const [name, options] of outputs) {
     compress: { passes: 5, unsafe: true, pure_getters: true },
   })
   if (squeezed.error) throw squeezed.error
-  const code = Buffer.from(shrinkCached(squeezed.code, SHRINK[name]))
+  const code = Buffer.from(shrinkCached(squeezed.code, SHRINK[name], SEED[name]))
   for (const dir of outdirs) writeFileSync(dir + name, code)
   const [gzip, how] = servedGzip(code)
   const brotli = brotliCompressSync(code, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } }).length

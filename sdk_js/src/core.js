@@ -32,6 +32,7 @@ var waiting // its timer
 var title // the title when the URL changed
 var checks // title checks made so far
 var changedAt // when the URL changed: the page view's time
+var seen // the URL then: by the time a popstate is seen, location is the next one
 // The page on screen, for its engagement event (pageLeft).
 var current // its page_viewed properties, until the engagement is queued
 var shownAt // when it last became visible; 0 while hidden
@@ -102,10 +103,11 @@ var uuid = (t) => (
 
 export var getAnonymousId = (id) => get('id') || set('id', (id = uuid())) || id
 
-// The page as it is now; on SPA navigations the referrer is the previous URL.
-var page = () => ({
-  url: location.href,
-  path: location.pathname,
+// The page at `at` (a URL; default the one on screen); on SPA navigations the referrer
+// is the previous URL.
+var page = (at = location) => ({
+  url: at.href,
+  path: at.pathname,
   title: document.title,
   referrer: referrer || document.referrer,
 })
@@ -230,22 +232,19 @@ export var flush = send
 var track = (name, properties, at, where) => enqueue({ event: name, properties }, at, where)
 
 // A page view: once per real URL change (a replaceState to the same URL counts once),
-// timed when the URL changed. A return from the back/forward cache passes its time as
-// `restored`: it counts although the URL is the same.
-var pageView = (restored) => {
+// timed when the URL changed.
+var pageView = () => {
   clearTimeout(waiting)
   waiting = checks = 0
-  var href = location.href
-  if (href == lastUrl && !restored) return
+  if (seen == lastUrl) return
   // After an SPA navigation the referrer is the previous URL (none before the first).
-  if (href != lastUrl) referrer = lastUrl
-  lastUrl = href
-  var at = restored || changedAt
-  pageLeft(at)
-  current = page()
+  referrer = lastUrl
+  lastUrl = seen
+  pageLeft(changedAt)
+  current = page(new URL(seen))
   visibleMs = deepest = 0
   scrolled()
-  track('page_viewed', current, at, current)
+  track('page_viewed', current, changedAt, current)
 }
 
 // Routers set the new page's title after the history call: in their own code that
@@ -261,16 +260,21 @@ var check = () => {
 // `before` is the title to wait a change from; without one the page view is taken on the
 // next task (the page's first, whose title is in its HTML).
 var watch = (before) => {
+  // A page view still waiting for its title is for the previous URL, which counts once
+  // whatever changes the URL next (a history call, back/forward, a hash change).
+  if (checks) pageView()
+  seen = location.href
   if (options.autoEvents) {
-    clearTimeout(waiting)
+    clearTimeout(waiting) // several history calls in one task: one page view, for the last URL
     title = before
-    checks = 0
     changedAt = now()
     waiting = setTimeout(check)
   }
 }
 
-var navigated = () => watch(document.title)
+// A history call that keeps the URL (routers save scroll positions and state so) is no
+// navigation: a page view waiting for its title keeps waiting.
+var navigated = () => location.href != seen && watch(document.title)
 
 // ---- engagement: how long the page was visible, how far down it was read --------------
 
@@ -373,8 +377,6 @@ var hook = () => {
   ;['pushState', 'replaceState'].forEach((name) => {
     var original = history[name]
     history[name] = function () {
-      // A page view still waiting for its title is for the URL that is about to change.
-      if (checks) pageView()
       original.apply(this, arguments) // returns nothing
       navigated()
     }
@@ -392,8 +394,9 @@ var listeners = {
   // popstate for it, so no hashchange listener (only Internet Explorer fired that alone).
   popstate: navigated,
   pageshow(e) {
-    // Restored from the back/forward cache: no load happened, but it is a page view.
-    if (e.persisted && options.autoEvents) pageView(now())
+    // Restored from the back/forward cache: no load happened, but it is a page view,
+    // although the URL is the same (and so is its referrer).
+    if (e.persisted) (lastUrl = referrer), watch()
   },
   scroll: scrolled,
   submit: formSubmitted,
@@ -401,8 +404,8 @@ var listeners = {
   auxclick: linkClicked,
   pagehide: hidden,
   visibilitychange() {
-    if (document.hidden) hidden()
-    else shown(now())
+    shown(now())
+    if (document.hidden) hidden() // which finds the time already counted
   },
   online() {
     retryAt = 0
