@@ -261,3 +261,12 @@ def test_one_problem_is_one_error() -> None:
     assert errors_of({"event": "e", "user": {"id": "u", "traits": {"a": 1}}, "traits": 5}) == [
         ("traits", "must be an object")
     ]
+
+
+def test_a_user_id_too_large_for_a_whole_number_says_so() -> None:
+    # How a 30-digit id arrives: orjson reads whole numbers past 64 bits as floats.
+    (raw,) = orjson.loads(b"[123456789012345678901234567890]")
+    assert errors_of({"event": "e", "user": raw}) == [
+        ("user", "is a number too large to keep exactly: send a string")
+    ]
+    assert errors_of({"event": "e", "user": 1.5}) == [("user", "must be a string")]

@@ -240,7 +240,8 @@ def normalize_item(
 ) -> Item | list[FieldError]:
     """One event or identify call in any accepted shape → an Item, or its field errors."""
     if not isinstance(raw, dict):
-        return [field_error("event", "must be a JSON object")]
+        # The item itself: no field of it is to blame (its path in the batch names it).
+        return [field_error("", "must be a JSON object")]
     errors: list[FieldError] = []
     warnings: list[FieldError] = []
 
@@ -519,7 +520,11 @@ def _optional_id(value: Any, name: str, errors: list[FieldError]) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
-        errors.append(field_error(name, "must be a string"))
+        if isinstance(value, float) and value.is_integer():
+            # JSON's whole numbers past 64 bits arrive as floats (orjson): digits lost.
+            errors.append(field_error(name, "is a number too large to keep exactly: send a string"))
+        else:
+            errors.append(field_error(name, "must be a string"))
         return None
     text = str(value)
     if not 1 <= len(text) <= MAX_ID:

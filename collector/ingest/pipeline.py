@@ -333,7 +333,7 @@ def batch_answer(
         raise InvalidRequest(
             "No valid events in the batch",
             [
-                field_error(f"{path}[{i}].{e['field']}", e["message"])
+                field_error(f"{path}[{i}]" + (f".{e['field']}" if e["field"] else ""), e["message"])
                 for i, errs in sorted(errors.items())
                 for e in errs
             ],
