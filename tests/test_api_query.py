@@ -192,6 +192,37 @@ def test_a_user_seen_only_through_events_lists_their_linked_anonymous_ids(setup:
     assert client.get("/v1/users/cy", headers=headers).json()["anonymous_ids"] == []
 
 
+def test_an_identify_of_a_visitor_alone_keeps_its_traits_until_it_logs_in(
+    setup: Any,
+) -> None:
+    client, store, app_id, headers = setup
+
+    def identify(body: dict[str, Any]) -> None:
+        r = client.post("/v1/identify", json=body, headers=headers)
+        assert r.status_code == 202, r.text
+
+    def plan_free() -> list[tuple[Any, Any, Any]]:
+        rules = {"conditions": [{"trait": {"key": "plan", "eq": "free"}}]}
+        users = client.post("/v1/segments/query", json=rules, headers=headers).json()["users"]
+        return [(u["id"], u["anonymous_id"], u["traits"]) for u in users]
+
+    # A visitor browses, and analytics.js's identify(traits) names only its anonymous id.
+    post_events(client, headers, [{"event": "page_viewed", "anonymous_id": "v9", "timestamp": T0}])
+    identify({"anonymous_id": "v9", "traits": {"plan": "free", "name": "?"}, "timestamp": T0})
+    assert plan_free() == [(None, "v9", {"plan": "free", "name": "?"})]
+    visitor = client.get("/v1/users/anon:v9", headers=headers).json()
+    assert visitor["traits"] == {"plan": "free", "name": "?"}
+    # It logs in: its traits are the user's, whose own win, and it is no one else.
+    identify({"user": {"id": "u9", "traits": {"name": "Ann"}}, "anonymous_id": "v9"})
+    assert plan_free() == [("u9", None, {"plan": "free", "name": "Ann"})]
+    assert client.get("/v1/users/u9", headers=headers).json()["anonymous_ids"] == ["v9"]
+    # Deleting the user takes what the visitor was told too.
+    assert store.delete_user(app_id, "u9") >= 0
+    assert plan_free() == []
+    r = client.post("/v1/identify", json={"traits": {"plan": "x"}}, headers=headers)
+    assert_error(r, 400, "user")  # naming neither a user nor a visitor
+
+
 @pytest.mark.parametrize(
     ("path", "params"),
     [

@@ -273,6 +273,23 @@ def test_refused_write_keys_answer_in_the_shape_the_libraries_read(
     assert isinstance(answer["code"], str) and isinstance(answer["message"], str)
 
 
+def test_an_identify_with_only_an_anonymous_id_keeps_the_visitors_traits(
+    client: TestClient, key: str
+) -> None:
+    # analytics.js's identify({email}) before a login, or analytics-python's
+    # identify(anonymous_id=..., traits=...): Segment accepts it, so do we.
+    for message in (
+        {"type": "track", "anonymousId": "v1", "event": "page_viewed"},
+        {"type": "identify", "anonymousId": "v1", "traits": {"email": "v@example.com"}},
+    ):
+        r = client.post("/v1/batch", json={"batch": [message]}, headers=basic(key))
+        assert r.status_code == 200 and r.json()["success"] is True, r.text
+    assert user(client, key, "anon:v1")["traits"] == {"email": "v@example.com"}
+    login = {"type": "identify", "anonymousId": "v1", "userId": "u1", "traits": {"plan": "pro"}}
+    assert client.post("/v1/identify", json=login, headers=basic(key)).status_code == 200
+    assert user(client, key, "u1")["traits"] == {"email": "v@example.com", "plan": "pro"}
+
+
 def test_invalid_messages_are_named_and_never_block_valid_ones(
     client: TestClient, store: Store, app: App, key: str
 ) -> None:
@@ -282,7 +299,7 @@ def test_invalid_messages_are_named_and_never_block_valid_ones(
         {"type": "group", "userId": "u"},  # no groupId
         {"type": "alias", "userId": "u"},  # no previousId
         {"type": "fly", "userId": "u"},
-        {"type": "identify", "anonymousId": "a"},  # an identify names its user
+        {"type": "identify", "traits": {"a": 1}},  # an identify names a user or a visitor
         {"type": "track", "userId": "u", "event": "bad_ctx", "context": "nope"},
         {"type": "track", "userId": "u", "event": "ok_two", "timestamp": "yesterday"},
     ]
@@ -590,7 +607,7 @@ def test_a_batch_context_that_is_no_object_is_named(client: TestClient, key: str
         ("/v1/t", {"event": "a", "userId": "u", "context": {"ip": "here"}}, ["context.ip"]),
         (
             "/v1/batch",
-            {"batch": [{"type": "track", "event": "a"}, {"type": "identify", "anonymousId": "x"}]},
+            {"batch": [{"type": "track", "event": "a"}, {"type": "identify", "traits": {"a": 1}}]},
             ["batch[0].userId", "batch[1].userId"],
         ),
     ],

@@ -229,11 +229,14 @@ def build_events(
             continue
         item_warnings = list(item.warnings)
         if item.kind == "identify":
-            if item.user_id is None:
-                errors[index] = [field_error("user", "is required to identify")]
+            # An identify may name only its anonymous id (analytics.js's identify(traits)
+            # before a login): its traits are that visitor's until a user is identified.
+            if item.user_id is None and item.anonymous_id is None:
+                errors[index] = [field_error("user", "is required to identify (or anonymous_id)")]
                 events.append(None)
                 continue
-            known_users.add(item.user_id)
+            if item.user_id is not None:
+                known_users.add(item.user_id)
         elif item.kind == "alias":
             if item.user_id is None or item.anonymous_id is None:
                 errors[index] = [field_error("user", "and the previous id are required")]

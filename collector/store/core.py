@@ -135,9 +135,11 @@ class Primitives(Protocol):
         a trait, on a new user too), first seen the earliest, last seen the latest."""
 
     def absorb_users(self, absorbs: Sequence[Absorb]) -> None:
-        """For each (app, previous user, user) of an alias call: the previous user's
-        traits and seen times folded into the user's row (made if need be), whose own
-        traits win; a previous user without a row adds nothing. The previous row stays."""
+        """For each (app, previous, user) of an alias call (a previous user id) or of an
+        identify call (`anon:ID`, the visitor it identifies): the previous row's traits
+        and seen times folded into the user's row (made if need be), whose own traits
+        win; a previous id without a row adds nothing. A previous user's row stays (a
+        later event may still name it); an anonymous visitor's goes, now the user's."""
 
     def count_discards(self, counts: Sequence[DiscardCount]) -> None: ...
 
@@ -271,15 +273,24 @@ def _judge(tx: Primitives, events: Sequence[Event], outcomes: list[Outcome | Non
         # than at indexing: "require known user" checks it for the next request. Track
         # events without traits skip it: their first/last times are in the summaries.
         # An alias makes its new user known, as an identify does.
-        if ev.user_id is not None and (ev.kind != "track" or ev.traits):
-            entry = users.get((ev.app_id, ev.user_id))
+        # An identify that names only its anonymous id keeps its traits on that visitor,
+        # under the person's own name (`anon:ID`), which trait conditions then find.
+        holder = ev.user_id
+        if holder is None and ev.kind == "identify" and ev.anonymous_id is not None:
+            holder = ANON + ev.anonymous_id
+        if holder is not None and (ev.kind != "track" or ev.traits):
+            entry = users.get((ev.app_id, holder))
             if entry is None:
-                users[(ev.app_id, ev.user_id)] = [ev.ts, ev.ts, dict(ev.traits or {})]
+                users[(ev.app_id, holder)] = [ev.ts, ev.ts, dict(ev.traits or {})]
             else:
                 entry[0] = min(entry[0], ev.ts)
                 entry[1] = max(entry[1], ev.ts)
                 if ev.traits:
                     entry[2].update(ev.traits)
+        if ev.kind == "identify" and ev.user_id is not None and ev.anonymous_id is not None:
+            # The visitor identified as the user: what it was told before is the user's
+            # (what it did follows the link, at indexing).
+            absorbs.append((ev.app_id, ANON + ev.anonymous_id, ev.user_id))
         if ev.kind == "alias":
             # What the previous id was told (its traits) now describes the user, as what
             # it did does (apply_aliases): a trait condition finds the merged user.
@@ -391,7 +402,8 @@ def plan_index(tx: Primitives, events: Sequence[Accepted]) -> IndexPlan:
             assert user_id is not None and anonymous_id is not None  # validation
             aliases.append((app_id, anonymous_id, user_id, ev.received_at))
         elif ev.kind == "identify":
-            assert user_id is not None  # validation: an identify names its user
+            if user_id is None:  # only an anonymous visitor's traits, kept at accepting
+                continue
             identify_rows.append(
                 (
                     ev.id,

@@ -523,7 +523,7 @@ class Reader(ABC):
         out = []
         for person in persons:
             user_id, anonymous_id = core.person_fields(person)
-            row = users.get(person) if user_id is not None else None
+            row = users.get(person)  # a visitor's too: an identify that named only it
             spans = [span for span in (row[1:] if row else None, seen.get(person)) if span]
             out.append(
                 {

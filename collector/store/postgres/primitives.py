@@ -399,6 +399,10 @@ class Primitives(VisitTables):
                 "last_seen = greatest(u.last_seen, excluded.last_seen)",
                 (user, app_id, previous),
             )
+            if previous.startswith(core.ANON):
+                self.conn.execute(
+                    "DELETE FROM users WHERE app_id = %s AND user_id = %s", (app_id, previous)
+                )
 
     def count_discards(self, counts: Sequence[core.DiscardCount]) -> None:
         self.conn.execute(

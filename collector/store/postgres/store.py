@@ -577,10 +577,14 @@ class PostgresStore:
             tx = Primitives(conn)
             for person in persons:
                 tx.take_person(app_id, person)
-            for table in ("identifies", "identities", "users"):
+            for table in ("identifies", "identities"):
                 conn.execute(
                     f"DELETE FROM {table} WHERE app_id = %s AND user_id = %s", (app_id, user_id)
                 )
+            # The user's row and those of the visitors it was (anonymous identify calls).
+            conn.execute(
+                "DELETE FROM users WHERE app_id = %s AND user_id = ANY(%s)", (app_id, persons)
+            )
             conn.execute(
                 "DELETE FROM user_aliases WHERE app_id = %s AND %s IN (user_id, previous_id)",
                 (app_id, user_id),

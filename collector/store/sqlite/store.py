@@ -762,7 +762,13 @@ class SQLiteStore:
             conn.execute(
                 "DELETE FROM identities WHERE app_id = ? AND user_id = ?", (app_id, user_id)
             )
-            conn.execute("DELETE FROM users WHERE app_id = ? AND user_id = ?", (app_id, user_id))
+            # The user's row and those of the visitors it was (anonymous identify calls).
+            for chunk in _chunks(persons):
+                marks = ",".join("?" * len(chunk))
+                conn.execute(
+                    f"DELETE FROM users WHERE app_id = ? AND user_id IN ({marks})",
+                    (app_id, *chunk),
+                )
             conn.execute(
                 "DELETE FROM user_aliases WHERE app_id = ? AND ? IN (user_id, previous_id)",
                 (app_id, user_id),
@@ -1198,6 +1204,10 @@ class _Primitives(VisitTables):
             "first_seen = min(users.first_seen, excluded.first_seen), "
             "last_seen = max(users.last_seen, excluded.last_seen)",
             [(a, previous, user) for a, previous, user in absorbs if previous != user],
+        )
+        self.conn.executemany(
+            "DELETE FROM users WHERE app_id = ? AND user_id = ?",
+            [(a, previous) for a, previous, _ in absorbs if previous.startswith(core.ANON)],
         )
 
     def count_discards(self, counts: Sequence[core.DiscardCount]) -> None:
