@@ -223,6 +223,22 @@ def test_an_identify_of_a_visitor_alone_keeps_its_traits_until_it_logs_in(
     assert_error(r, 400, "user")  # naming neither a user nor a visitor
 
 
+def test_a_linked_visitor_is_read_as_the_user_it_became(setup: Any) -> None:
+    client, _, _, headers = setup
+    post_events(
+        client,
+        headers,
+        [
+            {"event": "page_viewed", "anonymous_id": "a2", "timestamp": T0},
+            {"type": "identify", "user": "u2", "anonymous_id": "a2"},
+        ],
+    )
+    profile = client.get("/v1/users/anon:a2", headers=headers).json()
+    assert profile["id"] == "u2" and profile["anonymous_ids"] == ["a2"]
+    events = client.get("/v1/events", params={"user": "anon:a2"}, headers=headers).json()
+    assert [e["event"] for e in events["events"]] == ["page_viewed"]
+
+
 @pytest.mark.parametrize(
     ("path", "params"),
     [

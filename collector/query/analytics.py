@@ -29,7 +29,7 @@ ANALYTICS_PARAMS: tuple[str, ...] = (
 
 
 def parse_analytics_query(
-    params: Mapping[str, str], now: int, errors: list[FieldError]
+    params: Mapping[str, str], now: int, errors: list[FieldError], *, series: bool = True
 ) -> AnalyticsQuery:
     """`since`/`until` ([since, until), ISO 8601 or epoch ms; the last 7 days by
     default), `interval` (hour|day), `include_bots`, `limit`, and one filter per
@@ -47,7 +47,7 @@ def parse_analytics_query(
     if interval not in _BUCKET_MS:
         errors.append(field_error("interval", 'must be "hour" or "day"'))
         interval = "day"
-    elif (until - since) // _BUCKET_MS[interval] > MAX_BUCKETS:
+    elif series and points(since, until, _BUCKET_MS[interval]) > MAX_BUCKETS:
         errors.append(
             field_error("interval", f"gives more than {MAX_BUCKETS} points for this range")
         )
@@ -68,6 +68,12 @@ def parse_analytics_query(
         include_bots=include_bots,
         limit=parse_limit(params.get("limit"), "limit", errors),
     )
+
+
+def points(since: int, until: int, bucket: int) -> int:
+    """How many points a series of [since, until) has: its buckets start on whole
+    hours or days (UTC), so a range that starts or ends inside one counts it whole."""
+    return max(0, (until - 1) // bucket - since // bucket + 1)
 
 
 def parse_filters(

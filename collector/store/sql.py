@@ -644,14 +644,24 @@ class Reader(ABC):
         return profile
 
     def alias_target(self, app_id: str, person: str) -> str:
-        """The user a previous user id was aliased to (chains resolved when stored), or
-        the person itself: asked for by an old id, a read answers for who it became."""
-        row = self.execute(
-            f"SELECT user_id FROM user_aliases WHERE app_id = {self.dialect.mark} "
-            f"AND previous_id = {self.dialect.mark}",
-            (app_id, person),
-        ).fetchone()
-        return str(row[0]) if row else person
+        """Who a person asked for by an id it no longer goes by is now: the user a previous
+        user id was aliased to (chains resolved when stored), the user an anonymous id
+        (`anon:ID`) was linked to; else the person itself. A read by an old id answers
+        for who it became."""
+        m = self.dialect.mark
+        if person.startswith(core.ANON):
+            sql = f"SELECT user_id FROM identities WHERE app_id = {m} AND anonymous_id = {m}"
+            key = person[len(core.ANON) :]
+        else:
+            sql = f"SELECT user_id FROM user_aliases WHERE app_id = {m} AND previous_id = {m}"
+            key = person
+        row = self.execute(sql, (app_id, key)).fetchone()
+        if row is None:
+            return person
+        # A linked visitor's user may have been aliased since.
+        return (
+            self.alias_target(app_id, str(row[0])) if person.startswith(core.ANON) else str(row[0])
+        )
 
     def events_page(self, app_id: str, query: EventsQuery) -> EventsPage:
         d, m = self.dialect, self.dialect.mark

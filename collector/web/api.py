@@ -274,7 +274,8 @@ async def analytics_breakdown(request: Request) -> Response:
     app = _app(request, ("by", *ANALYTICS_PARAMS))
     errors: list[FieldError] = []
     by = parse_dimension(request.query_params.get("by"), errors)
-    query = parse_analytics_query(request.query_params, now_ms(), errors)
+    # A breakdown draws no series: its range is not bounded by the series' points.
+    query = parse_analytics_query(request.query_params, now_ms(), errors, series=False)
     if errors:
         raise InvalidRequest("Invalid analytics query", errors)
     store = _collector(request).store
