@@ -131,9 +131,12 @@ class Segment(Dialect):
             is_batch = True
             # A batch's own context is every message's (Segment's batch API), under what
             # a message's context says for itself.
-            shared = body.get("context")
-            if shared is not None and not isinstance(shared, dict):
+            # Checked as Any first: compiled, a str assigned to `shared` would be a
+            # TypeError (a 500) before the check could name it.
+            context: Any = body.get("context")
+            if context is not None and not isinstance(context, dict):
                 raise InvalidRequest(errors=[field_error("context", "must be an object")])
+            shared = context
         else:
             messages = [body]
             is_batch = False
