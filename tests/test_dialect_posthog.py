@@ -3,8 +3,11 @@ both backends."""
 
 from __future__ import annotations
 
+import base64
 import gzip
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -251,3 +254,159 @@ def test_errors_name_the_field_of_the_posthog_event(
     answer = r.json()
     assert [e["field"] for e in answer["errors"]] == fields, answer
     assert fields[0] in answer["detail"]
+
+
+def _browser(content_type: str = "text/plain") -> dict[str, str]:
+    return {"Origin": ORIGIN, "User-Agent": CHROME_UA, "Content-Type": content_type}
+
+
+def _js_batch(app: App, event: str = "signed_up") -> dict[str, Any]:
+    """What recent posthog-js posts: the key beside the batch and in each event."""
+    return {
+        "api_key": app.app_id,
+        "batch": [
+            {
+                "event": event,
+                "properties": {"token": app.app_id, "distinct_id": "d-1", "$device_id": "d-1"},
+            }
+        ],
+        "sent_at": "2026-11-22T10:00:01Z",
+    }
+
+
+def test_gzip_body_without_a_word_of_it_is_read(client: TestClient, store: Store, app: App) -> None:
+    # Recent posthog-js gzips and says so neither in a header nor in the query string.
+    body = gzip.compress(orjson.dumps(_js_batch(app)))
+    r = client.post("/e/", content=body, headers=_browser())
+    assert r.status_code == 200, r.text
+    assert [e["event"] for e in events(store, app)] == ["signed_up"]
+
+
+@pytest.mark.parametrize(
+    ("query", "content_type", "encode"),
+    [
+        # sendBeacon: the bare base64, text/plain.
+        ("?compression=base64", "text/plain", lambda raw: base64.b64encode(raw)),
+        # fetch and older posthog-js: a form's data field of base64...
+        (
+            "?compression=base64",
+            "application/x-www-form-urlencoded",
+            lambda raw: b"data=" + quote(base64.b64encode(raw)).encode(),
+        ),
+        # ...with an older version's query parameters, or of JSON.
+        (
+            "?ip=1&_=1732269601000&ver=1.130.0",
+            "application/x-www-form-urlencoded",
+            lambda raw: b"data=" + quote(base64.b64encode(raw)).encode(),
+        ),
+        ("", "application/x-www-form-urlencoded", lambda raw: b"data=" + quote(raw).encode()),
+    ],
+)
+def test_base64_and_form_bodies_are_read(
+    client: TestClient,
+    store: Store,
+    app: App,
+    query: str,
+    content_type: str,
+    encode: Callable[[bytes], bytes],
+) -> None:
+    raw = orjson.dumps(_js_batch(app))
+    r = client.post("/e/" + query, content=encode(raw), headers=_browser(content_type))
+    assert r.status_code == 200, r.text
+    (event,) = events(store, app)
+    assert event["anonymous_id"] == "d-1" and event["context"]["source"] == "browser"
+
+
+@pytest.mark.parametrize(
+    ("query", "content_type", "body", "status", "field"),
+    [
+        ("", "application/x-www-form-urlencoded", b"compression=base64", 400, "data"),
+        ("", "application/x-www-form-urlencoded", b"data=", 400, "data"),
+        ("?compression=base64", "application/x-www-form-urlencoded", b"data=%%%", 400, "data"),
+        ("", "application/x-www-form-urlencoded", b"data=e30%3D%3D%3D", 400, "data"),
+        ("", "application/x-www-form-urlencoded", b"data=%7Bnope", 400, "data"),
+        ("?compression=base64", "text/plain", b"not base64!", 400, "body"),
+        ("?compression=lz64", "application/x-www-form-urlencoded", b"data=x", 415, "compression"),
+        ("?compression=lz64", "text/plain", b"x", 415, "compression"),
+        ("", "text/plain", b"\x1f\x8bnot gzip", 400, "body"),
+    ],
+)
+def test_bad_bodies_are_refused_by_field(
+    client: TestClient, query: str, content_type: str, body: bytes, status: int, field: str
+) -> None:
+    r = client.post("/e/" + query, content=body, headers=_browser(content_type))
+    assert r.status_code == status, r.text
+    answer = r.json()
+    assert answer["success"] is False and [e["field"] for e in answer["errors"]] == [field]
+    assert field in answer["detail"]
+
+
+def test_remote_config_for_an_app_id(client: TestClient, app: App) -> None:
+    r = client.get(f"/array/{app.app_id}/config", headers={"Origin": ORIGIN})
+    assert r.status_code == 200, r.text
+    assert r.headers["access-control-allow-origin"] == ORIGIN
+    config = r.json()
+    assert config["token"] == app.app_id
+    assert "gzip-js" in config["supportedCompression"]
+    assert config["hasFeatureFlags"] is False and config["sessionRecording"] is False
+    assert config["autocapture_opt_out"] is True and config["siteApps"] == []
+    # Another origin gets the same answer without CORS headers: its page cannot read it.
+    elsewhere = client.get(
+        f"/array/{app.app_id}/config", headers={"Origin": "https://evil.example"}
+    )
+    assert elsewhere.status_code == 200 and "access-control-allow-origin" not in elsewhere.headers
+    script = client.get(f"/array/{app.app_id}/config.js")
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("application/javascript")
+    assert f'["{app.app_id}"]' in script.text and '"hasFeatureFlags":false' in script.text
+    for path in ("/array/app_0000000000000000/config", "/array/sk_secret/config.js"):
+        missing = client.get(path)
+        assert missing.status_code == 404 and missing.json()["errors"][0]["field"] == "token"
+
+
+@pytest.mark.parametrize("path", ["/flags/?v=4", "/flags", "/decide/?v=3"])
+def test_flags_are_answered_with_none(client: TestClient, app: App, path: str) -> None:
+    body = {"token": app.app_id, "distinct_id": "d-1", "groups": {}}
+    # posthog-js sends its flags call in the compression the config named.
+    r = client.post(path, content=gzip.compress(orjson.dumps(body)), headers=_browser())
+    assert r.status_code == 200, r.text
+    assert r.headers["access-control-allow-origin"] == ORIGIN
+    answer = r.json()
+    assert answer["flags"] == {} and answer["featureFlags"] == {}
+    assert answer["errorsWhileComputingFlags"] is False
+    assert answer["supportedCompression"] and answer["sessionRecording"] is False
+    form = b"data=" + quote(base64.b64encode(orjson.dumps(body))).encode()
+    r = client.post(path, content=form, headers=_browser("application/x-www-form-urlencoded"))
+    assert r.status_code == 200 and r.json()["flags"] == {}, r.text
+
+
+def test_flags_from_a_server_key_and_refusals(client: TestClient, app: App, key: str) -> None:
+    r = client.post("/flags/?v=2", json={"api_key": key, "distinct_id": "u"})
+    assert r.status_code == 200 and r.json()["flags"] == {}, r.text
+    assert key not in r.text  # a server key is never echoed back
+    body = {"token": app.app_id, "distinct_id": "d"}
+    elsewhere = client.post("/flags/", json=body, headers={"Origin": "https://evil.example"})
+    assert elsewhere.status_code == 403 and "access-control-allow-origin" not in elsewhere.headers
+    assert elsewhere.json()["errors"][0]["field"] == "origin"
+    r = client.post("/flags/", json={"distinct_id": "d"})
+    assert r.status_code == 401 and r.json()["errors"][0]["field"] == "api_key"
+    r = client.post(
+        "/flags/", content=b"data=", headers=_browser("application/x-www-form-urlencoded")
+    )
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "data"
+
+
+def test_preflights_for_posthog_js(client: TestClient, app: App) -> None:
+    # Uncompressed, posthog-js posts application/json: a preflight, on every path it uses.
+    for path in ("/e/", "/i/v0/e/", "/flags/", "/decide/"):
+        r = client.options(
+            path,
+            headers={
+                "Origin": ORIGIN,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
+        )
+        assert r.status_code == 204, (path, r.text)
+        assert r.headers["access-control-allow-origin"] == ORIGIN
+        assert "Content-Type" in r.headers["access-control-allow-headers"]

@@ -44,6 +44,8 @@ from collector.web.assets import StaticAsset
 from collector.web.demo import find_demo_app
 from collector.web.ingest import Collector, IngestEndpoint, cors_headers
 from collector.web.metrics import ObserveMiddleware, flushing, metrics_endpoint
+from collector.web.posthog import FLAGS_PATHS
+from collector.web.posthog import routes as posthog_routes
 from collector.web.responses import JSONResponse, error_response
 
 log = logging.getLogger("collector")
@@ -330,7 +332,9 @@ def create_app(
 
     endpoint = IngestEndpoint(collector)
     routes: list[BaseRoute] = [Route(path, endpoint, methods=["POST"]) for path in _INGEST_ROUTES]
-    routes += [Route(path, preflight, methods=["OPTIONS"]) for path in _INGEST_ROUTES]
+    routes += [
+        Route(path, preflight, methods=["OPTIONS"]) for path in (*_INGEST_ROUTES, *FLAGS_PATHS)
+    ]
     routes += [
         Route("/sdk.js", sdk_js, methods=["GET", "HEAD"]),
         Route("/sdk-debug.js", sdk_debug, methods=["GET", "HEAD"]),
@@ -344,6 +348,7 @@ def create_app(
         Route("/", demo_page, methods=["GET"]),
         Route("/demo.js", demo_js, methods=["GET"]),
     ]
+    routes += posthog_routes()
     routes += query_routes()
     routes += dashboard_routes()
     app = CollectorApp(

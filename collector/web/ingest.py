@@ -84,6 +84,7 @@ def cors_headers(origin: str | None) -> dict[str, str]:
 
 
 RawHeaders = tuple[tuple[bytes, bytes], ...]
+_NO_QUERY = QueryParams()
 
 
 @lru_cache(maxsize=1024)
@@ -167,18 +168,15 @@ async def _ingest(
     charged = False  # whether the app's rate limits were charged before parsing
     try:
         encoding = headers.get("content-encoding")
+        query = QueryParams(scope["query_string"]) if scope["query_string"] else _NO_QUERY
         # posthog-js gzips its body and says so in the query string only.
-        if (
-            route is not None
-            and scope["query_string"]
-            and QueryParams(scope["query_string"]).get("compression") == "gzip-js"
-        ):
+        if route is not None and query.get("compression") == "gzip-js":
             encoding = "gzip"
         if encoding is not None and size <= MAX_REQUEST_BYTES:
             body = decode_content(body, encoding, MAX_REQUEST_BYTES)
             size = len(body)
         if route is not None:
-            data = decode_body(body, headers.get("content-type"), size)
+            data = route.dialect.decode(body, headers.get("content-type"), query, size)
             if dialect is None and route.dialect.speaks(data):
                 dialect = route.dialect
         ip = _peer_ip(c, scope, headers)
@@ -211,7 +209,7 @@ async def _ingest(
                 body_size=len(body),
             )
         if caller is None:
-            app_id = payload.app_id or QueryParams(scope["query_string"]).get("app_id")
+            app_id = payload.app_id or query.get("app_id")
             caller = pipeline.browser_caller(
                 c.cache, app_id, headers.get("origin"), headers.get("referer")
             )

@@ -21,6 +21,7 @@ from collector.ingest.normalize import (
     MAX_EVENT_BYTES,
     Item,
     Payload,
+    decode_body,
 )
 from collector.models import Source
 from collector.timeutil import parse_timestamp
@@ -35,6 +36,14 @@ class Dialect:
     # Our field names in an error → this product's, for what its client sent: a request's
     # errors name the field in the body the client wrote, never ours.
     names: Mapping[str, str] = {}
+
+    def decode(
+        self, body: bytes, content_type: str | None, query: Mapping[str, str], size: int
+    ) -> Any:
+        """The decoded body: JSON (415 for a wrong type, 413 past the size cap, 400 if
+        unparsable). `size` is the body's length as received, when `body` holds only its
+        start; `query` is the request's query string."""
+        return decode_body(body, content_type, size)
 
     def speaks(self, data: Any) -> bool:
         """Whether a body sent to a path our own API shares is in this dialect."""

@@ -15,14 +15,31 @@
 
 The key is the project key of PostHog's setup: an app's API key from a server, or its
 app id from a browser on an allowed origin. `$ip` and `$raw_user_agent` are read from
-server keys only."""
+server keys only.
+
+Bodies come as posthog-js sends them: gzip (said by `?compression=gzip-js`, or by the
+gzip magic bytes alone, which is all recent posthog-js sends), base64 (`?compression=base64`:
+the bare text from sendBeacon, or a form `data=` field), a form `data=` field of JSON, or
+plain JSON. Its remote config and feature-flag calls are answered by `remote_config` and
+`flags_answer`: no flags, nothing to load, the compression read here."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
-from collector.errors import CollectorError, FieldError, field_error
+import orjson
+
+from collector.errors import (
+    CollectorError,
+    FieldError,
+    InvalidRequest,
+    UnsupportedMediaType,
+    field_error,
+)
 from collector.ingest.dialects.base import (
     Dialect,
     batch_items,
@@ -34,7 +51,14 @@ from collector.ingest.dialects.base import (
     sent_at,
     text,
 )
-from collector.ingest.normalize import Item, Payload, normalize_item
+from collector.ingest.encoding import decode_content
+from collector.ingest.normalize import (
+    MAX_REQUEST_BYTES,
+    Item,
+    Payload,
+    decode_body,
+    normalize_item,
+)
 from collector.models import Kind, Source
 
 RENAMED = {"$pageview": "page_viewed", "$screen": "screen_viewed"}
@@ -71,9 +95,46 @@ NAMES = {
 }
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+_FORM = "application/x-www-form-urlencoded"
+
+
 class PostHog(Dialect):
     name = "posthog"
     names: Mapping[str, str] = NAMES
+
+    def decode(
+        self, body: bytes, content_type: str | None, query: Mapping[str, str], size: int
+    ) -> Any:
+        if size > MAX_REQUEST_BYTES:
+            return decode_body(body, content_type, size)  # the 413, named by its size
+        if body[:2] == _GZIP_MAGIC:
+            # Recent posthog-js gzips its body and says so nowhere: no Content-Encoding
+            # (which would need a CORS preflight), no query parameter. JSON never starts
+            # with these bytes, so they are enough.
+            body = decode_content(body, "gzip", MAX_REQUEST_BYTES)
+        compression = query.get("compression")
+        if compression == "lz64":
+            raise UnsupportedMediaType(
+                "lz64 bodies are not read: send gzip-js, base64 or JSON",
+                [field_error("compression", "'lz64' is not supported")],
+            )
+        media = (content_type or "").split(";", 1)[0].strip().lower()
+        if media == _FORM:
+            # Older posthog-js, and any version posting base64 by fetch: `data=` holds
+            # base64 or JSON.
+            fields = dict(parse_qsl(body, keep_blank_values=True))
+            data = fields.get(b"data")
+            if data is None or not data.strip():
+                raise InvalidRequest(
+                    "Form body has no data",
+                    [field_error("data", "is required: the events, as JSON or base64")],
+                )
+            form_compression = fields.get(b"compression", b"").decode("latin-1")
+            return _json_or_base64(data, compression or form_compression, "data")
+        if compression == "base64":
+            return _json_or_base64(body, compression, "body")  # sendBeacon's bare base64
+        return decode_body(body, content_type, size)
 
     def write_key(self, data: Any) -> str | None:
         first: Any = data
@@ -132,6 +193,29 @@ class PostHog(Dialect):
         body["code"] = exc.code
         body["detail"] = f"{exc.message}: {details}" if details else exc.message
         return body
+
+
+def _json_or_base64(raw: bytes, compression: str, field: str) -> Any:
+    """JSON from `raw`, base64-decoded first when it is base64: said by `compression`, or
+    seen, as PostHog's own capture does, from its not being JSON."""
+    raw = raw.strip()
+    if not raw:
+        raise InvalidRequest("Request body is empty", [field_error(field, "is required")])
+    if compression == "base64" or raw[:1] not in (b"{", b"["):
+        try:
+            # A form field's `+` may arrive as a space; base64 has no spaces.
+            raw = base64.b64decode(raw.replace(b" ", b"+"), validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidRequest(
+                "Request body is not valid base64",
+                [field_error(field, "is neither JSON nor base64")],
+            ) from None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(
+            "Request body is not valid JSON", [field_error(field, f"is not valid JSON: {exc}")]
+        ) from None
 
 
 def posthog_item(message: Any, source: Source) -> Item | list[FieldError]:
@@ -250,3 +334,44 @@ def _names(
             names["traits"] = "properties." + key
             break
     return names
+
+
+# What posthog-js asks before it sends (`/array/<token>/config`, `config.js`, and the
+# config part of `/flags/` and the older `/decide/`): the compression this module reads,
+# and every feature that would load more code or send PostHog's own data off. Autocapture
+# is off too: its events are element chains in `$` properties, which are not kept here.
+# `surveys` is left out, not false: posthog-js loads its surveys code for any answer.
+_REMOTE_CONFIG: dict[str, Any] = {
+    "supportedCompression": ["gzip", "gzip-js", "base64"],
+    "hasFeatureFlags": False,
+    "autocapture_opt_out": True,
+    "autocaptureExceptions": False,
+    "captureDeadClicks": False,
+    "capturePerformance": False,
+    "heatmaps": False,
+    "sessionRecording": False,
+    "productTours": False,
+    "siteApps": [],
+    "siteAppsJS": [],
+    "toolbarParams": {},
+    "isAuthenticated": False,
+    "defaultIdentifiedOnly": True,
+}
+
+
+def remote_config(token: str) -> dict[str, Any]:
+    """The remote config posthog-js loads for a project key."""
+    return {"token": token, **_REMOTE_CONFIG}
+
+
+def flags_answer(token: str) -> dict[str, Any]:
+    """The answer to `/flags/` (any version) and `/decide/`: no feature flags, evaluated
+    without error, with the remote config that `/decide/` and `/flags/?config=true` carry."""
+    return {
+        **remote_config(token),
+        "flags": {},
+        "featureFlags": {},
+        "featureFlagPayloads": {},
+        "errorsWhileComputingFlags": False,
+        "quotaLimited": [],
+    }
