@@ -123,7 +123,13 @@ class PostHog(Dialect):
         if media == _FORM:
             # Older posthog-js, and any version posting base64 by fetch: `data=` holds
             # base64 or JSON.
-            fields = dict(parse_qsl(body, keep_blank_values=True))
+            try:
+                fields = dict(parse_qsl(body, keep_blank_values=True))
+            except UnicodeDecodeError:  # a form is ASCII: its other bytes are %-escaped
+                raise InvalidRequest(
+                    "Form body is not URL-encoded",
+                    [field_error("body", "is not application/x-www-form-urlencoded")],
+                ) from None
             data = fields.get(b"data")
             if data is None or not data.strip():
                 raise InvalidRequest(
