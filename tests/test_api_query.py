@@ -499,6 +499,12 @@ def test_oversized_and_unaddressable_queries_are_400s(setup: Any) -> None:
     ]:
         r = client.post("/v1/segments/query", json={"conditions": conditions}, headers=headers)
         assert_error(r, 400, field)
+    # An integer past 64 bits in a property test says so, whichever operator has it.
+    for test in ({"eq": 2**63}, {"gt": 2**63}, {"in": [1, 2**63]}):
+        where = {"has_done": {"event": "e", "where": {"k": test}}}
+        r = client.post("/v1/segments/query", json={"conditions": [where]}, headers=headers)
+        assert r.status_code == 400
+        assert "outside 64 bits" in r.json()["errors"][0]["message"], r.text
     # A long `in` list is fine: it compiles to flat terms, not 1,000 nested ORs.
     r = client.post("/v1/segments/query", json={"conditions": big_lists[:5]}, headers=headers)
     assert r.status_code == 200, r.text

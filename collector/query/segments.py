@@ -163,6 +163,15 @@ def _scalar_ok(value: Any) -> bool:
     return value is None or isinstance(value, bool) or _text_ok(value) or _number_ok(value)
 
 
+def _scalar_problem(value: Any) -> str:
+    """What to say of a value `_scalar_ok` refuses."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        # JSON's integers from 2**63 to 2**64 - 1 arrive as integers (larger ones as
+        # floats, which compare as numbers): none of them fits a stored 64-bit integer.
+        return "is an integer outside 64 bits (-2**63 to 2**63 - 1)"
+    return "must be a string, number, boolean or null"
+
+
 def parse_key(key: Any, path: str, errors: list[FieldError]) -> bool:
     # SQLite JSON paths compare labels with the key as escaped in the stored JSON, and
     # cannot quote `"` at all: keys that JSON escapes (", \, control characters) are
@@ -202,7 +211,7 @@ def parse_tests(
         here = f"{path}.{op}"
         if op in ("eq", "neq"):
             if not _scalar_ok(value):
-                errors.append(field_error(here, "must be a string, number, boolean or null"))
+                errors.append(field_error(here, _scalar_problem(value)))
                 continue
         elif op in ("in", "not_in"):
             if not isinstance(value, list) or len(value) > MAX_IN_VALUES:
@@ -212,15 +221,16 @@ def parse_tests(
                 continue
             bad = [i for i, v in enumerate(value) if not _scalar_ok(v)]
             for i in bad:
-                errors.append(
-                    field_error(f"{here}[{i}]", "must be a string, number, boolean or null")
-                )
+                errors.append(field_error(f"{here}[{i}]", _scalar_problem(value[i])))
             if bad:
                 continue
             value = tuple(value)
         elif op in ("gt", "gte", "lt", "lte"):
             if not (_text_ok(value) or _number_ok(value)):
-                errors.append(field_error(here, "must be a number or a string"))
+                problem = _scalar_problem(value)
+                if not problem.startswith("is an integer"):
+                    problem = "must be a number or a string"
+                errors.append(field_error(here, problem))
                 continue
         elif op == "exists":
             if not isinstance(value, bool):
@@ -251,7 +261,7 @@ def parse_where(value: Any, path: str, errors: list[FieldError]) -> tuple[Proper
         elif isinstance(test, list):
             errors.append(field_error(here, 'must be a value; for several use {"in": [...]}'))
         elif not _scalar_ok(test):
-            errors.append(field_error(here, "must be a string, number, boolean or null"))
+            errors.append(field_error(here, _scalar_problem(test)))
         else:
             tests.append(PropertyTest(key, "eq", test))
     return tuple(tests)
