@@ -733,3 +733,71 @@ def test_periods() -> None:
         None,
         "[1]",
     ]
+
+
+def _field(page: str, field_id: str) -> str:
+    """The value a form field of a page holds (an input's value, a textarea's text, a
+    select's selected option)."""
+    tag = re.search(rf'<(input|textarea|select)\b[^>]*\bid="{field_id}"[^>]*>', page)
+    assert tag is not None, field_id
+    if tag.group(1) == "textarea":
+        end = page.index("</textarea>", tag.end())
+        return html.unescape(page[tag.end() : end])
+    if tag.group(1) == "select":
+        end = page.index("</select>", tag.end())
+        chosen = re.search(r'<option value="([^"]*)" selected', page[tag.end() : end])
+        return html.unescape(chosen.group(1)) if chosen else ""
+    value = re.search(r'\bvalue="([^"]*)"', tag.group(0))
+    return html.unescape(value.group(1)) if value else ""
+
+
+def test_a_refused_settings_form_keeps_what_was_typed(
+    dash: TestClient, app: App, store: Store
+) -> None:
+    base = f"/dashboard/apps/{app.app_id}"
+    csrf = _csrf(dash.get(base + "/settings").text)
+    form = {
+        "csrf": csrf,
+        "name": "Renamed",
+        "origins": "https://ok.example.com\nnot an origin",
+        "bot_policy": "drop",
+        "ip_mode": "none",
+        "retention_days": "abc",
+    }
+    bad = dash.post(base + "/settings", data=form)
+    assert bad.status_code == 400
+    assert "<code>origins</code>" in bad.text and "<code>retention_days</code>" in bad.text
+    assert _field(bad.text, "name") == "Renamed"
+    assert _field(bad.text, "origins") == "https://ok.example.com\nnot an origin"
+    assert _field(bad.text, "bot_policy") == "drop" and _field(bad.text, "ip_mode") == "none"
+    assert _field(bad.text, "retention_days") == "abc"
+    assert re.search(r'id="retention_days"[^>]*aria-invalid="true"', bad.text)
+    assert not re.search(r'id="name"[^>]*aria-invalid', bad.text)
+    unchanged = store.get_app(app.app_id)
+    assert unchanged is not None and unchanged.name == app.name  # nothing saved
+
+
+def test_a_refused_rule_keeps_its_fields_and_a_zero_throttle_is_refused(
+    dash: TestClient, app: App, store: Store
+) -> None:
+    base = f"/dashboard/apps/{app.app_id}"
+    csrf = _csrf(dash.get(base + "/settings").text)
+    for throttle in ("0s", "0", "0ms", "soon"):
+        bad = dash.post(base + "/rules", data={"csrf": csrf, "event": "ping", "throttle": throttle})
+        assert bad.status_code == 400 and "<code>throttle</code>" in bad.text, throttle
+        assert _field(bad.text, "rule-event") == "ping"
+        assert _field(bad.text, "rule-throttle") == throttle
+    both = dash.post(
+        base + "/rules",
+        data={"csrf": csrf, "event": "order", "dedupe_key": "orderId", "throttle": "1m"},
+    )
+    assert both.status_code == 400
+    assert _field(both.text, "rule-dedupe") == "orderId"
+    rules = store.get_app(app.app_id).rules  # type: ignore[union-attr]
+    assert not [r for r in rules if r.event in ("ping", "order")]
+    # A window under a second is kept to the millisecond and shown so.
+    for throttle in ("500ms", "90s", "20m", "2h"):
+        dash.post(base + "/rules", data={"csrf": csrf, "event": "ping", "throttle": throttle})
+    page = dash.get(base + "/settings").text
+    shown = re.findall(r"<td>ping</td><td>at most one per person every ([^<]+)</td>", page)
+    assert shown == ["500 ms", "90 s", "20 min", "2 h"]

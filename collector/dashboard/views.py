@@ -653,14 +653,30 @@ async def _settings_page(
     new_key: str | None = None,
     errors: list[FieldError] | None = None,
     status: int = 200,
+    submitted: dict[str, str] | None = None,
 ) -> Response:
+    """The settings page; after a refused form, its fields hold what was submitted (not
+    the saved values), so a typo is corrected rather than typed again."""
     store = collector(request).store
     api_keys = await _run(store.list_keys, app.app_id)
     fresh = await _run(store.get_app, app.app_id) or app
     host = request.headers.get("host", request.url.netloc)
     scheme = "https" if is_https(request) else "http"
+    form = {
+        "name": fresh.name,
+        "origins": "\n".join(fresh.origins),
+        "bot_policy": str(fresh.setting("bot_policy")),
+        "ip_mode": str(fresh.setting("ip_mode")),
+        "retention_days": str(fresh.setting("retention_days")),
+        "event": "",
+        "dedupe_key": "",
+        "throttle": "",
+        **(submitted or {}),
+    }
     context = {
         **_base(request, session, fresh, "settings"),
+        "form": form,
+        "invalid": {e["field"] for e in errors or []},
         "api_keys": api_keys,
         "new_key": new_key,
         "errors": errors or [],
@@ -720,7 +736,13 @@ async def settings_save(request: Request, session: Session) -> Response:
     else:
         errors.append(field_error("retention_days", "must be a whole number of days (0: keep all)"))
     if errors:
-        return await _settings_page(request, session, app, errors=errors, status=400)
+        submitted = {
+            k: str(form.get(k, ""))
+            for k in ("name", "origins", "bot_policy", "ip_mode", "retention_days")
+        }
+        return await _settings_page(
+            request, session, app, errors=errors, status=400, submitted=submitted
+        )
     await _run(
         lambda: collector(request).store.update_app(
             app.app_id, name=name, origins=sorted(set(origins)), settings=changes
@@ -781,8 +803,15 @@ async def rule_add(request: Request, session: Session) -> Response:
             throttle_ms = parse_duration_ms(throttle)
         except ValueError as exc:
             errors.append(field_error("throttle", str(exc)))
+        else:
+            if throttle_ms <= 0:
+                # A zero window throttles nothing: a rule that would never apply.
+                errors.append(field_error("throttle", "must be longer than 0 (e.g. 500ms, 20m)"))
     if errors:
-        return await _settings_page(request, session, app, errors=errors, status=400)
+        submitted = {k: str(form.get(k, "")) for k in ("event", "dedupe_key", "throttle")}
+        return await _settings_page(
+            request, session, app, errors=errors, status=400, submitted=submitted
+        )
     store = collector(request).store
     await _run(
         lambda: store.add_rule(app.app_id, event, dedupe_key=dedupe, throttle_ms=throttle_ms)
