@@ -801,3 +801,43 @@ def test_a_refused_rule_keeps_its_fields_and_a_zero_throttle_is_refused(
     page = dash.get(base + "/settings").text
     shown = re.findall(r"<td>ping</td><td>at most one per person every ([^<]+)</td>", page)
     assert shown == ["500 ms", "90 s", "20 min", "2 h"]
+
+
+def test_an_anonymous_id_of_a_linked_visitor_leads_to_the_user(
+    dash: TestClient, app: App, key: str
+) -> None:
+    """Events sent before a login name the visitor's anonymous id; the person page, the
+    events filter and the search follow it to the user it became, as the Query API does."""
+    events = [
+        {"event": "page_viewed", "anonymous_id": "anon_03", "properties": {"path": "/"}},
+        {"type": "identify", "anonymous_id": "anon_03", "user": "u_03"},
+        {"event": "purchase", "anonymous_id": "anon_03", "user": "u_03"},
+    ]
+    assert dash.post("/v1/events", json={"events": events}, headers=auth(key)).is_success
+    base = f"/dashboard/apps/{app.app_id}"
+    moved = dash.get(base + "/people/anon:anon_03?bots=1", follow_redirects=False)
+    assert moved.status_code in (302, 303, 307)
+    assert moved.headers["location"] == base + "/people/u_03?bots=1"
+    assert "<h1>u_03" in dash.get(base + "/people/anon:anon_03").text
+    for person in ("anon:anon_03", "  anon:anon_03 ", "u_03"):
+        page = dash.get(base + "/events", params={"person": person}).text
+        assert page.count("<tr>") - 1 == 2, person  # the page view and the purchase
+    # Searched for in full, the anonymous id finds the user, listed once.
+    for q in ("anon_03", "anon:anon_03", "u_03"):
+        page = dash.get(base + "/people", params={"q": q}).text
+        assert re.findall(r'/people/([^"?]+)', page) == ["u_03"], q
+
+
+def test_a_people_search_past_a_page_says_it_shows_the_first(
+    dash: TestClient, app: App, key: str
+) -> None:
+    base = f"/dashboard/apps/{app.app_id}/people"
+    events = [{"event": "signup", "user": f"m_{i:03d}"} for i in range(51)]
+    assert dash.post("/v1/events", json={"events": events}, headers=auth(key)).is_success
+    capped = dash.get(base, params={"q": "m_"}).text
+    assert len(re.findall(r"/people/m_", capped)) == 50
+    assert "the first 50 are shown" in capped and "50 people found" not in capped
+    exact = dash.get(base, params={"q": "m_0"}).text  # m_000 to m_050: 51 again
+    assert "the first 50 are shown" in exact
+    some = dash.get(base, params={"q": "m_04"}).text  # m_040 to m_049
+    assert "10 people found" in some and "the first" not in some

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from starlette.requests import Request
@@ -34,6 +35,7 @@ from collector.dashboard.web import (
     is_https,
     keys,
     page,
+    person_key,
     read_form,
     redirect,
     render,
@@ -336,7 +338,7 @@ async def events(request: Request, session: Session) -> Response:
     errors: list[FieldError] = []
     period = parse_period(params, errors)
     names = tuple(parse_event_name(n, "event", errors) for n in params.getlist("event")[:20] if n)
-    person = params.get("person") or None
+    person = params.get("person", "").strip() or None
     key, op, value = params.get("prop", ""), params.get("op", "eq"), params.get("value", "")
     where = property_filter(key, op, value, errors)
     base = _base(request, session, app, "events")
@@ -404,19 +406,22 @@ async def people(request: Request, session: Session) -> Response:
         # Exact first (a user id, an anonymous id), then everyone whose id or email
         # starts with what was typed.
         people = [q, "anon:" + q]
-        people += await _run(store.find_people, app.app_id, q, base["bots"], PAGE_SIZE)
-        found: list[dict[str, Any]] = []
+        # One more than a page is looked up, to tell "the first 50" from "all 50".
+        people += await _run(store.find_people, app.app_id, q, base["bots"], PAGE_SIZE + 1)
+        found: dict[str, dict[str, Any]] = {}
         for person in dict.fromkeys(people):
-            if len(found) == PAGE_SIZE:
+            if len(found) > PAGE_SIZE:
                 break
             profile = await _run(store.user_profile, app.app_id, person, base["bots"])
+            # A linked visitor's anonymous id answers for their user: listed once.
             if profile is not None:
-                found.append(profile)
+                found.setdefault(person_key(profile), profile)
         context = {
             **base,
             "q": q,
-            "users": found,
-            "count": len(found),
+            "users": list(found.values())[:PAGE_SIZE],
+            "count": min(len(found), PAGE_SIZE),
+            "capped": len(found) > PAGE_SIZE,
             "more": None,
             "bot_reasons": await _run(store.bot_reasons, app.app_id, StatsQuery()),
         }
@@ -432,6 +437,7 @@ async def people(request: Request, session: Session) -> Response:
     context = {
         **base,
         "q": "",
+        "capped": False,
         "users": everyone.users,
         "count": everyone.count,
         "more": next_cursor(query, everyone.last),
@@ -451,6 +457,13 @@ async def person(request: Request, session: Session) -> Response:
     profile = await _run(store.user_profile, app.app_id, who, base["bots"])
     if profile is None:
         return error_page(request, 404, f"{who} is not a person of this app.", session)
+    if person_key(profile) != who:
+        # An id the person no longer goes by (a visitor's anonymous id before they logged
+        # in, a user id aliased since): the store answered for who they became, whose
+        # page is the one to bookmark.
+        target = f"/dashboard/apps/{app.app_id}/people/{quote(person_key(profile), safe='')}"
+        query = request.url.query
+        return redirect(target + (f"?{query}" if query else ""))
     errors: list[FieldError] = []
     query = EventsQuery(user=who, include_bots=base["bots"], limit=PAGE_SIZE)
     fp = fingerprint("dashboard-person", who, base["bots"])
