@@ -841,3 +841,23 @@ def test_a_people_search_past_a_page_says_it_shows_the_first(
     assert "the first 50 are shown" in exact
     some = dash.get(base, params={"q": "m_04"}).text  # m_040 to m_049
     assert "10 people found" in some and "the first" not in some
+
+
+def test_dates_with_another_period_are_named_as_ignored(dash: TestClient, app: App) -> None:
+    base = f"/dashboard/apps/{app.app_id}"
+    dates = "from=2020-01-01&to=2020-01-31"
+    for page in ("/", "/events", "/funnels"):
+        answer = dash.get(f"{base}{page}?period=30d&{dates}")
+        assert answer.status_code == 200
+        assert "data-dates-ignored" in answer.text, page
+        assert "Showing Last 30 days: the From and To dates apply" in answer.text
+        custom = dash.get(f"{base}{page}?period=custom&{dates}").text
+        assert "data-dates-ignored" not in custom
+        assert "data-dates-ignored" not in dash.get(f"{base}{page}?period=7d").text
+    # The form sends the period's own days with it: nothing was ignored.
+    plain = dash.get(base + "/").text
+    start = re.search(r'id="from" type="date" name="from" value="([^"]+)"', plain)
+    end = re.search(r'id="to" type="date" name="to" value="([^"]+)"', plain)
+    assert start and end
+    again = dash.get(f"{base}/?period=30d&from={start.group(1)}&to={end.group(1)}").text
+    assert "data-dates-ignored" not in again
