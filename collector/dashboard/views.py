@@ -462,8 +462,8 @@ async def person(request: Request, session: Session) -> Response:
         # in, a user id aliased since): the store answered for who they became, whose
         # page is the one to bookmark.
         target = f"/dashboard/apps/{app.app_id}/people/{quote(person_key(profile), safe='')}"
-        query = request.url.query
-        return redirect(target + (f"?{query}" if query else ""))
+        kept = request.url.query
+        return redirect(target + (f"?{kept}" if kept else ""))
     errors: list[FieldError] = []
     query = EventsQuery(user=who, include_bots=base["bots"], limit=PAGE_SIZE)
     fp = fingerprint("dashboard-person", who, base["bots"])

@@ -155,9 +155,7 @@ def every(ms: int) -> str:
 
 
 _env.globals.update(qs=query_string, person_key=person_key)
-_env.filters.update(
-    compact=compact, when=when, every=every, quote=lambda s: quote(str(s), safe="")
-)
+_env.filters.update(compact=compact, when=when, every=every, quote=lambda s: quote(str(s), safe=""))
 
 Handler = Callable[[Request, Session], Awaitable[Response]]
 
