@@ -661,6 +661,11 @@ def rules_add(
             throttle_ms = parse_duration_ms(throttle)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--throttle") from None
+        if throttle_ms <= 0:
+            # A zero window throttles nothing: a rule that would never apply.
+            raise click.BadParameter(
+                "must be longer than 0 (e.g. 500ms, 20m)", param_hint="--throttle"
+            )
     store = open_store(db)
     _require_app(store, app_id)
     rule = store.add_rule(app_id, event, dedupe_key=dedupe_key, throttle_ms=throttle_ms)

@@ -6,16 +6,18 @@ Each page's screenshot is kept in e2e/artifacts/ (gitignored; docs/img/ has a co
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
 from e2e.harness import ROOT, App, Collector
 
@@ -502,4 +504,145 @@ def test_keyboard_reaches_the_nav(logged_in: BrowserContext, known: Known) -> No
         ".filter(e => !e.labels || !e.labels.length).map(e => e.name || e.id)"
     )
     assert labels == []
+    page.close()
+
+
+def _rules(page: Page) -> dict[str, object]:
+    return json.loads(page.locator("[data-rules]").input_value())
+
+
+def _errors(page: Page) -> list[str]:
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return errors
+
+
+def test_segment_builder_converts_a_value_when_the_test_changes(
+    logged_in: BrowserContext, known: Known
+) -> None:
+    page = logged_in.new_page()
+    errors = _errors(page)
+    page.goto(known.base + "/segments")
+    page.get_by_role("button", name="+ condition").click()
+    page.locator("[data-builder] input[placeholder='event name']").fill("purchase")
+    page.get_by_role("button", name="+ property filter").click()
+    page.locator("[data-builder] input[placeholder='property']").fill("plan")
+    test = page.locator("[data-builder]").get_by_label("test", exact=True)
+    value = page.locator("[data-builder]").get_by_label("value", exact=True)
+    value.fill("pro")
+
+    def where() -> object:
+        (condition,) = _rules(page)["conditions"]  # type: ignore[misc]
+        return condition["has_done"]["where"]["plan"]
+
+    test.select_option("in")
+    assert where() == {"in": ["pro"]}
+    expect(value).to_have_value("pro")
+    page.get_by_role("button", name="Count and list").click()
+    expect(page.locator("[data-segment-count]")).to_have_attribute("data-segment-count", "1")
+    expect(page.locator("[data-builder]")).to_be_visible()
+    page.locator("[data-builder]").get_by_label("test", exact=True).select_option("neq")
+    assert where() == {"neq": "pro"}
+    page.locator("[data-builder]").get_by_label("test", exact=True).select_option("exists")
+    assert where() == {"exists": True}
+    assert errors == []
+
+
+def test_segment_builder_shows_a_value_of_the_wrong_type_as_text(
+    logged_in: BrowserContext, known: Known
+) -> None:
+    page = logged_in.new_page()
+    errors = _errors(page)
+    rules = {
+        "match": "all",
+        "conditions": [
+            {"has_done": {"event": "purchase", "where": {"plan": {"in": "pro"}}}},
+            {"trait": {"key": "plan", "not_in": 3}},
+        ],
+    }
+    page.goto(known.base + "/segments?" + urlencode({"rules": json.dumps(rules)}))
+    expect(page.locator(".error")).to_contain_text("must be a list")  # named by the server
+    builder = page.locator("[data-builder]")
+    expect(builder).to_be_visible()
+    values = builder.get_by_label("value", exact=True)
+    expect(values).to_have_count(2)
+    expect(values.nth(0)).to_have_value("pro")
+    expect(values.nth(1)).to_have_value("3")
+    assert errors == []
+
+
+def test_segment_builder_keeps_focus_and_what_was_typed(
+    logged_in: BrowserContext, known: Known
+) -> None:
+    page = logged_in.new_page()
+    errors = _errors(page)
+    page.goto(known.base + "/segments")
+    builder = page.locator("[data-builder]")
+    conditions = builder.locator(".builder-group .builder-group")
+
+    def kind(n: int) -> Locator:
+        return conditions.nth(n).get_by_label("Condition", exact=True).first
+
+    page.get_by_role("button", name="+ condition").click()
+    expect(kind(0)).to_be_focused()
+    builder.locator("input[placeholder='event name']").fill("purchase")
+    page.get_by_role("button", name="+ property filter").click()
+    expect(builder.locator("input[placeholder='property']")).to_be_focused()
+    builder.locator("input[placeholder='property']").fill("plan")
+    builder.get_by_label("value", exact=True).fill("pro")
+    builder.get_by_label("test", exact=True).select_option("in")
+    expect(builder.get_by_label("test", exact=True)).to_be_focused()
+    # Another type keeps the event and its filter.
+    kind(0).select_option("count")
+    expect(kind(0)).to_be_focused()
+    assert _rules(page)["conditions"] == [
+        {"count": {"event": "purchase", "where": {"plan": {"in": ["pro"]}}, "gte": 1}}
+    ]
+    kind(0).select_option("not")
+    assert _rules(page)["conditions"] == [
+        {"not": {"count": {"event": "purchase", "where": {"plan": {"in": ["pro"]}}, "gte": 1}}}
+    ]
+    kind(0).select_option("has_done")
+    assert _rules(page)["conditions"] == [
+        {"has_done": {"event": "purchase", "where": {"plan": {"in": ["pro"]}}}}
+    ]
+    page.get_by_role("button", name="Remove this test").click()
+    expect(page.get_by_role("button", name="+ property filter")).to_be_focused()
+    page.get_by_role("button", name="+ group").click()
+    expect(kind(1)).to_be_focused()
+    kind(1).select_option("trait")
+    page.get_by_role("button", name="+ test").click()
+    expect(conditions.nth(1).get_by_label("test", exact=True).nth(1)).to_be_focused()
+    page.get_by_role("button", name="Remove this condition").nth(1).click()
+    expect(conditions).to_have_count(1)
+    expect(page.get_by_role("button", name="+ condition")).to_be_focused()
+    assert errors == []
+    page.close()
+
+
+def test_typing_a_date_chooses_the_custom_period(logged_in: BrowserContext, known: Known) -> None:
+    page = logged_in.new_page()
+    for path, submit in (("/", "Show"), ("/events", "Filter")):
+        page.goto(known.base + path)
+        expect(page.locator("#period")).to_have_value("30d")
+        page.fill("#from", "2020-01-01")
+        expect(page.locator("#period")).to_have_value("custom")
+        page.fill("#to", "2020-01-31")
+        page.get_by_role("button", name=submit).click()
+        page.wait_for_url(re.compile(r"period=custom"))
+        expect(page.locator("#from")).to_have_value("2020-01-01")
+        expect(page.locator("[data-dates-ignored]")).to_have_count(0)
+    page.close()
+
+
+def test_live_says_when_an_app_has_no_events(
+    logged_in: BrowserContext, collector: Collector, app: App
+) -> None:
+    page = logged_in.new_page()
+    page.goto(f"{collector.url}/dashboard/apps/{app.app_id}/live")
+    expect(page.locator("[data-live-empty]")).to_contain_text("No events yet")
+    expect(page.locator("[data-live-status]")).to_have_text("Live: newest first.")
+    _post(collector, app, [{"event": "first_one", "anonymous_id": "v1", "ip": "81.2.69.160"}])
+    expect(page.locator("[data-live-rows] tr").first).to_contain_text("first_one")
+    expect(page.locator("[data-live-empty]")).to_have_count(0)
     page.close()

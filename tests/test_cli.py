@@ -436,3 +436,14 @@ def test_the_settings_file_names_the_database_for_every_command(
     listed = CliRunner().invoke(main, ["apps", "list"], catch_exceptions=False)
     assert listed.exit_code == 0 and app["app_id"] in listed.stdout
     assert not (elsewhere / "telltale.db").exists()
+
+
+def test_a_zero_throttle_is_refused_naming_the_option(run) -> None:
+    app = created(run)
+    for window in ("0", "0s", "0ms"):
+        refused = run("rules", "add", app["app_id"], "--event", "x", "--throttle", window, ok=False)
+        assert "--throttle" in refused and "longer than 0" in refused
+    kept = json.loads(
+        run("rules", "add", app["app_id"], "--event", "x", "--throttle", "500ms", "--json")
+    )
+    assert kept["throttle_ms"] == 500

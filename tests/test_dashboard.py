@@ -733,3 +733,131 @@ def test_periods() -> None:
         None,
         "[1]",
     ]
+
+
+def _field(page: str, field_id: str) -> str:
+    """The value a form field of a page holds (an input's value, a textarea's text, a
+    select's selected option)."""
+    tag = re.search(rf'<(input|textarea|select)\b[^>]*\bid="{field_id}"[^>]*>', page)
+    assert tag is not None, field_id
+    if tag.group(1) == "textarea":
+        end = page.index("</textarea>", tag.end())
+        return html.unescape(page[tag.end() : end])
+    if tag.group(1) == "select":
+        end = page.index("</select>", tag.end())
+        chosen = re.search(r'<option value="([^"]*)" selected', page[tag.end() : end])
+        return html.unescape(chosen.group(1)) if chosen else ""
+    value = re.search(r'\bvalue="([^"]*)"', tag.group(0))
+    return html.unescape(value.group(1)) if value else ""
+
+
+def test_a_refused_settings_form_keeps_what_was_typed(
+    dash: TestClient, app: App, store: Store
+) -> None:
+    base = f"/dashboard/apps/{app.app_id}"
+    csrf = _csrf(dash.get(base + "/settings").text)
+    form = {
+        "csrf": csrf,
+        "name": "Renamed",
+        "origins": "https://ok.example.com\nnot an origin",
+        "bot_policy": "drop",
+        "ip_mode": "none",
+        "retention_days": "abc",
+    }
+    bad = dash.post(base + "/settings", data=form)
+    assert bad.status_code == 400
+    assert "<code>origins</code>" in bad.text and "<code>retention_days</code>" in bad.text
+    assert _field(bad.text, "name") == "Renamed"
+    assert _field(bad.text, "origins") == "https://ok.example.com\nnot an origin"
+    assert _field(bad.text, "bot_policy") == "drop" and _field(bad.text, "ip_mode") == "none"
+    assert _field(bad.text, "retention_days") == "abc"
+    assert re.search(r'id="retention_days"[^>]*aria-invalid="true"', bad.text)
+    assert not re.search(r'id="name"[^>]*aria-invalid', bad.text)
+    unchanged = store.get_app(app.app_id)
+    assert unchanged is not None and unchanged.name == app.name  # nothing saved
+
+
+def test_a_refused_rule_keeps_its_fields_and_a_zero_throttle_is_refused(
+    dash: TestClient, app: App, store: Store
+) -> None:
+    base = f"/dashboard/apps/{app.app_id}"
+    csrf = _csrf(dash.get(base + "/settings").text)
+    for throttle in ("0s", "0", "0ms", "soon"):
+        bad = dash.post(base + "/rules", data={"csrf": csrf, "event": "ping", "throttle": throttle})
+        assert bad.status_code == 400 and "<code>throttle</code>" in bad.text, throttle
+        assert _field(bad.text, "rule-event") == "ping"
+        assert _field(bad.text, "rule-throttle") == throttle
+    both = dash.post(
+        base + "/rules",
+        data={"csrf": csrf, "event": "order", "dedupe_key": "orderId", "throttle": "1m"},
+    )
+    assert both.status_code == 400
+    assert _field(both.text, "rule-dedupe") == "orderId"
+    rules = store.get_app(app.app_id).rules  # type: ignore[union-attr]
+    assert not [r for r in rules if r.event in ("ping", "order")]
+    # A window under a second is kept to the millisecond and shown so.
+    for throttle in ("500ms", "90s", "20m", "2h"):
+        dash.post(base + "/rules", data={"csrf": csrf, "event": "ping", "throttle": throttle})
+    page = dash.get(base + "/settings").text
+    shown = re.findall(r"<td>ping</td><td>at most one per person every ([^<]+)</td>", page)
+    assert shown == ["500 ms", "90 s", "20 min", "2 h"]
+
+
+def test_an_anonymous_id_of_a_linked_visitor_leads_to_the_user(
+    dash: TestClient, app: App, key: str
+) -> None:
+    """Events sent before a login name the visitor's anonymous id; the person page, the
+    events filter and the search follow it to the user it became, as the Query API does."""
+    events = [
+        {"event": "page_viewed", "anonymous_id": "anon_03", "properties": {"path": "/"}},
+        {"type": "identify", "anonymous_id": "anon_03", "user": "u_03"},
+        {"event": "purchase", "anonymous_id": "anon_03", "user": "u_03"},
+    ]
+    assert dash.post("/v1/events", json={"events": events}, headers=auth(key)).is_success
+    base = f"/dashboard/apps/{app.app_id}"
+    moved = dash.get(base + "/people/anon:anon_03?bots=1", follow_redirects=False)
+    assert moved.status_code in (302, 303, 307)
+    assert moved.headers["location"] == base + "/people/u_03?bots=1"
+    assert "<h1>u_03" in dash.get(base + "/people/anon:anon_03").text
+    for person in ("anon:anon_03", "  anon:anon_03 ", "u_03"):
+        page = dash.get(base + "/events", params={"person": person}).text
+        assert page.count("<tr>") - 1 == 2, person  # the page view and the purchase
+    # Searched for in full, the anonymous id finds the user, listed once.
+    for q in ("anon_03", "anon:anon_03", "u_03"):
+        page = dash.get(base + "/people", params={"q": q}).text
+        assert re.findall(r'/people/([^"?]+)', page) == ["u_03"], q
+
+
+def test_a_people_search_past_a_page_says_it_shows_the_first(
+    dash: TestClient, app: App, key: str
+) -> None:
+    base = f"/dashboard/apps/{app.app_id}/people"
+    events = [{"event": "signup", "user": f"m_{i:03d}"} for i in range(51)]
+    assert dash.post("/v1/events", json={"events": events}, headers=auth(key)).is_success
+    capped = dash.get(base, params={"q": "m_"}).text
+    assert len(re.findall(r"/people/m_", capped)) == 50
+    assert "the first 50 are shown" in capped and "50 people found" not in capped
+    exact = dash.get(base, params={"q": "m_0"}).text  # m_000 to m_050: 51 again
+    assert "the first 50 are shown" in exact
+    some = dash.get(base, params={"q": "m_04"}).text  # m_040 to m_049
+    assert "10 people found" in some and "the first" not in some
+
+
+def test_dates_with_another_period_are_named_as_ignored(dash: TestClient, app: App) -> None:
+    base = f"/dashboard/apps/{app.app_id}"
+    dates = "from=2020-01-01&to=2020-01-31"
+    for page in ("/", "/events", "/funnels"):
+        answer = dash.get(f"{base}{page}?period=30d&{dates}")
+        assert answer.status_code == 200
+        assert "data-dates-ignored" in answer.text, page
+        assert "Showing Last 30 days: the From and To dates apply" in answer.text
+        custom = dash.get(f"{base}{page}?period=custom&{dates}").text
+        assert "data-dates-ignored" not in custom
+        assert "data-dates-ignored" not in dash.get(f"{base}{page}?period=7d").text
+    # The form sends the period's own days with it: nothing was ignored.
+    plain = dash.get(base + "/").text
+    start = re.search(r'id="from" type="date" name="from" value="([^"]+)"', plain)
+    end = re.search(r'id="to" type="date" name="to" value="([^"]+)"', plain)
+    assert start and end
+    again = dash.get(f"{base}/?period=30d&from={start.group(1)}&to={end.group(1)}").text
+    assert "data-dates-ignored" not in again

@@ -30,6 +30,9 @@ class Period:
     until: int | None  # None: up to now
     start: str  # the first day shown, YYYY-MM-DD
     end: str  # the last day shown, inclusive
+    # From and To were given with a period other than custom, naming other days: the
+    # period wins (the form sends both with every period) and the page says so.
+    dates_ignored: bool = False
 
     @property
     def label(self) -> str:
@@ -105,7 +108,9 @@ def parse_period(params: QueryParams, errors: list[FieldError], now: int | None 
             return Period(key, _midnight(start), until, start.isoformat(), end.isoformat())
     days = {"today": 1, "7d": 7, "30d": 30}[key]
     start = today - timedelta(days=days - 1)
-    return Period(key, _midnight(start), None, start.isoformat(), today.isoformat())
+    given = (params.get("from") or start.isoformat(), params.get("to") or today.isoformat())
+    ignored = given != (start.isoformat(), today.isoformat())
+    return Period(key, _midnight(start), None, start.isoformat(), today.isoformat(), ignored)
 
 
 def include_bots(params: QueryParams) -> bool:

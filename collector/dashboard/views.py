@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from starlette.requests import Request
@@ -34,6 +35,7 @@ from collector.dashboard.web import (
     is_https,
     keys,
     page,
+    person_key,
     read_form,
     redirect,
     render,
@@ -336,7 +338,7 @@ async def events(request: Request, session: Session) -> Response:
     errors: list[FieldError] = []
     period = parse_period(params, errors)
     names = tuple(parse_event_name(n, "event", errors) for n in params.getlist("event")[:20] if n)
-    person = params.get("person") or None
+    person = params.get("person", "").strip() or None
     key, op, value = params.get("prop", ""), params.get("op", "eq"), params.get("value", "")
     where = property_filter(key, op, value, errors)
     base = _base(request, session, app, "events")
@@ -404,19 +406,22 @@ async def people(request: Request, session: Session) -> Response:
         # Exact first (a user id, an anonymous id), then everyone whose id or email
         # starts with what was typed.
         people = [q, "anon:" + q]
-        people += await _run(store.find_people, app.app_id, q, base["bots"], PAGE_SIZE)
-        found: list[dict[str, Any]] = []
+        # One more than a page is looked up, to tell "the first 50" from "all 50".
+        people += await _run(store.find_people, app.app_id, q, base["bots"], PAGE_SIZE + 1)
+        found: dict[str, dict[str, Any]] = {}
         for person in dict.fromkeys(people):
-            if len(found) == PAGE_SIZE:
+            if len(found) > PAGE_SIZE:
                 break
             profile = await _run(store.user_profile, app.app_id, person, base["bots"])
+            # A linked visitor's anonymous id answers for their user: listed once.
             if profile is not None:
-                found.append(profile)
+                found.setdefault(person_key(profile), profile)
         context = {
             **base,
             "q": q,
-            "users": found,
-            "count": len(found),
+            "users": list(found.values())[:PAGE_SIZE],
+            "count": min(len(found), PAGE_SIZE),
+            "capped": len(found) > PAGE_SIZE,
             "more": None,
             "bot_reasons": await _run(store.bot_reasons, app.app_id, StatsQuery()),
         }
@@ -432,6 +437,7 @@ async def people(request: Request, session: Session) -> Response:
     context = {
         **base,
         "q": "",
+        "capped": False,
         "users": everyone.users,
         "count": everyone.count,
         "more": next_cursor(query, everyone.last),
@@ -451,6 +457,13 @@ async def person(request: Request, session: Session) -> Response:
     profile = await _run(store.user_profile, app.app_id, who, base["bots"])
     if profile is None:
         return error_page(request, 404, f"{who} is not a person of this app.", session)
+    if person_key(profile) != who:
+        # An id the person no longer goes by (a visitor's anonymous id before they logged
+        # in, a user id aliased since): the store answered for who they became, whose
+        # page is the one to bookmark.
+        target = f"/dashboard/apps/{app.app_id}/people/{quote(person_key(profile), safe='')}"
+        kept = request.url.query
+        return redirect(target + (f"?{kept}" if kept else ""))
     errors: list[FieldError] = []
     query = EventsQuery(user=who, include_bots=base["bots"], limit=PAGE_SIZE)
     fp = fingerprint("dashboard-person", who, base["bots"])
@@ -653,14 +666,30 @@ async def _settings_page(
     new_key: str | None = None,
     errors: list[FieldError] | None = None,
     status: int = 200,
+    submitted: dict[str, str] | None = None,
 ) -> Response:
+    """The settings page; after a refused form, its fields hold what was submitted (not
+    the saved values), so a typo is corrected rather than typed again."""
     store = collector(request).store
     api_keys = await _run(store.list_keys, app.app_id)
     fresh = await _run(store.get_app, app.app_id) or app
     host = request.headers.get("host", request.url.netloc)
     scheme = "https" if is_https(request) else "http"
+    form = {
+        "name": fresh.name,
+        "origins": "\n".join(fresh.origins),
+        "bot_policy": str(fresh.setting("bot_policy")),
+        "ip_mode": str(fresh.setting("ip_mode")),
+        "retention_days": str(fresh.setting("retention_days")),
+        "event": "",
+        "dedupe_key": "",
+        "throttle": "",
+        **(submitted or {}),
+    }
     context = {
         **_base(request, session, fresh, "settings"),
+        "form": form,
+        "invalid": {e["field"] for e in errors or []},
         "api_keys": api_keys,
         "new_key": new_key,
         "errors": errors or [],
@@ -720,7 +749,13 @@ async def settings_save(request: Request, session: Session) -> Response:
     else:
         errors.append(field_error("retention_days", "must be a whole number of days (0: keep all)"))
     if errors:
-        return await _settings_page(request, session, app, errors=errors, status=400)
+        submitted = {
+            k: str(form.get(k, ""))
+            for k in ("name", "origins", "bot_policy", "ip_mode", "retention_days")
+        }
+        return await _settings_page(
+            request, session, app, errors=errors, status=400, submitted=submitted
+        )
     await _run(
         lambda: collector(request).store.update_app(
             app.app_id, name=name, origins=sorted(set(origins)), settings=changes
@@ -781,8 +816,15 @@ async def rule_add(request: Request, session: Session) -> Response:
             throttle_ms = parse_duration_ms(throttle)
         except ValueError as exc:
             errors.append(field_error("throttle", str(exc)))
+        else:
+            if throttle_ms <= 0:
+                # A zero window throttles nothing: a rule that would never apply.
+                errors.append(field_error("throttle", "must be longer than 0 (e.g. 500ms, 20m)"))
     if errors:
-        return await _settings_page(request, session, app, errors=errors, status=400)
+        submitted = {k: str(form.get(k, "")) for k in ("event", "dedupe_key", "throttle")}
+        return await _settings_page(
+            request, session, app, errors=errors, status=400, submitted=submitted
+        )
     store = collector(request).store
     await _run(
         lambda: store.add_rule(app.app_id, event, dedupe_key=dedupe, throttle_ms=throttle_ms)

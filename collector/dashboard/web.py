@@ -145,8 +145,17 @@ def when(text: str | None) -> str:
     return "" if not text else text.replace("T", " ")[:19]
 
 
+def every(ms: int) -> str:
+    """A throttle window as a person reads it: `500 ms`, `30 s`, `20 min`, `2 h`, `1 d`
+    (the largest unit that divides it, so none rounds a stored window)."""
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1000)):
+        if ms >= size and ms % size == 0:
+            return f"{ms // size:,} {unit}"
+    return f"{ms:,} ms"
+
+
 _env.globals.update(qs=query_string, person_key=person_key)
-_env.filters.update(compact=compact, when=when, quote=lambda s: quote(str(s), safe=""))
+_env.filters.update(compact=compact, when=when, every=every, quote=lambda s: quote(str(s), safe=""))
 
 Handler = Callable[[Request, Session], Awaitable[Response]]
 

@@ -35,6 +35,22 @@
     });
   }
 
+  /* Period forms ----------------------------------------------------------------------
+     From and To apply only to the Custom period: typing a date chooses it, so Show
+     does not answer for the preset the select still names. */
+  function periodDates() {
+    document.querySelectorAll("select[name=period]").forEach(function (select) {
+      var form = select.form;
+      if (!form) return;
+      ["from", "to"].forEach(function (name) {
+        var field = form.elements.namedItem(name);
+        if (!field || !field.addEventListener) return;
+        field.addEventListener("input", function () { select.value = "custom"; });
+        field.addEventListener("change", function () { select.value = "custom"; });
+      });
+    });
+  }
+
   /* Live ------------------------------------------------------------------------- */
   var MAX_ROWS = 200;
 
@@ -64,6 +80,8 @@
     var held = [];
     var source = new EventSource(box.getAttribute("data-stream"));
     function show(e) {
+      var empty = rows.querySelector("[data-live-empty]");
+      if (empty) rows.removeChild(empty);
       rows.insertBefore(eventRow(app, e, true), rows.firstChild);
       while (rows.children.length > MAX_ROWS) rows.removeChild(rows.lastChild);
     }
@@ -118,12 +136,14 @@
     });
     return tests;
   }
+  function isObject(v) { return v !== null && typeof v === "object" && !Array.isArray(v); }
   function fromJSON(raw) {
-    if (raw && (raw.conditions || raw.match)) {
-      return { type: "group", match: raw.match || "all", items: (raw.conditions || []).map(fromJSON) };
+    if (isObject(raw) && (raw.conditions || raw.match)) {
+      var items = Array.isArray(raw.conditions) ? raw.conditions : [];
+      return { type: "group", match: raw.match === "any" ? "any" : "all", items: items.map(fromJSON) };
     }
-    var kind = Object.keys(raw || {})[0];
-    var body = (raw || {})[kind] || {};
+    var kind = isObject(raw) ? Object.keys(raw)[0] : undefined;
+    var body = kind !== undefined && isObject(raw[kind]) ? raw[kind] : {};
     if (kind === "not") return { type: "not", item: fromJSON(body) };
     if (kind === "trait") {
       var tests = Object.keys(body).filter(function (k) { return k !== "key"; })
@@ -131,7 +151,7 @@
       return { type: "trait", key: body.key || "", tests: tests.length ? tests : [{ key: body.key || "", op: "eq", value: "" }] };
     }
     if (EVENT_KINDS.indexOf(kind) < 0) throw new Error("unknown condition " + kind);
-    var node = { type: kind, event: body.event || "", tests: testsFrom(body.where),
+    var node = { type: kind, event: body.event || "", tests: testsFrom(isObject(body.where) ? body.where : {}),
       days: body.days !== undefined ? body.days : body.within_days, cmp: "gte", n: 1 };
     COUNT_OPS.forEach(function (op) { if (body[op] !== undefined) { node.cmp = op; node.n = body[op]; } });
     return node;
@@ -168,6 +188,36 @@
     if (type === "trait") return { type: "trait", key: "", tests: [{ key: "", op: "eq", value: "" }] };
     return { type: type, event: "", tests: [], days: type.indexOf("within") > 0 ? 7 : "", cmp: "gte", n: 1 };
   }
+  function isList(op) { return op === "in" || op === "not_in"; }
+  /* A test's value as its new operator takes it: in and not_in a list, exists a
+     boolean, the others one value. */
+  function converted(value, op) {
+    if (op === "exists") return typeof value === "boolean" ? value : value !== "false";
+    if (isList(op)) {
+      if (Array.isArray(value)) return value;
+      return value === "" || value === undefined || value === null ? [] : [value];
+    }
+    if (Array.isArray(value)) return value.length ? value[0] : "";
+    return value;
+  }
+  /* A condition of another type keeps what was typed: an event condition its event,
+     filters and days; "not" and "group" take the condition in. */
+  function retyped(old, type) {
+    if (old.type === type) return old;
+    if (type === "not") return { type: "not", item: old.type === "not" ? old.item : old };
+    if (type === "group") return { type: "group", match: "any", items: [old] };
+    var node = blank(type);
+    var from = old.type === "not" ? old.item : old;
+    if (type !== "trait" && EVENT_KINDS.indexOf(from.type) >= 0) {
+      node.event = from.event;
+      node.tests = from.tests;
+      var within = type.indexOf("_within") > 0;
+      if (from.days !== undefined && from.days !== null && from.days !== "" &&
+          (within || from.type.indexOf("_within") < 0)) node.days = from.days;
+      if (from.type === "count" && type === "count") { node.cmp = from.cmp; node.n = from.n; }
+    }
+    return node;
+  }
 
   function labelled(text, input) {
     var id = "b" + (++uid);
@@ -197,6 +247,11 @@
     return b;
   }
 
+  /* Every action redraws the tree; each control carries a key (its condition's path and
+     its role) so that focus lands back on the control acted on, or the one it made,
+     instead of falling to the page. */
+  function keyed(node, key) { node.setAttribute("data-focus", key); return node; }
+
   function builder() {
     var box = document.querySelector("[data-builder]");
     var area = document.querySelector("[data-rules]");
@@ -213,50 +268,76 @@
       area.value = text;
       if (copy) copy.value = text;
     }
-    function rerender() { box.textContent = ""; box.appendChild(render(root, null)); sync(); }
-    function testRows(node, holder) {
+    function rerender(focus) {
+      box.textContent = "";
+      box.appendChild(render(root, null, "r"));
+      sync();
+      var target = focus && box.querySelector('[data-focus="' + focus + '"]');
+      if (target) target.focus();
+    }
+    function testRows(node, holder, path) {
+      var more = path + ":" + (node.type === "trait" ? "add-test" : "add-filter");
       node.tests.forEach(function (t, i) {
+        var at = path + ".t" + i;
         var row = el("div", { "class": "builder-row" });
-        if (node.type !== "trait") labelled("where", input(t.key, function (v) { t.key = v; sync(); }, { placeholder: "property" })).forEach(function (n) { row.appendChild(n); });
-        labelled("test", select(TEST_OPS, t.op, function (v) { t.op = v; sync(); })).forEach(function (n) { row.appendChild(n); });
-        var val = t.op === "in" || t.op === "not_in" ? (t.value || []).map(show).join(", ") : t.value;
+        if (node.type !== "trait") labelled("where", keyed(input(t.key, function (v) { t.key = v; sync(); }, { placeholder: "property" }), at + ":key")).forEach(function (n) { row.appendChild(n); });
+        labelled("test", keyed(select(TEST_OPS, t.op, function (v) {
+          t.value = converted(t.value, v);
+          t.op = v;
+          rerender(at + ":op");
+        }), at + ":op")).forEach(function (n) { row.appendChild(n); });
+        // A value of another type than the operator takes (hand-written JSON) is shown
+        // as text rather than refused: the Query API names it when the rules are run.
+        var val = isList(t.op) && Array.isArray(t.value) ? t.value.map(show).join(", ") : t.value;
         labelled("value", input(val, function (v) {
-          if (t.op === "in" || t.op === "not_in") t.value = v.split(",").map(function (x) { return scalar(x.trim()); }).filter(function (x) { return x !== ""; });
+          if (isList(t.op)) t.value = v.split(",").map(function (x) { return scalar(x.trim()); }).filter(function (x) { return x !== ""; });
           else if (t.op === "exists") t.value = v !== "false";
           else t.value = scalar(v);
           sync();
         }, { "class": "narrow" })).forEach(function (n) { row.appendChild(n); });
-        if (node.type !== "trait" || node.tests.length > 1) row.appendChild(button("remove test", function () { node.tests.splice(i, 1); rerender(); }, "Remove this test"));
+        if (node.type !== "trait" || node.tests.length > 1) row.appendChild(button("remove test", function () { node.tests.splice(i, 1); rerender(more); }, "Remove this test"));
         holder.appendChild(row);
       });
     }
-    function render(node, remove) {
+    function render(node, remove, path) {
       var wrap = el("div", { "class": "builder-group" });
       var head = el("div", { "class": "builder-row" });
       if (remove) {
-        labelled("Condition", select(["has_done", "has_not_done", "count", "first_done_within", "last_done_within", "trait", "not", "group"], node.type, function (v) {
-          remove(blank(v));
-        }, KIND_LABELS)).forEach(function (n) { head.appendChild(n); });
+        labelled("Condition", keyed(select(["has_done", "has_not_done", "count", "first_done_within", "last_done_within", "trait", "not", "group"], node.type, function (v) {
+          remove(retyped(node, v), path + ":kind");
+        }, KIND_LABELS), path + ":kind")).forEach(function (n) { head.appendChild(n); });
       }
       wrap.appendChild(head);
       if (node.type === "group") {
         labelled(remove ? "match" : "People who match", select(["all", "any"], node.match, function (v) { node.match = v; sync(); }, { all: "all of", any: "any of" })).forEach(function (n) { head.appendChild(n); });
         node.items.forEach(function (child, i) {
-          wrap.appendChild(render(child, function (replacement) {
+          wrap.appendChild(render(child, function (replacement, focus) {
             if (replacement === null) node.items.splice(i, 1); else node.items[i] = replacement;
-            rerender();
-          }));
+            rerender(focus);
+          }, path + "." + i));
         });
         var add = el("div", { "class": "builder-row" });
-        add.appendChild(button("+ condition", function () { node.items.push(blank("has_done")); rerender(); }));
-        add.appendChild(button("+ group", function () { node.items.push(blank("group")); rerender(); }));
+        add.appendChild(keyed(button("+ condition", function () {
+          node.items.push(blank("has_done"));
+          rerender(path + "." + (node.items.length - 1) + ":kind");
+        }), path + ":add-condition"));
+        add.appendChild(keyed(button("+ group", function () {
+          node.items.push(blank("group"));
+          rerender(path + "." + (node.items.length - 1) + ":kind");
+        }), path + ":add-group"));
         wrap.appendChild(add);
       } else if (node.type === "not") {
-        wrap.appendChild(render(node.item, function (replacement) { node.item = replacement || blank("has_done"); rerender(); }));
+        wrap.appendChild(render(node.item, function (replacement, focus) {
+          node.item = replacement || blank("has_done");
+          rerender(focus);
+        }, path + ".n"));
       } else if (node.type === "trait") {
         labelled("key", input(node.key, function (v) { node.key = v; node.tests.forEach(function (t) { t.key = v; }); sync(); }, { placeholder: "e.g. plan" })).forEach(function (n) { head.appendChild(n); });
-        testRows(node, wrap);
-        wrap.appendChild(button("+ test", function () { node.tests.push({ key: node.key, op: "eq", value: "" }); rerender(); }));
+        testRows(node, wrap, path);
+        wrap.appendChild(keyed(button("+ test", function () {
+          node.tests.push({ key: node.key, op: "eq", value: "" });
+          rerender(path + ".t" + (node.tests.length - 1) + ":op");
+        }), path + ":add-test"));
       } else {
         labelled("event", input(node.event, function (v) { node.event = v; sync(); }, { placeholder: "event name" })).forEach(function (n) { head.appendChild(n); });
         if (node.type === "count") {
@@ -265,10 +346,19 @@
         }
         var within = node.type.indexOf("_within") > 0 ? "days" : "within days (optional)";
         labelled(within, input(node.days, function (v) { node.days = v; sync(); }, { "class": "narrow", inputmode: "decimal" })).forEach(function (n) { head.appendChild(n); });
-        testRows(node, wrap);
-        wrap.appendChild(button("+ property filter", function () { node.tests.push({ key: "", op: "eq", value: "" }); rerender(); }));
+        testRows(node, wrap, path);
+        wrap.appendChild(keyed(button("+ property filter", function () {
+          node.tests.push({ key: "", op: "eq", value: "" });
+          rerender(path + ".t" + (node.tests.length - 1) + ":key");
+        }), path + ":add-filter"));
       }
-      if (remove) head.appendChild(button("remove", function () { remove(null); }, "Remove this condition"));
+      if (remove) {
+        // Removed, a condition leaves focus on its group's "+ condition" (a "not" keeps
+        // its place: it takes a blank condition).
+        var parent = path.slice(0, path.lastIndexOf("."));
+        var after = /\.n$/.test(path) ? path + ":kind" : parent + ":add-condition";
+        head.appendChild(button("remove", function () { remove(null, after); }, "Remove this condition"));
+      }
       return wrap;
     }
     rerender();
@@ -316,6 +406,6 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    picker(); shareBars(); live(); builder(); funnelFilters();
+    picker(); shareBars(); periodDates(); live(); builder(); funnelFilters();
   });
 })();
