@@ -549,8 +549,9 @@ class Reader(ABC):
         return self.execute(sql, params).fetchall()
 
     def find_people(self, app_id: str, text: str, include_bots: bool, limit: int) -> list[str]:
-        """People whose user id or anonymous id starts with `text` (as typed), or whose
-        `email` trait does (in any case): the people search of the dashboard. A scan
+        """People whose user id or anonymous id (theirs, or one linked to them) starts
+        with `text` (as typed), or whose `email` trait does (in any case): the people
+        search of the dashboard. A scan
         of the app's persons and users (substr, not LIKE: no pattern characters to
         escape, and the same on both backends), which a search can afford."""
         d, m = self.dialect, self.dialect.mark
@@ -566,6 +567,16 @@ class Reader(ABC):
                     (app_id, len(prefix), prefix, limit),
                 )
             )
+        # A visitor who logged in is the user now: found by the anonymous id it had.
+        found.update(
+            str(row[0])
+            for row in self.execute(
+                f"SELECT user_id FROM identities WHERE app_id = {m}"
+                f" AND substr(anonymous_id, 1, {m}) = {m}"
+                f" ORDER BY anonymous_id{d.collate} LIMIT {m}",
+                (app_id, len(text), text, limit),
+            )
+        )
         params: list[Any] = []
         email = d.json_text("traits", "email", params)
         found.update(
