@@ -412,3 +412,22 @@ def test_preflights_for_posthog_js(client: TestClient, app: App) -> None:
         assert r.status_code == 204, (path, r.text)
         assert r.headers["access-control-allow-origin"] == ORIGIN
         assert "Content-Type" in r.headers["access-control-allow-headers"]
+
+
+def test_a_page_leave_ends_the_visit_without_making_it_an_interaction(
+    client: TestClient, key: str
+) -> None:
+    page = {"$current_url": "https://shop.example.com/", "$pathname": "/"}
+    batch = [
+        {"event": "$pageview", "distinct_id": "v", "timestamp": "2026-11-22T10:00:00Z",
+         "properties": page},
+        {"event": "$pageleave", "distinct_id": "v", "timestamp": "2026-11-22T10:00:40Z",
+         "properties": page},
+    ]  # fmt: skip
+    r = client.post("/batch/", json={"api_key": key, "batch": batch})
+    assert r.status_code == 200, r.text
+    params = {"since": "2026-11-22T00:00:00Z", "until": "2026-11-23T00:00:00Z"}
+    figures = client.get("/v1/analytics/overview", params=params, headers=auth(key)).json()
+    results = figures["results"]
+    assert (results["visits"], results["page_views"]) == (1, 1)
+    assert results["visit_duration"] == 40 and results["bounce_rate"] == 1

@@ -4,7 +4,7 @@
 
 - `distinct_id` → user (the anonymous id of a personless event,
   `"$process_person_profile": false`); `uuid` → message_id; `$pageview` → `page_viewed`,
-  `$screen` → `screen_viewed`;
+  `$pageleave` → `page_left`, `$screen` → `screen_viewed`;
 - `$identify`, `$set` and `$set_once` → an identify call, with `$set` (over
   `$set_once`) as traits, `$anon_distinct_id` as the anonymous id it links; `$set` on
   any other event merges traits too;
@@ -61,7 +61,9 @@ from collector.ingest.normalize import (
 )
 from collector.models import Kind, Source
 
-RENAMED = {"$pageview": "page_viewed", "$screen": "screen_viewed"}
+# $pageleave is our page_left: the page's end, which gives a visit its duration, and no
+# interaction (a one-page visit with it is still a bounce).
+RENAMED = {"$pageview": "page_viewed", "$pageleave": "page_left", "$screen": "screen_viewed"}
 IDENTIFY = ("$identify", "$set", "$set_once")
 GROUP_EVENT = "group_identified"
 # PostHog's properties → our context.
