@@ -493,6 +493,16 @@ def test_segments_are_saved_counted_and_deleted(dash: TestClient, app: App, stor
     page = dash.get(saved.headers["location"]).text
     assert 'data-segment-count="1"' in page
     (seg,) = store.list_segments(app.app_id)
+    # Saved again under its name, it is the same segment with the new rules.
+    again = '{"match":"all","conditions":[{"trait":{"key":"email","eq":"u2@example.com"}}]}'
+    resaved = dash.post(
+        base + "/segments",
+        data={"csrf": csrf, "name": "U1", "rules": again},
+        follow_redirects=False,
+    )
+    assert resaved.headers["location"] == saved.headers["location"]
+    (seg,) = store.list_segments(app.app_id)
+    assert seg["rules"]["conditions"][0]["trait"]["eq"] == "u2@example.com"
     refused = dash.post(base + "/segments", data={"csrf": csrf, "name": "Bad", "rules": "{}"})
     assert refused.status_code == 400 and "conditions" in refused.text
     dash.post(base + f"/segments/{seg['segment_id']}/delete", data={"csrf": csrf})

@@ -99,7 +99,8 @@ class Store(Protocol):
 
     def delete_session(self, token_hash: str) -> None: ...
     def save_segment(self, app_id: str, name: str, rules: dict[str, Any]) -> str:
-        """Store a named segment (its rules as the Query API takes them); its id."""
+        """Store a named segment (its rules as the Query API takes them); its id. A name
+        the app already has is that segment, saved again with these rules."""
 
     def list_segments(self, app_id: str) -> list[dict[str, Any]]:
         """{segment_id, name, rules, created_at} of the app's saved segments, by name."""

@@ -344,8 +344,15 @@ class PostgresStore:
             conn.execute("DELETE FROM admin_sessions WHERE token_hash = %s", (token_hash,))
 
     def save_segment(self, app_id: str, name: str, rules: dict[str, Any]) -> str:
-        segment_id = core.new_segment_id()
-        with self._db.connection() as conn:
+        with self._db.transaction() as conn:
+            kept = conn.execute(
+                "UPDATE saved_segments SET rules = %s WHERE app_id = %s AND name = %s "
+                "RETURNING segment_id",
+                (Jsonb(rules), app_id, name),
+            ).fetchall()
+            if kept:
+                return str(min(row[0] for row in kept))
+            segment_id = core.new_segment_id()
             conn.execute(
                 "INSERT INTO saved_segments (segment_id, app_id, name, rules, created_at) "
                 "VALUES (%s, %s, %s, %s, %s)",

@@ -435,8 +435,15 @@ class SQLiteStore:
             conn.execute("DELETE FROM admin_sessions WHERE token_hash = ?", (token_hash,))
 
     def save_segment(self, app_id: str, name: str, rules: dict[str, Any]) -> str:
-        segment_id = core.new_segment_id()
         with self._tx() as conn:
+            kept = conn.execute(
+                "UPDATE saved_segments SET rules = ? WHERE app_id = ? AND name = ? "
+                "RETURNING segment_id",
+                (core.json_text(rules), app_id, name),
+            ).fetchall()
+            if kept:
+                return str(min(row[0] for row in kept))
+            segment_id = core.new_segment_id()
             conn.execute(
                 "INSERT INTO saved_segments (segment_id, app_id, name, rules, created_at) "
                 "VALUES (?, ?, ?, ?, ?)",
