@@ -67,10 +67,16 @@ def test_a_navigation_before_the_title_arrived_counts_the_previous_url_once(
 
     # Each second step comes while the first URL's page view still waits for a title
     # (none arrives): a hash change, back, a hash change after a history call. By then
-    # location already holds the next URL.
+    # location already holds the next URL. back() only queues its traversal: the step is
+    # done at its popstate (after the SDK's own listener, added first), or the next
+    # script's pushState could come before it.
+    back = (
+        "setTimeout(() => { addEventListener('popstate', () => done(), {once: true});"
+        " history.back() }, 300)"
+    )
     for script in (
         "location.hash = '/inbox'; setTimeout(() => done(location.hash = '/inbox/42'), 200)",
-        "history.pushState({}, '', 'settings'); setTimeout(() => done(history.back()), 300)",
+        "history.pushState({}, '', 'settings'); " + back,
         "history.pushState({}, '', 'd'); setTimeout(() => done(location.hash = 'dd'), 100)",
     ):
         visitor.evaluate(f"new Promise((done) => {{ {script} }})")
