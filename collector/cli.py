@@ -27,6 +27,7 @@ from collector.models import DEFAULT_APP_SETTINGS, App
 from collector.settings import CONFIG_ENV, DEFAULT_DB, Settings, read_config, setting_fields
 from collector.store import Store, display, is_url, transfer
 from collector.store import open_store as store_for
+from collector.store.core import parse_throttle_ms
 from collector.timeutil import now_ms, parse_duration_ms, parse_timestamp
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -658,14 +659,9 @@ def rules_add(
     throttle_ms = None
     if throttle is not None:
         try:
-            throttle_ms = parse_duration_ms(throttle)
+            throttle_ms = parse_throttle_ms(throttle)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--throttle") from None
-        if throttle_ms <= 0:
-            # A zero window throttles nothing: a rule that would never apply.
-            raise click.BadParameter(
-                "must be longer than 0 (e.g. 500ms, 20m)", param_hint="--throttle"
-            )
     store = open_store(db)
     _require_app(store, app_id)
     rule = store.add_rule(app_id, event, dedupe_key=dedupe_key, throttle_ms=throttle_ms)

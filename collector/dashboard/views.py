@@ -57,7 +57,8 @@ from collector.query.segments import (
     parse_segment_query,
 )
 from collector.query.types import DAY_MS, NONE_VALUE, AnalyticsQuery, EventsQuery, StatsQuery
-from collector.timeutil import now_ms, parse_duration_ms
+from collector.store.core import parse_throttle_ms
+from collector.timeutil import now_ms
 from collector.web.api import CredentialGuard, event_stream
 from collector.web.api import run_query as _run
 
@@ -813,13 +814,9 @@ async def rule_add(request: Request, session: Session) -> Response:
         errors.append(field_error("dedupe_key", "give exactly one of a dedupe key and a throttle"))
     elif throttle is not None:
         try:
-            throttle_ms = parse_duration_ms(throttle)
+            throttle_ms = parse_throttle_ms(throttle)
         except ValueError as exc:
             errors.append(field_error("throttle", str(exc)))
-        else:
-            if throttle_ms <= 0:
-                # A zero window throttles nothing: a rule that would never apply.
-                errors.append(field_error("throttle", "must be longer than 0 (e.g. 500ms, 20m)"))
     if errors:
         submitted = {k: str(form.get(k, "")) for k in ("event", "dedupe_key", "throttle")}
         return await _settings_page(

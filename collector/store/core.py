@@ -27,7 +27,7 @@ import orjson
 from collector import ids
 from collector.models import DEFAULT_APP_SETTINGS, App, Event, Outcome
 from collector.store.codec import Accepted
-from collector.timeutil import iso
+from collector.timeutil import iso, parse_duration_ms
 
 # (app_id, kind, message_id, event_id): an event's claim on its message id. Events and
 # identify calls are two namespaces (a track and an identify may share a message id).
@@ -43,7 +43,8 @@ Link: TypeAlias = tuple[str, str, str, int]
 # (app_id, previous_id, user_id, aliased_at ms): an alias call, what `previous_id` did
 # counts for `user_id`.
 Alias: TypeAlias = tuple[str, str, str, int]
-# (app_id, previous user id, user id): an alias call's users row folded into the user's.
+# (app_id, previous id, user id): a users row folded into the user's, that of an alias
+# call's previous user id or of an identified visitor (`anon:ID`).
 Absorb: TypeAlias = tuple[str, str, str]
 # (new person, app_id, old person): a person whose events and summaries move to another.
 Move: TypeAlias = tuple[str, str, str]
@@ -181,6 +182,15 @@ def rule_kind(dedupe_key: str | None, throttle_ms: int | None) -> Literal["dedup
     if (dedupe_key is None) == (throttle_ms is None):
         raise ValueError("a rule is either a dedupe key or a throttle")
     return "dedupe" if dedupe_key is not None else "throttle"
+
+
+def parse_throttle_ms(text: str) -> int:
+    """A throttle rule's window from its text ("20m", "500ms"). ValueError unless it is
+    a duration longer than 0: a zero window throttles nothing, a rule that never applies."""
+    window = parse_duration_ms(text)
+    if window <= 0:
+        raise ValueError("must be longer than 0 (e.g. 500ms, 20m)")
+    return window
 
 
 def person_of(ev: Event, links: dict[tuple[str, str], str]) -> str:

@@ -551,9 +551,9 @@ class Reader(ABC):
     def find_people(self, app_id: str, text: str, include_bots: bool, limit: int) -> list[str]:
         """People whose user id or anonymous id (theirs, or one linked to them) starts
         with `text` (as typed), or whose `email` trait does (in any case): the people
-        search of the dashboard. A scan
-        of the app's persons and users (substr, not LIKE: no pattern characters to
-        escape, and the same on both backends), which a search can afford."""
+        search of the dashboard. A scan of the app's persons, links and users (substr,
+        not LIKE: no pattern characters to escape, and the same on both backends), which
+        a search can afford."""
         d, m = self.dialect, self.dialect.mark
         humans = "" if include_bots else " AND (human = 1 OR known = 1)"
         found: set[str] = set()
@@ -661,18 +661,17 @@ class Reader(ABC):
         for who it became."""
         m = self.dialect.mark
         if person.startswith(core.ANON):
-            sql = f"SELECT user_id FROM identities WHERE app_id = {m} AND anonymous_id = {m}"
-            key = person[len(core.ANON) :]
-        else:
-            sql = f"SELECT user_id FROM user_aliases WHERE app_id = {m} AND previous_id = {m}"
-            key = person
-        row = self.execute(sql, (app_id, key)).fetchone()
-        if row is None:
-            return person
-        # A linked visitor's user may have been aliased since.
-        return (
-            self.alias_target(app_id, str(row[0])) if person.startswith(core.ANON) else str(row[0])
-        )
+            row = self.execute(
+                f"SELECT user_id FROM identities WHERE app_id = {m} AND anonymous_id = {m}",
+                (app_id, person[len(core.ANON) :]),
+            ).fetchone()
+            # A linked visitor's user may have been aliased since.
+            return person if row is None else self.alias_target(app_id, str(row[0]))
+        row = self.execute(
+            f"SELECT user_id FROM user_aliases WHERE app_id = {m} AND previous_id = {m}",
+            (app_id, person),
+        ).fetchone()
+        return person if row is None else str(row[0])
 
     def events_page(self, app_id: str, query: EventsQuery) -> EventsPage:
         d, m = self.dialect, self.dialect.mark
