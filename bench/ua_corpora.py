@@ -22,12 +22,17 @@ Run from the repository root, with a checkout (or an export) of the source proje
     python -m bench.ua_corpora browser-gem SRC OUT
     python -m bench.ua_corpora top-crawler-agents GITDIR OUT
     python -m bench.ua_corpora winfuture GITDIR OUT
+    python -m bench.ua_corpora yauaa SRC OUT
+    python -m bench.ua_corpora http-browserdetect SRC OUT
+    python -m bench.ua_corpora device-detector-new SRC OUT
+    python -m bench.ua_corpora browscap-new SRC OUT
+    python -m bench.ua_corpora ua-parser-js-new SRC OUT
 
 Each writes ``OUT/<name>-bots.txt`` and ``OUT/<name>-browsers.txt``: one string a line,
 stripped, in the source's order, blanks and repeats dropped. Which of a project's labels
 count as a bot and which as a browser is fixed below, from each project's schema (its
 file names and label values), before any of its strings were read; nothing is relabelled
-by hand. device-detector, woothee, WhichBrowser, bowser and uap-core are YAML, read with
+by hand. device-detector, woothee, WhichBrowser, bowser, uap-core and YAUAA are YAML, read with
 PyYAML (a development package: `make install` has it, the collector does not need it). The sources,
 commits and licences are in bench/data/README.md and docs/enrichment.md.
 """
@@ -462,6 +467,80 @@ def winfuture(src: Path) -> tuple[list[str], list[str]]:
     return [], _unique(browsers)
 
 
+# Fifth pass (docs/enrichment.md, "Fifth pass"): crawlers and browsers from parsers whose
+# test strings none of our lists was written from, and the strings a project read in an
+# earlier pass has added since. As before, each label rule was fixed from the project's
+# schema and committed before any string was read.
+
+# YAUAA's DeviceClass values (its documentation/content/expect/FieldValues.md): `Robot`,
+# `Robot Mobile` and `Robot Imitator` (robots claiming to be another robot, "in most cases
+# they ARE Robots") are bots; the classes of a person's device are browsers; `Hacker`
+# (script injected into the string), `Cloud` (server-side applications such as Mastodon
+# instances), `Anonymized`, `Unknown` and tests without a class are left out.
+_YAUAA_BOTS = frozenset({"Robot", "Robot Mobile", "Robot Imitator"})
+_YAUAA_PEOPLE = frozenset(
+    {
+        "Desktop",
+        "Mobile",
+        "Tablet",
+        "Phone",
+        "Watch",
+        "Virtual Reality",
+        "Augmented Reality",
+        "eReader",
+        "Set-top box",
+        "TV",
+        "Game Console",
+        "Handheld Game Console",
+        "Voice",
+        "Car",
+        "Home Appliance",
+        "Smart Display",
+    }
+)
+
+
+def yauaa(src: Path) -> tuple[list[str], list[str]]:
+    """nielsbasjes/yauaa's analyzer/src/main/resources/UserAgents/*.yaml: each `test` of a
+    file's `config`, by its expected `DeviceClass` (above). The User-Agent is the input's
+    `user_agent_string` or `User-Agent` header; client hints beside it are ignored."""
+    bots: list[object] = []
+    browsers: list[object] = []
+    for path in sorted(
+        (src / "analyzer" / "src" / "main" / "resources" / "UserAgents").glob("*.yaml")
+    ):
+        for item in (_yaml(path) or {}).get("config") or []:
+            test = item.get("test") if isinstance(item, dict) else None
+            if not isinstance(test, dict):
+                continue
+            given = test.get("input") or {}
+            ua = given.get("user_agent_string", given.get("User-Agent"))
+            kind = (test.get("expected") or {}).get("DeviceClass")
+            if kind in _YAUAA_BOTS:
+                bots.append(ua)
+            elif kind in _YAUAA_PEOPLE:
+                browsers.append(ua)
+    return _unique(bots), _unique(browsers)
+
+
+def http_browserdetect(src: Path) -> tuple[list[str], list[str]]:
+    """oalders/http-browserdetect (Perl's HTTP::BrowserDetect)'s t/useragents.json and
+    t/more-useragents.json, each an object keyed by User-Agent whose `match` lists the
+    methods asserted true: a string whose `match` has `robot` is a bot; one with neither
+    `robot` nor `lib` (an HTTP library) a browser."""
+    bots: list[object] = []
+    browsers: list[object] = []
+    for name in ("useragents.json", "more-useragents.json"):
+        data = json.loads((src / "t" / name).read_text(encoding="utf-8"))
+        for ua, test in data.items():
+            match = test.get("match") or []
+            if "robot" in match:
+                bots.append(ua)
+            elif "lib" not in match:
+                browsers.append(ua)
+    return _unique(bots), _unique(browsers)
+
+
 SOURCES = {
     "device-detector": device_detector,
     "woothee": woothee,
@@ -483,6 +562,13 @@ SOURCES = {
     "browser-gem": browser_gem,
     "top-crawler-agents": top_crawler_agents,
     "winfuture": winfuture,
+    "yauaa": yauaa,
+    "http-browserdetect": http_browserdetect,
+    # A project read in an earlier pass, at a later commit: the corpora before it drop
+    # every string it had then, so what is left was added since and never read here.
+    "device-detector-new": device_detector,
+    "browscap-new": browscap,
+    "ua-parser-js-new": ua_parser_js,
 }
 
 

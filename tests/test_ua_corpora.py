@@ -297,3 +297,65 @@ def test_winfuture_reads_every_version(tmp_path: Path) -> None:
     ]
     gitdir = _git_repo(tmp_path / "repo", "user-agents.json", versions)
     assert ua_corpora.winfuture(gitdir) == ([], ["A/1", "B/2"])
+
+
+def test_yauaa_reads_tests_by_device_class(tmp_path: Path) -> None:
+    folder = tmp_path / "analyzer" / "src" / "main" / "resources" / "UserAgents"
+    folder.mkdir(parents=True)
+    (folder / "Robots.yaml").write_text(
+        """config:
+- matcher:
+    extract: ['DeviceClass: 1: "Robot"']
+- test:
+    input:
+      user_agent_string: 'ExampleBot/1.0'
+    expected:
+      DeviceClass: 'Robot'
+- test:
+    input:
+      User-Agent: 'Imitator Googlebot/2.1'
+      Sec-Ch-Ua: '"x";v="1"'
+    expected:
+      DeviceClass: 'Robot Imitator'
+- test:
+    input:
+      user_agent_string: 'Mozilla/5.0 (Linux; Android 14) Mobile'
+    expected:
+      DeviceClass: 'Phone'
+- test:
+    input:
+      user_agent_string: "Mozilla/5.0 '; DROP TABLE x"
+    expected:
+      DeviceClass: 'Hacker'
+- test:
+    input:
+      user_agent_string: 'Mastodon/4.2'
+    expected:
+      DeviceClass: 'Cloud'
+""",
+        encoding="utf-8",
+    )
+    bots, browsers = ua_corpora.yauaa(tmp_path)
+    assert bots == ["ExampleBot/1.0", "Imitator Googlebot/2.1"]
+    assert browsers == ["Mozilla/5.0 (Linux; Android 14) Mobile"]  # no Hacker, no Cloud
+
+
+def test_http_browserdetect_reads_match_lists(tmp_path: Path) -> None:
+    (tmp_path / "t").mkdir()
+    first = {
+        "ExampleBot/1.0": {"match": ["robot"], "robot": "examplebot"},
+        "curl/8.0": {"match": ["lib", "robot"]},
+        "Mozilla/5.0 (Windows NT 10.0) Firefox/120.0": {"match": ["firefox", "windows"]},
+    }
+    more = {
+        "libwww-perl/6.0": {"match": ["lib"]},
+        "Mozilla/5.0 (iPhone) Safari/604.1": {"match": ["ios", "mobile"], "no_match": ["robot"]},
+    }
+    (tmp_path / "t" / "useragents.json").write_text(json.dumps(first))
+    (tmp_path / "t" / "more-useragents.json").write_text(json.dumps(more))
+    bots, browsers = ua_corpora.http_browserdetect(tmp_path)
+    assert bots == ["ExampleBot/1.0", "curl/8.0"]
+    assert browsers == [
+        "Mozilla/5.0 (Windows NT 10.0) Firefox/120.0",
+        "Mozilla/5.0 (iPhone) Safari/604.1",
+    ]  # a library that is not asserted a robot is neither
