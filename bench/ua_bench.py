@@ -111,14 +111,9 @@ FOLDER_CORPORA = (
     ("top_crawler_agents", "top-crawler-agents", "top-crawler-agents' history"),
     ("winfuture", "winfuture", "WinFuture's real-world browsers"),
     # The fifth pass's: two parsers' tests that none of our lists was written from
-    # (YAUAA: Apache-2.0; HTTP::BrowserDetect: Perl's licence), then the strings three
-    # projects read in earlier passes have added since (each drops every string the
-    # corpora above have, its older self included).
+    # (YAUAA: Apache-2.0; HTTP::BrowserDetect: Perl's licence).
     ("yauaa", "yauaa", "YAUAA's tests"),
     ("http_browserdetect", "http-browserdetect", "HTTP::BrowserDetect's tests"),
-    ("device_detector_new", "device-detector-new", "device-detector's newer fixtures"),
-    ("browscap_new", "browscap-new", "browscap's newer tests"),
-    ("ua_parser_js_new", "ua-parser-js-new", "ua-parser-js's newer tests"),
 )
 
 

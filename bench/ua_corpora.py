@@ -24,9 +24,6 @@ Run from the repository root, with a checkout (or an export) of the source proje
     python -m bench.ua_corpora winfuture GITDIR OUT
     python -m bench.ua_corpora yauaa SRC OUT
     python -m bench.ua_corpora http-browserdetect SRC OUT
-    python -m bench.ua_corpora device-detector-new SRC OUT
-    python -m bench.ua_corpora browscap-new SRC OUT
-    python -m bench.ua_corpora ua-parser-js-new SRC OUT
 
 Each writes ``OUT/<name>-bots.txt`` and ``OUT/<name>-browsers.txt``: one string a line,
 stripped, in the source's order, blanks and repeats dropped. Which of a project's labels
@@ -468,9 +465,8 @@ def winfuture(src: Path) -> tuple[list[str], list[str]]:
 
 
 # Fifth pass (docs/enrichment.md, "Fifth pass"): crawlers and browsers from parsers whose
-# test strings none of our lists was written from, and the strings a project read in an
-# earlier pass has added since. As before, each label rule was fixed from the project's
-# schema and committed before any string was read.
+# test strings none of our lists was written from. As before, each label rule was fixed
+# from the project's schema and committed before any string was read.
 
 # YAUAA's DeviceClass values (its documentation/content/expect/FieldValues.md): `Robot`,
 # `Robot Mobile` and `Robot Imitator` (robots claiming to be another robot, "in most cases
@@ -564,11 +560,6 @@ SOURCES = {
     "winfuture": winfuture,
     "yauaa": yauaa,
     "http-browserdetect": http_browserdetect,
-    # A project read in an earlier pass, at a later commit: the corpora before it drop
-    # every string it had then, so what is left was added since and never read here.
-    "device-detector-new": device_detector,
-    "browscap-new": browscap,
-    "ua-parser-js-new": ua_parser_js,
 }
 
 
