@@ -351,6 +351,31 @@ def test_the_lists_and_their_licences_ship_together() -> None:
             "crawler",
             id="compatible-after-safari",
         ),
+        # Fifth pass (tuning halves of YAUAA's and HTTP::BrowserDetect's tests).
+        pytest.param("Apache-CXF/3.3.4", "http_library", id="apache-cxf"),
+        pytest.param(
+            "gitlab-runner 17.5.3 (17-5-stable; go1.22.7; linux/amd64)",
+            "http_library",
+            id="gitlab-runner",
+        ),
+        pytest.param("puf/0.93.2a (Linux 2.4.20-19.9; i686)", "http_library", id="puf"),
+        pytest.param(
+            "Mozilla/5.0 (Macintosh: Intel Mac OS X 10_13_6) AppleWebKit/605.1.15 (KHTML, "
+            "like Gecko) Version/13.1 Safari/605.1.15",
+            "crawler",
+            id="forged-macintosh-colon",
+        ),
+        pytest.param(
+            "Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.1; {}; SV1; .NET CLR 1.1.4322)",
+            "crawler",
+            id="forged-empty-template",
+        ),
+        pytest.param(
+            "Mozilla/9.9 (Windows NT 10.0; Win64; x64 99.9; rv:99.9) Gecko/20100101 "
+            "Firefox/99.9 con_aff/",
+            "crawler",
+            id="con-aff",
+        ),
     ],
 )
 def test_bot_user_agents(ua: str, reason: str) -> None:
@@ -637,6 +662,44 @@ def test_bot_user_agents(ua: str, reason: str) -> None:
         pytest.param(
             "Mozilla/5.0 (compatible; MSIE 10.0; Windows NT 6.1; Trident/6.0)",
             id="ie-10-compatible",
+        ),
+        # Fifth pass: in-app browsers and browser tokens that a list's word matched.
+        pytest.param(
+            "Mozilla/5.0 (Linux; Android 9; VOG-L29 Build/HUAWEIVOG-L29; wv) AppleWebKit/"
+            "537.36 (KHTML, like Gecko) Version/4.0 Chrome/77.0.3865.116 Mobile Safari/537.36 "
+            "JsSdk/2 NewsArticle/7.3.6 NetType/4g TTPreload",
+            id="toutiao-webview",
+        ),
+        pytest.param(
+            "Mozilla/5.0 (Linux; Android 14; SM-F946U1 Build/UP1A.231005.007; wv) AppleWebKit/"
+            "537.36 (KHTML, like Gecko) Version/4.0 Chrome/126.0.6478.186 Safari/537.36 "
+            "newsbreak/24.30.1",
+            id="newsbreak-webview",
+        ),
+        pytest.param(
+            "Mozilla/5.0 (Linux like Android; pl_PL) AppleWebKit/534.34 PocketBook/626 (screen "
+            "1024x758; FW W626.5.14.1286) Mobile",
+            id="screen-size-is-not-24x7",
+        ),
+        pytest.param(
+            "Mozilla/5.0 (iPad; CPU OS 11_3 like Mac OS X) AppleWebKit/600.1.4 (KHTML, like "
+            "Gecko) 1Password/7.0.6 (like Version/11.3 Mobile/15E216 Safari/600.1.4",
+            id="1password-browser",
+        ),
+        pytest.param(
+            "fuboTV/4.56.0 (Linux;Android 7.1.2; AFTJMST12 Build/NS6286) FuboPlayer/v1.21.0",
+            id="fubotv-app",
+        ),
+        pytest.param("AmigaVoyager/3.3.50 (AmigaOS/PPC)", id="amiga-voyager"),
+        pytest.param(
+            "Mozilla/4.0 (compatible; MSIE 8.0; Windows NT 5.1; Trident/4.0; msn OptimizedIE8;"
+            "ENIN)",
+            id="msn-optimized-ie",
+        ),
+        pytest.param(
+            "Mozilla/4.0  (compatible;  MSIE 8.0; Windows NT 5.1; Trident/4.0; GoogleT5; .NET "
+            "CLR 1.1.4322; .NET CLR 2.0.50727)",
+            id="ie-google-toolbar-token",
         ),
     ],
 )

@@ -85,11 +85,11 @@ _HTTP_LIBRARY = re.compile(
     r"^(?:curl|wget|httpie|ruby|java|dart|php|perl|python|node|deno|okhttp|got|undici|axios"
     r"|lwp|mechanize|faraday|typhoeus|excon|rest-client|guzzle|winhttp|powershell|reqwest"
     r"|hyper|ureq|isahc|restsharp|unirest|apache-httpclient|jakarta|fasthttp|insomnia"
-    r"|postmanruntime)\b"
+    r"|postmanruntime|puf|gitlab-runner)\b"
     r"|\b(?:curl|wget|python-requests|python-urllib|python-httpx|aiohttp|httpx|go-http-client"
     r"|okhttp|apache-httpclient|java(?<!semc-java)/\d|axios|node-fetch|undici|libwww-perl|lwp::simple"
     r"|postmanruntime|guzzlehttp|winhttp|http_request2|restsharp|libcurl|pycurl|urllib3"
-    r"|ktor-client|alamofire|cpp-httplib)\b"
+    r"|ktor-client|alamofire|cpp-httplib|apache-cxf)\b"
     # PowerShell's web cmdlets append their token to a browser-like string ("Mozilla/5.0
     # (Windows NT; Windows NT 10.0; en-US) WindowsPowerShell/5.1", "... PowerShell/7.4")
     r"|\b(?:windows)?powershell/\d"
@@ -115,9 +115,15 @@ _PLATFORM = re.compile(
 # browser in any tuning half uses: a "compatible;" comment naming a client inside the
 # engine's comment ("(KHTML, like Gecko; compatible; bingbot/2.0; ...)") or after the
 # browser's own tokens ("Mobile Safari/537.36 (compatible; Googlebot/2.1; ...)").
+# From the fifth pass's tuning halves (YAUAA's, HTTP::BrowserDetect's) and the spent
+# held-out half of Cloudflare's: more names, and two forgeries no browser of any tuning
+# half makes, a colon after "Macintosh" ("(Macintosh: Intel Mac OS X 10_15_5)") and an
+# unfilled template's "{}" as a comment's token ("Windows NT 5.1; {}; SV1").
 _MORE_CRAWLERS = re.compile(
-    r"alertsite|webstatus247|fastmailua/|wp-compress/"
+    r"alertsite|webstatus247|fastmailua/|wp-compress/|con_aff/|babya discoverer|alliai/"
+    r"|fastdast/|onetrust|playpatrol/|sendcloud/"
     r"|\(khtml, like gecko; compatible; |(?:safari|chrome)/[\d.]+ \(compatible; [^;)]+/"
+    r"|\(macintosh: |; \{\}[;)]"
 )
 
 # Browser-path heuristic: every mainstream browser sends Accept-Language with fetch,
@@ -297,20 +303,27 @@ _ISBOT_LEFT_OUT = frozenset(
 # upgrade offer; "download" before "ed" no longer, "Downloader" still). From the third
 # pass's tuning halves: an Android app's WebView token "NewsApp/49.0" (Mobile-Detect's;
 # "news" before "app/" no longer), QQ Browser's "QQ-URL-Manager" (bowser's), and HTC's
-# Radar phone in a UC Browser string ("HTC-Radar C110e/UCWEB2.2", uap-core's).
+# Radar phone in a UC Browser string ("HTC-Radar C110e/UCWEB2.2", uap-core's). From the
+# fifth pass's (YAUAA's, HTTP::BrowserDetect's): an app's "GooglePlay" flavour and
+# Internet Explorer with the Google Toolbar's "GoogleT5;" token, the in-app browsers of
+# Toutiao ("NewsArticle/7.3.6") and NewsBreak ("newsbreak/24.30.1"), "javascript" (an
+# SDK's name; "java" is a Java client), a screen size ("1024x758" holds "24x7") and MSN's
+# "Optimized" Internet Explorer ("optimizer" still matches).
 _ISBOT_NARROWED = {
     "(?<! channel/|google/)google(?!(?:wv|app|/google| pixel))": (
-        r"google(?<! channel/google)(?<!google/google)(?!(?:wv|app|/google| pixel|tv|/\d))"
+        r"google(?<! channel/google)(?<!google/google)(?!(?:wv|app|/google| pixel|tv|/\d|play|t5;))"
         r"|-google/\d"
     ),
-    "java(?!;)": "java(?!;|platform)",
+    "java(?!;)": "java(?!;|platform|script)",
     "proxy": "proxy(?!less)",
     "(?<!lib)http": r"http(?<![a-z]http)(?!s?\)|s?;| pgdl)",
     "download": "download(?!ed)",
     r"^\d+\b": r"^\d+\b(?![\d.]* \(linux;)",
-    "(?:^|[^g])news(?!sapphire)": "(?:^|[^g])news(?!sapphire|app/)",
+    "(?:^|[^g])news(?!sapphire)": "(?:^|[^g])news(?!sapphire|app/|article/|break/)",
     "url": "url(?!-manager)",
     "radar": "radar(?<!htc[-+ ]radar)",
+    "24x7": r"(?<!\d)24x7",
+    "optimize": "optimize(?!d)",
 }
 
 _JS_LOOKBEHIND_ALTERNATION = re.compile(r"\(\?<!([^()]*\|[^()]*)\)")
@@ -394,6 +407,11 @@ _NOT_THE_CLIENT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("coccocbrowser/", r"\bcoccocbrowser/[\d.]+"),
         # Kobo's e-reader ("Kobo eReader": Crawler-Detect's "reader")
         ("kobo ereader", r"\bkobo ereader\b"),
+        # 1Password's browser ("1Password/7.0.6": Crawler-Detect's "Word/"), the fuboTV
+        # app ("fuboTV/4.56.0": its "bot"), Voyager on AmigaOS (its "voyager/" crawler)
+        ("1password/", r"\b1password/[\d.]+"),
+        ("fubotv/", r"\bfubotv/[\d.]+"),
+        ("amigavoyager/", r"\bamigavoyager/[\d.]+"),
     )
 )
 
