@@ -354,6 +354,12 @@ def test_the_lists_and_their_licences_ship_together() -> None:
         # Fifth pass (tuning halves of YAUAA's and HTTP::BrowserDetect's tests).
         pytest.param("Apache-CXF/3.3.4", "http_library", id="apache-cxf"),
         pytest.param(
+            "Mozilla/5.0 (compatible; MSIE 10.0; Windows Phone 8.0; Trident/6.0; IEMobile/10.0; "
+            "ARM; Touch; NOKIA; Lumia 920; Catchpoint)",
+            "crawler",
+            id="catchpoint-after-the-phone-model",
+        ),
+        pytest.param(
             "gitlab-runner 17.5.3 (17-5-stable; go1.22.7; linux/amd64)",
             "http_library",
             id="gitlab-runner",
@@ -691,6 +697,13 @@ def test_bot_user_agents(ua: str, reason: str) -> None:
             id="fubotv-app",
         ),
         pytest.param("AmigaVoyager/3.3.50 (AmigaOS/PPC)", id="amiga-voyager"),
+        pytest.param(
+            "Mozilla/5.0 (Linux; Android 9; MI 9 SE Build/PKQ1.181121.001; wv) AppleWebKit/"
+            "537.36 (KHTML, like Gecko) Version/4.0 Chrome/74.0.3729.136 Mobile Safari/537.36 "
+            "MMWEBID/9817 MicroMessenger/7.0.9.1560(0x27000935) Process/tools NetType/WIFI "
+            "Language/zh_CN ABI/arm64",
+            id="wechat-in-app-browser",
+        ),
         pytest.param(
             "Mozilla/4.0 (compatible; MSIE 8.0; Windows NT 5.1; Trident/4.0; msn OptimizedIE8;"
             "ENIN)",

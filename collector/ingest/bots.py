@@ -116,12 +116,14 @@ _PLATFORM = re.compile(
 # engine's comment ("(KHTML, like Gecko; compatible; bingbot/2.0; ...)") or after the
 # browser's own tokens ("Mobile Safari/537.36 (compatible; Googlebot/2.1; ...)").
 # From the fifth pass's tuning halves (YAUAA's, HTTP::BrowserDetect's) and the spent
-# held-out half of Cloudflare's: more names, and two forgeries no browser of any tuning
-# half makes, a colon after "Macintosh" ("(Macintosh: Intel Mac OS X 10_15_5)") and an
-# unfilled template's "{}" as a comment's token ("Windows NT 5.1; {}; SV1").
+# held-out halves of Cloudflare's and YAUAA's ("Catchpoint", a monitor that ends a
+# Windows Phone's maker list, which is blanked out before the lists): more names, and two
+# forgeries no browser of any tuning half makes, a colon after "Macintosh" ("(Macintosh:
+# Intel Mac OS X 10_15_5)") and an unfilled template's "{}" as a comment's token
+# ("Windows NT 5.1; {}; SV1").
 _MORE_CRAWLERS = re.compile(
     r"alertsite|webstatus247|fastmailua/|wp-compress/|con_aff/|babya discoverer|alliai/"
-    r"|fastdast/|onetrust|playpatrol/|sendcloud/"
+    r"|fastdast/|onetrust|playpatrol/|sendcloud/|catchpoint"
     r"|\(khtml, like gecko; compatible; |(?:safari|chrome)/[\d.]+ \(compatible; [^;)]+/"
     r"|\(macintosh: |; \{\}[;)]"
 )
@@ -412,6 +414,9 @@ _NOT_THE_CLIENT: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("1password/", r"\b1password/[\d.]+"),
         ("fubotv/", r"\bfubotv/[\d.]+"),
         ("amigavoyager/", r"\bamigavoyager/[\d.]+"),
+        # WeChat's in-app browser names the process it runs in ("MicroMessenger/7.0.5
+        # Process/tools": isbot's "tools")
+        ("process/tools", r"\bprocess/tools\b"),
     )
 )
 
