@@ -762,10 +762,21 @@ def export(app_id: str, fmt: str, since: str | None, until: str | None, db: str)
         writer.writerow([_csv_cell(row[k]) for k in EXPORT_FIELDS])
 
 
+# A cell a spreadsheet would run as a formula ("=HYPERLINK(...)", "+1", "@SUM(...)"):
+# event names, ids and properties come from anyone who can send an event.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_cell(value: Any) -> Any:
+    """One CSV cell: objects as JSON; text a spreadsheet would read as a formula starts
+    with an apostrophe, which spreadsheets show as text (OWASP's advice)."""
     if isinstance(value, dict | list):
-        return orjson.dumps(value).decode()
-    return "" if value is None else value
+        value = orjson.dumps(value).decode()
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 @main.command()

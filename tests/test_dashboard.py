@@ -167,6 +167,63 @@ def test_login_wrong_password_and_unknown_account(client: TestClient, admin: str
     assert "telltale_session" not in client.cookies
 
 
+def test_forms_over_their_cap_are_refused_before_they_are_read(client: TestClient) -> None:
+    # The login form is read before anyone is known: a body past 16 KB is refused
+    # whether Content-Length announces it or a chunked body runs past it.
+    form = client.get("/dashboard/login")
+    big = {"email": EMAIL, "password": "x" * 20_000, "csrf": _csrf(form.text)}
+    answer = client.post("/dashboard/login", data=big)
+    assert answer.status_code == 413
+    assert "This form is over 16 KB." in answer.text
+
+    def chunks() -> Iterator[bytes]:
+        yield b"email=a%40b.example&password="
+        for _ in range(40):
+            yield b"x" * 1000
+
+    answer = client.post(
+        "/dashboard/login",
+        content=chunks(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 413
+
+
+def test_a_logged_in_form_has_a_cap_too(dash: TestClient, app: App) -> None:
+    page_ = dash.get(f"/dashboard/apps/{app.app_id}/settings")
+    answer = dash.post(
+        f"/dashboard/apps/{app.app_id}/settings",
+        data={"csrf": _csrf(page_.text), "name": "x" * 300_000},
+    )
+    assert answer.status_code == 413
+    assert "This form is over 256 KB." in answer.text
+
+
+def test_nul_characters_are_refused_naming_the_field(
+    client: TestClient, admin: str, app: App
+) -> None:
+    # PostgreSQL's text cannot hold NUL: a login or a page naming one is a 400, never an
+    # error in the database (on SQLite too, so both backends answer the same).
+    form = client.get("/dashboard/login")
+    answer = client.post(
+        "/dashboard/login",
+        data={"email": "a\x00b@example.com", "password": "whatever1", "csrf": _csrf(form.text)},
+    )
+    assert answer.status_code == 400
+    assert "email: must not contain NUL characters." in answer.text
+    assert accounts.normalise_email("a\x00b@example.com") is None
+    assert login(client) == 303
+    base = f"/dashboard/apps/{app.app_id}"
+    for path, field in (
+        (base + "/events?person=%00", "person"),
+        (base + "/people?q=a%00", "q"),
+        (base + "/people/%00", "person"),
+    ):
+        answer = client.get(path)
+        assert answer.status_code == 400, (path, answer.status_code)
+        assert f"{field}: must not contain NUL characters." in answer.text, path
+
+
 def test_the_session_cookie(client: TestClient, admin: str) -> None:
     form = client.get("/dashboard/login")
     answer = client.post(

@@ -397,6 +397,9 @@ def test_settings_send_analytics_js_to_this_collector(client: TestClient, app: A
     assert segment["apiKey"] == app.app_id
     assert segment["apiHost"] == "testserver/v1" and segment["protocol"] == "https"
     assert settings["metrics"]["sampleRate"] == 0  # no metrics sent to anyone
+    # The answer names the Host asked for: no shared cache may keep it for another host.
+    assert r.headers["cache-control"] == "private, no-store"
+    assert r.headers["vary"] == "Host, Origin"
     other = client.get(
         f"/v1/projects/{app.app_id}/settings", headers={"Origin": "https://elsewhere.example"}
     )

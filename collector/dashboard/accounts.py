@@ -86,7 +86,9 @@ def normalise_email(value: str) -> str | None:
     """The email as accounts are keyed (trimmed, lower case), or None if it is not one."""
     email = value.strip().lower()
     local, at, domain = email.partition("@")
-    if not (local and at and domain) or len(email) > 254 or any(c.isspace() for c in email):
+    if not (local and at and domain) or len(email) > 254:
+        return None
+    if any(c.isspace() or c < " " or c == "\x7f" for c in email):
         return None
     return email
 

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 import orjson
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -27,7 +28,9 @@ from collector.dashboard.params import (
 )
 from collector.dashboard.passwords import verify_password
 from collector.dashboard.web import (
+    MAX_LOGIN_BODY,
     STATIC,
+    BadForm,
     Session,
     collector,
     current_session,
@@ -88,8 +91,13 @@ async def login(request: Request) -> Response:
         "error": None,
     }
     status = 200
+    form: FormData | None = None
     if request.method == "POST":
-        form = await read_form(request)
+        try:
+            form = await read_form(request, MAX_LOGIN_BODY)
+        except BadForm as e:
+            context["error"], status = e.message, e.status
+    if form is not None:
         email = str(form.get("email", ""))[:254]
         password = str(form.get("password", ""))
         context.update(next=_safe_next(str(form.get("next", ""))), email=email)

@@ -28,6 +28,21 @@ if TYPE_CHECKING:
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_FORM_FIELDS = 200
+# A dashboard form is a few fields someone typed: the largest, a segment's rules, is a
+# few KB. The login form is read before anyone is known, so its cap is smaller; without
+# caps Starlette keeps up to 200 fields of 1 MB each in memory for one request.
+MAX_FORM_BODY = 256 * 1024
+MAX_LOGIN_BODY = 16 * 1024
+
+
+class BadForm(Exception):
+    """A form refused before any handler sees it: too large, or a value no database
+    column can hold (PostgreSQL's text refuses NUL)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -160,8 +175,33 @@ _env.filters.update(compact=compact, when=when, every=every, quote=lambda s: quo
 Handler = Callable[[Request, Session], Awaitable[Response]]
 
 
-async def read_form(request: Request) -> FormData:
-    return await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+async def read_form(request: Request, limit: int = MAX_FORM_BODY) -> FormData:
+    """The form, its body read chunk by chunk and refused (BadForm, 413) as soon as it
+    passes `limit`, whatever Content-Length says; a value holding NUL is refused (400)."""
+    too_large = BadForm(413, f"This form is over {limit // 1024} KB.")
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    # Starlette's own cache of the body, which form() then parses instead of the stream
+    # (already consumed).
+    request._body = b"".join(chunks)
+    form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+    nul = sorted({name for name, value in form.multi_items() if "\x00" in str(value)})
+    if nul:
+        raise BadForm(400, f"{', '.join(nul)}: must not contain NUL characters.")
+    return form
+
+
+def _nul_parameters(request: Request) -> list[str]:
+    params = [*request.query_params.multi_items(), *request.path_params.items()]
+    return sorted({name for name, value in params if "\x00" in str(value)})
 
 
 def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -176,14 +216,21 @@ def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
                 return error_page(request, 403, "Your session has ended: log in again.", None)
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return redirect("/dashboard/login" + query_string({"next": target}))
-        if request.method == "POST":
-            form = await read_form(request)
-            k = await keys(request)
-            if not k.csrf_ok(session.token, form.get("csrf")):
-                return error_page(
-                    request, 403, "This form has expired or came from another site.", session
-                )
-        session.apps = await _run(collector(request).store.list_apps)
-        return await handler(request, session)
+        nul = _nul_parameters(request)
+        if nul:
+            message = f"{', '.join(nul)}: must not contain NUL characters."
+            return error_page(request, 400, message, session)
+        try:
+            if request.method == "POST":
+                form = await read_form(request)
+                k = await keys(request)
+                if not k.csrf_ok(session.token, form.get("csrf")):
+                    return error_page(
+                        request, 403, "This form has expired or came from another site.", session
+                    )
+            session.apps = await _run(collector(request).store.list_apps)
+            return await handler(request, session)
+        except BadForm as e:
+            return error_page(request, e.status, e.message, session)
 
     return wrapped

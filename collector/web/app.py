@@ -194,6 +194,10 @@ async def segment_settings(request: Request) -> Response:
     caller = request_origin(origin, None)
     allowed = caller is not None and origin_allowed(app.origins, caller)
     headers = cors_headers(origin) if allowed else {}
+    # The answer names the Host it was asked for: a shared cache in front must not hand
+    # one host's answer (or a forged Host's) to a page that asked another.
+    headers["Cache-Control"] = "private, no-store"
+    headers["Vary"] = "Host, Origin"
     return JSONResponse(settings, headers=headers)
 
 
