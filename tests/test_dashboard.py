@@ -301,6 +301,43 @@ def test_login_is_rate_limited_per_account(client: TestClient, admin: str) -> No
 
 
 @pytest.mark.usefixtures("no_refill")
+def test_guesses_from_one_network_do_not_lock_the_owner_out_elsewhere(
+    db: str, store: Store, admin: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(accounts, "ACCOUNT_TOTAL_FAILURES", 8)
+    monkeypatch.setattr(accounts, "ACCOUNT_TOTAL_WINDOW_S", 1e9)
+    settings = Settings(db=db, trusted_proxies=("10.0.0.0/8",))
+    with TestClient(create_app(settings), client=("10.0.0.1", 40000)) as client:
+
+        def from_(address: str, password: str = PASSWORD) -> int:
+            client.cookies.clear()
+            headers = {"X-Forwarded-For": address}
+            form = client.get("/dashboard/login", headers=headers)
+            client.cookies.set("telltale_login", form.cookies["telltale_login"], path="/dashboard/")
+            return client.post(
+                "/dashboard/login",
+                data={"email": EMAIL, "password": password, "csrf": _csrf(form.text)},
+                headers=headers,
+                follow_redirects=False,
+            ).status_code
+
+        # An attacker's addresses in one /24 share its count: after 5 guesses that
+        # network waits, even with the right password...
+        for i in range(accounts.ACCOUNT_FAILURES):
+            assert from_(f"203.0.113.{i + 1}", "wrong password") == 401
+        assert from_("203.0.113.200") == 429
+        # ...and the owner, elsewhere, still gets in (an IPv6 /64 is one network too).
+        assert from_("198.51.100.7") == 303
+        assert from_("2001:db8::1", "wrong password") == 401
+        assert from_("2001:db8::2") == 303
+        # Guesses spread over enough networks meet the account's total (8 in this test;
+        # 6 failures so far): then everyone waits, the owner too.
+        assert from_("192.0.1.1", "wrong password") == 401
+        assert from_("192.0.2.1", "wrong password") == 401
+        assert from_("198.51.100.7") == 429
+
+
+@pytest.mark.usefixtures("no_refill")
 def test_a_login_clears_the_accounts_failures(client: TestClient, admin: str) -> None:
     for _ in range(accounts.ACCOUNT_FAILURES - 1):
         assert login(client, password="wrong password") == 401

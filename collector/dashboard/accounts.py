@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 from dataclasses import dataclass
 
@@ -27,10 +28,15 @@ SESSION_TTL_S = 12 * 3600
 FLASH_COOKIE = "telltale_new_key"
 FLASH_TTL_S = 60
 
-# Login attempts: per client IP, and per account (a botnet spread over many addresses
-# still meets the account's limit). Failed attempts count; a success clears the account.
+# Login attempts: per client network (an IPv4 address's /24, an IPv6 address's /64: one
+# host often holds a whole /64), and failures per account. An account's failures are
+# counted per network, so that one network's guesses lock out that network alone, not
+# the account's owner elsewhere; and in total, so that a botnet spread over many
+# networks still meets a limit, one that needs many networks to reach. A success
+# clears its network's count.
 IP_ATTEMPTS, IP_WINDOW_S = 20, 300.0
 ACCOUNT_FAILURES, ACCOUNT_WINDOW_S = 5, 900.0
+ACCOUNT_TOTAL_FAILURES, ACCOUNT_TOTAL_WINDOW_S = 50, 1000.0
 
 
 def token_hash(token: str) -> str:
@@ -101,8 +107,10 @@ class LoginLimiter:
     """Login attempts per client IP and failed attempts per account, counted in token
     buckets every worker and every collector of the database shares (the ingestion
     limits' buckets: `Store.share_rate_usage`). A bucket holds the limit and refills
-    over its window: 20 attempts at once from an IP, then one every 15 s; 5 failures on
-    an account, then one every 3 minutes. Each attempt asks the database as it comes,
+    over its window: 20 attempts at once from a network, then one every 15 s; 5 failures
+    on an account from a network, then one every 3 minutes; 50 failures on an account
+    from anywhere, then one every 20 s (more than one network's refill, so one network
+    alone cannot keep its owner out). Each attempt asks the database as it comes,
     so the count is exact with any number of processes (logins are rare, and each costs
     a 50 ms hash already). An attempt takes its tokens first and gives them back when it
     is refused, so concurrent attempts cannot all pass on the last token."""
@@ -118,20 +126,46 @@ class LoginLimiter:
         return False
 
     def attempt(self, ip: str, email: str) -> bool:
-        """Whether an attempt may be tried now. If it may, it is counted against the IP
-        and, until `succeeded`, as a failure of the account (so that attempts under way
-        count too)."""
-        return self._take([_ip_bucket(ip, 1.0), _account_bucket(email, 1.0)])
+        """Whether an attempt may be tried now. If it may, it is counted against the
+        client's network and, until `succeeded`, as a failure of the account (so that
+        attempts under way count too)."""
+        net = network(ip)
+        return self._take(
+            [_ip_bucket(net, 1.0), _account_bucket(email, net, 1.0), _total_bucket(email, 1.0)]
+        )
 
-    def succeeded(self, email: str) -> None:
-        """A success clears the account's failures."""
-        self._store.share_rate_usage([_account_bucket(email, -float(ACCOUNT_FAILURES))])
+    def succeeded(self, ip: str, email: str) -> None:
+        """A success clears the account's failures from the client's network, and gives
+        back the one it counted in the total."""
+        self._store.share_rate_usage(
+            [
+                _account_bucket(email, network(ip), -float(ACCOUNT_FAILURES)),
+                _total_bucket(email, -1.0),
+            ]
+        )
 
 
-def _ip_bucket(ip: str, spent: float) -> Usage:
-    return (KEY_SEP.join(("login-ip", ip)), spent, IP_ATTEMPTS / IP_WINDOW_S, IP_ATTEMPTS)
+def network(ip: str) -> str:
+    """The network an address is limited as: its /24 (IPv4) or /64 (IPv6); anything
+    else (no address known) as it is."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    prefix = 24 if address.version == 4 else 64
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
-def _account_bucket(email: str, spent: float) -> Usage:
-    key = KEY_SEP.join(("login-account", email))
+def _ip_bucket(net: str, spent: float) -> Usage:
+    return (KEY_SEP.join(("login-ip", net)), spent, IP_ATTEMPTS / IP_WINDOW_S, IP_ATTEMPTS)
+
+
+def _account_bucket(email: str, net: str, spent: float) -> Usage:
+    key = KEY_SEP.join(("login-account", email, net))
     return (key, spent, ACCOUNT_FAILURES / ACCOUNT_WINDOW_S, ACCOUNT_FAILURES)
+
+
+def _total_bucket(email: str, spent: float) -> Usage:
+    key = KEY_SEP.join(("login-account-total", email))
+    rate = ACCOUNT_TOTAL_FAILURES / ACCOUNT_TOTAL_WINDOW_S
+    return (key, spent, rate, ACCOUNT_TOTAL_FAILURES)

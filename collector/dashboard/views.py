@@ -116,7 +116,7 @@ async def login(request: Request) -> Response:
             admin = await _run(store.get_admin, address)
             stored = admin["password_hash"] if admin else None
             if await _run(verify_password, password, stored) and admin is not None:
-                await _run(limiter.succeeded, address)
+                await _run(limiter.succeeded, ip or "?", address)
                 token = accounts.new_token()
                 now = now_ms()
                 await _run(
