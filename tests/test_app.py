@@ -15,7 +15,9 @@ from starlette.testclient import TestClient
 
 from collector.ingest.ratelimit import RateLimiter
 from collector.models import App
+from collector.settings import Settings
 from collector.store import Store
+from collector.web.app import create_app
 from collector.web.ingest import BUILD_SLICE
 from tests.conftest import CHROME_UA, ORIGIN, auth, browser
 from tests.dbrows import json_value, rows, scalar
@@ -596,6 +598,24 @@ def test_rate_limit_per_ip_is_429_with_retry_after(
         ).status_code
         == 202
     )
+
+
+def test_an_ipv6_64_is_one_client_for_the_per_ip_limit(db: str, store: Store, app: App) -> None:
+    # One host often holds a whole /64: every address in it shares one bucket, and
+    # another /64 has its own.
+    store.update_app(app.app_id, settings={"rate_limit_ip": 2, "rate_limit_app": 0})
+    body = orjson.dumps({"app_id": app.app_id, "event": "a", "anonymous_id": "x"})
+    settings = Settings(db=db, trusted_proxies=("10.0.0.0/8",))
+    with TestClient(create_app(settings), client=("10.0.0.1", 40000)) as client:
+        client.app.state.collector.limiter = RateLimiter(clock=lambda: 1000.0)  # type: ignore[attr-defined]
+
+        def from_(address: str) -> int:
+            headers = {**browser(), "X-Forwarded-For": address}
+            return client.post("/v1/event", content=body, headers=headers).status_code
+
+        assert [from_(f"2001:db8:0:1::{i + 1:x}") for i in range(5)] == [202] * 4 + [429]
+        assert from_("2001:db8:0:2::1") == 202  # another /64
+        assert from_("192.0.2.1") == 202 and from_("192.0.2.2") == 202  # IPv4: per address
 
 
 def test_served_workers_keep_the_garbage_collector_off_the_hot_path(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ across worker processes."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import time
 from collections.abc import Mapping
@@ -170,13 +171,26 @@ def write_key_caller(
     return Caller(app, "server", None)
 
 
+def limited_as(ip: str) -> str:
+    """The client an address is limited as: an IPv4 address itself, an IPv6 address's
+    /64, which one host or one home often holds whole (so one machine cannot pass as
+    2^64 clients)."""
+    if ":" not in ip:
+        return ip
+    try:
+        return str(ipaddress.IPv6Network((ip, 64), strict=False).network_address) + "/64"
+    except ValueError:
+        return ip
+
+
 def check_rate(limiter: RateLimiter, app: App, ip: str | None, events: int = 1) -> None:
     """429 past the app's request rate, its (app, IP) request rate, or its event rate: a
     request is charged once, and `events` times in events, so a flood of big batches is
     held to the event limit."""
     wait = limiter.check(("app", app.app_id), float(app.setting("rate_limit_app")))
     if not wait and ip:
-        wait = limiter.check(("ip", app.app_id, ip), float(app.setting("rate_limit_ip")))
+        key = ("ip", app.app_id, limited_as(ip))
+        wait = limiter.check(key, float(app.setting("rate_limit_ip")))
     if not wait:
         rate = float(app.setting("rate_limit_events"))
         wait = limiter.check(("events", app.app_id), rate, float(max(1, events)))
