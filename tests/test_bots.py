@@ -721,6 +721,24 @@ def test_real_browsers_are_not_flagged(ua: str) -> None:
     assert detect_bot(ua, browser_path=True, headers=HUMAN_HEADERS) is None
 
 
+# Browsers inside apps, and browsers besides the big four, as their 2023-2024 releases
+# send them (tests/data/in-app-browsers.txt, one a line): a person reading a page, never a
+# bot (WeChat's "Process/tools", Toutiao's "NewsArticle/", SmartNews's, Google News's and
+# Google's sign-in WebView each matched a list's word once).
+IN_APP_AND_OTHER_BROWSERS = [
+    line
+    for line in (Path(__file__).parent / "data" / "in-app-browsers.txt")
+    .read_text(encoding="utf-8")
+    .splitlines()
+    if line.strip()
+]
+
+
+@pytest.mark.parametrize("ua", IN_APP_AND_OTHER_BROWSERS)
+def test_in_app_and_other_browsers_are_people(ua: str) -> None:
+    assert detect_bot(ua, browser_path=True, headers=HUMAN_HEADERS) is None
+
+
 def test_webdriver_flag_wins_over_everything() -> None:
     assert detect_bot(CHROME, webdriver=True) == "webdriver"
     assert detect_bot(None, webdriver=True) == "webdriver"

@@ -310,10 +310,14 @@ _ISBOT_LEFT_OUT = frozenset(
 # Internet Explorer with the Google Toolbar's "GoogleT5;" token, the in-app browsers of
 # Toutiao ("NewsArticle/7.3.6") and NewsBreak ("newsbreak/24.30.1"), "javascript" (an
 # SDK's name; "java" is a Java client), a screen size ("1024x758" holds "24x7") and MSN's
-# "Optimized" Internet Explorer ("optimizer" still matches).
+# "Optimized" Internet Explorer ("optimizer" still matches). Then, from in-app browsers'
+# strings (docs/enrichment.md, "Fifth pass"): SmartNews's and Google News's in-app
+# browsers ("SmartNews/23.11.30", "GoogleNews/5.95.0") and Google's sign-in WebView
+# ("OcIdWebView ({...\"app\":\"com.google.android.gms\"...})").
 _ISBOT_NARROWED = {
     "(?<! channel/|google/)google(?!(?:wv|app|/google| pixel))": (
-        r"google(?<! channel/google)(?<!google/google)(?!(?:wv|app|/google| pixel|tv|/\d|play|t5;))"
+        r"google(?<! channel/google)(?<!google/google)"
+        r"(?!(?:wv|app|/google| pixel|tv|/\d|play|t5;|news/|\.android))"
         r"|-google/\d"
     ),
     "java(?!;)": "java(?!;|platform|script)",
@@ -321,7 +325,9 @@ _ISBOT_NARROWED = {
     "(?<!lib)http": r"http(?<![a-z]http)(?!s?\)|s?;| pgdl)",
     "download": "download(?!ed)",
     r"^\d+\b": r"^\d+\b(?![\d.]* \(linux;)",
-    "(?:^|[^g])news(?!sapphire)": "(?:^|[^g])news(?!sapphire|app/|article/|break/)",
+    "(?:^|[^g])news(?!sapphire)": (
+        "(?:^|[^g])(?<!smart)(?<!google)news(?!sapphire|app/|article/|break/)"
+    ),
     "url": "url(?!-manager)",
     "radar": "radar(?<!htc[-+ ]radar)",
     "24x7": r"(?<!\d)24x7",
