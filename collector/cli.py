@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -466,7 +467,7 @@ def _serve(settings: Settings) -> None:
 
 @main.group()
 def apps() -> None:
-    """Create, list, show and update apps."""
+    """Create, list, show, update and delete apps."""
 
 
 @apps.command("create")
@@ -582,6 +583,51 @@ def apps_update(
         _echo_json(_app_dict(app))
     else:
         click.echo(f"updated {app.app_id}")
+
+
+@apps.command("delete")
+@click.argument("app_id")
+@click.option("--yes", is_flag=True, help="Delete without asking for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as one JSON object.")
+@db_option
+def apps_delete(app_id: str, yes: bool, as_json: bool, db: str) -> None:
+    """Delete an app and everything of it: events (pending ones too), people, users,
+    identity links, visits, rules, saved segments, keys and the app itself."""
+    # Imported here: the pipeline loads the bot patterns, which no other command needs.
+    from collector.ingest import pipeline
+    from collector.store.erase import LABELS
+
+    store = open_store(db)
+    app = _require_app(store, app_id)
+    if not yes:
+        # The one command that cannot be undone in part: an app's data has no other copy.
+        click.confirm(
+            f"Delete app {app_id} ({app.name}) and all its data? This cannot be undone",
+            abort=True,
+            err=True,
+        )
+    names_app = pipeline.bucket_names_app(app_id)
+    counts = store.delete_app(app_id, names_app)
+    # A running collector serves the app from its cache for up to CACHE_TTL seconds
+    # more, so it may accept an event or two for it meanwhile: once every cache has
+    # expired (and a request authenticated before then has been committed), the same
+    # deletion again takes what they accepted.
+    wait = pipeline.CACHE_TTL + COMMIT_GRACE_S
+    click.echo(f"waiting {wait:g} s for running collectors to forget the app", err=True)
+    time.sleep(wait)
+    for kind, n in store.delete_app(app_id, names_app).items():
+        counts[kind] += n
+    if as_json:
+        _echo_json({"app_id": app_id, "deleted": counts})
+        return
+    click.echo(f"deleted app {app_id} ({app.name})")
+    for kind, label in LABELS.items():
+        click.echo(f"  {counts[kind]} {label}")
+
+
+# What `apps delete` waits past the app cache's lifetime before its second pass: time
+# for a request authenticated just before the cache expired to be committed.
+COMMIT_GRACE_S = 1.0
 
 
 # keys -------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from collector import ids
@@ -31,7 +31,7 @@ from collector.ingest.auth import (
 )
 from collector.ingest.enrich import enrich_context
 from collector.ingest.normalize import EVENT_TOO_LARGE, Item, Payload
-from collector.ingest.ratelimit import RateLimiter
+from collector.ingest.ratelimit import KEY_SEP, RateLimiter
 from collector.ingest.sources import own_hosts
 from collector.models import App, Event, Outcome, Source
 from collector.store.base import Store
@@ -40,7 +40,7 @@ from collector.timeutil import MAX_FUTURE_MS, iso
 UNKNOWN_USER = "is not a known user of this app"
 APP_ID_PREFIX = "app_"  # ids.app_id(): what tells a browser write key from an API key
 
-_CACHE_TTL = 2.0  # seconds: how long a revoked key or an edited app may still be served
+CACHE_TTL = 2.0  # seconds: how long a revoked key or an edited app may still be served
 # Entries of each AppCache map. Keys are app ids (at most MAX_APP_ID characters, checked
 # before any lookup) and key hashes (64 hex digits), so entries bound the bytes too.
 CACHE_ENTRIES = 10_000
@@ -72,7 +72,7 @@ class AppCache:
             return None
         hit = self._by_id.get(app_id)
         now = time.monotonic()
-        if hit is not None and now - hit[0] < _CACHE_TTL:
+        if hit is not None and now - hit[0] < CACHE_TTL:
             return hit[1]
         app = self.store.get_app(app_id)
         _remember(self._by_id, app_id, (now, app))
@@ -84,7 +84,7 @@ class AppCache:
         key_hash = ids.hash_key(key)
         hit = self._by_key.get(key_hash)
         now = time.monotonic()
-        if hit is not None and now - hit[0] < _CACHE_TTL:
+        if hit is not None and now - hit[0] < CACHE_TTL:
             return hit[1]
         app = self.store.app_for_key(key_hash)
         _remember(self._by_key, key_hash, (now, app))
@@ -204,6 +204,21 @@ def check_event_budget(limiter: RateLimiter, app: App) -> None:
     wait = limiter.exhausted(("events", app.app_id), float(app.setting("rate_limit_events")))
     if wait:
         raise RateLimited(wait)
+
+
+# The kinds of check_rate's buckets: in each key, the part after the kind is the app id.
+_APP_BUCKETS = frozenset({"app", "ip", "events"})
+
+
+def bucket_names_app(app_id: str) -> Callable[[str], bool]:
+    """Whether a shared rate bucket's key (its parts joined by KEY_SEP) is one of
+    check_rate's for `app_id`: what deleting the app deletes (Store.delete_app)."""
+
+    def names(key: str) -> bool:
+        parts = key.split(KEY_SEP)
+        return len(parts) >= 2 and parts[0] in _APP_BUCKETS and parts[1] == app_id
+
+    return names
 
 
 def build_events(

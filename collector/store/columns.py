@@ -166,6 +166,7 @@ class ColumnCache:
             if found is not None:
                 self._frames.move_to_end(key)
                 return found
+            self._forget_gone(app_id, first, last, versions)
             app = self._apps.setdefault(app_id, _App())
             stale = [
                 day
@@ -252,6 +253,30 @@ class ColumnCache:
             _firsts(hit_visit, hit_event),
             _firsts(hit_visit, hit_path, views),
         )
+
+    def _forget_gone(
+        self, app_id: str, first: int | None, last: int | None, versions: dict[int, int]
+    ) -> None:
+        """Drop the cached days in [first, last] that no longer have a version: their
+        visits were purged, or their app deleted (`collector apps delete`). No read
+        would serve them again, but they hold people's ids until evicted; an app left
+        with none drops its codes too."""
+        app = self._apps.get(app_id)
+        if app is None:
+            return
+        gone = [
+            day
+            for day in app.days
+            if day not in versions
+            and (first is None or day >= first)
+            and (last is None or day <= last)
+        ]
+        for day in gone:
+            del app.days[day]
+            self._lru.pop((app_id, day), None)
+        if gone and not app.days:
+            del self._apps[app_id]
+            self._frames = OrderedDict((k, f) for k, f in self._frames.items() if k[0] != app_id)
 
     def _evict(self) -> None:
         """Drop the least recently used days past the budget; an app left with none

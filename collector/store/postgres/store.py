@@ -40,7 +40,7 @@ from collector.query.types import (
     StatsQuery,
 )
 from collector.settings import DEFAULT_MAX_BACKLOG
-from collector.store import core, visits
+from collector.store import core, erase, visits
 from collector.store.columns import ColumnCache
 from collector.store.postgres import migrations, partitions, queries
 from collector.store.postgres.connections import Database
@@ -666,6 +666,21 @@ class PostgresStore:
                 (app_id,),
             ).fetchall()
         return {reason: int(n) for reason, n in rows}
+
+    # Deleting an app (store/erase.py) ---------------------------------------------------
+
+    def delete_app(self, app_id: str, bucket_names_app: Callable[[str], bool]) -> dict[str, int]:
+        """Every row of the app in one transaction, which holds the indexing lock and has
+        indexed every pending event first: the inbox rows that held the app's events are
+        deleted by that indexing, in the same transaction. Its events' monthly partitions
+        stay: they hold other apps' events too."""
+        with self._maintenance() as conn:
+
+            def run(statement: str, params: Sequence[Any]) -> tuple[list[tuple[Any, ...]], int]:
+                cur = conn.execute(statement, params)
+                return (cur.fetchall() if cur.description else []), cur.rowcount
+
+            return erase.erase(run, "%s", app_id, bucket_names_app)
 
     # Queries (SQL in store/sql.py, shared with SQLite; postgres/queries.py runs it) ----
 

@@ -35,7 +35,7 @@ from collector.query.types import (
     StatsQuery,
 )
 from collector.settings import DEFAULT_MAX_BACKLOG
-from collector.store import codec, core, visits
+from collector.store import codec, core, erase, visits
 from collector.store.columns import ColumnCache
 from collector.store.sqlite import inbox, queries
 from collector.store.sqlite.migrations import MIGRATIONS
@@ -835,6 +835,42 @@ class SQLiteStore:
         )
         return {reason: int(n) for reason, n in rows}
 
+    # Deleting an app (store/erase.py) ---------------------------------------------------
+
+    def delete_app(self, app_id: str, bucket_names_app: Callable[[str], bool]) -> dict[str, int]:
+        """Every row of the app, in both files, as one write transaction taken in turn
+        with the group commits and indexing; then the inbox rows that held its pending
+        events."""
+        self.index_all()  # pending events are stored events too
+        conn = self.conn()
+        with self._secure_delete(conn), self._writing():
+            _index_pending(conn, None)  # and any accepted since
+            counts = erase.erase(_execute(conn), "?", app_id, bucket_names_app)
+        # The inbox rows indexed above still hold the app's events as they were accepted.
+        # They go in a transaction of the inbox file alone, after the main file's commit
+        # recorded them as indexed (as _drop_consumed does, for the reason it gives), but
+        # waiting for the file's turn rather than leaving them to a later indexing round.
+        with self._secure_delete(conn), self._turn(lock=INBOX_LOCK), self._inbox_tx():
+            conn.execute(_DROP_CONSUMED)
+        return counts
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _secure_delete(conn: sqlite3.Connection) -> Iterator[None]:
+        """Deleted content overwritten with zeros in both files, not left in free pages
+        until reused: what an erasure promises. Per connection, so set back after."""
+        before = [
+            (schema, conn.execute(f"PRAGMA {schema}.secure_delete").fetchone()[0])
+            for schema in ("main", "inbox")
+        ]
+        for schema, _ in before:
+            conn.execute(f"PRAGMA {schema}.secure_delete = 1")
+        try:
+            yield
+        finally:
+            for schema, value in before:
+                conn.execute(f"PRAGMA {schema}.secure_delete = {int(value)}")
+
     # Queries (SQL in store/queries.py) ------------------------------------------------
 
     def segment(self, app_id: str, query: SegmentQuery) -> SegmentPage:
@@ -928,6 +964,14 @@ class _Transaction:
             self.conn.execute("COMMIT")
         else:
             self.conn.execute("ROLLBACK")
+
+
+def _execute(conn: sqlite3.Connection) -> erase.Execute:
+    def run(sql: str, params: Sequence[Any]) -> tuple[list[tuple[Any, ...]], int]:
+        cur = conn.execute(sql, tuple(params))
+        return (cur.fetchall() if cur.description else []), cur.rowcount
+
+    return run
 
 
 def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
