@@ -359,6 +359,38 @@ def test_users_delete_of_an_unknown_user_fails(run, db: str) -> None:
     assert "no user 'nobody'" in out
 
 
+def test_apps_delete_asks_first_then_deletes_the_app_and_its_data(
+    run, db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("collector.cli.COMMIT_GRACE_S", 0.0)  # no server here to wait for
+    app = created(run)
+    other = created(run)
+    _seed(db, app["app_id"])
+    runner = CliRunner()
+    refused = runner.invoke(main, ["apps", "delete", app["app_id"], "--db", db], input="n\n")
+    assert refused.exit_code == 1 and "Aborted" in refused.output
+    assert "all its data" in refused.output
+    run("apps", "show", app["app_id"])  # still there
+    agreed = runner.invoke(main, ["apps", "delete", app["app_id"], "--db", db], input="y\n")
+    assert agreed.exit_code == 0, agreed.output
+    assert f"deleted app {app['app_id']} (Shop)" in agreed.stdout
+    assert "  4 events\n" in agreed.stdout and "  1 apps\n" in agreed.stdout
+    assert "  1 API keys\n" in agreed.stdout
+    assert "no app" in run("apps", "show", app["app_id"], ok=False)
+    assert [a["app_id"] for a in json.loads(run("apps", "list", "--json"))] == [other["app_id"]]
+    assert scalar(db, "SELECT count(*) FROM events WHERE app_id = ?", [app["app_id"]]) == 0
+    # --yes asks nothing; --json is what a script reads.
+    again = created(run)
+    out = json.loads(run("apps", "delete", again["app_id"], "--yes", "--json"))
+    assert out["app_id"] == again["app_id"] and out["deleted"]["apps"] == 1
+
+
+def test_apps_delete_of_an_unknown_app_fails(run) -> None:
+    created(run)
+    out = run("apps", "delete", "app_nope", "--yes", ok=False)
+    assert "no app 'app_nope'" in out
+
+
 def test_serve_on_a_port_in_use_fails_before_printing_a_demo_key(tmp_path: Path) -> None:
     import socket
 
