@@ -211,7 +211,7 @@ def test_a_deleted_apps_key_stops_authenticating_on_a_running_server(db: str) ->
                 "--yes",
                 "--db",
                 db,
-            ],  # fmt: skip
+            ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
