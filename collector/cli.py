@@ -877,7 +877,8 @@ def users() -> None:
 @click.argument("user_id")
 @db_option
 def users_delete(app_id: str, user_id: str, db: str) -> None:
-    """Delete a user, their events and their linked anonymous ids."""
+    """Delete a user (or an anonymous visitor, anon:ID), their events, the ids aliased
+    to them and their linked anonymous ids."""
     store = open_store(db)
     _require_app(store, app_id)
     store.index_all()  # a user only pending in the inbox is a user too

@@ -196,7 +196,8 @@ def test_a_database_from_before_the_inbox_file_moves_its_pending_events_ids_and_
     """Migration 16: the accept path's tables move from the main file to `<db>-inbox`,
     with an event accepted and not yet indexed, its message id and its user's traits."""
     path = str(tmp_path / "old.db")
-    monkeypatch.setattr(sqlite_store, "MIGRATIONS", sqlite_store.MIGRATIONS[:-1])
+    before = [m for m in sqlite_store.MIGRATIONS if m[0] < 16]
+    monkeypatch.setattr(sqlite_store, "MIGRATIONS", before)
     old = SQLiteStore(path)
     old.migrate()
     old.close()

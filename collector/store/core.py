@@ -71,6 +71,10 @@ STAT_COLUMNS = "app_id, person, event, is_bot, n, first_ts, last_ts"
 # batches find every row already as they would leave it.
 PersonRow: TypeAlias = tuple[str, str, int, int, int]
 PERSON_COLUMNS = "app_id, person, human, bot, known"
+# (app_id, person, kind, message_id, ts): a call that leaves no stored row (an identify
+# naming only its anonymous id, an alias call) names this person; what releases its
+# message id when the person is deleted or the call is past retention.
+OwnerRow: TypeAlias = tuple[str, str, int, str, int]
 
 ANON = "anon:"
 
@@ -159,6 +163,9 @@ class Primitives(Protocol):
 
     def add_persons(self, rows: Sequence[PersonRow]) -> None:
         """Add to the persons: each flag the greater of the stored and the new one."""
+
+    def add_call_owners(self, rows: Sequence[OwnerRow]) -> None:
+        """Record who each unstored call names (a row already there stays)."""
 
     def link(self, links: Sequence[Link]) -> None:
         """Store new links (an anonymous id already linked keeps its user), then move
@@ -379,6 +386,7 @@ class IndexPlan:
     persons: list[PersonRow]
     links: list[Link]
     aliases: list[Alias]  # applied after the rest is written (apply_aliases)
+    owners: list[OwnerRow]
 
 
 def index(tx: Primitives, events: Sequence[Accepted]) -> None:
@@ -396,6 +404,7 @@ def plan_index(tx: Primitives, events: Sequence[Accepted]) -> IndexPlan:
     identify_rows: list[IdentifyRow] = []
     new_links: list[Link] = []
     aliases: list[Alias] = []
+    owners: list[OwnerRow] = []
     for ev in events:
         app_id, user_id, anonymous_id = ev.app_id, ev.user_id, ev.anonymous_id
         if user_id is not None and anonymous_id is not None:
@@ -411,8 +420,15 @@ def plan_index(tx: Primitives, events: Sequence[Accepted]) -> IndexPlan:
             # apply_aliases gives what it did to the new user.
             assert user_id is not None and anonymous_id is not None  # validation
             aliases.append((app_id, anonymous_id, user_id, ev.received_at))
+            if ev.message_id is not None:  # both ids: deleting either releases it
+                for named in (anonymous_id, user_id):
+                    owners.append((app_id, named, KIND["alias"], ev.message_id, ev.ts))
         elif ev.kind == "identify":
             if user_id is None:  # only an anonymous visitor's traits, kept at accepting
+                if ev.message_id is not None and anonymous_id is not None:
+                    owners.append(
+                        (app_id, ANON + anonymous_id, KIND["identify"], ev.message_id, ev.ts)
+                    )
                 continue
             identify_rows.append(
                 (
@@ -452,7 +468,7 @@ def plan_index(tx: Primitives, events: Sequence[Accepted]) -> IndexPlan:
 
     stats = person_stats(event_rows) if event_rows else []
     persons = person_rows(stats, events)
-    return IndexPlan(event_rows, identify_rows, stats, persons, new_links, aliases)
+    return IndexPlan(event_rows, identify_rows, stats, persons, new_links, aliases, owners)
 
 
 def write_index(tx: Primitives, plan: IndexPlan) -> None:
@@ -465,6 +481,8 @@ def write_index(tx: Primitives, plan: IndexPlan) -> None:
         tx.add_person_stats(plan.stats)
     if plan.persons:
         tx.add_persons(plan.persons)
+    if plan.owners:
+        tx.add_call_owners(plan.owners)
     if plan.links:
         tx.link(plan.links)
     apply_aliases(tx, plan.aliases, plan.events, plan.links)

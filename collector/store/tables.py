@@ -37,6 +37,7 @@ TABLES = (
     _table("visit_days", "app_id day version"),
     _table("persons", core.PERSON_COLUMNS),
     _table("message_ids", "app_id kind message_id event_id"),
+    _table("call_owners", "app_id person kind message_id ts"),
     _table("discards", "app_id day reason n"),
     # Dashboard accounts move; their sessions do not (each admin logs in again).
     _table("admins", "email password_hash created_at"),

@@ -254,6 +254,19 @@ def _fillfactor(conn: psycopg.Connection[Any]) -> None:
         conn.execute(f"ALTER TABLE {table} SET (fillfactor = 70)")
 
 
+def _call_owners(conn: psycopg.Connection[Any]) -> None:
+    # As SQLite's migration 17: the person an identify naming only its anonymous id, or
+    # an alias call, belongs to, so that `users delete` and retention release its
+    # message id (such a call leaves no row of its own to find it by).
+    conn.execute(
+        "CREATE TABLE call_owners ("
+        " app_id text NOT NULL, person text NOT NULL, kind smallint NOT NULL,"
+        " message_id text NOT NULL, ts bigint NOT NULL,"
+        " PRIMARY KEY (app_id, person, kind, message_id))"
+    )
+    conn.execute("CREATE INDEX call_owners_ts ON call_owners (app_id, ts)")
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection[Any]], None]]] = [
     (1, "initial schema", _initial),
     (2, "accept_plain: the usual group commit in one statement", _accept_plain),
@@ -264,6 +277,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection[Any]], None]]] = [
     (7, "rate_buckets: rate limits shared by every collector", _rate_buckets),
     (8, "visit_days: a version per day of visits, for the figures' cache", _visit_days),
     (9, "fillfactor 70 on the rows indexing updates in place", _fillfactor),
+    (10, "call_owners: the person an unstored call's message id belongs to", _call_owners),
 ]
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 
 from collector.models import Event
-from collector.store import codec, core, visits
+from collector.store import codec, core, erasure, visits
 from collector.store.postgres import migrations, partitions
 from collector.store.postgres.visits import VisitTables
 
@@ -115,6 +115,55 @@ def forget_message_ids(
         "AND message_id IS NOT NULL)",
         (app_id, app_id, *params),
     )
+
+
+def forget_call_owners(
+    conn: psycopg.Connection[Any], app_id: str, where: str, params: Sequence[Any]
+) -> None:
+    """Release the message ids of the unstored calls (core.OwnerRow) matching `where`,
+    and forget who they named."""
+    conn.execute(
+        "DELETE FROM message_ids WHERE app_id = %s AND (kind, message_id) IN "
+        f"(SELECT kind, message_id FROM call_owners WHERE app_id = %s AND {where})",
+        (app_id, app_id, *params),
+    )
+    conn.execute(f"DELETE FROM call_owners WHERE app_id = %s AND {where}", (app_id, *params))
+
+
+def purge_people(conn: psycopg.Connection[Any], app_id: str, cutoff: int) -> None:
+    """Retention's last step: the people left with no events and no identify calls,
+    their users rows last seen before the cutoff, links, aliases and persons rows."""
+    found = [
+        r[0]
+        for r in conn.execute(
+            erasure.GONE.format(m="%(app)s", cutoff="%(cutoff)s"),
+            {"app": app_id, "cutoff": cutoff},
+        )
+    ]
+    aliases = {
+        p: u
+        for p, u in conn.execute(
+            "SELECT previous_id, user_id FROM user_aliases WHERE app_id = %s", (app_id,)
+        )
+    }
+    gone = erasure.gone_people(found, aliases)
+    if not gone:
+        return
+    anon_ids = [
+        core.ANON + r[0]
+        for r in conn.execute(
+            "SELECT anonymous_id FROM identities WHERE app_id = %s AND user_id = ANY(%s)",
+            (app_id, gone),
+        )
+    ]
+    for table in ("users", "identities"):
+        conn.execute(f"DELETE FROM {table} WHERE app_id = %s AND user_id = ANY(%s)", (app_id, gone))
+    conn.execute(
+        "DELETE FROM user_aliases WHERE app_id = %s "
+        "AND (user_id = ANY(%s) OR previous_id = ANY(%s))",
+        (app_id, gone, gone),
+    )
+    restat_persons(conn, app_id, [*gone, *anon_ids])
 
 
 def restat_persons(conn: psycopg.Connection[Any], app_id: str, persons: Iterable[str]) -> None:
@@ -461,6 +510,14 @@ class Primitives(VisitTables):
             "known = greatest(p.known, excluded.known) WHERE excluded.human > p.human "
             "OR excluded.bot > p.bot OR excluded.known > p.known",
             _columns(sorted(rows), 5),
+        )
+
+    def add_call_owners(self, rows: Sequence[core.OwnerRow]) -> None:
+        self.conn.execute(
+            "INSERT INTO call_owners (app_id, person, kind, message_id, ts) "
+            "SELECT * FROM unnest(%b::text[], %b::text[], %b::smallint[], %b::text[], "
+            " %b::bigint[]) ON CONFLICT DO NOTHING",
+            _columns(sorted(set(rows)), 5),
         )
 
     def link(self, links: Sequence[core.Link]) -> None:

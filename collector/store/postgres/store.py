@@ -40,7 +40,7 @@ from collector.query.types import (
     StatsQuery,
 )
 from collector.settings import DEFAULT_MAX_BACKLOG
-from collector.store import core, erase, visits
+from collector.store import core, erase, erasure, visits
 from collector.store.columns import ColumnCache
 from collector.store.postgres import migrations, partitions, queries
 from collector.store.postgres.connections import Database
@@ -53,10 +53,12 @@ from collector.store.postgres.primitives import (
     accept_plain,
     backlog,
     bound_backlog,
+    forget_call_owners,
     forget_message_ids,
     index_pending,
     last_inbox_id,
     lock_indexing,
+    purge_people,
     restat_persons,
     share_rate_usage,
 )
@@ -526,7 +528,9 @@ class PostgresStore:
     def purge(self, app_id: str, older_than_ms: int) -> int:
         """Delete the app's events and identify calls older than the cutoff. A monthly
         partition that ends before it and holds only this app's events is dropped
-        whole (no dead rows to vacuum); the rest are deleted."""
+        whole (no dead rows to vacuum); the rest are deleted. Then the people left with
+        neither (erasure.GONE) go, and the rules' state that old."""
+        app = self.get_app(app_id)
         with self._maintenance() as conn:
             for table in ("events", "identifies"):
                 forget_message_ids(conn, table, app_id, "ts < %s", (older_than_ms,))
@@ -559,49 +563,93 @@ class PostgresStore:
             )
             restat_persons(conn, app_id, affected)
             visits.purge(Primitives(conn), app_id, older_than_ms)
+            forget_call_owners(conn, app_id, "ts < %s", (older_than_ms,))
+            purge_people(conn, app_id, older_than_ms)
+            for rule in [] if app is None else app.rules:
+                conn.execute(
+                    "DELETE FROM rule_state WHERE rule_id = %s AND last_ts < %s",
+                    (rule.id, erasure.expiry(rule, older_than_ms)),
+                )
         return deleted
 
     def delete_user(self, app_id: str, user_id: str) -> int:
-        """Remove the user, every event they made (before login too), their links."""
+        """Remove the user (or an anonymous visitor, `anon:<id>`), every id aliased to
+        them and every event they made (before login too), their links, their traits,
+        the rules' state and the message ids their calls claimed (store/erasure.py)."""
+        app = self.get_app(app_id)
         with self._maintenance() as conn:
+            user_ids = erasure.aliased_ids(
+                user_id,
+                lambda users: [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT previous_id FROM user_aliases "
+                        "WHERE app_id = %s AND user_id = ANY(%s)",
+                        (app_id, list(users)),
+                    )
+                ],
+            )
             anon_ids = [
                 r[0]
                 for r in conn.execute(
-                    "SELECT anonymous_id FROM identities WHERE app_id = %s AND user_id = %s",
-                    (app_id, user_id),
+                    "SELECT anonymous_id FROM identities WHERE app_id = %s AND user_id = ANY(%s)",
+                    (app_id, user_ids),
                 )
             ]
             # A linked anonymous id's events carry person = user_id; "anon:<id>" catches
             # any written before the link. Events a *different* user made on the same
-            # device (a shared browser) are theirs, not this user's, and stay. An event
-            # naming the user always has person = user_id, so persons cover them too.
-            persons = [user_id, *(core.ANON + a for a in anon_ids)]
-            forget_message_ids(conn, "events", app_id, "person = ANY(%s)", (persons,))
-            forget_message_ids(conn, "identifies", app_id, "user_id = %s", (user_id,))
-            deleted = conn.execute(
-                "DELETE FROM events WHERE app_id = %s AND person = ANY(%s)", (app_id, persons)
-            ).rowcount
+            # device (a shared browser) are theirs, not this user's, and stay.
+            persons = [*user_ids, *(core.ANON + a for a in anon_ids)]
+            named = "(user_id = ANY(%s) OR person = ANY(%s))"
+            params = (user_ids, persons)
+            state = erasure.rule_state_keys(
+                [] if app is None else app.rules,
+                persons,
+                lambda event: [
+                    r[0]
+                    for r in conn.execute(
+                        f"SELECT properties FROM events WHERE app_id = %s AND {named} "
+                        "AND event = %s",
+                        (app_id, *params, event),
+                    )
+                ],
+            )
             tx = Primitives(conn)
+            windows = tx.windows_of(app_id, named, params)
+            forget_message_ids(conn, "events", app_id, named, params)
+            forget_message_ids(conn, "identifies", app_id, "user_id = ANY(%s)", (user_ids,))
+            forget_call_owners(conn, app_id, "person = ANY(%s)", (persons,))
+            deleted = conn.execute(
+                f"DELETE FROM events WHERE app_id = %s AND {named}", (app_id, *params)
+            ).rowcount
+            affected = set(persons)
             for person in persons:
                 tx.take_person(app_id, person)
+            # Events of this user filed under another person (an alias's target) go
+            # from that person's visits.
+            visits.refresh(tx, [w for w in windows if w[0][1] not in affected])
             for table in ("identifies", "identities"):
                 conn.execute(
-                    f"DELETE FROM {table} WHERE app_id = %s AND user_id = %s", (app_id, user_id)
+                    f"DELETE FROM {table} WHERE app_id = %s AND user_id = ANY(%s)",
+                    (app_id, user_ids),
                 )
-            # The user's row and those of the visitors it was (anonymous identify calls).
+            # The users' rows and those of the visitors they were (anonymous identify
+            # calls); an aliased id's row too, which the alias no longer hides.
             conn.execute(
                 "DELETE FROM users WHERE app_id = %s AND user_id = ANY(%s)", (app_id, persons)
             )
             conn.execute(
-                "DELETE FROM user_aliases WHERE app_id = %s AND %s IN (user_id, previous_id)",
-                (app_id, user_id),
+                "DELETE FROM user_aliases WHERE app_id = %s "
+                "AND (user_id = ANY(%s) OR previous_id = ANY(%s))",
+                (app_id, user_ids, user_ids),
             )
-            restat_persons(conn, app_id, persons)
-            conn.execute(
-                "DELETE FROM rule_state WHERE key = %s AND rule_id IN "
-                "(SELECT id FROM rules WHERE app_id = %s AND kind = 'throttle')",
-                (user_id, app_id),
-            )
+            restat_persons(conn, app_id, affected)
+            if state:
+                conn.execute(
+                    "DELETE FROM rule_state WHERE (rule_id, key) IN "
+                    "(SELECT * FROM unnest(%s::bigint[], %s::text[]))",
+                    ([r for r, _ in state], [k for _, k in state]),
+                )
         return deleted
 
     # Moving data (store/transfer.py) ---------------------------------------------------

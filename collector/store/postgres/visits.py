@@ -210,6 +210,19 @@ class VisitTables:
             "DELETE FROM visits WHERE app_id = %s AND start_ts < %s", (app_id, cutoff)
         )
 
+    def windows_of(
+        self, app_id: str, where: str, params: Sequence[Any]
+    ) -> list[tuple[Key, int, int]]:
+        """Each (key, first ts, last ts) of the app's events matching `where`."""
+        return [
+            ((app_id, person, int(bot)), int(lo), int(hi))
+            for person, bot, lo, hi in self.conn.execute(
+                "SELECT person, is_bot, min(ts), max(ts) FROM events "
+                f"WHERE app_id = %s AND ({where}) GROUP BY person, is_bot",
+                (app_id, *params),
+            )
+        ]
+
 
 def tables(conn: psycopg.Connection[Any]) -> VisitTables:
     found = VisitTables()

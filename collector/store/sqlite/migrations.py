@@ -370,6 +370,26 @@ def _accept_path_in_its_own_file(db: sqlite_utils.Database) -> None:
     inbox.pair(db.conn)
 
 
+def _call_owners(db: sqlite_utils.Database) -> None:
+    # Calls whose message id is claimed but that leave no row of their own to find it by
+    # (an identify naming only its anonymous id, an alias call): who each one names, so
+    # that deleting that person (`users delete`) or retention releases the message id.
+    # Calls indexed before this migration are not listed: nothing names their person.
+    db.execute(
+        """
+        CREATE TABLE call_owners (
+            app_id TEXT NOT NULL,
+            person TEXT NOT NULL,
+            kind INTEGER NOT NULL,
+            message_id TEXT NOT NULL,
+            ts INTEGER NOT NULL,
+            PRIMARY KEY (app_id, person, kind, message_id)
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute("CREATE INDEX call_owners_ts ON call_owners(app_id, ts)")
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "initial schema", _initial),
     (2, "query summaries: person_event_stats, covering event indexes", _query_summaries),
@@ -386,4 +406,5 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (13, "visit_days: a version per day of visits, for the figures' cache", _visit_days),
     (15, "rate_buckets: limits every worker shares (dashboard logins)", _rate_buckets),
     (16, "the accept path's tables in their own file, <db>-inbox", _accept_path_in_its_own_file),
+    (17, "call_owners: the person an unstored call's message id belongs to", _call_owners),
 ]

@@ -35,7 +35,7 @@ from collector.query.types import (
     StatsQuery,
 )
 from collector.settings import DEFAULT_MAX_BACKLOG
-from collector.store import codec, core, erase, visits
+from collector.store import codec, core, erase, erasure, visits
 from collector.store.columns import ColumnCache
 from collector.store.sqlite import inbox, queries
 from collector.store.sqlite.migrations import MIGRATIONS
@@ -703,7 +703,10 @@ class SQLiteStore:
             yield core.event_dict(row)
 
     def purge(self, app_id: str, older_than_ms: int) -> int:
+        """Delete the app's events and identify calls older than the cutoff, then the
+        people they leave with neither (erasure.GONE), and the rules' state that old."""
         self.index_all()  # pending events are stored events too
+        app = self.get_app(app_id)
         with self._writing() as conn:
             _index_pending(conn, None)  # and any accepted since
             for table in ("events", "identifies"):
@@ -724,68 +727,91 @@ class SQLiteStore:
             )
             restat_persons(conn, app_id, affected)
             visits.purge(_Primitives(conn), app_id, older_than_ms)
+            _forget_call_owners(conn, app_id, "ts < ?", (older_than_ms,))
+            _purge_people(conn, app_id, older_than_ms)
+            for rule in [] if app is None else app.rules:
+                conn.execute(
+                    "DELETE FROM rule_state WHERE rule_id = ? AND last_ts < ?",
+                    (rule.id, erasure.expiry(rule, older_than_ms)),
+                )
         self._drop_consumed()
         return cur.rowcount
 
     def delete_user(self, app_id: str, user_id: str) -> int:
-        """Remove the user, every event they made (before login too), their links."""
+        """Remove the user (or an anonymous visitor, `anon:<id>`), every id aliased to
+        them and every event they made (before login too), their links, their traits,
+        the rules' state and the message ids their calls claimed (store/erasure.py)."""
         self.index_all()  # pending events are stored events too
+        app = self.get_app(app_id)
         with self._writing() as conn:
             _index_pending(conn, None)  # and any accepted since
+            user_ids = erasure.aliased_ids(
+                user_id,
+                lambda users: [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT previous_id FROM user_aliases WHERE app_id = ? "
+                        f"AND user_id IN {_EACH}",
+                        (app_id, _array(users)),
+                    )
+                ],
+            )
             anon_ids = [
                 r[0]
                 for r in conn.execute(
-                    "SELECT anonymous_id FROM identities WHERE app_id = ? AND user_id = ?",
-                    (app_id, user_id),
+                    f"SELECT anonymous_id FROM identities WHERE app_id = ? AND user_id IN {_EACH}",
+                    (app_id, _array(user_ids)),
                 )
             ]
             # A linked anonymous id's events carry person = user_id; "anon:<id>" catches
             # any written before the link. Events a *different* user made on the same
             # device (a shared browser) are theirs, not this user's, and stay.
-            persons = [user_id, *("anon:" + a for a in anon_ids)]
+            persons = [*user_ids, *(core.ANON + a for a in anon_ids)]
+            named = f"user_id IN {_EACH} OR person IN {_EACH}"
+            params = (_array(user_ids), _array(persons))
+            state = erasure.rule_state_keys(
+                [] if app is None else app.rules,
+                persons,
+                lambda event: [
+                    r[0]
+                    for r in conn.execute(
+                        f"SELECT properties FROM events WHERE app_id = ? AND ({named}) "
+                        "AND event = ?",
+                        (app_id, *params, event),
+                    )
+                ],
+            )
             tx = _Primitives(conn)
-            windows = tx.windows_of(app_id, "user_id = ?", (user_id,))
-            _forget_message_ids(conn, "events", app_id, "user_id = ?", (user_id,))
-            _forget_message_ids(conn, "identifies", app_id, "user_id = ?", (user_id,))
+            windows = tx.windows_of(app_id, named, params)
+            _forget_message_ids(conn, "events", app_id, f"({named})", params)
+            _forget_message_ids(conn, "identifies", app_id, f"user_id IN {_EACH}", params[:1])
+            _forget_call_owners(conn, app_id, f"person IN {_EACH}", params[1:])
             deleted = conn.execute(
-                "DELETE FROM events WHERE app_id = ? AND user_id = ?", (app_id, user_id)
+                f"DELETE FROM events WHERE app_id = ? AND ({named})", (app_id, *params)
             ).rowcount
-            for chunk in _chunks(persons):
-                marks = ",".join("?" * len(chunk))
-                _forget_message_ids(conn, "events", app_id, f"person IN ({marks})", chunk)
-                deleted += conn.execute(
-                    f"DELETE FROM events WHERE app_id = ? AND person IN ({marks})",
-                    (app_id, *chunk),
-                ).rowcount
             affected = set(persons)
             for person in persons:
                 tx.take_person(app_id, person)
             # Events of this user filed under another person (an alias's target) go
             # from that person's visits.
             visits.refresh(tx, [w for w in windows if w[0][1] not in affected])
-            conn.execute(
-                "DELETE FROM identifies WHERE app_id = ? AND user_id = ?", (app_id, user_id)
-            )
-            conn.execute(
-                "DELETE FROM identities WHERE app_id = ? AND user_id = ?", (app_id, user_id)
-            )
-            # The user's row and those of the visitors it was (anonymous identify calls).
-            for chunk in _chunks(persons):
-                marks = ",".join("?" * len(chunk))
+            for table in ("identifies", "identities"):
                 conn.execute(
-                    f"DELETE FROM users WHERE app_id = ? AND user_id IN ({marks})",
-                    (app_id, *chunk),
+                    f"DELETE FROM {table} WHERE app_id = ? AND user_id IN {_EACH}",
+                    (app_id, params[0]),
                 )
+            # The users' rows and those of the visitors they were (anonymous identify
+            # calls); an aliased id's row too, which the alias no longer hides.
             conn.execute(
-                "DELETE FROM user_aliases WHERE app_id = ? AND ? IN (user_id, previous_id)",
-                (app_id, user_id),
+                f"DELETE FROM users WHERE app_id = ? AND user_id IN {_EACH}", (app_id, params[1])
+            )
+            conn.execute(
+                f"DELETE FROM user_aliases WHERE app_id = ? AND (user_id IN {_EACH} "
+                f"OR previous_id IN {_EACH})",
+                (app_id, params[0], params[0]),
             )
             restat_persons(conn, app_id, affected)
-            conn.execute(
-                "DELETE FROM rule_state WHERE key = ? AND rule_id IN "
-                "(SELECT id FROM rules WHERE app_id = ? AND kind = 'throttle')",
-                (user_id, app_id),
-            )
+            conn.executemany("DELETE FROM rule_state WHERE rule_id = ? AND key = ?", state)
         self._drop_consumed()
         return deleted
 
@@ -1001,6 +1027,56 @@ def _lock(fd: int | None, blocking: bool) -> bool:
 def _unlock(fd: int | None) -> None:
     if fd is not None:
         fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _purge_people(conn: sqlite3.Connection, app_id: str, cutoff: int) -> None:
+    """Retention's last step: the people left with no events and no identify calls,
+    their users rows last seen before the cutoff, links, aliases and persons rows."""
+    found = [r[0] for r in conn.execute(erasure.GONE.format(m="?1", cutoff="?2"), (app_id, cutoff))]
+    aliases = dict(
+        conn.execute("SELECT previous_id, user_id FROM user_aliases WHERE app_id = ?", (app_id,))
+    )
+    gone = erasure.gone_people(found, aliases)
+    if not gone:
+        return
+    ids = _array(gone)
+    anon_ids = [
+        core.ANON + r[0]
+        for r in conn.execute(
+            f"SELECT anonymous_id FROM identities WHERE app_id = ? AND user_id IN {_EACH}",
+            (app_id, ids),
+        )
+    ]
+    for table in ("users", "identities"):
+        conn.execute(f"DELETE FROM {table} WHERE app_id = ? AND user_id IN {_EACH}", (app_id, ids))
+    conn.execute(
+        f"DELETE FROM user_aliases WHERE app_id = ? AND (user_id IN {_EACH} "
+        f"OR previous_id IN {_EACH})",
+        (app_id, ids, ids),
+    )
+    restat_persons(conn, app_id, [*gone, *anon_ids])
+
+
+# One parameter for a list of any length: a JSON array, read as a table (no bound on
+# host parameters to chunk for).
+_EACH = "(SELECT value FROM json_each(?))"
+
+
+def _array(items: Iterable[str]) -> str:
+    return core.json_text(list(items))
+
+
+def _forget_call_owners(
+    conn: sqlite3.Connection, app_id: str, where: str, params: Sequence[Any]
+) -> None:
+    """Release the message ids of the unstored calls (core.OwnerRow) matching `where`,
+    and forget who they named."""
+    conn.execute(
+        "DELETE FROM message_ids WHERE app_id = ? AND (kind, message_id) IN "
+        f"(SELECT kind, message_id FROM call_owners WHERE app_id = ? AND {where})",
+        (app_id, app_id, *params),
+    )
+    conn.execute(f"DELETE FROM call_owners WHERE app_id = ? AND {where}", (app_id, *params))
 
 
 def _forget_message_ids(
@@ -1317,6 +1393,13 @@ class _Primitives(VisitTables):
             "ON CONFLICT (app_id, person) DO UPDATE SET human = max(human, excluded.human), "
             "bot = max(bot, excluded.bot), known = max(known, excluded.known) "
             "WHERE excluded.human > human OR excluded.bot > bot OR excluded.known > known",
+            rows,
+        )
+
+    def add_call_owners(self, rows: Sequence[core.OwnerRow]) -> None:
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO call_owners (app_id, person, kind, message_id, ts) "
+            "VALUES (?, ?, ?, ?, ?)",
             rows,
         )
 
