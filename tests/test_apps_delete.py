@@ -83,7 +83,8 @@ def populate(store: Store, app_id: str) -> None:
             ruled(ev(app_id, "confirmation", T0 + 5000, user="u1", props={"orderId": "o1"})),
             ruled(ev(app_id, "email_opened", T0 + 6000, user="u1")),
             ev(app_id, "page_viewed", T0 + 7000, anon="bot", bot=True, context={"path": "/"}),
-            alias(app_id, "old-u1", "u1", T0 + 8000),
+            # with a message id: the call's owner is recorded (call_owners)
+            dataclasses.replace(alias(app_id, "old-u1", "u1", T0 + 8000), message_id="m3"),
         ]
     )
     store.share_rate_usage(
