@@ -42,14 +42,21 @@ def stored_message_ids(db: str | Path) -> set[str]:
 
 async def _send_all(
     url: str, requests: list[tuple[dict[str, str], bytes]], concurrency: int
-) -> list[httpx.Response]:
+) -> list[httpx.Response | httpx.TransportError]:
+    """Each request's answer, or the transport error it met (a connection closed without
+    an answer), so that a failure can say what the server logged meanwhile."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
         sem = asyncio.Semaphore(concurrency)
 
-        async def one(headers: dict[str, str], body: bytes) -> httpx.Response:
+        async def one(
+            headers: dict[str, str], body: bytes
+        ) -> httpx.Response | httpx.TransportError:
             async with sem:
-                return await client.post("/v1/event", content=body, headers=headers)
+                try:
+                    return await client.post("/v1/event", content=body, headers=headers)
+                except httpx.TransportError as e:
+                    return e
 
         return await asyncio.gather(*(one(h, b) for h, b in requests))
 
@@ -88,8 +95,11 @@ def test_2000_concurrent_requests_from_many_clients_store_exactly_2000(served_ap
         requests.append((headers, orjson.dumps(body)))
     with CollectorProcess(db, workers=2, extra=("--trusted-proxy", "127.0.0.1/32")) as server:
         responses = asyncio.run(_send_all(server.url, requests, concurrency=200))
-        statuses = [r.status_code for r in responses]
-        assert statuses.count(202) == 2000, {s: statuses.count(s) for s in set(statuses)}
+        statuses = [r.status_code if isinstance(r, httpx.Response) else repr(r) for r in responses]
+        assert statuses.count(202) == 2000, (
+            {s: statuses.count(s) for s in set(statuses)},
+            server.output()[-3000:],
+        )
         assert "Traceback" not in server.output()
     assert stored_message_ids(db) == {f"m-{i}" for i in range(2000)}
     contexts = [json_value(r[0]) for r in rows(db, "SELECT context FROM events")]
