@@ -595,7 +595,7 @@ def apps_delete(app_id: str, yes: bool, as_json: bool, db: str) -> None:
     identity links, visits, rules, saved segments, keys and the app itself."""
     # Imported here: the pipeline loads the bot patterns, which no other command needs.
     from collector.ingest import pipeline
-    from collector.store.erase import LABELS
+    from collector.store.app_deletion import LABELS
 
     store = open_store(db)
     app = _require_app(store, app_id)

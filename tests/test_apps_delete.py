@@ -1,4 +1,4 @@
-"""Deleting an app (`Store.delete_app`, store/erase.py; `collector apps delete`): every
+"""Deleting an app (`Store.delete_app`, store/app_deletion.py; `collector apps delete`): every
 row of it goes from every table that names an app, its pending events included, and no
 row of another app changes. The tables are read from each backend's live schema, so a
 table added later with an `app_id` column is checked without editing this file."""
@@ -19,7 +19,7 @@ from collector.ingest.ratelimit import KEY_SEP
 from collector.models import Event
 from collector.query.types import AnalyticsQuery
 from collector.store import Store, is_url
-from collector.store.erase import APP_TABLES, LABELS
+from collector.store.app_deletion import APP_TABLES, LABELS
 from tests.dbrows import rows, scalar
 from tests.factories import DAY, ev
 from tests.server import ROOT, CollectorProcess, create_app, index_all

@@ -167,10 +167,10 @@ class Store(Protocol):
     def delete_user(self, app_id: str, user_id: str) -> int: ...
     def discard_counts(self, app_id: str) -> dict[str, int]: ...
 
-    # Deleting an app (store/erase.py).
+    # Deleting an app (store/app_deletion.py).
     def delete_app(self, app_id: str, bucket_names_app: Callable[[str], bool]) -> dict[str, int]:
         """Delete the app and every row of it, its pending events included, in one write
-        transaction (per file, on SQLite); how many rows of each kind (erase.LABELS'
+        transaction (per file, on SQLite); how many rows of each kind (app_deletion.LABELS'
         keys). `bucket_names_app` tells which shared rate buckets' keys are the app's.
         Idempotent: an app already gone finds nothing, or what was accepted for it since."""
 

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 
 from collector.models import Event
-from collector.store import codec, core, erasure, visits
+from collector.store import codec, core, person_deletion, visits
 from collector.store.postgres import migrations, partitions
 from collector.store.postgres.visits import VisitTables
 
@@ -136,7 +136,7 @@ def purge_people(conn: psycopg.Connection[Any], app_id: str, cutoff: int) -> Non
     found = [
         r[0]
         for r in conn.execute(
-            erasure.GONE.format(m="%(app)s", cutoff="%(cutoff)s"),
+            person_deletion.GONE.format(m="%(app)s", cutoff="%(cutoff)s"),
             {"app": app_id, "cutoff": cutoff},
         )
     ]
@@ -146,7 +146,7 @@ def purge_people(conn: psycopg.Connection[Any], app_id: str, cutoff: int) -> Non
             "SELECT previous_id, user_id FROM user_aliases WHERE app_id = %s", (app_id,)
         )
     }
-    gone = erasure.gone_people(found, aliases)
+    gone = person_deletion.gone_people(found, aliases)
     if not gone:
         return
     anon_ids = [

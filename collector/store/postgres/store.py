@@ -40,7 +40,7 @@ from collector.query.types import (
     StatsQuery,
 )
 from collector.settings import DEFAULT_MAX_BACKLOG
-from collector.store import core, erase, erasure, visits
+from collector.store import app_deletion, core, person_deletion, visits
 from collector.store.columns import ColumnCache
 from collector.store.postgres import migrations, partitions, queries
 from collector.store.postgres.connections import Database
@@ -529,7 +529,7 @@ class PostgresStore:
         """Delete the app's events and identify calls older than the cutoff. A monthly
         partition that ends before it and holds only this app's events is dropped
         whole (no dead rows to vacuum); the rest are deleted. Then the people left with
-        neither (erasure.GONE) go, and the rules' state that old."""
+        neither (person_deletion.GONE) go, and the rules' state that old."""
         app = self.get_app(app_id)
         with self._maintenance() as conn:
             for table in ("events", "identifies"):
@@ -568,17 +568,17 @@ class PostgresStore:
             for rule in [] if app is None else app.rules:
                 conn.execute(
                     "DELETE FROM rule_state WHERE rule_id = %s AND last_ts < %s",
-                    (rule.id, erasure.expiry(rule, older_than_ms)),
+                    (rule.id, person_deletion.expiry(rule, older_than_ms)),
                 )
         return deleted
 
     def delete_user(self, app_id: str, user_id: str) -> int:
         """Remove the user (or an anonymous visitor, `anon:<id>`), every id aliased to
         them and every event they made (before login too), their links, their traits,
-        the rules' state and the message ids their calls claimed (store/erasure.py)."""
+        the rules' state and the message ids their calls claimed (store/person_deletion.py)."""
         app = self.get_app(app_id)
         with self._maintenance() as conn:
-            user_ids = erasure.aliased_ids(
+            user_ids = person_deletion.aliased_ids(
                 user_id,
                 lambda users: [
                     r[0]
@@ -602,7 +602,7 @@ class PostgresStore:
             persons = [*user_ids, *(core.ANON + a for a in anon_ids)]
             named = "(user_id = ANY(%s) OR person = ANY(%s))"
             params = (user_ids, persons)
-            state = erasure.rule_state_keys(
+            state = person_deletion.rule_state_keys(
                 [] if app is None else app.rules,
                 persons,
                 lambda event: [
@@ -715,7 +715,7 @@ class PostgresStore:
             ).fetchall()
         return {reason: int(n) for reason, n in rows}
 
-    # Deleting an app (store/erase.py) ---------------------------------------------------
+    # Deleting an app (store/app_deletion.py) ---------------------------------------------------
 
     def delete_app(self, app_id: str, bucket_names_app: Callable[[str], bool]) -> dict[str, int]:
         """Every row of the app in one transaction, which holds the indexing lock and has
@@ -728,7 +728,7 @@ class PostgresStore:
                 cur = conn.execute(statement, params)
                 return (cur.fetchall() if cur.description else []), cur.rowcount
 
-            return erase.erase(run, "%s", app_id, bucket_names_app)
+            return app_deletion.erase(run, "%s", app_id, bucket_names_app)
 
     # Queries (SQL in store/sql.py, shared with SQLite; postgres/queries.py runs it) ----
 

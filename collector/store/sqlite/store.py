@@ -35,7 +35,7 @@ from collector.query.types import (
     StatsQuery,
 )
 from collector.settings import DEFAULT_MAX_BACKLOG
-from collector.store import codec, core, erase, erasure, visits
+from collector.store import app_deletion, codec, core, person_deletion, visits
 from collector.store.columns import ColumnCache
 from collector.store.sqlite import inbox, queries
 from collector.store.sqlite.migrations import MIGRATIONS
@@ -704,7 +704,7 @@ class SQLiteStore:
 
     def purge(self, app_id: str, older_than_ms: int) -> int:
         """Delete the app's events and identify calls older than the cutoff, then the
-        people they leave with neither (erasure.GONE), and the rules' state that old."""
+        people they leave with neither (person_deletion.GONE), and the rules' state that old."""
         self.index_all()  # pending events are stored events too
         app = self.get_app(app_id)
         with self._writing() as conn:
@@ -732,7 +732,7 @@ class SQLiteStore:
             for rule in [] if app is None else app.rules:
                 conn.execute(
                     "DELETE FROM rule_state WHERE rule_id = ? AND last_ts < ?",
-                    (rule.id, erasure.expiry(rule, older_than_ms)),
+                    (rule.id, person_deletion.expiry(rule, older_than_ms)),
                 )
         self._drop_consumed()
         return cur.rowcount
@@ -740,12 +740,12 @@ class SQLiteStore:
     def delete_user(self, app_id: str, user_id: str) -> int:
         """Remove the user (or an anonymous visitor, `anon:<id>`), every id aliased to
         them and every event they made (before login too), their links, their traits,
-        the rules' state and the message ids their calls claimed (store/erasure.py)."""
+        the rules' state and the message ids their calls claimed (store/person_deletion.py)."""
         self.index_all()  # pending events are stored events too
         app = self.get_app(app_id)
         with self._writing() as conn:
             _index_pending(conn, None)  # and any accepted since
-            user_ids = erasure.aliased_ids(
+            user_ids = person_deletion.aliased_ids(
                 user_id,
                 lambda users: [
                     r[0]
@@ -769,7 +769,7 @@ class SQLiteStore:
             persons = [*user_ids, *(core.ANON + a for a in anon_ids)]
             named = f"user_id IN {_EACH} OR person IN {_EACH}"
             params = (_array(user_ids), _array(persons))
-            state = erasure.rule_state_keys(
+            state = person_deletion.rule_state_keys(
                 [] if app is None else app.rules,
                 persons,
                 lambda event: [
@@ -861,7 +861,7 @@ class SQLiteStore:
         )
         return {reason: int(n) for reason, n in rows}
 
-    # Deleting an app (store/erase.py) ---------------------------------------------------
+    # Deleting an app (store/app_deletion.py) ---------------------------------------------------
 
     def delete_app(self, app_id: str, bucket_names_app: Callable[[str], bool]) -> dict[str, int]:
         """Every row of the app, in both files, as one write transaction taken in turn
@@ -871,7 +871,7 @@ class SQLiteStore:
         conn = self.conn()
         with self._secure_delete(conn), self._writing():
             _index_pending(conn, None)  # and any accepted since
-            counts = erase.erase(_execute(conn), "?", app_id, bucket_names_app)
+            counts = app_deletion.erase(_execute(conn), "?", app_id, bucket_names_app)
         # The inbox rows indexed above still hold the app's events as they were accepted.
         # They go in a transaction of the inbox file alone, after the main file's commit
         # recorded them as indexed (as _drop_consumed does, for the reason it gives), but
@@ -992,7 +992,7 @@ class _Transaction:
             self.conn.execute("ROLLBACK")
 
 
-def _execute(conn: sqlite3.Connection) -> erase.Execute:
+def _execute(conn: sqlite3.Connection) -> app_deletion.Execute:
     def run(sql: str, params: Sequence[Any]) -> tuple[list[tuple[Any, ...]], int]:
         cur = conn.execute(sql, tuple(params))
         return (cur.fetchall() if cur.description else []), cur.rowcount
@@ -1032,11 +1032,14 @@ def _unlock(fd: int | None) -> None:
 def _purge_people(conn: sqlite3.Connection, app_id: str, cutoff: int) -> None:
     """Retention's last step: the people left with no events and no identify calls,
     their users rows last seen before the cutoff, links, aliases and persons rows."""
-    found = [r[0] for r in conn.execute(erasure.GONE.format(m="?1", cutoff="?2"), (app_id, cutoff))]
+    found = [
+        r[0]
+        for r in conn.execute(person_deletion.GONE.format(m="?1", cutoff="?2"), (app_id, cutoff))
+    ]
     aliases = dict(
         conn.execute("SELECT previous_id, user_id FROM user_aliases WHERE app_id = ?", (app_id,))
     )
-    gone = erasure.gone_people(found, aliases)
+    gone = person_deletion.gone_people(found, aliases)
     if not gone:
         return
     ids = _array(gone)

@@ -1,4 +1,4 @@
-"""What `users delete` and retention's purge leave of a person (store/erasure.py), on
+"""What `users delete` and retention's purge leave of a person (store/person_deletion.py), on
 both backends: nothing of any id the person had (an aliased previous id, linked
 anonymous ids), in any table; no rules' state their events left; their calls' message
 ids released, so a retry is stored again."""
