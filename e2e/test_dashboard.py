@@ -620,6 +620,39 @@ def test_segment_builder_keeps_focus_and_what_was_typed(
     page.close()
 
 
+def _luminance(css: str) -> float:
+    r, g, b = (int(x) / 255 for x in re.findall(r"\d+", css)[:3])
+    lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def _contrast(a: str, b: str) -> float:
+    """WCAG's contrast ratio of two computed colours, rgb(r, g, b)."""
+    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def test_focus_ring_and_field_borders_have_3_to_1_contrast(
+    logged_in: BrowserContext, known: Known
+) -> None:
+    page = logged_in.new_page()
+    page.goto(known.base + "/events")
+    white = "rgb(255, 255, 255)"
+    page_bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    page.keyboard.press("Tab")  # the skip link, on white
+    ring = page.evaluate("getComputedStyle(document.activeElement).outlineColor")
+    page.locator("#event").focus()
+    assert page.evaluate("document.activeElement.matches(':focus-visible')")
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineColor") == ring
+    for background in (white, page_bg):
+        assert _contrast(ring, background) >= 3, (ring, background)
+    for field in ("#event", "#op", "#period"):
+        border = page.locator(field).evaluate("f => getComputedStyle(f).borderTopColor")
+        for background in (white, page_bg):
+            assert _contrast(border, background) >= 3, (field, border, background)
+    page.close()
+
+
 def test_typing_a_date_chooses_the_custom_period(logged_in: BrowserContext, known: Known) -> None:
     page = logged_in.new_page()
     for path, submit in (("/", "Show"), ("/events", "Filter")):
