@@ -653,6 +653,35 @@ def test_focus_ring_and_field_borders_have_3_to_1_contrast(
     page.close()
 
 
+def test_the_app_picker_moves_on_go_not_on_an_arrow_key(
+    logged_in: BrowserContext, known: Known, app: App
+) -> None:
+    page = logged_in.new_page()
+    page.goto(known.base + "/")
+    navigations: list[str] = []
+    page.on(
+        "request",
+        lambda r: (
+            navigations.append(r.url)
+            if r.is_navigation_request() and r.redirected_from is None
+            else None
+        ),
+    )
+    picker = page.locator("#app-picker")
+    picker.focus()
+    last = picker.evaluate("s => s.selectedIndex === s.options.length - 1")
+    page.keyboard.press("ArrowUp" if last else "ArrowDown")
+    expect(picker).not_to_have_value(known.app.app_id)
+    chosen = picker.input_value()
+    go = page.get_by_role("button", name="Go")
+    expect(go).to_be_visible()
+    go.click()
+    page.wait_for_url(re.compile(rf"/dashboard/apps/{chosen}/$"))
+    # One navigation, the form's: the arrow key went nowhere.
+    assert len(navigations) == 1 and navigations[0].endswith(f"/dashboard/?app={chosen}")
+    page.close()
+
+
 def test_typing_a_date_chooses_the_custom_period(logged_in: BrowserContext, known: Known) -> None:
     page = logged_in.new_page()
     for path, submit in (("/", "Show"), ("/events", "Filter")):

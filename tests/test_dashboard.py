@@ -965,3 +965,17 @@ def test_dates_with_another_period_are_named_as_ignored(dash: TestClient, app: A
     assert start and end
     again = dash.get(f"{base}/?period=30d&from={start.group(1)}&to={end.group(1)}").text
     assert "data-dates-ignored" not in again
+
+
+# Accessibility of the markup (the behaviour in Chromium: e2e/test_dashboard.py) --------
+
+
+def test_the_app_picker_moves_only_when_asked(dash: TestClient, app: App) -> None:
+    page = dash.get(f"/dashboard/apps/{app.app_id}/").text
+    picker = re.search(r"<form class=\"picker\".*?</form>", page, re.S)
+    assert picker is not None
+    # Go stays visible: dashboard.js no longer hides it and navigates on change.
+    assert '<button type="submit">Go</button>' in picker.group(0)
+    assert "data-hide-with-js" not in page
+
+

@@ -1,7 +1,7 @@
 /* Telltale dashboard: progressive enhancement only. Every page works without this file;
-   with it, the app picker navigates on change, the overview's tables show share bars,
-   the live page streams, the segment builder edits the rules as a tree instead of
-   JSON, and funnel steps add and remove property filters in place. */
+   with it, the overview's tables show share bars, the live page streams, the segment
+   builder edits the rules as a tree instead of JSON, and funnel steps add and remove
+   property filters in place. */
 (function () {
   "use strict";
 
@@ -15,15 +15,9 @@
     return node;
   }
 
-  /* App picker ------------------------------------------------------------------- */
-  function picker() {
-    var select = document.getElementById("app-picker");
-    if (!select) return;
-    document.querySelectorAll("[data-hide-with-js]").forEach(function (n) { n.hidden = true; });
-    select.addEventListener("change", function () {
-      window.location.href = "/dashboard/apps/" + encodeURIComponent(select.value) + "/";
-    });
-  }
+  /* The app picker has no script: a select that navigated on change would leave the
+     page at the first arrow key (WCAG 3.2.2), so its form's Go button (or Enter)
+     chooses the app. */
 
   /* Overview share bars --------------------------------------------------------------
      The CSP (style-src 'self') refuses style attributes in the markup, but not a
@@ -406,6 +400,6 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    picker(); shareBars(); periodDates(); live(); builder(); funnelFilters();
+    shareBars(); periodDates(); live(); builder(); funnelFilters();
   });
 })();
