@@ -469,11 +469,17 @@ def test_live_view_shows_a_new_event_and_pauses(
     # Within 2 s of the collector's answer (issue 16: the live view's promise).
     expect(rows.first).to_contain_text("live_check", timeout=2_000)
     shot(page, "live")
-    page.click("[data-live-pause]")
+    # A toggle button: its name stays "Pause" while aria-pressed says it is on.
+    pause = page.get_by_role("button", name="Pause", exact=True)
+    expect(pause).to_have_attribute("aria-pressed", "false")
+    pause.click()
+    expect(pause).to_have_attribute("aria-pressed", "true")
+    expect(pause).to_have_text("Pause")
     _post(collector, known.app, [{"event": "while_paused", "user": "u_1"}])
     expect(page.locator("[data-live-status]")).to_contain_text("1 new event held")
     expect(rows.first).to_contain_text("live_check")
-    page.click("[data-live-pause]")
+    pause.click()
+    expect(pause).to_have_attribute("aria-pressed", "false")
     expect(rows.first).to_contain_text("while_paused")
     page.close()
 

@@ -92,7 +92,6 @@
     button.addEventListener("click", function () {
       paused = !paused;
       button.setAttribute("aria-pressed", String(paused));
-      button.textContent = paused ? "Resume" : "Pause";
       if (!paused) { held.forEach(show); held = []; say("Live: newest first."); }
       else say("Paused.");
     });
