@@ -979,3 +979,22 @@ def test_the_app_picker_moves_only_when_asked(dash: TestClient, app: App) -> Non
     assert "data-hide-with-js" not in page
 
 
+def test_the_overview_says_better_or_worse_in_words(dash: TestClient, app: App, key: str) -> None:
+    from tests.test_api_analytics import T0, page, traffic
+
+    # Three visitors on the day, one (a bounce) the day before.
+    events = [*traffic(), page(T0 - 12 * 3600_000, "/", anon="earlier")]
+    assert dash.post("/v1/events", json={"events": events}, headers=auth(key)).is_success
+    day = datetime.fromtimestamp(T0 / 1000, tz=UTC).date().isoformat()
+    shown = dash.get(f"/dashboard/apps/{app.app_id}/?period=custom&from={day}&to={day}").text
+    visitors = re.search(r'data-metric="unique_visitors">3</span>(.*?)</div>', shown, re.S)
+    assert visitors is not None
+    change = re.sub(r"<[^>]+>", " ", visitors.group(1))
+    assert " ".join(change.split()) == "+200% better vs 1 before"
+    assert 'data-change="better"' in visitors.group(1)
+    # For the bounce rate lower is better: 2 bounces of 4 visits against 1 of 1.
+    bounce = re.search(r'data-metric="bounce_rate">50%</span>(.*?)</div>', shown, re.S)
+    assert bounce is not None and 'data-change="better"' in bounce.group(1)
+    assert "vs 100% before" in bounce.group(1)
+    metrics = shown.split('<section class="metrics"')[1].split("</section>")[0]
+    assert "title=" not in metrics  # the previous figure is not in a tooltip alone
