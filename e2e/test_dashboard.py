@@ -567,7 +567,10 @@ def test_segment_builder_shows_a_value_of_the_wrong_type_as_text(
         ],
     }
     page.goto(known.base + "/segments?" + urlencode({"rules": json.dumps(rules)}))
-    expect(page.locator(".error")).to_contain_text("must be a list")  # named by the server
+    expect(page.locator("[role=alert]")).to_contain_text("must be a list")  # by the server
+    # ... and beside the rules, which are marked invalid.
+    expect(page.locator("#rules")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#rules-error")).to_contain_text("must be a list")
     builder = page.locator("[data-builder]")
     expect(builder).to_be_visible()
     values = builder.get_by_label(re.compile(r", test 1: value$|, filter 1: value$"))
@@ -772,6 +775,42 @@ def test_the_app_picker_moves_on_go_not_on_an_arrow_key(
     page.wait_for_url(re.compile(rf"/dashboard/apps/{chosen}/$"))
     # One navigation, the form's: the arrow key went nowhere.
     assert len(navigations) == 1 and navigations[0].endswith(f"/dashboard/?app={chosen}")
+    page.close()
+
+
+def test_settings_errors_take_focus_and_lead_to_the_field(
+    logged_in: BrowserContext, known: Known
+) -> None:
+    page = logged_in.new_page()
+    page.goto(known.base + "/settings")
+    page.fill("#retention_days", "forever")
+    page.get_by_role("button", name="Save settings").click()
+    summary = page.locator("[data-error-summary]")
+    expect(summary).to_be_focused()
+    expect(page).to_have_title(re.compile(r"^Error: "))
+    field = page.locator("#retention_days")
+    expect(field).to_have_attribute("aria-invalid", "true")
+    expect(field).to_have_accessible_description("must be a whole number of days (0: keep all)")
+    summary.get_by_role("link", name="retention_days").click()
+    expect(page).to_have_url(re.compile(r"#retention_days$"))
+    page.close()
+
+
+def test_a_refused_segment_keeps_the_builder_and_the_name(
+    logged_in: BrowserContext, known: Known
+) -> None:
+    page = logged_in.new_page()
+    page.goto(known.base + "/segments")
+    builder = page.locator("[data-builder]")
+    builder.get_by_role("button", name="+ condition in group 1", exact=True).click()
+    builder.get_by_label("Condition 1: type").select_option("count")  # no event typed
+    page.locator("#segment-name").fill("Counted")
+    page.locator("[data-save-segment] button").click()
+    expect(page.locator("#rules")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("[data-error-summary]")).to_be_focused()
+    expect(page.locator("#segment-name")).to_have_value("Counted")
+    expect(builder.get_by_label("Condition 1: type")).to_have_value("count")
+    expect(page.locator("#rules")).to_have_accessible_description(re.compile("event"))
     page.close()
 
 

@@ -19,6 +19,13 @@
      page at the first arrow key (WCAG 3.2.2), so its form's Go button (or Enter)
      chooses the app. */
 
+  /* A refused form's summary takes focus, so that a keyboard or screen-reader user
+     starts at the list of problems, whose links lead to each field. */
+  function errorSummary() {
+    var summary = document.querySelector("[data-error-summary]");
+    if (summary) summary.focus();
+  }
+
   /* Overview share bars --------------------------------------------------------------
      The CSP (style-src 'self') refuses style attributes in the markup, but not a
      property set through the CSSOM, so each row's share is set here from data-share. */
@@ -466,6 +473,6 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    shareBars(); periodDates(); live(); builder(); funnelFilters();
+    errorSummary(); shareBars(); periodDates(); live(); builder(); funnelFilters();
   });
 })();
