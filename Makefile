@@ -49,7 +49,8 @@ sdk_js/node_modules/.installed: sdk_js/package.json
 	touch $@
 
 # Other products' npm libraries, unmodified, for the compatibility tests
-# (tests/test_client_libraries.py, e2e/test_analytics_next.py, e2e/test_posthog_js.py).
+# (tests/test_client_libraries.py, e2e/test_analytics_next.py, e2e/test_posthog_js.py),
+# and axe-core, the accessibility engine e2e/test_dashboard_a11y.py runs on every page.
 tests/clients/node_modules/.installed: tests/clients/package.json
 	cd tests/clients && (npm ci --no-audit --no-fund || npm install --no-audit --no-fund)
 	touch $@

@@ -469,11 +469,17 @@ def test_live_view_shows_a_new_event_and_pauses(
     # Within 2 s of the collector's answer (issue 16: the live view's promise).
     expect(rows.first).to_contain_text("live_check", timeout=2_000)
     shot(page, "live")
-    page.click("[data-live-pause]")
+    # A toggle button: its name stays "Pause" while aria-pressed says it is on.
+    pause = page.get_by_role("button", name="Pause", exact=True)
+    expect(pause).to_have_attribute("aria-pressed", "false")
+    pause.click()
+    expect(pause).to_have_attribute("aria-pressed", "true")
+    expect(pause).to_have_text("Pause")
     _post(collector, known.app, [{"event": "while_paused", "user": "u_1"}])
     expect(page.locator("[data-live-status]")).to_contain_text("1 new event held")
     expect(rows.first).to_contain_text("live_check")
-    page.click("[data-live-pause]")
+    pause.click()
+    expect(pause).to_have_attribute("aria-pressed", "false")
     expect(rows.first).to_contain_text("while_paused")
     page.close()
 
@@ -527,8 +533,8 @@ def test_segment_builder_converts_a_value_when_the_test_changes(
     page.locator("[data-builder] input[placeholder='event name']").fill("purchase")
     page.get_by_role("button", name="+ property filter").click()
     page.locator("[data-builder] input[placeholder='property']").fill("plan")
-    test = page.locator("[data-builder]").get_by_label("test", exact=True)
-    value = page.locator("[data-builder]").get_by_label("value", exact=True)
+    test = page.locator("[data-builder]").get_by_label("Condition 1, filter 1: test")
+    value = page.locator("[data-builder]").get_by_label("Condition 1, filter 1: value")
     value.fill("pro")
 
     def where() -> object:
@@ -541,9 +547,9 @@ def test_segment_builder_converts_a_value_when_the_test_changes(
     page.get_by_role("button", name="Count and list").click()
     expect(page.locator("[data-segment-count]")).to_have_attribute("data-segment-count", "1")
     expect(page.locator("[data-builder]")).to_be_visible()
-    page.locator("[data-builder]").get_by_label("test", exact=True).select_option("neq")
+    test.select_option("neq")
     assert where() == {"neq": "pro"}
-    page.locator("[data-builder]").get_by_label("test", exact=True).select_option("exists")
+    test.select_option("exists")
     assert where() == {"exists": True}
     assert errors == []
 
@@ -561,10 +567,13 @@ def test_segment_builder_shows_a_value_of_the_wrong_type_as_text(
         ],
     }
     page.goto(known.base + "/segments?" + urlencode({"rules": json.dumps(rules)}))
-    expect(page.locator(".error")).to_contain_text("must be a list")  # named by the server
+    expect(page.locator("[role=alert]")).to_contain_text("must be a list")  # by the server
+    # ... and beside the rules, which are marked invalid.
+    expect(page.locator("#rules")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#rules-error")).to_contain_text("must be a list")
     builder = page.locator("[data-builder]")
     expect(builder).to_be_visible()
-    values = builder.get_by_label("value", exact=True)
+    values = builder.get_by_label(re.compile(r", test 1: value$|, filter 1: value$"))
     expect(values).to_have_count(2)
     expect(values.nth(0)).to_have_value("pro")
     expect(values.nth(1)).to_have_value("3")
@@ -578,45 +587,252 @@ def test_segment_builder_keeps_focus_and_what_was_typed(
     errors = _errors(page)
     page.goto(known.base + "/segments")
     builder = page.locator("[data-builder]")
-    conditions = builder.locator(".builder-group .builder-group")
 
     def kind(n: int) -> Locator:
-        return conditions.nth(n).get_by_label("Condition", exact=True).first
+        return builder.get_by_label(f"Condition {n}: type")
 
-    page.get_by_role("button", name="+ condition").click()
-    expect(kind(0)).to_be_focused()
-    builder.locator("input[placeholder='event name']").fill("purchase")
-    page.get_by_role("button", name="+ property filter").click()
-    expect(builder.locator("input[placeholder='property']")).to_be_focused()
-    builder.locator("input[placeholder='property']").fill("plan")
-    builder.get_by_label("value", exact=True).fill("pro")
-    builder.get_by_label("test", exact=True).select_option("in")
-    expect(builder.get_by_label("test", exact=True)).to_be_focused()
-    # Another type keeps the event and its filter.
-    kind(0).select_option("count")
-    expect(kind(0)).to_be_focused()
-    assert _rules(page)["conditions"] == [
-        {"count": {"event": "purchase", "where": {"plan": {"in": ["pro"]}}, "gte": 1}}
-    ]
-    kind(0).select_option("not")
-    assert _rules(page)["conditions"] == [
-        {"not": {"count": {"event": "purchase", "where": {"plan": {"in": ["pro"]}}, "gte": 1}}}
-    ]
-    kind(0).select_option("has_done")
-    assert _rules(page)["conditions"] == [
-        {"has_done": {"event": "purchase", "where": {"plan": {"in": ["pro"]}}}}
-    ]
-    page.get_by_role("button", name="Remove this test").click()
-    expect(page.get_by_role("button", name="+ property filter")).to_be_focused()
-    page.get_by_role("button", name="+ group").click()
+    def button(name: str) -> Locator:
+        return builder.get_by_role("button", name=name, exact=True)
+
+    button("+ condition in group 1").click()
     expect(kind(1)).to_be_focused()
-    kind(1).select_option("trait")
-    page.get_by_role("button", name="+ test").click()
-    expect(conditions.nth(1).get_by_label("test", exact=True).nth(1)).to_be_focused()
-    page.get_by_role("button", name="Remove this condition").nth(1).click()
-    expect(conditions).to_have_count(1)
-    expect(page.get_by_role("button", name="+ condition")).to_be_focused()
+    builder.get_by_label("Condition 1: event").fill("purchase")
+    button("+ property filter for condition 1").click()
+    where = builder.get_by_label("Condition 1, filter 1: where")
+    expect(where).to_be_focused()
+    where.fill("plan")
+    builder.get_by_label("Condition 1, filter 1: value").fill("pro")
+    builder.get_by_label("Condition 1, filter 1: test").select_option("in")
+    expect(builder.get_by_label("Condition 1, filter 1: test")).to_be_focused()
+    # Another type keeps the event and its filter.
+    kind(1).select_option("count")
+    expect(kind(1)).to_be_focused()
+    counted = {"count": {"event": "purchase", "where": {"plan": {"in": ["pro"]}}, "gte": 1}}
+    assert _rules(page)["conditions"] == [counted]
+    # Negation is a button, and so is taking it off.
+    button("Negate condition 1").click()
+    expect(button("Remove negation of condition 1")).to_be_focused()
+    assert _rules(page)["conditions"] == [{"not": counted}]
+    kind(1).select_option("has_done")  # the negated condition keeps its type select
+    done = {"has_done": {"event": "purchase", "where": {"plan": {"in": ["pro"]}}}}
+    assert _rules(page)["conditions"] == [{"not": done}]
+    button("Remove negation of condition 1").click()
+    expect(button("Negate condition 1")).to_be_focused()
+    assert _rules(page)["conditions"] == [done]
+    button("Remove filter 1 of condition 1").click()
+    expect(button("+ property filter for condition 1")).to_be_focused()
+    # So is a group around a condition.
+    button("Wrap in a group: condition 1").click()
+    expect(builder.get_by_label("Group 2: match")).to_be_focused()
+    assert _rules(page)["conditions"] == [
+        {"match": "any", "conditions": [{"has_done": {"event": "purchase"}}]}
+    ]
+    button("+ group in group 1").click()
+    expect(builder.get_by_label("Group 3: match")).to_be_focused()
+    kind(2).select_option("trait")
+    button("+ test for condition 2").click()
+    expect(builder.get_by_label("Condition 2, test 2: test")).to_be_focused()
+    button("Remove group 3").click()
+    expect(builder.locator("fieldset")).to_have_count(3)  # groups 1 and 2, condition 1
+    expect(button("+ condition in group 1")).to_be_focused()
     assert errors == []
+    page.close()
+
+
+def test_arrowing_through_the_condition_types_nests_nothing_and_loses_nothing(
+    logged_in: BrowserContext, known: Known
+) -> None:
+    """Chromium fires a select's change on each arrow key: walking the type list must
+    neither wrap the condition (not, group) nor drop its event on the way past trait."""
+    page = logged_in.new_page()
+    errors = _errors(page)
+    page.goto(known.base + "/segments")
+    builder = page.locator("[data-builder]")
+    builder.get_by_role("button", name="+ condition in group 1", exact=True).click()
+    builder.get_by_label("Condition 1: event").fill("signup")
+    builder.get_by_role("button", name="+ property filter for condition 1").click()
+    builder.get_by_label("Condition 1, filter 1: where").fill("method")
+    builder.get_by_label("Condition 1, filter 1: value").fill("email")
+    kind = builder.get_by_label("Condition 1: type")
+    types = kind.locator("option").evaluate_all("options => options.map(o => o.value)")
+    assert types == [
+        "has_done",
+        "has_not_done",
+        "count",
+        "first_done_within",
+        "last_done_within",
+        "trait",
+    ]
+    kind.focus()
+    for key, order in (("ArrowDown", types[1:]), ("ArrowUp", types[-2::-1])):
+        for expected in order:
+            page.keyboard.press(key)
+            expect(kind).to_have_value(expected)
+            expect(kind).to_be_focused()
+            (condition,) = _rules(page)["conditions"]  # type: ignore[misc]
+            assert list(condition) == [expected]  # one condition, never wrapped
+            if expected != "trait":
+                assert condition[expected]["event"] == "signup"
+    assert _rules(page)["conditions"] == [
+        {"has_done": {"event": "signup", "where": {"method": {"eq": "email"}}}}
+    ]
+    assert errors == []
+    page.close()
+
+
+def test_segment_builder_groups_are_fieldsets_and_fields_say_whose(
+    logged_in: BrowserContext, known: Known
+) -> None:
+    page = logged_in.new_page()
+    page.goto(known.base + "/segments")
+    builder = page.locator("[data-builder]")
+    builder.get_by_role("button", name="+ condition in group 1", exact=True).click()
+    builder.get_by_role("button", name="+ group in group 1", exact=True).click()
+    builder.get_by_label("Group 2: match").select_option("all")
+    legends = builder.locator("fieldset > legend")
+    expect(legends).to_have_text(
+        ["Group 1 (all of)", "Condition 1", "Group 2 (all of)", "Condition 2"]
+    )
+    builder.get_by_label("Group 2: match").select_option("any")
+    expect(legends.nth(2)).to_have_text("Group 2 (any of)")
+    # Every field's name says which condition it belongs to, and no two are the same.
+    names = builder.locator("input, select").evaluate_all(
+        "fields => fields.map(f => f.labels[0].textContent)"
+    )
+    assert len(names) == len(set(names)), names
+    assert "Condition 2: event" in names
+    # The remove buttons' names start with what they show (WCAG 2.5.3).
+    builder.get_by_role("button", name="+ property filter for condition 1").click()
+    shown = builder.locator("button").evaluate_all(
+        "buttons => buttons.map(b => [b.textContent, b.getAttribute('aria-label') || ''])"
+    )
+    for text, label in shown:
+        assert label.lower().startswith(text.lower()), (text, label)
+    remove = builder.get_by_role("button", name="Remove filter 1 of condition 1")
+    expect(remove).to_have_text("Remove filter")
+    # The indent line of a group is a boundary: 3:1 against the card (WCAG 1.4.11).
+    line = builder.locator("fieldset").first.evaluate("f => getComputedStyle(f).borderLeftColor")
+    assert _contrast(line, "rgb(255, 255, 255)") >= 3, line
+    page.close()
+
+
+def _luminance(css: str) -> float:
+    r, g, b = (int(x) / 255 for x in re.findall(r"\d+", css)[:3])
+    lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def _contrast(a: str, b: str) -> float:
+    """WCAG's contrast ratio of two computed colours, rgb(r, g, b)."""
+    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def test_focus_ring_and_field_borders_have_3_to_1_contrast(
+    logged_in: BrowserContext, known: Known
+) -> None:
+    page = logged_in.new_page()
+    page.goto(known.base + "/events")
+    white = "rgb(255, 255, 255)"
+    page_bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    page.keyboard.press("Tab")  # the skip link, on white
+    ring = page.evaluate("getComputedStyle(document.activeElement).outlineColor")
+    page.locator("#event").focus()
+    assert page.evaluate("document.activeElement.matches(':focus-visible')")
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineColor") == ring
+    for background in (white, page_bg):
+        assert _contrast(ring, background) >= 3, (ring, background)
+    for field in ("#event", "#op", "#period"):
+        border = page.locator(field).evaluate("f => getComputedStyle(f).borderTopColor")
+        for background in (white, page_bg):
+            assert _contrast(border, background) >= 3, (field, border, background)
+    page.close()
+
+
+def test_the_app_picker_moves_on_go_not_on_an_arrow_key(
+    logged_in: BrowserContext, known: Known, app: App
+) -> None:
+    page = logged_in.new_page()
+    page.goto(known.base + "/")
+    navigations: list[str] = []
+    page.on(
+        "request",
+        lambda r: (
+            navigations.append(r.url)
+            if r.is_navigation_request() and r.redirected_from is None
+            else None
+        ),
+    )
+    picker = page.locator("#app-picker")
+    picker.focus()
+    last = picker.evaluate("s => s.selectedIndex === s.options.length - 1")
+    page.keyboard.press("ArrowUp" if last else "ArrowDown")
+    expect(picker).not_to_have_value(known.app.app_id)
+    chosen = picker.input_value()
+    go = page.get_by_role("button", name="Go")
+    expect(go).to_be_visible()
+    go.click()
+    page.wait_for_url(re.compile(rf"/dashboard/apps/{chosen}/$"))
+    # One navigation, the form's: the arrow key went nowhere.
+    assert len(navigations) == 1 and navigations[0].endswith(f"/dashboard/?app={chosen}")
+    page.close()
+
+
+def test_settings_errors_take_focus_and_lead_to_the_field(
+    logged_in: BrowserContext, known: Known
+) -> None:
+    page = logged_in.new_page()
+    page.goto(known.base + "/settings")
+    page.fill("#retention_days", "forever")
+    page.get_by_role("button", name="Save settings").click()
+    summary = page.locator("[data-error-summary]")
+    expect(summary).to_be_focused()
+    expect(page).to_have_title(re.compile(r"^Error: "))
+    field = page.locator("#retention_days")
+    expect(field).to_have_attribute("aria-invalid", "true")
+    expect(field).to_have_accessible_description("must be a whole number of days (0: keep all)")
+    summary.get_by_role("link", name="retention_days").click()
+    expect(page).to_have_url(re.compile(r"#retention_days$"))
+    page.close()
+
+
+def test_a_refused_segment_keeps_the_builder_and_the_name(
+    logged_in: BrowserContext, known: Known
+) -> None:
+    page = logged_in.new_page()
+    page.goto(known.base + "/segments")
+    builder = page.locator("[data-builder]")
+    builder.get_by_role("button", name="+ condition in group 1", exact=True).click()
+    builder.get_by_label("Condition 1: type").select_option("count")  # no event typed
+    page.locator("#segment-name").fill("Counted")
+    page.locator("[data-save-segment] button").click()
+    expect(page.locator("#rules")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("[data-error-summary]")).to_be_focused()
+    expect(page.locator("#segment-name")).to_have_value("Counted")
+    expect(builder.get_by_label("Condition 1: type")).to_have_value("count")
+    expect(page.locator("#rules")).to_have_accessible_description(re.compile("event"))
+    page.close()
+
+
+def test_reflows_at_320_px(logged_in: BrowserContext, known: Known) -> None:
+    """WCAG 1.4.10: nothing wider than a 320 px screen but the cards that scroll their
+    own tables; the funnel chart's labels, 4 px at this width, give way to the table."""
+    page = logged_in.new_page()
+    page.set_viewport_size({"width": 320, "height": 640})
+    for path in (
+        "/",
+        "/events",
+        "/people",
+        "/segments",
+        "/settings",
+        "/funnels?step=page_viewed&step=signup",
+    ):
+        page.goto(known.base + path)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 320, (path, width)
+    expect(page.locator(".funnel text").first).to_be_hidden()
+    page.set_viewport_size({"width": 1280, "height": 800})
+    expect(page.locator(".funnel text").first).to_be_visible()
     page.close()
 
 

@@ -542,7 +542,7 @@ def test_the_funnels_page_names_a_parameter_it_does_not_take(dash: TestClient, a
     ):
         answer = dash.get(base + query)
         assert answer.status_code == 200, query
-        alert = re.search(r'role="alert">(.*?)</div>', answer.text, re.S)
+        alert = re.search(r'role="alert"[^>]*>(.*?)</div>', answer.text, re.S)
         assert alert is not None and f"<code>{field}</code>" in alert.group(1), query
         assert "data-users" not in answer.text, query  # nothing computed
     # What the form sends is taken.
@@ -965,3 +965,117 @@ def test_dates_with_another_period_are_named_as_ignored(dash: TestClient, app: A
     assert start and end
     again = dash.get(f"{base}/?period=30d&from={start.group(1)}&to={end.group(1)}").text
     assert "data-dates-ignored" not in again
+
+
+# Accessibility of the markup (the behaviour in Chromium: e2e/test_dashboard.py) --------
+
+
+def _tag(page: str, field_id: str) -> str:
+    tag = re.search(rf'<(?:input|textarea|select)\b[^>]*\bid="{field_id}"[^>]*>', page)
+    assert tag is not None, field_id
+    return tag.group(0)
+
+
+def _described(page: str, field_id: str) -> str:
+    """The message a field is described by, which must be on the page; the field must
+    be marked invalid."""
+    tag = _tag(page, field_id)
+    assert 'aria-invalid="true"' in tag, tag
+    ref = re.search(r'aria-describedby="([^"]+)"', tag)
+    assert ref is not None, tag
+    message = re.search(rf'id="{ref.group(1)}"[^>]*>(.*?)</', page, re.S)
+    assert message is not None, ref.group(1)
+    return html.unescape(message.group(1))
+
+
+def test_a_login_error_is_read_with_the_fields(client: TestClient, admin: str) -> None:
+    form = client.get("/dashboard/login").text
+    assert "<title>Log in" in form and "aria-invalid" not in form
+    wrong = client.post(
+        "/dashboard/login", data={"email": EMAIL, "password": "nope", "csrf": _csrf(form)}
+    ).text
+    assert "<title>Error: Log in" in wrong
+    assert _described(wrong, "email") == "Wrong email or password."
+    assert _described(wrong, "password") == "Wrong email or password."
+
+
+def test_settings_errors_stand_beside_their_fields(dash: TestClient, app: App) -> None:
+    base = f"/dashboard/apps/{app.app_id}"
+    csrf = _csrf(dash.get(base + "/settings").text)
+    form = {"csrf": csrf, "name": "", "origins": "", "bot_policy": "flag", "ip_mode": "full"}
+    bad = dash.post(base + "/settings", data={**form, "retention_days": "abc"}).text
+    assert "<title>Error: " in bad
+    assert _described(bad, "name") == "must be 1 to 200 characters"
+    assert _described(bad, "retention_days") == "must be a whole number of days (0: keep all)"
+    assert "aria-invalid" not in _tag(bad, "ip_mode")
+    # The summary can take focus (dashboard.js gives it) and links to each field.
+    summary = re.search(r'<div class="error" role="alert" tabindex="-1"[^>]*>(.*?)</div>', bad)
+    assert summary is not None
+    assert re.findall(r'href="#([\w-]+)"', summary.group(1)) == ["name", "retention_days"]
+    rule = dash.post(base + "/rules", data={"csrf": csrf, "event": "ping", "throttle": "soon"})
+    assert _described(rule.text, "rule-throttle").startswith("not a duration: 'soon'")
+
+
+def test_a_refused_segment_is_the_page_again_with_what_was_typed(
+    dash: TestClient, app: App, store: Store
+) -> None:
+    base = f"/dashboard/apps/{app.app_id}"
+    csrf = _csrf(dash.get(base + "/segments").text)
+    rules = '{"match":"all","conditions":[{"has_done":{"event":""}}]}'
+    bad = dash.post(base + "/segments", data={"csrf": csrf, "name": "Buyers", "rules": rules})
+    assert bad.status_code == 400
+    assert "<h1>" in bad.text and "<small>Segments</small>" in bad.text  # not error.html
+    assert _field(bad.text, "segment-name") == "Buyers"
+    assert _field(bad.text, "rules") == rules  # the builder draws it again
+    assert "must be an event name" in _described(bad.text, "rules")
+    # The summary is in the builder's card, beside the form, before the results.
+    card = bad.text.index("<h2>Builder</h2>")
+    assert card < bad.text.index('role="alert"') < bad.text.index('id="segment-form"')
+    unnamed = dash.post(base + "/segments", data={"csrf": csrf, "name": " ", "rules": rules}).text
+    assert _described(unnamed, "segment-name") == "must be 1 to 100 characters"
+    assert store.list_segments(app.app_id) == []
+    # A GET with bad rules marks the rules too.
+    page = dash.get(base + "/segments?rules=[1]").text
+    assert _described(page, "rules") == "must be a JSON object of segment rules"
+
+
+def test_funnel_errors_stand_beside_the_window_and_the_step(dash: TestClient, app: App) -> None:
+    base = f"/dashboard/apps/{app.app_id}/funnels"
+    page = dash.get(base + "?step=page_viewed&step=signup&within_days=-1").text
+    assert "<title>Error: " in page
+    assert "more than 0" in _described(page, "within")
+    assert "aria-invalid" not in _tag(page, "step-1")
+    long = "x" * 300
+    page = dash.get(f"{base}?step=page_viewed&step={long}").text
+    assert "must be an event name" in _described(page, "step-2")
+    assert "aria-invalid" not in _tag(page, "within")
+
+
+def test_the_app_picker_moves_only_when_asked(dash: TestClient, app: App) -> None:
+    page = dash.get(f"/dashboard/apps/{app.app_id}/").text
+    picker = re.search(r"<form class=\"picker\".*?</form>", page, re.S)
+    assert picker is not None
+    # Go stays visible: dashboard.js no longer hides it and navigates on change.
+    assert '<button type="submit">Go</button>' in picker.group(0)
+    assert "data-hide-with-js" not in page
+
+
+def test_the_overview_says_better_or_worse_in_words(dash: TestClient, app: App, key: str) -> None:
+    from tests.test_api_analytics import T0, page, traffic
+
+    # Three visitors on the day, one (a bounce) the day before.
+    events = [*traffic(), page(T0 - 12 * 3600_000, "/", anon="earlier")]
+    assert dash.post("/v1/events", json={"events": events}, headers=auth(key)).is_success
+    day = datetime.fromtimestamp(T0 / 1000, tz=UTC).date().isoformat()
+    shown = dash.get(f"/dashboard/apps/{app.app_id}/?period=custom&from={day}&to={day}").text
+    visitors = re.search(r'data-metric="unique_visitors">3</span>(.*?)</div>', shown, re.S)
+    assert visitors is not None
+    change = re.sub(r"<[^>]+>", " ", visitors.group(1))
+    assert " ".join(change.split()) == "+200% better vs 1 before"
+    assert 'data-change="better"' in visitors.group(1)
+    # For the bounce rate lower is better: 2 bounces of 4 visits against 1 of 1.
+    bounce = re.search(r'data-metric="bounce_rate">50%</span>(.*?)</div>', shown, re.S)
+    assert bounce is not None and 'data-change="better"' in bounce.group(1)
+    assert "vs 100% before" in bounce.group(1)
+    metrics = shown.split('<section class="metrics"')[1].split("</section>")[0]
+    assert "title=" not in metrics  # the previous figure is not in a tooltip alone

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -201,6 +203,27 @@ def _unknown_app(request: Request, session: Session) -> Response:
 def _bad(request: Request, session: Session, errors: list[FieldError]) -> Response:
     message = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
     return error_page(request, 400, message, session)
+
+
+def _field_errors(
+    errors: list[FieldError], field_id: Callable[[str], str | None]
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """A form's errors for its template: the summary's items, each with the id of the
+    field it names (or None), and each field's messages by id. The field shows its
+    message beside it and names it in aria-describedby, so a screen reader reads the
+    problem with the field, not only in the summary at the top."""
+    items: list[dict[str, Any]] = []
+    by_id: dict[str, str] = {}
+    for e in errors:
+        target = field_id(e["field"])
+        items.append({"field": e["field"], "message": e["message"], "target": target})
+        if target is not None:
+            # Beside a field that is the whole of what it names, the message alone;
+            # a part of it (a condition of the rules) is named first.
+            whole = re.fullmatch(r"\w+(\[\d+\])?", e["field"])
+            text = e["message"] if whole else f"{e['field']} {e['message']}"
+            by_id[target] = f"{by_id[target]}; {text}" if target in by_id else text
+    return items, by_id
 
 
 # Overview --------------------------------------------------------------------------------
@@ -549,18 +572,39 @@ async def segments(request: Request, session: Session) -> Response:
                     "users": found.users,
                     "more": next_cursor(query, found.last),
                 }
+    bot_reasons = await _run(store.bot_reasons, app.app_id, StatsQuery()) if result else None
+    return _segments_page(
+        request,
+        session,
+        {**base, "saved": saved, "chosen": chosen, "result": result, "bot_reasons": bot_reasons},
+        text,
+        chosen["name"] if chosen else "",
+        errors,
+    )
+
+
+def _segments_page(
+    request: Request,
+    session: Session,
+    context: dict[str, Any],
+    rules_text: str,
+    name: str,
+    errors: list[FieldError],
+    status: int = 200,
+) -> Response:
+    """The segments page, its errors beside the field they name: the name, or else the
+    rules (every other field an error names is a part of them)."""
+    items, by_id = _field_errors(
+        errors, lambda field: "segment-name" if field == "name" else "rules"
+    )
     context = {
-        **base,
-        "saved": saved,
-        "chosen": chosen,
-        "rules_text": text,
-        "result": result,
-        "errors": errors,
-        "bot_reasons": (
-            await _run(store.bot_reasons, app.app_id, StatsQuery()) if result else None
-        ),
+        **context,
+        "rules_text": rules_text,
+        "name": name,
+        "errors": items,
+        "field_errors": by_id,
     }
-    return render(request, "segments.html", context, session=session)
+    return render(request, "segments.html", context, status, session=session)
 
 
 @page
@@ -570,7 +614,7 @@ async def segment_save(request: Request, session: Session) -> Response:
         return _unknown_app(request, session)
     form = await read_form(request)
     name = str(form.get("name", "")).strip()
-    _, rules = _rules_text(str(form.get("rules", "")))
+    text, rules = _rules_text(str(form.get("rules", "")))
     errors: list[FieldError] = []
     if not 1 <= len(name) <= 100:
         errors.append(field_error("name", "must be 1 to 100 characters"))
@@ -583,7 +627,17 @@ async def segment_save(request: Request, session: Session) -> Response:
         except InvalidRequest as exc:
             errors.extend(exc.errors)
     if errors:
-        return _bad(request, session, errors)
+        # The page again, with what was typed (the builder draws the rules again) and
+        # the errors beside the fields, as the settings page does.
+        saved = await _run(collector(request).store.list_segments, app.app_id)
+        context = {
+            **_base(request, session, app, "segments"),
+            "saved": saved,
+            "chosen": None,
+            "result": None,
+            "bot_reasons": None,
+        }
+        return _segments_page(request, session, context, text, name, errors, 400)
     segment_id = await _run(collector(request).store.save_segment, app.app_id, name, rules)
     return redirect(f"/dashboard/apps/{app.app_id}/segments?segment={segment_id}")
 
@@ -646,6 +700,7 @@ async def funnels(request: Request, session: Session) -> Response:
                 app.app_id,
                 StatsQuery(events=names, since=period.since, until=period.until),
             )
+    items, by_id = _field_errors(errors, _funnel_field_id)
     context = {
         **base,
         "period": period,
@@ -655,16 +710,37 @@ async def funnels(request: Request, session: Session) -> Response:
         "within_days": within,
         "breakdown": breakdown,
         "result": result,
-        "errors": errors,
         "bot_reasons": bot_reasons,
+        "errors": items,
+        "field_errors": by_id,
     }
     return render(request, "funnels.html", context, session=session)
+
+
+def _funnel_field_id(field: str) -> str | None:
+    """The funnel form's field an error names: the window, or a step's event (steps[0]
+    is the field step-1; the list as a whole, the first step)."""
+    if field == "within_days":
+        return "within"
+    if field == "breakdown":
+        return "breakdown"
+    step = re.match(r"steps\[(\d+)\]", field)
+    if step:
+        return f"step-{int(step.group(1)) + 1}"
+    return "step-1" if field == "steps" else None
 
 
 # Settings --------------------------------------------------------------------------------
 
 BOT_POLICIES = ("flag", "drop")
 IP_MODES = ("full", "truncate", "none")
+# The settings page's fields by the name an error gives them.
+_SETTINGS_IDS = {
+    **{f: f for f in ("name", "origins", "bot_policy", "ip_mode", "retention_days")},
+    "event": "rule-event",
+    "dedupe_key": "rule-dedupe",
+    "throttle": "rule-throttle",
+}
 
 
 async def _settings_page(
@@ -684,6 +760,7 @@ async def _settings_page(
     fresh = await _run(store.get_app, app.app_id) or app
     host = request.headers.get("host", request.url.netloc)
     scheme = "https" if is_https(request) else "http"
+    items, by_id = _field_errors(errors or [], _SETTINGS_IDS.get)
     form = {
         "name": fresh.name,
         "origins": "\n".join(fresh.origins),
@@ -698,10 +775,10 @@ async def _settings_page(
     context = {
         **_base(request, session, fresh, "settings"),
         "form": form,
-        "invalid": {e["field"] for e in errors or []},
         "api_keys": api_keys,
         "new_key": new_key,
-        "errors": errors or [],
+        "errors": items,
+        "field_errors": by_id,
         "saved": request.query_params.get("saved"),
         "bot_policies": BOT_POLICIES,
         "ip_modes": IP_MODES,

@@ -1,7 +1,7 @@
 /* Telltale dashboard: progressive enhancement only. Every page works without this file;
-   with it, the app picker navigates on change, the overview's tables show share bars,
-   the live page streams, the segment builder edits the rules as a tree instead of
-   JSON, and funnel steps add and remove property filters in place. */
+   with it, the overview's tables show share bars, the live page streams, the segment
+   builder edits the rules as a tree instead of JSON, and funnel steps add and remove
+   property filters in place. */
 (function () {
   "use strict";
 
@@ -15,14 +15,15 @@
     return node;
   }
 
-  /* App picker ------------------------------------------------------------------- */
-  function picker() {
-    var select = document.getElementById("app-picker");
-    if (!select) return;
-    document.querySelectorAll("[data-hide-with-js]").forEach(function (n) { n.hidden = true; });
-    select.addEventListener("change", function () {
-      window.location.href = "/dashboard/apps/" + encodeURIComponent(select.value) + "/";
-    });
+  /* The app picker has no script: a select that navigated on change would leave the
+     page at the first arrow key (WCAG 3.2.2), so its form's Go button (or Enter)
+     chooses the app. */
+
+  /* A refused form's summary takes focus, so that a keyboard or screen-reader user
+     starts at the list of problems, whose links lead to each field. */
+  function errorSummary() {
+    var summary = document.querySelector("[data-error-summary]");
+    if (summary) summary.focus();
   }
 
   /* Overview share bars --------------------------------------------------------------
@@ -98,7 +99,6 @@
     button.addEventListener("click", function () {
       paused = !paused;
       button.setAttribute("aria-pressed", String(paused));
-      button.textContent = paused ? "Resume" : "Pause";
       if (!paused) { held.forEach(show); held = []; say("Live: newest first."); }
       else say("Paused.");
     });
@@ -109,8 +109,13 @@
   var KIND_LABELS = {
     has_done: "has done", has_not_done: "has not done", count: "did N times",
     first_done_within: "first did within days", last_done_within: "last did within days",
-    trait: "trait", not: "not", group: "group"
+    trait: "trait"
   };
+  /* The type select offers the leaf conditions only: "not" and "group" are buttons
+     (Negate, Wrap in a group), so that arrowing through the types, which fires a change
+     on each key, never nests the condition. */
+  var LEAF_KINDS = EVENT_KINDS.concat(["trait"]);
+  var MATCH_LABELS = { all: "all of", any: "any of" };
   var TEST_OPS = ["eq", "neq", "in", "not_in", "gt", "gte", "lt", "lte", "exists"];
   var COUNT_OPS = ["gt", "gte", "lt", "lte", "eq"];
   var uid = 0;
@@ -184,7 +189,6 @@
   }
   function blank(type) {
     if (type === "group") return { type: "group", match: "any", items: [blank("has_done")] };
-    if (type === "not") return { type: "not", item: blank("has_done") };
     if (type === "trait") return { type: "trait", key: "", tests: [{ key: "", op: "eq", value: "" }] };
     return { type: type, event: "", tests: [], days: type.indexOf("within") > 0 ? 7 : "", cmp: "gte", n: 1 };
   }
@@ -200,29 +204,46 @@
     if (Array.isArray(value)) return value.length ? value[0] : "";
     return value;
   }
-  /* A condition of another type keeps what was typed: an event condition its event,
-     filters and days; "not" and "group" take the condition in. */
+  /* A condition of another type keeps what was typed, and what it had typed in the
+     other family: an event condition its event, filters and days; a trait its key and
+     tests. Walking the types with the arrow keys (trait on the way) thus loses nothing:
+     back on an event type, the event is there again. `kept` is never sent. */
   function retyped(old, type) {
     if (old.type === type) return old;
-    if (type === "not") return { type: "not", item: old.type === "not" ? old.item : old };
-    if (type === "group") return { type: "group", match: "any", items: [old] };
     var node = blank(type);
-    var from = old.type === "not" ? old.item : old;
-    if (type !== "trait" && EVENT_KINDS.indexOf(from.type) >= 0) {
+    var kept = {};
+    Object.keys(old.kept || {}).forEach(function (k) { kept[k] = old.kept[k]; });
+    if (old.type === "trait") kept.trait = { key: old.key, tests: old.tests };
+    else kept.event = { type: old.type, event: old.event, tests: old.tests, days: old.days, cmp: old.cmp, n: old.n };
+    node.kept = kept;
+    if (type === "trait") {
+      if (kept.trait) { node.key = kept.trait.key; node.tests = kept.trait.tests; }
+      return node;
+    }
+    var from = kept.event;
+    if (from) {
       node.event = from.event;
       node.tests = from.tests;
+      // Days the old type required (first/last done within) are not carried into an
+      // optional window: that would narrow the new condition unasked.
       var within = type.indexOf("_within") > 0;
       if (from.days !== undefined && from.days !== null && from.days !== "" &&
           (within || from.type.indexOf("_within") < 0)) node.days = from.days;
-      if (from.type === "count" && type === "count") { node.cmp = from.cmp; node.n = from.n; }
+      node.cmp = from.cmp || node.cmp;
+      node.n = from.n === undefined ? node.n : from.n;
     }
     return node;
   }
 
-  function labelled(text, input) {
+  /* A label whose visible text is short ("event") and whose name says which condition
+     it belongs to ("Condition 2: event"), for a screen reader's list of fields. */
+  function labelled(text, input, prefix) {
     var id = "b" + (++uid);
     input.id = id;
-    return [el("label", { "for": id, text: text }), input];
+    var label = el("label", { "for": id });
+    if (prefix) label.appendChild(el("span", { "class": "sr", text: prefix + ": " }));
+    label.appendChild(document.createTextNode(text));
+    return [label, input];
   }
   function input(value, onchange, attrs) {
     var i = el("input", attrs || {});
@@ -240,6 +261,8 @@
     s.addEventListener("change", function () { onchange(s.value); });
     return s;
   }
+  /* A button's name starts with its visible text (WCAG 2.5.3: a voice user says what
+     they see) and goes on to say which condition it acts on. */
   function button(text, onclick, label) {
     var b = el("button", { type: "button", "class": "link", text: text });
     if (label) b.setAttribute("aria-label", label);
@@ -251,6 +274,7 @@
      its role) so that focus lands back on the control acted on, or the one it made,
      instead of falling to the page. */
   function keyed(node, key) { node.setAttribute("data-focus", key); return node; }
+  function append(parent, nodes) { nodes.forEach(function (n) { parent.appendChild(n); }); }
 
   function builder() {
     var box = document.querySelector("[data-builder]");
@@ -263,101 +287,144 @@
       if (root.type !== "group") throw new Error("not a group");
     } catch (err) { return; /* the JSON stays the editor */ }
     box.hidden = false;
+    // Conditions and groups are numbered in reading order on each drawing, for the
+    // legends and the fields' names.
+    var counts;
     function sync() {
       var text = JSON.stringify(toJSON(root));
       area.value = text;
       if (copy) copy.value = text;
     }
     function rerender(focus) {
+      counts = { condition: 0, group: 0 };
       box.textContent = "";
-      box.appendChild(render(root, null, "r"));
+      box.appendChild(render(root, null, "r", 0));
       sync();
       var target = focus && box.querySelector('[data-focus="' + focus + '"]');
       if (target) target.focus();
     }
-    function testRows(node, holder, path) {
-      var more = path + ":" + (node.type === "trait" ? "add-test" : "add-filter");
+    function testRows(node, holder, path, name) {
+      var trait = node.type === "trait";
+      var more = path + ":" + (trait ? "add-test" : "add-filter");
       node.tests.forEach(function (t, i) {
         var at = path + ".t" + i;
+        var what = (trait ? "test " : "filter ") + (i + 1);
+        var prefix = name + ", " + what;
         var row = el("div", { "class": "builder-row" });
-        if (node.type !== "trait") labelled("where", keyed(input(t.key, function (v) { t.key = v; sync(); }, { placeholder: "property" }), at + ":key")).forEach(function (n) { row.appendChild(n); });
-        labelled("test", keyed(select(TEST_OPS, t.op, function (v) {
+        if (!trait) append(row, labelled("where", keyed(input(t.key, function (v) { t.key = v; sync(); }, { placeholder: "property" }), at + ":key"), prefix));
+        append(row, labelled("test", keyed(select(TEST_OPS, t.op, function (v) {
           t.value = converted(t.value, v);
           t.op = v;
           rerender(at + ":op");
-        }), at + ":op")).forEach(function (n) { row.appendChild(n); });
+        }), at + ":op"), prefix));
         // A value of another type than the operator takes (hand-written JSON) is shown
         // as text rather than refused: the Query API names it when the rules are run.
         var val = isList(t.op) && Array.isArray(t.value) ? t.value.map(show).join(", ") : t.value;
-        labelled("value", input(val, function (v) {
+        append(row, labelled("value", input(val, function (v) {
           if (isList(t.op)) t.value = v.split(",").map(function (x) { return scalar(x.trim()); }).filter(function (x) { return x !== ""; });
           else if (t.op === "exists") t.value = v !== "false";
           else t.value = scalar(v);
           sync();
-        }, { "class": "narrow" })).forEach(function (n) { row.appendChild(n); });
-        if (node.type !== "trait" || node.tests.length > 1) row.appendChild(button("remove test", function () { node.tests.splice(i, 1); rerender(more); }, "Remove this test"));
+        }, { "class": "narrow" }), prefix));
+        if (!trait || node.tests.length > 1) {
+          var verb = trait ? "Remove test" : "Remove filter";
+          row.appendChild(button(verb, function () { node.tests.splice(i, 1); rerender(more); },
+            verb + " " + (i + 1) + " of " + name.toLowerCase()));
+        }
         holder.appendChild(row);
       });
     }
-    function render(node, remove, path) {
-      var wrap = el("div", { "class": "builder-group" });
-      var head = el("div", { "class": "builder-row" });
-      if (remove) {
-        labelled("Condition", keyed(select(["has_done", "has_not_done", "count", "first_done_within", "last_done_within", "trait", "not", "group"], node.type, function (v) {
-          remove(retyped(node, v), path + ":kind");
-        }, KIND_LABELS), path + ":kind")).forEach(function (n) { head.appendChild(n); });
+    /* A condition or group, drawn into a fieldset whose legend numbers it. `replace`
+       puts another node (or, given null, nothing) in its place: null for the root.
+       `negated` is the number of the negation the node is drawn inside, else 0: a
+       condition there shares the negation's fieldset and number, and the negation
+       holds the buttons that act on the pair. */
+    function render(node, replace, path, negated) {
+      var isGroup = node.type === "group";
+      var no = negated && !isGroup ? negated : ++counts[isGroup ? "group" : "condition"];
+      var name = (isGroup ? "Group " : "Condition ") + no;
+      var wrap, legend;
+      if (negated && !isGroup) wrap = el("div", {});
+      else {
+        wrap = el("fieldset", { "class": "builder-group" });
+        legend = el("legend", { text: isGroup ? name + " (" + MATCH_LABELS[node.match] + ")" : node.type === "not" ? name + " (negated)" : name });
+        wrap.appendChild(legend);
       }
+      var head = el("div", { "class": "builder-row" });
       wrap.appendChild(head);
-      if (node.type === "group") {
-        labelled(remove ? "match" : "People who match", select(["all", "any"], node.match, function (v) { node.match = v; sync(); }, { all: "all of", any: "any of" })).forEach(function (n) { head.appendChild(n); });
+      if (node.type === "not") {
+        wrap.appendChild(render(node.item, function (replacement, focus) {
+          node.item = replacement || blank("has_done");
+          rerender(focus);
+        }, path + ".n", no));
+      } else if (isGroup) {
+        append(head, labelled(replace ? "match" : "People who match", keyed(select(["all", "any"], node.match, function (v) {
+          node.match = v;
+          legend.textContent = name + " (" + MATCH_LABELS[v] + ")";
+          sync();
+        }, MATCH_LABELS), path + ":match"), name));
         node.items.forEach(function (child, i) {
           wrap.appendChild(render(child, function (replacement, focus) {
             if (replacement === null) node.items.splice(i, 1); else node.items[i] = replacement;
             rerender(focus);
-          }, path + "." + i));
+          }, path + "." + i, 0));
         });
         var add = el("div", { "class": "builder-row" });
+        var into = " in " + name.toLowerCase();
         add.appendChild(keyed(button("+ condition", function () {
           node.items.push(blank("has_done"));
           rerender(path + "." + (node.items.length - 1) + ":kind");
-        }), path + ":add-condition"));
+        }, "+ condition" + into), path + ":add-condition"));
         add.appendChild(keyed(button("+ group", function () {
           node.items.push(blank("group"));
-          rerender(path + "." + (node.items.length - 1) + ":kind");
-        }), path + ":add-group"));
+          rerender(path + "." + (node.items.length - 1) + ":match");
+        }, "+ group" + into), path + ":add-group"));
         wrap.appendChild(add);
-      } else if (node.type === "not") {
-        wrap.appendChild(render(node.item, function (replacement, focus) {
-          node.item = replacement || blank("has_done");
-          rerender(focus);
-        }, path + ".n"));
-      } else if (node.type === "trait") {
-        labelled("key", input(node.key, function (v) { node.key = v; node.tests.forEach(function (t) { t.key = v; }); sync(); }, { placeholder: "e.g. plan" })).forEach(function (n) { head.appendChild(n); });
-        testRows(node, wrap, path);
-        wrap.appendChild(keyed(button("+ test", function () {
-          node.tests.push({ key: node.key, op: "eq", value: "" });
-          rerender(path + ".t" + (node.tests.length - 1) + ":op");
-        }), path + ":add-test"));
       } else {
-        labelled("event", input(node.event, function (v) { node.event = v; sync(); }, { placeholder: "event name" })).forEach(function (n) { head.appendChild(n); });
-        if (node.type === "count") {
-          labelled("times", select(COUNT_OPS, node.cmp, function (v) { node.cmp = v; sync(); })).forEach(function (n) { head.appendChild(n); });
-          head.appendChild(input(node.n, function (v) { node.n = v; sync(); }, { "class": "narrow", "aria-label": "count", inputmode: "numeric" }));
+        append(head, labelled("type", keyed(select(LEAF_KINDS, node.type, function (v) {
+          replace(retyped(node, v), path + ":kind");
+        }, KIND_LABELS), path + ":kind"), name));
+        if (node.type === "trait") {
+          append(head, labelled("key", input(node.key, function (v) { node.key = v; node.tests.forEach(function (t) { t.key = v; }); sync(); }, { placeholder: "e.g. plan" }), name));
+          testRows(node, wrap, path, name);
+          wrap.appendChild(keyed(button("+ test", function () {
+            node.tests.push({ key: node.key, op: "eq", value: "" });
+            rerender(path + ".t" + (node.tests.length - 1) + ":op");
+          }, "+ test for " + name.toLowerCase()), path + ":add-test"));
+        } else {
+          append(head, labelled("event", input(node.event, function (v) { node.event = v; sync(); }, { placeholder: "event name" }), name));
+          if (node.type === "count") {
+            append(head, labelled("times", select(COUNT_OPS, node.cmp, function (v) { node.cmp = v; sync(); }), name));
+            append(head, labelled("count", input(node.n, function (v) { node.n = v; sync(); }, { "class": "narrow", inputmode: "numeric" }), name));
+          }
+          var within = node.type.indexOf("_within") > 0 ? "days" : "within days (optional)";
+          append(head, labelled(within, input(node.days, function (v) { node.days = v; sync(); }, { "class": "narrow", inputmode: "decimal" }), name));
+          testRows(node, wrap, path, name);
+          wrap.appendChild(keyed(button("+ property filter", function () {
+            node.tests.push({ key: "", op: "eq", value: "" });
+            rerender(path + ".t" + (node.tests.length - 1) + ":key");
+          }, "+ property filter for " + name.toLowerCase()), path + ":add-filter"));
         }
-        var within = node.type.indexOf("_within") > 0 ? "days" : "within days (optional)";
-        labelled(within, input(node.days, function (v) { node.days = v; sync(); }, { "class": "narrow", inputmode: "decimal" })).forEach(function (n) { head.appendChild(n); });
-        testRows(node, wrap, path);
-        wrap.appendChild(keyed(button("+ property filter", function () {
-          node.tests.push({ key: "", op: "eq", value: "" });
-          rerender(path + ".t" + (node.tests.length - 1) + ":key");
-        }), path + ":add-filter"));
       }
-      if (remove) {
-        // Removed, a condition leaves focus on its group's "+ condition" (a "not" keeps
-        // its place: it takes a blank condition).
+      if (replace && !negated) {
+        var acts = el("div", { "class": "builder-row" });
+        var what = name.toLowerCase();
+        if (node.type === "not") {
+          acts.appendChild(keyed(button("Remove negation", function () {
+            replace(node.item, path + (node.item.type === "group" ? ":match" : ":negate"));
+          }, "Remove negation of " + what), path + ":unnegate"));
+        } else {
+          acts.appendChild(keyed(button("Negate", function () {
+            replace({ type: "not", item: node }, path + ":unnegate");
+          }, "Negate " + what), path + ":negate"));
+          acts.appendChild(keyed(button("Wrap in a group", function () {
+            replace({ type: "group", match: "any", items: [node] }, path + ":match");
+          }, "Wrap in a group: " + what), path + ":wrap"));
+        }
+        // Removed, a condition leaves focus on its group's "+ condition".
         var parent = path.slice(0, path.lastIndexOf("."));
-        var after = /\.n$/.test(path) ? path + ":kind" : parent + ":add-condition";
-        head.appendChild(button("remove", function () { remove(null, after); }, "Remove this condition"));
+        acts.appendChild(button("Remove", function () { replace(null, parent + ":add-condition"); }, "Remove " + what));
+        wrap.appendChild(acts);
       }
       return wrap;
     }
@@ -406,6 +473,6 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    picker(); shareBars(); periodDates(); live(); builder(); funnelFilters();
+    errorSummary(); shareBars(); periodDates(); live(); builder(); funnelFilters();
   });
 })();
