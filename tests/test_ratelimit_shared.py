@@ -4,6 +4,7 @@ the configured rate; none asks the database on a request."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from collector.ingest.ratelimit import SYNC_S, RateLimiter
 from collector.store import Store, open_store
 from collector.store.sqlite.store import SQLiteStore
+from tests.dbrows import rows
 
 
 def run(
@@ -97,3 +99,40 @@ def test_a_shared_bucket_takes_refunds_up_to_its_capacity(store: Store) -> None:
     )
     store.share_rate_usage([(slow[0], -5.0, slow[2], slow[3])])  # a success clears it
     assert store.share_rate_usage([slow])[slow[0]] == pytest.approx(4.0, abs=0.01)
+
+
+def test_a_quiet_collector_still_sweeps_refilled_buckets(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A per-IP bucket's key holds a visitor's address: once refilled, the row goes even
+    # if this process spends nothing more (no request would have swept it).
+    from collector.ingest import ratesync
+    from collector.store.postgres import primitives
+
+    monkeypatch.setattr(primitives, "RATE_SWEEP_S", 0.0)
+    store = open_store(pg_url)
+    store.migrate()
+    key = "ip\x1fapp_quiet\x1f203.0.113.7"
+
+    def keys() -> list[str]:
+        return [r[0] for r in rows(pg_url, "SELECT key FROM rate_buckets") if "app_quiet" in r[0]]
+
+    async def quiet_for_a_while() -> None:
+        task = asyncio.create_task(
+            ratesync.share_limits(store, RateLimiter, interval=0.05, idle_sweep=0.1)
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while keys() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        finally:
+            task.cancel()
+
+    try:
+        # One token spent from a bucket that refills 1,000 a second: refilled at once.
+        store.share_rate_usage([(key, 1.0, 1000.0, 10.0)])
+        assert keys() == [key]
+        asyncio.run(quiet_for_a_while())
+        assert keys() == []
+    finally:
+        store.close()
