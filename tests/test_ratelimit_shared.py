@@ -109,7 +109,10 @@ def test_a_quiet_collector_still_sweeps_refilled_buckets(
     from collector.ingest import ratesync
     from collector.store.postgres import primitives
 
-    monkeypatch.setattr(primitives, "RATE_SWEEP_S", 0.0)
+    # No sweep while the bucket is made; then one on every call, so the test waits on
+    # the quiet loop's call only.
+    monkeypatch.setattr(primitives, "RATE_SWEEP_S", 1e9)
+    monkeypatch.setattr(primitives, "_sweep", {"at": time.monotonic()})
     store = open_store(pg_url)
     store.migrate()
     key = "ip\x1fapp_quiet\x1f203.0.113.7"
@@ -132,6 +135,7 @@ def test_a_quiet_collector_still_sweeps_refilled_buckets(
         # One token spent from a bucket that refills 1,000 a second: refilled at once.
         store.share_rate_usage([(key, 1.0, 1000.0, 10.0)])
         assert keys() == [key]
+        monkeypatch.setattr(primitives, "RATE_SWEEP_S", 0.0)
         asyncio.run(quiet_for_a_while())
         assert keys() == []
     finally:
