@@ -20,6 +20,7 @@ from collector.dashboard import accounts
 from collector.ingest.enrich import forwarded_https
 from collector.models import App
 from collector.timeutil import now_ms
+from collector.web.api import nul_parameters, read_capped
 from collector.web.api import run_query as _run
 
 if TYPE_CHECKING:
@@ -179,29 +180,14 @@ async def read_form(request: Request, limit: int = MAX_FORM_BODY) -> FormData:
     """The form, its body read chunk by chunk and refused (BadForm, 413) as soon as it
     passes `limit`, whatever Content-Length says; a value holding NUL is refused (400)."""
     too_large = BadForm(413, f"This form is over {limit // 1024} KB.")
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
     # Starlette's own cache of the body, which form() then parses instead of the stream
     # (already consumed).
-    request._body = b"".join(chunks)
+    request._body = await read_capped(request, limit, too_large)
     form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
     nul = sorted({name for name, value in form.multi_items() if "\x00" in str(value)})
     if nul:
         raise BadForm(400, f"{', '.join(nul)}: must not contain NUL characters.")
     return form
-
-
-def _nul_parameters(request: Request) -> list[str]:
-    params = [*request.query_params.multi_items(), *request.path_params.items()]
-    return sorted({name for name, value in params if "\x00" in str(value)})
 
 
 def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -216,7 +202,7 @@ def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
                 return error_page(request, 403, "Your session has ended: log in again.", None)
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return redirect("/dashboard/login" + query_string({"next": target}))
-        nul = _nul_parameters(request)
+        nul = nul_parameters(request)
         if nul:
             message = f"{', '.join(nul)}: must not contain NUL characters."
             return error_page(request, 400, message, session)

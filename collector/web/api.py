@@ -99,8 +99,7 @@ def _app(request: Request, accepts: Collection[str] = ()) -> App:
                 for n in unknown
             ]
         )
-    params = [*request.query_params.multi_items(), *request.path_params.items()]
-    nul = sorted({name for name, value in params if "\x00" in str(value)})
+    nul = nul_parameters(request)
     if nul:
         raise InvalidRequest(
             errors=[field_error(n, "must not contain NUL characters") for n in nul]
@@ -108,23 +107,36 @@ def _app(request: Request, accepts: Collection[str] = ()) -> App:
     return caller.app
 
 
-async def _json_body(request: Request) -> Any:
-    """The JSON body, read chunk by chunk and refused as soon as it passes MAX_QUERY_BODY:
-    a client announcing or sending gigabytes costs no more memory than the cap."""
-    too_large = PayloadTooLarge(
-        errors=[field_error("body", f"is over {MAX_QUERY_BODY // 1024} KB")]
-    )
+def nul_parameters(request: Request) -> list[str]:
+    """The query and path parameters whose value holds a NUL, by name (the query API and
+    the dashboard refuse them)."""
+    params = [*request.query_params.multi_items(), *request.path_params.items()]
+    return sorted({name for name, value in params if "\x00" in str(value)})
+
+
+async def read_capped(request: Request, limit: int, too_large: Exception) -> bytes:
+    """The body, read chunk by chunk; `too_large` is raised as soon as it passes `limit`
+    (at once when Content-Length says it will): a client announcing or sending gigabytes
+    costs no more memory than the cap."""
     length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_QUERY_BODY:
+    if length.isdigit() and int(length) > limit:
         raise too_large
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_QUERY_BODY:
+        if size > limit:
             raise too_large
         chunks.append(chunk)
-    body = b"".join(chunks)
+    return b"".join(chunks)
+
+
+async def _json_body(request: Request) -> Any:
+    """The JSON body, refused past MAX_QUERY_BODY."""
+    too_large = PayloadTooLarge(
+        errors=[field_error("body", f"is over {MAX_QUERY_BODY // 1024} KB")]
+    )
+    body = await read_capped(request, MAX_QUERY_BODY, too_large)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
