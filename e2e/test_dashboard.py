@@ -77,11 +77,11 @@ def _page_view(
     return event
 
 
-@pytest.fixture(scope="module")
-def admin(collector: Collector) -> str:
+def create_admin(collector: Collector, email: str, password: str) -> None:
+    """An admin of the collector's database, made as an operator would (the CLI)."""
     done = subprocess.run(
-        [sys.executable, "-m", "collector", "admins", "create", EMAIL, "--password-stdin"],
-        input=PASSWORD + "\n",
+        [sys.executable, "-m", "collector", "admins", "create", email, "--password-stdin"],
+        input=password + "\n",
         cwd=ROOT,
         env={**collector.env},
         capture_output=True,
@@ -89,6 +89,11 @@ def admin(collector: Collector) -> str:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture(scope="module")
+def admin(collector: Collector) -> str:
+    create_admin(collector, EMAIL, PASSWORD)
     return EMAIL
 
 

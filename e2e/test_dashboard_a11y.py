@@ -5,8 +5,6 @@ in e2e/test_dashboard.py."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -14,7 +12,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from e2e.harness import ROOT, Collector
-from e2e.test_dashboard import CHROME, IPHONE, _page_view, _post
+from e2e.test_dashboard import CHROME, IPHONE, _page_view, _post, create_admin
 
 pytestmark = pytest.mark.e2e
 
@@ -29,16 +27,7 @@ VIEWPORTS = {"desktop": (1280, 800), "320px": (320, 640)}
 def base(collector: Collector) -> str:
     """An admin and an app with a visitor who signs up and buys (so that the overview,
     people, person and funnel pages have rows); the app's dashboard URL."""
-    done = subprocess.run(
-        [sys.executable, "-m", "collector", "admins", "create", EMAIL, "--password-stdin"],
-        input=PASSWORD + "\n",
-        cwd=ROOT,
-        env={**collector.env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
+    create_admin(collector, EMAIL, PASSWORD)
     app = collector.create_app("https://shop.example.com")
     now = int(time.time() * 1000) - 600_000
     _post(
